@@ -1,0 +1,3 @@
+//! `stampede-broker`: the production STOMP broker.
+
+fn main() {}

@@ -1,0 +1,142 @@
+//! Settings of the broker core. Every limit has its unit last in its name.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::FrameLimits;
+
+/// Everything the sans-IO core needs to know, with production defaults.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreConfig {
+    /// Name of this broker: shown in CONNECTED `server`, part of message ids, and the
+    /// broker's identity in a network of brokers. Must be unique within a network.
+    pub broker_name: String,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// Heart-beat negotiation and dead-peer detection.
+    pub heartbeat: HeartbeatConfig,
+    /// What to do when a connection's outbound buffer is full.
+    pub slow_consumer_policy: SlowConsumerPolicy,
+    /// Queue that receives messages NACKed with `requeue:false` or redelivered more than
+    /// `limits.redeliveries_max` times (ActiveMQ's name, so ActiveMQ users find it).
+    pub dead_letter_queue: String,
+    /// Default `activemq.prefetchSize` for queue subscriptions in client ack modes.
+    pub queue_prefetch_default: usize,
+    /// Default prefetch for topic subscriptions in client ack modes.
+    pub topic_prefetch_default: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            broker_name: "stampede".to_owned(),
+            limits: Limits::default(),
+            heartbeat: HeartbeatConfig::default(),
+            slow_consumer_policy: SlowConsumerPolicy::Disconnect,
+            dead_letter_queue: "ActiveMQ.DLQ".to_owned(),
+            queue_prefetch_default: 1000,
+            topic_prefetch_default: 32767,
+        }
+    }
+}
+
+/// Named limits. Every queue in the broker is bounded by one of these.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Whole frame (command line, headers and body) in bytes.
+    pub frame_bytes_max: usize,
+    /// Header lines in one frame.
+    pub header_count_max: usize,
+    /// Bytes in one header line.
+    pub header_line_bytes_max: usize,
+    /// Bytes in one frame body.
+    pub body_bytes_max: usize,
+    /// Open connections (enforced by the server shell).
+    pub connections_max: usize,
+    /// Subscriptions one connection may hold.
+    pub subscriptions_per_connection_max: usize,
+    /// Open transactions one connection may hold.
+    pub transactions_per_connection_max: usize,
+    /// Frames (SEND and ACK) buffered in one open transaction.
+    pub transaction_frames_max: usize,
+    /// Queues and topics that may exist at once.
+    pub destinations_max: usize,
+    /// Messages one queue may hold before SENDs to it are refused.
+    pub queue_messages_max: usize,
+    /// Frames queued towards one connection that it has not yet taken off the wire.
+    pub outbound_frames_max: usize,
+    /// Upper bound on a subscription's `activemq.prefetchSize`.
+    pub prefetch_max: usize,
+    /// A new connection must send CONNECT within this time.
+    pub connect_timeout_ms: u64,
+    /// Deliveries of one message before it goes to the dead-letter queue.
+    pub redeliveries_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let frame = FrameLimits::default();
+        Limits {
+            frame_bytes_max: frame.frame_bytes_max,
+            header_count_max: frame.header_count_max,
+            header_line_bytes_max: frame.header_line_bytes_max,
+            body_bytes_max: frame.body_bytes_max,
+            connections_max: 10_000,
+            subscriptions_per_connection_max: 1_000,
+            transactions_per_connection_max: 100,
+            transaction_frames_max: 10_000,
+            destinations_max: 100_000,
+            queue_messages_max: 100_000,
+            outbound_frames_max: 1_000,
+            prefetch_max: 32_767,
+            connect_timeout_ms: 30_000,
+            redeliveries_max: 6,
+        }
+    }
+}
+
+impl Limits {
+    /// The subset of limits the frame decoder enforces.
+    pub fn frame(&self) -> FrameLimits {
+        FrameLimits {
+            frame_bytes_max: self.frame_bytes_max,
+            header_count_max: self.header_count_max,
+            header_line_bytes_max: self.header_line_bytes_max,
+            body_bytes_max: self.body_bytes_max,
+        }
+    }
+}
+
+/// Heart-beat settings. The broker accepts the intervals a client proposes, as ActiveMQ
+/// does (it answers `heart-beat:<cy>,<cx>`), raised to at least `interval_ms_min`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Shortest interval the broker agrees to, in either direction.
+    pub interval_ms_min: u64,
+    /// A client is declared dead after `grace_factor` × its send interval of silence.
+    pub grace_factor: f64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval_ms_min: 1_000,
+            grace_factor: 1.5,
+        }
+    }
+}
+
+/// What happens when a connection stops taking frames off the wire and its outbound
+/// buffer (`limits.outbound_frames_max`) is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlowConsumerPolicy {
+    /// Send an ERROR and close the connection; its unacknowledged queue messages are
+    /// redelivered to other consumers.
+    Disconnect,
+    /// Keep the connection and drop topic messages for it (counted). Queue messages are
+    /// never dropped: they wait in the queue or go to other consumers.
+    DropTopicMessages,
+}

@@ -1,0 +1,5 @@
+//! The broker state machine (sans-IO).
+
+mod config;
+
+pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};

@@ -1,0 +1,23 @@
+//! Stampede's STOMP broker: protocol, sans-IO core, tokio server shell.
+//!
+//! # Layout
+//!
+//! - [`proto`]: STOMP 1.0–1.2 frames and the incremental codec (bytes ↔ [`proto::Frame`]).
+//! - [`destination`]: destination names (`/queue/…`, `/topic/…`, temporary) and `*`/`>`
+//!   wildcard patterns.
+//! - [`selector`]: JMS selectors, parsed once and evaluated against message headers.
+//! - [`security`]: users, groups and the ActiveMQ-style authorization map.
+//! - [`core`]: the broker state machine. Frames and `now` go in, frames to send come out;
+//!   it never reads a clock, spawns a task or touches a socket.
+//! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
+//! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
+//! - [`config`]: the TOML configuration file.
+
+pub mod config;
+pub mod core;
+pub mod destination;
+pub mod net;
+pub mod proto;
+pub mod security;
+pub mod selector;
+pub mod server;
