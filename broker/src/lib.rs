@@ -11,8 +11,10 @@
 //!   it never reads a clock, spawns a task or touches a socket.
 //! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
 //! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
+//! - [`client`]: the failover STOMP client (server pools, reconnect policies).
 //! - [`config`]: the TOML configuration file.
 
+pub mod client;
 pub mod config;
 pub mod core;
 pub mod destination;

@@ -1,0 +1,1 @@
+//! The failover STOMP client: server lists, reconnect policies, session and driver.
