@@ -1,5 +1,261 @@
 //! The broker state machine (sans-IO).
+//!
+//! [`Broker`] owns every session, subscription, queue and topic. Its shell (the tokio
+//! server, or a test) feeds it events through `handle_*` methods, each taking the current
+//! time `now_ms` (epoch milliseconds), and then drains [`Output`]s with
+//! [`Broker::poll_output`] and asks [`Broker::poll_timeout`] when to call
+//! [`Broker::handle_timeout`] next. The core never reads a clock, never spawns and never
+//! touches a socket, so the same code runs in production and in the simulator and every
+//! run is reproducible from its inputs.
+//!
+//! # Flow control
+//!
+//! Every frame the core emits for a connection counts against that connection's
+//! `limits.outbound_frames_max` until the shell reports it written with
+//! [`Broker::handle_flushed`]. Queue messages are only dispatched to a connection with
+//! room, so a slow consumer holds back only its own share; topic messages that find no
+//! room trigger the [`SlowConsumerPolicy`]. Queue messages delivered in `auto` ack mode
+//! count as consumed only once written: if the connection dies first they are redelivered.
 
 mod config;
+mod dispatch;
+mod ids;
+mod message;
+mod session;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use bytestring::ByteString;
 
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
+pub use ids::ConnId;
+pub use message::{DEFAULT_PRIORITY, Delivery, Message};
+
+use crate::proto::{Frame, Version};
+use crate::security::Security;
+use dispatch::{Queue, QueueKey, Subscription, TopicIndex};
+use ids::SubKey;
+use session::Conn;
+
+/// A frame on its way to a connection.
+#[derive(Clone, Debug)]
+pub enum OutFrame {
+    /// CONNECTED, RECEIPT or ERROR.
+    Control(Frame),
+    /// A MESSAGE for a subscription.
+    Message(Delivery),
+    /// A heart-beat end-of-line.
+    HeartBeat,
+}
+
+/// What the core asks its shell to do.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Write `frame` to `conn`, encoded for `version`. Report it written with
+    /// [`Broker::handle_flushed`].
+    Send {
+        /// Target connection.
+        conn: ConnId,
+        /// Protocol version to encode with.
+        version: Version,
+        /// The frame.
+        frame: OutFrame,
+    },
+    /// Write what is queued for `conn`, then close it. The core has already forgotten the
+    /// connection; later events for it are ignored.
+    Close {
+        /// The connection to close.
+        conn: ConnId,
+    },
+}
+
+/// Counters for reports and logs. All monotonic except the gauges noted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections_opened: u64,
+    /// Sessions that completed CONNECT.
+    pub sessions_connected: u64,
+    /// Gauge: connections currently open.
+    pub connections_current: u64,
+    /// SEND frames accepted (transactional ones when committed).
+    pub messages_received: u64,
+    /// MESSAGE frames emitted.
+    pub messages_delivered: u64,
+    /// Messages dropped because they expired.
+    pub messages_expired: u64,
+    /// Topic messages dropped for slow consumers.
+    pub messages_dropped_slow: u64,
+    /// Messages moved to the dead-letter queue.
+    pub messages_dead_lettered: u64,
+    /// Deliveries that were redeliveries.
+    pub messages_redelivered: u64,
+    /// SENDs refused (authorization, full queue).
+    pub sends_refused: u64,
+    /// ERROR frames sent.
+    pub errors_sent: u64,
+    /// Connections closed for missing heart-beats.
+    pub heartbeat_timeouts: u64,
+    /// Connections closed by the slow-consumer policy.
+    pub slow_consumer_disconnects: u64,
+    /// Gauge: queues that exist now.
+    pub queues_current: u64,
+    /// Gauge: messages waiting in queues (not yet dispatched).
+    pub queued_current: u64,
+}
+
+/// A timer the core set for itself.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// CONNECT must have arrived.
+    ConnectDeadline(ConnId),
+    /// Time to check whether a heart-beat must be sent.
+    HeartBeatSend(ConnId),
+    /// Time to check whether the peer went silent.
+    HeartBeatRecv(ConnId),
+    /// A queued message may have expired.
+    Expiry(QueueKey),
+}
+
+/// The broker state machine. See the module documentation.
+pub struct Broker {
+    config: CoreConfig,
+    security: Security,
+    /// Epoch milliseconds at construction; part of every id so that ids differ between
+    /// incarnations of a broker with the same name.
+    incarnation: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    subs: BTreeMap<SubKey, Subscription>,
+    queues: BTreeMap<QueueKey, Queue>,
+    topics: TopicIndex,
+    /// Wildcard subscriptions on queues, attached to every matching queue as it appears.
+    queue_wildcard_subs: BTreeSet<SubKey>,
+    timers: BTreeSet<(u64, u64, Timer)>,
+    timer_seq: u64,
+    outputs: VecDeque<Output>,
+    /// The time of the event being handled.
+    now_ms: u64,
+    /// Subscriptions that may have become ready and must be drained.
+    pending_drains: Vec<SubKey>,
+    /// Broker-wide arrival counter for queue entries.
+    next_entry: u64,
+    /// Increases with every dispatch; the least recently served consumer wins ties.
+    dispatch_clock: u64,
+    next_sub: u64,
+    next_message: u64,
+    next_delivery: u64,
+    stats: Stats,
+}
+
+impl Broker {
+    /// A broker with no connections. `now_ms` marks its incarnation.
+    pub fn new(config: CoreConfig, security: Security, now_ms: u64) -> Broker {
+        Broker {
+            config,
+            security,
+            incarnation: now_ms,
+            conns: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            topics: TopicIndex::default(),
+            queue_wildcard_subs: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            timer_seq: 0,
+            outputs: VecDeque::new(),
+            now_ms,
+            pending_drains: Vec::new(),
+            next_entry: 0,
+            dispatch_clock: 0,
+            next_sub: 0,
+            next_message: 0,
+            next_delivery: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.connections_current = self.conns.len() as u64;
+        s.queues_current = self.queues.len() as u64;
+        s.queued_current = self.queues.values().map(|q| q.pending_len() as u64).sum();
+        s
+    }
+
+    /// Number of subscriptions currently open (all connections).
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Messages waiting (undispatched) in the queue named `name`, if it exists.
+    pub fn queue_depth(&self, name: &str) -> Option<usize> {
+        self.queues
+            .get(&QueueKey::queue(name))
+            .map(Queue::pending_len)
+    }
+
+    /// The next output, if any. Call until `None` after every `handle_*`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Broker::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.first().map(|(at, _, _)| *at)
+    }
+
+    /// Advances timers: heart-beats, dead peers, CONNECT deadlines, message expiry.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        while let Some((at, _, _)) = self.timers.first() {
+            if *at > now_ms {
+                break;
+            }
+            let Some((_, _, timer)) = self.timers.pop_first() else {
+                break;
+            };
+            match timer {
+                Timer::ConnectDeadline(conn) => self.connect_deadline(now_ms, conn),
+                Timer::HeartBeatSend(conn) => self.heartbeat_send_check(now_ms, conn),
+                Timer::HeartBeatRecv(conn) => self.heartbeat_recv_check(now_ms, conn),
+                Timer::Expiry(key) => self.expire_queue(now_ms, &key),
+            }
+        }
+    }
+
+    fn set_timer(&mut self, at_ms: u64, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at_ms, self.timer_seq, timer));
+    }
+
+    fn message_id(&mut self) -> ByteString {
+        self.next_message += 1;
+        ByteString::from(format!(
+            "ID:{}-{}-{}",
+            self.config.broker_name, self.incarnation, self.next_message
+        ))
+    }
+
+    /// Queues `frame` for `conn` and counts it against the connection's outbound room.
+    fn emit(&mut self, conn_id: ConnId, frame: OutFrame) {
+        self.emit_tracked(conn_id, frame, None);
+    }
+
+    fn emit_control(&mut self, conn: ConnId, frame: Frame) {
+        self.emit(conn, OutFrame::Control(frame));
+    }
+}
+
+/// Shared handle to a message, as queues and deliveries hold it.
+pub(crate) type SharedMessage = Arc<Message>;

@@ -1,0 +1,398 @@
+//! Sessions: connection lifecycle, CONNECT negotiation, heart-beats, frame routing,
+//! errors and teardown.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use super::dispatch::{QueueKey, TxOp};
+use super::ids::{ConnId, EntryKey, SubKey};
+use super::{Broker, OutFrame, Output, SharedMessage, Timer};
+use crate::destination::Kind;
+use crate::proto::{Command, DecodeError, Frame, Version};
+use crate::security::Principal;
+
+/// Server name sent in CONNECTED.
+const SERVER: &str = concat!("stampede/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    AwaitingConnect,
+    Connected,
+}
+
+/// A queue message written in `auto` ack mode but not yet reported flushed: if the
+/// connection dies first, it goes back to its queue.
+#[derive(Debug)]
+pub(super) struct Unflushed {
+    pub(super) queue: QueueKey,
+    pub(super) key: EntryKey,
+    pub(super) message: SharedMessage,
+    pub(super) redeliveries: u32,
+}
+
+/// One client connection.
+pub(super) struct Conn {
+    pub(super) state: State,
+    pub(super) version: Version,
+    pub(super) principal: Option<Principal>,
+    pub(super) peer: String,
+    /// Subscriptions by the id the client uses (the destination for 1.0 without `id`).
+    pub(super) subs: BTreeMap<ByteString, SubKey>,
+    /// Delivery tags of unacknowledged client-mode deliveries, to their subscription.
+    pub(super) tags: BTreeMap<u64, SubKey>,
+    pub(super) txs: BTreeMap<ByteString, Vec<TxOp>>,
+    /// Temporary destinations this connection created: (kind, local name) → internal name.
+    pub(super) temps: BTreeMap<(Kind, Arc<str>), Arc<str>>,
+    /// Frames emitted and not yet reported flushed.
+    pub(super) outbound_frames: usize,
+    /// One slot per emitted frame, in order; `Some` for auto-ack queue deliveries.
+    pub(super) inflight: VecDeque<Option<Unflushed>>,
+    pub(super) hb_send_ms: u64,
+    pub(super) hb_recv_ms: u64,
+    pub(super) last_sent_ms: u64,
+    pub(super) last_recv_ms: u64,
+}
+
+impl Conn {
+    pub(super) fn has_room(&self, outbound_frames_max: usize) -> bool {
+        self.outbound_frames < outbound_frames_max
+    }
+}
+
+/// How a frame's processing failed.
+#[derive(Debug)]
+pub(super) enum FrameError {
+    /// Bad input: ERROR, then close.
+    Fatal(String),
+    /// A refused operation on a healthy session (authorization, full queue): ERROR, and
+    /// the connection stays open, as ActiveMQ does.
+    Refused(String),
+}
+
+pub(super) type FrameResult = Result<(), FrameError>;
+
+pub(super) fn fatal<T>(msg: impl Into<String>) -> Result<T, FrameError> {
+    Err(FrameError::Fatal(msg.into()))
+}
+
+impl Broker {
+    /// A connection was accepted. `peer` is for logs and error messages.
+    pub fn handle_open(&mut self, now_ms: u64, conn: ConnId, peer: &str) {
+        self.stats.connections_opened += 1;
+        self.conns.insert(
+            conn,
+            Conn {
+                state: State::AwaitingConnect,
+                version: Version::V1_0,
+                principal: None,
+                peer: peer.to_owned(),
+                subs: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                txs: BTreeMap::new(),
+                temps: BTreeMap::new(),
+                outbound_frames: 0,
+                inflight: VecDeque::new(),
+                hb_send_ms: 0,
+                hb_recv_ms: 0,
+                last_sent_ms: now_ms,
+                last_recv_ms: now_ms,
+            },
+        );
+        let deadline = now_ms.saturating_add(self.config.limits.connect_timeout_ms);
+        self.set_timer(deadline, Timer::ConnectDeadline(conn));
+    }
+
+    /// Bytes arrived that were not a frame (a heart-beat end-of-line).
+    pub fn handle_heartbeat(&mut self, now_ms: u64, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_recv_ms = now_ms;
+        }
+    }
+
+    /// The peer closed the connection or the socket failed.
+    pub fn handle_close(&mut self, now_ms: u64, conn: ConnId) {
+        self.now_ms = now_ms;
+        if self.conns.contains_key(&conn) {
+            self.teardown(conn);
+        }
+    }
+
+    /// The byte stream was not valid STOMP: ERROR, then close.
+    pub fn handle_decode_error(&mut self, now_ms: u64, conn: ConnId, error: &DecodeError) {
+        self.now_ms = now_ms;
+        if self.conns.contains_key(&conn) {
+            self.error_and_close(
+                conn,
+                &error.to_string(),
+                None,
+                "the frame could not be decoded",
+            );
+        }
+    }
+
+    /// The shell wrote `frames` more frames for `conn` to its socket.
+    pub fn handle_flushed(&mut self, now_ms: u64, conn_id: ConnId, frames: usize) {
+        self.now_ms = now_ms;
+        let max = self.config.limits.outbound_frames_max;
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let was_blocked = !conn.has_room(max);
+        let n = frames.min(conn.outbound_frames);
+        conn.outbound_frames -= n;
+        for _ in 0..n {
+            conn.inflight.pop_front();
+        }
+        if was_blocked && conn.has_room(max) {
+            let subs: Vec<SubKey> = conn.subs.values().copied().collect();
+            self.pending_drains.extend(subs);
+            self.run_drains();
+        }
+    }
+
+    /// A decoded frame from `conn`.
+    pub fn handle_frame(&mut self, now_ms: u64, conn_id: ConnId, frame: Frame) {
+        self.now_ms = now_ms;
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.last_recv_ms = now_ms;
+        let state = conn.state;
+        let receipt = frame.headers.get_shared("receipt").cloned();
+        let command = frame.command;
+        let result = match (state, command) {
+            (State::AwaitingConnect, Command::Connect | Command::Stomp) => {
+                self.on_connect(conn_id, &frame)
+            }
+            (State::AwaitingConnect, other) => fatal(format!(
+                "expected CONNECT or STOMP as the first frame, got {other}"
+            )),
+            (State::Connected, Command::Connect | Command::Stomp) => {
+                fatal("the session is already connected")
+            }
+            (State::Connected, Command::Send) => self.on_send(conn_id, frame),
+            (State::Connected, Command::Subscribe) => self.on_subscribe(conn_id, &frame),
+            (State::Connected, Command::Unsubscribe) => self.on_unsubscribe(conn_id, &frame),
+            (State::Connected, Command::Ack) => self.on_ack(conn_id, &frame, false),
+            (State::Connected, Command::Nack) => self.on_ack(conn_id, &frame, true),
+            (State::Connected, Command::Begin) => self.on_begin(conn_id, &frame),
+            (State::Connected, Command::Commit) => self.on_commit(conn_id, &frame),
+            (State::Connected, Command::Abort) => self.on_abort(conn_id, &frame),
+            (State::Connected, Command::Disconnect) => {
+                if let Some(r) = receipt {
+                    self.emit_control(
+                        conn_id,
+                        Frame::new(Command::Receipt).header("receipt-id", r),
+                    );
+                }
+                self.outputs.push_back(Output::Close { conn: conn_id });
+                self.teardown(conn_id);
+                return;
+            }
+            (_, other) => fatal(format!("{other} is a server frame; clients cannot send it")),
+        };
+        match result {
+            Ok(()) => {
+                if let (Some(r), false) = (
+                    receipt,
+                    matches!(command, Command::Connect | Command::Stomp),
+                ) {
+                    self.emit_control(
+                        conn_id,
+                        Frame::new(Command::Receipt).header("receipt-id", r),
+                    );
+                }
+            }
+            Err(FrameError::Fatal(msg)) => {
+                let detail = format!("the {command} frame was refused");
+                self.error_and_close(conn_id, &msg, receipt, &detail);
+            }
+            Err(FrameError::Refused(msg)) => {
+                self.stats.errors_sent += 1;
+                let frame = error_frame(&msg, receipt, &format!("the {command} frame was refused"));
+                self.emit_control(conn_id, frame);
+            }
+        }
+        self.run_drains();
+    }
+
+    fn on_connect(&mut self, conn_id: ConnId, frame: &Frame) -> super::session::FrameResult {
+        let h = &frame.headers;
+        let Some(version) = Version::negotiate(h.get("accept-version")) else {
+            return fatal("Supported protocol versions are 1.0,1.1,1.2");
+        };
+        let (cx, cy) = match (version, h.get("heart-beat")) {
+            (Version::V1_0, _) | (_, None) => (0, 0),
+            (_, Some(hb)) => parse_heartbeat(hb)?,
+        };
+        // Errors from here on are encoded in the negotiated version.
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.version = version;
+        }
+        let principal = match self
+            .security
+            .authenticate(h.get("login"), h.get("passcode"))
+        {
+            Ok(p) => p,
+            Err(e) => return fatal(e.to_string()),
+        };
+        let min = self.config.heartbeat.interval_ms_min;
+        let sx = if cy == 0 { 0 } else { cy.max(min) };
+        let sy = if cx == 0 { 0 } else { cx.max(min) };
+        let now = self.now_ms;
+        let session = format!(
+            "ID:{}-{}-{}",
+            self.config.broker_name, self.incarnation, conn_id.0
+        );
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Ok(());
+        };
+        conn.state = State::Connected;
+        conn.principal = Some(principal);
+        conn.hb_send_ms = sx;
+        conn.hb_recv_ms = sy;
+        self.stats.sessions_connected += 1;
+        let connected = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("server", SERVER)
+            .header("session", session)
+            .header("heart-beat", format!("{sx},{sy}"));
+        self.emit_control(conn_id, connected);
+        if sx > 0 {
+            self.set_timer(now + send_period(sx), Timer::HeartBeatSend(conn_id));
+        }
+        if sy > 0 {
+            let window = self.recv_window(sy);
+            self.set_timer(now + window, Timer::HeartBeatRecv(conn_id));
+        }
+        Ok(())
+    }
+
+    fn recv_window(&self, interval_ms: u64) -> u64 {
+        let w = interval_ms as f64 * self.config.heartbeat.grace_factor.max(1.0);
+        (w.ceil() as u64).max(1)
+    }
+
+    pub(super) fn connect_deadline(&mut self, now_ms: u64, conn: ConnId) {
+        self.now_ms = now_ms;
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.state == State::AwaitingConnect)
+        {
+            let msg = format!(
+                "no CONNECT frame within {} ms",
+                self.config.limits.connect_timeout_ms
+            );
+            self.error_and_close(conn, &msg, None, "connect timeout");
+        }
+    }
+
+    pub(super) fn heartbeat_send_check(&mut self, now_ms: u64, conn_id: ConnId) {
+        self.now_ms = now_ms;
+        let max = self.config.limits.outbound_frames_max;
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let period = send_period(conn.hb_send_ms);
+        let due = conn.last_sent_ms + period;
+        if now_ms >= due {
+            // A connection whose buffer is full is not idle; it needs no heart-beat.
+            if conn.has_room(max) {
+                self.emit(conn_id, OutFrame::HeartBeat);
+            } else if let Some(c) = self.conns.get_mut(&conn_id) {
+                c.last_sent_ms = now_ms;
+            }
+            self.set_timer(now_ms + period, Timer::HeartBeatSend(conn_id));
+        } else {
+            self.set_timer(due, Timer::HeartBeatSend(conn_id));
+        }
+    }
+
+    pub(super) fn heartbeat_recv_check(&mut self, now_ms: u64, conn_id: ConnId) {
+        self.now_ms = now_ms;
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let window = self.recv_window(conn.hb_recv_ms);
+        let silent_ms = now_ms.saturating_sub(conn.last_recv_ms);
+        if silent_ms >= window {
+            self.stats.heartbeat_timeouts += 1;
+            let msg = format!(
+                "no data from the client for {silent_ms} ms (heart-beat {} ms x grace {})",
+                conn.hb_recv_ms, self.config.heartbeat.grace_factor
+            );
+            tracing::info!(conn = %conn_id, peer = %conn.peer, "{msg}");
+            self.error_and_close(conn_id, &msg, None, "heart-beat timeout");
+        } else {
+            let at = conn.last_recv_ms + window;
+            self.set_timer(at, Timer::HeartBeatRecv(conn_id));
+        }
+    }
+
+    /// Sends an ERROR frame, asks the shell to close, and forgets the connection.
+    pub(super) fn error_and_close(
+        &mut self,
+        conn: ConnId,
+        message: &str,
+        receipt: Option<ByteString>,
+        detail: &str,
+    ) {
+        if let Some(c) = self.conns.get(&conn) {
+            tracing::debug!(conn = %conn, peer = %c.peer, "closing with ERROR: {message}");
+        }
+        self.stats.errors_sent += 1;
+        self.emit_control(conn, error_frame(message, receipt, detail));
+        self.outputs.push_back(Output::Close { conn });
+        self.teardown(conn);
+    }
+
+    /// Forgets a connection: redelivers what it held, drops its subscriptions,
+    /// transactions and temporary destinations.
+    pub(super) fn teardown(&mut self, conn_id: ConnId) {
+        let Some(mut conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        let subs: Vec<SubKey> = conn.subs.values().copied().collect();
+        for sub in subs {
+            self.remove_subscription(sub);
+        }
+        for u in conn.inflight.drain(..).flatten() {
+            self.requeue(u.queue, u.key, u.message, u.redeliveries + 1);
+        }
+        for ((kind, _), internal) in std::mem::take(&mut conn.temps) {
+            self.delete_temporary(kind, internal);
+        }
+        self.run_drains();
+    }
+}
+
+/// Builds an ERROR frame; `message` must be one line.
+pub(super) fn error_frame(message: &str, receipt: Option<ByteString>, detail: &str) -> Frame {
+    let one_line: String = message
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let mut f = Frame::new(Command::Error).header("message", one_line);
+    if let Some(r) = receipt {
+        f = f.header("receipt-id", r);
+    }
+    f.header("content-type", "text/plain")
+        .body(format!("{message}\n{detail}\n"))
+}
+
+/// Heart-beats are sent a little before the negotiated interval, so that network jitter
+/// never makes a strict peer give up on us.
+fn send_period(interval_ms: u64) -> u64 {
+    (interval_ms - interval_ms / 10).max(1)
+}
+
+fn parse_heartbeat(value: &str) -> Result<(u64, u64), FrameError> {
+    let bad = || FrameError::Fatal(format!("invalid heart-beat header: '{value}'"));
+    let (a, b) = value.split_once(',').ok_or_else(bad)?;
+    let cx = a.trim().parse::<u64>().map_err(|_| bad())?;
+    let cy = b.trim().parse::<u64>().map_err(|_| bad())?;
+    Ok((cx, cy))
+}

@@ -1,0 +1,999 @@
+//! Transcript tests of the core: frames in, rendered outputs out, time under test control.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::proto::{Command, Frame};
+
+/// Drives a [`Broker`] like a shell would, with a fake clock and connections that read
+/// everything at once unless told otherwise.
+struct Harness {
+    broker: Broker,
+    now_ms: u64,
+    next_conn: u64,
+    /// Connections that stopped reading: their frames are never reported flushed.
+    stalled: Vec<ConnId>,
+    /// Frames written to each connection and not yet taken by the test.
+    inbox: BTreeMap<ConnId, Vec<Rendered>>,
+    closed: Vec<ConnId>,
+}
+
+/// A frame as a test sees it.
+#[derive(Clone, Debug)]
+struct Rendered {
+    command: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Rendered {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(CoreConfig::default(), Security::open())
+    }
+
+    fn with(config: CoreConfig, security: Security) -> Harness {
+        Harness {
+            broker: Broker::new(config, security, T0),
+            now_ms: T0,
+            next_conn: 0,
+            stalled: Vec::new(),
+            inbox: BTreeMap::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    fn open(&mut self) -> ConnId {
+        self.next_conn += 1;
+        let c = ConnId(self.next_conn);
+        self.broker.handle_open(self.now_ms, c, "test");
+        self.pump();
+        c
+    }
+
+    /// Opens a connection and completes CONNECT with extra headers; returns CONNECTED.
+    fn connect_with(&mut self, headers: &[(&str, &str)]) -> (ConnId, Rendered) {
+        let c = self.open();
+        let mut f = Frame::new(Command::Connect);
+        for (k, v) in headers {
+            f = f.header(*k, *v);
+        }
+        self.frame(c, f);
+        let got = self.take(c);
+        assert_eq!(got.len(), 1, "{got:?}");
+        (c, got[0].clone())
+    }
+
+    fn connect(&mut self) -> ConnId {
+        let (c, connected) = self.connect_with(&[("accept-version", "1.2")]);
+        assert_eq!(connected.command, "CONNECTED");
+        c
+    }
+
+    fn connect_v10(&mut self) -> ConnId {
+        let (c, connected) = self.connect_with(&[]);
+        assert_eq!(connected.get("version"), Some("1.0"));
+        c
+    }
+
+    fn frame(&mut self, c: ConnId, f: Frame) {
+        self.broker.handle_frame(self.now_ms, c, f);
+        self.pump();
+    }
+
+    fn send(&mut self, c: ConnId, dest: &str, body: &str, headers: &[(&str, &str)]) {
+        let mut f = Frame::new(Command::Send).header("destination", dest);
+        for (k, v) in headers {
+            f = f.header(*k, *v);
+        }
+        self.frame(c, f.body(body.as_bytes().to_vec()));
+    }
+
+    fn subscribe(&mut self, c: ConnId, id: &str, dest: &str, headers: &[(&str, &str)]) {
+        let mut f = Frame::new(Command::Subscribe)
+            .header("id", id)
+            .header("destination", dest);
+        for (k, v) in headers {
+            f = f.header(*k, *v);
+        }
+        self.frame(c, f);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let target = self.now_ms + ms;
+        while let Some(t) = self.broker.poll_timeout() {
+            if t > target {
+                break;
+            }
+            self.now_ms = self.now_ms.max(t);
+            self.broker.handle_timeout(self.now_ms);
+            self.pump();
+        }
+        self.now_ms = target;
+    }
+
+    /// Drains outputs into inboxes and reports frames flushed for reading connections,
+    /// until reporting produces nothing new.
+    fn pump(&mut self) {
+        loop {
+            let mut flushed: BTreeMap<ConnId, usize> = BTreeMap::new();
+            let mut any = false;
+            while let Some(out) = self.broker.poll_output() {
+                any = true;
+                match out {
+                    Output::Send { conn, frame, .. } => {
+                        self.inbox.entry(conn).or_default().push(render(&frame));
+                        if !self.stalled.contains(&conn) {
+                            *flushed.entry(conn).or_default() += 1;
+                        }
+                    }
+                    Output::Close { conn } => self.closed.push(conn),
+                }
+            }
+            if !any {
+                break;
+            }
+            for (conn, n) in flushed {
+                self.broker.handle_flushed(self.now_ms, conn, n);
+            }
+        }
+    }
+
+    fn take(&mut self, c: ConnId) -> Vec<Rendered> {
+        self.inbox.remove(&c).unwrap_or_default()
+    }
+
+    fn messages(&mut self, c: ConnId) -> Vec<Rendered> {
+        let all = self.take(c);
+        for f in &all {
+            assert_eq!(f.command, "MESSAGE", "unexpected frame {f:?}");
+        }
+        all
+    }
+
+    fn bodies(&mut self, c: ConnId) -> Vec<String> {
+        self.messages(c)
+            .iter()
+            .map(|m| m.body_str().to_owned())
+            .collect()
+    }
+
+    fn is_closed(&self, c: ConnId) -> bool {
+        self.closed.contains(&c)
+    }
+}
+
+fn render(frame: &OutFrame) -> Rendered {
+    match frame {
+        OutFrame::Control(f) => Rendered {
+            command: f.command.as_str(),
+            headers: f
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: f.body.to_vec(),
+        },
+        OutFrame::Message(d) => {
+            let mut headers = vec![
+                ("destination".to_owned(), d.destination.to_string()),
+                ("message-id".to_owned(), d.message.id.to_string()),
+            ];
+            if let Some(s) = &d.subscription {
+                headers.push(("subscription".to_owned(), s.to_string()));
+            }
+            if let Some(a) = &d.ack {
+                headers.push(("ack".to_owned(), a.to_string()));
+            }
+            if d.redelivered {
+                headers.push(("redelivered".to_owned(), "true".to_owned()));
+            }
+            for (k, v) in d.message.headers.iter() {
+                headers.push((k.to_string(), v.to_string()));
+            }
+            Rendered {
+                command: "MESSAGE",
+                headers,
+                body: d.message.body.to_vec(),
+            }
+        }
+        OutFrame::HeartBeat => Rendered {
+            command: "HEARTBEAT",
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+    }
+}
+
+// ----- Sessions ---------------------------------------------------------------------------
+
+#[test]
+fn stomp_1_0_client_gets_version_1_0() {
+    let mut h = Harness::new();
+    let (_, connected) = h.connect_with(&[("host", "mcollective"), ("login", "u")]);
+    assert_eq!(connected.command, "CONNECTED");
+    assert_eq!(connected.get("version"), Some("1.0"));
+    assert_eq!(connected.get("heart-beat"), Some("0,0"));
+    let (_, connected) = h.connect_with(&[("accept-version", "1.0")]);
+    assert_eq!(connected.get("version"), Some("1.0"));
+    let (_, connected) = h.connect_with(&[("accept-version", "1.1,1.0")]);
+    assert_eq!(connected.get("version"), Some("1.1"));
+}
+
+#[test]
+fn unsupported_version_gets_error_and_close() {
+    let mut h = Harness::new();
+    let (c, error) = h.connect_with(&[("accept-version", "2.0")]);
+    assert_eq!(error.command, "ERROR");
+    assert!(error.get("message").unwrap().contains("1.0,1.1,1.2"));
+    assert!(h.is_closed(c));
+}
+
+#[test]
+fn frame_before_connect_is_an_error() {
+    let mut h = Harness::new();
+    let c = h.open();
+    h.send(c, "/queue/a", "x", &[]);
+    let got = h.take(c);
+    assert_eq!(got[0].command, "ERROR");
+    assert!(got[0].get("message").unwrap().contains("CONNECT"));
+    assert!(h.is_closed(c));
+}
+
+#[test]
+fn connect_timeout_closes_silent_sockets() {
+    let mut h = Harness::new();
+    let c = h.open();
+    h.advance(29_999);
+    assert!(!h.is_closed(c));
+    h.advance(2);
+    assert!(h.is_closed(c));
+    assert!(h.take(c)[0].get("message").unwrap().contains("CONNECT"));
+}
+
+#[test]
+fn receipts_and_disconnect() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.send(c, "/queue/a", "x", &[("receipt", "r1")]);
+    let got = h.take(c);
+    assert_eq!(got[0].command, "RECEIPT");
+    assert_eq!(got[0].get("receipt-id"), Some("r1"));
+    h.frame(c, Frame::new(Command::Disconnect).header("receipt", "bye"));
+    assert_eq!(h.take(c)[0].get("receipt-id"), Some("bye"));
+    assert!(h.is_closed(c));
+    assert_eq!(h.broker.stats().connections_current, 0);
+}
+
+// ----- Queues -----------------------------------------------------------------------------
+
+#[test]
+fn queue_buffers_until_a_consumer_arrives_and_passes_headers_through() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(
+        p,
+        "/queue/work",
+        "job",
+        &[
+            ("mc_sender", "client-1"),
+            ("reply-to", "/queue/r"),
+            ("content-type", "text/plain"),
+        ],
+    );
+    assert_eq!(h.broker.queue_depth("work"), Some(1));
+    let c = h.connect();
+    h.subscribe(c, "s1", "/queue/work", &[]);
+    let m = h.messages(c);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].get("destination"), Some("/queue/work"));
+    assert_eq!(m[0].get("subscription"), Some("s1"));
+    assert_eq!(m[0].get("mc_sender"), Some("client-1"));
+    assert_eq!(m[0].get("reply-to"), Some("/queue/r"));
+    assert!(m[0].get("message-id").unwrap().starts_with("ID:stampede-"));
+    assert_eq!(m[0].body_str(), "job");
+    assert_eq!(h.broker.queue_depth("work"), Some(0));
+}
+
+#[test]
+fn competing_consumers_share_fairly() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    let b = h.connect();
+    h.subscribe(a, "s", "/queue/q", &[]);
+    h.subscribe(b, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for i in 0..10 {
+        h.send(p, "/queue/q", &i.to_string(), &[]);
+    }
+    let ga = h.bodies(a);
+    let gb = h.bodies(b);
+    assert_eq!(ga.len(), 5, "{ga:?} {gb:?}");
+    assert_eq!(gb.len(), 5);
+    let mut all: Vec<String> = ga.into_iter().chain(gb).collect();
+    all.sort_by_key(|s| s.parse::<u32>().unwrap());
+    assert_eq!(all, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn priority_orders_waiting_messages() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/queue/q", "low", &[("priority", "1")]);
+    h.send(p, "/queue/q", "default", &[]);
+    h.send(p, "/queue/q", "high", &[("priority", "9")]);
+    h.send(p, "/queue/q", "high2", &[("priority", "9")]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(c), ["high", "high2", "default", "low"]);
+}
+
+#[test]
+fn client_ack_redelivers_on_disconnect_marked_redelivered() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/queue/q", "m1", &[]);
+    h.send(p, "/queue/q", "m2", &[]);
+    let c1 = h.connect();
+    h.subscribe(c1, "s", "/queue/q", &[("ack", "client-individual")]);
+    let got = h.messages(c1);
+    assert_eq!(got.len(), 2);
+    // Ack the second only; the first must come back to the next consumer.
+    h.frame(
+        c1,
+        Frame::new(Command::Ack).header("id", got[1].get("ack").unwrap()),
+    );
+    h.broker.handle_close(h.now_ms, c1);
+    let c2 = h.connect();
+    h.subscribe(c2, "s", "/queue/q", &[]);
+    let again = h.messages(c2);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body_str(), "m1");
+    assert_eq!(again[0].get("redelivered"), Some("true"));
+    assert_eq!(again[0].get("message-id"), got[0].get("message-id"));
+}
+
+#[test]
+fn client_mode_ack_is_cumulative_and_v1_0_acks_by_message_id() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    for i in 0..3 {
+        h.send(p, "/queue/q", &format!("m{i}"), &[]);
+    }
+    let c = h.connect_v10();
+    h.frame(
+        c,
+        Frame::new(Command::Subscribe)
+            .header("destination", "/queue/q")
+            .header("ack", "client"),
+    );
+    let got = h.messages(c);
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got[0].get("subscription"),
+        None,
+        "1.0 without id has no subscription"
+    );
+    h.frame(
+        c,
+        Frame::new(Command::Ack).header("message-id", got[1].get("message-id").unwrap()),
+    );
+    h.broker.handle_close(h.now_ms, c);
+    let c2 = h.connect();
+    h.subscribe(c2, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(c2), ["m2"]);
+}
+
+#[test]
+fn prefetch_limits_unacknowledged_deliveries() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    for i in 0..5 {
+        h.send(p, "/queue/q", &format!("m{i}"), &[]);
+    }
+    let c = h.connect();
+    h.subscribe(
+        c,
+        "s",
+        "/queue/q",
+        &[("ack", "client-individual"), ("activemq.prefetchSize", "2")],
+    );
+    let got = h.messages(c);
+    assert_eq!(got.len(), 2);
+    h.frame(
+        c,
+        Frame::new(Command::Ack).header("id", got[0].get("ack").unwrap()),
+    );
+    let more = h.bodies(c);
+    assert_eq!(more, ["m2"]);
+}
+
+#[test]
+fn nack_requeues_and_requeue_false_dead_letters() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/queue/q", "m", &[]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[("ack", "client-individual")]);
+    let first = h.messages(c);
+    h.frame(
+        c,
+        Frame::new(Command::Nack).header("id", first[0].get("ack").unwrap()),
+    );
+    let second = h.messages(c);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].get("redelivered"), Some("true"));
+    h.frame(
+        c,
+        Frame::new(Command::Nack)
+            .header("id", second[0].get("ack").unwrap())
+            .header("requeue", "false"),
+    );
+    assert!(h.take(c).is_empty());
+    assert_eq!(h.broker.queue_depth("ActiveMQ.DLQ"), Some(1));
+    assert_eq!(h.broker.stats().messages_dead_lettered, 1);
+}
+
+#[test]
+fn too_many_redeliveries_go_to_the_dead_letter_queue() {
+    let mut config = CoreConfig::default();
+    config.limits.redeliveries_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    h.send(p, "/queue/q", "poison", &[]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[("ack", "client-individual")]);
+    for round in 0..3 {
+        let got = h.messages(c);
+        assert_eq!(got.len(), 1, "round {round}");
+        h.frame(
+            c,
+            Frame::new(Command::Nack).header("id", got[0].get("ack").unwrap()),
+        );
+    }
+    assert!(h.take(c).is_empty());
+    let d = h.connect();
+    h.subscribe(d, "s", "/queue/ActiveMQ.DLQ", &[]);
+    let dead = h.messages(d);
+    assert_eq!(dead[0].get("original-destination"), Some("/queue/q"));
+}
+
+#[test]
+fn auto_ack_messages_not_yet_written_are_redelivered_when_the_connection_dies() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    h.send(p, "/queue/q", "m", &[]);
+    assert_eq!(h.bodies(c), ["m"]);
+    h.broker.handle_close(h.now_ms, c);
+    let c2 = h.connect();
+    h.subscribe(c2, "s", "/queue/q", &[]);
+    let got = h.messages(c2);
+    assert_eq!(got[0].body_str(), "m");
+    assert_eq!(got[0].get("redelivered"), Some("true"));
+}
+
+#[test]
+fn exclusive_consumer_gets_everything_until_it_leaves() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    let b = h.connect();
+    h.subscribe(a, "s", "/queue/q", &[("activemq.exclusive", "true")]);
+    h.subscribe(b, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for i in 0..4 {
+        h.send(p, "/queue/q", &i.to_string(), &[]);
+    }
+    assert_eq!(h.bodies(a).len(), 4);
+    assert!(h.bodies(b).is_empty());
+    h.broker.handle_close(h.now_ms, a);
+    h.send(p, "/queue/q", "after", &[]);
+    assert_eq!(h.bodies(b), ["after"]);
+}
+
+#[test]
+fn message_groups_stick_to_one_consumer() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    let b = h.connect();
+    h.subscribe(a, "s", "/queue/q", &[]);
+    h.subscribe(b, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for i in 0..6 {
+        let g = if i % 2 == 0 { "even" } else { "odd" };
+        h.send(p, "/queue/q", &format!("{g}{i}"), &[("JMSXGroupID", g)]);
+    }
+    let ga = h.bodies(a);
+    let gb = h.bodies(b);
+    assert_eq!(ga.len(), 3);
+    let group_of = |v: &Vec<String>| v[0].trim_end_matches(char::is_numeric).to_owned();
+    assert!(ga.iter().all(|m| m.starts_with(&group_of(&ga))));
+    assert!(gb.iter().all(|m| m.starts_with(&group_of(&gb))));
+    assert_ne!(group_of(&ga), group_of(&gb));
+}
+
+#[test]
+fn expired_messages_are_never_delivered() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    let soon = (T0 + 1_000).to_string();
+    let past = (T0 - 1).to_string();
+    h.send(p, "/queue/q", "expires-soon", &[("expires", &soon)]);
+    h.send(p, "/queue/q", "already-expired", &[("expires", &past)]);
+    h.send(p, "/queue/q", "forever", &[("expires", "0")]);
+    assert_eq!(h.broker.queue_depth("q"), Some(2));
+    h.advance(1_000);
+    assert_eq!(h.broker.queue_depth("q"), Some(1));
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(c), ["forever"]);
+    assert_eq!(h.broker.stats().messages_expired, 2);
+}
+
+#[test]
+fn idle_empty_queues_are_collected() {
+    let mut h = Harness::new();
+    let c = h.connect_v10();
+    for i in 0..1000 {
+        let dest = format!("/queue/mcollective.reply.client_1.{i}");
+        h.frame(
+            c,
+            Frame::new(Command::Subscribe).header("destination", dest.as_str()),
+        );
+        h.frame(
+            c,
+            Frame::new(Command::Unsubscribe).header("destination", dest.as_str()),
+        );
+    }
+    assert_eq!(h.broker.stats().queues_current, 0);
+    assert_eq!(h.broker.subscription_count(), 0);
+}
+
+#[test]
+fn full_queue_refuses_sends_but_keeps_the_session() {
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    h.send(p, "/queue/q", "1", &[]);
+    h.send(p, "/queue/q", "2", &[]);
+    h.send(p, "/queue/q", "3", &[("receipt", "r3")]);
+    let got = h.take(p);
+    assert_eq!(got[0].command, "ERROR");
+    assert_eq!(got[0].get("receipt-id"), Some("r3"));
+    assert!(got[0].get("message").unwrap().contains("full"));
+    assert!(!h.is_closed(p));
+    assert_eq!(h.broker.queue_depth("q"), Some(2));
+}
+
+// ----- Selectors --------------------------------------------------------------------------
+
+#[test]
+fn eight_hundred_selector_consumers_each_get_their_own_messages() {
+    let mut h = Harness::new();
+    let mut nodes = Vec::new();
+    for i in 0..800 {
+        let c = h.connect_v10();
+        let sel = format!("mc_identity = 'node-{i}'");
+        h.frame(
+            c,
+            Frame::new(Command::Subscribe)
+                .header("destination", "/queue/mcollective.nodes")
+                .header("selector", sel.as_str()),
+        );
+        nodes.push(c);
+    }
+    let client = h.connect();
+    for i in (0..800).step_by(7) {
+        let id = format!("node-{i}");
+        h.send(
+            client,
+            "/queue/mcollective.nodes",
+            &id,
+            &[("mc_identity", &id)],
+        );
+    }
+    // A message for a node that is not there waits for it.
+    h.send(
+        client,
+        "/queue/mcollective.nodes",
+        "late",
+        &[("mc_identity", "node-800")],
+    );
+    for (i, c) in nodes.iter().enumerate() {
+        let got = h.bodies(*c);
+        if i % 7 == 0 {
+            assert_eq!(got, [format!("node-{i}")]);
+        } else {
+            assert!(got.is_empty(), "node {i} got {got:?}");
+        }
+    }
+    assert_eq!(h.broker.queue_depth("mcollective.nodes"), Some(1));
+    let late = h.connect_v10();
+    h.frame(
+        late,
+        Frame::new(Command::Subscribe)
+            .header("destination", "/queue/mcollective.nodes")
+            .header("selector", "mc_identity = 'node-800'"),
+    );
+    assert_eq!(h.bodies(late), ["late"]);
+}
+
+// ----- Topics -----------------------------------------------------------------------------
+
+#[test]
+fn topics_fan_out_and_keep_nothing() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/topic/t", "nobody-listens", &[]);
+    let a = h.connect();
+    let b = h.connect();
+    h.subscribe(a, "s", "/topic/t", &[]);
+    h.subscribe(b, "s", "/topic/t", &[]);
+    h.send(p, "/topic/t", "hello", &[]);
+    assert_eq!(h.bodies(a), ["hello"]);
+    assert_eq!(h.bodies(b), ["hello"]);
+}
+
+#[test]
+fn wildcard_subscriptions_on_topics_and_queues() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.subscribe(c, "agents", "/topic/mcollective.*.agent", &[]);
+    h.subscribe(c, "all", "/topic/mcollective.>", &[]);
+    h.subscribe(c, "q", "/queue/jobs.>", &[]);
+    let p = h.connect();
+    h.send(p, "/topic/mcollective.discovery.agent", "d", &[]);
+    h.send(p, "/topic/mcollective.registration", "r", &[]);
+    h.send(p, "/topic/other.discovery.agent", "o", &[]);
+    h.send(p, "/queue/jobs.a.b", "j", &[]);
+    let got = h.messages(c);
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|m| {
+            (
+                m.get("subscription").unwrap().to_owned(),
+                m.body_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("agents".to_owned(), "d".to_owned()),
+            ("all".to_owned(), "d".to_owned()),
+            ("all".to_owned(), "r".to_owned()),
+            ("q".to_owned(), "j".to_owned()),
+        ]
+    );
+    assert_eq!(got[3].get("destination"), Some("/queue/jobs.a.b"));
+}
+
+#[test]
+fn topic_selectors_filter() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.subscribe(c, "s", "/topic/t", &[("selector", "color = 'red'")]);
+    let p = h.connect();
+    h.send(p, "/topic/t", "r", &[("color", "red")]);
+    h.send(p, "/topic/t", "b", &[("color", "blue")]);
+    assert_eq!(h.bodies(c), ["r"]);
+}
+
+// ----- Transactions -----------------------------------------------------------------------
+
+#[test]
+fn transactions_commit_and_abort() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    h.frame(p, Frame::new(Command::Begin).header("transaction", "t1"));
+    h.send(p, "/queue/q", "a", &[("transaction", "t1")]);
+    h.send(p, "/queue/q", "b", &[("transaction", "t1")]);
+    assert!(h.take(c).is_empty());
+    h.frame(p, Frame::new(Command::Commit).header("transaction", "t1"));
+    let got = h.messages(c);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].get("transaction"),
+        None,
+        "tx header is not passed on"
+    );
+    h.frame(p, Frame::new(Command::Begin).header("transaction", "t2"));
+    h.send(p, "/queue/q", "c", &[("transaction", "t2")]);
+    h.frame(p, Frame::new(Command::Abort).header("transaction", "t2"));
+    assert!(h.take(c).is_empty());
+    assert_eq!(h.broker.queue_depth("q"), Some(0));
+    h.frame(p, Frame::new(Command::Commit).header("transaction", "nope"));
+    assert_eq!(h.take(p)[0].command, "ERROR");
+    assert!(h.is_closed(p));
+}
+
+#[test]
+fn transactional_acks_apply_on_commit() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/queue/q", "m", &[]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[("ack", "client")]);
+    let got = h.messages(c);
+    h.frame(c, Frame::new(Command::Begin).header("transaction", "t"));
+    h.frame(
+        c,
+        Frame::new(Command::Ack)
+            .header("id", got[0].get("ack").unwrap())
+            .header("transaction", "t"),
+    );
+    h.frame(c, Frame::new(Command::Abort).header("transaction", "t"));
+    h.broker.handle_close(h.now_ms, c);
+    // The aborted ack did not count: the message comes back.
+    let c2 = h.connect();
+    h.subscribe(c2, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(c2), ["m"]);
+}
+
+// ----- Temporary destinations ------------------------------------------------------------
+
+#[test]
+fn temp_queue_reply_to_is_rewritten_and_reaches_its_owner() {
+    let mut h = Harness::new();
+    let requester = h.connect();
+    h.subscribe(requester, "r", "/temp-queue/replies", &[]);
+    let server = h.connect();
+    h.subscribe(server, "s", "/queue/requests", &[]);
+    h.send(
+        requester,
+        "/queue/requests",
+        "ping",
+        &[("reply-to", "/temp-queue/replies")],
+    );
+    let req = h.messages(server);
+    let reply_to = req[0].get("reply-to").unwrap().to_owned();
+    assert!(reply_to.starts_with("/remote-temp-queue/"), "{reply_to}");
+    h.send(server, &reply_to, "pong", &[]);
+    let replies = h.messages(requester);
+    assert_eq!(replies[0].body_str(), "pong");
+    assert_eq!(replies[0].get("destination"), Some("/temp-queue/replies"));
+    // Only the owner may consume it.
+    h.subscribe(server, "steal", &reply_to, &[]);
+    assert_eq!(h.take(server)[0].command, "ERROR");
+    // It dies with its owner.
+    h.broker.handle_close(h.now_ms, requester);
+    h.send(server, &reply_to, "late", &[("receipt", "x")]);
+    let got = h.take(server);
+    assert_eq!(got[0].command, "ERROR");
+    assert_eq!(
+        h.broker.stats().queues_current,
+        1,
+        "only /queue/requests is left"
+    );
+}
+
+// ----- Heart-beats ------------------------------------------------------------------------
+
+#[test]
+fn heartbeats_are_negotiated_sent_and_enforced() {
+    let mut h = Harness::new();
+    let (c, connected) =
+        h.connect_with(&[("accept-version", "1.1,1.0"), ("heart-beat", "30500,29500")]);
+    // ActiveMQ-style answer: we send at the client's wish, expect its offer.
+    assert_eq!(connected.get("heart-beat"), Some("29500,30500"));
+    h.advance(29_000);
+    let got = h.take(c);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].command, "HEARTBEAT");
+    // The client keeps beating; the connection stays.
+    for _ in 0..4 {
+        h.broker.handle_heartbeat(h.now_ms, c);
+        h.advance(30_000);
+    }
+    assert!(!h.is_closed(c));
+    h.take(c);
+    // It has been silent for 30 s since its last beat; the window is 1.5 x 30.5 s.
+    h.advance(15_000);
+    assert!(!h.is_closed(c));
+    h.advance(1_000);
+    assert!(h.is_closed(c));
+    assert_eq!(h.broker.stats().heartbeat_timeouts, 1);
+}
+
+#[test]
+fn heartbeats_are_floored_and_off_for_1_0() {
+    let mut h = Harness::new();
+    let (_, connected) = h.connect_with(&[("accept-version", "1.2"), ("heart-beat", "10,0")]);
+    assert_eq!(connected.get("heart-beat"), Some("0,1000"));
+    let (_, connected) = h.connect_with(&[("heart-beat", "10,10")]);
+    assert_eq!(connected.get("heart-beat"), Some("0,0"));
+}
+
+// ----- Slow consumers ---------------------------------------------------------------------
+
+#[test]
+fn slow_topic_consumer_is_disconnected_and_others_keep_working() {
+    let mut config = CoreConfig::default();
+    config.limits.outbound_frames_max = 10;
+    let mut h = Harness::with(config, Security::open());
+    let slow = h.connect();
+    let fast = h.connect();
+    h.subscribe(slow, "s", "/topic/t", &[]);
+    h.subscribe(fast, "s", "/topic/t", &[]);
+    h.stalled.push(slow);
+    let p = h.connect();
+    for i in 0..20 {
+        h.send(p, "/topic/t", &i.to_string(), &[]);
+    }
+    assert!(h.is_closed(slow));
+    let slow_frames = h.take(slow);
+    assert_eq!(slow_frames.last().unwrap().command, "ERROR");
+    assert!(
+        slow_frames
+            .last()
+            .unwrap()
+            .get("message")
+            .unwrap()
+            .contains("slow consumer")
+    );
+    assert_eq!(h.bodies(fast).len(), 20);
+    assert_eq!(h.broker.stats().slow_consumer_disconnects, 1);
+}
+
+#[test]
+fn drop_policy_keeps_the_slow_consumer_and_counts_drops() {
+    let mut config = CoreConfig::default();
+    config.limits.outbound_frames_max = 10;
+    config.slow_consumer_policy = SlowConsumerPolicy::DropTopicMessages;
+    let mut h = Harness::with(config, Security::open());
+    let slow = h.connect();
+    h.subscribe(slow, "s", "/topic/t", &[]);
+    h.stalled.push(slow);
+    let p = h.connect();
+    for i in 0..25 {
+        h.send(p, "/topic/t", &i.to_string(), &[]);
+    }
+    assert!(!h.is_closed(slow));
+    assert_eq!(h.bodies(slow).len(), 10);
+    assert_eq!(h.broker.stats().messages_dropped_slow, 15);
+}
+
+#[test]
+fn queue_messages_wait_for_room_instead_of_being_dropped() {
+    let mut config = CoreConfig::default();
+    config.limits.outbound_frames_max = 3;
+    let mut h = Harness::with(config, Security::open());
+    let slow = h.connect();
+    h.subscribe(slow, "s", "/queue/q", &[]);
+    h.stalled.push(slow);
+    let p = h.connect();
+    for i in 0..10 {
+        h.send(p, "/queue/q", &i.to_string(), &[]);
+    }
+    assert_eq!(h.bodies(slow).len(), 3);
+    assert_eq!(h.broker.queue_depth("q"), Some(7));
+    // A second consumer takes the rest; nothing is lost.
+    let other = h.connect();
+    h.subscribe(other, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(other).len(), 7);
+    // When the slow one reads again it gets new messages.
+    h.stalled.clear();
+    h.broker.handle_flushed(h.now_ms, slow, 3);
+    h.pump();
+    h.send(p, "/queue/q", "x", &[]);
+    h.send(p, "/queue/q", "y", &[]);
+    let total = h.bodies(slow).len() + h.bodies(other).len();
+    assert_eq!(total, 2);
+}
+
+// ----- Protocol errors --------------------------------------------------------------------
+
+#[test]
+fn bad_frames_get_error_then_close_and_do_not_affect_others() {
+    let cases: Vec<Frame> = vec![
+        Frame::new(Command::Send),
+        Frame::new(Command::Subscribe).header("destination", "/queue/q"),
+        Frame::new(Command::Subscribe)
+            .header("id", "1")
+            .header("destination", "/queue/q")
+            .header("ack", "sometimes"),
+        Frame::new(Command::Subscribe)
+            .header("id", "1")
+            .header("destination", "/queue/q")
+            .header("selector", "a = = 1"),
+        Frame::new(Command::Send)
+            .header("destination", "/queue/q")
+            .header("priority", "high"),
+        Frame::new(Command::Send).header("destination", "/topic/a.*"),
+        Frame::new(Command::Message),
+        Frame::new(Command::Connect),
+        Frame::new(Command::Begin),
+    ];
+    let mut h = Harness::new();
+    let bystander = h.connect();
+    h.subscribe(bystander, "s", "/queue/ok", &[]);
+    for (i, bad) in cases.into_iter().enumerate() {
+        let c = h.connect();
+        let what = format!("{bad:?}");
+        h.frame(c, bad);
+        let got = h.take(c);
+        assert_eq!(got.len(), 1, "case {i}: {what} -> {got:?}");
+        assert_eq!(got[0].command, "ERROR", "case {i}: {what}");
+        assert!(!got[0].get("message").unwrap().is_empty());
+        assert!(h.is_closed(c), "case {i}: {what}");
+    }
+    let p = h.connect();
+    h.send(p, "/queue/ok", "still fine", &[]);
+    assert_eq!(h.bodies(bystander), ["still fine"]);
+}
+
+#[test]
+fn subscription_limits_and_duplicate_ids() {
+    let mut config = CoreConfig::default();
+    config.limits.subscriptions_per_connection_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let c = h.connect();
+    h.subscribe(c, "a", "/queue/a", &[]);
+    h.subscribe(c, "a", "/queue/b", &[]);
+    assert!(
+        h.take(c)[0]
+            .get("message")
+            .unwrap()
+            .contains("already in use")
+    );
+    let c = h.connect();
+    h.subscribe(c, "a", "/queue/a", &[]);
+    h.subscribe(c, "b", "/queue/b", &[]);
+    h.subscribe(c, "c", "/queue/c", &[]);
+    assert!(
+        h.take(c)[0]
+            .get("message")
+            .unwrap()
+            .contains("subscriptions_per_connection_max")
+    );
+}
+
+#[test]
+fn receipt_on_subscribe_precedes_waiting_messages() {
+    let mut h = Harness::new();
+    let p = h.connect();
+    h.send(p, "/queue/q", "m", &[]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[("receipt", "sub-1")]);
+    let got = h.take(c);
+    assert_eq!(got[0].command, "RECEIPT");
+    assert_eq!(got[1].command, "MESSAGE");
+}
+
+#[test]
+fn unsubscribe_by_destination_in_1_0_and_no_local() {
+    let mut h = Harness::new();
+    let c = h.connect_v10();
+    h.frame(
+        c,
+        Frame::new(Command::Subscribe).header("destination", "/topic/t"),
+    );
+    h.frame(
+        c,
+        Frame::new(Command::Unsubscribe).header("destination", "/topic/t"),
+    );
+    assert_eq!(h.broker.subscription_count(), 0);
+    let c = h.connect();
+    h.subscribe(c, "s", "/topic/t", &[("activemq.noLocal", "true")]);
+    h.send(c, "/topic/t", "own", &[]);
+    assert!(h.take(c).is_empty());
+}
