@@ -12,9 +12,11 @@
 //! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
 //! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
 //! - [`client`]: the failover STOMP client (server pools, reconnect policies).
+//! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod destination;

@@ -1,1 +1,325 @@
-//! The tokio shell around the core.
+//! The tokio shell: sockets and timers around one [`Broker`], no protocol decisions.
+//!
+//! - One *core task* owns the [`Broker`]. It receives [`Event`]s from every connection
+//!   through one bounded inbox, calls the matching `handle_*`, and routes the outputs to
+//!   per-connection writer channels. It sleeps until the core's next timer.
+//! - Each connection has a *reader task* (bytes → frames with the codec, forwarded to the
+//!   inbox; waits when the inbox is full, which pushes back on fast producers) and a
+//!   *writer task* (frames → bytes in batches, reporting each batch flushed so the core
+//!   can account for room).
+//!
+//! The core never waits for a connection: it hands frames over with `try_send`, and its
+//! own flow control keeps each writer channel within `limits.outbound_frames_max` (plus a
+//! few control frames). A writer that is full anyway, or that cannot write for
+//! `server.write_timeout_ms`, is closed.
+
+mod connection;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::config::BrokerConfig;
+use crate::core::{Broker, ConnId, Output, Stats};
+use crate::net::{Listener, SharedNet};
+use crate::proto::{DecodeError, Frame};
+use crate::security::Security;
+use connection::WriterMsg;
+
+/// Extra room in a writer channel beyond `outbound_frames_max`, for control frames
+/// (receipts, errors) that the core emits regardless of flow control.
+const WRITER_SLACK_FRAMES: usize = 64;
+
+/// How long shutdown waits for connections to flush before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What connections tell the core task.
+#[derive(Debug)]
+enum Event {
+    Open {
+        conn: ConnId,
+        peer: SocketAddr,
+        writer: mpsc::Sender<WriterMsg>,
+    },
+    Frame {
+        conn: ConnId,
+        frame: Frame,
+    },
+    HeartBeat {
+        conn: ConnId,
+    },
+    DecodeError {
+        conn: ConnId,
+        error: DecodeError,
+    },
+    Flushed {
+        conn: ConnId,
+        frames: usize,
+    },
+    Closed {
+        conn: ConnId,
+    },
+}
+
+/// Statistics the core task publishes for observers (tests, the simulator, logs).
+#[derive(Clone, Debug, Default)]
+pub struct StatsHandle(Arc<Mutex<Stats>>);
+
+impl StatsHandle {
+    /// The latest published counters (refreshed at least every 100 ms of activity).
+    pub fn get(&self) -> Stats {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, stats: Stats) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = stats;
+        }
+    }
+}
+
+/// A bound, not yet running broker server.
+pub struct Server {
+    net: SharedNet,
+    config: BrokerConfig,
+    listeners: Vec<Box<dyn Listener>>,
+    stats: StatsHandle,
+}
+
+impl Server {
+    /// Binds every `server.listen` address.
+    pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
+        let mut listeners = Vec::new();
+        for addr in &config.server.listen {
+            let l = net.bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            tracing::info!(addr = %l.local_addr()?, "listening for STOMP");
+            listeners.push(l);
+        }
+        Ok(Server {
+            net,
+            config,
+            listeners,
+            stats: StatsHandle::default(),
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle on the broker's counters.
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
+    /// The network this server was bound with.
+    pub fn net(&self) -> SharedNet {
+        self.net.clone()
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection.
+    pub async fn run(self, clock: Clock, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Server {
+            net: _,
+            config,
+            listeners,
+            stats,
+        } = self;
+        let security = Security::from_config(&config.security);
+        let broker = Broker::new(config.core.clone(), security, clock.now_ms());
+        let (inbox_tx, inbox_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
+        let conn_ids = Arc::new(AtomicU64::new(0));
+        let permits = Arc::new(Semaphore::new(config.core.limits.connections_max));
+        let mut tasks = JoinSet::new();
+        for listener in listeners {
+            tasks.spawn(accept_loop(
+                listener,
+                inbox_tx.clone(),
+                conn_ids.clone(),
+                permits.clone(),
+                config.clone(),
+            ));
+        }
+        drop(inbox_tx);
+        let core = CoreTask {
+            broker,
+            clock,
+            writers: BTreeMap::new(),
+            stats,
+            writer_capacity: config.core.limits.outbound_frames_max + WRITER_SLACK_FRAMES,
+        };
+        core.run(inbox_rx, shutdown).await;
+        tasks.abort_all();
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    mut listener: Box<dyn Listener>,
+    inbox: mpsc::Sender<Event>,
+    conn_ids: Arc<AtomicU64>,
+    permits: Arc<Semaphore>,
+    config: BrokerConfig,
+) {
+    let writer_capacity = config.core.limits.outbound_frames_max + WRITER_SLACK_FRAMES;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let conn = ConnId(conn_ids.fetch_add(1, Ordering::Relaxed) + 1);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "refusing connection: limits.connections_max reached");
+            tokio::spawn(connection::refuse(
+                stream,
+                format!(
+                    "too many connections (limits.connections_max = {})",
+                    config.core.limits.connections_max
+                ),
+            ));
+            continue;
+        };
+        let (writer_tx, writer_rx) = mpsc::channel(writer_capacity);
+        let open = Event::Open {
+            conn,
+            peer,
+            writer: writer_tx,
+        };
+        if inbox.send(open).await.is_err() {
+            return;
+        }
+        tracing::debug!(%conn, %peer, "connection accepted");
+        connection::spawn(
+            conn,
+            stream,
+            inbox.clone(),
+            writer_rx,
+            config.core.limits.frame(),
+            Duration::from_millis(config.server.write_timeout_ms),
+            permit,
+        );
+    }
+}
+
+struct CoreTask {
+    broker: Broker,
+    clock: Clock,
+    writers: BTreeMap<ConnId, mpsc::Sender<WriterMsg>>,
+    stats: StatsHandle,
+    writer_capacity: usize,
+}
+
+impl CoreTask {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Event>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut stats_at = tokio::time::Instant::now();
+        loop {
+            let deadline = self.broker.poll_timeout().map(|t| self.clock.instant_at(t));
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                ev = inbox.recv() => match ev {
+                    Some(ev) => {
+                        self.handle(ev);
+                        // Take whatever else is already waiting before routing, so that
+                        // bursts are handled in one pass.
+                        for _ in 0..256 {
+                            match inbox.try_recv() {
+                                Ok(ev) => self.handle(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                () = sleep => self.broker.handle_timeout(self.clock.now_ms()),
+            }
+            self.route_outputs();
+            if stats_at.elapsed() >= Duration::from_millis(100) {
+                self.stats.set(self.broker.stats());
+                stats_at = tokio::time::Instant::now();
+            }
+        }
+        self.stats.set(self.broker.stats());
+        // Close every connection; writers flush what they hold, then end.
+        for (_, w) in std::mem::take(&mut self.writers) {
+            let _ = w.try_send(WriterMsg::Close);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while inbox.recv().await.is_some() {}
+        })
+        .await;
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let now = self.clock.now_ms();
+        match ev {
+            Event::Open { conn, peer, writer } => {
+                self.writers.insert(conn, writer);
+                self.broker.handle_open(now, conn, &peer.to_string());
+            }
+            Event::Frame { conn, frame } => self.broker.handle_frame(now, conn, frame),
+            Event::HeartBeat { conn } => self.broker.handle_heartbeat(now, conn),
+            Event::DecodeError { conn, error } => {
+                self.broker.handle_decode_error(now, conn, &error)
+            }
+            Event::Flushed { conn, frames } => self.broker.handle_flushed(now, conn, frames),
+            Event::Closed { conn } => {
+                self.writers.remove(&conn);
+                self.broker.handle_close(now, conn);
+            }
+        }
+    }
+
+    fn route_outputs(&mut self) {
+        while let Some(out) = self.broker.poll_output() {
+            match out {
+                Output::Send {
+                    conn,
+                    version,
+                    frame,
+                } => {
+                    let Some(w) = self.writers.get(&conn) else {
+                        continue;
+                    };
+                    if w.try_send(WriterMsg::Frame(version, frame)).is_err() {
+                        // The writer is gone or hopelessly behind: give up on it.
+                        tracing::info!(%conn, capacity = self.writer_capacity, "closing connection whose writer is full");
+                        self.writers.remove(&conn);
+                        self.broker.handle_close(self.clock.now_ms(), conn);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(w) = self.writers.remove(&conn) {
+                        let _ = w.try_send(WriterMsg::Close);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Per-connection reader and writer tasks.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::Event;
+use crate::core::{ConnId, OutFrame};
+use crate::net::BoxStream;
+use crate::proto::{Command, Decoder, Frame, FrameLimits, Item, Version, encode};
+
+/// Bytes read per `read` call.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// A writer batches at most this many bytes before writing.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// What the core task tells a writer.
+#[derive(Debug)]
+pub(super) enum WriterMsg {
+    /// Encode and write this frame.
+    Frame(Version, OutFrame),
+    /// Write what is queued, then close the socket.
+    Close,
+}
+
+/// Starts the reader and writer tasks of one connection.
+pub(super) fn spawn(
+    conn: ConnId,
+    stream: BoxStream,
+    inbox: mpsc::Sender<Event>,
+    writer_rx: mpsc::Receiver<WriterMsg>,
+    limits: FrameLimits,
+    write_timeout: Duration,
+    permit: OwnedSemaphorePermit,
+) {
+    let (read_half, write_half) = tokio::io::split(stream);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(read_loop(conn, read_half, inbox.clone(), limits, stop_rx));
+    tokio::spawn(async move {
+        write_loop(conn, write_half, inbox, writer_rx, write_timeout).await;
+        // Closing the writer ends the reader too, and frees the connection slot.
+        let _ = stop_tx.send(());
+        drop(permit);
+    });
+}
+
+async fn read_loop(
+    conn: ConnId,
+    mut read: ReadHalf<BoxStream>,
+    inbox: mpsc::Sender<Event>,
+    limits: FrameLimits,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut decoder = Decoder::new(limits);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        buf.reserve(READ_CHUNK_BYTES);
+        let n = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            r = read.read_buf(&mut buf) => r,
+        };
+        match n {
+            Ok(0) | Err(_) => {
+                let _ = inbox.send(Event::Closed { conn }).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        let mut beat = false;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(Item::HeartBeat)) => beat = true,
+                Ok(Some(Item::Frame(frame))) => {
+                    beat = false;
+                    if matches!(frame.command, Command::Connect | Command::Stomp) {
+                        let v = Version::negotiate(frame.headers.get("accept-version"))
+                            .unwrap_or(Version::V1_0);
+                        decoder.set_version(v);
+                    }
+                    if inbox.send(Event::Frame { conn, frame }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    // The core answers with ERROR and closes; stop reading.
+                    let _ = inbox.send(Event::DecodeError { conn, error }).await;
+                    return;
+                }
+            }
+        }
+        if beat && inbox.send(Event::HeartBeat { conn }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    conn: ConnId,
+    mut write: WriteHalf<BoxStream>,
+    inbox: mpsc::Sender<Event>,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    write_timeout: Duration,
+) {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    loop {
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        let mut frames = 0usize;
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Frame(version, frame) => {
+                    encode_out(&frame, version, &mut buf);
+                    frames += 1;
+                }
+                WriterMsg::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if buf.len() < WRITE_BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            match tokio::time::timeout(write_timeout, write.write_all(&buf)).await {
+                Ok(Ok(())) => buf.clear(),
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(%conn, "write failed or timed out; closing");
+                    let _ = inbox.send(Event::Closed { conn }).await;
+                    return;
+                }
+            }
+        }
+        if frames > 0 && inbox.send(Event::Flushed { conn, frames }).await.is_err() {
+            break;
+        }
+        if close {
+            let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+}
+
+/// Encodes one outbound frame.
+fn encode_out(frame: &OutFrame, version: Version, buf: &mut BytesMut) {
+    match frame {
+        OutFrame::Control(f) => encode(f, version, buf),
+        OutFrame::Message(d) => d.encode(version, buf),
+        OutFrame::HeartBeat => buf.extend_from_slice(b"\n"),
+    }
+}
+
+/// Answers a connection over the connection limit with an ERROR and closes it.
+pub(super) async fn refuse(mut stream: BoxStream, message: String) {
+    let mut buf = BytesMut::new();
+    let frame = Frame::new(Command::Error)
+        .header("message", message)
+        .header("content-type", "text/plain");
+    encode(&frame, Version::V1_0, &mut buf);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&buf).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
