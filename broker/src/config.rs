@@ -473,6 +473,8 @@ enum Fit {
     Enclosing,
     /// A key on the error's line.
     SameLine,
+    /// A key or value whose text ends at the error position (a value cut short).
+    EndingAt,
     /// A key or value whose text contains the error position.
     Containing,
 }
@@ -489,10 +491,14 @@ fn syntax_error_key(text: &str, offset: usize, line: usize) -> KeyPath {
     };
     let mut visit = |path: &KeyPath, key: Option<Range<usize>>, value: &Spanned<DeValue<'_>>| {
         let depth = path.segments().len();
-        let contains = |s: &Range<usize>| s.start <= offset && offset <= s.end;
+        let contains = |s: &Range<usize>| s.start <= offset && offset < s.end;
+        let ends_at = |s: &Range<usize>| s.end == offset;
         let span = value.span();
         if key.as_ref().is_some_and(contains) || contains(&span) {
             consider((Fit::Containing, depth, span.start), path);
+        } else if key.as_ref().is_some_and(ends_at) || ends_at(&span) {
+            // The outermost value cut short is the one left unclosed.
+            consider((Fit::EndingAt, usize::MAX - depth, span.start), path);
         } else if key.as_ref().is_some_and(|k| line_of(text, k.start) == line) {
             consider((Fit::SameLine, depth, span.start), path);
         } else if value.get_ref().is_table() && span.start <= offset {
