@@ -417,6 +417,7 @@ fn positive<T: Default + PartialEq>(value: T, key: &str) -> Result<(), InvalidSe
 
 /// The 1-based line that byte `offset` of `text` is on.
 fn line_of(text: &str, offset: usize) -> usize {
+    // Clamped to the text's length, so the slice below cannot panic.
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
