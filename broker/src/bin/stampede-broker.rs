@@ -1,3 +1,110 @@
-//! `stampede-broker`: the production STOMP broker.
+//! `stampede-broker`: the production STOMP broker on real TCP.
 
-fn main() {}
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use stampede_broker::clock::Clock;
+use stampede_broker::config::BrokerConfig;
+use stampede_broker::net::TokioNet;
+use stampede_broker::server::Server;
+
+/// A STOMP 1.0–1.2 message broker (queues, topics, selectors, transactions) that real
+/// MCollective, stomp.py and stomp-gem clients can use.
+#[derive(Debug, Parser)]
+#[command(name = "stampede-broker", version, about, long_about = None)]
+struct Args {
+    /// Address to listen on (repeatable); replaces the config file's `server.listen`.
+    /// Use port 0 for an ephemeral port.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Vec<String>,
+
+    /// TOML configuration file (see broker/broker.example.toml). Without it, defaults apply:
+    /// no authentication, 127.0.0.1:61613.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Once listening, write the bound addresses here (one `host:port` per line).
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+
+    /// Broker name (overrides `core.broker_name`); appears in message ids.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => BrokerConfig::default(),
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    if let Some(name) = &args.name {
+        config.core.broker_name = name.clone();
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(serve(config, args.ready_file))
+}
+
+async fn serve(config: BrokerConfig, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let server = Server::bind(Arc::new(TokioNet), config).await?;
+    if let Some(path) = ready_file {
+        let text: String = server
+            .local_addrs()
+            .iter()
+            .map(|a| format!("{a}\n"))
+            .collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock is before 1970")?
+        .as_millis() as u64;
+    server
+        .run(Clock::starting_at(epoch_ms), shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1348,15 +1348,10 @@ impl Broker {
         for op in needed {
             if !self.security.authorize(principal, op, key.kind, &key.name) {
                 self.stats.sends_refused += u64::from(op == Operation::Write);
-                let user = principal.user.as_deref().unwrap_or("anonymous");
-                return Err(FrameError::Refused(format!(
-                    "User {user} is not authorized to {} {}",
-                    match op {
-                        Operation::Read => "read from",
-                        Operation::Write => "write to",
-                        Operation::Admin => "create (admin)",
-                    },
-                    key.display()
+                return Err(FrameError::Refused(crate::security::denial_message(
+                    principal,
+                    op,
+                    key.display(),
                 )));
             }
         }

@@ -99,9 +99,10 @@ impl Server {
     pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
-            let l = net.bind(addr).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
+            let l = net
+                .bind(addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             tracing::info!(addr = %l.local_addr()?, "listening for STOMP");
             listeners.push(l);
         }
