@@ -442,11 +442,12 @@ impl Decoder {
         }
         let from = self.scan.max(start);
         if from < window_end {
+            let found = memchr(b'\n', &buf[from..window_end]);
             #[cfg(test)]
             {
-                self.scanned += window_end - from;
+                self.scanned += found.map_or(window_end - from, |i| i + 1);
             }
-            if let Some(i) = memchr(b'\n', &buf[from..window_end]) {
+            if let Some(i) = found {
                 let lf = from + i;
                 let end = if lf > start && buf[lf - 1] == b'\r' {
                     lf - 1
@@ -512,11 +513,12 @@ impl Decoder {
         let window_end = buf.len().min(frame_max).min(body_cap);
         let from = self.scan.max(body_start);
         if from < window_end {
+            let found = memchr(0, &buf[from..window_end]);
             #[cfg(test)]
             {
-                self.scanned += window_end - from;
+                self.scanned += found.map_or(window_end - from, |i| i + 1);
             }
-            if let Some(i) = memchr(0, &buf[from..window_end]) {
+            if let Some(i) = found {
                 return Ok(Some(from + i));
             }
             self.scan = window_end;
@@ -813,4 +815,763 @@ pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
         write_content_length(buf, frame.body.len());
     }
     encode_body(buf, &frame.body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything a run of the decoder produced.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        items: Vec<Item>,
+        error: Option<DecodeError>,
+        /// Bytes left in the buffer at the end (zero after an error).
+        left: usize,
+    }
+
+    /// Feeds `chunks` one after the other, draining the decoder after each.
+    fn run(version: Option<Version>, limits: FrameLimits, chunks: &[&[u8]]) -> Outcome {
+        let mut decoder = Decoder::new(limits);
+        if let Some(version) = version {
+            decoder.set_version(version);
+        }
+        let mut buf = BytesMut::new();
+        let mut items = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => break,
+                    Err(error) => {
+                        return Outcome {
+                            items,
+                            error: Some(error),
+                            left: 0,
+                        };
+                    }
+                }
+            }
+        }
+        Outcome {
+            items,
+            error: None,
+            left: buf.len(),
+        }
+    }
+
+    /// Decodes `input` whole, byte by byte and split in two at every position, checks that
+    /// all runs agree and returns the outcome.
+    fn decode_all(version: Option<Version>, limits: FrameLimits, input: &[u8]) -> Outcome {
+        let whole = run(version, limits, &[input]);
+        let bytewise: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(version, limits, &bytewise), whole, "byte by byte");
+        for at in 0..=input.len() {
+            let (a, b) = input.split_at(at);
+            assert_eq!(run(version, limits, &[a, b]), whole, "split at {at}");
+        }
+        whole
+    }
+
+    /// Decodes `input`, which must be exactly one frame.
+    fn one_frame(version: Option<Version>, input: &[u8]) -> Frame {
+        let outcome = decode_all(version, FrameLimits::default(), input);
+        assert_eq!(outcome.error, None);
+        assert_eq!(outcome.left, 0);
+        match <[Item; 1]>::try_from(outcome.items) {
+            Ok([Item::Frame(frame)]) => frame,
+            other => panic!("expected one frame, got {other:?}"),
+        }
+    }
+
+    /// Decodes `input`, which must fail without producing anything first.
+    fn error_with(version: Option<Version>, limits: FrameLimits, input: &[u8]) -> DecodeError {
+        let outcome = decode_all(version, limits, input);
+        assert_eq!(outcome.items, vec![], "items before the error");
+        outcome.error.expect("an error")
+    }
+
+    fn error_of(version: Option<Version>, input: &[u8]) -> DecodeError {
+        error_with(version, FrameLimits::default(), input)
+    }
+
+    /// Feeds `input` once, whole, and returns what the first decode call says.
+    fn decode_once(limits: FrameLimits, input: &[u8]) -> Result<Option<Item>, DecodeError> {
+        Decoder::new(limits).decode(&mut BytesMut::from(input))
+    }
+
+    fn headers(frame: &Frame) -> Vec<(&str, &str)> {
+        frame.headers.iter().map(|(k, v)| (&**k, &**v)).collect()
+    }
+
+    const ALL: [Option<Version>; 4] = [
+        None,
+        Some(Version::V1_0),
+        Some(Version::V1_1),
+        Some(Version::V1_2),
+    ];
+
+    #[test]
+    fn decodes_command_headers_and_body() {
+        let frame = one_frame(None, b"SEND\ndestination:/queue/a\nreceipt:7\n\nhello\0");
+        assert_eq!(frame.command, Command::Send);
+        assert_eq!(
+            headers(&frame),
+            [("destination", "/queue/a"), ("receipt", "7")]
+        );
+        assert_eq!(&frame.body[..], b"hello");
+    }
+
+    #[test]
+    fn decodes_frame_without_headers_or_body() {
+        let frame = one_frame(Some(Version::V1_2), b"DISCONNECT\n\n\0");
+        assert_eq!(frame, Frame::new(Command::Disconnect));
+    }
+
+    #[test]
+    fn every_command_is_recognised() {
+        for command in [
+            Command::Connect,
+            Command::Stomp,
+            Command::Send,
+            Command::Subscribe,
+            Command::Unsubscribe,
+            Command::Ack,
+            Command::Nack,
+            Command::Begin,
+            Command::Commit,
+            Command::Abort,
+            Command::Disconnect,
+            Command::Connected,
+            Command::Message,
+            Command::Receipt,
+            Command::Error,
+        ] {
+            let input = format!("{command}\n\n\0");
+            assert_eq!(one_frame(None, input.as_bytes()).command, command);
+        }
+    }
+
+    #[test]
+    fn bare_line_ends_are_heart_beats() {
+        let outcome = decode_all(
+            Some(Version::V1_1),
+            FrameLimits::default(),
+            b"\n\r\nSEND\n\nx\0\n\nRECEIPT\nreceipt-id:1\n\n\0\r\n",
+        );
+        let send = Frame::new(Command::Send).body(&b"x"[..]);
+        let receipt = Frame::new(Command::Receipt).header("receipt-id", "1");
+        assert_eq!(
+            outcome,
+            Outcome {
+                items: vec![
+                    Item::HeartBeat,
+                    Item::HeartBeat,
+                    Item::Frame(send),
+                    Item::HeartBeat,
+                    Item::HeartBeat,
+                    Item::Frame(receipt),
+                    Item::HeartBeat,
+                ],
+                error: None,
+                left: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_lone_cr_waits_for_its_lf() {
+        let outcome = decode_all(None, FrameLimits::default(), b"\r");
+        assert_eq!((outcome.items.len(), outcome.left), (0, 1));
+        assert_eq!(
+            error_of(None, b"\rX\n"),
+            DecodeError::UnknownCommand("\\x0dX".into())
+        );
+    }
+
+    #[test]
+    fn crlf_line_ends_are_accepted_in_every_version() {
+        for version in ALL {
+            let frame = one_frame(version, b"SEND\r\ndestination:/q\r\nx:y\r\n\r\nbody\r\n\0");
+            assert_eq!(headers(&frame), [("destination", "/q"), ("x", "y")]);
+            // Line ends in the body are data.
+            assert_eq!(&frame.body[..], b"body\r\n");
+        }
+    }
+
+    #[test]
+    fn only_one_cr_before_lf_is_stripped() {
+        for version in ALL {
+            let frame = one_frame(version, b"SEND\na:b\r\r\nc:d\re\n\n\0");
+            assert_eq!(headers(&frame), [("a", "b\r"), ("c", "d\re")]);
+        }
+    }
+
+    #[test]
+    fn repeated_headers_are_kept_and_the_first_wins() {
+        let frame = one_frame(Some(Version::V1_2), b"SEND\nfoo:1\nbar:x\nfoo:2\n\n\0");
+        assert_eq!(frame.headers.get("foo"), Some("1"));
+        assert_eq!(headers(&frame), [("foo", "1"), ("bar", "x"), ("foo", "2")]);
+    }
+
+    #[test]
+    fn content_length_allows_nul_in_the_body() {
+        let frame = one_frame(None, b"SEND\ncontent-length:6\n\na\0b\0c\0\0");
+        assert_eq!(&frame.body[..], b"a\0b\0c\0");
+        let frame = one_frame(None, b"SEND\ncontent-length:0\n\n\0");
+        assert!(frame.body.is_empty());
+    }
+
+    #[test]
+    fn first_content_length_wins() {
+        let frame = one_frame(None, b"SEND\ncontent-length:3\ncontent-length:1\n\na\0c\0");
+        assert_eq!(&frame.body[..], b"a\0c");
+        // A later, invalid repeat is ignored too.
+        let frame = one_frame(None, b"SEND\ncontent-length:1\ncontent-length:x\n\na\0");
+        assert_eq!(&frame.body[..], b"a");
+        assert_eq!(frame.headers.len(), 2);
+    }
+
+    #[test]
+    fn content_length_must_be_followed_by_nul() {
+        assert_eq!(
+            error_of(None, b"SEND\ncontent-length:2\n\nabc\0"),
+            DecodeError::ContentLengthMismatch
+        );
+        assert_eq!(
+            error_of(None, b"SEND\ncontent-length:4\n\nab\0\n\n"),
+            DecodeError::ContentLengthMismatch
+        );
+    }
+
+    #[test]
+    fn content_length_must_be_a_decimal_number() {
+        for value in [
+            "",
+            " ",
+            "abc",
+            "-1",
+            "+1",
+            "1.5",
+            "0x10",
+            "1 2",
+            "99999999999999999999999",
+        ] {
+            let input = format!("SEND\ncontent-length:{value}\n\n\0");
+            assert_eq!(
+                error_of(None, input.as_bytes()),
+                DecodeError::InvalidContentLength(value.into()),
+                "{value:?}"
+            );
+        }
+        // Escapes are not digits even where they would be resolved.
+        assert!(matches!(
+            error_of(Some(Version::V1_2), b"SEND\ncontent-length:1\\n\n\n\0"),
+            DecodeError::InvalidContentLength(_)
+        ));
+        // Surrounding blanks are tolerated, as ActiveMQ does.
+        let frame = one_frame(None, b"SEND\ncontent-length: 2\t\n\nab\0");
+        assert_eq!(&frame.body[..], b"ab");
+        assert_eq!(frame.headers.get("content-length"), Some(" 2\t"));
+    }
+
+    #[test]
+    fn stomp_1_1_escapes_are_resolved() {
+        let frame = one_frame(
+            Some(Version::V1_1),
+            b"MESSAGE\nna\\cme:a\\nb\\cc\\\\d\nplain:x\n\n\0",
+        );
+        assert_eq!(headers(&frame), [("na:me", "a\nb:c\\d"), ("plain", "x")]);
+        assert_eq!(
+            error_of(Some(Version::V1_1), b"SEND\na:b\\r\n\n\0"),
+            DecodeError::InvalidEscape("a:b\\r".into())
+        );
+    }
+
+    #[test]
+    fn stomp_1_2_escapes_are_resolved() {
+        let frame = one_frame(Some(Version::V1_2), b"SEND\nk\\r:a\\r\\n\\c\\\\\\\\\n\n\0");
+        assert_eq!(headers(&frame), [("k\r", "a\r\n:\\\\")]);
+    }
+
+    #[test]
+    fn undefined_escapes_are_errors_in_1_1_and_1_2() {
+        for version in [Version::V1_1, Version::V1_2] {
+            for line in ["a:\\t", "a:b\\", "a\\:b", "a:\\\\\\", "\\x:1", "a:\\C"] {
+                let input = format!("SEND\n{line}\n\n\0");
+                assert_eq!(
+                    error_of(Some(version), input.as_bytes()),
+                    DecodeError::InvalidEscape(line.into()),
+                    "{version} {line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_unescaped_before_a_version_in_1_0_or_in_connect_frames() {
+        let raw = b"a\\nb\\t\\";
+        for (version, command) in [
+            (None, "SEND"),
+            (None, "CONNECT"),
+            (Some(Version::V1_0), "SEND"),
+            (Some(Version::V1_0), "MESSAGE"),
+            (Some(Version::V1_1), "CONNECT"),
+            (Some(Version::V1_2), "CONNECT"),
+            (Some(Version::V1_2), "STOMP"),
+            (Some(Version::V1_2), "CONNECTED"),
+        ] {
+            let mut input = format!("{command}\nk\\c:").into_bytes();
+            input.extend_from_slice(raw);
+            input.extend_from_slice(b"\n\n\0");
+            let frame = one_frame(version, &input);
+            assert_eq!(headers(&frame), [("k\\c", "a\\nb\\t\\")], "{command}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_not_trimmed() {
+        for version in ALL {
+            let frame = one_frame(version, b"SEND\n x : a b \nempty:\n\n\0");
+            assert_eq!(headers(&frame), [(" x ", " a b "), ("empty", "")]);
+        }
+    }
+
+    #[test]
+    fn colons_in_values_are_kept() {
+        for version in ALL {
+            let frame = one_frame(version, b"SEND\nmessage-id:ID:host-1:2:3\n\n\0");
+            assert_eq!(headers(&frame), [("message-id", "ID:host-1:2:3")]);
+        }
+    }
+
+    #[test]
+    fn header_lines_need_a_name_and_a_colon() {
+        assert_eq!(
+            error_of(None, b"SEND\nno-colon\n\n\0"),
+            DecodeError::MalformedHeader("no-colon".into())
+        );
+        assert_eq!(
+            error_of(Some(Version::V1_2), b"SEND\n:value\n\n\0"),
+            DecodeError::MalformedHeader(":value".into())
+        );
+        // Detected as soon as the line is complete.
+        assert_eq!(
+            decode_once(FrameLimits::default(), b"SEND\nno-colon\n"),
+            Err(DecodeError::MalformedHeader("no-colon".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_commands_are_quoted() {
+        for (input, quoted) in [
+            (&b"FOO\n"[..], "FOO"),
+            (b"send\n\n\0", "send"),
+            (b"SEND \n\n\0", "SEND "),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1"),
+            (b"\0\n", "\\x00"),
+            (b"S\xc3\xa9ND\n", "S\\xc3\\xa9ND"),
+        ] {
+            assert_eq!(
+                error_of(None, input),
+                DecodeError::UnknownCommand(quoted.into())
+            );
+        }
+    }
+
+    #[test]
+    fn long_command_lines_are_rejected_early() {
+        // A TLS ClientHello has no line end anywhere near its start.
+        let mut hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec();
+        hello.extend(std::iter::repeat_n(b'A', 60));
+        let error = error_of(None, &hello);
+        let DecodeError::UnknownCommand(quoted) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(quoted.starts_with("\\x16\\x03\\x01"), "{quoted}");
+        assert!(quoted.len() <= 40);
+        // Forty-one bytes without a line end are enough to decide.
+        assert_eq!(decode_once(FrameLimits::default(), &hello[..40]), Ok(None));
+        assert!(decode_once(FrameLimits::default(), &hello[..41]).is_err());
+        // A forty-byte line is still looked at as a whole.
+        let line = [b'X'; 40];
+        let mut input = line.to_vec();
+        input.push(b'\n');
+        assert_eq!(
+            error_of(None, &input),
+            DecodeError::UnknownCommand("X".repeat(40))
+        );
+    }
+
+    #[test]
+    fn header_names_and_values_must_be_utf8() {
+        assert_eq!(
+            error_of(None, b"SEND\na:\xff\n\n\0"),
+            DecodeError::InvalidUtf8
+        );
+        assert_eq!(
+            error_of(Some(Version::V1_2), b"SEND\n\xc3:b\n\n\0"),
+            DecodeError::InvalidUtf8
+        );
+        // Detected before the body arrives.
+        assert_eq!(
+            decode_once(FrameLimits::default(), b"SEND\na:\xff\n"),
+            Err(DecodeError::InvalidUtf8)
+        );
+        let frame = one_frame(
+            Some(Version::V1_1),
+            "SEND\nnäme:vä\\nlue €\n\n\0".as_bytes(),
+        );
+        assert_eq!(headers(&frame), [("näme", "vä\nlue €")]);
+    }
+
+    fn limits(frame: usize, count: usize, line: usize, body: usize) -> FrameLimits {
+        FrameLimits {
+            frame_bytes_max: frame,
+            header_count_max: count,
+            header_line_bytes_max: line,
+            body_bytes_max: body,
+        }
+    }
+
+    #[test]
+    fn frame_size_is_limited_before_the_frame_is_buffered() {
+        let limits = limits(32, 100, 100, 100);
+        // Exactly 32 bytes is fine.
+        let exact = b"SEND\nabcdefghij:klmnopqrst\n\nxyz\0";
+        assert_eq!(exact.len(), 32);
+        let outcome = decode_all(None, limits, exact);
+        assert_eq!((outcome.items.len(), outcome.error), (1, None));
+        // One body byte more, and the thirty-third byte already proves it.
+        let over = b"SEND\nabcdefghij:klmnopqrst\n\nxyzw\0";
+        let too_large = DecodeError::FrameTooLarge { limit: 32 };
+        assert_eq!(error_with(None, limits, over), too_large);
+        assert_eq!(decode_once(limits, &over[..32]), Ok(None));
+        assert_eq!(decode_once(limits, &over[..33]), Err(too_large.clone()));
+        // Within the headers, too.
+        let long_headers = b"SEND\nabcdefghij:klmnopqrst\nuvwxyz:";
+        assert_eq!(decode_once(limits, long_headers), Err(too_large.clone()));
+        // A declared body that cannot fit fails as soon as the headers end.
+        assert_eq!(
+            decode_once(limits, b"SEND\ncontent-length:13\n\n"),
+            Err(too_large.clone())
+        );
+        let ok = decode_all(None, limits, b"SEND\ncontent-length:6\n\n\0\0\0\0\0\0\0");
+        assert_eq!((ok.items.len(), ok.error), (1, None));
+        // Heart-beats do not count towards the next frame.
+        let mut input = vec![b'\n'; 100];
+        input.extend_from_slice(exact);
+        let outcome = decode_all(None, limits, &input);
+        assert_eq!((outcome.items.len(), outcome.error), (101, None));
+    }
+
+    #[test]
+    fn header_lines_are_limited_before_their_line_end() {
+        let limits = limits(1000, 100, 16, 1000);
+        let too_long = DecodeError::HeaderLineTooLong { limit: 16 };
+        // Sixteen bytes, with LF or CRLF, are fine.
+        for input in [
+            &b"SEND\nabcdefg:12345678\n\n\0"[..],
+            b"SEND\nabcdefg:12345678\r\n\n\0",
+        ] {
+            let outcome = decode_all(None, limits, input);
+            assert_eq!((outcome.items.len(), outcome.error), (1, None));
+        }
+        // Seventeen are not, and the seventeenth byte proves it unless it is a CR.
+        assert_eq!(
+            error_with(None, limits, b"SEND\nabcdefgh:12345678\n\n\0"),
+            too_long
+        );
+        assert_eq!(
+            decode_once(limits, b"SEND\nabcdefgh:12345678"),
+            Err(too_long.clone())
+        );
+        assert_eq!(decode_once(limits, b"SEND\nabcdefg:12345678\r"), Ok(None));
+        assert_eq!(
+            decode_once(limits, b"SEND\nabcdefg:12345678\rx"),
+            Err(too_long.clone())
+        );
+        // The command line counts too.
+        let tiny = self::limits(1000, 100, 4, 1000);
+        assert_eq!(decode_all(None, tiny, b"SEND\n\n\0").error, None);
+        assert_eq!(
+            error_with(None, tiny, b"DISCONNECT\n\n\0"),
+            DecodeError::HeaderLineTooLong { limit: 4 }
+        );
+    }
+
+    #[test]
+    fn header_count_is_limited() {
+        let limits = limits(1000, 2, 100, 1000);
+        let outcome = decode_all(None, limits, b"SEND\na:1\nb:2\n\n\0");
+        assert_eq!((outcome.items.len(), outcome.error), (1, None));
+        let too_many = DecodeError::TooManyHeaders { limit: 2 };
+        assert_eq!(
+            error_with(None, limits, b"SEND\na:1\nb:2\nc:3\n\n\0"),
+            too_many
+        );
+        assert_eq!(decode_once(limits, b"SEND\na:1\nb:2\nc:3\n"), Err(too_many));
+    }
+
+    #[test]
+    fn body_size_is_limited() {
+        let limits = limits(1000, 100, 100, 8);
+        let too_large = DecodeError::BodyTooLarge { limit: 8 };
+        for input in [
+            &b"SEND\n\n12345678\0"[..],
+            b"SEND\ncontent-length:8\n\n12345678\0",
+        ] {
+            let outcome = decode_all(None, limits, input);
+            assert_eq!((outcome.items.len(), outcome.error), (1, None));
+        }
+        assert_eq!(error_with(None, limits, b"SEND\n\n123456789\0"), too_large);
+        assert_eq!(decode_once(limits, b"SEND\n\n12345678"), Ok(None));
+        assert_eq!(
+            decode_once(limits, b"SEND\n\n123456789"),
+            Err(too_large.clone())
+        );
+        // A declared length is checked before any body byte arrives.
+        assert_eq!(
+            decode_once(limits, b"SEND\ncontent-length:9\n\n"),
+            Err(too_large.clone())
+        );
+        assert_eq!(
+            decode_once(limits, b"SEND\ncontent-length:99999999999999999999\n\n"),
+            Err(DecodeError::InvalidContentLength(
+                "99999999999999999999".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn error_messages_are_single_lines() {
+        let errors = [
+            DecodeError::FrameTooLarge { limit: 5 },
+            DecodeError::TooManyHeaders { limit: 6 },
+            DecodeError::HeaderLineTooLong { limit: 7 },
+            DecodeError::BodyTooLarge { limit: 8 },
+            error_of(None, b"B\xffD\r\n"),
+            error_of(None, b"SEND\nx\r\n"),
+            error_of(Some(Version::V1_1), b"SEND\na:\\r\r\n"),
+            error_of(None, b"SEND\ncontent-length:\x01\r\n"),
+            DecodeError::ContentLengthMismatch,
+            DecodeError::InvalidUtf8,
+        ];
+        for error in errors {
+            let message = error.to_string();
+            assert!(!message.is_empty());
+            assert!(
+                !message.contains(['\n', '\r', '\0']),
+                "{message:?} is not a single line"
+            );
+        }
+        assert_eq!(
+            DecodeError::FrameTooLarge { limit: 5 }.to_string(),
+            "frame exceeds 5 bytes"
+        );
+        assert_eq!(
+            error_of(None, b"B\xffD\r\n").to_string(),
+            "unknown command 'B\\xffD'"
+        );
+    }
+
+    #[test]
+    fn decoded_frames_share_the_input_buffer() {
+        let mut buf = BytesMut::from(&b"SEND\ndestination:/queue/a\nx:a\\nb\n\nhello\0"[..]);
+        let range = buf.as_ptr_range();
+        let mut decoder = Decoder::new(FrameLimits::default());
+        decoder.set_version(Version::V1_2);
+        let Ok(Some(Item::Frame(frame))) = decoder.decode(&mut buf) else {
+            panic!("no frame");
+        };
+        let inside = |p: *const u8| range.contains(&p);
+        assert!(inside(frame.body.as_ptr()), "body was copied");
+        let (name, value) = frame.headers.iter().next().expect("a header");
+        assert!(inside(name.as_bytes().as_ptr()), "name was copied");
+        assert!(inside(value.as_bytes().as_ptr()), "value was copied");
+        // An unescaped value cannot be a slice of the input.
+        assert_eq!(frame.headers.get("x"), Some("a\nb"));
+    }
+
+    #[test]
+    fn scanning_is_linear_when_bytes_trickle_in() {
+        let body_len = 256 * 1024;
+        let mut input = b"SEND\ndestination:/queue/big\n\n".to_vec();
+        input.resize(input.len() + body_len, b'b');
+        input.push(0);
+        let mut decoder = Decoder::new(FrameLimits::default());
+        let mut buf = BytesMut::new();
+        let mut frames = 0;
+        for chunk in input.chunks(3) {
+            buf.extend_from_slice(chunk);
+            while let Some(item) = decoder.decode(&mut buf).expect("valid") {
+                assert!(matches!(item, Item::Frame(ref f) if f.body.len() == body_len));
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 1);
+        assert!(
+            decoder.scanned <= input.len(),
+            "scanned {} bytes for a {}-byte frame",
+            decoder.scanned,
+            input.len()
+        );
+
+        // A long header line, one byte at a time.
+        let mut input = b"SEND\nx:".to_vec();
+        input.resize(input.len() + 8000, b'v');
+        input.extend_from_slice(b"\n\n\0");
+        let mut decoder = Decoder::new(FrameLimits::default());
+        let mut buf = BytesMut::new();
+        for &b in &input {
+            buf.extend_from_slice(&[b]);
+            let _ = decoder.decode(&mut buf).expect("valid");
+        }
+        assert!(
+            decoder.scanned <= input.len(),
+            "scanned {}",
+            decoder.scanned
+        );
+    }
+
+    #[test]
+    fn consuming_the_buffer_between_calls_starts_over() {
+        let mut decoder = Decoder::new(FrameLimits::default());
+        let mut buf = BytesMut::from(&b"SEND\ndestination:/queue/abc"[..]);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.clear();
+        buf.extend_from_slice(b"ACK\n\n\0");
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Ok(Some(Item::Frame(Frame::new(Command::Ack))))
+        );
+    }
+
+    #[test]
+    fn decoding_after_an_error_does_not_panic() {
+        let mut decoder = Decoder::new(limits(64, 4, 16, 16));
+        let mut buf = BytesMut::from(&b"SEND\ncontent-length:3\n\nabcd\0"[..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(DecodeError::ContentLengthMismatch)
+        );
+        for _ in 0..3 {
+            let _ = decoder.decode(&mut buf);
+            buf.extend_from_slice(b"\n\0x");
+        }
+    }
+
+    fn encoded(frame: &Frame, version: Version) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        encode(frame, version, &mut buf);
+        buf.to_vec()
+    }
+
+    #[test]
+    fn encoder_escapes_per_version() {
+        let frame = Frame::new(Command::Send).header("k:\\", "x:y\nz\\w\rq");
+        assert_eq!(
+            encoded(&frame, Version::V1_0),
+            b"SEND\nk:\\:x:y\\nz\\w\\rq\n\n\0"
+        );
+        assert_eq!(
+            encoded(&frame, Version::V1_1),
+            b"SEND\nk\\c\\\\:x\\cy\\nz\\\\w\rq\n\n\0"
+        );
+        assert_eq!(
+            encoded(&frame, Version::V1_2),
+            b"SEND\nk\\c\\\\:x\\cy\\nz\\\\w\\rq\n\n\0"
+        );
+    }
+
+    #[test]
+    fn encoder_never_escapes_connect_frames() {
+        for command in [Command::Connect, Command::Stomp, Command::Connected] {
+            let frame = Frame::new(command).header("host", "a:b\\c\nd");
+            let expected = format!("{command}\nhost:a:b\\c\\nd\n\n\0").into_bytes();
+            for version in Version::ALL {
+                assert_eq!(encoded(&frame, version), expected, "{command} {version}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoder_writes_one_correct_content_length() {
+        let cases: [(Frame, &[u8]); 6] = [
+            (
+                Frame::new(Command::Message),
+                b"MESSAGE\ncontent-length:0\n\n\0",
+            ),
+            (Frame::new(Command::Error), b"ERROR\ncontent-length:0\n\n\0"),
+            (Frame::new(Command::Send), b"SEND\n\n\0"),
+            (
+                Frame::new(Command::Send).body(&b"a\0c"[..]),
+                b"SEND\ncontent-length:3\n\na\0c\0",
+            ),
+            (
+                Frame::new(Command::Send)
+                    .header("content-length", "99")
+                    .header("a", "1")
+                    .header("content-length", "x"),
+                b"SEND\na:1\n\n\0",
+            ),
+            (
+                Frame::new(Command::Message)
+                    .header("content-length", "1")
+                    .header("destination", "/queue/q")
+                    .body(&b"hello"[..]),
+                b"MESSAGE\ndestination:/queue/q\ncontent-length:5\n\nhello\0",
+            ),
+        ];
+        for (frame, expected) in cases {
+            assert_eq!(
+                encoded(&frame, Version::V1_2),
+                expected,
+                "{}",
+                String::from_utf8_lossy(expected)
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 1234567890, usize::MAX] {
+            let mut buf = BytesMut::new();
+            write_content_length(&mut buf, n);
+            assert_eq!(buf, format!("content-length:{n}\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn piecewise_encoding_matches_encode() {
+        let frame = Frame::new(Command::Message)
+            .header("subscription", "s:1")
+            .header("destination", "/topic/a")
+            .body(&b"xyz"[..]);
+        let mut buf = BytesMut::new();
+        encode_command(&mut buf, frame.command);
+        for (name, value) in frame.headers.iter() {
+            encode_header(&mut buf, name, value, Version::V1_1, true);
+        }
+        write_content_length(&mut buf, frame.body.len());
+        encode_body(&mut buf, &frame.body);
+        assert_eq!(buf.to_vec(), encoded(&frame, Version::V1_1));
+    }
+
+    #[test]
+    fn encoded_frames_decode_to_themselves() {
+        let frame = Frame::new(Command::Message)
+            .header("destination", "/queue/a")
+            .header("weird:name", "line1\nline2\\end:x\r")
+            .header("weird:name", "second")
+            .body(&b"\0binary\0"[..]);
+        let decoded = one_frame(Some(Version::V1_2), &encoded(&frame, Version::V1_2));
+        assert_eq!(decoded, frame.clone().header("content-length", "8"));
+        let frame = Frame::new(Command::Send).header("a", "b:c\\d");
+        for version in Version::ALL {
+            let decoded = one_frame(Some(version), &encoded(&frame, version));
+            assert_eq!(decoded, frame);
+        }
+    }
 }
