@@ -334,6 +334,13 @@ impl Decoder {
                     escaping,
                     content_length,
                 } => {
+                    if self.headers.len() >= self.limits.header_count_max
+                        && self.header_line_started(buf)
+                    {
+                        return Err(DecodeError::TooManyHeaders {
+                            limit: self.limits.header_count_max,
+                        });
+                    }
                     let Some(line) = self.next_line(buf, false)? else {
                         return Ok(None);
                     };
@@ -342,11 +349,6 @@ impl Decoder {
                     if line.start == line.end {
                         self.start_body(command, escaping, line.next, content_length)?;
                         continue;
-                    }
-                    if self.headers.len() >= self.limits.header_count_max {
-                        return Err(DecodeError::TooManyHeaders {
-                            limit: self.limits.header_count_max,
-                        });
                     }
                     let header = parse_header(buf, line, escaping)?;
                     if content_length.is_none()
@@ -492,6 +494,17 @@ impl Decoder {
             return Err(DecodeError::FrameTooLarge { limit: frame_max });
         }
         Ok(None)
+    }
+
+    /// Whether the bytes at `self.line_start` already show a header line rather than the
+    /// blank line (LF or CRLF) that ends the headers. This lets a frame with too many
+    /// headers fail at the first byte of the extra line; since it is checked before the
+    /// line is read, it does not matter how much of the line has arrived.
+    fn header_line_started(&self, buf: &[u8]) -> bool {
+        match buf.get(self.line_start..).unwrap_or_default() {
+            [] | [b'\n', ..] | [b'\r'] | [b'\r', b'\n', ..] => false,
+            _ => true,
+        }
     }
 
     /// The error for a command line that grew too long to be a command.
@@ -1311,7 +1324,15 @@ mod tests {
             error_with(None, limits, b"SEND\na:1\nb:2\nc:3\n\n\0"),
             too_many
         );
-        assert_eq!(decode_once(limits, b"SEND\na:1\nb:2\nc:3\n"), Err(too_many));
+        // The first byte of the extra line is enough, unless it may start the blank line.
+        assert_eq!(
+            decode_once(limits, b"SEND\na:1\nb:2\nc"),
+            Err(too_many.clone())
+        );
+        assert_eq!(decode_once(limits, b"SEND\na:1\nb:2\n\r"), Ok(None));
+        assert_eq!(decode_once(limits, b"SEND\na:1\nb:2\n\rc"), Err(too_many));
+        let outcome = decode_all(None, limits, b"SEND\na:1\nb:2\r\n\r\n\0");
+        assert_eq!((outcome.items.len(), outcome.error), (1, None));
     }
 
     #[test]
