@@ -501,10 +501,10 @@ impl Decoder {
     /// headers fail at the first byte of the extra line; since it is checked before the
     /// line is read, it does not matter how much of the line has arrived.
     fn header_line_started(&self, buf: &[u8]) -> bool {
-        match buf.get(self.line_start..).unwrap_or_default() {
-            [] | [b'\n', ..] | [b'\r'] | [b'\r', b'\n', ..] => false,
-            _ => true,
-        }
+        !matches!(
+            buf.get(self.line_start..).unwrap_or_default(),
+            [] | [b'\n', ..] | [b'\r'] | [b'\r', b'\n', ..]
+        )
     }
 
     /// The error for a command line that grew too long to be a command.
