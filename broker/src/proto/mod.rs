@@ -7,5 +7,8 @@
 pub mod codec;
 pub mod frame;
 
-pub use codec::{DecodeError, Decoder, FrameLimits, Item, encode};
+pub use codec::{
+    DecodeError, Decoder, FrameLimits, Item, encode, encode_body, encode_command, encode_header,
+    wants_content_length, write_content_length,
+};
 pub use frame::{Command, Frame, Headers, Version};
