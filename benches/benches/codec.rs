@@ -11,7 +11,11 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_send");
     for size in [20usize, 400, 1024, 64 * 1024, 1024 * 1024] {
         let mut wire = BytesMut::new();
-        encode(&mcollective_send("/queue/bench", size), Version::V1_2, &mut wire);
+        encode(
+            &mcollective_send("/queue/bench", size),
+            Version::V1_2,
+            &mut wire,
+        );
         let wire = wire.freeze();
         group.throughput(Throughput::Bytes(wire.len() as u64));
         group.bench_function(BenchmarkId::from_parameter(size), |b| {

@@ -20,7 +20,11 @@ const T0: u64 = 1_795_437_413_000;
 fn connect(broker: &mut Broker, id: u64) -> ConnId {
     let c = ConnId(id);
     broker.handle_open(T0, c, "bench");
-    broker.handle_frame(T0, c, Frame::new(Command::Connect).header("host", "mcollective"));
+    broker.handle_frame(
+        T0,
+        c,
+        Frame::new(Command::Connect).header("host", "mcollective"),
+    );
     drain(broker, None);
     c
 }
@@ -31,7 +35,12 @@ fn drain(broker: &mut Broker, mut buf: Option<&mut BytesMut>) -> usize {
     let mut n = 0;
     let mut flushed: Vec<ConnId> = Vec::new();
     while let Some(out) = broker.poll_output() {
-        if let Output::Send { conn, version, frame } = out {
+        if let Output::Send {
+            conn,
+            version,
+            frame,
+        } = out
+        {
             n += 1;
             if let Some(buf) = buf.as_deref_mut() {
                 match &frame {
@@ -58,7 +67,8 @@ fn topic_fanout(c: &mut Criterion) {
             broker.handle_frame(
                 T0,
                 conn,
-                Frame::new(Command::Subscribe).header("destination", "/topic/mcollective.discovery.agent"),
+                Frame::new(Command::Subscribe)
+                    .header("destination", "/topic/mcollective.discovery.agent"),
             );
         }
         let producer = connect(&mut broker, 1_000_000);

@@ -36,6 +36,10 @@ impl Running {
 }
 
 async fn start(mut config: BrokerConfig) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("stampede_broker=debug"))
+        .with_test_writer()
+        .try_init();
     config.server.listen = vec!["127.0.0.1:0".to_owned()];
     let server = Server::bind(Arc::new(TokioNet), config).await.unwrap();
     let addr = server.local_addrs()[0].to_string();
@@ -230,10 +234,10 @@ async fn bad_input_gets_error_then_close_and_others_keep_working() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything() {
     let mut config = BrokerConfig::default();
-    config.core.limits.outbound_frames_max = 50;
+    config.core.limits.outbound_frames_max = 200;
     let s = start(config).await;
     // The slow client subscribes and never reads again.
     let mut slow = Raw::connected(&s.addr).await;
@@ -255,13 +259,16 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
     let mut p = Raw::connected(&s.addr).await;
     let body = vec![b'x'; 16 * 1024];
     let total = 2_000;
+    let stats = s.stats.clone();
     let reader = tokio::spawn(async move {
         let mut got = 0;
         while got < total {
-            let f = fast
-                .read_frame()
-                .await
-                .expect("fast consumer lost its connection");
+            let Some(f) = fast.read_frame().await else {
+                panic!(
+                    "fast consumer lost its connection after {got}: {:?}",
+                    stats.get()
+                );
+            };
             if f.command == Command::Message {
                 got += 1;
             }

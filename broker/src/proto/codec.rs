@@ -1596,26 +1596,3 @@ mod tests {
         }
     }
 }
-
-/// Appends one `name:value` header line, escaped for `version` when `escape` is set.
-pub fn encode_header(buf: &mut BytesMut, name: &str, value: &str, version: Version, escape: bool) {
-    let esc = |buf: &mut BytesMut, s: &str| {
-        if !escape || version == Version::V1_0 {
-            buf.put_slice(s.as_bytes());
-            return;
-        }
-        for b in s.bytes() {
-            match b {
-                b'\\' => buf.put_slice(b"\\\\"),
-                b'\n' => buf.put_slice(b"\\n"),
-                b':' => buf.put_slice(b"\\c"),
-                b'\r' if version == Version::V1_2 => buf.put_slice(b"\\r"),
-                _ => buf.put_u8(b),
-            }
-        }
-    };
-    esc(buf, name);
-    buf.put_u8(b':');
-    esc(buf, value);
-    buf.put_u8(b'\n');
-}

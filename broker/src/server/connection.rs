@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::Event;
+use super::{Event, Flushed};
 use crate::core::{ConnId, OutFrame};
 use crate::net::BoxStream;
 use crate::proto::{Command, Decoder, Frame, FrameLimits, Item, Version, encode};
@@ -30,6 +30,7 @@ pub(super) fn spawn(
     conn: ConnId,
     stream: BoxStream,
     inbox: mpsc::Sender<Event>,
+    flushes: mpsc::Sender<Flushed>,
     writer_rx: mpsc::Receiver<WriterMsg>,
     limits: FrameLimits,
     write_timeout: Duration,
@@ -39,7 +40,7 @@ pub(super) fn spawn(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(read_loop(conn, read_half, inbox.clone(), limits, stop_rx));
     tokio::spawn(async move {
-        write_loop(conn, write_half, inbox, writer_rx, write_timeout).await;
+        write_loop(conn, write_half, inbox, flushes, writer_rx, write_timeout).await;
         // Closing the writer ends the reader too, and frees the connection slot.
         let _ = stop_tx.send(());
         drop(permit);
@@ -102,6 +103,7 @@ async fn write_loop(
     conn: ConnId,
     mut write: WriteHalf<BoxStream>,
     inbox: mpsc::Sender<Event>,
+    flushes: mpsc::Sender<Flushed>,
     mut rx: mpsc::Receiver<WriterMsg>,
     write_timeout: Duration,
 ) {
@@ -138,7 +140,7 @@ async fn write_loop(
                 }
             }
         }
-        if frames > 0 && inbox.send(Event::Flushed { conn, frames }).await.is_err() {
+        if frames > 0 && flushes.send(Flushed { conn, frames }).await.is_err() {
             break;
         }
         if close {

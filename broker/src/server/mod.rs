@@ -41,6 +41,15 @@ const WRITER_SLACK_FRAMES: usize = 64;
 /// How long shutdown waits for connections to flush before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// A writer's report that it wrote `frames` frames. These travel on their own channel,
+/// which the core drains before taking new input, so that a consumer that keeps up never
+/// looks slow just because its reports queued behind a producer's frames.
+#[derive(Debug)]
+struct Flushed {
+    conn: ConnId,
+    frames: usize,
+}
+
 /// What connections tell the core task.
 #[derive(Debug)]
 enum Event {
@@ -59,10 +68,6 @@ enum Event {
     DecodeError {
         conn: ConnId,
         error: DecodeError,
-    },
-    Flushed {
-        conn: ConnId,
-        frames: usize,
     },
     Closed {
         conn: ConnId,
@@ -143,6 +148,9 @@ impl Server {
         let security = Security::from_config(&config.security);
         let broker = Broker::new(config.core.clone(), security, clock.now_ms());
         let (inbox_tx, inbox_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
+        // Writers hold at most one unreported batch each, so this channel is bounded by
+        // the number of connections; its capacity only sets when a writer waits.
+        let (flush_tx, flush_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
         let conn_ids = Arc::new(AtomicU64::new(0));
         let permits = Arc::new(Semaphore::new(config.core.limits.connections_max));
         let mut tasks = JoinSet::new();
@@ -150,12 +158,14 @@ impl Server {
             tasks.spawn(accept_loop(
                 listener,
                 inbox_tx.clone(),
+                flush_tx.clone(),
                 conn_ids.clone(),
                 permits.clone(),
                 config.clone(),
             ));
         }
         drop(inbox_tx);
+        drop(flush_tx);
         let core = CoreTask {
             broker,
             clock,
@@ -163,7 +173,7 @@ impl Server {
             stats,
             writer_capacity: config.core.limits.outbound_frames_max + WRITER_SLACK_FRAMES,
         };
-        core.run(inbox_rx, shutdown).await;
+        core.run(inbox_rx, flush_rx, shutdown).await;
         tasks.abort_all();
         Ok(())
     }
@@ -172,6 +182,7 @@ impl Server {
 async fn accept_loop(
     mut listener: Box<dyn Listener>,
     inbox: mpsc::Sender<Event>,
+    flushes: mpsc::Sender<Flushed>,
     conn_ids: Arc<AtomicU64>,
     permits: Arc<Semaphore>,
     config: BrokerConfig,
@@ -212,6 +223,7 @@ async fn accept_loop(
             conn,
             stream,
             inbox.clone(),
+            flushes.clone(),
             writer_rx,
             config.core.limits.frame(),
             Duration::from_millis(config.server.write_timeout_ms),
@@ -229,7 +241,12 @@ struct CoreTask {
 }
 
 impl CoreTask {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Event>, shutdown: impl Future<Output = ()>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Event>,
+        mut flushes: mpsc::Receiver<Flushed>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut stats_at = tokio::time::Instant::now();
         loop {
@@ -243,12 +260,17 @@ impl CoreTask {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                Some(f) = flushes.recv() => self.flushed(f),
                 ev = inbox.recv() => match ev {
                     Some(ev) => {
                         self.handle(ev);
-                        // Take whatever else is already waiting before routing, so that
-                        // bursts are handled in one pass.
+                        // Take what else is already waiting, routing after every event and
+                        // taking writers' reports first, so that bursts are handled in one
+                        // pass without starving the accounting of consumers that keep up.
                         for _ in 0..256 {
+                            while let Ok(f) = flushes.try_recv() {
+                                self.flushed(f);
+                            }
                             match inbox.try_recv() {
                                 Ok(ev) => self.handle(ev),
                                 Err(_) => break,
@@ -257,9 +279,11 @@ impl CoreTask {
                     }
                     None => break,
                 },
-                () = sleep => self.broker.handle_timeout(self.clock.now_ms()),
+                () = sleep => {
+                    self.broker.handle_timeout(self.clock.now_ms());
+                    self.route_outputs();
+                }
             }
-            self.route_outputs();
             if stats_at.elapsed() >= Duration::from_millis(100) {
                 self.stats.set(self.broker.stats());
                 stats_at = tokio::time::Instant::now();
@@ -270,11 +294,17 @@ impl CoreTask {
         for (_, w) in std::mem::take(&mut self.writers) {
             let _ = w.try_send(WriterMsg::Close);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(flushes);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while inbox.recv().await.is_some() {}
         })
         .await;
+    }
+
+    fn flushed(&mut self, f: Flushed) {
+        self.broker
+            .handle_flushed(self.clock.now_ms(), f.conn, f.frames);
+        self.route_outputs();
     }
 
     fn handle(&mut self, ev: Event) {
@@ -289,12 +319,12 @@ impl CoreTask {
             Event::DecodeError { conn, error } => {
                 self.broker.handle_decode_error(now, conn, &error)
             }
-            Event::Flushed { conn, frames } => self.broker.handle_flushed(now, conn, frames),
             Event::Closed { conn } => {
                 self.writers.remove(&conn);
                 self.broker.handle_close(now, conn);
             }
         }
+        self.route_outputs();
     }
 
     fn route_outputs(&mut self) {
