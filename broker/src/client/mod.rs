@@ -1,1 +1,20 @@
 //! The failover STOMP client: server lists, reconnect policies, session and driver.
+//!
+//! This module holds the pure (sans-IO) foundation:
+//!
+//! - [`servers`]: [`ServerAddr`], [`ServerList`] and [`parse_uri`] for `tcp://`,
+//!   `stomp://` and ActiveMQ `failover:(…)?…` URIs.
+//! - [`policy`]: [`Reconnector`], a deterministic state machine deciding which server to
+//!   try next and how long to wait, faithful to the stomp gem or to ActiveMQ's failover
+//!   transport, or jittered to spread reconnect storms.
+//!
+//! Nothing here reads a clock, the process environment or a global random generator;
+//! delays are [`std::time::Duration`] values the async driver sleeps with `tokio::time`.
+
+pub mod policy;
+pub mod servers;
+
+pub use policy::{
+    Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
+};
+pub use servers::{ServerAddr, ServerList, UriConfig, UriError, UriErrorKind, parse_uri};
