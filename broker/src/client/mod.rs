@@ -9,14 +9,17 @@
 //! - [`policy`]: [`Reconnector`], a deterministic state machine deciding which server to
 //!   try next and how long to wait, faithful to the stomp gem or to ActiveMQ's failover
 //!   transport, or jittered to spread reconnect storms.
+//! - [`events`]: [`ClientEvent`], what the client did, as plain data.
 //!
 //! Nothing here reads a clock, the process environment or a global random generator;
 //! delays are [`std::time::Duration`] values the async driver sleeps with `tokio::time`.
 
+pub mod events;
 pub mod mcollective;
 pub mod policy;
 pub mod servers;
 
+pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};
 pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
