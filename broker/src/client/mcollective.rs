@@ -1,0 +1,961 @@
+//! MCollective 2.12 client/server configuration (`server.cfg`, `client.cfg`): the STOMP
+//! connector's pool, reconnect and heart-beat settings.
+//!
+//! The text format is MCollective's: one `key = value` per line, trailing whitespace
+//! stripped, lines whose first non-blank character is `#` and lines without `=` or
+//! without a value ignored, later keys overriding earlier ones. A `#` later in the line is part of the value, as
+//! in MCollective. See [`parse_config_text`].
+//!
+//! [`McoClientConfig::from_text`] then reads the connector named by `connector` (default
+//! `activemq`):
+//!
+//! * `activemq` and `rabbitmq`: `plugin.<c>.pool.size`, `plugin.<c>.pool.N.{host, port,
+//!   user, password, ssl}`, `plugin.<c>.{initial_reconnect_delay, max_reconnect_delay,
+//!   use_exponential_back_off, back_off_multiplier, max_reconnect_attempts, randomize,
+//!   connect_timeout, heartbeat_interval, stomp_1_0_fallback, max_hbread_fails,
+//!   max_hbrlck_fails, vhost}` with MCollective's defaults (protocols.md §1.1). The
+//!   environment variables `STOMP_USER` and `STOMP_PASSWORD`, when set (even to an empty
+//!   string), replace the user and password of every pool entry, as MCollective's
+//!   `get_env_or_option` does.
+//! * the legacy `stomp` connector (MCollective ≤ 2.2) in its non-pool mode:
+//!   `plugin.stomp.host`/`port` (default 6163)/`user`/`password`, each overridden by
+//!   `STOMP_SERVER`/`STOMP_PORT`/`STOMP_USER`/`STOMP_PASSWORD`. That connector hands the
+//!   stomp gem positional arguments, so it reconnects to its one host every 5 s, forever,
+//!   without backoff and without a connect timeout.
+//!
+//! `STOMP_SERVER` and `STOMP_PORT` only ever meant something to the legacy `stomp`
+//! connector; the `activemq` and `rabbitmq` connectors ignore them. We do the same (a
+//! config that names a pool keeps its pool) and report a [`ConfigWarning::EnvIgnored`] so
+//! the user learns why the variable had no effect.
+//!
+//! Where MCollective is lenient by accident (`"abc".to_i` is a port 0), we reject the
+//! value and name the key. Booleans accept MCollective's `1/yes/true/y/t` and
+//! `0/no/false/n/f` (case-insensitive). TLS (`pool.N.ssl = true`) is rejected.
+//!
+//! The environment is passed in as a map; this module never reads the process
+//! environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::policy::{BackoffMultiplier, PolicyKind, ReconnectConfig};
+use super::servers::{ServerAddr, ServerList, parse_port};
+
+/// Environment variable overriding every pool entry's user.
+pub const ENV_USER: &str = "STOMP_USER";
+/// Environment variable overriding every pool entry's password.
+pub const ENV_PASSWORD: &str = "STOMP_PASSWORD";
+/// Legacy `stomp` connector: overrides `plugin.stomp.host`.
+pub const ENV_SERVER: &str = "STOMP_SERVER";
+/// Legacy `stomp` connector: overrides `plugin.stomp.port`.
+pub const ENV_PORT: &str = "STOMP_PORT";
+
+/// MCollective forces a configured heart-beat interval up to this minimum.
+const MIN_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Which MCollective connector plugin the settings are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Connector {
+    /// `connector = activemq` (the default).
+    ActiveMq,
+    /// `connector = rabbitmq`.
+    RabbitMq,
+    /// `connector = stomp`, the connector of MCollective ≤ 2.2 (non-pool mode only).
+    LegacyStomp,
+}
+
+impl Connector {
+    /// The plugin name, as used in `plugin.<name>.…` keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Connector::ActiveMq => "activemq",
+            Connector::RabbitMq => "rabbitmq",
+            Connector::LegacyStomp => "stomp",
+        }
+    }
+}
+
+impl fmt::Display for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Something in the configuration that has no effect, or not the effect written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigWarning {
+    /// `heartbeat_interval` below 30 s was raised to 30 s, as MCollective does.
+    HeartbeatRaised {
+        /// The key.
+        key: String,
+        /// The configured seconds.
+        configured: i64,
+    },
+    /// An environment variable that only the legacy `stomp` connector reads.
+    EnvIgnored {
+        /// The variable.
+        var: &'static str,
+        /// The connector in use.
+        connector: Connector,
+    },
+    /// An option MCollective passes to the stomp gem but gem 1.4.10 ignores.
+    OptionIgnored {
+        /// The key.
+        key: String,
+    },
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigWarning::HeartbeatRaised { key, configured } => {
+                write!(
+                    f,
+                    "{key} = {configured} is below the minimum; using 30 seconds"
+                )
+            }
+            ConfigWarning::EnvIgnored { var, connector } => write!(
+                f,
+                "environment variable {var} is ignored: only the legacy `stomp` connector reads it, \
+                 the `{connector}` connector uses its pool"
+            ),
+            ConfigWarning::OptionIgnored { key } => {
+                write!(
+                    f,
+                    "{key} is ignored (the stomp gem 1.4.10 does not implement it)"
+                )
+            }
+        }
+    }
+}
+
+/// A configuration MCollective would reject, or one Stampede cannot honour. Every
+/// variant names the key (or environment variable) and, where there is one, the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McoConfigError {
+    /// `connector` names a plugin we do not speak.
+    #[error(
+        "connector = {value}: only `activemq`, `rabbitmq` and the legacy `stomp` connector are supported"
+    )]
+    UnsupportedConnector {
+        /// The value.
+        value: String,
+    },
+    /// A required setting is absent.
+    #[error("{what} is missing")]
+    Missing {
+        /// The key, or "VAR environment variable or key".
+        what: String,
+    },
+    /// `pool.size` promises an entry whose host is absent.
+    #[error("plugin.{connector}.pool.size = {size} but pool.{index}.host is missing")]
+    MissingPoolHost {
+        /// The connector.
+        connector: Connector,
+        /// The configured pool size.
+        size: i64,
+        /// The 1-based entry.
+        index: i64,
+    },
+    /// `pool.size` is zero or negative.
+    #[error("plugin.{connector}.pool.size = {size}: the pool needs at least one host")]
+    EmptyPool {
+        /// The connector.
+        connector: Connector,
+        /// The configured size.
+        size: i64,
+    },
+    /// Not 1–65535.
+    #[error("{key}: `{value}` is not a port number")]
+    NotAPort {
+        /// The key or environment variable.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Not an integer (Ruby `Integer()`).
+    #[error("{key}: `{value}` is not an integer")]
+    NotAnInteger {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Not a number (Ruby `Float()`).
+    #[error("{key}: `{value}` is not a number")]
+    NotANumber {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Not one of MCollective's boolean spellings.
+    #[error("{key}: `{value}` is not a boolean (use true/false, yes/no, y/n, t/f or 1/0)")]
+    NotABoolean {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Parses, but is out of range.
+    #[error("{key}: `{value}` is out of range ({expected})")]
+    OutOfRange {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// `pool.N.ssl = true`.
+    #[error("{key} = {value}: TLS is not supported")]
+    TlsNotSupported {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `plugin.stomp.pool.size` (legacy pool mode).
+    #[error(
+        "plugin.stomp.pool.size: the legacy `stomp` connector's pool mode is not supported; use `connector = activemq`"
+    )]
+    LegacyPoolUnsupported,
+}
+
+/// The connection settings an MCollective daemon or client would use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McoClientConfig {
+    /// The connector the settings were read for.
+    pub connector: Connector,
+    /// The pool, in `pool.1 … pool.N` order.
+    pub servers: ServerList,
+    /// The reconnect settings, in the stomp gem's terms.
+    pub reconnect: ReconnectConfig,
+    /// The policy real MCollective uses: always [`PolicyKind::StompGem`].
+    pub policy: PolicyKind,
+    /// `heartbeat_interval` (at least 30 s), or `None` for STOMP 1.0 without heart-beats.
+    pub heartbeat_interval: Option<Duration>,
+    /// `stomp_1_0_fallback`: offer `accept-version:1.1,1.0` rather than `1.1`.
+    pub stomp_1_0_fallback: bool,
+    /// `max_hbread_fails` (default 2).
+    pub max_hbread_fails: u32,
+    /// `max_hbrlck_fails` (default 0).
+    pub max_hbrlck_fails: u32,
+    /// The CONNECT `host` header (`vhost`; default `mcollective` for ActiveMQ, `/` for
+    /// RabbitMQ); `None` for the legacy connector, which sends none.
+    pub vhost: Option<String>,
+    /// Settings that have no effect.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl McoClientConfig {
+    /// Parses configuration text (see [`parse_config_text`]) and reads the connector
+    /// settings, with `env` standing in for the process environment.
+    pub fn from_text(text: &str, env: &BTreeMap<String, String>) -> Result<Self, McoConfigError> {
+        Self::from_settings(&parse_config_text(text), env)
+    }
+
+    /// Reads the connector settings from already parsed `key → value` settings (full
+    /// keys, e.g. `plugin.activemq.pool.size`; merge `plugin.d/*.cfg` in first).
+    pub fn from_settings(
+        settings: &BTreeMap<String, String>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, McoConfigError> {
+        let connector = match settings
+            .get("connector")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => Connector::ActiveMq,
+            Some(v) if v == "activemq" => Connector::ActiveMq,
+            Some(v) if v == "rabbitmq" => Connector::RabbitMq,
+            Some(v) if v == "stomp" => Connector::LegacyStomp,
+            Some(_) => {
+                return Err(McoConfigError::UnsupportedConnector {
+                    value: settings.get("connector").cloned().unwrap_or_default(),
+                });
+            }
+        };
+        let reader = Reader {
+            settings,
+            env,
+            connector,
+        };
+        match connector {
+            Connector::LegacyStomp => reader.legacy_stomp(),
+            Connector::ActiveMq | Connector::RabbitMq => reader.pool_connector(),
+        }
+    }
+
+    /// The CONNECT `heart-beat` header values `(cx, cy)` in milliseconds that MCollective
+    /// sends: `(interval + 500 ms, interval − 500 ms)`; `None` without heart-beats.
+    pub fn heart_beat_header(&self) -> Option<(u64, u64)> {
+        let ms = u64::try_from(self.heartbeat_interval?.as_millis()).unwrap_or(u64::MAX);
+        Some((ms.saturating_add(500), ms.saturating_sub(500)))
+    }
+
+    /// The CONNECT `accept-version` header MCollective sends.
+    pub fn accept_version(&self) -> &'static str {
+        match (self.heartbeat_interval, self.stomp_1_0_fallback) {
+            (None, _) => "1.0",
+            (Some(_), true) => "1.1,1.0",
+            (Some(_), false) => "1.1",
+        }
+    }
+}
+
+/// Splits MCollective configuration text into `key → value`. Never fails: like
+/// MCollective, lines that are not `key = value` are ignored.
+pub fn parse_config_text(text: &str) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let value = value.trim_start();
+        if key.is_empty() || value.is_empty() {
+            continue;
+        }
+        settings.insert(key.to_owned(), value.to_owned());
+    }
+    settings
+}
+
+/// Reads typed values for one connector, naming keys in errors.
+struct Reader<'a> {
+    settings: &'a BTreeMap<String, String>,
+    env: &'a BTreeMap<String, String>,
+    connector: Connector,
+}
+
+impl Reader<'_> {
+    fn key(&self, name: &str) -> String {
+        format!("plugin.{}.{name}", self.connector)
+    }
+
+    fn raw(&self, name: &str) -> Option<(String, &str)> {
+        let key = self.key(name);
+        let value = self.settings.get(&key)?;
+        Some((key, value.as_str()))
+    }
+
+    fn int(&self, name: &str, default: i64) -> Result<i64, McoConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some((key, value)) => {
+                parse_ruby_int(value).ok_or_else(|| McoConfigError::NotAnInteger {
+                    key,
+                    value: value.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// A non-negative integer that fits in `u32`.
+    fn count(&self, name: &str, default: u32) -> Result<u32, McoConfigError> {
+        let v = self.int(name, i64::from(default))?;
+        u32::try_from(v).map_err(|_| McoConfigError::OutOfRange {
+            key: self.key(name),
+            value: v.to_string(),
+            expected: "0 or more",
+        })
+    }
+
+    fn seconds(&self, name: &str, default: f64) -> Result<Duration, McoConfigError> {
+        let (key, value) = match self.raw(name) {
+            None => return Ok(Duration::from_secs_f64(default)),
+            Some(kv) => kv,
+        };
+        let secs = parse_ruby_float(value).ok_or_else(|| McoConfigError::NotANumber {
+            key: key.clone(),
+            value: value.to_owned(),
+        })?;
+        Duration::try_from_secs_f64(secs).map_err(|_| McoConfigError::OutOfRange {
+            key,
+            value: value.to_owned(),
+            expected: "seconds ≥ 0",
+        })
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, McoConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some((key, value)) => str_to_bool(value).ok_or_else(|| McoConfigError::NotABoolean {
+                key,
+                value: value.to_owned(),
+            }),
+        }
+    }
+
+    /// The environment variable if set, else the option, else `default`.
+    fn env_or(&self, var: &str, name: &str) -> Option<String> {
+        self.env
+            .get(var)
+            .cloned()
+            .or_else(|| self.raw(name).map(|(_, v)| v.to_owned()))
+    }
+
+    fn pool_connector(&self) -> Result<McoClientConfig, McoConfigError> {
+        let c = self.connector;
+        let size_key = self.key("pool.size");
+        if !self.settings.contains_key(&size_key) {
+            return Err(McoConfigError::Missing { what: size_key });
+        }
+        let size = self.int("pool.size", 0)?;
+        if size <= 0 {
+            return Err(McoConfigError::EmptyPool { connector: c, size });
+        }
+        let mut servers = Vec::new();
+        for n in 1..=size {
+            let Some((_, host)) = self.raw(&format!("pool.{n}.host")) else {
+                return Err(McoConfigError::MissingPoolHost {
+                    connector: c,
+                    size,
+                    index: n,
+                });
+            };
+            let port = match self.raw(&format!("pool.{n}.port")) {
+                None => 61613,
+                Some((key, value)) => {
+                    parse_port(value.trim()).ok_or_else(|| McoConfigError::NotAPort {
+                        key,
+                        value: value.to_owned(),
+                    })?
+                }
+            };
+            if self.boolean(&format!("pool.{n}.ssl"), false)? {
+                let (key, value) = self.raw(&format!("pool.{n}.ssl")).unwrap_or_default();
+                return Err(McoConfigError::TlsNotSupported {
+                    key,
+                    value: value.to_owned(),
+                });
+            }
+            let login = self.env_or(ENV_USER, &format!("pool.{n}.user"));
+            let passcode = self.env_or(ENV_PASSWORD, &format!("pool.{n}.password"));
+            servers.push(ServerAddr::new(host.trim(), port).with_credentials(
+                login.filter(|l| !l.is_empty()),
+                passcode.filter(|p| !p.is_empty()),
+            ));
+        }
+        // `size > 0`, so at least one server was pushed.
+        let servers = ServerList::new(servers)
+            .map_err(|_| McoConfigError::EmptyPool { connector: c, size })?;
+
+        let multiplier_raw = self.int("back_off_multiplier", 2)?;
+        let multiplier = u32::try_from(multiplier_raw)
+            .ok()
+            .and_then(|m| BackoffMultiplier::new(f64::from(m)))
+            .ok_or_else(|| McoConfigError::OutOfRange {
+                key: self.key("back_off_multiplier"),
+                value: multiplier_raw.to_string(),
+                expected: "an integer ≥ 1",
+            })?;
+        // 0 means "retry forever" to the stomp gem.
+        let max_attempts = match self.count("max_reconnect_attempts", 0)? {
+            0 => None,
+            n => Some(n),
+        };
+        let connect_timeout = match self.count("connect_timeout", 30)? {
+            0 => None,
+            s => Some(Duration::from_secs(u64::from(s))),
+        };
+        let reconnect = ReconnectConfig {
+            initial_delay: self.seconds("initial_reconnect_delay", 0.01)?,
+            max_delay: self.seconds("max_reconnect_delay", 30.0)?,
+            exponential: self.boolean("use_exponential_back_off", true)?,
+            multiplier,
+            max_attempts,
+            startup_max_attempts: None,
+            randomize: self.boolean("randomize", false)?,
+            connect_timeout,
+            ..ReconnectConfig::stomp_gem()
+        };
+
+        let mut warnings = Vec::new();
+        let hb = self.int("heartbeat_interval", 0)?;
+        let heartbeat_interval = if hb <= 0 {
+            None
+        } else if hb < 30 {
+            warnings.push(ConfigWarning::HeartbeatRaised {
+                key: self.key("heartbeat_interval"),
+                configured: hb,
+            });
+            Some(MIN_HEARTBEAT)
+        } else {
+            Some(Duration::from_secs(hb.unsigned_abs()))
+        };
+        // MCollective passes these to the gem; validate them as it does, then warn.
+        self.boolean("backup", false)?;
+        self.int("timeout", -1)?;
+        for name in ["backup", "timeout"] {
+            if let Some((key, _)) = self.raw(name) {
+                warnings.push(ConfigWarning::OptionIgnored { key });
+            }
+        }
+        for var in [ENV_SERVER, ENV_PORT] {
+            if self.env.contains_key(var) {
+                warnings.push(ConfigWarning::EnvIgnored { var, connector: c });
+            }
+        }
+        let default_vhost = match c {
+            Connector::RabbitMq => "/",
+            _ => "mcollective",
+        };
+        Ok(McoClientConfig {
+            connector: c,
+            servers,
+            reconnect,
+            policy: PolicyKind::StompGem,
+            heartbeat_interval,
+            stomp_1_0_fallback: self.boolean("stomp_1_0_fallback", true)?,
+            max_hbread_fails: self.count("max_hbread_fails", 2)?,
+            max_hbrlck_fails: self.count("max_hbrlck_fails", 0)?,
+            vhost: Some(
+                self.raw("vhost")
+                    .map_or(default_vhost, |(_, v)| v)
+                    .to_owned(),
+            ),
+            warnings,
+        })
+    }
+
+    fn legacy_stomp(&self) -> Result<McoClientConfig, McoConfigError> {
+        if self.settings.contains_key("plugin.stomp.pool.size") {
+            return Err(McoConfigError::LegacyPoolUnsupported);
+        }
+        let required = |var: &str, name: &str| {
+            self.env_or(var, name)
+                .ok_or_else(|| McoConfigError::Missing {
+                    what: format!("{var} environment variable or {}", self.key(name)),
+                })
+        };
+        let host = required(ENV_SERVER, "host")?;
+        let port = match (self.env.get(ENV_PORT), self.raw("port")) {
+            (Some(v), _) => parse_port(v.trim()).ok_or_else(|| McoConfigError::NotAPort {
+                key: ENV_PORT.to_owned(),
+                value: v.clone(),
+            })?,
+            (None, Some((key, v))) => {
+                parse_port(v.trim()).ok_or_else(|| McoConfigError::NotAPort {
+                    key,
+                    value: v.to_owned(),
+                })?
+            }
+            (None, None) => 6163,
+        };
+        let login = required(ENV_USER, "user")?;
+        let passcode = required(ENV_PASSWORD, "password")?;
+        let server = ServerAddr::new(host.trim(), port).with_credentials(
+            Some(login).filter(|l| !l.is_empty()),
+            Some(passcode).filter(|p| !p.is_empty()),
+        );
+        // `Stomp::Connection.new(user, password, host, port, true)`: positional arguments,
+        // so `reconnect_delay = 5`, no `@parameters`, hence no backoff, no host change, no
+        // attempt limit and no connect timeout.
+        let reconnect = ReconnectConfig {
+            initial_delay: Duration::from_secs(5),
+            exponential: false,
+            connect_timeout: None,
+            ..ReconnectConfig::stomp_gem()
+        };
+        Ok(McoClientConfig {
+            connector: Connector::LegacyStomp,
+            servers: ServerList::single(server),
+            reconnect,
+            policy: PolicyKind::StompGem,
+            heartbeat_interval: None,
+            stomp_1_0_fallback: true,
+            max_hbread_fails: 0,
+            max_hbrlck_fails: 0,
+            vhost: None,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// Ruby `Integer(str)` for decimal input: optional sign, digits, single underscores
+/// between digits, surrounding whitespace.
+fn parse_ruby_int(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let cleaned: String = digits.chars().filter(|&c| c != '_').collect();
+    let magnitude: i64 = cleaned.parse().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// Ruby `Float(str)`: a finite decimal number (integers included).
+fn parse_ruby_float(text: &str) -> Option<f64> {
+    let t = text.trim();
+    // Rust also accepts `inf`, `NaN` and `.5`; Ruby accepts none of them.
+    let starts_ok = t
+        .trim_start_matches(['+', '-'])
+        .starts_with(|c: char| c.is_ascii_digit());
+    if !starts_ok || t.ends_with('.') {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// MCollective's `Util.str_to_bool`.
+fn str_to_bool(text: &str) -> Option<bool> {
+    let t = text.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "1" | "yes" | "true" | "y" | "t" => Some(true),
+        "0" | "no" | "false" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<McoClientConfig, McoConfigError> {
+        McoClientConfig::from_text(text, &no_env())
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(c) => panic!("parsed: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const TWO_BROKERS: &str = "\
+# MCollective server.cfg
+connector = activemq
+plugin.activemq.pool.size = 2
+plugin.activemq.pool.1.host = broker1
+plugin.activemq.pool.1.port = 61613
+plugin.activemq.pool.1.user = mcollective
+plugin.activemq.pool.1.password = marionette
+plugin.activemq.pool.2.host = broker2
+plugin.activemq.pool.2.user = mcollective
+plugin.activemq.pool.2.password = marionette
+";
+
+    #[test]
+    fn defaults_match_mcollective() {
+        let c = parse(TWO_BROKERS).unwrap();
+        assert_eq!(c.connector, Connector::ActiveMq);
+        assert_eq!(c.policy, PolicyKind::StompGem);
+        let hosts: Vec<String> = c.servers.iter().map(ToString::to_string).collect();
+        assert_eq!(hosts, ["broker1:61613", "broker2:61613"]);
+        let s = c.servers.get(1).unwrap();
+        assert_eq!(s.login.as_deref(), Some("mcollective"));
+        assert_eq!(s.passcode.as_deref(), Some("marionette"));
+        assert_eq!(c.reconnect, ReconnectConfig::stomp_gem());
+        assert_eq!(c.heartbeat_interval, None);
+        assert_eq!(c.heart_beat_header(), None);
+        assert_eq!(c.accept_version(), "1.0");
+        assert_eq!(c.max_hbread_fails, 2);
+        assert_eq!(c.max_hbrlck_fails, 0);
+        assert_eq!(c.vhost.as_deref(), Some("mcollective"));
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let text = format!(
+            "{TWO_BROKERS}
+plugin.activemq.initial_reconnect_delay = 0.5
+plugin.activemq.max_reconnect_delay = 60
+plugin.activemq.use_exponential_back_off = n
+plugin.activemq.back_off_multiplier = 3
+plugin.activemq.max_reconnect_attempts = 7
+plugin.activemq.randomize = Yes
+plugin.activemq.connect_timeout = 0
+plugin.activemq.heartbeat_interval = 45
+plugin.activemq.stomp_1_0_fallback = 0
+plugin.activemq.max_hbread_fails = 4
+plugin.activemq.max_hbrlck_fails = 1
+plugin.activemq.vhost = /mco
+"
+        );
+        let c = parse(&text).unwrap();
+        let r = &c.reconnect;
+        assert_eq!(r.initial_delay, Duration::from_millis(500));
+        assert_eq!(r.max_delay, Duration::from_secs(60));
+        assert!(!r.exponential);
+        assert_eq!(r.multiplier.get(), 3.0);
+        assert_eq!(r.max_attempts, Some(7));
+        assert!(r.randomize);
+        assert_eq!(r.connect_timeout, None);
+        assert_eq!(c.heartbeat_interval, Some(Duration::from_secs(45)));
+        assert_eq!(c.heart_beat_header(), Some((45_500, 44_500)));
+        assert_eq!(c.accept_version(), "1.1");
+        assert_eq!((c.max_hbread_fails, c.max_hbrlck_fails), (4, 1));
+        assert_eq!(c.vhost.as_deref(), Some("/mco"));
+    }
+
+    #[test]
+    fn heartbeat_is_forced_to_30s() {
+        let c = parse(&format!(
+            "{TWO_BROKERS}plugin.activemq.heartbeat_interval = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(c.heartbeat_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.heart_beat_header(), Some((30_500, 29_500)));
+        assert_eq!(c.accept_version(), "1.1,1.0");
+        assert_eq!(
+            c.warnings,
+            [ConfigWarning::HeartbeatRaised {
+                key: "plugin.activemq.heartbeat_interval".into(),
+                configured: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn rabbitmq_connector() {
+        let text = "connector = RabbitMQ\nplugin.rabbitmq.pool.size = 1\nplugin.rabbitmq.pool.1.host = r1\n\
+                    plugin.rabbitmq.pool.1.port = 61614\nplugin.activemq.pool.size = 9\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.connector, Connector::RabbitMq);
+        assert_eq!(c.servers.get(0), Some(&ServerAddr::new("r1", 61614)));
+        assert_eq!(c.vhost.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn env_overrides_credentials_of_every_entry() {
+        let e = env(&[("STOMP_USER", "ops"), ("STOMP_PASSWORD", "")]);
+        let c = McoClientConfig::from_text(TWO_BROKERS, &e).unwrap();
+        for s in &c.servers {
+            assert_eq!(s.login.as_deref(), Some("ops"));
+            // Set but empty still overrides, leaving no passcode.
+            assert_eq!(s.passcode, None);
+        }
+    }
+
+    #[test]
+    fn stomp_server_env_is_ignored_by_pool_connectors_with_a_warning() {
+        let e = env(&[("STOMP_SERVER", "elsewhere"), ("STOMP_PORT", "1")]);
+        let c = McoClientConfig::from_text(TWO_BROKERS, &e).unwrap();
+        assert_eq!(c.servers.get(0).unwrap().host, "broker1");
+        assert_eq!(
+            c.warnings,
+            [
+                ConfigWarning::EnvIgnored {
+                    var: "STOMP_SERVER",
+                    connector: Connector::ActiveMq
+                },
+                ConfigWarning::EnvIgnored {
+                    var: "STOMP_PORT",
+                    connector: Connector::ActiveMq
+                },
+            ]
+        );
+        assert!(
+            c.warnings[0]
+                .to_string()
+                .contains("STOMP_SERVER is ignored")
+        );
+    }
+
+    #[test]
+    fn legacy_stomp_connector_uses_stomp_server_and_port() {
+        let text = "connector = stomp\nplugin.stomp.host = old\nplugin.stomp.user = u\nplugin.stomp.password = p\n";
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.servers.get(0).map(ToString::to_string).as_deref(),
+            Some("old:6163")
+        );
+        assert_eq!(c.reconnect.initial_delay, Duration::from_secs(5));
+        assert!(!c.reconnect.exponential);
+        assert_eq!(c.reconnect.connect_timeout, None);
+        assert_eq!(c.vhost, None);
+        let e = env(&[
+            ("STOMP_SERVER", "new"),
+            ("STOMP_PORT", "61613"),
+            ("STOMP_USER", "eu"),
+        ]);
+        let c = McoClientConfig::from_text(text, &e).unwrap();
+        let s = c.servers.get(0).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.login.as_deref()),
+            ("new", 61613, Some("eu"))
+        );
+        let e = env(&[("STOMP_PORT", "x")]);
+        assert_eq!(
+            McoClientConfig::from_text(text, &e)
+                .unwrap_err()
+                .to_string(),
+            "STOMP_PORT: `x` is not a port number"
+        );
+        assert_eq!(
+            err("connector = stomp\nplugin.stomp.user = u\nplugin.stomp.password = p\n"),
+            "STOMP_SERVER environment variable or plugin.stomp.host is missing"
+        );
+        assert_eq!(
+            parse("connector = stomp\nplugin.stomp.pool.size = 1\n"),
+            Err(McoConfigError::LegacyPoolUnsupported)
+        );
+    }
+
+    #[test]
+    fn error_messages_name_key_and_value() {
+        assert_eq!(
+            err("plugin.activemq.pool.size = 2\nplugin.activemq.pool.1.host = a\n"),
+            "plugin.activemq.pool.size = 2 but pool.2.host is missing"
+        );
+        assert_eq!(
+            err(
+                "plugin.activemq.pool.size = 2\nplugin.activemq.pool.1.host = a\n\
+                 plugin.activemq.pool.2.host = b\nplugin.activemq.pool.2.port = abc\n"
+            ),
+            "plugin.activemq.pool.2.port: `abc` is not a port number"
+        );
+        assert_eq!(
+            err("connector = activemq\n"),
+            "plugin.activemq.pool.size is missing"
+        );
+        assert_eq!(
+            err("plugin.activemq.pool.size = 0\n"),
+            "plugin.activemq.pool.size = 0: the pool needs at least one host"
+        );
+        assert_eq!(
+            err("plugin.activemq.pool.size = two\n"),
+            "plugin.activemq.pool.size: `two` is not an integer"
+        );
+        assert_eq!(
+            err(&format!("{TWO_BROKERS}plugin.activemq.pool.1.ssl = 1\n")),
+            "plugin.activemq.pool.1.ssl = 1: TLS is not supported"
+        );
+        assert_eq!(
+            err(&format!("{TWO_BROKERS}plugin.activemq.randomize = maybe\n")),
+            "plugin.activemq.randomize: `maybe` is not a boolean (use true/false, yes/no, y/n, t/f or 1/0)"
+        );
+        assert_eq!(
+            err(&format!(
+                "{TWO_BROKERS}plugin.activemq.initial_reconnect_delay = soon\n"
+            )),
+            "plugin.activemq.initial_reconnect_delay: `soon` is not a number"
+        );
+        assert_eq!(
+            err(&format!(
+                "{TWO_BROKERS}plugin.activemq.max_reconnect_delay = -1\n"
+            )),
+            "plugin.activemq.max_reconnect_delay: `-1` is out of range (seconds ≥ 0)"
+        );
+        assert_eq!(
+            err(&format!(
+                "{TWO_BROKERS}plugin.activemq.back_off_multiplier = 0\n"
+            )),
+            "plugin.activemq.back_off_multiplier: `0` is out of range (an integer ≥ 1)"
+        );
+        assert_eq!(
+            err(&format!(
+                "{TWO_BROKERS}plugin.activemq.back_off_multiplier = 1.5\n"
+            )),
+            "plugin.activemq.back_off_multiplier: `1.5` is not an integer"
+        );
+        assert_eq!(
+            err(&format!(
+                "{TWO_BROKERS}plugin.activemq.max_reconnect_attempts = -3\n"
+            )),
+            "plugin.activemq.max_reconnect_attempts: `-3` is out of range (0 or more)"
+        );
+        assert_eq!(
+            err(&format!("{TWO_BROKERS}plugin.activemq.timeout = never\n")),
+            "plugin.activemq.timeout: `never` is not an integer"
+        );
+        assert_eq!(
+            err("connector = redis\n"),
+            "connector = redis: only `activemq`, `rabbitmq` and the legacy `stomp` connector are supported"
+        );
+        assert!(matches!(
+            parse(
+                "plugin.activemq.pool.size = 1\nplugin.activemq.pool.1.host = a\nplugin.activemq.pool.1.port = 0\n"
+            ),
+            Err(McoConfigError::NotAPort { .. })
+        ));
+    }
+
+    #[test]
+    fn ignored_gem_options_warn() {
+        let c = parse(&format!(
+            "{TWO_BROKERS}plugin.activemq.backup = true\nplugin.activemq.timeout = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                ConfigWarning::OptionIgnored {
+                    key: "plugin.activemq.backup".into()
+                },
+                ConfigWarning::OptionIgnored {
+                    key: "plugin.activemq.timeout".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn config_text_rules() {
+        let s = parse_config_text(
+            "# comment = ignored\n  # indented comment = ignored\nno equals sign\nempty.value =\n\
+             a = 1\na = 2\nspaced   =   x y # not a comment   \n=novalue\nk=v=w\n",
+        );
+        let got: Vec<(&str, &str)> = s.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [("a", "2"), ("k", "v=w"), ("spaced", "x y # not a comment")]
+        );
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_ruby_int(" 1_000 "), Some(1000));
+        assert_eq!(parse_ruby_int("-5"), Some(-5));
+        assert_eq!(parse_ruby_int("+5"), Some(5));
+        for bad in ["", "1__0", "_1", "1_", "0.5", "1e3", "--1", "abc"] {
+            assert_eq!(parse_ruby_int(bad), None, "{bad}");
+        }
+        assert_eq!(parse_ruby_float("0.01"), Some(0.01));
+        assert_eq!(parse_ruby_float("30"), Some(30.0));
+        assert_eq!(parse_ruby_float("1e-2"), Some(0.01));
+        for bad in ["inf", "NaN", ".5", "5.", "", "1e999"] {
+            assert_eq!(parse_ruby_float(bad), None, "{bad}");
+        }
+        for t in ["1", "YES", "true", "y", "T"] {
+            assert_eq!(str_to_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "no", "FALSE", "n", "f"] {
+            assert_eq!(str_to_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(str_to_bool("on"), None);
+    }
+
+    #[test]
+    fn exact_default_delay_is_10ms() {
+        let c = parse(TWO_BROKERS).unwrap();
+        assert_eq!(c.reconnect.initial_delay.as_nanos(), 10_000_000);
+    }
+}
