@@ -80,6 +80,29 @@ impl Raw {
         }
     }
 
+    /// A connection whose kernel receive buffer is tiny, so that when it stops reading
+    /// the broker notices after a few frames rather than after megabytes.
+    async fn open_small_buffer(addr: &str) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(FrameLimits::default()),
+            version: Version::V1_2,
+        }
+    }
+
+    async fn handshake(mut self) -> Raw {
+        self.write_frame(Frame::new(Command::Connect).header("accept-version", "1.2"))
+            .await;
+        let f = self.read_frame().await.expect("CONNECTED");
+        assert_eq!(f.command, Command::Connected, "{f:?}");
+        self.decoder.set_version(Version::V1_2);
+        self
+    }
+
     async fn connected(addr: &str) -> Raw {
         let mut c = Raw::open(addr).await;
         c.write_frame(Frame::new(Command::Connect).header("accept-version", "1.2"))
@@ -237,10 +260,12 @@ async fn bad_input_gets_error_then_close_and_others_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything() {
     let mut config = BrokerConfig::default();
-    config.core.limits.outbound_frames_max = 200;
+    config.core.limits.outbound_frames_max = 100;
+    config.core.limits.outbound_burst_frames_max = 100;
+    config.core.slow_consumer_grace_ms = 2_000;
     let s = start(config).await;
     // The slow client subscribes and never reads again.
-    let mut slow = Raw::connected(&s.addr).await;
+    let mut slow = Raw::open_small_buffer(&s.addr).await.handshake().await;
     slow.write_frame(
         Frame::new(Command::Subscribe)
             .header("id", "0")

@@ -15,8 +15,12 @@ pub struct CoreConfig {
     pub limits: Limits,
     /// Heart-beat negotiation and dead-peer detection.
     pub heartbeat: HeartbeatConfig,
-    /// What to do when a connection's outbound buffer is full.
+    /// What to do with a slow consumer (see [`SlowConsumerPolicy`]).
     pub slow_consumer_policy: SlowConsumerPolicy,
+    /// How long a connection may stay over `limits.outbound_frames_max` (while topic
+    /// messages keep coming, up to `limits.outbound_burst_frames_max` more) before the
+    /// slow-consumer policy applies to it.
+    pub slow_consumer_grace_ms: u64,
     /// Queue that receives messages NACKed with `requeue:false` or redelivered more than
     /// `limits.redeliveries_max` times (ActiveMQ's name, so ActiveMQ users find it).
     pub dead_letter_queue: String,
@@ -33,6 +37,7 @@ impl Default for CoreConfig {
             limits: Limits::default(),
             heartbeat: HeartbeatConfig::default(),
             slow_consumer_policy: SlowConsumerPolicy::Disconnect,
+            slow_consumer_grace_ms: 5_000,
             dead_letter_queue: "ActiveMQ.DLQ".to_owned(),
             queue_prefetch_default: 1000,
             topic_prefetch_default: 32767,
@@ -65,7 +70,12 @@ pub struct Limits {
     /// Messages one queue may hold before SENDs to it are refused.
     pub queue_messages_max: usize,
     /// Frames queued towards one connection that it has not yet taken off the wire.
+    /// Queue messages are only dispatched below it.
     pub outbound_frames_max: usize,
+    /// Topic messages that may queue beyond `outbound_frames_max` during the
+    /// slow-consumer grace period, so that a consumer that is only briefly behind loses
+    /// nothing.
+    pub outbound_burst_frames_max: usize,
     /// Upper bound on a subscription's `activemq.prefetchSize`.
     pub prefetch_max: usize,
     /// A new connection must send CONNECT within this time.
@@ -89,6 +99,7 @@ impl Default for Limits {
             destinations_max: 100_000,
             queue_messages_max: 100_000,
             outbound_frames_max: 1_000,
+            outbound_burst_frames_max: 1_000,
             prefetch_max: 32_767,
             connect_timeout_ms: 30_000,
             redeliveries_max: 6,
@@ -128,8 +139,11 @@ impl Default for HeartbeatConfig {
     }
 }
 
-/// What happens when a connection stops taking frames off the wire and its outbound
-/// buffer (`limits.outbound_frames_max`) is full.
+/// What happens to a slow consumer: a connection that has had more than
+/// `limits.outbound_frames_max` frames waiting for longer than `slow_consumer_grace_ms`,
+/// or more than `outbound_frames_max + outbound_burst_frames_max` at any time, when
+/// another topic message arrives for it. Queue messages never trigger it: they wait in
+/// their queue or go to other consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SlowConsumerPolicy {

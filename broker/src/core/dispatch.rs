@@ -540,7 +540,6 @@ impl Broker {
 
     /// Fans a topic message out to every matching subscription.
     fn publish(&mut self, key: &QueueKey, message: &SharedMessage) {
-        let max = self.config.limits.outbound_frames_max;
         let mut targets: Vec<SubKey> = self
             .topics
             .exact
@@ -567,27 +566,31 @@ impl Broker {
             if !sub.selects(message) {
                 continue;
             }
-            if sub.is_ready(&self.conns, max) {
+            let takes = self.conns.get(&sub.conn).is_some_and(|c| {
+                c.takes_topic_message(
+                    &self.config.limits,
+                    self.config.slow_consumer_grace_ms,
+                    self.now_ms,
+                )
+            });
+            let under_prefetch = sub.ack == AckMode::Auto || sub.unacked.len() < sub.prefetch;
+            if takes && under_prefetch {
                 self.deliver(s, message.clone(), Origin::Topic, 0, None);
             } else {
-                match self.config.slow_consumer_policy {
-                    super::SlowConsumerPolicy::DropTopicMessages => {
-                        self.stats.messages_dropped_slow += 1;
-                    }
-                    super::SlowConsumerPolicy::Disconnect => {
-                        self.stats.messages_dropped_slow += 1;
-                        if !slow.contains(&sub.conn) {
-                            slow.push(sub.conn);
-                        }
-                    }
+                self.stats.messages_dropped_slow += 1;
+                if self.config.slow_consumer_policy == super::SlowConsumerPolicy::Disconnect
+                    && !slow.contains(&sub.conn)
+                {
+                    slow.push(sub.conn);
                 }
             }
         }
         for conn in slow {
             self.stats.slow_consumer_disconnects += 1;
             let msg = format!(
-                "slow consumer: {} frames are waiting to be read (limits.outbound_frames_max)",
-                self.config.limits.outbound_frames_max
+                "slow consumer: more than {} frames waited to be read for over {} ms \
+                 (limits.outbound_frames_max, slow_consumer_grace_ms)",
+                self.config.limits.outbound_frames_max, self.config.slow_consumer_grace_ms
             );
             self.error_and_close(conn, &msg, None, "the slow-consumer policy is disconnect");
         }
@@ -1372,6 +1375,10 @@ impl Broker {
         conn.outbound_frames += 1;
         conn.last_sent_ms = self.now_ms;
         conn.inflight.push_back(unflushed);
+        if conn.behind_since_ms.is_none() && !conn.has_room(self.config.limits.outbound_frames_max)
+        {
+            conn.behind_since_ms = Some(self.now_ms);
+        }
         self.outputs.push_back(Output::Send {
             conn: conn_id,
             version: conn.version,

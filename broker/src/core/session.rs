@@ -49,6 +49,8 @@ pub(super) struct Conn {
     pub(super) outbound_frames: usize,
     /// One slot per emitted frame, in order; `Some` for auto-ack queue deliveries.
     pub(super) inflight: VecDeque<Option<Unflushed>>,
+    /// Since when `outbound_frames` has been at or over the window, if it is.
+    pub(super) behind_since_ms: Option<u64>,
     pub(super) hb_send_ms: u64,
     pub(super) hb_recv_ms: u64,
     pub(super) last_sent_ms: u64,
@@ -58,6 +60,24 @@ pub(super) struct Conn {
 impl Conn {
     pub(super) fn has_room(&self, outbound_frames_max: usize) -> bool {
         self.outbound_frames < outbound_frames_max
+    }
+
+    /// Whether a topic message may still be queued for this connection: below the
+    /// window, or within the burst allowance during the grace period.
+    pub(super) fn takes_topic_message(
+        &self,
+        limits: &super::Limits,
+        grace_ms: u64,
+        now_ms: u64,
+    ) -> bool {
+        if self.has_room(limits.outbound_frames_max) {
+            return true;
+        }
+        let hard = limits.outbound_frames_max + limits.outbound_burst_frames_max;
+        let in_grace = self
+            .behind_since_ms
+            .is_none_or(|since| now_ms.saturating_sub(since) < grace_ms);
+        self.outbound_frames < hard && in_grace
     }
 }
 
@@ -94,6 +114,7 @@ impl Broker {
                 temps: BTreeMap::new(),
                 outbound_frames: 0,
                 inflight: VecDeque::new(),
+                behind_since_ms: None,
                 hb_send_ms: 0,
                 hb_recv_ms: 0,
                 last_sent_ms: now_ms,
@@ -144,6 +165,9 @@ impl Broker {
         conn.outbound_frames -= n;
         for _ in 0..n {
             conn.inflight.pop_front();
+        }
+        if conn.has_room(max) {
+            conn.behind_since_ms = None;
         }
         if was_blocked && conn.has_room(max) {
             let subs: Vec<SubKey> = conn.subs.values().copied().collect();

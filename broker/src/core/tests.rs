@@ -826,9 +826,10 @@ fn heartbeats_are_floored_and_off_for_1_0() {
 // ----- Slow consumers ---------------------------------------------------------------------
 
 #[test]
-fn slow_topic_consumer_is_disconnected_and_others_keep_working() {
+fn slow_topic_consumer_is_disconnected_at_the_burst_cap_and_others_keep_working() {
     let mut config = CoreConfig::default();
     config.limits.outbound_frames_max = 10;
+    config.limits.outbound_burst_frames_max = 5;
     let mut h = Harness::with(config, Security::open());
     let slow = h.connect();
     let fast = h.connect();
@@ -841,6 +842,8 @@ fn slow_topic_consumer_is_disconnected_and_others_keep_working() {
     }
     assert!(h.is_closed(slow));
     let slow_frames = h.take(slow);
+    // Window 10 + burst 5 messages, then the ERROR.
+    assert_eq!(slow_frames.len(), 16, "{slow_frames:?}");
     assert_eq!(slow_frames.last().unwrap().command, "ERROR");
     assert!(
         slow_frames
@@ -855,9 +858,54 @@ fn slow_topic_consumer_is_disconnected_and_others_keep_working() {
 }
 
 #[test]
+fn slow_consumer_grace_period_expires() {
+    let mut config = CoreConfig::default();
+    config.limits.outbound_frames_max = 10;
+    let mut h = Harness::with(config, Security::open());
+    let slow = h.connect();
+    h.subscribe(slow, "s", "/topic/t", &[]);
+    h.stalled.push(slow);
+    let p = h.connect();
+    for i in 0..12 {
+        h.send(p, "/topic/t", &i.to_string(), &[]);
+    }
+    // Over the window but within the grace period: still served.
+    assert!(!h.is_closed(slow));
+    assert_eq!(h.bodies(slow).len(), 12);
+    h.advance(4_999);
+    h.send(p, "/topic/t", "still in grace", &[]);
+    assert!(!h.is_closed(slow));
+    h.advance(1);
+    h.send(p, "/topic/t", "too late", &[]);
+    assert!(h.is_closed(slow));
+}
+
+#[test]
+fn a_consumer_that_catches_up_leaves_the_grace_period() {
+    let mut config = CoreConfig::default();
+    config.limits.outbound_frames_max = 10;
+    let mut h = Harness::with(config, Security::open());
+    let c = h.connect();
+    h.subscribe(c, "s", "/topic/t", &[]);
+    h.stalled.push(c);
+    let p = h.connect();
+    for i in 0..12 {
+        h.send(p, "/topic/t", &i.to_string(), &[]);
+    }
+    h.advance(4_000);
+    h.broker.handle_flushed(h.now_ms, c, 12);
+    h.advance(4_000);
+    for i in 0..12 {
+        h.send(p, "/topic/t", &i.to_string(), &[]);
+    }
+    assert!(!h.is_closed(c), "its clock restarted when it caught up");
+}
+
+#[test]
 fn drop_policy_keeps_the_slow_consumer_and_counts_drops() {
     let mut config = CoreConfig::default();
     config.limits.outbound_frames_max = 10;
+    config.limits.outbound_burst_frames_max = 0;
     config.slow_consumer_policy = SlowConsumerPolicy::DropTopicMessages;
     let mut h = Harness::with(config, Security::open());
     let slow = h.connect();

@@ -171,12 +171,19 @@ impl Server {
             clock,
             writers: BTreeMap::new(),
             stats,
-            writer_capacity: config.core.limits.outbound_frames_max + WRITER_SLACK_FRAMES,
+            writer_capacity: writer_capacity(&config),
         };
         core.run(inbox_rx, flush_rx, shutdown).await;
         tasks.abort_all();
         Ok(())
     }
+}
+
+/// Frames a writer channel must hold: the window, the topic burst allowance, and slack
+/// for control frames.
+fn writer_capacity(config: &BrokerConfig) -> usize {
+    let l = &config.core.limits;
+    l.outbound_frames_max + l.outbound_burst_frames_max + WRITER_SLACK_FRAMES
 }
 
 async fn accept_loop(
@@ -187,7 +194,7 @@ async fn accept_loop(
     permits: Arc<Semaphore>,
     config: BrokerConfig,
 ) {
-    let writer_capacity = config.core.limits.outbound_frames_max + WRITER_SLACK_FRAMES;
+    let writer_capacity = writer_capacity(&config);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
