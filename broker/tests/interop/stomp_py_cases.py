@@ -803,7 +803,8 @@ def auth_failure(args):
     """Wrong passcode: an ERROR frame with a message header, then the broker closes the socket."""
     bad = Client(args, "bad-login", version="1.2", passcode=args.passcode + "-wrong")
     bad.connect(expect_ok=False)
-    check(bad.col.connected is None, "CONNECT with a wrong passcode was accepted: %r" % bad.col.connected.headers)
+    if bad.col.connected is not None:
+        raise CaseFailure("CONNECT with a wrong passcode was accepted: %r" % bad.col.connected.headers)
     err = bad.col.wait_error()
     check(err.headers.get("message"), "ERROR frame without a message header: %r" % err.headers)
     bad.col.wait_for("the broker to close the socket", lambda: bad.col.disconnected)
