@@ -25,17 +25,29 @@ pub(super) enum WriterMsg {
     Close,
 }
 
+/// What every connection's tasks share: where to report, and their limits.
+#[derive(Clone, Debug)]
+pub(super) struct Links {
+    pub(super) inbox: mpsc::Sender<Event>,
+    pub(super) flushes: mpsc::Sender<Flushed>,
+    pub(super) limits: FrameLimits,
+    pub(super) write_timeout: Duration,
+}
+
 /// Starts the reader and writer tasks of one connection.
 pub(super) fn spawn(
     conn: ConnId,
     stream: BoxStream,
-    inbox: mpsc::Sender<Event>,
-    flushes: mpsc::Sender<Flushed>,
+    links: Links,
     writer_rx: mpsc::Receiver<WriterMsg>,
-    limits: FrameLimits,
-    write_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) {
+    let Links {
+        inbox,
+        flushes,
+        limits,
+        write_timeout,
+    } = links;
     let (read_half, write_half) = tokio::io::split(stream);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(read_loop(conn, read_half, inbox.clone(), limits, stop_rx));

@@ -38,6 +38,9 @@ use connection::WriterMsg;
 /// (receipts, errors) that the core emits regardless of flow control.
 const WRITER_SLACK_FRAMES: usize = 64;
 
+/// How often the published statistics snapshot is refreshed while the broker is busy.
+const STATS_PERIOD: Duration = Duration::from_millis(100);
+
 /// How long shutdown waits for connections to flush before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -79,7 +82,7 @@ enum Event {
 pub struct StatsHandle(Arc<Mutex<Stats>>);
 
 impl StatsHandle {
-    /// The latest published counters (refreshed at least every 100 ms of activity).
+    /// The latest published counters (at most 100 ms old).
     pub fn get(&self) -> Stats {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -173,8 +176,15 @@ impl Server {
             stats,
             writer_capacity: writer_capacity(&config),
         };
-        core.run(inbox_rx, flush_rx, shutdown).await;
+        let mut inbox_rx = core.run(inbox_rx, flush_rx, shutdown).await;
+        // Stop accepting, then wait (bounded) until every connection task has finished
+        // flushing and dropped its handle on the inbox.
         tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while inbox_rx.recv().await.is_some() {}
+        })
+        .await;
         Ok(())
     }
 }
@@ -195,6 +205,12 @@ async fn accept_loop(
     config: BrokerConfig,
 ) {
     let writer_capacity = writer_capacity(&config);
+    let links = connection::Links {
+        inbox: inbox.clone(),
+        flushes,
+        limits: config.core.limits.frame(),
+        write_timeout: Duration::from_millis(config.server.write_timeout_ms),
+    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -226,16 +242,7 @@ async fn accept_loop(
             return;
         }
         tracing::debug!(%conn, %peer, "connection accepted");
-        connection::spawn(
-            conn,
-            stream,
-            inbox.clone(),
-            flushes.clone(),
-            writer_rx,
-            config.core.limits.frame(),
-            Duration::from_millis(config.server.write_timeout_ms),
-            permit,
-        );
+        connection::spawn(conn, stream, links.clone(), writer_rx, permit);
     }
 }
 
@@ -253,15 +260,24 @@ impl CoreTask {
         mut inbox: mpsc::Receiver<Event>,
         mut flushes: mpsc::Receiver<Flushed>,
         shutdown: impl Future<Output = ()>,
-    ) {
+    ) -> mpsc::Receiver<Event> {
         tokio::pin!(shutdown);
         let mut stats_at = tokio::time::Instant::now();
+        // Whether something happened since the published snapshot.
+        let mut stats_stale = false;
         loop {
             let deadline = self.broker.poll_timeout().map(|t| self.clock.instant_at(t));
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
+                }
+            };
+            let stats_due = async {
+                if stats_stale {
+                    tokio::time::sleep_until(stats_at + STATS_PERIOD).await;
+                } else {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
@@ -290,10 +306,13 @@ impl CoreTask {
                     self.broker.handle_timeout(self.clock.now_ms());
                     self.route_outputs();
                 }
+                () = stats_due => {}
             }
-            if stats_at.elapsed() >= Duration::from_millis(100) {
+            stats_stale = true;
+            if stats_at.elapsed() >= STATS_PERIOD {
                 self.stats.set(self.broker.stats());
                 stats_at = tokio::time::Instant::now();
+                stats_stale = false;
             }
         }
         self.stats.set(self.broker.stats());
@@ -302,10 +321,7 @@ impl CoreTask {
             let _ = w.try_send(WriterMsg::Close);
         }
         drop(flushes);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while inbox.recv().await.is_some() {}
-        })
-        .await;
+        inbox
     }
 
     fn flushed(&mut self, f: Flushed) {
