@@ -221,30 +221,7 @@ impl BrokerConfig {
 
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<BrokerConfig, ConfigError> {
-        let error = |line: usize, key: &KeyPath, message: String| ConfigError {
-            file: file.to_owned(),
-            line,
-            key: key.to_string(),
-            message,
-        };
-        let document = DeTable::parse(text).map_err(|e| {
-            let (line, key, message) = syntax_error(text, &e);
-            error(line, &key, message)
-        })?;
-        let config: BrokerConfig =
-            serde_path_to_error::deserialize(toml::Deserializer::from(document)).map_err(|e| {
-                let key = KeyPath::from_serde(e.path());
-                let inner = e.into_inner();
-                let line = match inner.span() {
-                    Some(span) => line_of(text, span.start),
-                    None => locate(text, &key),
-                };
-                error(line, &key, inner.message().to_owned())
-            })?;
-        config.validate().map_err(|invalid| {
-            error(locate(text, &invalid.path), &invalid.path, invalid.message)
-        })?;
-        Ok(config)
+        parse_toml(text, file, BrokerConfig::validate)
     }
 
     /// Checks the settings that deserialization accepts but the broker cannot use. The
@@ -254,6 +231,39 @@ impl BrokerConfig {
         validate_core(&self.core).map_err(|e| e.within("core"))?;
         self.security.validate().map_err(|e| e.within("security"))
     }
+}
+
+/// Parses TOML text into `T` and validates it, locating every error (syntax, unknown
+/// key, wrong type, or a [`InvalidSetting`] from `validate`) by file, line and key path.
+/// Other TOML files of the project (simulator scenarios) use it too.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    validate: impl FnOnce(&T) -> Result<(), InvalidSetting>,
+) -> Result<T, ConfigError> {
+    let error = |line: usize, key: &KeyPath, message: String| ConfigError {
+        file: file.to_owned(),
+        line,
+        key: key.to_string(),
+        message,
+    };
+    let document = DeTable::parse(text).map_err(|e| {
+        let (line, key, message) = syntax_error(text, &e);
+        error(line, &key, message)
+    })?;
+    let value: T =
+        serde_path_to_error::deserialize(toml::Deserializer::from(document)).map_err(|e| {
+            let key = KeyPath::from_serde(e.path());
+            let inner = e.into_inner();
+            let line = match inner.span() {
+                Some(span) => line_of(text, span.start),
+                None => locate(text, &key),
+            };
+            error(line, &key, inner.message().to_owned())
+        })?;
+    validate(&value)
+        .map_err(|invalid| error(locate(text, &invalid.path), &invalid.path, invalid.message))?;
+    Ok(value)
 }
 
 /// `[server]`: usable listen addresses and non-zero sizes.
