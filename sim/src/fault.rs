@@ -1,0 +1,396 @@
+//! Faults: the timeline of actions applied to the simulated world, and the labeled windows
+//! that reports shade and that losses are attributed to.
+//!
+//! Explicit `[[faults]]` and the seeded `[nemesis]` both become [`Action`]s on one sorted
+//! timeline. The world applies them between simulation steps through turmoil's `Sim`.
+//!
+//! Semantics (turmoil's, documented because they matter for reading results):
+//! - `crash` kills a broker's process: its peers' connections see EOF at once; packets sent
+//!   to it wait until it restarts (then get reset). Its in-memory messages are lost.
+//! - `partition` drops packets between the groups; a `connect` across it is refused at
+//!   once; established connections across it stall for good (turmoil has no
+//!   retransmission), so peers notice only through heart-beat timeouts.
+//! - `hold` queues packets and `release` delivers them in order: nothing is lost, like TCP
+//!   retransmitting after a short outage.
+//! - `latency` sets the one-way latency of the links between the groups.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::scenario::{FaultKind, FaultSpec, NemesisSpec, Scenario, glob};
+use crate::seed;
+
+/// One thing done to the world at one time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    /// Simulated time, ms since start.
+    pub at_ms: u64,
+    /// What to do.
+    pub op: Op,
+    /// The fault window this action opens or closes.
+    pub window: Option<usize>,
+}
+
+/// An operation on the simulated world; host lists are resolved names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Kill brokers.
+    Crash(Vec<String>),
+    /// Restart brokers.
+    Restart(Vec<String>),
+    /// Two-way partition.
+    Partition(Vec<String>, Vec<String>),
+    /// One-way partition, first group to second.
+    PartitionOneway(Vec<String>, Vec<String>),
+    /// Undo (both directions) partitions between the groups.
+    Heal(Vec<String>, Vec<String>),
+    /// Hold packets between the groups.
+    Hold(Vec<String>, Vec<String>),
+    /// Release held packets.
+    Release(Vec<String>, Vec<String>),
+    /// Set one-way latency (ms) between the groups; `None` restores the configured one.
+    Latency(Vec<String>, Vec<String>, Option<u64>),
+    /// Heal everything and restart every crashed broker.
+    HealAll,
+}
+
+/// A period during which a fault was in effect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// `crash`, `partition`, …
+    pub kind: &'static str,
+    /// Human label, e.g. `crash broker-2`.
+    pub label: String,
+    /// Start, ms since start.
+    pub start_ms: u64,
+    /// End, ms since start (`None`: never undone).
+    pub end_ms: Option<u64>,
+}
+
+/// The whole timeline of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeline {
+    /// Actions in time order (stable for equal times).
+    pub actions: Vec<Action>,
+    /// Fault windows, in opening order.
+    pub windows: Vec<Window>,
+}
+
+fn resolve(patterns: &[String], hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|h| patterns.iter().any(|p| glob(p, h)))
+        .cloned()
+        .collect()
+}
+
+fn secs_to_ms(s: f64) -> u64 {
+    (s * 1000.0).round().max(0.0) as u64
+}
+
+impl Timeline {
+    /// Builds the timeline of `scenario` for `seed`.
+    pub fn build(scenario: &Scenario, seed: u64) -> Timeline {
+        let hosts = scenario.hosts();
+        let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
+        let mut t = Timeline::default();
+        for f in &scenario.faults {
+            t.add_explicit(f, &hosts, &brokers);
+        }
+        if let Some(n) = &scenario.nemesis {
+            t.add_nemesis(n, seed, &hosts, &brokers);
+        }
+        // Stable sort keeps undo-then-redo order for equal times.
+        t.actions.sort_by_key(|a| a.at_ms);
+        t
+    }
+
+    fn open(&mut self, kind: &'static str, label: String, start_ms: u64, end_ms: Option<u64>) -> usize {
+        self.windows.push(Window {
+            kind,
+            label,
+            start_ms,
+            end_ms,
+        });
+        self.windows.len() - 1
+    }
+
+    fn push(&mut self, at_ms: u64, op: Op, window: Option<usize>) {
+        self.actions.push(Action { at_ms, op, window });
+    }
+
+    fn add_explicit(&mut self, f: &FaultSpec, hosts: &[String], brokers: &[String]) {
+        let at = secs_to_ms(f.at_s);
+        let end = f.duration_s.map(|d| at + secs_to_ms(d));
+        let a = resolve(&f.a, hosts);
+        let b = resolve(&f.b, hosts);
+        let targets = resolve(&f.target, brokers);
+        let label = f.label.clone().unwrap_or_else(|| match f.kind {
+            FaultKind::Crash | FaultKind::Restart => {
+                format!("{} {}", f.kind.as_str(), targets.join(","))
+            }
+            FaultKind::HealAll => "heal-all".to_owned(),
+            FaultKind::Latency => format!(
+                "latency {}ms {} / {}",
+                f.latency_ms.unwrap_or(0),
+                f.a.join(","),
+                f.b.join(",")
+            ),
+            k => format!("{} {} / {}", k.as_str(), f.a.join(","), f.b.join(",")),
+        });
+        match f.kind {
+            FaultKind::Crash => {
+                let w = self.open("crash", label, at, end);
+                self.push(at, Op::Crash(targets.clone()), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::Restart(targets), Some(w));
+                }
+            }
+            FaultKind::Partition | FaultKind::PartitionOneway => {
+                let w = self.open(f.kind.as_str(), label, at, end);
+                let op = if f.kind == FaultKind::Partition {
+                    Op::Partition(a.clone(), b.clone())
+                } else {
+                    Op::PartitionOneway(a.clone(), b.clone())
+                };
+                self.push(at, op, Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::Heal(a, b), Some(w));
+                }
+            }
+            FaultKind::Hold => {
+                let w = self.open("hold", label, at, end);
+                self.push(at, Op::Hold(a.clone(), b.clone()), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::Release(a, b), Some(w));
+                }
+            }
+            FaultKind::Latency => {
+                let w = self.open("latency", label, at, end);
+                self.push(at, Op::Latency(a.clone(), b.clone(), f.latency_ms), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::Latency(a, b, None), Some(w));
+                }
+            }
+            // Undo actions close the most recent open window of the matching kind.
+            FaultKind::Restart => {
+                let w = self.close_matching("crash", at);
+                self.push(at, Op::Restart(targets), w);
+            }
+            FaultKind::Heal => {
+                let w = self
+                    .close_matching("partition", at)
+                    .or_else(|| self.close_matching("partition-oneway", at));
+                self.push(at, Op::Heal(a, b), w);
+            }
+            FaultKind::Release => {
+                let w = self.close_matching("hold", at);
+                self.push(at, Op::Release(a, b), w);
+            }
+            FaultKind::HealAll => {
+                for i in 0..self.windows.len() {
+                    if self.windows[i].end_ms.is_none() && self.windows[i].start_ms <= at {
+                        self.windows[i].end_ms = Some(at);
+                    }
+                }
+                self.push(at, Op::HealAll, None);
+            }
+        }
+    }
+
+    fn close_matching(&mut self, kind: &str, at: u64) -> Option<usize> {
+        let i = self
+            .windows
+            .iter()
+            .rposition(|w| w.kind == kind && w.end_ms.is_none() && w.start_ms <= at)?;
+        self.windows[i].end_ms = Some(at);
+        Some(i)
+    }
+
+    fn add_nemesis(&mut self, n: &NemesisSpec, seed: u64, hosts: &[String], brokers: &[String]) {
+        let mut rng = SmallRng::seed_from_u64(seed::derive(seed, "nemesis"));
+        let crashable = resolve(&n.crash_targets, brokers);
+        let edges: Vec<String> = resolve(&n.partition_hosts, hosts)
+            .into_iter()
+            .filter(|h| !brokers.contains(h))
+            .collect();
+        let w = &n.weights;
+        let kinds = [
+            ("crash", w.crash),
+            ("partition", w.partition),
+            ("partition-oneway", w.partition_oneway),
+            ("hold", w.hold),
+            ("latency", w.latency),
+        ];
+        let total: f64 = kinds.iter().map(|k| k.1).sum();
+        let end_ms = secs_to_ms(n.end_s);
+        let mut now = secs_to_ms(n.start_s) + secs_to_ms(rng.random_range(0.0..=n.gap_s[0]));
+        while now < end_ms {
+            let duration = secs_to_ms(rng.random_range(n.duration_s[0]..=n.duration_s[1]));
+            let stop = (now + duration).min(end_ms);
+            let mut pick = rng.random_range(0.0..total);
+            let mut kind = "latency";
+            for (k, weight) in kinds {
+                if pick < weight {
+                    kind = k;
+                    break;
+                }
+                pick -= weight;
+            }
+            let broker = |rng: &mut SmallRng, from: &[String]| -> Option<String> {
+                (!from.is_empty()).then(|| from[rng.random_range(0..from.len())].clone())
+            };
+            match kind {
+                "crash" => {
+                    if let Some(b) = broker(&mut rng, &crashable) {
+                        let win = self.open("crash", format!("crash {b}"), now, Some(stop));
+                        self.push(now, Op::Crash(vec![b.clone()]), Some(win));
+                        self.push(stop, Op::Restart(vec![b]), Some(win));
+                    }
+                }
+                _ => {
+                    let (Some(b), false) = (broker(&mut rng, brokers), edges.is_empty()) else {
+                        now = stop;
+                        continue;
+                    };
+                    let host = edges[rng.random_range(0..edges.len())].clone();
+                    let (a, bb) = (vec![host.clone()], vec![b.clone()]);
+                    match kind {
+                        "partition" => {
+                            let win = self.open("partition", format!("partition {host} / {b}"), now, Some(stop));
+                            self.push(now, Op::Partition(a.clone(), bb.clone()), Some(win));
+                            self.push(stop, Op::Heal(a, bb), Some(win));
+                        }
+                        "partition-oneway" => {
+                            let win = self.open(
+                                "partition-oneway",
+                                format!("partition-oneway {b} -> {host}"),
+                                now,
+                                Some(stop),
+                            );
+                            self.push(now, Op::PartitionOneway(bb.clone(), a.clone()), Some(win));
+                            self.push(stop, Op::Heal(a, bb), Some(win));
+                        }
+                        "hold" => {
+                            let win = self.open("hold", format!("hold {host} / {b}"), now, Some(stop));
+                            self.push(now, Op::Hold(a.clone(), bb.clone()), Some(win));
+                            self.push(stop, Op::Release(a, bb), Some(win));
+                        }
+                        _ => {
+                            let ms = rng.random_range(n.latency_ms[0]..=n.latency_ms[1]);
+                            let win = self.open(
+                                "latency",
+                                format!("latency {ms}ms {host} / {b}"),
+                                now,
+                                Some(stop),
+                            );
+                            self.push(now, Op::Latency(a.clone(), bb.clone(), Some(ms)), Some(win));
+                            self.push(stop, Op::Latency(a, bb, None), Some(win));
+                        }
+                    }
+                }
+            }
+            now = stop + secs_to_ms(rng.random_range(n.gap_s[0]..=n.gap_s[1]));
+        }
+        // Heal everything at the end of the nemesis phase; the rest is liveness.
+        self.push(end_ms, Op::HealAll, None);
+    }
+
+    /// The window containing time `t_ms` that started earliest, for loss attribution: a
+    /// message sent at `sent_ms` and due by `sent_ms + lifetime_ms` is attributed to the
+    /// first window that overlaps that interval.
+    pub fn attribute(&self, sent_ms: u64, lifetime_ms: u64) -> Option<usize> {
+        let due = sent_ms + lifetime_ms;
+        self.windows
+            .iter()
+            .position(|w| w.start_ms <= due && w.end_ms.is_none_or(|e| e >= sent_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(extra: &str) -> Scenario {
+        let text = format!(
+            r#"
+name = "t"
+duration_s = 300
+[[brokers]]
+name = "broker-1"
+[[brokers]]
+name = "broker-2"
+[[racks]]
+name = "rack-1"
+nodes = 3
+servers = ["broker-1", "broker-2"]
+{extra}
+"#
+        );
+        Scenario::parse(&text, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn explicit_faults_make_windows_and_undo_actions() {
+        let s = scenario(
+            r#"
+[[faults]]
+at_s = 60
+kind = "crash"
+target = ["broker-2"]
+duration_s = 30
+[[faults]]
+at_s = 100
+kind = "partition"
+a = ["rack-*"]
+b = ["broker-1"]
+[[faults]]
+at_s = 120
+kind = "heal"
+a = ["rack-*"]
+b = ["broker-1"]
+"#,
+        );
+        let t = Timeline::build(&s, 1);
+        assert_eq!(t.windows.len(), 2);
+        assert_eq!(t.windows[0].label, "crash broker-2");
+        assert_eq!((t.windows[0].start_ms, t.windows[0].end_ms), (60_000, Some(90_000)));
+        assert_eq!(t.windows[1].end_ms, Some(120_000));
+        let ops: Vec<(u64, &Op)> = t.actions.iter().map(|a| (a.at_ms, &a.op)).collect();
+        assert_eq!(ops[0], (60_000, &Op::Crash(vec!["broker-2".into()])));
+        assert_eq!(ops[1], (90_000, &Op::Restart(vec!["broker-2".into()])));
+        assert!(matches!(ops[2].1, Op::Partition(a, b) if a == &["rack-1"] && b == &["broker-1"]));
+        assert!(matches!(ops[3].1, Op::Heal(..)));
+        assert_eq!(t.attribute(55_000, 10_000), Some(0));
+        assert_eq!(t.attribute(10_000, 10_000), None);
+        assert_eq!(t.attribute(110_000, 1_000), Some(1));
+    }
+
+    #[test]
+    fn nemesis_is_deterministic_per_seed_and_heals_at_the_end() {
+        let s = scenario(
+            r#"
+[nemesis]
+start_s = 30
+end_s = 200
+weights = { crash = 1, partition = 1, hold = 1, latency = 1, partition_oneway = 1 }
+"#,
+        );
+        let a = Timeline::build(&s, 7);
+        let b = Timeline::build(&s, 7);
+        let c = Timeline::build(&s, 8);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.windows.len() >= 3, "{:?}", a.windows);
+        assert_eq!(a.actions.last().unwrap().op, Op::HealAll);
+        assert_eq!(a.actions.last().unwrap().at_ms, 200_000);
+        for w in &a.windows {
+            assert!(w.start_ms >= 30_000 && w.end_ms.unwrap() <= 200_000, "{w:?}");
+            assert!(w.end_ms.unwrap() >= w.start_ms);
+        }
+        // Windows never overlap: one fault at a time.
+        for pair in a.windows.windows(2) {
+            assert!(pair[0].end_ms.unwrap() <= pair[1].start_ms);
+        }
+    }
+}

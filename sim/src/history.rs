@@ -1,0 +1,181 @@
+//! The history of a run: what every simulated client attempted, observed and experienced,
+//! timestamped in simulated microseconds since the start.
+//!
+//! Workloads append to one shared [`History`]; the checker reads it after the run. All
+//! simulated hosts run on one thread, so the lock is never contended; it exists because
+//! client tasks are spawned with `tokio::spawn`, which wants `Send`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use stampede_broker::client::ClientEvent;
+
+/// Index of a client in [`History::clients`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u32);
+
+/// What a client is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// An MCollective server (`mcollectived`).
+    Node,
+    /// An `mco` client.
+    McoClient,
+    /// A producer of the queue workload.
+    Producer,
+    /// A consumer of the queue workload.
+    Consumer,
+}
+
+/// A registered client.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    /// Identity (node identity, host name plus index, …).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Its server list as broker names, in the order its events index them.
+    pub pool: Vec<String>,
+}
+
+/// How a SEND ended, from the producer's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Not yet known (the run ended first).
+    Pending,
+    /// Written without asking for a receipt: the client believes it was sent.
+    Written,
+    /// Confirmed by a RECEIPT.
+    Confirmed,
+    /// Refused (ERROR) or could not be sent.
+    Failed,
+    /// Written, but the connection died before the RECEIPT.
+    Indeterminate,
+}
+
+/// One message a producer attempted.
+#[derive(Clone, Debug)]
+pub struct SendRecord {
+    /// Unique message id.
+    pub id: u64,
+    /// Producer.
+    pub producer: ClientId,
+    /// Per-producer sequence number (for reorder checks).
+    pub seq: u64,
+    /// When the open-loop schedule wanted it sent (µs).
+    pub intended_us: u64,
+    /// When the send call returned (µs), if it did.
+    pub sent_us: Option<u64>,
+    /// How it ended.
+    pub outcome: SendOutcome,
+    /// Whether it went to a topic (then every consumer should get it).
+    pub topic: bool,
+}
+
+/// One delivery observed by a consumer.
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    /// Message id.
+    pub id: u64,
+    /// Consumer.
+    pub consumer: ClientId,
+    /// When (µs).
+    pub at_us: u64,
+    /// Whether the broker marked it redelivered.
+    pub redelivered: bool,
+}
+
+/// Kinds of MCollective requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Broadcast to an agent topic (discovery).
+    Discovery,
+    /// Directed to named nodes through `/queue/<collective>.nodes`.
+    Directed,
+}
+
+/// One `mco` request.
+#[derive(Clone, Debug)]
+pub struct McoRequest {
+    /// Request number (unique in the run).
+    pub id: u64,
+    /// The client that sent it.
+    pub client: ClientId,
+    /// Requests sent at the same scheduled instant by all clients share a round.
+    pub round: u64,
+    /// Broadcast or directed.
+    pub kind: RequestKind,
+    /// Scheduled send time (µs).
+    pub intended_us: u64,
+    /// When the SEND was written (µs), if it was.
+    pub sent_us: Option<u64>,
+    /// Nodes expected to answer (node client ids).
+    pub expected: Vec<ClientId>,
+    /// Replies are counted until this time (µs).
+    pub window_end_us: u64,
+}
+
+/// A request delivered to a node, or a reply delivered to a client.
+#[derive(Clone, Copy, Debug)]
+pub struct McoObservation {
+    /// Request number.
+    pub request: u64,
+    /// The node.
+    pub node: ClientId,
+    /// When (µs).
+    pub at_us: u64,
+}
+
+/// Everything recorded during a run.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Registered clients.
+    pub clients: Vec<ClientInfo>,
+    /// Client connection events.
+    pub events: Vec<(u64, ClientId, ClientEvent)>,
+    /// Messages attempted by queue-workload producers.
+    pub sends: Vec<SendRecord>,
+    /// Deliveries observed by queue-workload consumers.
+    pub deliveries: Vec<DeliveryRecord>,
+    /// `mco` requests.
+    pub requests: Vec<McoRequest>,
+    /// Requests as nodes received them.
+    pub request_deliveries: Vec<McoObservation>,
+    /// Replies as clients received them.
+    pub replies: Vec<McoObservation>,
+    /// Faults applied, with simulated time (ms) and a description, in order.
+    pub applied: Vec<(u64, String)>,
+}
+
+/// Shared handle on the run's history.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder(Arc<Mutex<History>>);
+
+impl Recorder {
+    /// Locks the history. Poisoning (a panicked workload) still yields the data.
+    pub fn lock(&self) -> MutexGuard<'_, History> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a client and returns its id.
+    pub fn register(&self, name: String, role: Role, pool: Vec<String>) -> ClientId {
+        let mut h = self.lock();
+        h.clients.push(ClientInfo { name, role, pool });
+        ClientId(h.clients.len() as u32 - 1)
+    }
+
+    /// Records a client event.
+    pub fn event(&self, client: ClientId, event: ClientEvent) {
+        let now = now_us();
+        self.lock().events.push((now, client, event));
+    }
+
+    /// Takes the history out (after the run).
+    pub fn take(&self) -> History {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// Simulated time since the start of the run, in microseconds (0 outside a simulation).
+pub fn now_us() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_micros() as u64)
+}

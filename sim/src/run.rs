@@ -1,0 +1,162 @@
+//! One run of one scenario: build the fault timeline, run the world, check the history,
+//! and turn the result into a report.
+
+use std::time::Instant;
+
+use stampede_reports::{
+    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, MessageCounts, NO_FAULT_LABEL,
+    RunReport, SecondSample,
+};
+
+use crate::checker::{self, Analysis};
+use crate::fault::Timeline;
+use crate::history::{History, Recorder};
+use crate::scenario::Scenario;
+use crate::world::{self, Progress};
+
+/// The result of a run.
+pub struct Outcome {
+    /// The report (what `stampede run` writes).
+    pub report: RunReport,
+    /// The checker's analysis.
+    pub analysis: Analysis,
+    /// The raw history.
+    pub history: History,
+    /// The fault timeline that was applied.
+    pub timeline: Timeline,
+}
+
+impl Outcome {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.report.expectations.iter().all(|e| e.ok)
+    }
+}
+
+/// Runs `scenario` with `seed`. `replay` is the command that reproduces the run (shown in
+/// the report when an expectation fails). The only real clock read is the wall time of the
+/// whole run, reported as `wall_seconds`.
+pub fn run(
+    scenario: &Scenario,
+    seed: u64,
+    replay: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Outcome> {
+    let timeline = Timeline::build(scenario, seed);
+    let recorder = Recorder::default();
+    let started = Instant::now();
+    world::run(scenario, seed, &timeline, &recorder, progress)?;
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let history = recorder.take();
+    let analysis = checker::analyse(scenario, &timeline, &history);
+    let report = to_report(scenario, seed, &timeline, &analysis, wall_seconds, replay);
+    Ok(Outcome {
+        report,
+        analysis,
+        history,
+        timeline,
+    })
+}
+
+fn to_report(
+    scenario: &Scenario,
+    seed: u64,
+    timeline: &Timeline,
+    a: &Analysis,
+    wall_seconds: f64,
+    replay: &str,
+) -> RunReport {
+    let c = &a.counts;
+    let expectations: Vec<ExpectationResult> = a
+        .verdicts
+        .iter()
+        .map(|v| ExpectationResult {
+            name: v.name.clone(),
+            ok: v.ok,
+            detail: v.detail.clone(),
+        })
+        .collect();
+    let failed = expectations.iter().any(|e| !e.ok);
+    let mut losses_by_fault: Vec<FaultLoss> = timeline
+        .windows
+        .iter()
+        .zip(&a.losses_by_window)
+        .map(|(w, lost)| FaultLoss {
+            label: w.label.clone(),
+            lost: *lost,
+        })
+        .collect();
+    losses_by_fault.push(FaultLoss {
+        label: NO_FAULT_LABEL.to_owned(),
+        lost: a.losses_outside,
+    });
+    let mcollective = scenario.workload.mcollective.as_ref().map(|_| McoSummary {
+        requests: a.mco_requests,
+        replies_expected: a.rounds.iter().map(|r| r.expected).sum(),
+        replies_received: a.rounds.iter().map(|r| r.received).sum(),
+        per_request: a
+            .rounds
+            .iter()
+            .map(|r| McoRequest {
+                request_id: if r.round >> 40 == 1 {
+                    format!("directed-{}", r.round & 0xFF_FFFF_FFFF)
+                } else {
+                    format!("discovery-{}", r.round)
+                },
+                sent_ms: r.sent_ms,
+                expected: r.expected,
+                received: r.received,
+                first_reply_ms: r.first_reply_ms,
+                last_reply_ms: r.last_reply_ms,
+            })
+            .collect(),
+    });
+    RunReport {
+        scenario: scenario.name.clone(),
+        seed,
+        target: None,
+        sim_seconds: scenario.duration_s,
+        wall_seconds,
+        messages: MessageCounts {
+            attempted: c.attempted,
+            acknowledged: c.acknowledged,
+            delivered: c.delivered,
+            lost: c.lost,
+            unexpected: c.unexpected,
+            duplicated: c.duplicated,
+            recovered: c.recovered,
+        },
+        latency_us: a.latency_us.clone(),
+        send_delay_us: a.send_delay_us.clone(),
+        failover_ms: a.failover_ms.clone(),
+        mcollective,
+        expectations,
+        seconds: a
+            .seconds
+            .iter()
+            .map(|s| SecondSample {
+                t_s: s.t_s,
+                attempted: s.attempted,
+                delivered: s.delivered,
+                lost: s.lost,
+                latency: s.latency.clone(),
+                connected: s.connected.clone(),
+                mco_replies: s.mco_replies,
+            })
+            .collect(),
+        faults: timeline
+            .windows
+            .iter()
+            .map(|w| FaultWindow {
+                kind: w.kind.to_owned(),
+                label: w.label.clone(),
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+            })
+            .collect(),
+        losses_by_fault,
+        reorders: a.reorders,
+        brokers: scenario.brokers.iter().map(|b| b.name.clone()).collect(),
+        replay_command: failed.then(|| replay.to_owned()),
+    }
+}

@@ -1,0 +1,871 @@
+//! Scenario files: what to simulate, for how long, with which faults, and what must hold.
+//!
+//! A scenario is strict TOML: unknown keys are errors, and every error names the file, the
+//! line and the key (through the broker's `parse_toml`). See `scenarios/*.toml` for
+//! commented examples.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, parse_toml};
+use stampede_broker::core::CoreConfig;
+use stampede_broker::security::SecurityConfig;
+
+/// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
+/// MCollective frames. Fixed, so that every `expires` header is reproducible.
+pub const DEFAULT_EPOCH_MS: u64 = 1_795_437_413_000;
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in reports and file names.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Default seed (`--seed` overrides it).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated duration in seconds.
+    pub duration_s: f64,
+    /// Simulation tick in milliseconds (timers and delivery are quantized to it).
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// Simulated wall-clock time at the start, in epoch milliseconds.
+    #[serde(default = "default_epoch_ms")]
+    pub epoch_ms: u64,
+    /// Latency and links.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// The brokers.
+    pub brokers: Vec<BrokerSpec>,
+    /// Hosts of client nodes (MCollective servers), each with many nodes.
+    #[serde(default)]
+    pub racks: Vec<RackSpec>,
+    /// Traffic.
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// Faults at fixed times.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Faults drawn from the seed.
+    #[serde(default)]
+    pub nemesis: Option<NemesisSpec>,
+    /// What must hold at the end; a failed expectation fails the run.
+    #[serde(default)]
+    pub expectations: Expectations,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_tick_ms() -> u64 {
+    1
+}
+fn default_epoch_ms() -> u64 {
+    DEFAULT_EPOCH_MS
+}
+
+/// `[network]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// One-way latency between any two hosts, in milliseconds.
+    pub latency_ms: u64,
+    /// Per-link latencies that override `latency_ms`.
+    pub links: Vec<LinkSpec>,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            latency_ms: 1,
+            links: Vec::new(),
+        }
+    }
+}
+
+/// `[[network.links]]`: latency between two groups of hosts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Host names or `*` patterns on one side.
+    pub a: Vec<String>,
+    /// Host names or `*` patterns on the other side.
+    pub b: Vec<String>,
+    /// One-way latency in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// `[[brokers]]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSpec {
+    /// Host name, also the broker name (`core.broker_name`).
+    pub name: String,
+    /// STOMP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Broker core settings (same keys as `[core]` in a broker configuration file).
+    #[serde(default)]
+    pub core: CoreConfig,
+    /// Users and authorization (same keys as `[security]`).
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+fn default_port() -> u16 {
+    61613
+}
+
+/// Reconnect policies a client can follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The Ruby stomp gem as MCollective 2.12 configures it.
+    StompGem,
+    /// ActiveMQ's failover transport.
+    Activemq,
+    /// Exponential backoff with full jitter.
+    Jittered,
+}
+
+/// Reconnect settings; anything left out takes the policy's default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectSpec {
+    /// First delay, in milliseconds.
+    pub initial_delay_ms: Option<u64>,
+    /// Largest delay, in milliseconds.
+    pub max_delay_ms: Option<u64>,
+    /// Backoff multiplier.
+    pub multiplier: Option<f64>,
+    /// Shuffle the server list.
+    pub randomize: Option<bool>,
+    /// Per-attempt connect timeout, in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// `[[racks]]`: one simulated host carrying many client nodes, each with its own TCP
+/// connection, server list and reconnect policy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RackSpec {
+    /// Host name.
+    pub name: String,
+    /// Number of nodes (each one `mcollectived`).
+    pub nodes: u32,
+    /// Node identities are `<prefix><n>`; default `<rack name>-node-`.
+    #[serde(default)]
+    pub identity_prefix: Option<String>,
+    /// The failover pool, by broker name, in pool order.
+    pub servers: Vec<String>,
+    /// Start node `i` at pool entry `i mod len` instead of the first, spreading nodes
+    /// over the brokers.
+    #[serde(default)]
+    pub rotate_pool: bool,
+    /// Reconnect policy.
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+    /// Overrides of the policy's defaults.
+    #[serde(default)]
+    pub reconnect: ReconnectSpec,
+    /// STOMP heart-beat interval in seconds; 0 (the MCollective default) speaks STOMP 1.0
+    /// without heart-beats. MCollective forces at least 30.
+    #[serde(default)]
+    pub heartbeat_s: u64,
+    /// Whether nodes notice a silent broker from missing heart-beats (`mcollectived`
+    /// never does).
+    #[serde(default)]
+    pub heartbeat_read_timeout: bool,
+    /// Nodes start spread evenly over this many seconds.
+    #[serde(default = "default_start_spread_s")]
+    pub start_spread_s: f64,
+    /// Per-node clock skew, drawn uniformly from this range of milliseconds.
+    #[serde(default)]
+    pub clock_skew_ms: Option<[i64; 2]>,
+}
+
+fn default_policy() -> Policy {
+    Policy::StompGem
+}
+fn default_start_spread_s() -> f64 {
+    5.0
+}
+
+/// `[workload]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// The MCollective fleet behaviour of every rack's nodes plus `mco` clients.
+    pub mcollective: Option<McoSpec>,
+    /// Producers and consumers.
+    pub queues: Vec<QueueSpec>,
+}
+
+/// `[workload.mcollective]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McoSpec {
+    /// Collective name (destinations `/topic/<c>.<agent>.agent`, `/queue/<c>.nodes`, …).
+    pub collective: String,
+    /// Agents every node loads (one topic subscription each).
+    pub agents: Vec<String>,
+    /// `mco` clients; each runs on its own host.
+    pub clients: Vec<McoClientSpec>,
+    /// Seconds between discovery broadcasts (`mco ping`-style); 0 = none.
+    pub discovery_interval_s: f64,
+    /// How long a client collects replies to one request.
+    pub discovery_timeout_s: f64,
+    /// When the first request goes out.
+    pub start_s: f64,
+    /// Stop sending requests at this time (default: the end).
+    pub stop_s: Option<f64>,
+    /// Request TTL in seconds (broker expiry is TTL + 10 s, as MCollective sets it).
+    pub ttl_s: u64,
+    /// Seconds between directed requests (`/queue/<c>.nodes` with `mc_identity`); 0 = none.
+    pub directed_interval_s: f64,
+    /// Nodes addressed by one directed request.
+    pub directed_targets: u32,
+    /// Seconds between registration messages from every node; 0 = none.
+    pub registration_interval_s: f64,
+    /// Request body bytes.
+    pub request_bytes: usize,
+    /// Reply body bytes.
+    pub reply_bytes: usize,
+    /// A node takes this long (uniform range, ms) to answer.
+    pub reply_delay_ms: [u64; 2],
+}
+
+impl Default for McoSpec {
+    fn default() -> Self {
+        McoSpec {
+            collective: "mcollective".to_owned(),
+            agents: vec!["discovery".to_owned(), "rpcutil".to_owned()],
+            clients: Vec::new(),
+            discovery_interval_s: 10.0,
+            discovery_timeout_s: 2.0,
+            start_s: 10.0,
+            stop_s: None,
+            ttl_s: 60,
+            directed_interval_s: 0.0,
+            directed_targets: 10,
+            registration_interval_s: 0.0,
+            request_bytes: 350,
+            reply_bytes: 200,
+            reply_delay_ms: [1, 20],
+        }
+    }
+}
+
+/// `[[workload.mcollective.clients]]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McoClientSpec {
+    /// Host name (also its MCollective identity).
+    pub name: String,
+    /// Its failover pool, by broker name.
+    pub servers: Vec<String>,
+    /// Reconnect policy.
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+}
+
+/// Ack modes for consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckMode {
+    /// Consumed when written.
+    Auto,
+    /// Cumulative acknowledgement.
+    Client,
+    /// Per-message acknowledgement.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// The SUBSCRIBE `ack` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Client => "client",
+            AckMode::ClientIndividual => "client-individual",
+        }
+    }
+}
+
+/// `[[workload.queues]]`: producers and consumers in stomp-benchmark's terms.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// Host name for this workload's clients.
+    pub name: String,
+    /// `/queue/…` or `/topic/…`.
+    pub destination: String,
+    /// Producer connections.
+    pub producers: u32,
+    /// Consumer connections.
+    pub consumers: u32,
+    /// Messages per second per producer, on an open-loop schedule.
+    pub rate_per_s: f64,
+    /// Body bytes.
+    #[serde(default = "default_message_bytes")]
+    pub message_bytes: usize,
+    /// Send with `persistent:true`.
+    #[serde(default)]
+    pub persistent: bool,
+    /// Ask for a RECEIPT on every SEND (then "acknowledged" means receipted).
+    #[serde(default)]
+    pub receipts: bool,
+    /// Consumer ack mode.
+    #[serde(default = "default_ack")]
+    pub ack: AckMode,
+    /// Producers' failover pool.
+    pub producer_servers: Vec<String>,
+    /// Consumers' failover pool.
+    pub consumer_servers: Vec<String>,
+    /// Reconnect policy of all its clients.
+    #[serde(default = "default_policy_activemq")]
+    pub policy: Policy,
+    /// When producers start.
+    #[serde(default = "default_queue_start_s")]
+    pub start_s: f64,
+    /// When producers stop (default: 10 s before the end, leaving time to drain).
+    #[serde(default)]
+    pub stop_s: Option<f64>,
+    /// STOMP heart-beat interval in seconds (0 = none) for its clients.
+    #[serde(default = "default_queue_heartbeat_s")]
+    pub heartbeat_s: u64,
+}
+
+fn default_message_bytes() -> usize {
+    100
+}
+fn default_ack() -> AckMode {
+    AckMode::Auto
+}
+fn default_policy_activemq() -> Policy {
+    Policy::Activemq
+}
+fn default_queue_start_s() -> f64 {
+    2.0
+}
+fn default_queue_heartbeat_s() -> u64 {
+    5
+}
+
+/// Kinds of faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Kill the broker process (peers see their connections close).
+    Crash,
+    /// Start a crashed broker again.
+    Restart,
+    /// Cut both directions between groups `a` and `b`.
+    Partition,
+    /// Cut `a` → `b` only.
+    PartitionOneway,
+    /// Undo a partition between `a` and `b`.
+    Heal,
+    /// Hold messages between `a` and `b` (delivered on release).
+    Hold,
+    /// Deliver held messages.
+    Release,
+    /// Set latency between `a` and `b`.
+    Latency,
+    /// Heal every partition, release every hold, restore latencies, restart every
+    /// crashed broker.
+    HealAll,
+}
+
+impl FaultKind {
+    /// The name used in scenario files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Restart => "restart",
+            FaultKind::Partition => "partition",
+            FaultKind::PartitionOneway => "partition-oneway",
+            FaultKind::Heal => "heal",
+            FaultKind::Hold => "hold",
+            FaultKind::Release => "release",
+            FaultKind::Latency => "latency",
+            FaultKind::HealAll => "heal-all",
+        }
+    }
+}
+
+/// `[[faults]]`: one fault at a fixed time, optionally undone after `duration_s`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// When, in simulated seconds.
+    pub at_s: f64,
+    /// What.
+    pub kind: FaultKind,
+    /// Brokers to crash or restart.
+    #[serde(default)]
+    pub target: Vec<String>,
+    /// One side (host names or `*` patterns).
+    #[serde(default)]
+    pub a: Vec<String>,
+    /// The other side.
+    #[serde(default)]
+    pub b: Vec<String>,
+    /// For `latency`: one-way milliseconds.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Undo the fault after this many seconds (restart, heal, release, restore latency).
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Label in reports (default: derived from kind and hosts).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `[nemesis]`: faults drawn from the seed between `start_s` and `end_s`, then everything
+/// heals and the run continues as a liveness phase.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisSpec {
+    /// First fault no earlier than this.
+    pub start_s: f64,
+    /// Heal everything at this time.
+    pub end_s: f64,
+    /// Seconds between the end of one fault and the start of the next (uniform range).
+    #[serde(default = "default_nemesis_gap")]
+    pub gap_s: [f64; 2],
+    /// How long each fault lasts (uniform range; the minimum is the fault's stability).
+    #[serde(default = "default_nemesis_duration")]
+    pub duration_s: [f64; 2],
+    /// Relative weights of fault kinds: `crash`, `partition`, `partition-oneway`, `hold`,
+    /// `latency`.
+    pub weights: NemesisWeights,
+    /// Brokers that may crash (patterns).
+    #[serde(default = "default_broker_pattern")]
+    pub crash_targets: Vec<String>,
+    /// Hosts that may be partitioned from the brokers (patterns).
+    #[serde(default = "default_all_pattern")]
+    pub partition_hosts: Vec<String>,
+    /// Latency range for `latency` faults, in ms.
+    #[serde(default = "default_nemesis_latency")]
+    pub latency_ms: [u64; 2],
+}
+
+fn default_nemesis_gap() -> [f64; 2] {
+    [5.0, 20.0]
+}
+fn default_nemesis_duration() -> [f64; 2] {
+    [5.0, 20.0]
+}
+fn default_broker_pattern() -> Vec<String> {
+    vec!["broker-*".to_owned()]
+}
+fn default_all_pattern() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn default_nemesis_latency() -> [u64; 2] {
+    [50, 500]
+}
+
+/// Relative weights of nemesis fault kinds.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NemesisWeights {
+    /// Broker crash then restart.
+    pub crash: f64,
+    /// Two-way partition then heal.
+    pub partition: f64,
+    /// One-way partition then heal.
+    pub partition_oneway: f64,
+    /// Hold then release.
+    pub hold: f64,
+    /// Latency then restore.
+    pub latency: f64,
+}
+
+/// `[expectations]`: every key present becomes one named check.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Expectations {
+    /// Most acknowledged messages that may be lost.
+    pub lost_max: Option<u64>,
+    /// Most duplicated deliveries.
+    pub duplicated_max: Option<u64>,
+    /// Most deliveries of messages never sent.
+    pub unexpected_max: Option<u64>,
+    /// Most per-producer reorders.
+    pub reorders_max: Option<u64>,
+    /// Fewest delivered messages.
+    pub delivered_min: Option<u64>,
+    /// Largest p99 delivery latency, in milliseconds.
+    pub latency_p99_ms_max: Option<f64>,
+    /// Fewest failovers (client reconnections) observed.
+    pub failover_count_min: Option<u64>,
+    /// Largest p99 failover time, in milliseconds.
+    pub failover_p99_ms_max: Option<f64>,
+    /// Smallest share of expected MCollective replies received, over all requests.
+    pub mco_reply_ratio_min: Option<f64>,
+    /// Smallest reply share of requests sent outside fault windows (healthy periods).
+    pub mco_healthy_reply_ratio_min: Option<f64>,
+    /// Smallest reply share of the last request (after healing: liveness).
+    pub mco_final_reply_ratio_min: Option<f64>,
+    /// Fewest losses that must be attributed to fault windows (a fault must show).
+    pub fault_losses_min: Option<u64>,
+    /// Most losses outside every fault window.
+    pub unattributed_lost_max: Option<u64>,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        Scenario::parse(&text, &file)
+    }
+
+    /// Parses and validates scenario text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, ConfigError> {
+        parse_toml(text, file, Scenario::validate)
+    }
+
+    /// Every host name the scenario creates, in creation order.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.brokers.iter().map(|b| b.name.clone()).collect();
+        hosts.extend(self.racks.iter().map(|r| r.name.clone()));
+        if let Some(m) = &self.workload.mcollective {
+            hosts.extend(m.clients.iter().map(|c| c.name.clone()));
+        }
+        hosts.extend(self.workload.queues.iter().map(|q| q.name.clone()));
+        hosts
+    }
+
+    /// Total MCollective nodes.
+    pub fn node_count(&self) -> u64 {
+        self.racks.iter().map(|r| u64::from(r.nodes)).sum()
+    }
+
+    /// Checks what serde accepts but a simulation cannot use.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
+        let bad = |path: KeyPath, msg: String| Err(InvalidSetting::new(path, msg));
+        if self.name.trim().is_empty() || self.name.contains(['/', ' ']) {
+            return bad(root.key("name"), "must be non-empty, without spaces or '/'".into());
+        }
+        if !(self.duration_s > 0.0 && self.duration_s <= 86_400.0) {
+            return bad(root.key("duration_s"), "must be in (0, 86400]".into());
+        }
+        if self.tick_ms == 0 || self.tick_ms > 100 {
+            return bad(root.key("tick_ms"), "must be between 1 and 100".into());
+        }
+        if self.brokers.is_empty() {
+            return bad(root.key("brokers"), "at least one [[brokers]] is needed".into());
+        }
+        let mut names = BTreeSet::new();
+        let hosts = self.hosts();
+        let mut positions: Vec<KeyPath> = Vec::new();
+        for (i, _) in self.brokers.iter().enumerate() {
+            positions.push(root.key("brokers").index(i).key("name"));
+        }
+        for (i, _) in self.racks.iter().enumerate() {
+            positions.push(root.key("racks").index(i).key("name"));
+        }
+        if let Some(m) = &self.workload.mcollective {
+            for (i, _) in m.clients.iter().enumerate() {
+                positions.push(
+                    root.key("workload")
+                        .key("mcollective")
+                        .key("clients")
+                        .index(i)
+                        .key("name"),
+                );
+            }
+        }
+        for (i, _) in self.workload.queues.iter().enumerate() {
+            positions.push(root.key("workload").key("queues").index(i).key("name"));
+        }
+        for (host, path) in hosts.iter().zip(positions) {
+            if !valid_host(host) {
+                return bad(
+                    path,
+                    format!("'{host}' is not a valid host name (letters, digits, '-', '_')"),
+                );
+            }
+            if !names.insert(host.clone()) {
+                return bad(path, format!("host name '{host}' is used twice"));
+            }
+        }
+        let brokers: BTreeSet<&str> = self.brokers.iter().map(|b| b.name.as_str()).collect();
+        let check_pool = |path: KeyPath, pool: &[String]| -> Result<(), InvalidSetting> {
+            if pool.is_empty() {
+                return Err(InvalidSetting::new(path, "needs at least one broker"));
+            }
+            for s in pool {
+                if !brokers.contains(s.as_str()) {
+                    return Err(InvalidSetting::new(
+                        path,
+                        format!("'{s}' is not a broker of this scenario"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (i, r) in self.racks.iter().enumerate() {
+            let p = root.key("racks").index(i);
+            check_pool(p.key("servers"), &r.servers)?;
+            if r.nodes == 0 || r.nodes > 20_000 {
+                return bad(p.key("nodes"), "must be between 1 and 20000".into());
+            }
+            if r.heartbeat_s != 0 && r.heartbeat_s < 1 {
+                return bad(p.key("heartbeat_s"), "must be 0 (off) or at least 1".into());
+            }
+            if !(r.start_spread_s >= 0.0) {
+                return bad(p.key("start_spread_s"), "must be >= 0".into());
+            }
+            if let Some([lo, hi]) = r.clock_skew_ms
+                && lo > hi
+            {
+                return bad(p.key("clock_skew_ms"), "range must be [low, high]".into());
+            }
+        }
+        if let Some(m) = &self.workload.mcollective {
+            let p = root.key("workload").key("mcollective");
+            if m.clients.is_empty() {
+                return bad(p.key("clients"), "at least one mco client is needed".into());
+            }
+            for (i, c) in m.clients.iter().enumerate() {
+                check_pool(p.key("clients").index(i).key("servers"), &c.servers)?;
+            }
+            if m.agents.is_empty() {
+                return bad(p.key("agents"), "nodes need at least one agent".into());
+            }
+            if !m.agents.iter().any(|a| a == "discovery") && m.discovery_interval_s > 0.0 {
+                return bad(
+                    p.key("agents"),
+                    "discovery requests need the 'discovery' agent".into(),
+                );
+            }
+            if m.discovery_interval_s < 0.0 || m.directed_interval_s < 0.0 {
+                return bad(p.key("discovery_interval_s"), "must be >= 0".into());
+            }
+            if m.discovery_timeout_s <= 0.0 {
+                return bad(p.key("discovery_timeout_s"), "must be > 0".into());
+            }
+            if self.racks.is_empty() {
+                return bad(
+                    root.key("racks"),
+                    "the MCollective workload needs [[racks]] of nodes".into(),
+                );
+            }
+            if m.reply_delay_ms[0] > m.reply_delay_ms[1] {
+                return bad(p.key("reply_delay_ms"), "range must be [low, high]".into());
+            }
+        }
+        for (i, q) in self.workload.queues.iter().enumerate() {
+            let p = root.key("workload").key("queues").index(i);
+            if !(q.destination.starts_with("/queue/") || q.destination.starts_with("/topic/")) {
+                return bad(
+                    p.key("destination"),
+                    "must start with /queue/ or /topic/".into(),
+                );
+            }
+            check_pool(p.key("producer_servers"), &q.producer_servers)?;
+            check_pool(p.key("consumer_servers"), &q.consumer_servers)?;
+            if !(q.rate_per_s > 0.0 && q.rate_per_s <= 100_000.0) {
+                return bad(p.key("rate_per_s"), "must be in (0, 100000]".into());
+            }
+            if q.producers == 0 && q.consumers == 0 {
+                return bad(p.key("producers"), "needs producers or consumers".into());
+            }
+        }
+        let match_any = |path: KeyPath, patterns: &[String]| -> Result<(), InvalidSetting> {
+            for pat in patterns {
+                if !hosts.iter().any(|h| glob(pat, h)) {
+                    return Err(InvalidSetting::new(
+                        path,
+                        format!("'{pat}' matches no host of this scenario"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (i, f) in self.faults.iter().enumerate() {
+            let p = root.key("faults").index(i);
+            if !(f.at_s >= 0.0 && f.at_s <= self.duration_s) {
+                return bad(p.key("at_s"), "must be within the run".into());
+            }
+            match f.kind {
+                FaultKind::Crash | FaultKind::Restart => {
+                    if f.target.is_empty() {
+                        return bad(p.key("target"), "names the brokers to crash or restart".into());
+                    }
+                    for t in &f.target {
+                        if !self.brokers.iter().any(|b| glob(t, &b.name)) {
+                            return bad(p.key("target"), format!("'{t}' matches no broker"));
+                        }
+                    }
+                }
+                FaultKind::HealAll => {}
+                _ => {
+                    if f.a.is_empty() || f.b.is_empty() {
+                        return bad(p.key("a"), format!("a {} needs groups `a` and `b`", f.kind.as_str()));
+                    }
+                    match_any(p.key("a"), &f.a)?;
+                    match_any(p.key("b"), &f.b)?;
+                }
+            }
+            if f.kind == FaultKind::Latency && f.latency_ms.is_none() {
+                return bad(p.key("latency_ms"), "a latency fault needs latency_ms".into());
+            }
+            if let Some(d) = f.duration_s
+                && !(d > 0.0)
+            {
+                return bad(p.key("duration_s"), "must be > 0".into());
+            }
+        }
+        if let Some(n) = &self.nemesis {
+            let p = root.key("nemesis");
+            if !(n.start_s >= 0.0 && n.start_s < n.end_s && n.end_s <= self.duration_s) {
+                return bad(p.key("end_s"), "needs 0 <= start_s < end_s <= duration_s".into());
+            }
+            for (k, r) in [("gap_s", n.gap_s), ("duration_s", n.duration_s)] {
+                if !(r[0] > 0.0 && r[0] <= r[1]) {
+                    return bad(p.key(k), "range must be [low, high] with low > 0".into());
+                }
+            }
+            let w = &n.weights;
+            let weights = [w.crash, w.partition, w.partition_oneway, w.hold, w.latency];
+            if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
+                return bad(p.key("weights"), "weights must be >= 0 and not all 0".into());
+            }
+            match_any(p.key("crash_targets"), &n.crash_targets)?;
+            match_any(p.key("partition_hosts"), &n.partition_hosts)?;
+        }
+        for (i, l) in self.network.links.iter().enumerate() {
+            let p = root.key("network").key("links").index(i);
+            match_any(p.key("a"), &l.a)?;
+            match_any(p.key("b"), &l.b)?;
+        }
+        if let Some(r) = self.expectations.mco_reply_ratio_min
+            && !(0.0..=1.0).contains(&r)
+        {
+            return bad(
+                root.key("expectations").key("mco_reply_ratio_min"),
+                "must be between 0 and 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Matches a host name against a pattern where `*` stands for any run of characters.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+duration_s = 10
+[[brokers]]
+name = "broker-1"
+[[racks]]
+name = "rack-1"
+nodes = 3
+servers = ["broker-1"]
+[workload.mcollective]
+clients = [{ name = "mco", servers = ["broker-1"] }]
+"#;
+
+    #[test]
+    fn minimal_scenario_parses_with_defaults() {
+        let s = Scenario::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.tick_ms, 1);
+        assert_eq!(s.node_count(), 3);
+        assert_eq!(s.hosts(), ["broker-1", "rack-1", "mco"]);
+        let m = s.workload.mcollective.unwrap();
+        assert_eq!(m.agents, ["discovery", "rpcutil"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = MINIMAL.replace("nodes = 3", "nodes = 3\nnodez = 4");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.file, "s.toml");
+        assert_eq!(e.line, 10);
+        assert!(e.key.contains("racks[0]"), "{e}");
+        assert!(e.message.contains("nodez"), "{e}");
+        let text = MINIMAL.replace("servers = [\"broker-1\"]\n[workload", "servers = [\"broker-9\"]\n[workload");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "racks[0].servers", "{e}");
+        assert_eq!(e.line, 10);
+        assert!(e.message.contains("broker-9"));
+        let text = MINIMAL.replace("duration_s = 10", "duration_s = \"long\"");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "duration_s", "{e}");
+        assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn duplicate_hosts_and_bad_faults_are_refused() {
+        let text = MINIMAL.replace("name = \"rack-1\"", "name = \"broker-1\"");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert!(e.message.contains("used twice"), "{e}");
+        let text = format!("{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"crash\"\ntarget = [\"rack-1\"]\n");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
+        let text = format!("{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"nope-*\"]\nb = [\"broker-1\"]\n");
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].a", "{e}");
+    }
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob("broker-*", "broker-12"));
+        assert!(glob("*", "anything"));
+        assert!(glob("rack-*-a", "rack-1-a"));
+        assert!(!glob("rack-*-a", "rack-1-b"));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exact2"));
+    }
+}

@@ -1,0 +1,464 @@
+//! The MCollective fleet: racks of `mcollectived` nodes and `mco` clients, behaving on
+//! the wire as MCollective 2.12's activemq connector does (see the captured frames).
+//!
+//! A node subscribes to `/queue/<c>.nodes` with the selector `mc_identity = '<identity>'`
+//! and to `/topic/<c>.<agent>.agent` for each agent. A client sends a discovery broadcast
+//! to `/topic/<c>.discovery.agent` (or directed requests to `/queue/<c>.nodes` with an
+//! `mc_identity` header) with `reply-to` naming a fresh `/queue/<c>.reply.<id>_<pid>.<seq>`
+//! that it subscribes to first, collects replies for the discovery timeout, and
+//! unsubscribes. Headers are those MCollective sends (`timestamp`, `expires` = now + TTL
+//! + 10 s, `reply-to`, `mc_sender`, `mc_identity`); bodies have the sizes of Marshal
+//! payloads and carry the request id the simulator needs to check replies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use stampede_broker::client::{Client, SubscribeSpec};
+use stampede_broker::proto::Headers;
+
+use super::{client_config, sleep_until_sim, start_client};
+use crate::history::{
+    ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role, now_us,
+};
+use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
+use crate::seed;
+
+/// The pid part of reply queue names (MCollective uses the client's process id).
+const CLIENT_PID: u32 = 16202;
+
+/// Request ids: discovery rounds and directed requests live in separate ranges.
+fn request_id(kind: RequestKind, round: u64, client: usize) -> u64 {
+    let tag = match kind {
+        RequestKind::Discovery => 1u64,
+        RequestKind::Directed => 2u64,
+    };
+    (tag << 48) | (round << 12) | client as u64
+}
+
+/// A body of `len` bytes starting with `prefix`, padded like Ruby Marshal data (which
+/// contains NUL bytes, so the broker must honour `content-length`).
+fn body(prefix: &str, len: usize) -> Bytes {
+    let mut v = prefix.as_bytes().to_vec();
+    v.push(0);
+    while v.len() < len {
+        v.push(if v.len() % 7 == 0 { 0 } else { b'x' });
+    }
+    Bytes::from(v)
+}
+
+/// Reads `key=value;` fields from the start of a body.
+fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a str> {
+    let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+    let text = std::str::from_utf8(&body[..end]).ok()?;
+    text.split(';').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn identity(rack: &RackSpec, i: u32) -> String {
+    let prefix = rack
+        .identity_prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}-node-", rack.name));
+    format!("{prefix}{i:04}")
+}
+
+/// Starts every rack's nodes and every `mco` client.
+pub(super) fn spawn(
+    sim: &mut turmoil::Sim<'_>,
+    scenario: &Scenario,
+    spec: &McoSpec,
+    seed: u64,
+    recorder: &Recorder,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let spec = Arc::new(spec.clone());
+    let active = scenario.workload.mcollective.is_some();
+    let mut directory: BTreeMap<String, ClientId> = BTreeMap::new();
+    for rack in &scenario.racks {
+        let mut nodes = Vec::new();
+        for i in 0..rack.nodes {
+            let ident = identity(rack, i);
+            let mut pool = rack.servers.clone();
+            if rack.rotate_pool && !pool.is_empty() {
+                let len = pool.len();
+                pool.rotate_left(i as usize % len);
+            }
+            let id = recorder.register(ident.clone(), Role::Node, pool.clone());
+            directory.insert(ident.clone(), id);
+            let node_seed = seed::derive(seed, &format!("node/{}/{i}", rack.name));
+            let config = client_config(
+                scenario,
+                &pool,
+                rack.policy,
+                &rack.reconnect,
+                rack.heartbeat_s,
+                rack.heartbeat_read_timeout,
+                node_seed,
+                None,
+            )?;
+            let mut rng = SmallRng::seed_from_u64(node_seed);
+            let skew_ms = rack
+                .clock_skew_ms
+                .map_or(0, |[lo, hi]| rng.random_range(lo..=hi));
+            let start = Duration::from_secs_f64(
+                rack.start_spread_s * f64::from(i) / f64::from(rack.nodes.max(1)),
+            );
+            nodes.push(Node {
+                id,
+                identity: ident,
+                config,
+                start,
+                skew_ms,
+                seed: node_seed,
+                versioned_ids: rack.heartbeat_s > 0,
+            });
+        }
+        let recorder = recorder.clone();
+        let spec = spec.clone();
+        let epoch_ms = scenario.epoch_ms;
+        sim.client(rack.name.as_str(), async move {
+            for node in nodes {
+                tokio::spawn(run_node(node, spec.clone(), recorder.clone(), epoch_ms, active));
+            }
+            sleep_until_sim(duration).await;
+            Ok(())
+        });
+    }
+    if !active {
+        return Ok(());
+    }
+    let directory = Arc::new(directory);
+    let all_nodes: Arc<Vec<ClientId>> = Arc::new(directory.values().copied().collect());
+    for (index, c) in spec.clients.iter().enumerate() {
+        let id = recorder.register(c.name.clone(), Role::McoClient, c.servers.clone());
+        let client_seed = seed::derive(seed, &format!("mco/{}", c.name));
+        let config = client_config(
+            scenario,
+            &c.servers,
+            c.policy,
+            &ReconnectSpec::default(),
+            0,
+            false,
+            client_seed,
+            None,
+        )?;
+        let mco = McoClient {
+            index,
+            id,
+            name: c.name.clone(),
+            config,
+            spec: spec.clone(),
+            recorder: recorder.clone(),
+            directory: directory.clone(),
+            nodes: all_nodes.clone(),
+            seed: client_seed,
+            epoch_ms: scenario.epoch_ms,
+            end: duration,
+        };
+        sim.client(c.name.as_str(), async move {
+            mco.run().await;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+struct Node {
+    id: ClientId,
+    identity: String,
+    config: stampede_broker::client::ClientConfig,
+    start: Duration,
+    skew_ms: i64,
+    seed: u64,
+    /// STOMP 1.1 (heart-beats on): subscriptions carry ids as MCollective sets them.
+    versioned_ids: bool,
+}
+
+async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: u64, active: bool) {
+    sleep_until_sim(node.start).await;
+    let (client, mut messages) = start_client(node.config, &recorder, node.id);
+    let c = &spec.collective;
+    let directed = format!("/queue/{c}.nodes");
+    let mut sub = SubscribeSpec::new(directed.clone())
+        .selector(format!("mc_identity = '{}'", node.identity));
+    if node.versioned_ids {
+        sub = sub.id(format!("{c}_directed_to_identity"));
+    }
+    let _ = client.subscribe(sub).await;
+    for agent in &spec.agents {
+        let dest = format!("/topic/{c}.{agent}.agent");
+        let mut sub = SubscribeSpec::new(dest.clone());
+        if node.versioned_ids {
+            sub = sub.id(dest);
+        }
+        let _ = client.subscribe(sub).await;
+    }
+    if !active {
+        // Connected and subscribed; nothing else to do.
+        while messages.recv().await.is_some() {}
+        return;
+    }
+    let mut rng = SmallRng::seed_from_u64(seed::derive(node.seed, "behaviour"));
+    let registration = (spec.registration_interval_s > 0.0)
+        .then(|| Duration::from_secs_f64(spec.registration_interval_s));
+    let mut next_registration = registration.map(|_| tokio::time::Instant::now());
+    loop {
+        let registration_due = async {
+            match next_registration {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            msg = messages.recv() => {
+                let Some(msg) = msg else { return };
+                let Some(request) = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok()) else {
+                    continue;
+                };
+                let at_us = now_us();
+                recorder.lock().request_deliveries.push(McoObservation {
+                    request,
+                    node: node.id,
+                    at_us,
+                });
+                // Message#validate: the node drops requests older than their TTL by its
+                // own (possibly skewed) clock.
+                let node_now_ms = (epoch_ms + at_us / 1000) as i64 + node.skew_ms;
+                let msgtime_ms = field(&msg.body, "t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(node_now_ms);
+                if node_now_ms - msgtime_ms > spec.ttl_s as i64 * 1000 {
+                    continue;
+                }
+                let Some(reply_to) = msg.headers.get("reply-to").map(str::to_owned) else {
+                    continue;
+                };
+                let delay = Duration::from_millis(rng.random_range(spec.reply_delay_ms[0]..=spec.reply_delay_ms[1]));
+                let client = client.clone();
+                let identity = node.identity.clone();
+                let reply_bytes = spec.reply_bytes;
+                let ttl_s = spec.ttl_s;
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let now_ms = epoch_ms + now_us() / 1000;
+                    let mut headers = Headers::new();
+                    headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
+                    headers.push("expires", ((now_ms / 1000 + ttl_s + 10) * 1000).to_string());
+                    headers.push("mc_sender", identity.clone());
+                    let b = body(&format!("req={request};node={identity}"), reply_bytes);
+                    let _ = client.send(&reply_to, headers, b).await;
+                });
+            }
+            () = registration_due => {
+                let now_ms = epoch_ms + now_us() / 1000;
+                let mut headers = Headers::new();
+                headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
+                headers.push("expires", ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string());
+                headers.push("mc_sender", node.identity.clone());
+                let dest = format!("/topic/{c}.registration.agent");
+                let _ = client.send(&dest, headers, body(&format!("reg={}", node.identity), spec.request_bytes)).await;
+                next_registration = registration.map(|d| tokio::time::Instant::now() + d);
+            }
+        }
+    }
+}
+
+struct McoClient {
+    index: usize,
+    id: ClientId,
+    name: String,
+    config: stampede_broker::client::ClientConfig,
+    spec: Arc<McoSpec>,
+    recorder: Recorder,
+    directory: Arc<BTreeMap<String, ClientId>>,
+    nodes: Arc<Vec<ClientId>>,
+    seed: u64,
+    epoch_ms: u64,
+    end: Duration,
+}
+
+/// A request whose replies are being collected.
+struct Open {
+    reply_queue: String,
+    until: Duration,
+}
+
+impl McoClient {
+    async fn run(self) {
+        let (client, mut messages) = start_client(self.config.clone(), &self.recorder, self.id);
+        let spec = &self.spec;
+        let stop = spec
+            .stop_s
+            .map_or(self.end, Duration::from_secs_f64)
+            .min(self.end);
+        let window = Duration::from_secs_f64(spec.discovery_timeout_s);
+        let mut rng = SmallRng::seed_from_u64(seed::derive(self.seed, "directed"));
+        let start = Duration::from_secs_f64(spec.start_s);
+        let mut schedule: BTreeSet<(Duration, u8, u64)> = BTreeSet::new();
+        let mut push_series = |interval_s: f64, kind: u8, schedule: &mut BTreeSet<(Duration, u8, u64)>| {
+            if interval_s <= 0.0 {
+                return;
+            }
+            let interval = Duration::from_secs_f64(interval_s);
+            // Directed requests are offset by half an interval so they never coincide
+            // with a discovery round.
+            let mut at = start + if kind == 1 { interval / 2 } else { Duration::ZERO };
+            let mut round = 0;
+            while at + window <= stop {
+                schedule.insert((at, kind, round));
+                round += 1;
+                at += interval;
+            }
+        };
+        push_series(spec.discovery_interval_s, 0, &mut schedule);
+        push_series(spec.directed_interval_s, 1, &mut schedule);
+        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
+        let mut seq = 0u64;
+        loop {
+            let next_request = schedule.first().map(|(at, _, _)| *at);
+            let next_close = open.values().map(|o| o.until).min();
+            let wake = match (next_request, next_close) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(wake) = wake else {
+                break;
+            };
+            tokio::select! {
+                biased;
+                msg = messages.recv() => {
+                    let Some(msg) = msg else { break };
+                    let request = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok());
+                    let node = field(&msg.body, "node").and_then(|n| self.directory.get(n)).copied();
+                    if let (Some(request), Some(node)) = (request, node) {
+                        self.recorder.lock().replies.push(McoObservation { request, node, at_us: now_us() });
+                    }
+                }
+                () = sleep_until_sim(wake) => {
+                    let now = turmoil::sim_elapsed().unwrap_or_default();
+                    // Close windows that ended: UNSUBSCRIBE the reply queue.
+                    let ended: Vec<u64> = open.iter().filter(|(_, o)| o.until <= now).map(|(k, _)| *k).collect();
+                    for k in ended {
+                        if let Some(o) = open.remove(&k) {
+                            let _ = client.unsubscribe_destination(&o.reply_queue).await;
+                        }
+                    }
+                    while let Some(&(at, kind, round)) = schedule.first() {
+                        if at > now {
+                            break;
+                        }
+                        schedule.pop_first();
+                        seq += 1;
+                        let kind = if kind == 0 { RequestKind::Discovery } else { RequestKind::Directed };
+                        let id = request_id(kind, round, self.index);
+                        let targets: Vec<ClientId> = match kind {
+                            RequestKind::Discovery => self.nodes.as_ref().clone(),
+                            RequestKind::Directed => {
+                                let n = (spec.directed_targets as usize).min(self.nodes.len());
+                                let mut picked = BTreeSet::new();
+                                while picked.len() < n {
+                                    picked.insert(self.nodes[rng.random_range(0..self.nodes.len())]);
+                                }
+                                picked.into_iter().collect()
+                            }
+                        };
+                        let reply_queue = format!("/queue/{}.reply.{}_{}.{}", spec.collective, self.name, CLIENT_PID, seq);
+                        let _ = client.subscribe(SubscribeSpec::new(reply_queue.clone())).await;
+                        let intended_us = at.as_micros() as u64;
+                        let sent = self.send_request(&client, kind, id, &reply_queue, &targets, intended_us).await;
+                        let until = now + window;
+                        self.recorder.lock().requests.push(McoRequest {
+                            id,
+                            client: self.id,
+                            round: match kind {
+                                RequestKind::Discovery => round,
+                                RequestKind::Directed => (1 << 40) | round,
+                            },
+                            kind,
+                            intended_us,
+                            sent_us: sent.then(now_us),
+                            expected: targets,
+                            window_end_us: until.as_micros() as u64,
+                        });
+                        open.insert(id, Open { reply_queue, until });
+                    }
+                }
+            }
+        }
+        // Keep the connection until the end of the run.
+        sleep_until_sim(self.end).await;
+        let _ = client.disconnect().await;
+    }
+
+    /// Sends the request frames; `true` if every SEND was written.
+    async fn send_request(
+        &self,
+        client: &Client,
+        kind: RequestKind,
+        id: u64,
+        reply_queue: &str,
+        targets: &[ClientId],
+        intended_us: u64,
+    ) -> bool {
+        let spec = &self.spec;
+        let now_ms = self.epoch_ms + intended_us / 1000;
+        let headers = |identity: Option<&str>| {
+            let mut h = Headers::new();
+            h.push("timestamp", (now_ms / 1000 * 1000).to_string());
+            h.push("expires", ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string());
+            h.push("reply-to", reply_queue.to_owned());
+            if let Some(i) = identity {
+                h.push("mc_identity", i.to_owned());
+            }
+            h.push("mc_sender", self.name.clone());
+            h
+        };
+        let b = body(&format!("req={id};t={now_ms}"), spec.request_bytes);
+        match kind {
+            RequestKind::Discovery => {
+                let dest = format!("/topic/{}.discovery.agent", spec.collective);
+                client.send(&dest, headers(None), b).await.is_ok()
+            }
+            RequestKind::Directed => {
+                let dest = format!("/queue/{}.nodes", spec.collective);
+                let names: BTreeMap<ClientId, &String> =
+                    self.directory.iter().map(|(n, id)| (*id, n)).collect();
+                let mut ok = true;
+                for t in targets {
+                    let Some(name) = names.get(t) else { continue };
+                    ok &= client.send(&dest, headers(Some(name)), b.clone()).await.is_ok();
+                }
+                ok
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_fields_and_have_the_requested_size() {
+        let b = body("req=42;t=1795437413000", 350);
+        assert_eq!(b.len(), 350);
+        assert!(b.contains(&0));
+        assert_eq!(field(&b, "req"), Some("42"));
+        assert_eq!(field(&b, "t"), Some("1795437413000"));
+        assert_eq!(field(&b, "node"), None);
+    }
+
+    #[test]
+    fn request_ids_are_distinct_across_kinds_rounds_and_clients() {
+        let mut seen = BTreeSet::new();
+        for kind in [RequestKind::Discovery, RequestKind::Directed] {
+            for round in 0..100 {
+                for client in 0..5 {
+                    assert!(seen.insert(request_id(kind, round, client)));
+                }
+            }
+        }
+    }
+}

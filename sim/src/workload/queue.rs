@@ -1,0 +1,174 @@
+//! Producers and consumers in stomp-benchmark's terms: N producers on an open-loop
+//! schedule (each message has an intended send time; latency is measured from it, so a
+//! stalled producer cannot hide latency), M consumers with an ack mode, optional receipts.
+//!
+//! Each message carries `x-sim-id` (unique) and `x-sim-seq` (per producer) headers so the
+//! checker can find losses, duplicates and reorders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, SubscribeSpec};
+use stampede_broker::proto::Headers;
+use tokio::sync::Semaphore;
+
+use super::{client_config, sleep_until_sim, start_client};
+use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord, now_us};
+use crate::scenario::{AckMode, QueueSpec, ReconnectSpec, Scenario};
+use crate::seed;
+
+/// Receipted SENDs one producer may have outstanding before its schedule slips.
+const INFLIGHT_SENDS_MAX: usize = 1024;
+
+pub(super) fn spawn(
+    sim: &mut turmoil::Sim<'_>,
+    scenario: &Scenario,
+    spec: &QueueSpec,
+    seed: u64,
+    recorder: &Recorder,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let topic = spec.destination.starts_with("/topic/");
+    let mut consumers = Vec::new();
+    for i in 0..spec.consumers {
+        let name = format!("{}-consumer-{i}", spec.name);
+        let id = recorder.register(name.clone(), Role::Consumer, spec.consumer_servers.clone());
+        let config = client_config(
+            scenario,
+            &spec.consumer_servers,
+            spec.policy,
+            &ReconnectSpec::default(),
+            spec.heartbeat_s,
+            true,
+            seed::derive(seed, &format!("queue/{name}")),
+            None,
+        )?;
+        consumers.push((id, config));
+    }
+    let mut producers = Vec::new();
+    for i in 0..spec.producers {
+        let name = format!("{}-producer-{i}", spec.name);
+        let id = recorder.register(name.clone(), Role::Producer, spec.producer_servers.clone());
+        let config = client_config(
+            scenario,
+            &spec.producer_servers,
+            spec.policy,
+            &ReconnectSpec::default(),
+            spec.heartbeat_s,
+            true,
+            seed::derive(seed, &format!("queue/{name}")),
+            None,
+        )?;
+        producers.push((i, id, config));
+    }
+    let spec = Arc::new(spec.clone());
+    let recorder = recorder.clone();
+    let stop = spec
+        .stop_s
+        .map(Duration::from_secs_f64)
+        .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
+    sim.client(spec.name.as_str(), async move {
+        for (id, config) in consumers {
+            let (client, mut messages) = start_client(config, &recorder, id);
+            let ack = match spec.ack {
+                AckMode::Auto => ClientAck::Auto,
+                AckMode::Client => ClientAck::Client,
+                AckMode::ClientIndividual => ClientAck::ClientIndividual,
+            };
+            let sub = SubscribeSpec::new(spec.destination.clone())
+                .id("0")
+                .ack(ack);
+            let _ = client.subscribe(sub).await;
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                while let Some(msg) = messages.recv().await {
+                    let id_header = msg.headers.get("x-sim-id").and_then(|v| v.parse::<u64>().ok());
+                    if let Some(mid) = id_header {
+                        recorder.lock().deliveries.push(DeliveryRecord {
+                            id: mid,
+                            consumer: id,
+                            at_us: now_us(),
+                            redelivered: msg.headers.get("redelivered") == Some("true"),
+                        });
+                    }
+                    if ack != ClientAck::Auto {
+                        let _ = client.ack(&msg).await;
+                    }
+                }
+            });
+        }
+        for (index, id, config) in producers {
+            let (client, _messages) = start_client(config, &recorder, id);
+            let spec = spec.clone();
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                let interval = Duration::from_secs_f64(1.0 / spec.rate_per_s);
+                let start = Duration::from_secs_f64(spec.start_s);
+                let inflight = Arc::new(Semaphore::new(INFLIGHT_SENDS_MAX));
+                let payload = Bytes::from(vec![b'x'; spec.message_bytes]);
+                let mut seq = 0u64;
+                loop {
+                    let intended = start + interval.mul_f64(seq as f64);
+                    if intended >= stop {
+                        break;
+                    }
+                    sleep_until_sim(intended).await;
+                    let mid = (u64::from(index) << 32) | seq;
+                    let mut headers = Headers::new();
+                    headers.push("x-sim-id", mid.to_string());
+                    headers.push("x-sim-seq", seq.to_string());
+                    if spec.persistent {
+                        headers.push("persistent", "true");
+                    }
+                    let record_index = {
+                        let mut h = recorder.lock();
+                        h.sends.push(SendRecord {
+                            id: mid,
+                            producer: id,
+                            seq,
+                            intended_us: intended.as_micros() as u64,
+                            sent_us: None,
+                            outcome: SendOutcome::Pending,
+                            topic,
+                        });
+                        h.sends.len() - 1
+                    };
+                    if spec.receipts {
+                        let Ok(permit) = inflight.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let client = client.clone();
+                        let recorder = recorder.clone();
+                        let dest = spec.destination.clone();
+                        let payload = payload.clone();
+                        tokio::spawn(async move {
+                            let sent_at = now_us();
+                            let outcome = client.send_with_receipt(&dest, headers, payload).await;
+                            let mut h = recorder.lock();
+                            let r = &mut h.sends[record_index];
+                            r.sent_us = Some(sent_at);
+                            r.outcome = match outcome {
+                                Outcome::Confirmed => SendOutcome::Confirmed,
+                                Outcome::Failed(_) => SendOutcome::Failed,
+                                Outcome::Indeterminate => SendOutcome::Indeterminate,
+                            };
+                            drop(permit);
+                        });
+                    } else {
+                        let result = client.send(&spec.destination, headers, payload.clone()).await;
+                        let mut h = recorder.lock();
+                        let r = &mut h.sends[record_index];
+                        r.sent_us = Some(now_us());
+                        r.outcome = if result.is_ok() { SendOutcome::Written } else { SendOutcome::Failed };
+                    }
+                    seq += 1;
+                }
+            });
+        }
+        sleep_until_sim(duration).await;
+        Ok(())
+    })
+    ;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The simulated world: one turmoil host per broker (running the real broker server over
+//! [`TurmoilNet`]), one per rack of client nodes, one per `mco` client and per queue
+//! workload; the step loop that advances it and applies the fault timeline.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use stampede_broker::clock::Clock;
+use stampede_broker::config::{BrokerConfig, ServerConfig};
+use stampede_broker::server::Server;
+
+use crate::fault::{Op, Timeline};
+use crate::history::Recorder;
+use crate::net::TurmoilNet;
+use crate::scenario::{Scenario, glob};
+use crate::seed;
+use crate::workload;
+
+/// Extra simulated time allowed after the scenario's end for clients to finish.
+const WIND_DOWN: Duration = Duration::from_secs(30);
+
+/// Progress of a run, reported once per simulated second.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Simulated milliseconds so far.
+    pub sim_ms: u64,
+    /// Simulated milliseconds in total.
+    pub total_ms: u64,
+}
+
+/// Runs `scenario` with `seed`, recording into `recorder`.
+pub fn run(
+    scenario: &Scenario,
+    seed: u64,
+    timeline: &Timeline,
+    recorder: &Recorder,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<()> {
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let tick = Duration::from_millis(scenario.tick_ms);
+    let latency = Duration::from_millis(scenario.network.latency_ms);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed::derive(seed, "turmoil"))
+        .epoch(UNIX_EPOCH + Duration::from_millis(scenario.epoch_ms))
+        .simulation_duration(duration + WIND_DOWN)
+        .tick_duration(tick)
+        .min_message_latency(latency)
+        .max_message_latency(latency)
+        // Reconnect storms put hundreds of SYNs on one listener in one tick; turmoil
+        // panics when its backlog (this capacity) overflows.
+        .tcp_capacity(16_384)
+        .build();
+
+    for b in &scenario.brokers {
+        let mut config = BrokerConfig {
+            server: ServerConfig {
+                listen: vec![format!("0.0.0.0:{}", b.port)],
+                ..ServerConfig::default()
+            },
+            core: b.core.clone(),
+            security: b.security.clone(),
+        };
+        config.core.broker_name = b.name.clone();
+        let epoch_ms = scenario.epoch_ms;
+        let name = b.name.clone();
+        let recorder = recorder.clone();
+        sim.host(b.name.as_str(), move || {
+            let config = config.clone();
+            let name = name.clone();
+            let recorder = recorder.clone();
+            async move {
+                let server = Server::bind(Arc::new(TurmoilNet), config).await?;
+                let now_ms = epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+                recorder
+                    .lock()
+                    .applied
+                    .push((now_ms - epoch_ms, format!("{name} started")));
+                server
+                    .run(Clock::starting_at(now_ms), std::future::pending())
+                    .await?;
+                Ok(())
+            }
+        });
+    }
+    workload::spawn_all(&mut sim, scenario, seed, recorder, duration)?;
+    for l in &scenario.network.links {
+        for a in expand(&l.a, scenario) {
+            for b in expand(&l.b, scenario) {
+                if a != b {
+                    sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(l.latency_ms));
+                }
+            }
+        }
+    }
+
+    let mut world = Applier {
+        scenario,
+        crashed: BTreeSet::new(),
+    };
+    let total_ms = duration.as_millis() as u64;
+    let mut next_action = 0;
+    let mut next_report = 0u64;
+    loop {
+        let now_ms = sim.elapsed().as_millis() as u64;
+        while let Some(action) = timeline.actions.get(next_action) {
+            if action.at_ms > now_ms {
+                break;
+            }
+            let what = world.apply(&mut sim, &action.op);
+            recorder.lock().applied.push((now_ms, what));
+            next_action += 1;
+        }
+        if now_ms >= next_report {
+            progress(Progress {
+                sim_ms: now_ms.min(total_ms),
+                total_ms,
+            });
+            next_report = now_ms + 1000;
+        }
+        let finished = sim
+            .step()
+            .map_err(|e| anyhow::anyhow!("simulation failed at {now_ms} ms: {e}"))?;
+        if finished {
+            break;
+        }
+    }
+    progress(Progress {
+        sim_ms: total_ms,
+        total_ms,
+    });
+    Ok(())
+}
+
+/// Resolves host patterns to host names.
+fn expand(patterns: &[String], scenario: &Scenario) -> Vec<String> {
+    scenario
+        .hosts()
+        .into_iter()
+        .filter(|h| patterns.iter().any(|p| glob(p, h)))
+        .collect()
+}
+
+/// Applies timeline operations to the turmoil world, remembering what is broken so that
+/// `heal-all` can undo everything.
+struct Applier<'a> {
+    scenario: &'a Scenario,
+    crashed: BTreeSet<String>,
+}
+
+impl Applier<'_> {
+    fn base_latency(&self, a: &str, b: &str) -> Duration {
+        let mut ms = self.scenario.network.latency_ms;
+        for l in &self.scenario.network.links {
+            let ab = l.a.iter().any(|p| glob(p, a)) && l.b.iter().any(|p| glob(p, b));
+            let ba = l.a.iter().any(|p| glob(p, b)) && l.b.iter().any(|p| glob(p, a));
+            if ab || ba {
+                ms = l.latency_ms;
+            }
+        }
+        Duration::from_millis(ms)
+    }
+
+    fn pairs(a: &[String], b: &[String]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for x in a {
+            for y in b {
+                if x != y {
+                    out.push((x.clone(), y.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn apply(&mut self, sim: &mut turmoil::Sim<'_>, op: &Op) -> String {
+        match op {
+            Op::Crash(hosts) => {
+                for h in hosts {
+                    if self.crashed.insert(h.clone()) {
+                        sim.crash(h.as_str());
+                    }
+                }
+                format!("crash {}", hosts.join(","))
+            }
+            Op::Restart(hosts) => {
+                for h in hosts {
+                    if self.crashed.remove(h) {
+                        sim.bounce(h.as_str());
+                    }
+                }
+                format!("restart {}", hosts.join(","))
+            }
+            Op::Partition(a, b) => {
+                for (x, y) in Self::pairs(a, b) {
+                    sim.partition(x.as_str(), y.as_str());
+                }
+                format!("partition {} / {}", a.join(","), b.join(","))
+            }
+            Op::PartitionOneway(a, b) => {
+                for (x, y) in Self::pairs(a, b) {
+                    sim.partition_oneway(x.as_str(), y.as_str());
+                }
+                format!("partition-oneway {} -> {}", a.join(","), b.join(","))
+            }
+            Op::Heal(a, b) => {
+                for (x, y) in Self::pairs(a, b) {
+                    sim.repair(x.as_str(), y.as_str());
+                }
+                format!("heal {} / {}", a.join(","), b.join(","))
+            }
+            Op::Hold(a, b) => {
+                for (x, y) in Self::pairs(a, b) {
+                    sim.hold(x.as_str(), y.as_str());
+                }
+                format!("hold {} / {}", a.join(","), b.join(","))
+            }
+            Op::Release(a, b) => {
+                for (x, y) in Self::pairs(a, b) {
+                    sim.release(x.as_str(), y.as_str());
+                }
+                format!("release {} / {}", a.join(","), b.join(","))
+            }
+            Op::Latency(a, b, ms) => {
+                for (x, y) in Self::pairs(a, b) {
+                    let d = match ms {
+                        Some(ms) => Duration::from_millis(*ms),
+                        None => self.base_latency(&x, &y),
+                    };
+                    sim.set_link_latency(x.as_str(), y.as_str(), d);
+                }
+                match ms {
+                    Some(ms) => format!("latency {ms}ms {} / {}", a.join(","), b.join(",")),
+                    None => format!("latency restored {} / {}", a.join(","), b.join(",")),
+                }
+            }
+            Op::HealAll => {
+                let hosts = self.scenario.hosts();
+                for (x, y) in Self::pairs(&hosts, &hosts) {
+                    sim.repair(x.as_str(), y.as_str());
+                    sim.release(x.as_str(), y.as_str());
+                    let d = self.base_latency(&x, &y);
+                    sim.set_link_latency(x.as_str(), y.as_str(), d);
+                }
+                for h in std::mem::take(&mut self.crashed) {
+                    sim.bounce(h.as_str());
+                }
+                "heal-all".to_owned()
+            }
+        }
+    }
+}
