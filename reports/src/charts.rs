@@ -13,6 +13,8 @@ use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
+pub(crate) use plotters::style::RGBColor;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Width of every chart, in SVG pixels.
 pub(crate) const WIDTH: u32 = 1000;
@@ -53,15 +55,19 @@ pub(crate) struct Axis {
 }
 
 impl Axis {
-    /// A linear axis from 0 to at least `max`, with 4 to 10 round ticks.
+    /// A linear axis from 0 to a little above `max`, with up to 10 round, whole-number
+    /// ticks.
     pub(crate) fn linear(max: f64, fmt: fn(f64) -> String) -> Axis {
         let max = if max.is_finite() && max > 0.0 {
             max
         } else {
             1.0
         };
-        let step = nice_step(max / 5.0);
-        let n = (max / step).ceil().max(1.0);
+        // Every linear axis here counts whole things (messages, nodes, ms, s).
+        let step = nice_step(max / 8.0).max(1.0);
+        // Leave a little room above the largest value so that a line at the maximum
+        // does not merge with the frame.
+        let n = (max * 1.02 / step).ceil().max(1.0);
         let hi = n * step;
         let bold = (0..=n as u64).map(|i| i as f64 * step).collect();
         let light = (0..=(2 * n as u64))
@@ -75,6 +81,18 @@ impl Axis {
             log: false,
             fmt,
         }
+    }
+
+    /// A linear axis from 0 to exactly `max` (a time axis ends where the run ends), with
+    /// round ticks up to it.
+    pub(crate) fn linear_exact(max: f64, fmt: fn(f64) -> String) -> Axis {
+        let mut a = Axis::linear(max, fmt);
+        if max.is_finite() && max > 0.0 {
+            a.hi = max;
+            a.bold.retain(|v| *v <= max);
+            a.light.retain(|v| *v <= max);
+        }
+        a
     }
 
     /// A base-10 logarithmic axis covering `[min, max]` in whole decades; `min` is at
@@ -96,7 +114,16 @@ impl Axis {
             hi = lo + 1.0;
         }
         let decades = (lo as i64)..=(hi as i64);
-        let bold = decades.clone().map(|d| d as f64).collect();
+        // Few decades leave few labels: then label the 2× and 5× lines as well.
+        let bold = if hi - lo <= 2.0 {
+            decades
+                .clone()
+                .flat_map(|d| [1.0, 2.0, 5.0].map(move |k| d as f64 + f64::log10(k)))
+                .filter(|v| *v <= hi)
+                .collect()
+        } else {
+            decades.clone().map(|d| d as f64).collect()
+        };
         let light = decades
             .flat_map(|d| [1.0, 2.0, 5.0].map(move |k| d as f64 + f64::log10(k)))
             .filter(|v| *v <= hi)
@@ -127,6 +154,12 @@ impl Axis {
         }
     }
 
+    /// The same axis with another tick-label format.
+    pub(crate) fn with_fmt(mut self, fmt: fn(f64) -> String) -> Axis {
+        self.fmt = fmt;
+        self
+    }
+
     /// Where `v` (in data units) is plotted, or `None` if it cannot be (log of ≤ 0 is
     /// clamped to the bottom of the axis).
     pub(crate) fn place(&self, v: f64) -> Option<f64> {
@@ -148,21 +181,23 @@ impl Axis {
         }
     }
 
+    /// The same range without ticks, for the secondary x axis, which would otherwise
+    /// repeat the time labels above the plot.
+    fn coord_without_ticks(&self) -> AxisCoord {
+        AxisCoord {
+            lo: self.lo,
+            hi: self.hi,
+            bold: Vec::new(),
+            light: Vec::new(),
+        }
+    }
+
     fn coord(&self) -> AxisCoord {
         AxisCoord {
             lo: self.lo,
             hi: self.hi,
             bold: self.bold.clone(),
             light: self.light.clone(),
-        }
-    }
-
-    /// The top of the axis, in data units.
-    pub(crate) fn top(&self) -> f64 {
-        if self.log {
-            10f64.powf(self.hi)
-        } else {
-            self.hi
         }
     }
 }
@@ -311,10 +346,11 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(78)
+        .set_label_area_size(LabelAreaPosition::Top, 26)
         .right_y_label_area_size(if y2_desc.is_some() { 70 } else { 12 })
         .build_cartesian_2d(c.x.coord(), c.y.coord())
         .map_err(err)?
-        .set_secondary_coord(c.x.coord(), y2_axis.coord());
+        .set_secondary_coord(c.x.coord_without_ticks(), y2_axis.coord());
 
     let x_fmt = |v: &f64| c.x.label(*v);
     let y_fmt = |v: &f64| c.y.label(*v);
@@ -368,49 +404,31 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
 
     for line in &c.lines {
         let style = line.color.stroke_width(line.width);
-        let mut labelled = false;
-        for run in runs(line, if line.secondary { &y2_axis } else { &c.y }) {
-            let anno = if line.secondary {
-                if run.len() == 1 {
-                    chart
-                        .draw_secondary_series(std::iter::once(Circle::new(
-                            run[0],
-                            3,
-                            line.color.filled(),
-                        )))
-                        .map_err(err)?
-                } else if line.dashed {
-                    chart
-                        .draw_secondary_series(DashedLineSeries::new(run, 6, 4, style))
-                        .map_err(err)?
+        let axis = if line.secondary { &y2_axis } else { &c.y };
+        for run in runs(line, axis) {
+            if run.len() == 1 {
+                let dot = std::iter::once(Circle::new(run[0], 3, line.color.filled()));
+                if line.secondary {
+                    chart.draw_secondary_series(dot).map_err(err)?;
                 } else {
-                    chart
-                        .draw_secondary_series(LineSeries::new(run, style))
-                        .map_err(err)?
+                    chart.draw_series(dot).map_err(err)?;
                 }
-            } else if run.len() == 1 {
-                chart
-                    .draw_series(std::iter::once(Circle::new(run[0], 3, line.color.filled())))
-                    .map_err(err)?
             } else if line.dashed {
+                let series = DashedLineSeries::new(run, 6, 4, style);
+                if line.secondary {
+                    chart.draw_secondary_series(series).map_err(err)?;
+                } else {
+                    chart.draw_series(series).map_err(err)?;
+                }
+            } else if line.secondary {
                 chart
-                    .draw_series(DashedLineSeries::new(run, 6, 4, style))
-                    .map_err(err)?
+                    .draw_secondary_series(LineSeries::new(run, style))
+                    .map_err(err)?;
             } else {
                 chart
                     .draw_series(LineSeries::new(run, style))
-                    .map_err(err)?
-            };
-            if !labelled {
-                legend(anno, &line.name, line.color, line.width, line.dashed);
-                labelled = true;
+                    .map_err(err)?;
             }
-        }
-        if !labelled {
-            let anno = chart
-                .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), style))
-                .map_err(err)?;
-            legend(anno, &line.name, line.color, line.width, line.dashed);
         }
     }
 
@@ -421,28 +439,20 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
             .iter()
             .filter_map(|&(x, y)| Some((c.x.place(x)?, c.y.place(y)?)))
             .collect();
-        let anno = if d.cross {
+        if d.cross {
             chart
                 .draw_series(pts.iter().map(|&p| Cross::new(p, 4, color.stroke_width(2))))
-                .map_err(err)?
+                .map_err(err)?;
         } else {
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(err)?
-        };
-        if d.cross {
-            anno.label(d.name.as_str()).legend(move |(x, y)| {
-                EmptyElement::at((x + 10, y)) + Cross::new((0, 0), 4, color.stroke_width(2))
-            });
-        } else {
-            anno.label(d.name.as_str()).legend(move |(x, y)| {
-                EmptyElement::at((x + 10, y)) + Circle::new((0, 0), 3, color.filled())
-            });
+                .map_err(err)?;
         }
     }
 
     // Fault labels on top of the data, staggered so that neighbours do not overlap.
-    let (_, top_px) = chart.backend_coord(&(c.x.lo, c.y.hi));
+    let (left_px, top_px) = chart.backend_coord(&(c.x.lo, c.y.hi));
+    let (right_px, _) = chart.backend_coord(&(c.x.hi, c.y.hi));
     for (i, b) in c.bands.iter().enumerate() {
         let x0 = b.start_s.clamp(c.x.lo, c.x.hi);
         let (px, _) = chart.backend_coord(&(x0, c.y.hi));
@@ -452,10 +462,20 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
             b.label.clone()
         };
         let row = i32::try_from(i % 3).unwrap_or(0);
+        // A label that would run past the right edge ends at the edge instead.
+        let width = (text.chars().count() as f64 * 7.0).ceil() as i32;
+        let (x, h) = if px + 4 + width > right_px {
+            (right_px - 4, HPos::Right)
+        } else {
+            (px + 4, HPos::Left)
+        };
         root.draw(&Text::new(
             text,
-            (px + 4, top_px + 4 + 16 * row),
-            ("sans-serif", 13).into_font().color(&BAND_TEXT),
+            (x, top_px + 4 + 16 * row),
+            ("sans-serif", 13)
+                .into_font()
+                .color(&BAND_TEXT)
+                .pos(Pos::new(h, VPos::Top)),
         ))
         .map_err(err)?;
     }
@@ -466,48 +486,53 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         root.draw(&Text::new(
             note.clone(),
             (mid_x, mid_y),
-            ("sans-serif", 18).into_font().color(&BAND_TEXT).pos(
-                plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ),
-            ),
+            ("sans-serif", 18)
+                .into_font()
+                .color(&BAND_TEXT)
+                .pos(Pos::new(HPos::Center, VPos::Center)),
         ))
         .map_err(err)?;
     }
 
-    if !c.lines.is_empty() || !c.dots.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .margin(8)
-            .legend_area_size(26)
-            .label_font(("sans-serif", 13).into_font().color(&BLACK))
-            .background_style(WHITE.mix(0.88))
-            .border_style(BLACK.mix(0.35))
-            .draw()
+    // The legend: one row between the title and the plot, so that it never hides data
+    // or fault labels. Text widths are estimated generously (7.5 px a character).
+    let mut x = left_px;
+    let y = top_px - 14;
+    let font = ("sans-serif", 13)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let entry = |x: &mut i32, name: &str| -> Result<(), String> {
+        root.draw(&Text::new(name.to_string(), (*x + 28, y), font.clone()))
             .map_err(err)?;
+        *x += 28 + (name.chars().count() as f64 * 7.5).ceil() as i32 + 18;
+        Ok(())
+    };
+    for line in &c.lines {
+        let style = line.color.stroke_width(line.width + 1);
+        if line.dashed {
+            root.draw(&PathElement::new(vec![(x, y), (x + 9, y)], style))
+                .map_err(err)?;
+            root.draw(&PathElement::new(vec![(x + 14, y), (x + 22, y)], style))
+                .map_err(err)?;
+        } else {
+            root.draw(&PathElement::new(vec![(x, y), (x + 22, y)], style))
+                .map_err(err)?;
+        }
+        entry(&mut x, &line.name)?;
+    }
+    for d in &c.dots {
+        if d.cross {
+            root.draw(&Cross::new((x + 11, y), 4, d.color.stroke_width(2)))
+                .map_err(err)?;
+        } else {
+            root.draw(&Circle::new((x + 11, y), 4, d.color.filled()))
+                .map_err(err)?;
+        }
+        entry(&mut x, &d.name)?;
     }
     root.present().map_err(err)?;
     Ok(())
-}
-
-/// Attaches a legend entry drawn like the line.
-fn legend<'a, DB: DrawingBackend + 'a>(
-    anno: &mut plotters::chart::SeriesAnno<'a, DB>,
-    name: &str,
-    color: RGBColor,
-    width: u32,
-    dashed: bool,
-) {
-    anno.label(name).legend(move |(x, y)| {
-        let style = color.stroke_width(width + 1);
-        // A dashed line shows a gap in the middle of its legend sample.
-        let (a, b) = if dashed { (8, 13) } else { (21, 21) };
-        EmptyElement::at((x, y))
-            + PathElement::new(vec![(0, 0), (a, 0)], style)
-            + PathElement::new(vec![(b, 0), (21, 0)], style)
-    });
 }
 
 /// The contiguous runs of present values of `line`, placed on `y`.
@@ -633,8 +658,16 @@ mod tests {
         let a = Axis::linear(437.0, fmt_axis_count);
         assert_eq!(a.hi, 500.0);
         assert_eq!(a.bold, vec![0.0, 100.0, 200.0, 300.0, 400.0, 500.0]);
+        let a = Axis::linear(123.0, fmt_axis_s);
+        assert_eq!((a.hi, a.bold.len()), (140.0, 8));
+        let a = Axis::linear_exact(123.0, fmt_axis_s);
+        assert_eq!(a.hi, 123.0);
+        assert_eq!(a.bold.last(), Some(&120.0));
         let a = Axis::linear(0.0, fmt_axis_count);
-        assert_eq!(a.hi, 1.0);
+        assert_eq!(a.hi, 2.0);
+        assert_eq!(a.bold, vec![0.0, 1.0, 2.0]);
+        let a = Axis::linear(300.0, fmt_axis_count);
+        assert_eq!(a.hi, 350.0);
     }
 
     #[test]
