@@ -38,6 +38,9 @@ pub(crate) const RED_C: RGBColor = PALETTE[3];
 pub(crate) const PURPLE_C: RGBColor = PALETTE[4];
 pub(crate) const SKY_C: RGBColor = PALETTE[5];
 
+/// Rows of fault labels at the top of a time chart.
+const LABEL_ROWS: usize = 4;
+
 /// Fault shading and its labels.
 const BAND_FILL: RGBColor = RGBColor(120, 120, 120);
 const BAND_TEXT: RGBColor = RGBColor(70, 70, 70);
@@ -341,13 +344,22 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         Some((a, d)) => (a.clone(), Some(d.as_str())),
         None => (Axis::linear(1.0, |v| format!("{v}")), None),
     };
+    let right_area: u32 = if y2_desc.is_some() { 70 } else { 12 };
+    let plot_width = WIDTH as i32 - 2 * 12 - 78 - right_area as i32;
+    let (legend_at, legend_rows) = legend_layout(
+        c.lines
+            .iter()
+            .map(|l| l.name.as_str())
+            .chain(c.dots.iter().map(|d| d.name.as_str())),
+        plot_width,
+    );
     let mut chart = ChartBuilder::on(&root)
         .caption(&c.title, ("sans-serif", 20).into_font().color(&BLACK))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(78)
-        .set_label_area_size(LabelAreaPosition::Top, 26)
-        .right_y_label_area_size(if y2_desc.is_some() { 70 } else { 12 })
+        .set_label_area_size(LabelAreaPosition::Top, 8 + 18 * legend_rows)
+        .right_y_label_area_size(right_area)
         .build_cartesian_2d(c.x.coord(), c.y.coord())
         .map_err(err)?
         .set_secondary_coord(c.x.coord_without_ticks(), y2_axis.coord());
@@ -450,9 +462,11 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         }
     }
 
-    // Fault labels on top of the data, staggered so that neighbours do not overlap.
+    // Fault labels on top of the data, each in the highest row where it does not run into
+    // an earlier label.
     let (left_px, top_px) = chart.backend_coord(&(c.x.lo, c.y.hi));
     let (right_px, _) = chart.backend_coord(&(c.x.hi, c.y.hi));
+    let mut rows: Vec<Vec<(i32, i32)>> = vec![Vec::new(); LABEL_ROWS];
     for (i, b) in c.bands.iter().enumerate() {
         let x0 = b.start_s.clamp(c.x.lo, c.x.hi);
         let (px, _) = chart.backend_coord(&(x0, c.y.hi));
@@ -461,17 +475,23 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         } else {
             b.label.clone()
         };
-        let row = i32::try_from(i % 3).unwrap_or(0);
         // A label that would run past the right edge ends at the edge instead.
         let width = (text.chars().count() as f64 * 7.0).ceil() as i32;
-        let (x, h) = if px + 4 + width > right_px {
-            (right_px - 4, HPos::Right)
+        let (x, h, span) = if px + 4 + width > right_px {
+            (right_px - 4, HPos::Right, (right_px - 4 - width, right_px))
         } else {
-            (px + 4, HPos::Left)
+            (px + 4, HPos::Left, (px, px + 4 + width))
         };
+        let free = rows.iter().position(|taken| {
+            taken
+                .iter()
+                .all(|&(a, z)| span.1 + 6 <= a || z + 6 <= span.0)
+        });
+        let row = free.unwrap_or(i % LABEL_ROWS);
+        rows[row].push(span);
         root.draw(&Text::new(
             text,
-            (x, top_px + 4 + 16 * row),
+            (x, top_px + 4 + 16 * i32::try_from(row).unwrap_or(0)),
             ("sans-serif", 13)
                 .into_font()
                 .color(&BAND_TEXT)
@@ -494,21 +514,17 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
         .map_err(err)?;
     }
 
-    // The legend: one row between the title and the plot, so that it never hides data
-    // or fault labels. Text widths are estimated generously (7.5 px a character).
-    let mut x = left_px;
-    let y = top_px - 14;
+    // The legend, between the title and the plot so that it never hides data or fault
+    // labels, wrapped into as many rows as `legend_layout` planned.
     let font = ("sans-serif", 13)
         .into_font()
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
-    let entry = |x: &mut i32, name: &str| -> Result<(), String> {
-        root.draw(&Text::new(name.to_string(), (*x + 28, y), font.clone()))
-            .map_err(err)?;
-        *x += 28 + (name.chars().count() as f64 * 7.5).ceil() as i32 + 18;
-        Ok(())
-    };
+    let row_y = |row: usize| top_px - 18 * (legend_rows - row as i32) + 4;
+    let mut at = legend_at.iter();
     for line in &c.lines {
+        let Some(&(row, dx)) = at.next() else { break };
+        let (x, y) = (left_px + dx, row_y(row));
         let style = line.color.stroke_width(line.width + 1);
         if line.dashed {
             root.draw(&PathElement::new(vec![(x, y), (x + 9, y)], style))
@@ -519,9 +535,12 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
             root.draw(&PathElement::new(vec![(x, y), (x + 22, y)], style))
                 .map_err(err)?;
         }
-        entry(&mut x, &line.name)?;
+        root.draw(&Text::new(line.name.clone(), (x + 28, y), font.clone()))
+            .map_err(err)?;
     }
     for d in &c.dots {
+        let Some(&(row, dx)) = at.next() else { break };
+        let (x, y) = (left_px + dx, row_y(row));
         if d.cross {
             root.draw(&Cross::new((x + 11, y), 4, d.color.stroke_width(2)))
                 .map_err(err)?;
@@ -529,10 +548,35 @@ fn draw(c: &Chart, svg: &mut String) -> Result<(), String> {
             root.draw(&Circle::new((x + 11, y), 4, d.color.filled()))
                 .map_err(err)?;
         }
-        entry(&mut x, &d.name)?;
+        root.draw(&Text::new(d.name.clone(), (x + 28, y), font.clone()))
+            .map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// Pixel width of a legend entry: sample, gap, text (estimated generously at 7.5 px a
+/// character, as the browser lays the text out), space before the next entry.
+fn legend_entry_width(name: &str) -> i32 {
+    28 + (name.chars().count() as f64 * 7.5).ceil() as i32 + 18
+}
+
+/// Places legend entries left to right, wrapping when a row is full: returns each
+/// entry's (row, x offset from the left of the plot) and the number of rows.
+fn legend_layout<'n>(names: impl Iterator<Item = &'n str>, avail: i32) -> (Vec<(usize, i32)>, i32) {
+    let mut out = Vec::new();
+    let (mut row, mut x) = (0usize, 0i32);
+    for name in names {
+        let w = legend_entry_width(name);
+        if x > 0 && x + w - 18 > avail {
+            row += 1;
+            x = 0;
+        }
+        out.push((row, x));
+        x += w;
+    }
+    let rows = if out.is_empty() { 1 } else { row as i32 + 1 };
+    (out, rows)
 }
 
 /// The contiguous runs of present values of `line`, placed on `y`.
@@ -694,6 +738,23 @@ mod tests {
         assert_eq!(fmt_axis_ms(1_500.0), "1.5s");
         assert_eq!(fmt_axis_count(2_500.0), "2.5k");
         assert_eq!(fmt_axis_count(0.0), "0");
+    }
+
+    #[test]
+    fn legend_wraps_into_rows() {
+        let names = ["p50", "p99", "max"];
+        let (at, rows) = legend_layout(names.iter().copied(), 800);
+        assert_eq!(rows, 1);
+        assert_eq!(at, vec![(0, 0), (0, 69), (0, 138)]);
+        let many: Vec<String> = (1..=10).map(|i| format!("broker-{i}")).collect();
+        let (at, rows) = legend_layout(many.iter().map(String::as_str), 800);
+        assert_eq!(rows, 2);
+        assert_eq!(at[0], (0, 0));
+        assert!(
+            at.iter()
+                .all(|&(_, x)| x + legend_entry_width("broker-10") - 18 <= 800)
+        );
+        assert_eq!(legend_layout(std::iter::empty(), 800).1, 1);
     }
 
     #[test]

@@ -227,7 +227,7 @@ fn connected_chart(r: &RunReport, end: f64) -> Chart {
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let mut l = Line::new(b.as_str(), PALETTE[i % PALETTE.len()]);
+            let mut l = run_line(b.as_str(), i);
             l.points = rows
                 .iter()
                 .map(|s| (s.t_s as f64 + 1.0, s.connected.get(i).map(|&n| n as f64)))
@@ -896,7 +896,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         .iter()
         .enumerate()
         .map(|(i, (label, r))| {
-            let mut l = Line::new(format!("{label} p99"), color(i));
+            let mut l = run_line(format!("{label} p99"), i);
             l.points = seconds_in_order(r)
                 .iter()
                 .map(|s| {
@@ -934,7 +934,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         .iter()
         .enumerate()
         .map(|(i, (label, r))| {
-            let mut l = Line::new(label.as_str(), color(i));
+            let mut l = run_line(label.as_str(), i);
             l.points = seconds_in_order(r)
                 .iter()
                 .map(|s| {
@@ -971,7 +971,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         .iter()
         .enumerate()
         .map(|(i, (label, r))| {
-            let mut l = Line::new(label.as_str(), color(i));
+            let mut l = run_line(label.as_str(), i);
             l.points = seconds_in_order(r)
                 .iter()
                 .map(|s| {
@@ -1041,6 +1041,14 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
     }
     out.push_str("<footer>Rows of compare.csv hold the same numbers.</footer>\n</body>\n</html>\n");
     out
+}
+
+/// The line of the `i`th run (or broker): its palette colour, dashed once the palette
+/// has been used up.
+fn run_line(name: impl Into<String>, i: usize) -> Line {
+    let mut l = Line::new(name, PALETTE[i % PALETTE.len()]);
+    l.dashed = (i / PALETTE.len()) % 2 == 1;
+    l
 }
 
 /// The fault windows of all runs, without repeats; a window that not every run had is
