@@ -3,7 +3,7 @@
 //! The simulator (`stampede run`) and the live load generator (`stampede load`) fill a
 //! [`RunReport`] and call [`write_report`]; `stampede compare` calls
 //! [`write_comparison`]; shards of one run (`--shard i/n`) are read back with
-//! [`read_report`] and combined with [`merge`]. This crate knows nothing about brokers or
+//! [`read_report`] and combined with [`merge()`]. This crate knows nothing about brokers or
 //! simulation: it depends on neither.
 //!
 //! Latency follows the coordinated-omission rules: end-to-end latency is measured from
@@ -21,7 +21,7 @@
 //! - `csv` (private): `timeseries.csv`, `mcollective.csv`, `compare.csv`.
 //! - [`hgrm`]: `*.hgrm`, HdrHistogram's percentile-distribution text.
 //! - [`histograms`]: `histograms.json`, lossless base64 HdrHistogram V2 encodings.
-//! - [`merge()`]: combining shard reports exactly.
+//! - `merge` (private): [`merge()`], combining shard reports exactly.
 //! - `charts` (private): the SVG charts, drawn with `plotters`.
 //! - `html` (private): `report.html` and `compare.html`, self-contained pages.
 //! - [`compare`]: [`write_comparison`], several runs side by side.
@@ -34,13 +34,70 @@
 //! | --- | --- |
 //! | `summary.json` | counts, percentiles, expectations, faults; `wall_seconds` last |
 //! | `timeseries.csv` | one row per second, with the active fault labels |
-//! | `histograms.json` | every histogram, lossless, for [`read_report`] and [`merge`] |
+//! | `histograms.json` | every histogram, lossless, for [`read_report`] and [`merge()`] |
 //! | `latency_us.hgrm`, `send_delay_us.hgrm`, `failover_ms.hgrm` | percentile distributions |
 //! | `mcollective.csv` | one row per MCollective request (only with MCollective traffic) |
 //! | `report.html` | the page a person reads: verdicts, tables, charts |
 //!
 //! Every file except `summary.json` is a function of the report without
-//! `wall_seconds`: identical input writes identical bytes.
+//! `wall_seconds`: identical input writes identical bytes. Nothing is timestamped, no
+//! map with data-dependent order is serialized, and floats are printed either with a
+//! fixed number of decimals or as the shortest text that reads back to the same value.
+//!
+//! ## `timeseries.csv`
+//!
+//! One row per [`SecondSample`], ordered by `t_s`:
+//!
+//! ```text
+//! t_s,attempted,delivered,lost,latency_p50_us,latency_p99_us,latency_max_us,mco_replies,connected_<broker>...,in_fault
+//! 31,200,151,0,655,1320012,2105343,0,100,0,103,crash broker-2
+//! ```
+//!
+//! - the latency cells are empty in a second without deliveries;
+//! - there is one `connected_<broker>` column per entry of [`RunReport::brokers`], in
+//!   that order;
+//! - `in_fault` lists the labels of the fault windows that overlap the second,
+//!   `;`-joined, empty outside every window;
+//! - fields are quoted (RFC 4180) only when they hold a comma, a quote or a line break.
+//!
+//! ## `mcollective.csv`
+//!
+//! `request_id,sent_ms,expected,received,first_reply_ms,last_reply_ms`, one row per
+//! [`McoRequest`]; reply times are ms since the start of the run, empty when no reply
+//! came.
+//!
+//! The other formats are documented with their modules: [`summary`], [`hgrm`],
+//! [`histograms`], [`compare`].
+//!
+//! # Example
+//!
+//! ```
+//! use stampede_reports::{RunReport, SecondSample, write_report, read_report, summary_text};
+//!
+//! let mut report = RunReport::new("smoke", 7);
+//! report.brokers = vec!["broker-1".into()];
+//! report.sim_seconds = 1.0;
+//! report.messages.attempted = 2;
+//! report.messages.acknowledged = 2;
+//! report.messages.delivered = 2;
+//! let mut second = SecondSample::new(0, 1);
+//! second.attempted = 2;
+//! second.delivered = 2;
+//! second.connected = vec![1];
+//! for latency in [850, 1_200] {
+//!     report.latency_us.record(latency).unwrap();
+//!     second.latency.record(latency).unwrap();
+//!     report.send_delay_us.record(0).unwrap();
+//! }
+//! report.seconds.push(second);
+//!
+//! let dir = std::env::temp_dir().join("stampede-reports-doc-example");
+//! let files = write_report(&report, &dir)?;
+//! assert!(files.iter().any(|f| f.ends_with("report.html")));
+//! assert_eq!(read_report(&dir)?, report);
+//! assert!(summary_text(&report).starts_with("PASS  smoke  seed 7"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod charts;
 pub mod compare;
@@ -49,7 +106,7 @@ pub mod error;
 pub mod hgrm;
 pub mod histograms;
 mod html;
-pub mod merge;
+mod merge;
 pub mod model;
 pub mod stats;
 pub mod summary;
