@@ -1,0 +1,173 @@
+//! Merging the reports of shards (`--shard i/n`) into the report of the whole run.
+//!
+//! Counts are summed and histograms added, never percentiles averaged: the p99 of the
+//! merge is the p99 of all recorded values, exactly as if one process had recorded them.
+
+use hdrhistogram::Histogram;
+
+use crate::model::{
+    ExpectationResult, FaultLoss, FaultWindow, McoSummary, RunReport, SecondSample,
+};
+
+/// Merges shard reports into one.
+///
+/// - `scenario`, `seed`, `target`: from the first report.
+/// - `sim_seconds`, `wall_seconds`: the largest (shards run side by side).
+/// - `messages`, `reorders`: summed.
+/// - `latency_us`, `send_delay_us`, `failover_ms`: added (exact; a histogram grows its
+///   range if another shard recorded larger values).
+/// - `mcollective`: totals summed, per-request rows concatenated and ordered by
+///   `(sent_ms, request_id)`; `None` only when no shard had MCollective traffic. Request
+///   ids should be unique across shards.
+/// - `expectations`: one per name in first-seen order; `ok` only if it held in every
+///   shard; `detail` is kept when all shards agree and otherwise lists each shard's,
+///   as `shard 0: …; shard 1: …`. Callers that can re-evaluate expectations on the
+///   merged counts should do so.
+/// - `seconds`: rows with the same `t_s` are combined (counts summed, histograms added,
+///   connections summed per broker name); the result is ordered by `t_s`.
+/// - `faults`: concatenated without exact duplicates (every shard of one scenario sees
+///   the same fault schedule).
+/// - `losses_by_fault`: summed per label, in first-seen order.
+/// - `brokers`: the union in first-seen order.
+/// - `replay_command`: the first one present.
+///
+/// An empty slice gives [`RunReport::default`].
+pub fn merge(reports: &[RunReport]) -> RunReport {
+    let Some(first) = reports.first() else {
+        return RunReport::default();
+    };
+    let mut out = RunReport::new(first.scenario.clone(), first.seed);
+    out.target = first.target.clone();
+    out.latency_us = growable(&first.latency_us);
+    out.send_delay_us = growable(&first.send_delay_us);
+    out.failover_ms = growable(&first.failover_ms);
+    out.sim_seconds = first.sim_seconds;
+    out.wall_seconds = first.wall_seconds;
+
+    for b in reports.iter().flat_map(|r| &r.brokers) {
+        if !out.brokers.contains(b) {
+            out.brokers.push(b.clone());
+        }
+    }
+
+    let mut expectation_details: Vec<Vec<String>> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        // `f64::max` ignores a NaN operand, so one shard without a duration does not
+        // erase the others'.
+        out.sim_seconds = out.sim_seconds.max(r.sim_seconds);
+        out.wall_seconds = out.wall_seconds.max(r.wall_seconds);
+        out.messages.add(&r.messages);
+        out.reorders = out.reorders.saturating_add(r.reorders);
+        if i > 0 {
+            add_into(&mut out.latency_us, &r.latency_us);
+            add_into(&mut out.send_delay_us, &r.send_delay_us);
+            add_into(&mut out.failover_ms, &r.failover_ms);
+        }
+        if let Some(m) = &r.mcollective {
+            let acc = out.mcollective.get_or_insert_with(McoSummary::default);
+            acc.requests = acc.requests.saturating_add(m.requests);
+            acc.replies_expected = acc.replies_expected.saturating_add(m.replies_expected);
+            acc.replies_received = acc.replies_received.saturating_add(m.replies_received);
+            acc.per_request.extend(m.per_request.iter().cloned());
+        }
+        for e in &r.expectations {
+            match out.expectations.iter().position(|x| x.name == e.name) {
+                Some(at) => {
+                    out.expectations[at].ok &= e.ok;
+                    expectation_details[at].push(format!("shard {i}: {}", e.detail));
+                }
+                None => {
+                    out.expectations.push(ExpectationResult {
+                        name: e.name.clone(),
+                        ok: e.ok,
+                        detail: e.detail.clone(),
+                    });
+                    expectation_details.push(vec![format!("shard {i}: {}", e.detail)]);
+                }
+            }
+        }
+        for f in &r.faults {
+            if !out.faults.contains(f) {
+                out.faults.push(FaultWindow::clone(f));
+            }
+        }
+        for l in &r.losses_by_fault {
+            match out.losses_by_fault.iter_mut().find(|x| x.label == l.label) {
+                Some(acc) => acc.lost = acc.lost.saturating_add(l.lost),
+                None => out.losses_by_fault.push(FaultLoss::clone(l)),
+            }
+        }
+        if out.replay_command.is_none() {
+            out.replay_command = r.replay_command.clone();
+        }
+        merge_seconds(&mut out.seconds, &out.brokers, r);
+    }
+
+    // Keep a shared detail as it is; spell out differing ones per shard.
+    for (e, details) in out.expectations.iter_mut().zip(expectation_details) {
+        let first_detail = e.detail.clone();
+        let all_same = reports
+            .iter()
+            .flat_map(|r| r.expectations.iter().filter(|x| x.name == e.name))
+            .all(|x| x.detail == first_detail);
+        if !all_same {
+            e.detail = details.join("; ");
+        }
+    }
+
+    if let Some(m) = &mut out.mcollective {
+        m.per_request
+            .sort_by(|a, b| (a.sent_ms, &a.request_id).cmp(&(b.sent_ms, &b.request_id)));
+    }
+    out.seconds.sort_by_key(|s| s.t_s);
+    out
+}
+
+/// A copy of `h` that resizes itself instead of rejecting larger values on `add`.
+fn growable(h: &Histogram<u64>) -> Histogram<u64> {
+    let mut h = h.clone();
+    h.auto(true);
+    h
+}
+
+/// Adds `src` into the auto-resizing `acc`.
+fn add_into(acc: &mut Histogram<u64>, src: &Histogram<u64>) {
+    // Invariant: `acc` was made by `growable`, so values beyond its range make it grow
+    // instead of failing; addition cannot fail otherwise.
+    acc.add(src)
+        .expect("adding into an auto-resizing histogram cannot fail");
+}
+
+/// Adds the rows of `r` into `acc` (keyed by `t_s`), mapping connection counts by broker
+/// name onto `brokers`, the merged broker order.
+fn merge_seconds(acc: &mut Vec<SecondSample>, brokers: &[String], r: &RunReport) {
+    for s in &r.seconds {
+        let row = match acc.iter().position(|x| x.t_s == s.t_s) {
+            Some(at) => &mut acc[at],
+            None => {
+                let mut fresh = SecondSample::new(s.t_s, 0);
+                fresh.latency = growable(&s.latency);
+                fresh.latency.reset();
+                acc.push(fresh);
+                // Invariant: just pushed, so the vector is not empty.
+                acc.last_mut().expect("row was just pushed")
+            }
+        };
+        row.attempted = row.attempted.saturating_add(s.attempted);
+        row.delivered = row.delivered.saturating_add(s.delivered);
+        row.lost = row.lost.saturating_add(s.lost);
+        row.mco_replies = row.mco_replies.saturating_add(s.mco_replies);
+        add_into(&mut row.latency, &s.latency);
+        for (name, &n) in r.brokers.iter().zip(&s.connected) {
+            // Invariant: `brokers` is the union of every report's brokers.
+            let at = brokers
+                .iter()
+                .position(|b| b == name)
+                .expect("brokers holds every shard's brokers");
+            if row.connected.len() <= at {
+                row.connected.resize(at + 1, 0);
+            }
+            row.connected[at] = row.connected[at].saturating_add(n);
+        }
+    }
+}

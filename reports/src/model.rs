@@ -1,0 +1,330 @@
+//! The plain data that a run fills in: [`RunReport`] and its parts.
+//!
+//! Nothing here knows how a run was made. The simulator and the live load generator both
+//! build a [`RunReport`] and hand it to [`crate::write_report`]; the types are plain
+//! structs with public fields so that either side can fill them without a builder.
+
+use hdrhistogram::Histogram;
+
+/// Highest latency or send delay the standard histograms track: one hour in microseconds.
+pub const LATENCY_HIGHEST_US: u64 = 3_600_000_000;
+
+/// Highest failover time the standard failover histogram tracks: one hour in milliseconds.
+pub const FAILOVER_HIGHEST_MS: u64 = 3_600_000;
+
+/// Significant decimal digits kept by the standard histograms.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// An empty histogram with the bounds every latency and send-delay histogram uses:
+/// 1 µs to 1 h at 3 significant digits. Values above the bound are rejected by
+/// `record` and clamped by `saturating_record`.
+pub fn latency_histogram() -> Histogram<u64> {
+    // Invariant: the bounds are constants that satisfy `new_with_bounds`
+    // (low >= 1, high >= 2 * low, sigfig <= 5).
+    Histogram::new_with_bounds(1, LATENCY_HIGHEST_US, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// An empty histogram with the bounds every failover histogram uses: 1 ms to 1 h at 3
+/// significant digits.
+pub fn failover_histogram() -> Histogram<u64> {
+    // Invariant: as in `latency_histogram`, the bounds are valid constants.
+    Histogram::new_with_bounds(1, FAILOVER_HIGHEST_MS, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Everything one run (or the merge of several shards of one run) measured.
+///
+/// All fields except `wall_seconds` must be a function of the scenario and the seed in
+/// simulation: two runs of one seed write byte-identical files apart from that one field
+/// in `summary.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Scenario name, as given to `stampede run`.
+    pub scenario: String,
+    /// The simulation seed (in live mode: the seed of the load schedule).
+    pub seed: u64,
+    /// Live mode: what was measured, e.g. `"activemq tcp://127.0.0.1:61613"`. `None` in
+    /// simulation.
+    pub target: Option<String>,
+    /// Simulated (or, live, measured) duration of the run in seconds.
+    pub sim_seconds: f64,
+    /// Wall-clock seconds the run took; the only field allowed to differ between two runs
+    /// of one seed.
+    pub wall_seconds: f64,
+    /// Message accounting in the vocabulary of Jepsen's `total-queue` checker.
+    pub messages: MessageCounts,
+    /// End-to-end latency in µs, measured from the *intended* send time so that a stalled
+    /// producer cannot hide latency (coordinated omission).
+    pub latency_us: Histogram<u64>,
+    /// Actual send time minus intended send time, in µs: how far the load generator lagged
+    /// behind its own schedule.
+    pub send_delay_us: Histogram<u64>,
+    /// Per client: time from losing its connection to being subscribed again, in ms.
+    pub failover_ms: Histogram<u64>,
+    /// MCollective request/reply accounting, when the scenario ran MCollective traffic.
+    pub mcollective: Option<McoSummary>,
+    /// The verdicts of the scenario's expectations.
+    pub expectations: Vec<ExpectationResult>,
+    /// One row per second of (simulated) time, in increasing `t_s`.
+    pub seconds: Vec<SecondSample>,
+    /// The fault windows the scenario injected.
+    pub faults: Vec<FaultWindow>,
+    /// Lost messages attributed to the fault window they crossed.
+    pub losses_by_fault: Vec<FaultLoss>,
+    /// Per-producer FIFO violations: deliveries that overtook an earlier message of the
+    /// same producer on the same destination.
+    pub reorders: u64,
+    /// Broker names; `SecondSample::connected` lists its values in this order.
+    pub brokers: Vec<String>,
+    /// The command that replays this run, printed when an expectation fails.
+    pub replay_command: Option<String>,
+}
+
+impl RunReport {
+    /// An empty report for `scenario` and `seed`: no messages, no seconds, empty
+    /// histograms with the standard bounds.
+    pub fn new(scenario: impl Into<String>, seed: u64) -> Self {
+        RunReport {
+            scenario: scenario.into(),
+            seed,
+            target: None,
+            sim_seconds: 0.0,
+            wall_seconds: 0.0,
+            messages: MessageCounts::default(),
+            latency_us: latency_histogram(),
+            send_delay_us: latency_histogram(),
+            failover_ms: failover_histogram(),
+            mcollective: None,
+            expectations: Vec::new(),
+            seconds: Vec::new(),
+            faults: Vec::new(),
+            losses_by_fault: Vec::new(),
+            reorders: 0,
+            brokers: Vec::new(),
+            replay_command: None,
+        }
+    }
+
+    /// True when every expectation held (and also when there were none).
+    pub fn passed(&self) -> bool {
+        self.expectations.iter().all(|e| e.ok)
+    }
+
+    /// Delivered messages per second of (simulated) time; 0 when the duration is not
+    /// positive.
+    pub fn throughput(&self) -> f64 {
+        if self.sim_seconds > 0.0 && self.sim_seconds.is_finite() {
+            self.messages.delivered as f64 / self.sim_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Default for RunReport {
+    fn default() -> Self {
+        RunReport::new(String::new(), 0)
+    }
+}
+
+/// Message accounting in Jepsen `total-queue` terms.
+///
+/// A run is safe when `lost == 0` and `unexpected == 0`; duplicates are allowed under
+/// at-least-once delivery but counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// Sends that were started.
+    pub attempted: u64,
+    /// Sends the broker confirmed (a STOMP RECEIPT for the SEND).
+    pub acknowledged: u64,
+    /// Attempted messages that reached a consumer at least once (Jepsen's `ok`).
+    pub delivered: u64,
+    /// Acknowledged messages that never reached a consumer: the safety violation.
+    pub lost: u64,
+    /// Deliveries of messages that were never attempted.
+    pub unexpected: u64,
+    /// Messages delivered more than once.
+    pub duplicated: u64,
+    /// Messages whose send was never acknowledged (timeout, crash) but arrived anyway.
+    pub recovered: u64,
+}
+
+impl MessageCounts {
+    /// Field-wise sum, saturating.
+    pub fn add(&mut self, other: &MessageCounts) {
+        self.attempted = self.attempted.saturating_add(other.attempted);
+        self.acknowledged = self.acknowledged.saturating_add(other.acknowledged);
+        self.delivered = self.delivered.saturating_add(other.delivered);
+        self.lost = self.lost.saturating_add(other.lost);
+        self.unexpected = self.unexpected.saturating_add(other.unexpected);
+        self.duplicated = self.duplicated.saturating_add(other.duplicated);
+        self.recovered = self.recovered.saturating_add(other.recovered);
+    }
+}
+
+/// MCollective request/reply accounting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McoSummary {
+    /// Requests sent.
+    pub requests: u64,
+    /// Replies the requests should have produced (one per matching node).
+    pub replies_expected: u64,
+    /// Replies that arrived before the request's timeout.
+    pub replies_received: u64,
+    /// One row per request, for the table in `report.html` and `mcollective.csv`. May be
+    /// empty or a subset of all requests.
+    pub per_request: Vec<McoRequest>,
+}
+
+/// One MCollective request and what came back. Times are milliseconds since the start
+/// of the run, on the same clock as [`FaultWindow`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McoRequest {
+    /// The request id (unique within a run; prefix it per shard when merging shards).
+    pub request_id: String,
+    /// When the request was sent.
+    pub sent_ms: u64,
+    /// Replies expected.
+    pub expected: u64,
+    /// Replies received.
+    pub received: u64,
+    /// When the first reply arrived, if any did.
+    pub first_reply_ms: Option<u64>,
+    /// When the last reply arrived, if any did.
+    pub last_reply_ms: Option<u64>,
+}
+
+/// The verdict of one expectation of the scenario.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectationResult {
+    /// What was expected, e.g. `"no loss"`.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// The measured value against the limit, e.g. `"lost = 0 (limit 0)"`.
+    pub detail: String,
+}
+
+/// One second of (simulated) time: the interval `[t_s, t_s + 1)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondSample {
+    /// Start of the second, in whole seconds since the start of the run.
+    pub t_s: u64,
+    /// Sends started in this second.
+    pub attempted: u64,
+    /// Messages delivered in this second.
+    pub delivered: u64,
+    /// Messages lost whose intended send time falls in this second.
+    pub lost: u64,
+    /// End-to-end latencies (µs, from the intended send time) of this second's deliveries.
+    pub latency: Histogram<u64>,
+    /// Nodes connected to each broker at the end of the second, in `RunReport::brokers`
+    /// order.
+    pub connected: Vec<u64>,
+    /// MCollective replies received in this second.
+    pub mco_replies: u64,
+}
+
+impl SecondSample {
+    /// An empty second at `t_s` with `brokers` zero connection counts.
+    pub fn new(t_s: u64, brokers: usize) -> Self {
+        SecondSample {
+            t_s,
+            attempted: 0,
+            delivered: 0,
+            lost: 0,
+            latency: latency_histogram(),
+            connected: vec![0; brokers],
+            mco_replies: 0,
+        }
+    }
+}
+
+/// A fault the scenario injected, active over `[start_ms, end_ms)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultWindow {
+    /// The kind of fault: `"crash"`, `"partition"`, `"pause"`, ….
+    pub kind: String,
+    /// A label for people, e.g. `"crash broker-2"`; used in charts, tables and
+    /// `losses_by_fault`.
+    pub label: String,
+    /// When the fault started, in ms since the start of the run.
+    pub start_ms: u64,
+    /// When it healed; `None` when it never did before the run ended.
+    pub end_ms: Option<u64>,
+}
+
+impl FaultWindow {
+    /// Whether the window overlaps `[from_ms, to_ms)`. A window that heals at the very
+    /// moment it starts counts as one millisecond long, so that it is not invisible.
+    pub fn overlaps(&self, from_ms: u64, to_ms: u64) -> bool {
+        let end = match self.end_ms {
+            Some(end) => end.max(self.start_ms.saturating_add(1)),
+            None => u64::MAX,
+        };
+        self.start_ms < to_ms && end > from_ms
+    }
+}
+
+/// Lost messages attributed to one fault window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultLoss {
+    /// The fault's label, or [`NO_FAULT_LABEL`] for losses outside every window.
+    pub label: String,
+    /// Lost messages attributed to it.
+    pub lost: u64,
+}
+
+/// The `losses_by_fault` label for losses that crossed no fault window.
+pub const NO_FAULT_LABEL: &str = "none";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_histograms_cover_one_hour() {
+        let mut h = latency_histogram();
+        h.record(LATENCY_HIGHEST_US).unwrap();
+        h.record(1).unwrap();
+        assert!(h.record(LATENCY_HIGHEST_US * 4).is_err());
+        let mut f = failover_histogram();
+        f.record(FAILOVER_HIGHEST_MS).unwrap();
+        assert_eq!(f.sigfig(), 3);
+    }
+
+    #[test]
+    fn fault_overlap_is_half_open() {
+        let f = FaultWindow {
+            kind: "crash".into(),
+            label: "crash b1".into(),
+            start_ms: 1_500,
+            end_ms: Some(3_000),
+        };
+        assert!(!f.overlaps(0, 1_000));
+        assert!(f.overlaps(1_000, 2_000));
+        assert!(f.overlaps(2_000, 3_000));
+        assert!(!f.overlaps(3_000, 4_000));
+        let open = FaultWindow {
+            end_ms: None,
+            ..f.clone()
+        };
+        assert!(open.overlaps(100_000, 101_000));
+        let instant = FaultWindow {
+            end_ms: Some(1_500),
+            ..f
+        };
+        assert!(instant.overlaps(1_000, 2_000));
+        assert!(!instant.overlaps(2_000, 3_000));
+    }
+
+    #[test]
+    fn throughput_guards_zero_duration() {
+        let mut r = RunReport::new("s", 1);
+        r.messages.delivered = 100;
+        assert_eq!(r.throughput(), 0.0);
+        r.sim_seconds = 4.0;
+        assert_eq!(r.throughput(), 25.0);
+    }
+}

@@ -1,0 +1,333 @@
+//! `summary.json`: the run in one small, diffable JSON document.
+//!
+//! Pretty-printed, fields always in this order, no maps with data-dependent keys:
+//!
+//! ```json
+//! {
+//!   "schema": "stampede-report/1",
+//!   "scenario": "mco-failover",
+//!   "seed": 42,
+//!   "target": null,                      // live mode: what was measured
+//!   "passed": true,                      // every expectation held (true when there are none)
+//!   "sim_seconds": 120.0,
+//!   "brokers": ["broker-1", "broker-2"],
+//!   "messages": { "attempted": 0, "acknowledged": 0, "delivered": 0, "lost": 0,
+//!                 "unexpected": 0, "duplicated": 0, "recovered": 0 },
+//!   "reorders": 0,
+//!   "throughput_msg_s": 0.0,             // delivered / sim_seconds, 3 decimals
+//!   "latency_us":    { "count", "min", "mean", "p50", "p90", "p99", "p999", "p9999", "max" },
+//!   "send_delay_us": { same fields },
+//!   "failover_ms":   { same fields },
+//!   "mcollective": null | { "requests", "replies_expected", "replies_received",
+//!                           "replies_missing", "requests_complete" },
+//!   "expectations": [ { "name", "ok", "detail" } ],
+//!   "faults": [ { "kind", "label", "start_ms", "end_ms" } ],   // end_ms null: never healed
+//!   "losses_by_fault": [ { "label", "lost" } ],
+//!   "replay_command": null | "stampede run …",
+//!   "wall_seconds": 3.2                  // the only nondeterministic field, always last
+//! }
+//! ```
+//!
+//! `mcollective` is `null` when the run had no MCollective traffic, so that "no
+//! MCollective" and "MCollective with zero replies" stay distinct. Histogram statistics
+//! are all 0 for an empty histogram. `mean` and `throughput_msg_s` are rounded to 3
+//! decimals; every float is printed as the shortest text that reads back to the same
+//! value, so equal input prints equal bytes. A non-finite `sim_seconds` or
+//! `wall_seconds` is written as `null` (JSON has no NaN) and read back as NaN.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    ExpectationResult, FaultLoss, FaultWindow, McoSummary, MessageCounts, RunReport,
+};
+use crate::stats::{HistogramStats, round3};
+
+/// The value of the `schema` field.
+pub const SCHEMA: &str = "stampede-report/1";
+
+/// The shape of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// [`RunReport::scenario`].
+    pub scenario: String,
+    /// [`RunReport::seed`].
+    pub seed: u64,
+    /// [`RunReport::target`].
+    pub target: Option<String>,
+    /// [`RunReport::passed`].
+    pub passed: bool,
+    /// [`RunReport::sim_seconds`].
+    #[serde(with = "finite_or_null")]
+    pub sim_seconds: f64,
+    /// [`RunReport::brokers`].
+    pub brokers: Vec<String>,
+    /// [`RunReport::messages`].
+    pub messages: MessagesJson,
+    /// [`RunReport::reorders`].
+    pub reorders: u64,
+    /// [`RunReport::throughput`], rounded to 3 decimals.
+    pub throughput_msg_s: f64,
+    /// Statistics of [`RunReport::latency_us`].
+    pub latency_us: StatsJson,
+    /// Statistics of [`RunReport::send_delay_us`].
+    pub send_delay_us: StatsJson,
+    /// Statistics of [`RunReport::failover_ms`].
+    pub failover_ms: StatsJson,
+    /// MCollective totals; `null` when the run had none.
+    pub mcollective: Option<McoJson>,
+    /// [`RunReport::expectations`].
+    pub expectations: Vec<ExpectationJson>,
+    /// [`RunReport::faults`].
+    pub faults: Vec<FaultJson>,
+    /// [`RunReport::losses_by_fault`].
+    pub losses_by_fault: Vec<FaultLossJson>,
+    /// [`RunReport::replay_command`].
+    pub replay_command: Option<String>,
+    /// [`RunReport::wall_seconds`]; last so that a diff of two runs ends with it.
+    #[serde(with = "finite_or_null")]
+    pub wall_seconds: f64,
+}
+
+/// `messages` in `summary.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MessagesJson {
+    pub attempted: u64,
+    pub acknowledged: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    pub duplicated: u64,
+    pub recovered: u64,
+}
+
+/// Histogram statistics in `summary.json`; see [`HistogramStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct StatsJson {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+}
+
+/// `mcollective` in `summary.json`. `replies_missing` is expected minus received (0 if
+/// more came than expected); `requests_complete` counts per-request rows that got every
+/// expected reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct McoJson {
+    pub requests: u64,
+    pub replies_expected: u64,
+    pub replies_received: u64,
+    pub replies_missing: u64,
+    pub requests_complete: u64,
+}
+
+/// One entry of `expectations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ExpectationJson {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// One entry of `faults`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FaultJson {
+    pub kind: String,
+    pub label: String,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+}
+
+/// One entry of `losses_by_fault`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FaultLossJson {
+    pub label: String,
+    pub lost: u64,
+}
+
+impl From<HistogramStats> for StatsJson {
+    fn from(s: HistogramStats) -> Self {
+        StatsJson {
+            count: s.count,
+            min: s.min,
+            mean: s.mean,
+            p50: s.p50,
+            p90: s.p90,
+            p99: s.p99,
+            p999: s.p999,
+            p9999: s.p9999,
+            max: s.max,
+        }
+    }
+}
+
+impl Summary {
+    /// The summary of `report`.
+    pub fn of(report: &RunReport) -> Self {
+        let m = &report.messages;
+        Summary {
+            schema: SCHEMA.to_string(),
+            scenario: report.scenario.clone(),
+            seed: report.seed,
+            target: report.target.clone(),
+            passed: report.passed(),
+            sim_seconds: report.sim_seconds,
+            brokers: report.brokers.clone(),
+            messages: MessagesJson {
+                attempted: m.attempted,
+                acknowledged: m.acknowledged,
+                delivered: m.delivered,
+                lost: m.lost,
+                unexpected: m.unexpected,
+                duplicated: m.duplicated,
+                recovered: m.recovered,
+            },
+            reorders: report.reorders,
+            throughput_msg_s: round3(report.throughput()),
+            latency_us: HistogramStats::of(&report.latency_us).into(),
+            send_delay_us: HistogramStats::of(&report.send_delay_us).into(),
+            failover_ms: HistogramStats::of(&report.failover_ms).into(),
+            mcollective: report.mcollective.as_ref().map(mco_json),
+            expectations: report
+                .expectations
+                .iter()
+                .map(|e| ExpectationJson {
+                    name: e.name.clone(),
+                    ok: e.ok,
+                    detail: e.detail.clone(),
+                })
+                .collect(),
+            faults: report
+                .faults
+                .iter()
+                .map(|f| FaultJson {
+                    kind: f.kind.clone(),
+                    label: f.label.clone(),
+                    start_ms: f.start_ms,
+                    end_ms: f.end_ms,
+                })
+                .collect(),
+            losses_by_fault: report
+                .losses_by_fault
+                .iter()
+                .map(|l| FaultLossJson {
+                    label: l.label.clone(),
+                    lost: l.lost,
+                })
+                .collect(),
+            replay_command: report.replay_command.clone(),
+            wall_seconds: report.wall_seconds,
+        }
+    }
+
+    /// The report fields that `summary.json` holds in full: everything but the
+    /// histograms, the per-second rows and the per-request MCollective rows, which come
+    /// from `histograms.json`, `timeseries.csv` and `mcollective.csv`.
+    pub(crate) fn to_report_skeleton(&self) -> RunReport {
+        let m = &self.messages;
+        let mut r = RunReport::new(self.scenario.clone(), self.seed);
+        r.target = self.target.clone();
+        r.sim_seconds = self.sim_seconds;
+        r.wall_seconds = self.wall_seconds;
+        r.messages = MessageCounts {
+            attempted: m.attempted,
+            acknowledged: m.acknowledged,
+            delivered: m.delivered,
+            lost: m.lost,
+            unexpected: m.unexpected,
+            duplicated: m.duplicated,
+            recovered: m.recovered,
+        };
+        r.mcollective = self.mcollective.map(|c| McoSummary {
+            requests: c.requests,
+            replies_expected: c.replies_expected,
+            replies_received: c.replies_received,
+            per_request: Vec::new(),
+        });
+        r.expectations = self
+            .expectations
+            .iter()
+            .map(|e| ExpectationResult {
+                name: e.name.clone(),
+                ok: e.ok,
+                detail: e.detail.clone(),
+            })
+            .collect();
+        r.faults = self
+            .faults
+            .iter()
+            .map(|f| FaultWindow {
+                kind: f.kind.clone(),
+                label: f.label.clone(),
+                start_ms: f.start_ms,
+                end_ms: f.end_ms,
+            })
+            .collect();
+        r.losses_by_fault = self
+            .losses_by_fault
+            .iter()
+            .map(|l| FaultLoss {
+                label: l.label.clone(),
+                lost: l.lost,
+            })
+            .collect();
+        r.reorders = self.reorders;
+        r.brokers = self.brokers.clone();
+        r.replay_command = self.replay_command.clone();
+        r
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        // Invariant: every field is a string, number, bool, null or a list/struct of those,
+        // which serde_json always serializes.
+        let mut s = serde_json::to_string_pretty(self).expect("summary serializes");
+        s.push('\n');
+        s
+    }
+}
+
+/// The MCollective totals of `summary.json`.
+fn mco_json(c: &McoSummary) -> McoJson {
+    McoJson {
+        requests: c.requests,
+        replies_expected: c.replies_expected,
+        replies_received: c.replies_received,
+        replies_missing: c.replies_expected.saturating_sub(c.replies_received),
+        requests_complete: c
+            .per_request
+            .iter()
+            .filter(|r| r.received >= r.expected)
+            .count() as u64,
+    }
+}
+
+/// Writes a non-finite f64 as `null` and reads `null` back as NaN.
+mod finite_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}

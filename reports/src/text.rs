@@ -1,0 +1,173 @@
+//! The compact terminal summary printed at the end of a run.
+
+use std::fmt::Write as _;
+
+use crate::model::RunReport;
+use crate::stats::{HistogramStats, fmt_at_ms, fmt_ms, fmt_seconds, fmt_us};
+
+/// A few lines for the terminal: what ran, the message counts, latency, send delay and
+/// failover percentiles, MCollective replies, faults, and every expectation with ✓ or ✗.
+/// The replay command follows when an expectation failed.
+///
+/// Unlike the files, this text shows `wall_seconds`.
+pub fn summary_text(report: &RunReport) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail, so the `fmt::Result`s below are ignored.
+    let verdict = if report.passed() { "PASS" } else { "FAIL" };
+    let _ = write!(
+        out,
+        "{verdict}  {}  seed {}  {} simulated, {} wall",
+        report.scenario,
+        report.seed,
+        fmt_seconds(report.sim_seconds),
+        fmt_seconds(report.wall_seconds),
+    );
+    if let Some(t) = &report.target {
+        let _ = write!(out, "  target {t}");
+    }
+    out.push('\n');
+
+    let m = &report.messages;
+    let _ = writeln!(
+        out,
+        "  messages   attempted {}  acknowledged {}  delivered {}  lost {}  unexpected {}  duplicated {}  recovered {}  reorders {}",
+        m.attempted,
+        m.acknowledged,
+        m.delivered,
+        m.lost,
+        m.unexpected,
+        m.duplicated,
+        m.recovered,
+        report.reorders,
+    );
+    let _ = writeln!(
+        out,
+        "  throughput {:.1} msg/s delivered",
+        report.throughput()
+    );
+    let line = |name: &str, s: HistogramStats, f: fn(u64) -> String| {
+        if s.count == 0 {
+            format!("  {name:<10} none recorded\n")
+        } else {
+            format!(
+                "  {name:<10} n={}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+                s.count,
+                f(s.p50),
+                f(s.p90),
+                f(s.p99),
+                f(s.p999),
+                f(s.max)
+            )
+        }
+    };
+    out.push_str(&line(
+        "latency",
+        HistogramStats::of(&report.latency_us),
+        fmt_us,
+    ));
+    out.push_str(&line(
+        "send delay",
+        HistogramStats::of(&report.send_delay_us),
+        fmt_us,
+    ));
+    out.push_str(&line(
+        "failover",
+        HistogramStats::of(&report.failover_ms),
+        fmt_ms,
+    ));
+    if let Some(mco) = &report.mcollective {
+        let pct = if mco.replies_expected > 0 {
+            format!(
+                " ({:.2}%)",
+                100.0 * mco.replies_received as f64 / mco.replies_expected as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  mcollective {} requests, {}/{} replies{pct}",
+            mco.requests, mco.replies_received, mco.replies_expected
+        );
+    }
+    for f in &report.faults {
+        let end = f.end_ms.map_or("never healed".to_string(), fmt_at_ms);
+        let lost = report
+            .losses_by_fault
+            .iter()
+            .find(|l| l.label == f.label)
+            .map(|l| format!(", {} lost", l.lost))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  fault      {} [{} – {}]{lost}",
+            f.label,
+            fmt_at_ms(f.start_ms),
+            end
+        );
+    }
+    for e in &report.expectations {
+        let mark = if e.ok { '✓' } else { '✗' };
+        let _ = writeln!(out, "  {mark} {}: {}", e.name, e.detail);
+    }
+    if !report.passed()
+        && let Some(cmd) = &report.replay_command
+    {
+        let _ = writeln!(out, "  replay: {cmd}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ExpectationResult, FaultWindow};
+
+    #[test]
+    fn marks_expectations_and_prints_replay_on_failure() {
+        let mut r = RunReport::new("mco-failover", 7);
+        r.sim_seconds = 60.0;
+        r.messages.attempted = 10;
+        r.messages.delivered = 9;
+        r.messages.lost = 1;
+        r.latency_us.record(1_500).unwrap();
+        r.faults.push(FaultWindow {
+            kind: "crash".into(),
+            label: "crash broker-2".into(),
+            start_ms: 10_000,
+            end_ms: None,
+        });
+        r.expectations = vec![
+            ExpectationResult {
+                name: "no loss".into(),
+                ok: false,
+                detail: "lost = 1 (limit 0)".into(),
+            },
+            ExpectationResult {
+                name: "delivery".into(),
+                ok: true,
+                detail: "delivered = 9".into(),
+            },
+        ];
+        r.replay_command = Some("stampede run mco-failover --seed 7".into());
+        let t = summary_text(&r);
+        assert!(t.starts_with("FAIL  mco-failover  seed 7"), "{t}");
+        assert!(t.contains("✗ no loss: lost = 1 (limit 0)"), "{t}");
+        assert!(t.contains("✓ delivery: delivered = 9"), "{t}");
+        assert!(
+            t.contains("replay: stampede run mco-failover --seed 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("crash broker-2 [10.000 s – never healed]"),
+            "{t}"
+        );
+        assert!(t.contains("p50 1.50 ms"), "{t}");
+        assert!(t.contains("failover   none recorded"), "{t}");
+
+        r.expectations[0].ok = true;
+        let t = summary_text(&r);
+        assert!(t.starts_with("PASS"), "{t}");
+        assert!(!t.contains("replay:"), "{t}");
+    }
+}
