@@ -18,6 +18,7 @@ pub mod events;
 pub mod mcollective;
 pub mod policy;
 pub mod servers;
+pub mod session;
 
 pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};
@@ -25,3 +26,7 @@ pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
 };
 pub use servers::{ServerAddr, ServerList, UriConfig, UriError, UriErrorKind, parse_uri};
+pub use session::{
+    AckMode, ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId,
+    Receipted, Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
+};
