@@ -1,0 +1,356 @@
+//! The failover client's driver over real TCP on 127.0.0.1, against in-process brokers
+//! (`Server`) and raw TCP fixtures that misbehave on purpose: attempt timelines under
+//! paused time, receipts (confirmed, refused, indeterminate), sends while disconnected,
+//! heart-beat read timeouts.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use stampede_broker::client::{
+    AckMode, Client, ClientConfig, ClientError, ClientEvent, ClientStreams, Credentials,
+    DisconnectReason, Message, PolicyKind, ReconnectConfig, SendOutcome, ServerAddr, ServerList,
+    Status, StopReason, SubscribeSpec,
+};
+use stampede_broker::clock::Clock;
+use stampede_broker::config::BrokerConfig;
+use stampede_broker::net::TokioNet;
+use stampede_broker::proto::{
+    Command, Decoder, Frame, FrameLimits, Headers, Item, Version, encode,
+};
+use stampede_broker::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+
+/// Bound on anything that must happen (real time, or virtual time under `start_paused`).
+const WAIT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------- helpers
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "stampede_broker=info".into()),
+        ))
+        .with_test_writer()
+        .try_init();
+}
+
+/// An in-process broker on `listen`, stopped by [`Running::stop`] (or when dropped with the
+/// runtime).
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(listen: &str, config_toml: &str) -> Running {
+        init_tracing();
+        let mut config = BrokerConfig::parse(config_toml, "test.toml").expect("broker config");
+        config.server.listen = vec![listen.to_owned()];
+        let server = Server::bind(Arc::new(TokioNet), config)
+            .await
+            .expect("bind the in-process broker");
+        let addr = server.local_addrs()[0];
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(Clock::starting_at(1_700_000_000_000), async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("broker run");
+        });
+        Running {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        timeout(WAIT, &mut self.task)
+            .await
+            .expect("the broker stops")
+            .expect("broker task");
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on, below Linux's ephemeral range (32768+), so
+/// that a connect to it can never be a TCP self-connect.
+fn closed_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    for _ in 0..2_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
+fn server_list(ports: &[u16]) -> ServerList {
+    ServerList::new(
+        ports
+            .iter()
+            .map(|p| ServerAddr::new("127.0.0.1", *p))
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn config(ports: &[u16], policy: PolicyKind) -> ClientConfig {
+    let mut c = ClientConfig::new(server_list(ports), policy);
+    c.heart_beat_ms = (0, 0);
+    c.events_buffered_max = 4096;
+    c.reconnect.connect_timeout = Some(Duration::from_secs(10));
+    c
+}
+
+/// Every event received within `within`, until `stop` matches one (inclusive).
+async fn events_until(
+    streams: &mut ClientStreams,
+    within: Duration,
+    mut stop: impl FnMut(&ClientEvent) -> bool,
+) -> Vec<ClientEvent> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, streams.events.recv()).await {
+            Ok(Some(e)) => {
+                let done = stop(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(None) => panic!("event stream ended; seen {seen:?}"),
+            Err(_) => panic!("timed out waiting for an event; seen {seen:?}"),
+        }
+    }
+}
+
+async fn next_message(streams: &mut ClientStreams) -> Message {
+    timeout(WAIT, streams.messages.recv())
+        .await
+        .expect("a message in time")
+        .expect("message stream open")
+}
+
+fn text(m: &Message) -> &str {
+    m.text().unwrap_or("<binary>")
+}
+
+fn is_connected(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::Connected { .. })
+}
+
+// --------------------------------------------------------------------- raw fixtures
+
+/// A raw STOMP peer for fixture servers.
+struct Peer {
+    stream: tokio::net::TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Peer {
+    fn new(stream: tokio::net::TcpStream) -> Peer {
+        Peer {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(FrameLimits::default()),
+        }
+    }
+
+    /// The next frame, counting heart-beat line ends into `beats`; `None` at EOF.
+    async fn frame(&mut self, beats: &mut usize) -> Option<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf).expect("valid STOMP") {
+                Some(Item::Frame(f)) => return Some(f),
+                Some(Item::HeartBeat) => *beats += 1,
+                None => {
+                    let n = self.stream.read_buf(&mut self.buf).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, frame: Frame) {
+        let mut out = BytesMut::new();
+        encode(&frame, Version::V1_2, &mut out);
+        self.stream.write_all(&out).await.expect("fixture write");
+    }
+
+    /// Reads CONNECT and answers CONNECTED with `heart_beat`.
+    async fn accept_connect(&mut self, heart_beat: &str) -> Frame {
+        let mut beats = 0;
+        let connect = self.frame(&mut beats).await.expect("CONNECT");
+        assert_eq!(connect.command, Command::Connect);
+        self.decoder.set_version(Version::V1_2);
+        self.write(
+            Frame::new(Command::Connected)
+                .header("version", "1.2")
+                .header("heart-beat", heart_beat),
+        )
+        .await;
+        connect
+    }
+}
+
+async fn fixture_listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+// ------------------------------------------------------------------------- basics
+
+const OPEN_CONFIG: &str = "";
+
+/// alice may use `/queue/app.>` and every topic; nothing grants `/queue/forbidden.>`.
+const DENY_CONFIG: &str = r#"
+[[security.users]]
+name = "alice"
+password = "secret"
+groups = ["app"]
+
+[[security.authorization]]
+queue = "app.>"
+read = ["app"]
+write = ["app"]
+admin = ["app"]
+
+[[security.authorization]]
+topic = ">"
+read = ["app"]
+write = ["app"]
+admin = ["app"]
+"#;
+
+#[tokio::test]
+async fn connects_subscribes_sends_acks_and_disconnects() {
+    let broker = Running::start("127.0.0.1:0", OPEN_CONFIG).await;
+    let (client, mut streams) = Client::start(
+        Arc::new(TokioNet),
+        config(&[broker.addr.port()], PolicyKind::StompGem),
+    );
+    let q = client
+        .subscribe(SubscribeSpec::new("/queue/basic").ack(AckMode::ClientIndividual))
+        .await
+        .unwrap();
+    let t = client
+        .subscribe(SubscribeSpec::new("/topic/basic").selector("kind = 'x'"))
+        .await
+        .unwrap();
+    let events = events_until(&mut streams, WAIT, |e| {
+        matches!(e, ClientEvent::Resubscribed { .. })
+    })
+    .await;
+    assert_eq!(
+        events,
+        [
+            ClientEvent::Attempt {
+                server: 0,
+                number: 1,
+                delay: Duration::ZERO
+            },
+            ClientEvent::Connected { server: 0 },
+            ClientEvent::Resubscribed { count: 2 },
+        ]
+    );
+    assert_eq!(
+        client.status(),
+        Status::Connected {
+            server: 0,
+            version: Version::V1_2
+        }
+    );
+    // The broker handles a connection's frames in order: this receipt means both
+    // SUBSCRIBEs are in place.
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/barrier", Headers::new(), "")
+            .await,
+        SendOutcome::Confirmed
+    );
+    client
+        .send("/queue/basic", Headers::new(), "to the queue")
+        .await
+        .unwrap();
+    let h: Headers = [("kind", "x")].into_iter().collect();
+    client.send("/topic/basic", h, "selected").await.unwrap();
+    let h: Headers = [("kind", "y")].into_iter().collect();
+    client
+        .send("/topic/basic", h, "filtered out")
+        .await
+        .unwrap();
+    let h: Headers = [("kind", "x")].into_iter().collect();
+    client.send("/topic/basic", h, "selected 2").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = next_message(&mut streams).await;
+        got.push((m.subscription, text(&m).to_owned()));
+        if m.subscription == Some(q) {
+            client.ack(&m).await.unwrap();
+        } else {
+            // Auto-acknowledged: the client refuses to ACK it.
+            assert!(matches!(client.ack(&m).await, Err(ClientError::Session(_))));
+        }
+    }
+    got.sort();
+    let mut want = vec![
+        (Some(q), "to the queue".to_owned()),
+        (Some(t), "selected".to_owned()),
+        (Some(t), "selected 2".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Transactions.
+    client.begin("tx1").await.unwrap();
+    let h: Headers = [("transaction", "tx1")].into_iter().collect();
+    client
+        .send("/queue/basic", h, "in a transaction")
+        .await
+        .unwrap();
+    assert_eq!(client.commit("tx1").await, SendOutcome::Confirmed);
+    let m = next_message(&mut streams).await;
+    assert_eq!(text(&m), "in a transaction");
+    client.ack(&m).await.unwrap();
+    assert!(matches!(
+        client.commit("tx1").await,
+        SendOutcome::Failed(why) if why.contains("tx1")
+    ));
+    client.unsubscribe(t).await.unwrap();
+    client.disconnect().await;
+    assert_eq!(client.status(), Status::Stopped(StopReason::Disconnected));
+    let rest = events_until(&mut streams, WAIT, |e| {
+        matches!(e, ClientEvent::Disconnected { .. })
+    })
+    .await;
+    assert_eq!(
+        rest,
+        [ClientEvent::Disconnected {
+            reason: DisconnectReason::Shutdown
+        }]
+    );
+    assert_eq!(
+        client.send("/queue/basic", Headers::new(), "late").await,
+        Err(ClientError::Closed)
+    );
+    assert_eq!(client.events_dropped(), 0);
+    broker.stop().await;
+}
