@@ -354,3 +354,319 @@ async fn connects_subscribes_sends_acks_and_disconnects() {
     assert_eq!(client.events_dropped(), 0);
     broker.stop().await;
 }
+
+// ------------------------------------------------------- attempt timelines (paused)
+
+/// An event as the timeline tests compare it: reasons by kind, `ConnectFailed` text dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Attempt(usize, u32, u64),
+    Connected(usize),
+    Resubscribed(usize),
+    Failover(usize, usize),
+    Refused,
+    Eof,
+    Other(String),
+}
+
+fn ev(e: &ClientEvent) -> Ev {
+    match e {
+        ClientEvent::Attempt {
+            server,
+            number,
+            delay,
+        } => Ev::Attempt(*server, *number, delay.as_millis() as u64),
+        ClientEvent::Connected { server } => Ev::Connected(*server),
+        ClientEvent::Resubscribed { count } => Ev::Resubscribed(*count),
+        ClientEvent::Failover { from, to } => Ev::Failover(*from, *to),
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::ConnectFailed(_),
+        } => Ev::Refused,
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::Eof,
+        } => Ev::Eof,
+        other => Ev::Other(format!("{other:?}")),
+    }
+}
+
+/// What a timeline test does when an event arrives.
+enum Act {
+    Nothing,
+    /// Start an in-process broker on this pool entry's port.
+    StartBroker(usize),
+    /// Stop the broker that is running.
+    StopBroker,
+    Done,
+}
+
+/// Runs a client over `ports` (nothing listening at first), subscribed to a queue and a
+/// topic, and records every event with the (virtual) time it arrived, starting and stopping
+/// brokers as `script` says.
+async fn run_timeline(
+    cfg: ClientConfig,
+    ports: &[u16],
+    mut script: impl FnMut(&Ev) -> Act,
+) -> (Client, Vec<(Duration, ClientEvent)>) {
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    client
+        .subscribe(SubscribeSpec::new("/queue/timeline"))
+        .await
+        .unwrap();
+    client
+        .subscribe(SubscribeSpec::new("/topic/timeline").id("t"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut log = Vec::new();
+    let mut broker: Option<Running> = None;
+    loop {
+        let e = timeout(Duration::from_secs(3600), streams.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event within an hour (virtual); seen {log:?}"))
+            .expect("event stream open");
+        log.push((start.elapsed(), e.clone()));
+        match script(&ev(&e)) {
+            Act::Nothing => {}
+            Act::StartBroker(i) => {
+                assert!(broker.is_none());
+                let listen = format!("127.0.0.1:{}", ports[i]);
+                broker = Some(Running::start(&listen, OPEN_CONFIG).await);
+            }
+            Act::StopBroker => {
+                // Stop it in the background: this task must keep taking events as they
+                // come, so that their arrival times are exact.
+                let b = broker.take().expect("a broker is running");
+                tokio::spawn(b.stop());
+            }
+            Act::Done => break,
+        }
+    }
+    if let Some(b) = broker {
+        b.stop().await;
+    }
+    (client, log)
+}
+
+/// Checks the driver slept exactly each attempt's delay: attempt `k + 1` (or the
+/// Connected that follows attempt `k`) arrives `delay(k)` after attempt `k` when the attempt
+/// itself takes no time (a refused connect). Timer ticks are whole milliseconds, so 1 ms of
+/// rounding is allowed.
+fn assert_slept_the_delays(log: &[(Duration, ClientEvent)]) {
+    let mut checked = 0;
+    for (i, (t, e)) in log.iter().enumerate() {
+        let ClientEvent::Attempt { delay, .. } = e else {
+            continue;
+        };
+        // The attempt's outcome is the next non-Attempt event; it was refused if that is a
+        // ConnectFailed, and the next Attempt then follows at once.
+        let Some((t_out, out)) = log.get(i + 1) else {
+            continue;
+        };
+        let slept = *t_out - *t;
+        match out {
+            ClientEvent::Disconnected {
+                reason: DisconnectReason::ConnectFailed(_),
+            } => {
+                assert!(
+                    slept >= *delay && slept <= *delay + Duration::from_millis(1),
+                    "event {i}: slept {slept:?} for an attempt with delay {delay:?}\n{log:#?}"
+                );
+                checked += 1;
+            }
+            ClientEvent::Connected { .. } => {
+                assert!(slept >= *delay, "event {i}: connected early\n{log:#?}");
+            }
+            other => panic!("event {i}: attempt followed by {other:?}\n{log:#?}"),
+        }
+    }
+    assert!(checked >= 5, "too few refused attempts checked: {checked}");
+}
+
+/// Drives a fresh `Reconnector` through the outcomes the client saw and returns the
+/// attempts it hands out, to compare with the client's.
+fn policy_replay(cfg: &ClientConfig, log: &[(Duration, ClientEvent)]) -> Vec<ClientEvent> {
+    let mut r = stampede_broker::client::Reconnector::new(
+        cfg.policy,
+        cfg.reconnect.clone(),
+        cfg.servers.clone(),
+        cfg.seed,
+    );
+    let mut out = vec![ClientEvent::from(r.first_attempt())];
+    let mut connected_at = None;
+    for (t, e) in log {
+        match e {
+            ClientEvent::Connected { .. } => {
+                r.connected();
+                connected_at = Some(*t);
+            }
+            ClientEvent::Disconnected { .. } => {
+                let next = match connected_at.take() {
+                    Some(at) => r.connection_lost(*t - at),
+                    None => r.attempt_failed(),
+                };
+                out.push(ClientEvent::from(next.expect("retries forever")));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn attempts_of(log: &[(Duration, ClientEvent)]) -> Vec<ClientEvent> {
+    log.iter()
+        .filter(|(_, e)| matches!(e, ClientEvent::Attempt { .. }))
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+/// The stomp gem: 0.01, 0.02, … s capped at 30 s while both brokers are down; after a
+/// drop the next host at once, then 30 s again (the delay is never reset).
+#[tokio::test(start_paused = true)]
+async fn stomp_gem_attempt_timeline_is_the_policy_schedule() {
+    let ports = [closed_port(), closed_port()];
+    let mut cfg = config(&ports, PolicyKind::StompGem);
+    cfg.reconnect = ReconnectConfig::stomp_gem();
+    let stage = std::cell::Cell::new(0);
+    let (client, log) = run_timeline(cfg.clone(), &ports, |e| {
+        let s = stage.get();
+        let (next, act) = match (s, e) {
+            // The 15th attempt is the first to A at the 30 s cap: bring A up for it.
+            (0, Ev::Attempt(0, 15, 30_000)) => (1, Act::StartBroker(0)),
+            (1, Ev::Resubscribed(2)) => (2, Act::StopBroker),
+            (2, Ev::Attempt(1, 3, _)) => (3, Act::StartBroker(1)),
+            (3, Ev::Failover(..)) => (4, Act::Done),
+            (_, Ev::Attempt(..) | Ev::Refused | Ev::Connected(_) | Ev::Resubscribed(_)) => {
+                (s, Act::Nothing)
+            }
+            (_, Ev::Eof) if s == 2 => (s, Act::Nothing),
+            _ => panic!("unexpected event {e:?} at stage {s}"),
+        };
+        stage.set(next);
+        act
+    })
+    .await;
+    let got: Vec<Ev> = log.iter().map(|(_, e)| ev(e)).collect();
+    let mut want = Vec::new();
+    let delays = [
+        0, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 30000, 30000,
+    ];
+    for (i, d) in delays.iter().enumerate() {
+        want.push(Ev::Attempt(i % 2, i as u32 + 1, *d));
+        want.push(if i < 14 {
+            Ev::Refused
+        } else {
+            Ev::Connected(0)
+        });
+    }
+    want.extend([
+        Ev::Resubscribed(2),
+        Ev::Eof,
+        // Immediate switch to the next host after a drop…
+        Ev::Attempt(1, 1, 0),
+        Ev::Refused,
+        // …then the 30 s reached before: never reset.
+        Ev::Attempt(0, 2, 30_000),
+        Ev::Refused,
+        Ev::Attempt(1, 3, 30_000),
+        Ev::Connected(1),
+        Ev::Resubscribed(2),
+        Ev::Failover(0, 1),
+    ]);
+    assert_eq!(got, want, "{log:#?}");
+    assert_slept_the_delays(&log);
+    assert_eq!(attempts_of(&log), policy_replay(&cfg, &log));
+    // The outage took the schedule's time: the 15 delays add up to 100.95 s.
+    let first_connect = log
+        .iter()
+        .find(|(_, e)| is_connected(e))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(
+        first_connect >= Duration::from_millis(100_950)
+            && first_connect < Duration::from_millis(101_000),
+        "{first_connect:?}"
+    );
+    assert_eq!(
+        client.status(),
+        Status::Connected {
+            server: 1,
+            version: Version::V1_2
+        }
+    );
+    client.disconnect().await;
+}
+
+/// ActiveMQ (randomize=false): passes over both servers back to back, one sleep per pass
+/// (10, 20, 40 … ms), and the delay reset after a successful connection.
+#[tokio::test(start_paused = true)]
+async fn activemq_attempt_timeline_is_the_policy_schedule() {
+    let ports = [closed_port(), closed_port()];
+    let mut cfg = config(&ports, PolicyKind::ActiveMq);
+    cfg.reconnect = ReconnectConfig {
+        randomize: false,
+        ..ReconnectConfig::activemq()
+    };
+    let stage = std::cell::Cell::new(0);
+    let (client, log) = run_timeline(cfg.clone(), &ports, |e| {
+        let s = stage.get();
+        let (next, act) = match (s, e) {
+            (0, Ev::Attempt(0, 11, 160)) => (1, Act::StartBroker(0)),
+            (1, Ev::Resubscribed(2)) => (2, Act::StopBroker),
+            (2, Ev::Attempt(1, 5, 40)) => (3, Act::StartBroker(1)),
+            (3, Ev::Failover(..)) => (4, Act::Done),
+            (_, Ev::Attempt(..) | Ev::Refused | Ev::Connected(_) | Ev::Resubscribed(_)) => {
+                (s, Act::Nothing)
+            }
+            (_, Ev::Eof) if s == 2 => (s, Act::Nothing),
+            _ => panic!("unexpected event {e:?} at stage {s}"),
+        };
+        stage.set(next);
+        act
+    })
+    .await;
+    let got: Vec<Ev> = log.iter().map(|(_, e)| ev(e)).collect();
+    use Ev::{Attempt as A, Refused as R};
+    let want = vec![
+        A(0, 1, 0),
+        R,
+        A(1, 2, 0),
+        R,
+        A(0, 3, 10),
+        R,
+        A(1, 4, 0),
+        R,
+        A(0, 5, 20),
+        R,
+        A(1, 6, 0),
+        R,
+        A(0, 7, 40),
+        R,
+        A(1, 8, 0),
+        R,
+        A(0, 9, 80),
+        R,
+        A(1, 10, 0),
+        R,
+        A(0, 11, 160),
+        Ev::Connected(0),
+        Ev::Resubscribed(2),
+        Ev::Eof,
+        // The lost server goes last in the pass; the delay starts again at 10 ms.
+        A(1, 1, 10),
+        R,
+        A(0, 2, 0),
+        R,
+        A(1, 3, 20),
+        R,
+        A(0, 4, 0),
+        R,
+        A(1, 5, 40),
+        Ev::Connected(1),
+        Ev::Resubscribed(2),
+        Ev::Failover(0, 1),
+    ];
+    assert_eq!(got, want, "{log:#?}");
+    assert_slept_the_delays(&log);
+    assert_eq!(attempts_of(&log), policy_replay(&cfg, &log));
+    client.disconnect().await;
+}
