@@ -4,7 +4,7 @@
 //! heart-beat read timeouts.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -153,6 +153,10 @@ fn text(m: &Message) -> &str {
 
 fn is_connected(e: &ClientEvent) -> bool {
     matches!(e, ClientEvent::Connected { .. })
+}
+
+fn is_resubscribed(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::Resubscribed { .. })
 }
 
 // --------------------------------------------------------------------- raw fixtures
@@ -669,4 +673,404 @@ async fn activemq_attempt_timeline_is_the_policy_schedule() {
     assert_slept_the_delays(&log);
     assert_eq!(attempts_of(&log), policy_replay(&cfg, &log));
     client.disconnect().await;
+}
+
+// ------------------------------------------------------------------------- receipts
+
+fn alice(cfg: &mut ClientConfig) {
+    cfg.credentials = Some(Credentials {
+        login: "alice".into(),
+        passcode: "secret".into(),
+    });
+}
+
+/// RECEIPT → Confirmed; an ERROR naming the receipt (authorization denied) → Failed, and
+/// the connection stays usable.
+#[tokio::test]
+async fn receipts_confirm_and_authorization_refuses() {
+    let broker = Running::start("127.0.0.1:0", DENY_CONFIG).await;
+    let mut cfg = config(&[broker.addr.port()], PolicyKind::StompGem);
+    alice(&mut cfg);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    events_until(&mut streams, WAIT, is_resubscribed).await;
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/app.ok", Headers::new(), "1")
+            .await,
+        SendOutcome::Confirmed
+    );
+    let refused = client
+        .send_with_receipt("/queue/forbidden.x", Headers::new(), "2")
+        .await;
+    match &refused {
+        SendOutcome::Failed(why) => assert!(
+            why.contains("not authorized") && why.contains("forbidden.x"),
+            "{why}"
+        ),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // Still connected: the broker refused one frame, not the session.
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/app.ok", Headers::new(), "3")
+            .await,
+        SendOutcome::Confirmed
+    );
+    assert!(matches!(
+        client.status(),
+        Status::Connected { server: 0, .. }
+    ));
+    assert!(
+        streams.events.try_recv().is_err(),
+        "no further events: the connection was never lost"
+    );
+    // Only the confirmed messages are on the queue.
+    client
+        .subscribe(SubscribeSpec::new("/queue/app.ok"))
+        .await
+        .unwrap();
+    let bodies = [
+        next_message(&mut streams).await,
+        next_message(&mut streams).await,
+    ];
+    assert_eq!(bodies.map(|m| text(&m).to_owned()), ["1", "3"]);
+    client.disconnect().await;
+    broker.stop().await;
+}
+
+/// An ERROR answer to CONNECT is a failed attempt; the policy gives up after
+/// `max_attempts` re-attempts and the client stops.
+#[tokio::test]
+async fn a_refused_connect_is_a_failed_attempt() {
+    let broker = Running::start("127.0.0.1:0", DENY_CONFIG).await;
+    let mut cfg = config(&[broker.addr.port()], PolicyKind::StompGem);
+    cfg.credentials = Some(Credentials {
+        login: "alice".into(),
+        passcode: "wrong".into(),
+    });
+    cfg.reconnect.max_attempts = Some(1);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    let reason = timeout(WAIT, client.stopped()).await.expect("gives up");
+    let StopReason::GaveUp(gave_up) = reason else {
+        panic!("{reason:?}")
+    };
+    assert_eq!(gave_up.total_attempts(), 2);
+    let mut events = Vec::new();
+    while let Some(e) = streams.events.recv().await {
+        events.push(e);
+    }
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(matches!(events[0], ClientEvent::Attempt { number: 1, .. }));
+    assert!(matches!(events[2], ClientEvent::Attempt { number: 2, .. }));
+    for e in [&events[1], &events[3]] {
+        assert!(
+            matches!(e, ClientEvent::Disconnected { reason: DisconnectReason::ErrorFrame(m) } if !m.is_empty()),
+            "{e:?}"
+        );
+    }
+    assert!(streams.messages.recv().await.is_none(), "streams end");
+    assert_eq!(
+        client.send("/queue/app.x", Headers::new(), "").await,
+        Err(ClientError::Closed)
+    );
+    broker.stop().await;
+}
+
+/// What the fixture broker of the indeterminate-receipt test saw.
+#[derive(Debug)]
+struct SeenSend {
+    connection: usize,
+    frame: Frame,
+}
+
+/// A broker that answers CONNECT, then on its first connection reads one receipted SEND
+/// and closes without answering; on later connections it answers every receipt.
+async fn receipt_dropping_fixture(listener: TcpListener, seen: mpsc::UnboundedSender<SeenSend>) {
+    let mut connection = 0;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        connection += 1;
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut peer = Peer::new(stream);
+            peer.accept_connect("0,0").await;
+            let mut beats = 0;
+            while let Some(f) = peer.frame(&mut beats).await {
+                let receipt = f.headers.get("receipt").map(str::to_owned);
+                let is_send = f.command == Command::Send;
+                let _ = seen.send(SeenSend {
+                    connection,
+                    frame: f,
+                });
+                match (connection, is_send, receipt) {
+                    // The fault: read the SEND, close without the RECEIPT.
+                    (1, true, Some(_)) => return,
+                    (_, _, Some(r)) => {
+                        peer.write(Frame::new(Command::Receipt).header("receipt-id", r))
+                            .await
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_lost_with_the_connection_is_indeterminate() {
+    init_tracing();
+    let (listener, port) = fixture_listener().await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let fixture = tokio::spawn(receipt_dropping_fixture(listener, seen_tx));
+    let mut cfg = config(&[port], PolicyKind::StompGem);
+    cfg.disconnect_timeout = Duration::from_secs(2);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    events_until(&mut streams, WAIT, is_resubscribed).await;
+    let outcome = client
+        .send_with_receipt("/queue/lost", Headers::new(), "maybe")
+        .await;
+    assert_eq!(outcome, SendOutcome::Indeterminate);
+    // The fault fired: the fixture read exactly that SEND, receipt requested, and the client
+    // saw the connection end.
+    let s = timeout(WAIT, seen.recv()).await.unwrap().unwrap();
+    assert_eq!((s.connection, s.frame.command), (1, Command::Send));
+    assert_eq!(s.frame.headers.get("destination"), Some("/queue/lost"));
+    assert!(s.frame.headers.get("receipt").is_some());
+    assert_eq!(&s.frame.body[..], b"maybe");
+    let events = events_until(&mut streams, WAIT, is_resubscribed).await;
+    assert_eq!(
+        events.iter().map(ev).collect::<Vec<_>>(),
+        [
+            Ev::Eof,
+            Ev::Attempt(0, 1, 0),
+            Ev::Connected(0),
+            Ev::Resubscribed(0)
+        ]
+    );
+    // The next connection answers receipts: the same client goes on.
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/lost", Headers::new(), "again")
+            .await,
+        SendOutcome::Confirmed
+    );
+    let s = timeout(WAIT, seen.recv()).await.unwrap().unwrap();
+    assert_eq!(s.connection, 2);
+    assert_eq!(&s.frame.body[..], b"again");
+    client.disconnect().await;
+    fixture.abort();
+}
+
+// ------------------------------------------------------------- sends while disconnected
+
+/// Sends made while no broker is up wait, in order, and go out once one is.
+#[tokio::test]
+async fn sends_wait_for_a_connection_and_go_out_in_order() {
+    init_tracing();
+    let port = closed_port();
+    let mut cfg = config(&[port], PolicyKind::StompGem);
+    cfg.reconnect.max_delay = Duration::from_millis(100);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    let c1 = client.clone();
+    let receipted = tokio::spawn(async move {
+        c1.send_with_receipt("/queue/waiting", Headers::new(), "first")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let c2 = client.clone();
+    let plain =
+        tokio::spawn(async move { c2.send("/queue/waiting", Headers::new(), "second").await });
+    // Nothing can go out yet.
+    events_until(&mut streams, WAIT, |e| {
+        matches!(e, ClientEvent::Attempt { number: 4, .. })
+    })
+    .await;
+    assert!(!receipted.is_finished() && !plain.is_finished());
+    assert_eq!(client.status(), Status::Connecting);
+    let broker = Running::start(&format!("127.0.0.1:{port}"), OPEN_CONFIG).await;
+    assert_eq!(
+        timeout(WAIT, receipted).await.unwrap().unwrap(),
+        SendOutcome::Confirmed
+    );
+    assert_eq!(timeout(WAIT, plain).await.unwrap().unwrap(), Ok(()));
+    client
+        .subscribe(SubscribeSpec::new("/queue/waiting"))
+        .await
+        .unwrap();
+    let m1 = next_message(&mut streams).await;
+    let m2 = next_message(&mut streams).await;
+    assert_eq!([text(&m1), text(&m2)], ["first", "second"]);
+    client.disconnect().await;
+    broker.stop().await;
+}
+
+/// With a send timeout, a send that cannot be written in time fails and is never written.
+#[tokio::test]
+async fn sends_that_wait_longer_than_the_send_timeout_fail_and_are_never_written() {
+    init_tracing();
+    let port = closed_port();
+    let mut cfg = config(&[port], PolicyKind::StompGem);
+    cfg.reconnect.max_delay = Duration::from_millis(100);
+    cfg.send_timeout = Some(Duration::from_millis(300));
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    let started = Instant::now();
+    assert_eq!(
+        client
+            .send("/queue/too.late", Headers::new(), "plain")
+            .await,
+        Err(ClientError::Timeout)
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(matches!(
+        client
+            .send_with_receipt("/queue/too.late", Headers::new(), "receipted")
+            .await,
+        SendOutcome::Failed(why) if why.contains("timeout")
+    ));
+    let broker = Running::start(&format!("127.0.0.1:{port}"), OPEN_CONFIG).await;
+    events_until(&mut streams, WAIT, is_connected).await;
+    client
+        .subscribe(SubscribeSpec::new("/queue/too.late"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/too.late", Headers::new(), "in time")
+            .await,
+        SendOutcome::Confirmed
+    );
+    // Only the last one is on the queue.
+    assert_eq!(text(&next_message(&mut streams).await), "in time");
+    assert!(
+        timeout(Duration::from_millis(300), streams.messages.recv())
+            .await
+            .is_err(),
+        "the timed-out sends were never written"
+    );
+    client.disconnect().await;
+    broker.stop().await;
+}
+
+// ----------------------------------------------------------------------- heart-beats
+
+/// A broker that answers CONNECTED promising heart-beats every 100 ms, then never sends
+/// another byte; it counts the heart-beats the client sends and reports them when the
+/// client closes the connection.
+async fn silent_fixture(listener: TcpListener, beats_out: mpsc::UnboundedSender<usize>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let beats_out = beats_out.clone();
+        tokio::spawn(async move {
+            let mut peer = Peer::new(stream);
+            peer.accept_connect("100,100").await;
+            let mut beats = 0;
+            while peer.frame(&mut beats).await.is_some() {}
+            let _ = beats_out.send(beats);
+        });
+    }
+}
+
+fn heartbeat_config(ports: &[u16], read_timeout: bool) -> ClientConfig {
+    let mut cfg = config(ports, PolicyKind::StompGem);
+    cfg.heart_beat_ms = (100, 100);
+    cfg.heartbeat_read_timeout = read_timeout;
+    cfg.heartbeat_grace = 2.0;
+    cfg.disconnect_timeout = Duration::from_millis(200);
+    cfg
+}
+
+#[tokio::test]
+async fn a_silent_broker_is_detected_and_the_client_fails_over() {
+    init_tracing();
+    let (listener, silent_port) = fixture_listener().await;
+    let (beats_tx, mut beats) = mpsc::unbounded_channel();
+    let fixture = tokio::spawn(silent_fixture(listener, beats_tx));
+    let broker = Running::start("127.0.0.1:0", OPEN_CONFIG).await;
+    let (client, mut streams) = Client::start(
+        Arc::new(TokioNet),
+        heartbeat_config(&[silent_port, broker.addr.port()], true),
+    );
+    client
+        .subscribe(SubscribeSpec::new("/queue/hb"))
+        .await
+        .unwrap();
+    let first = events_until(&mut streams, WAIT, is_connected).await;
+    let connected_at = Instant::now();
+    assert_eq!(
+        first.iter().map(ev).collect::<Vec<_>>(),
+        [Ev::Attempt(0, 1, 0), Ev::Connected(0)]
+    );
+    let events = events_until(&mut streams, WAIT, |e| {
+        matches!(e, ClientEvent::Failover { .. })
+    })
+    .await;
+    let lost_after = connected_at.elapsed();
+    assert_eq!(
+        events.iter().map(ev).collect::<Vec<_>>(),
+        [
+            Ev::Resubscribed(1),
+            Ev::Other("Disconnected { reason: HeartbeatTimeout }".into()),
+            Ev::Attempt(1, 1, 0),
+            Ev::Connected(1),
+            Ev::Resubscribed(1),
+            Ev::Failover(0, 1),
+        ]
+    );
+    // Expected every max(sx, cy) = 100 ms, grace 2: dead after 200 ms of silence.
+    assert!(lost_after >= Duration::from_millis(200), "{lost_after:?}");
+    // The client closed the silent connection, after heart-beating on it.
+    let sent = timeout(WAIT, beats.recv()).await.unwrap().unwrap();
+    assert!(sent >= 1, "the client sent {sent} heart-beats");
+    // And the subscription works on the new broker.
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/hb", Headers::new(), "after failover")
+            .await,
+        SendOutcome::Confirmed
+    );
+    assert_eq!(text(&next_message(&mut streams).await), "after failover");
+    client.disconnect().await;
+    broker.stop().await;
+    fixture.abort();
+}
+
+/// Like mcollectived: without the read timeout a silent broker goes unnoticed, while the
+/// client keeps sending its heart-beats.
+#[tokio::test]
+async fn without_the_read_timeout_a_silent_broker_goes_unnoticed() {
+    init_tracing();
+    let (listener, silent_port) = fixture_listener().await;
+    let (beats_tx, mut beats) = mpsc::unbounded_channel();
+    let fixture = tokio::spawn(silent_fixture(listener, beats_tx));
+    let broker = Running::start("127.0.0.1:0", OPEN_CONFIG).await;
+    let (client, mut streams) = Client::start(
+        Arc::new(TokioNet),
+        heartbeat_config(&[silent_port, broker.addr.port()], false),
+    );
+    events_until(&mut streams, WAIT, |e| {
+        matches!(e, ClientEvent::Resubscribed { .. })
+    })
+    .await;
+    // Ten times the window that would have ended the connection.
+    let quiet = Duration::from_secs(2);
+    tokio::time::sleep(quiet).await;
+    assert!(
+        streams.events.try_recv().is_err(),
+        "no event: the client did not notice"
+    );
+    assert!(matches!(
+        client.status(),
+        Status::Connected { server: 0, .. }
+    ));
+    client.disconnect().await;
+    // Heart-beats every 90 % of max(cx, sy) = 100 ms: about 22 in 2 s.
+    let sent = timeout(WAIT, beats.recv()).await.unwrap().unwrap();
+    assert!(sent >= 10, "only {sent} heart-beats in {quiet:?}");
+    broker.stop().await;
+    fixture.abort();
 }
