@@ -1,6 +1,9 @@
 //! The failover STOMP client: server lists, reconnect policies, session and driver.
 //!
-//! This module holds the pure (sans-IO) foundation:
+//! [`driver`] is the client applications use: [`Client::start`] over any
+//! [`Net`](crate::net::Net) (real TCP or a turmoil simulation) returns a [`Client`] handle
+//! and the [`ClientStreams`] of messages and [`ClientEvent`]s. It is built on a pure
+//! (sans-IO) foundation:
 //!
 //! - [`servers`]: [`ServerAddr`], [`ServerList`] and [`parse_uri`] for `tcp://`,
 //!   `stomp://` and ActiveMQ `failover:(…)?…` URIs.
@@ -9,19 +12,31 @@
 //! - [`policy`]: [`Reconnector`], a deterministic state machine deciding which server to
 //!   try next and how long to wait, faithful to the stomp gem or to ActiveMQ's failover
 //!   transport, or jittered to spread reconnect storms.
+//! - [`session`]: [`Session`], the client side of the STOMP protocol: CONNECT and
+//!   CONNECTED, the subscriptions to replay, receipts outstanding, typed incoming frames.
 //! - [`events`]: [`ClientEvent`], what the client did, as plain data.
 //!
-//! Nothing here reads a clock, the process environment or a global random generator;
-//! delays are [`std::time::Duration`] values the async driver sleeps with `tokio::time`.
+//! Nothing in the sans-IO modules reads a clock, the process environment or a global
+//! random generator; delays are [`std::time::Duration`] values the driver sleeps with
+//! `tokio::time`, its only source of time.
 
+pub mod driver;
 pub mod events;
 pub mod mcollective;
 pub mod policy;
 pub mod servers;
+pub mod session;
 
+pub use driver::{
+    Client, ClientConfig, ClientError, ClientStreams, SendOutcome, Status, StopReason,
+};
 pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};
 pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
 };
 pub use servers::{ServerAddr, ServerList, UriConfig, UriError, UriErrorKind, parse_uri};
+pub use session::{
+    AckMode, ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId,
+    Receipted, Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
+};
