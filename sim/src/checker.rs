@@ -168,8 +168,9 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
             .collect(),
         verdicts: Vec::new(),
     };
-    let second_of = |us: u64| ((us / 1_000_000) as usize).min(duration_s.saturating_sub(1) as usize);
-    let mut lose = |a: &mut Analysis, sent_us: u64| {
+    let second_of =
+        |us: u64| ((us / 1_000_000) as usize).min(duration_s.saturating_sub(1) as usize);
+    let lose = |a: &mut Analysis, sent_us: u64| {
         let sent_ms = sent_us / 1000;
         let lifetime = (scenario.duration_s * 1000.0) as u64;
         match timeline.attribute(sent_ms, lifetime) {
@@ -290,7 +291,10 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     }
     for (round, reqs) in &rounds {
         let intended = reqs.iter().map(|r| r.intended_us).min().unwrap_or(0);
-        let expected: BTreeSet<ClientId> = reqs.iter().flat_map(|r| r.expected.iter().copied()).collect();
+        let expected: BTreeSet<ClientId> = reqs
+            .iter()
+            .flat_map(|r| r.expected.iter().copied())
+            .collect();
         let written = reqs.iter().any(|r| r.sent_us.is_some());
         let units = expected.len() as u64;
         a.counts.attempted += units;
@@ -356,9 +360,16 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
                 }
             }
         }
-        let window_end = reqs.iter().map(|r| r.window_end_us).max().unwrap_or(intended);
+        let window_end = reqs
+            .iter()
+            .map(|r| r.window_end_us)
+            .max()
+            .unwrap_or(intended);
         let in_fault = timeline.windows.iter().any(|w| {
-            let (ws, we) = (w.start_ms * 1000, w.end_ms.map_or(u64::MAX, |e| (e + SETTLE_MS) * 1000));
+            let (ws, we) = (
+                w.start_ms * 1000,
+                w.end_ms.map_or(u64::MAX, |e| (e + SETTLE_MS) * 1000),
+            );
             ws <= window_end && we >= intended
         });
         a.rounds.push(Round {
@@ -366,8 +377,14 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
             sent_ms: intended / 1000,
             expected: units,
             received: replied.len() as u64,
-            first_reply_ms: replied.values().min().map(|t| t.saturating_sub(intended) / 1000),
-            last_reply_ms: replied.values().max().map(|t| t.saturating_sub(intended) / 1000),
+            first_reply_ms: replied
+                .values()
+                .min()
+                .map(|t| t.saturating_sub(intended) / 1000),
+            last_reply_ms: replied
+                .values()
+                .max()
+                .map(|t| t.saturating_sub(intended) / 1000),
             in_fault,
         });
     }
@@ -378,18 +395,24 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     let mut events: Vec<&(u64, ClientId, ClientEvent)> = history.events.iter().collect();
     events.sort_by_key(|e| e.0);
     let mut next_second = 0usize;
-    let snapshot = |a: &mut Analysis, upto: usize, next: &mut usize, broker_of: &BTreeMap<ClientId, usize>| {
-        while *next < upto.min(a.seconds.len()) {
-            let mut counts = vec![0u64; brokers.len()];
-            for b in broker_of.values() {
-                counts[*b] += 1;
+    let snapshot =
+        |a: &mut Analysis, upto: usize, next: &mut usize, broker_of: &BTreeMap<ClientId, usize>| {
+            while *next < upto.min(a.seconds.len()) {
+                let mut counts = vec![0u64; brokers.len()];
+                for b in broker_of.values() {
+                    counts[*b] += 1;
+                }
+                a.seconds[*next].connected = counts;
+                *next += 1;
             }
-            a.seconds[*next].connected = counts;
-            *next += 1;
-        }
-    };
+        };
     for (at, client, ev) in events {
-        snapshot(&mut a, (*at / 1_000_000) as usize, &mut next_second, &broker_of);
+        snapshot(
+            &mut a,
+            (*at / 1_000_000) as usize,
+            &mut next_second,
+            &broker_of,
+        );
         let info = &history.clients[client.0 as usize];
         match ev {
             ClientEvent::Connected { server } => {
@@ -450,7 +473,11 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
     max("duplicated_max", e.duplicated_max, a.counts.duplicated);
     max("unexpected_max", e.unexpected_max, a.counts.unexpected);
     max("reorders_max", e.reorders_max, a.reorders);
-    max("unattributed_lost_max", e.unattributed_lost_max, a.losses_outside);
+    max(
+        "unattributed_lost_max",
+        e.unattributed_lost_max,
+        a.losses_outside,
+    );
     let mut min = |name: &str, limit: Option<u64>, got: u64| {
         if let Some(l) = limit {
             v.push(Verdict {
@@ -461,7 +488,11 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
         }
     };
     min("delivered_min", e.delivered_min, a.counts.delivered);
-    min("failover_count_min", e.failover_count_min, a.failover_ms.len());
+    min(
+        "failover_count_min",
+        e.failover_count_min,
+        a.failover_ms.len(),
+    );
     let fault_losses: u64 = a.losses_by_window.iter().sum();
     min("fault_losses_min", e.fault_losses_min, fault_losses);
     let mut fmax = |name: &str, limit: Option<f64>, got: f64, unit: &str| {

@@ -105,7 +105,13 @@ impl Timeline {
         t
     }
 
-    fn open(&mut self, kind: &'static str, label: String, start_ms: u64, end_ms: Option<u64>) -> usize {
+    fn open(
+        &mut self,
+        kind: &'static str,
+        label: String,
+        start_ms: u64,
+        end_ms: Option<u64>,
+    ) -> usize {
         self.windows.push(Window {
             kind,
             label,
@@ -257,7 +263,12 @@ impl Timeline {
                     let (a, bb) = (vec![host.clone()], vec![b.clone()]);
                     match kind {
                         "partition" => {
-                            let win = self.open("partition", format!("partition {host} / {b}"), now, Some(stop));
+                            let win = self.open(
+                                "partition",
+                                format!("partition {host} / {b}"),
+                                now,
+                                Some(stop),
+                            );
                             self.push(now, Op::Partition(a.clone(), bb.clone()), Some(win));
                             self.push(stop, Op::Heal(a, bb), Some(win));
                         }
@@ -272,7 +283,8 @@ impl Timeline {
                             self.push(stop, Op::Heal(a, bb), Some(win));
                         }
                         "hold" => {
-                            let win = self.open("hold", format!("hold {host} / {b}"), now, Some(stop));
+                            let win =
+                                self.open("hold", format!("hold {host} / {b}"), now, Some(stop));
                             self.push(now, Op::Hold(a.clone(), bb.clone()), Some(win));
                             self.push(stop, Op::Release(a, bb), Some(win));
                         }
@@ -354,7 +366,10 @@ b = ["broker-1"]
         let t = Timeline::build(&s, 1);
         assert_eq!(t.windows.len(), 2);
         assert_eq!(t.windows[0].label, "crash broker-2");
-        assert_eq!((t.windows[0].start_ms, t.windows[0].end_ms), (60_000, Some(90_000)));
+        assert_eq!(
+            (t.windows[0].start_ms, t.windows[0].end_ms),
+            (60_000, Some(90_000))
+        );
         assert_eq!(t.windows[1].end_ms, Some(120_000));
         let ops: Vec<(u64, &Op)> = t.actions.iter().map(|a| (a.at_ms, &a.op)).collect();
         assert_eq!(ops[0], (60_000, &Op::Crash(vec!["broker-2".into()])));
@@ -385,7 +400,10 @@ weights = { crash = 1, partition = 1, hold = 1, latency = 1, partition_oneway = 
         assert_eq!(a.actions.last().unwrap().op, Op::HealAll);
         assert_eq!(a.actions.last().unwrap().at_ms, 200_000);
         for w in &a.windows {
-            assert!(w.start_ms >= 30_000 && w.end_ms.unwrap() <= 200_000, "{w:?}");
+            assert!(
+                w.start_ms >= 30_000 && w.end_ms.unwrap() <= 200_000,
+                "{w:?}"
+            );
             assert!(w.end_ms.unwrap() >= w.start_ms);
         }
         // Windows never overlap: one fault at a time.

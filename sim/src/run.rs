@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use stampede_reports::{
-    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, MessageCounts, NO_FAULT_LABEL,
-    RunReport, SecondSample,
+    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, MessageCounts,
+    NO_FAULT_LABEL, RunReport, SecondSample,
 };
 
 use crate::checker::{self, Analysis};

@@ -74,6 +74,9 @@ fn default_epoch_ms() -> u64 {
 pub struct NetworkSpec {
     /// One-way latency between any two hosts, in milliseconds.
     pub latency_ms: u64,
+    /// Extra random latency per message, up to this many milliseconds (turmoil draws it
+    /// from an exponential distribution with its seeded generator).
+    pub jitter_ms: u64,
     /// Per-link latencies that override `latency_ms`.
     pub links: Vec<LinkSpec>,
 }
@@ -82,6 +85,7 @@ impl Default for NetworkSpec {
     fn default() -> Self {
         NetworkSpec {
             latency_ms: 1,
+            jitter_ms: 1,
             links: Vec::new(),
         }
     }
@@ -180,7 +184,7 @@ pub struct RackSpec {
     /// never does).
     #[serde(default)]
     pub heartbeat_read_timeout: bool,
-    /// Nodes start spread evenly over this many seconds.
+    /// Nodes start at random times (drawn from the seed) within this many seconds.
     #[serde(default = "default_start_spread_s")]
     pub start_spread_s: f64,
     /// Per-node clock skew, drawn uniformly from this range of milliseconds.
@@ -329,6 +333,9 @@ pub struct QueueSpec {
     /// Reconnect policy of all its clients.
     #[serde(default = "default_policy_activemq")]
     pub policy: Policy,
+    /// Overrides of the policy's defaults.
+    #[serde(default)]
+    pub reconnect: ReconnectSpec,
     /// When producers start.
     #[serde(default = "default_queue_start_s")]
     pub start_s: f64,
@@ -558,7 +565,10 @@ impl Scenario {
         let root = KeyPath::root();
         let bad = |path: KeyPath, msg: String| Err(InvalidSetting::new(path, msg));
         if self.name.trim().is_empty() || self.name.contains(['/', ' ']) {
-            return bad(root.key("name"), "must be non-empty, without spaces or '/'".into());
+            return bad(
+                root.key("name"),
+                "must be non-empty, without spaces or '/'".into(),
+            );
         }
         if !(self.duration_s > 0.0 && self.duration_s <= 86_400.0) {
             return bad(root.key("duration_s"), "must be in (0, 86400]".into());
@@ -567,7 +577,10 @@ impl Scenario {
             return bad(root.key("tick_ms"), "must be between 1 and 100".into());
         }
         if self.brokers.is_empty() {
-            return bad(root.key("brokers"), "at least one [[brokers]] is needed".into());
+            return bad(
+                root.key("brokers"),
+                "at least one [[brokers]] is needed".into(),
+            );
         }
         let mut names = BTreeSet::new();
         let hosts = self.hosts();
@@ -705,7 +718,10 @@ impl Scenario {
             match f.kind {
                 FaultKind::Crash | FaultKind::Restart => {
                     if f.target.is_empty() {
-                        return bad(p.key("target"), "names the brokers to crash or restart".into());
+                        return bad(
+                            p.key("target"),
+                            "names the brokers to crash or restart".into(),
+                        );
                     }
                     for t in &f.target {
                         if !self.brokers.iter().any(|b| glob(t, &b.name)) {
@@ -716,14 +732,20 @@ impl Scenario {
                 FaultKind::HealAll => {}
                 _ => {
                     if f.a.is_empty() || f.b.is_empty() {
-                        return bad(p.key("a"), format!("a {} needs groups `a` and `b`", f.kind.as_str()));
+                        return bad(
+                            p.key("a"),
+                            format!("a {} needs groups `a` and `b`", f.kind.as_str()),
+                        );
                     }
                     match_any(p.key("a"), &f.a)?;
                     match_any(p.key("b"), &f.b)?;
                 }
             }
             if f.kind == FaultKind::Latency && f.latency_ms.is_none() {
-                return bad(p.key("latency_ms"), "a latency fault needs latency_ms".into());
+                return bad(
+                    p.key("latency_ms"),
+                    "a latency fault needs latency_ms".into(),
+                );
             }
             if let Some(d) = f.duration_s
                 && !(d > 0.0)
@@ -734,7 +756,10 @@ impl Scenario {
         if let Some(n) = &self.nemesis {
             let p = root.key("nemesis");
             if !(n.start_s >= 0.0 && n.start_s < n.end_s && n.end_s <= self.duration_s) {
-                return bad(p.key("end_s"), "needs 0 <= start_s < end_s <= duration_s".into());
+                return bad(
+                    p.key("end_s"),
+                    "needs 0 <= start_s < end_s <= duration_s".into(),
+                );
             }
             for (k, r) in [("gap_s", n.gap_s), ("duration_s", n.duration_s)] {
                 if !(r[0] > 0.0 && r[0] <= r[1]) {
@@ -744,7 +769,10 @@ impl Scenario {
             let w = &n.weights;
             let weights = [w.crash, w.partition, w.partition_oneway, w.hold, w.latency];
             if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
-                return bad(p.key("weights"), "weights must be >= 0 and not all 0".into());
+                return bad(
+                    p.key("weights"),
+                    "weights must be >= 0 and not all 0".into(),
+                );
             }
             match_any(p.key("crash_targets"), &n.crash_targets)?;
             match_any(p.key("partition_hosts"), &n.partition_hosts)?;
@@ -835,7 +863,10 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         assert_eq!(e.line, 10);
         assert!(e.key.contains("racks[0]"), "{e}");
         assert!(e.message.contains("nodez"), "{e}");
-        let text = MINIMAL.replace("servers = [\"broker-1\"]\n[workload", "servers = [\"broker-9\"]\n[workload");
+        let text = MINIMAL.replace(
+            "servers = [\"broker-1\"]\n[workload",
+            "servers = [\"broker-9\"]\n[workload",
+        );
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "racks[0].servers", "{e}");
         assert_eq!(e.line, 10);
@@ -851,10 +882,13 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         let text = MINIMAL.replace("name = \"rack-1\"", "name = \"broker-1\"");
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert!(e.message.contains("used twice"), "{e}");
-        let text = format!("{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"crash\"\ntarget = [\"rack-1\"]\n");
+        let text =
+            format!("{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"crash\"\ntarget = [\"rack-1\"]\n");
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].target", "{e}");
-        let text = format!("{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"nope-*\"]\nb = [\"broker-1\"]\n");
+        let text = format!(
+            "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"nope-*\"]\nb = [\"broker-1\"]\n"
+        );
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].a", "{e}");
     }

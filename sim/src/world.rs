@@ -40,13 +40,14 @@ pub fn run(
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let tick = Duration::from_millis(scenario.tick_ms);
     let latency = Duration::from_millis(scenario.network.latency_ms);
+    let jitter = Duration::from_millis(scenario.network.jitter_ms);
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed::derive(seed, "turmoil"))
         .epoch(UNIX_EPOCH + Duration::from_millis(scenario.epoch_ms))
         .simulation_duration(duration + WIND_DOWN)
         .tick_duration(tick)
         .min_message_latency(latency)
-        .max_message_latency(latency)
+        .max_message_latency(latency + jitter)
         // Reconnect storms put hundreds of SYNs on one listener in one tick; turmoil
         // panics when its backlog (this capacity) overflows.
         .tcp_capacity(16_384)
@@ -71,7 +72,8 @@ pub fn run(
             let recorder = recorder.clone();
             async move {
                 let server = Server::bind(Arc::new(TurmoilNet), config).await?;
-                let now_ms = epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+                let now_ms =
+                    epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
                 recorder
                     .lock()
                     .applied
@@ -88,7 +90,9 @@ pub fn run(
         for a in expand(&l.a, scenario) {
             for b in expand(&l.b, scenario) {
                 if a != b {
-                    sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(l.latency_ms));
+                    let base = Duration::from_millis(l.latency_ms);
+                    sim.set_link_latency(a.as_str(), b.as_str(), base);
+                    sim.set_link_max_message_latency(a.as_str(), b.as_str(), base + jitter);
                 }
             }
         }
@@ -161,6 +165,14 @@ impl Applier<'_> {
         Duration::from_millis(ms)
     }
 
+    /// Restores the configured latency (and jitter) of the link between `a` and `b`.
+    fn restore_latency(&self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
+        let base = self.base_latency(a, b);
+        let jitter = Duration::from_millis(self.scenario.network.jitter_ms);
+        sim.set_link_latency(a, b, base);
+        sim.set_link_max_message_latency(a, b, base + jitter);
+    }
+
     fn pairs(a: &[String], b: &[String]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for x in a {
@@ -223,11 +235,12 @@ impl Applier<'_> {
             }
             Op::Latency(a, b, ms) => {
                 for (x, y) in Self::pairs(a, b) {
-                    let d = match ms {
-                        Some(ms) => Duration::from_millis(*ms),
-                        None => self.base_latency(&x, &y),
-                    };
-                    sim.set_link_latency(x.as_str(), y.as_str(), d);
+                    match ms {
+                        Some(ms) => {
+                            sim.set_link_latency(x.as_str(), y.as_str(), Duration::from_millis(*ms))
+                        }
+                        None => self.restore_latency(sim, &x, &y),
+                    }
                 }
                 match ms {
                     Some(ms) => format!("latency {ms}ms {} / {}", a.join(","), b.join(",")),
@@ -239,8 +252,7 @@ impl Applier<'_> {
                 for (x, y) in Self::pairs(&hosts, &hosts) {
                     sim.repair(x.as_str(), y.as_str());
                     sim.release(x.as_str(), y.as_str());
-                    let d = self.base_latency(&x, &y);
-                    sim.set_link_latency(x.as_str(), y.as_str(), d);
+                    self.restore_latency(sim, &x, &y);
                 }
                 for h in std::mem::take(&mut self.crashed) {
                     sim.bounce(h.as_str());

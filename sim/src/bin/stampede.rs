@@ -91,7 +91,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 s.racks.len(),
                 s.node_count(),
                 s.faults.len(),
-                if s.nemesis.is_some() { " + nemesis" } else { "" }
+                if s.nemesis.is_some() {
+                    " + nemesis"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -17,13 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use stampede_broker::client::{Client, SubscribeSpec};
+use stampede_broker::client::{Client, SubscribeSpec, SubscriptionId};
 use stampede_broker::proto::Headers;
 
 use super::{client_config, sleep_until_sim, start_client};
-use crate::history::{
-    ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role, now_us,
-};
+use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role, now_us};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
 use crate::seed;
 
@@ -54,7 +52,8 @@ fn body(prefix: &str, len: usize) -> Bytes {
 fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a str> {
     let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
     let text = std::str::from_utf8(&body[..end]).ok()?;
-    text.split(';').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    text.split(';')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn identity(rack: &RackSpec, i: u32) -> String {
@@ -103,9 +102,7 @@ pub(super) fn spawn(
             let skew_ms = rack
                 .clock_skew_ms
                 .map_or(0, |[lo, hi]| rng.random_range(lo..=hi));
-            let start = Duration::from_secs_f64(
-                rack.start_spread_s * f64::from(i) / f64::from(rack.nodes.max(1)),
-            );
+            let start = Duration::from_secs_f64(rng.random_range(0.0..=rack.start_spread_s));
             nodes.push(Node {
                 id,
                 identity: ident,
@@ -121,7 +118,13 @@ pub(super) fn spawn(
         let epoch_ms = scenario.epoch_ms;
         sim.client(rack.name.as_str(), async move {
             for node in nodes {
-                tokio::spawn(run_node(node, spec.clone(), recorder.clone(), epoch_ms, active));
+                tokio::spawn(run_node(
+                    node,
+                    spec.clone(),
+                    recorder.clone(),
+                    epoch_ms,
+                    active,
+                ));
             }
             sleep_until_sim(duration).await;
             Ok(())
@@ -182,18 +185,24 @@ async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: 
     let (client, mut messages) = start_client(node.config, &recorder, node.id);
     let c = &spec.collective;
     let directed = format!("/queue/{c}.nodes");
-    let mut sub = SubscribeSpec::new(directed.clone())
-        .selector(format!("mc_identity = '{}'", node.identity));
-    if node.versioned_ids {
-        sub = sub.id(format!("{c}_directed_to_identity"));
-    }
+    // As MCollective: STOMP 1.0 subscriptions have no id; with 1.1 the directed one is
+    // `<c>_directed_to_identity` and topic ones are named after their destination.
+    let sub =
+        SubscribeSpec::new(directed.clone()).selector(format!("mc_identity = '{}'", node.identity));
+    let sub = if node.versioned_ids {
+        sub.id(format!("{c}_directed_to_identity"))
+    } else {
+        sub.without_id()
+    };
     let _ = client.subscribe(sub).await;
     for agent in &spec.agents {
         let dest = format!("/topic/{c}.{agent}.agent");
-        let mut sub = SubscribeSpec::new(dest.clone());
-        if node.versioned_ids {
-            sub = sub.id(dest);
-        }
+        let sub = SubscribeSpec::new(dest.clone());
+        let sub = if node.versioned_ids {
+            sub.id(dest)
+        } else {
+            sub.without_id()
+        };
         let _ = client.subscribe(sub).await;
     }
     if !active {
@@ -281,7 +290,7 @@ struct McoClient {
 
 /// A request whose replies are being collected.
 struct Open {
-    reply_queue: String,
+    subscription: Option<SubscriptionId>,
     until: Duration,
 }
 
@@ -297,21 +306,27 @@ impl McoClient {
         let mut rng = SmallRng::seed_from_u64(seed::derive(self.seed, "directed"));
         let start = Duration::from_secs_f64(spec.start_s);
         let mut schedule: BTreeSet<(Duration, u8, u64)> = BTreeSet::new();
-        let mut push_series = |interval_s: f64, kind: u8, schedule: &mut BTreeSet<(Duration, u8, u64)>| {
-            if interval_s <= 0.0 {
-                return;
-            }
-            let interval = Duration::from_secs_f64(interval_s);
-            // Directed requests are offset by half an interval so they never coincide
-            // with a discovery round.
-            let mut at = start + if kind == 1 { interval / 2 } else { Duration::ZERO };
-            let mut round = 0;
-            while at + window <= stop {
-                schedule.insert((at, kind, round));
-                round += 1;
-                at += interval;
-            }
-        };
+        let push_series =
+            |interval_s: f64, kind: u8, schedule: &mut BTreeSet<(Duration, u8, u64)>| {
+                if interval_s <= 0.0 {
+                    return;
+                }
+                let interval = Duration::from_secs_f64(interval_s);
+                // Directed requests are offset by half an interval so they never coincide
+                // with a discovery round.
+                let mut at = start
+                    + if kind == 1 {
+                        interval / 2
+                    } else {
+                        Duration::ZERO
+                    };
+                let mut round = 0;
+                while at + window <= stop {
+                    schedule.insert((at, kind, round));
+                    round += 1;
+                    at += interval;
+                }
+            };
         push_series(spec.discovery_interval_s, 0, &mut schedule);
         push_series(spec.directed_interval_s, 1, &mut schedule);
         let mut open: BTreeMap<u64, Open> = BTreeMap::new();
@@ -341,8 +356,8 @@ impl McoClient {
                     // Close windows that ended: UNSUBSCRIBE the reply queue.
                     let ended: Vec<u64> = open.iter().filter(|(_, o)| o.until <= now).map(|(k, _)| *k).collect();
                     for k in ended {
-                        if let Some(o) = open.remove(&k) {
-                            let _ = client.unsubscribe_destination(&o.reply_queue).await;
+                        if let Some(Open { subscription: Some(sub), .. }) = open.remove(&k) {
+                            let _ = client.unsubscribe(sub).await;
                         }
                     }
                     while let Some(&(at, kind, round)) = schedule.first() {
@@ -365,7 +380,7 @@ impl McoClient {
                             }
                         };
                         let reply_queue = format!("/queue/{}.reply.{}_{}.{}", spec.collective, self.name, CLIENT_PID, seq);
-                        let _ = client.subscribe(SubscribeSpec::new(reply_queue.clone())).await;
+                        let subscription = client.subscribe(SubscribeSpec::new(reply_queue.clone()).without_id()).await.ok();
                         let intended_us = at.as_micros() as u64;
                         let sent = self.send_request(&client, kind, id, &reply_queue, &targets, intended_us).await;
                         let until = now + window;
@@ -382,7 +397,7 @@ impl McoClient {
                             expected: targets,
                             window_end_us: until.as_micros() as u64,
                         });
-                        open.insert(id, Open { reply_queue, until });
+                        open.insert(id, Open { subscription, until });
                     }
                 }
             }
@@ -407,7 +422,10 @@ impl McoClient {
         let headers = |identity: Option<&str>| {
             let mut h = Headers::new();
             h.push("timestamp", (now_ms / 1000 * 1000).to_string());
-            h.push("expires", ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string());
+            h.push(
+                "expires",
+                ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string(),
+            );
             h.push("reply-to", reply_queue.to_owned());
             if let Some(i) = identity {
                 h.push("mc_identity", i.to_owned());
@@ -428,7 +446,10 @@ impl McoClient {
                 let mut ok = true;
                 for t in targets {
                     let Some(name) = names.get(t) else { continue };
-                    ok &= client.send(&dest, headers(Some(name)), b.clone()).await.is_ok();
+                    ok &= client
+                        .send(&dest, headers(Some(name)), b.clone())
+                        .await
+                        .is_ok();
                 }
                 ok
             }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_broker::client::{
-    BackoffMultiplier, ClientConfig, PolicyKind, ReconnectConfig, ServerAddr, ServerList,
+    BackoffMultiplier, ClientConfig, Credentials, PolicyKind, ReconnectConfig, ServerAddr,
+    ServerList,
 };
 
 use crate::history::{ClientId, Recorder};
@@ -98,22 +99,33 @@ fn client_config(
     login: Option<(&str, &str)>,
 ) -> anyhow::Result<ClientConfig> {
     let (kind, reconnect) = reconnect(policy, spec);
-    let mut config = ClientConfig::new(server_list(scenario, pool)?, kind, reconnect, seed);
+    let mut config = ClientConfig::new(server_list(scenario, pool)?, kind);
+    config.reconnect = reconnect;
+    config.seed = seed;
+    config.host = Some("mcollective".to_owned());
     if heartbeat_s > 0 {
         // MCollective's arithmetic: heart-beat:<n*1000+500>,<n*1000-500>, STOMP 1.1.
         let n = heartbeat_s * 1000;
-        config.heart_beat = (n + 500, n.saturating_sub(500));
-        config.accept_version = "1.1,1.0".to_owned();
+        config.heart_beat_ms = (n + 500, n.saturating_sub(500));
+        config.accept_version = Some("1.1,1.0".to_owned());
         config.heartbeat_read_timeout = heartbeat_read_timeout;
+        config.heartbeat_grace = 1.5;
     } else {
-        config.heart_beat = (0, 0);
-        config.accept_version = "1.0".to_owned();
+        // MCollective's default: STOMP 1.0 (`accept-version:1.0`), no heart-beats.
+        config.heart_beat_ms = (0, 0);
+        config.accept_version = Some("1.0".to_owned());
         config.heartbeat_read_timeout = false;
     }
-    config.host = Some("mcollective".to_owned());
+    // Small buffers: thousands of these run in one simulation.
+    config.messages_buffered_max = 16;
+    config.events_buffered_max = 64;
+    config.commands_queued_max = 16;
+    config.pending_sends_max = 64;
     if let Some((user, pass)) = login {
-        config.login = Some(user.to_owned());
-        config.passcode = Some(pass.to_owned());
+        config.credentials = Some(Credentials {
+            login: user.to_owned(),
+            passcode: pass.to_owned(),
+        });
     }
     Ok(config)
 }

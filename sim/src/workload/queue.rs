@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::{client_config, sleep_until_sim, start_client};
 use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord, now_us};
-use crate::scenario::{AckMode, QueueSpec, ReconnectSpec, Scenario};
+use crate::scenario::{AckMode, QueueSpec, Scenario};
 use crate::seed;
 
 /// Receipted SENDs one producer may have outstanding before its schedule slips.
@@ -38,7 +38,7 @@ pub(super) fn spawn(
             scenario,
             &spec.consumer_servers,
             spec.policy,
-            &ReconnectSpec::default(),
+            &spec.reconnect,
             spec.heartbeat_s,
             true,
             seed::derive(seed, &format!("queue/{name}")),
@@ -54,7 +54,7 @@ pub(super) fn spawn(
             scenario,
             &spec.producer_servers,
             spec.policy,
-            &ReconnectSpec::default(),
+            &spec.reconnect,
             spec.heartbeat_s,
             true,
             seed::derive(seed, &format!("queue/{name}")),
@@ -68,7 +68,8 @@ pub(super) fn spawn(
         .stop_s
         .map(Duration::from_secs_f64)
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
-    sim.client(spec.name.as_str(), async move {
+    let host = spec.name.clone();
+    sim.client(host.as_str(), async move {
         for (id, config) in consumers {
             let (client, mut messages) = start_client(config, &recorder, id);
             let ack = match spec.ack {
@@ -83,7 +84,10 @@ pub(super) fn spawn(
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 while let Some(msg) = messages.recv().await {
-                    let id_header = msg.headers.get("x-sim-id").and_then(|v| v.parse::<u64>().ok());
+                    let id_header = msg
+                        .headers
+                        .get("x-sim-id")
+                        .and_then(|v| v.parse::<u64>().ok());
                     if let Some(mid) = id_header {
                         recorder.lock().deliveries.push(DeliveryRecord {
                             id: mid,
@@ -144,7 +148,7 @@ pub(super) fn spawn(
                         let payload = payload.clone();
                         tokio::spawn(async move {
                             let sent_at = now_us();
-                            let outcome = client.send_with_receipt(&dest, headers, payload).await;
+                            let outcome = client.send_with_receipt(dest, headers, payload).await;
                             let mut h = recorder.lock();
                             let r = &mut h.sends[record_index];
                             r.sent_us = Some(sent_at);
@@ -156,11 +160,17 @@ pub(super) fn spawn(
                             drop(permit);
                         });
                     } else {
-                        let result = client.send(&spec.destination, headers, payload.clone()).await;
+                        let result = client
+                            .send(spec.destination.clone(), headers, payload.clone())
+                            .await;
                         let mut h = recorder.lock();
                         let r = &mut h.sends[record_index];
                         r.sent_us = Some(now_us());
-                        r.outcome = if result.is_ok() { SendOutcome::Written } else { SendOutcome::Failed };
+                        r.outcome = if result.is_ok() {
+                            SendOutcome::Written
+                        } else {
+                            SendOutcome::Failed
+                        };
                     }
                     seq += 1;
                 }
@@ -168,7 +178,6 @@ pub(super) fn spawn(
         }
         sleep_until_sim(duration).await;
         Ok(())
-    })
-    ;
+    });
     Ok(())
 }
