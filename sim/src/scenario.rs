@@ -640,7 +640,7 @@ impl Scenario {
             if r.heartbeat_s != 0 && r.heartbeat_s < 1 {
                 return bad(p.key("heartbeat_s"), "must be 0 (off) or at least 1".into());
             }
-            if !(r.start_spread_s >= 0.0) {
+            if r.start_spread_s.is_nan() || r.start_spread_s < 0.0 {
                 return bad(p.key("start_spread_s"), "must be >= 0".into());
             }
             if let Some([lo, hi]) = r.clock_skew_ms
@@ -748,7 +748,7 @@ impl Scenario {
                 );
             }
             if let Some(d) = f.duration_s
-                && !(d > 0.0)
+                && (d.is_nan() || d <= 0.0)
             {
                 return bad(p.key("duration_s"), "must be > 0".into());
             }
@@ -860,7 +860,7 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         let text = MINIMAL.replace("nodes = 3", "nodes = 3\nnodez = 4");
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.file, "s.toml");
-        assert_eq!(e.line, 10);
+        assert_eq!(e.line, 9);
         assert!(e.key.contains("racks[0]"), "{e}");
         assert!(e.message.contains("nodez"), "{e}");
         let text = MINIMAL.replace(
@@ -869,7 +869,7 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "racks[0].servers", "{e}");
-        assert_eq!(e.line, 10);
+        assert_eq!(e.line, 9);
         assert!(e.message.contains("broker-9"));
         let text = MINIMAL.replace("duration_s = 10", "duration_s = \"long\"");
         let e = Scenario::parse(&text, "s.toml").unwrap_err();

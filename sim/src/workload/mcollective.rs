@@ -6,9 +6,9 @@
 //! to `/topic/<c>.discovery.agent` (or directed requests to `/queue/<c>.nodes` with an
 //! `mc_identity` header) with `reply-to` naming a fresh `/queue/<c>.reply.<id>_<pid>.<seq>`
 //! that it subscribes to first, collects replies for the discovery timeout, and
-//! unsubscribes. Headers are those MCollective sends (`timestamp`, `expires` = now + TTL
-//! + 10 s, `reply-to`, `mc_sender`, `mc_identity`); bodies have the sizes of Marshal
-//! payloads and carry the request id the simulator needs to check replies.
+//! unsubscribes. Headers are those MCollective sends (`timestamp`, `expires` set to now
+//! plus the TTL plus 10 s, `reply-to`, `mc_sender`, `mc_identity`); bodies have the sizes
+//! of Marshal payloads and carry the request id the simulator needs to check replies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -73,7 +73,6 @@ pub(super) fn spawn(
     recorder: &Recorder,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    let spec = Arc::new(spec.clone());
     let active = scenario.workload.mcollective.is_some();
     let mut directory: BTreeMap<String, ClientId> = BTreeMap::new();
     for rack in &scenario.racks {
@@ -88,7 +87,7 @@ pub(super) fn spawn(
             let id = recorder.register(ident.clone(), Role::Node, pool.clone());
             directory.insert(ident.clone(), id);
             let node_seed = seed::derive(seed, &format!("node/{}/{i}", rack.name));
-            let config = client_config(
+            let mut config = client_config(
                 scenario,
                 &pool,
                 rack.policy,
@@ -98,6 +97,8 @@ pub(super) fn spawn(
                 node_seed,
                 None,
             )?;
+            // A reply that cannot be written within its request's TTL is pointless.
+            config.send_timeout = Some(Duration::from_secs(spec.ttl_s));
             let mut rng = SmallRng::seed_from_u64(node_seed);
             let skew_ms = rack
                 .clock_skew_ms
@@ -114,7 +115,7 @@ pub(super) fn spawn(
             });
         }
         let recorder = recorder.clone();
-        let spec = spec.clone();
+        let spec = Arc::new(spec.clone());
         let epoch_ms = scenario.epoch_ms;
         sim.client(rack.name.as_str(), async move {
             for node in nodes {
@@ -133,12 +134,13 @@ pub(super) fn spawn(
     if !active {
         return Ok(());
     }
+    let spec = Arc::new(spec.clone());
     let directory = Arc::new(directory);
     let all_nodes: Arc<Vec<ClientId>> = Arc::new(directory.values().copied().collect());
     for (index, c) in spec.clients.iter().enumerate() {
         let id = recorder.register(c.name.clone(), Role::McoClient, c.servers.clone());
         let client_seed = seed::derive(seed, &format!("mco/{}", c.name));
-        let config = client_config(
+        let mut config = client_config(
             scenario,
             &c.servers,
             c.policy,
@@ -148,6 +150,8 @@ pub(super) fn spawn(
             client_seed,
             None,
         )?;
+        // `mco` wraps each publish in `publish_timeout` (2 s by default).
+        config.send_timeout = Some(Duration::from_secs(2));
         let mco = McoClient {
             index,
             id,
@@ -162,7 +166,9 @@ pub(super) fn spawn(
             end: duration,
         };
         sim.client(c.name.as_str(), async move {
-            mco.run().await;
+            // The host ends with the run even if the client is stuck reconnecting.
+            tokio::spawn(mco.run());
+            sleep_until_sim(duration).await;
             Ok(())
         });
     }

@@ -1,0 +1,99 @@
+//! Every scenario in `scenarios/` runs (some shortened) and its expectations hold.
+
+use std::path::PathBuf;
+
+use stampede_sim::run::{Outcome, run};
+use stampede_sim::scenario::Scenario;
+
+fn run_catalog(file: &str, duration_s: Option<f64>) -> Outcome {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(file);
+    let mut scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(d) = duration_s {
+        scenario.duration_s = d;
+    }
+    let outcome = run(&scenario, scenario.seed, "test", &mut |_| {}).expect("the simulation ran");
+    assert!(
+        outcome.passed(),
+        "{file}: an expectation failed:\n{}",
+        stampede_reports::summary_text(&outcome.report)
+    );
+    outcome
+}
+
+#[test]
+fn mcollective_1x800_baseline_gets_every_reply() {
+    let o = run_catalog("mcollective-1x800.toml", Some(60.0));
+    let m = o.report.mcollective.as_ref().unwrap();
+    assert!(m.requests >= 6, "{m:?}");
+    assert_eq!(m.replies_received, m.replies_expected);
+    assert!(m.replies_expected >= 5 * 800);
+}
+
+#[test]
+fn mcollective_3x800_failover_moves_nodes_and_attributes_loss_to_the_crash() {
+    let o = run_catalog("mcollective-3x800-failover.toml", Some(200.0));
+    // The crash really happened and its nodes moved: broker-2 is empty afterwards.
+    let after = o.report.seconds.iter().find(|s| s.t_s == 150).unwrap();
+    assert_eq!(after.connected[1], 0, "{:?}", after.connected);
+    assert!(
+        after.connected[0] + after.connected[2] >= 2399,
+        "{:?}",
+        after.connected
+    );
+    let crash = o
+        .report
+        .losses_by_fault
+        .iter()
+        .find(|l| l.label == "crash broker-2")
+        .unwrap();
+    assert_eq!(crash.lost, o.report.messages.lost);
+    assert!(o.report.failover_ms.len() >= 700);
+}
+
+#[test]
+fn broker_crash_failover_loses_only_in_the_crash_window() {
+    let o = run_catalog("broker-crash-failover.toml", None);
+    assert!(o.report.messages.lost > 0);
+    assert_eq!(o.analysis.losses_outside, 0);
+}
+
+#[test]
+fn queue_competing_consumers_survive_a_broker_restart() {
+    let o = run_catalog("queue-competing-consumers-crash.toml", None);
+    // All three consumers took part.
+    let consumers: std::collections::BTreeSet<_> =
+        o.history.deliveries.iter().map(|d| d.consumer).collect();
+    assert_eq!(consumers.len(), 3);
+}
+
+#[test]
+fn partition_heal_recovers_full_coverage() {
+    let o = run_catalog("partition-heal.toml", None);
+    let fired = o
+        .history
+        .applied
+        .iter()
+        .any(|(_, what)| what.starts_with("partition rack-1"));
+    assert!(fired, "{:?}", o.history.applied);
+}
+
+#[test]
+fn nemesis_seeds_differ_and_always_heal() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/nemesis-mcollective.toml");
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut schedules = std::collections::BTreeSet::new();
+    for seed in 1..=3 {
+        let o = run(&scenario, seed, "test", &mut |_| {}).expect("the simulation ran");
+        assert!(
+            o.passed(),
+            "seed {seed}:\n{}",
+            stampede_reports::summary_text(&o.report)
+        );
+        assert!(o.history.applied.iter().any(|(_, w)| w == "heal-all"));
+        schedules.insert(format!("{:?}", o.timeline.windows));
+    }
+    assert_eq!(schedules.len(), 3, "every seed draws its own faults");
+}

@@ -1,0 +1,265 @@
+//! Self-test of fault injection: every fault kind has an observable effect on the run,
+//! and the same run without the fault does not. (A fault that silently does nothing
+//! would make every failover test pass vacuously.)
+
+use stampede_broker::client::{ClientEvent, DisconnectReason};
+use stampede_sim::history::{ClientId, Role};
+use stampede_sim::run::{Outcome, run};
+use stampede_sim::scenario::Scenario;
+
+/// Two brokers; rack-1's 20 nodes all start on broker-1 and rack-2's on broker-2; one `mco`
+/// client per broker asks for discovery every 5 s.
+fn scenario(heartbeat_s: u64, faults: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "fault-self-test"
+duration_s = 45
+[network]
+jitter_ms = 0
+[[brokers]]
+name = "broker-1"
+[[brokers]]
+name = "broker-2"
+[[racks]]
+name = "rack-1"
+nodes = 20
+servers = ["broker-1", "broker-2"]
+heartbeat_s = {heartbeat_s}
+heartbeat_read_timeout = true
+start_spread_s = 1
+[[racks]]
+name = "rack-2"
+nodes = 20
+servers = ["broker-2", "broker-1"]
+heartbeat_s = {heartbeat_s}
+heartbeat_read_timeout = true
+start_spread_s = 1
+[workload.mcollective]
+agents = ["discovery"]
+clients = [{{ name = "mco-1", servers = ["broker-1"] }}, {{ name = "mco-2", servers = ["broker-2"] }}]
+discovery_interval_s = 5
+start_s = 5
+{faults}
+"#
+    );
+    Scenario::parse(&text, "self-test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn go(s: &Scenario) -> Outcome {
+    run(s, 3, "test", &mut |_| {}).expect("the simulation ran")
+}
+
+fn rack1_nodes(o: &Outcome) -> Vec<ClientId> {
+    o.history
+        .clients
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.role == Role::Node && c.name.starts_with("rack-1"))
+        .map(|(i, _)| ClientId(i as u32))
+        .collect()
+}
+
+/// Disconnections of rack-1 nodes between `from_s` and `to_s`, with their reasons.
+fn rack1_disconnects(o: &Outcome, from_s: f64, to_s: f64) -> Vec<DisconnectReason> {
+    let nodes = rack1_nodes(o);
+    o.history
+        .events
+        .iter()
+        .filter(|(at, c, _)| {
+            nodes.contains(c) && *at as f64 >= from_s * 1e6 && (*at as f64) < to_s * 1e6
+        })
+        .filter_map(|(_, _, e)| match e {
+            ClientEvent::Disconnected { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn connected_at(o: &Outcome, t_s: u64) -> Vec<u64> {
+    o.report
+        .seconds
+        .iter()
+        .find(|s| s.t_s == t_s)
+        .unwrap()
+        .connected
+        .clone()
+}
+
+fn applied(o: &Outcome, prefix: &str) -> usize {
+    o.history
+        .applied
+        .iter()
+        .filter(|(_, w)| w.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn control_run_without_faults_is_quiet() {
+    let o = go(&scenario(2, ""));
+    assert!(rack1_disconnects(&o, 0.0, 45.0).is_empty());
+    assert_eq!(
+        connected_at(&o, 20),
+        vec![20 + 1, 20 + 1],
+        "nodes plus one mco client each"
+    );
+    assert!(o.report.latency_us.value_at_quantile(1.0) < 10_000);
+    assert_eq!(o.report.messages.lost, 0);
+}
+
+#[test]
+fn crash_closes_connections_at_once_and_restart_brings_the_broker_back() {
+    let o = go(&scenario(
+        0,
+        r#"
+[[faults]]
+at_s = 12
+kind = "crash"
+target = ["broker-1"]
+duration_s = 10
+"#,
+    ));
+    assert_eq!(applied(&o, "crash broker-1"), 1);
+    assert_eq!(applied(&o, "restart broker-1"), 1);
+    assert_eq!(
+        applied(&o, "broker-1 started"),
+        2,
+        "{:?}",
+        o.history.applied
+    );
+    // Every rack-1 node saw its connection end within a tick or two of the crash, even
+    // without heart-beats, and moved to broker-2.
+    let d = rack1_disconnects(&o, 12.0, 12.1);
+    assert_eq!(d.len(), 20, "{d:?}");
+    assert_eq!(connected_at(&o, 15), vec![0, 40 + 1]);
+}
+
+#[test]
+fn partition_is_noticed_only_through_heartbeats() {
+    let faults = r#"
+[[faults]]
+at_s = 12
+kind = "partition"
+a = ["rack-1"]
+b = ["broker-1"]
+duration_s = 20
+"#;
+    let o = go(&scenario(2, faults));
+    let d = rack1_disconnects(&o, 12.0, 20.0);
+    assert_eq!(d.len(), 20, "{d:?}");
+    assert!(
+        d.iter().all(|r| *r == DisconnectReason::HeartbeatTimeout),
+        "{d:?}"
+    );
+    // Without heart-beats nobody notices: the connections just stall.
+    let o = go(&scenario(0, faults));
+    assert!(rack1_disconnects(&o, 12.0, 45.0).is_empty());
+    assert!(
+        o.report.messages.lost > 0,
+        "requests to the stalled nodes are lost"
+    );
+}
+
+#[test]
+fn oneway_partition_silences_one_direction() {
+    let o = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 12
+kind = "partition-oneway"
+a = ["broker-1"]
+b = ["rack-1"]
+duration_s = 20
+"#,
+    ));
+    // The nodes stop hearing broker-1 and leave it.
+    let d = rack1_disconnects(&o, 12.0, 20.0);
+    assert_eq!(d.len(), 20, "{d:?}");
+    assert_eq!(connected_at(&o, 25)[0], 1, "only mco-1 is left on broker-1");
+}
+
+#[test]
+fn hold_delays_everything_and_loses_nothing() {
+    let o = go(&scenario(
+        30,
+        r#"
+[[faults]]
+at_s = 14
+kind = "hold"
+a = ["rack-1"]
+b = ["broker-1"]
+duration_s = 4
+"#,
+    ));
+    assert!(rack1_disconnects(&o, 0.0, 45.0).is_empty());
+    assert_eq!(o.report.messages.lost, 0);
+    // The round at 15 s reached rack-1 only when the hold was released at 18 s.
+    assert!(
+        o.report.latency_us.max() >= 2_900_000,
+        "max {}",
+        o.report.latency_us.max()
+    );
+}
+
+#[test]
+fn latency_fault_raises_latency_for_its_window() {
+    let o = go(&scenario(
+        30,
+        r#"
+[[faults]]
+at_s = 12
+kind = "latency"
+a = ["rack-1"]
+b = ["broker-1"]
+latency_ms = 250
+duration_s = 10
+"#,
+    ));
+    let during = &o
+        .report
+        .seconds
+        .iter()
+        .find(|s| s.t_s == 15)
+        .unwrap()
+        .latency;
+    let after = &o
+        .report
+        .seconds
+        .iter()
+        .find(|s| s.t_s == 30)
+        .unwrap()
+        .latency;
+    assert!(during.max() >= 250_000, "during {}", during.max());
+    assert!(after.max() < 10_000, "after {}", after.max());
+}
+
+#[test]
+fn heal_all_undoes_partitions_and_restarts_brokers() {
+    let o = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 8
+kind = "crash"
+target = ["broker-2"]
+[[faults]]
+at_s = 12
+kind = "partition"
+a = ["rack-1"]
+b = ["broker-1"]
+[[faults]]
+at_s = 25
+kind = "heal-all"
+"#,
+    ));
+    assert_eq!(applied(&o, "heal-all"), 1);
+    assert_eq!(
+        applied(&o, "broker-2 started"),
+        2,
+        "{:?}",
+        o.history.applied
+    );
+    // After the heal the last discovery round reaches every node again.
+    let last = o.analysis.rounds.last().unwrap();
+    assert_eq!(last.received, 40, "{last:?}");
+}
