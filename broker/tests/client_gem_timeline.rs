@@ -10,9 +10,11 @@
 //! time jitter cannot change the number of attempts.
 //!
 //! Three timelines are compared attempt by attempt: the gem's (its `:logger` callbacks,
-//! monotonic timestamps), a `Reconnector` fed the gem's outcomes (hosts exactly, delays
-//! within 30 ms + 10 %), and our async client's (same hosts, its measured sleeps within the
-//! same tolerance of the policy delays).
+//! monotonic timestamps), a `Reconnector` fed the gem's outcomes (hosts exactly; the gem's
+//! measured waits no shorter than the policy's delays and at most 30 ms + 10 % longer), and
+//! our async client's (same hosts and outcomes, the same delays, wall-clock sleeps that are
+//! plausible on a loaded machine; its exact sleeping is tested under paused time in
+//! `client_driver.rs`).
 //!
 //! Needs `/usr/bin/ruby` with `ruby-stomp` (`scripts/install-test-deps`); fails otherwise.
 
@@ -435,8 +437,17 @@ fn client_tries(events: &[(Instant, ClientEvent)]) -> Vec<Try> {
     tries
 }
 
+/// A measured wait against the policy's: a sleep never ends early (1 ms for timer and clock
+/// granularity), and may end up to 30 ms + 10 % late on a busy machine.
 fn close_enough(measured: f64, expected: f64) -> bool {
-    (measured - expected).abs() <= 0.030 + 0.10 * expected
+    measured >= expected - 0.001 && measured <= expected + 0.030 + 0.10 * expected
+}
+
+/// Our client's wall-clock sleep, observed through its event channel by another task: the
+/// paused-time tests in `client_driver.rs` check its sleeps exactly, so here it only has to
+/// be plausible on a loaded 2-core machine.
+fn plausible_sleep(measured: f64, expected: f64) -> bool {
+    measured >= expected - 0.001 && measured <= expected + 0.250 + 0.10 * expected
 }
 
 fn policy_config() -> ReconnectConfig {
@@ -598,7 +609,7 @@ async fn the_stomp_gem_and_our_policy_reconnect_alike_through_two_outages() {
     for (i, c) in client.iter().enumerate() {
         let slept = c.slept.expect("every attempt has an outcome");
         assert!(
-            close_enough(slept, c.delay) && close_enough(c.delay, gem[i].delay),
+            plausible_sleep(slept, c.delay) && close_enough(gem[i].delay, c.delay),
             "attempt {}: our client's delay {:.4} s, slept {slept:.4} s, gem {:.4} s\n{table}",
             i + 1,
             c.delay,
