@@ -253,11 +253,14 @@ struct Gem {
 }
 
 impl Gem {
-    fn start(ports: [u16; 2]) -> Gem {
+    /// Runs the script until the gem has connected `reconnections` times after its first
+    /// connection.
+    fn start(ports: [u16; 2], reconnections: u32) -> Gem {
         let hosts = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
         let mut child = Command::new("/usr/bin/ruby")
             .arg(SCRIPT)
-            .args(["--hosts", &hosts, "--reconnections", "2"])
+            .args(["--hosts", &hosts])
+            .args(["--reconnections", &reconnections.to_string()])
             .args(["--initial-delay", "0.01"])
             .args(["--max-delay", &MAX_DELAY.as_secs_f64().to_string()])
             .args(["--connect-timeout", "5", "--timeout", "120"])
@@ -470,7 +473,7 @@ async fn the_stomp_gem_and_our_policy_reconnect_alike_through_two_outages() {
     let a = start_broker("gem-tl-a", ports[0]).await;
     let b = start_broker("gem-tl-b", ports[1]).await;
 
-    let mut gem = Gem::start(ports);
+    let mut gem = Gem::start(ports, 2);
     gem.wait_for("the first connection", |v| v.str("event") == Some("ready"))
         .await;
 
@@ -632,4 +635,114 @@ async fn the_stomp_gem_and_our_policy_reconnect_alike_through_two_outages() {
             .all(|r| matches!(r, DisconnectReason::Eof | DisconnectReason::Io(_))),
         "{drops:?}"
     );
+}
+
+/// A divergence, pinned down on purpose: the gem does not treat an ERROR answer to CONNECT
+/// as a failed attempt. `Connection#connect` does not raise on ERROR, so `socket()` logs
+/// `on_connected` and resets `@connection_attempts`; the broker then closes, `receive` sees
+/// EOF and the gem takes the *drop* path: the next host at once, no sleep. Its backoff
+/// grows only on TCP-level failures, so with every broker refusing the credentials it
+/// would reconnect in a tight loop (MCollective's runner adds its own backoff, protocols
+/// notes §3.6). Our client counts the ERROR as a failed attempt and backs off by the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
+    common::require_ruby_stomp();
+    // A rejects the gem's empty login with ERROR; nothing listens on B.
+    let a =
+        tokio::task::spawn_blocking(|| Broker::start_with_config("gem-err-a", common::AUTH_CONFIG))
+            .await
+            .unwrap();
+    let ports = [a.addr().port(), free_port()];
+    let mut gem = Gem::start(ports, 1);
+    let timeline = gem
+        .wait_for("the timeline", |v| v.str("event") == Some("timeline"))
+        .await;
+    let Some(Json::Arr(entries)) = timeline.get("entries") else {
+        panic!("no entries in {timeline:?}")
+    };
+    // The first seven entries; the gem goes on reconnecting while the script prints.
+    let kinds: Vec<(String, usize)> = entries
+        .iter()
+        .take(7)
+        .map(|e| {
+            let port = e.num("port").unwrap_or(0.0) as u16;
+            let server = ports.iter().position(|p| *p == port).unwrap_or(9);
+            (e.str("event").unwrap_or("?").to_owned(), server)
+        })
+        .collect();
+    let k = |e: &str, s: usize| (e.to_owned(), s);
+    assert_eq!(
+        kinds,
+        [
+            k("connecting", 0),
+            k("connected", 0), // the ERROR answer, logged as a connection
+            k("miscerr", 0),   // EOF: the broker closed after its ERROR
+            k("connecting", 1),
+            k("connectfail", 1),
+            k("connecting", 0),
+            k("connected", 0),
+        ],
+        "{entries:?}"
+    );
+    let tries = gem_tries(entries, ports);
+    // The gem: B at once after the "drop", A 0.01 s after B's failure.
+    assert!(close_enough(tries[1].delay, 0.0), "{tries:?}");
+    assert!(close_enough(tries[2].delay, 0.010), "{tries:?}");
+    drop(gem);
+
+    // Our client on the same pair: the ERROR is a failed attempt, so B waits 10 ms and the
+    // next try of A 20 ms.
+    let servers = ServerList::new(
+        ports
+            .iter()
+            .map(|p| ServerAddr::new("127.0.0.1", *p))
+            .collect(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(servers, PolicyKind::StompGem);
+    cfg.reconnect = policy_config();
+    cfg.accept_version = None;
+    cfg.heart_beat_ms = (0, 0);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.push(
+            timeout(WAIT, streams.events.recv())
+                .await
+                .expect("an event")
+                .expect("events"),
+        );
+    }
+    client.disconnect().await;
+    assert!(
+        matches!(
+            &seen[1],
+            ClientEvent::Disconnected {
+                reason: DisconnectReason::ErrorFrame(_)
+            }
+        ),
+        "{seen:?}"
+    );
+    assert_eq!(
+        [&seen[0], &seen[2], &seen[4]],
+        [
+            &ClientEvent::Attempt {
+                server: 0,
+                number: 1,
+                delay: Duration::ZERO
+            },
+            &ClientEvent::Attempt {
+                server: 1,
+                number: 2,
+                delay: Duration::from_millis(10)
+            },
+            &ClientEvent::Attempt {
+                server: 0,
+                number: 3,
+                delay: Duration::from_millis(20)
+            },
+        ],
+        "{seen:?}"
+    );
+    drop(a);
 }
