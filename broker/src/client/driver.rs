@@ -57,7 +57,7 @@
 //!
 //! Every buffer is bounded: commands (`commands_queued_max`), operations waiting to be
 //! written (`pending_sends_max`), the output buffer (64 KiB before pending operations
-//! wait, plus one frame), the input buffer (one frame plus one 8 KiB read; the decoder's
+//! wait, plus one frame), the input buffer (one frame plus one 4 KiB read; the decoder's
 //! [`FrameLimits`] cap a frame), messages for the application
 //! (`messages_buffered_max`) and events (`events_buffered_max`). When the message channel
 //! is full the driver stops reading the socket (TCP pushes back on the broker) but keeps
@@ -101,7 +101,8 @@
 //! * While connected and the output buffer has room, an operation is written at once.
 //! * Otherwise it waits in the queue, and goes out on the next connection right after
 //!   the subscriptions are replayed. When the queue is full the driver stops taking
-//!   commands, so callers wait (backpressure) in the command channel.
+//!   commands, so callers wait (backpressure) in the command channel. Receipted
+//!   operations also wait while `pending_sends_max` receipts are outstanding.
 //! * With `send_timeout` set, an operation that has not been handed to a socket within
 //!   that time of the call fails with [`ClientError::Timeout`] (or
 //!   [`SendOutcome::Failed`]) and is never written, whether it waited in the command
@@ -164,7 +165,7 @@ use crate::net::{BoxFuture, BoxStream, SharedNet};
 use crate::proto::{Decoder, Frame, FrameLimits, Headers, Item, Version, encode};
 
 /// Bytes reserved in the input buffer before each read.
-const READ_CHUNK_BYTES: usize = 8 * 1024;
+const READ_CHUNK_BYTES: usize = 4 * 1024;
 /// Queued operations wait while the output buffer holds at least this many bytes.
 const WRITE_BUFFER_HIGH_WATER_BYTES: usize = 64 * 1024;
 /// Commands handled in a row before the driver checks the socket for input anyway.
@@ -205,7 +206,8 @@ pub struct ClientConfig {
     /// Commands from [`Client`] handles buffered before callers wait.
     pub commands_queued_max: usize,
     /// Operations (sends, acks, transaction frames) waiting for a connection or for room
-    /// in the output buffer before the driver stops taking commands.
+    /// in the output buffer before the driver stops taking commands; also the most
+    /// receipted SENDs and COMMITs written and awaiting their RECEIPT (more wait).
     pub pending_sends_max: usize,
     /// How long an operation may wait to be written before it fails; `None`: forever.
     pub send_timeout: Option<Duration>,
@@ -651,6 +653,17 @@ impl Op {
             }
             Op::Subscribe { .. } | Op::Unsubscribe { .. } => {}
         }
+    }
+
+    /// Whether writing it asks for a receipt.
+    fn wants_receipt(&self) -> bool {
+        matches!(
+            self,
+            Op::Send(SendOp {
+                reply: SendReply::Receipt(_),
+                ..
+            }) | Op::Commit { .. }
+        )
     }
 
     /// Whether nobody waits for the outcome any more (the caller's future was dropped).
@@ -1233,6 +1246,7 @@ impl Driver {
     fn on_timer(&mut self) {
         let now = Instant::now();
         self.expire_pending(now);
+        self.pump(now);
         match &self.phase {
             Phase::Backoff { attempt, until } if *until <= now => {
                 let attempt = *attempt;
@@ -1354,6 +1368,17 @@ impl Driver {
             .as_ref()
             .is_some_and(|io| io.wbuf.len() < WRITE_BUFFER_HIGH_WATER_BYTES)
         {
+            let Some(front) = self.pending.front() else {
+                break;
+            };
+            if front.op.abandoned() {
+                self.pending.pop_front();
+                continue;
+            }
+            if front.op.wants_receipt() && self.waiters.len() >= self.pending_sends_max {
+                // Enough receipts outstanding: wait for answers before asking for more.
+                break;
+            }
             let Some(q) = self.pending.pop_front() else {
                 break;
             };
@@ -1598,6 +1623,8 @@ impl Driver {
                 }
                 if let Some(tx) = self.waiters.remove(&id) {
                     let _ = tx.send(SendOutcome::Confirmed);
+                    // A receipt slot is free: receipted operations may be waiting for it.
+                    self.pump(Instant::now());
                 }
             }
             Incoming::UnknownReceipt(id) => {
@@ -1606,14 +1633,17 @@ impl Driver {
             Incoming::Error {
                 message, receipt, ..
             } => {
-                match receipt.and_then(|(id, _)| self.waiters.remove(&id)) {
-                    Some(tx) => {
-                        let _ = tx.send(SendOutcome::Failed(message.clone()));
-                    }
+                let refused = receipt.and_then(|(id, _)| self.waiters.remove(&id));
+                match &refused {
+                    Some(_) => tracing::debug!(%message, "the broker refused a receipted frame"),
                     None => tracing::warn!(%message, "ERROR frame from the broker"),
                 }
                 if let Some(io) = self.io.as_mut() {
-                    io.error = Some(message);
+                    io.error = Some(message.clone());
+                }
+                if let Some(tx) = refused {
+                    let _ = tx.send(SendOutcome::Failed(message));
+                    self.pump(Instant::now());
                 }
             }
             Incoming::Unexpected(frame) => {
@@ -1788,10 +1818,18 @@ mod tests {
     fn pipe_client(
         capacity: usize,
     ) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
+        pipe_client_with(capacity, |_| {})
+    }
+
+    fn pipe_client_with(
+        capacity: usize,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let servers = ServerList::single(ServerAddr::new("pipe", 1));
         let mut cfg = ClientConfig::new(servers, PolicyKind::StompGem);
         cfg.heart_beat_ms = (0, 0);
+        adjust(&mut cfg);
         let net = Arc::new(PipeNet {
             capacity,
             far_ends: tx,
@@ -1891,6 +1929,47 @@ mod tests {
         client.disconnect().await;
         let f = far.frame().await.expect("DISCONNECT");
         assert_eq!(f.command, Command::Disconnect);
+    }
+
+    /// At most `pending_sends_max` receipts are outstanding; further receipted sends wait
+    /// for answers.
+    #[tokio::test(start_paused = true)]
+    async fn outstanding_receipts_are_bounded() {
+        let (client, _streams, mut pipes) =
+            pipe_client_with(64 * 1024, |c| c.pending_sends_max = 2);
+        let mut far = Far::new(pipes.recv().await.unwrap());
+        far.handshake().await;
+        let mut sends = Vec::new();
+        for i in 0..3 {
+            let c = client.clone();
+            sends.push(tokio::spawn(async move {
+                c.send_with_receipt("/queue/q", Headers::new(), format!("{i}"))
+                    .await
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let first = far.frame().await.unwrap();
+        let second = far.frame().await.unwrap();
+        assert_eq!((&first.body[..], &second.body[..]), (&b"0"[..], &b"1"[..]));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), far.frame())
+                .await
+                .is_err(),
+            "the third waits while two receipts are outstanding"
+        );
+        let r = first.headers.get("receipt").unwrap().to_owned();
+        far.write(Frame::new(Command::Receipt).header("receipt-id", r))
+            .await;
+        let third = far.frame().await.unwrap();
+        assert_eq!(&third.body[..], b"2");
+        for f in [second, third] {
+            let r = f.headers.get("receipt").unwrap().to_owned();
+            far.write(Frame::new(Command::Receipt).header("receipt-id", r))
+                .await;
+        }
+        for s in sends {
+            assert_eq!(s.await.unwrap(), SendOutcome::Confirmed);
+        }
     }
 
     #[test]
