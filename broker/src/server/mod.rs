@@ -1,6 +1,6 @@
 //! The tokio shell: sockets and timers around one [`Broker`], no protocol decisions.
 //!
-//! - One *core task* owns the [`Broker`]. It receives [`Event`]s from every connection
+//! - One *core task* owns the [`Broker`]. It receives `Event`s from every connection
 //!   through one bounded inbox, calls the matching `handle_*`, and routes the outputs to
 //!   per-connection writer channels. It sleeps until the core's next timer.
 //! - Each connection has a *reader task* (bytes → frames with the codec, forwarded to the

@@ -275,7 +275,8 @@ class Client
     begin
       @conn.disconnect
     rescue IOError => e
-      raise unless @closed && @errors.empty?
+      wait_closed('the reader to see the close that raced DISCONNECT')
+      raise unless @errors.empty?
       log("DISCONNECT raced the broker's close (#{e.message}); treating it as closed")
     end
     wait_closed('the connection to close after DISCONNECT')
