@@ -13,21 +13,22 @@ use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, Subs
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
-use super::{client_config, sleep_until_sim, start_client};
-use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord, now_us};
+use super::{Env, Host, client_config, start_client};
+use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec, Scenario};
 use crate::seed;
 
 /// Receipted SENDs one producer may have outstanding before its schedule slips.
 const INFLIGHT_SENDS_MAX: usize = 1024;
 
-pub(super) fn spawn(
-    sim: &mut turmoil::Sim<'_>,
-    scenario: &Scenario,
+pub(super) fn build(
+    _scenario: &Scenario,
     spec: &QueueSpec,
     seed: u64,
     recorder: &Recorder,
     duration: Duration,
+    env: &Env,
+    hosts: &mut Vec<Host>,
 ) -> anyhow::Result<()> {
     let topic = spec.destination.starts_with("/topic/");
     let mut consumers = Vec::new();
@@ -35,7 +36,7 @@ pub(super) fn spawn(
         let name = format!("{}-consumer-{i}", spec.name);
         let id = recorder.register(name.clone(), Role::Consumer, spec.consumer_servers.clone());
         let config = client_config(
-            scenario,
+            env,
             &spec.consumer_servers,
             spec.policy,
             &spec.reconnect,
@@ -51,7 +52,7 @@ pub(super) fn spawn(
         let name = format!("{}-producer-{i}", spec.name);
         let id = recorder.register(name.clone(), Role::Producer, spec.producer_servers.clone());
         let config = client_config(
-            scenario,
+            env,
             &spec.producer_servers,
             spec.policy,
             &spec.reconnect,
@@ -69,9 +70,11 @@ pub(super) fn spawn(
         .map(Duration::from_secs_f64)
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
     let host = spec.name.clone();
-    sim.client(host.as_str(), async move {
+    let net = env.net.clone();
+    let timebase = recorder.timebase();
+    hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
-            let (client, mut messages) = start_client(config, &recorder, id);
+            let (client, mut messages) = start_client(&net, config, &recorder, id);
             let ack = match spec.ack {
                 AckMode::Auto => ClientAck::Auto,
                 AckMode::Client => ClientAck::Client,
@@ -92,7 +95,7 @@ pub(super) fn spawn(
                         recorder.lock().deliveries.push(DeliveryRecord {
                             id: mid,
                             consumer: id,
-                            at_us: now_us(),
+                            at_us: timebase.now_us(),
                             redelivered: msg.headers.get("redelivered") == Some("true"),
                         });
                     }
@@ -103,7 +106,7 @@ pub(super) fn spawn(
             });
         }
         for (index, id, config) in producers {
-            let (client, _messages) = start_client(config, &recorder, id);
+            let (client, _messages) = start_client(&net, config, &recorder, id);
             let spec = spec.clone();
             let recorder = recorder.clone();
             tokio::spawn(async move {
@@ -117,7 +120,7 @@ pub(super) fn spawn(
                     if intended >= stop {
                         break;
                     }
-                    sleep_until_sim(intended).await;
+                    timebase.sleep_until(intended).await;
                     let mid = (u64::from(index) << 32) | seq;
                     let mut headers = Headers::new();
                     headers.push("x-sim-id", mid.to_string());
@@ -147,7 +150,7 @@ pub(super) fn spawn(
                         let dest = spec.destination.clone();
                         let payload = payload.clone();
                         tokio::spawn(async move {
-                            let sent_at = now_us();
+                            let sent_at = timebase.now_us();
                             let outcome = client.send_with_receipt(dest, headers, payload).await;
                             let mut h = recorder.lock();
                             let r = &mut h.sends[record_index];
@@ -165,7 +168,7 @@ pub(super) fn spawn(
                             .await;
                         let mut h = recorder.lock();
                         let r = &mut h.sends[record_index];
-                        r.sent_us = Some(now_us());
+                        r.sent_us = Some(timebase.now_us());
                         r.outcome = if result.is_ok() {
                             SendOutcome::Written
                         } else {
@@ -176,8 +179,7 @@ pub(super) fn spawn(
                 }
             });
         }
-        sleep_until_sim(duration).await;
-        Ok(())
-    });
+        timebase.sleep_until(duration).await;
+    }));
     Ok(())
 }
