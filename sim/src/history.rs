@@ -145,6 +145,8 @@ pub struct History {
     pub replies: Vec<McoObservation>,
     /// Faults applied, with simulated time (ms) and a description, in order.
     pub applied: Vec<(u64, String)>,
+    /// Live runs: messages consumed that another run had sent (see `Env::run_tag`).
+    pub stale: u64,
 }
 
 /// Where a run's time comes from.

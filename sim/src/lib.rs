@@ -11,6 +11,9 @@
 //!   carry many client nodes each) and steps it, applying faults.
 //! - [`fault`]: the fault timeline (explicit faults and the seeded nemesis) and its windows.
 //! - [`workload`]: MCollective nodes and `mco` clients; producers and consumers.
+//! - [`driver`]: how workloads talk to a target broker (STOMP with ActiveMQ's or
+//!   RabbitMQ's conventions, or Redis pub/sub).
+//! - [`live`]: `stampede load`: the same workloads against real brokers over real TCP.
 //! - [`history`]: what clients attempted and observed, in simulated time.
 //! - [`checker`]: counts, losses by fault window, reorders, failover times, expectations.
 //! - [`run`]: one run from scenario to report.
@@ -23,8 +26,10 @@
 //! built with `--cfg tokio_unstable` so that turmoil seeds tokio's `select!`.
 
 pub mod checker;
+pub mod driver;
 pub mod fault;
 pub mod history;
+pub mod live;
 pub mod net;
 pub mod run;
 pub mod scenario;

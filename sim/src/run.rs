@@ -58,7 +58,8 @@ pub fn run(
     })
 }
 
-fn to_report(
+/// Turns a checked run into its report (also used by live runs).
+pub(crate) fn to_report(
     scenario: &Scenario,
     seed: u64,
     timeline: &Timeline,

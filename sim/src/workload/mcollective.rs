@@ -9,6 +9,11 @@
 //! unsubscribes. Headers are those MCollective sends (`timestamp`, `expires` set to now
 //! plus the TTL plus 10 s, `reply-to`, `mc_sender`, `mc_identity`); bodies have the sizes
 //! of Marshal payloads and carry the request id the simulator needs to check replies.
+//!
+//! Those are the activemq connector's conventions, used in the simulator and against
+//! Stampede and ActiveMQ. Against RabbitMQ and Redis the nodes and clients follow the
+//! rabbitmq and redis connectors instead; the destinations and headers come from the
+//! [`Driver`](crate::driver::Driver), the behaviour is the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,11 +22,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use stampede_broker::client::{Client, SubscribeSpec, SubscriptionId};
 use stampede_broker::proto::Headers;
 
 use super::{Env, Host, client_config, start_client};
 use stampede_broker::net::SharedNet;
+
+use crate::driver::{Conn, Driver, Subscription};
 
 use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
@@ -121,10 +127,12 @@ pub(super) fn build(
         let spec = Arc::new(spec.clone());
         let epoch_ms = scenario.epoch_ms;
         let net = env.net.clone();
+        let driver = env.driver;
         hosts.push(Host::new(rack.name.clone(), async move {
             for node in nodes {
                 tokio::spawn(run_node(
                     node,
+                    driver,
                     net.clone(),
                     spec.clone(),
                     recorder.clone(),
@@ -158,6 +166,7 @@ pub(super) fn build(
         config.send_timeout = Some(Duration::from_secs(2));
         let mco = McoClient {
             net: env.net.clone(),
+            driver: env.driver,
             index,
             id,
             name: c.name.clone(),
@@ -193,6 +202,7 @@ struct Node {
 
 async fn run_node(
     node: Node,
+    driver: Driver,
     net: SharedNet,
     spec: Arc<McoSpec>,
     recorder: Recorder,
@@ -201,27 +211,9 @@ async fn run_node(
 ) {
     let timebase = recorder.timebase();
     timebase.sleep_until(node.start).await;
-    let (client, mut messages) = start_client(&net, node.config, &recorder, node.id);
+    let (client, mut messages) = start_client(driver, &net, node.config, &recorder, node.id);
     let c = &spec.collective;
-    let directed = format!("/queue/{c}.nodes");
-    // As MCollective: STOMP 1.0 subscriptions have no id; with 1.1 the directed one is
-    // `<c>_directed_to_identity` and topic ones are named after their destination.
-    let sub =
-        SubscribeSpec::new(directed.clone()).selector(format!("mc_identity = '{}'", node.identity));
-    let sub = if node.versioned_ids {
-        sub.id(format!("{c}_directed_to_identity"))
-    } else {
-        sub.without_id()
-    };
-    let _ = client.subscribe(sub).await;
-    for agent in &spec.agents {
-        let dest = format!("/topic/{c}.{agent}.agent");
-        let sub = SubscribeSpec::new(dest.clone());
-        let sub = if node.versioned_ids {
-            sub.id(dest)
-        } else {
-            sub.without_id()
-        };
+    for sub in driver.mco_node_subscriptions(c, &node.identity, &spec.agents, node.versioned_ids) {
         let _ = client.subscribe(sub).await;
     }
     if !active {
@@ -244,7 +236,7 @@ async fn run_node(
             biased;
             msg = messages.recv() => {
                 let Some(msg) = msg else { return };
-                let Some(request) = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok()) else {
+                let Some(request) = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok()) else {
                     continue;
                 };
                 let at_us = timebase.now_us();
@@ -256,11 +248,11 @@ async fn run_node(
                 // Message#validate: the node drops requests older than their TTL by its
                 // own (possibly skewed) clock.
                 let node_now_ms = (epoch_ms + at_us / 1000) as i64 + node.skew_ms;
-                let msgtime_ms = field(&msg.body, "t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(node_now_ms);
+                let msgtime_ms = field(msg.body(), "t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(node_now_ms);
                 if node_now_ms - msgtime_ms > spec.ttl_s as i64 * 1000 {
                     continue;
                 }
-                let Some(reply_to) = msg.headers.get("reply-to").map(str::to_owned) else {
+                let Some(reply_to) = msg.header("reply-to").map(str::to_owned) else {
                     continue;
                 };
                 let delay = Duration::from_millis(rng.random_range(spec.reply_delay_ms[0]..=spec.reply_delay_ms[1]));
@@ -272,8 +264,7 @@ async fn run_node(
                     tokio::time::sleep(delay).await;
                     let now_ms = epoch_ms + timebase.now_us() / 1000;
                     let mut headers = Headers::new();
-                    headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
-                    headers.push("expires", ((now_ms / 1000 + ttl_s + 10) * 1000).to_string());
+                    driver.mco_time_headers(&mut headers, now_ms, ttl_s);
                     headers.push("mc_sender", identity.clone());
                     let b = body(&format!("req={request};node={identity}"), reply_bytes);
                     let _ = client.send(&reply_to, headers, b).await;
@@ -282,10 +273,9 @@ async fn run_node(
             () = registration_due => {
                 let now_ms = epoch_ms + timebase.now_us() / 1000;
                 let mut headers = Headers::new();
-                headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
-                headers.push("expires", ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string());
+                driver.mco_time_headers(&mut headers, now_ms, spec.ttl_s);
                 headers.push("mc_sender", node.identity.clone());
-                let dest = format!("/topic/{c}.registration.agent");
+                let dest = driver.mco_broadcast(c, "registration");
                 let _ = client.send(&dest, headers, body(&format!("reg={}", node.identity), spec.request_bytes)).await;
                 next_registration = registration.map(|d| tokio::time::Instant::now() + d);
             }
@@ -295,6 +285,7 @@ async fn run_node(
 
 struct McoClient {
     net: SharedNet,
+    driver: Driver,
     index: usize,
     id: ClientId,
     name: String,
@@ -310,14 +301,22 @@ struct McoClient {
 
 /// A request whose replies are being collected.
 struct Open {
-    subscription: Option<SubscriptionId>,
+    subscription: Option<Subscription>,
     until: Duration,
 }
 
 impl McoClient {
     async fn run(self) {
-        let (client, mut messages) =
-            start_client(&self.net, self.config.clone(), &self.recorder, self.id);
+        let (client, mut messages) = start_client(
+            self.driver,
+            &self.net,
+            self.config.clone(),
+            &self.recorder,
+            self.id,
+        );
+        for sub in self.driver.mco_client_subscriptions(&self.name, CLIENT_PID) {
+            let _ = client.subscribe(sub).await;
+        }
         let timebase = self.recorder.timebase();
         let spec = &self.spec;
         let stop = spec
@@ -367,8 +366,8 @@ impl McoClient {
                 biased;
                 msg = messages.recv() => {
                     let Some(msg) = msg else { break };
-                    let request = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok());
-                    let node = field(&msg.body, "node").and_then(|n| self.directory.get(n)).copied();
+                    let request = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok());
+                    let node = field(msg.body(), "node").and_then(|n| self.directory.get(n)).copied();
                     if let (Some(request), Some(node)) = (request, node) {
                         self.recorder.lock().replies.push(McoObservation { request, node, at_us: timebase.now_us() });
                     }
@@ -401,10 +400,17 @@ impl McoClient {
                                 picked.into_iter().collect()
                             }
                         };
-                        let reply_queue = format!("/queue/{}.reply.{}_{}.{}", spec.collective, self.name, CLIENT_PID, seq);
-                        let subscription = client.subscribe(SubscribeSpec::new(reply_queue.clone()).without_id()).await.ok();
+                        let agent = match kind {
+                            RequestKind::Discovery => "discovery",
+                            RequestKind::Directed => spec.agents.iter().find(|a| *a != "discovery").map_or("discovery", String::as_str),
+                        };
+                        let reply = self.driver.mco_reply_to(&spec.collective, &self.name, CLIENT_PID, seq, agent);
+                        let subscription = match reply.subscribe {
+                            Some(sub) => client.subscribe(sub).await.ok(),
+                            None => None,
+                        };
                         let intended_us = at.as_micros() as u64;
-                        let sent = self.send_request(&client, kind, id, &reply_queue, &targets, intended_us).await;
+                        let sent = self.send_request(&client, kind, id, &reply.reply_to, &targets, intended_us).await;
                         let until = now + window;
                         self.recorder.lock().requests.push(McoRequest {
                             id,
@@ -432,7 +438,7 @@ impl McoClient {
     /// Sends the request frames; `true` if every SEND was written.
     async fn send_request(
         &self,
-        client: &Client,
+        client: &Conn,
         kind: RequestKind,
         id: u64,
         reply_queue: &str,
@@ -441,16 +447,12 @@ impl McoClient {
     ) -> bool {
         let spec = &self.spec;
         let now_ms = self.epoch_ms + intended_us / 1000;
-        let headers = |identity: Option<&str>| {
+        let headers = |selects: Option<(&str, String)>| {
             let mut h = Headers::new();
-            h.push("timestamp", (now_ms / 1000 * 1000).to_string());
-            h.push(
-                "expires",
-                ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string(),
-            );
+            self.driver.mco_time_headers(&mut h, now_ms, spec.ttl_s);
             h.push("reply-to", reply_queue.to_owned());
-            if let Some(i) = identity {
-                h.push("mc_identity", i.to_owned());
+            if let Some((name, value)) = selects {
+                h.push(name, value);
             }
             h.push("mc_sender", self.name.clone());
             h
@@ -458,18 +460,18 @@ impl McoClient {
         let b = body(&format!("req={id};t={now_ms}"), spec.request_bytes);
         match kind {
             RequestKind::Discovery => {
-                let dest = format!("/topic/{}.discovery.agent", spec.collective);
+                let dest = self.driver.mco_broadcast(&spec.collective, "discovery");
                 client.send(&dest, headers(None), b).await.is_ok()
             }
             RequestKind::Directed => {
-                let dest = format!("/queue/{}.nodes", spec.collective);
                 let names: BTreeMap<ClientId, &String> =
                     self.directory.iter().map(|(n, id)| (*id, n)).collect();
                 let mut ok = true;
                 for t in targets {
                     let Some(name) = names.get(t) else { continue };
+                    let (dest, selects) = self.driver.mco_directed(&spec.collective, name);
                     ok &= client
-                        .send(&dest, headers(Some(name)), b.clone())
+                        .send(&dest, headers(selects), b.clone())
                         .await
                         .is_ok();
                 }

@@ -5,7 +5,9 @@
 //!
 //! Every simulated client is the project's real failover client (`stampede_broker::client`)
 //! over [`crate::net::TurmoilNet`], with its own TCP connection, server list and reconnect
-//! policy. Its connection events go to the history as they happen.
+//! policy. Its connection events go to the history as they happen. Live runs
+//! (`stampede load`, [`crate::live`]) run the same code over real TCP; the [`Driver`] in the
+//! [`Env`] holds what differs between target brokers.
 
 pub mod mcollective;
 pub mod queue;
@@ -23,6 +25,7 @@ use stampede_broker::client::{
 
 use stampede_broker::net::SharedNet;
 
+use crate::driver::{Conn, Driver, Inbox};
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Policy, ReconnectSpec, Scenario};
@@ -34,6 +37,14 @@ pub struct Env {
     pub net: SharedNet,
     /// Broker name → (host, port) to connect to.
     pub brokers: BTreeMap<String, (String, u16)>,
+    /// How clients talk to the brokers (destination conventions, wire protocol).
+    pub driver: Driver,
+    /// Live runs: a tag put on every queue-workload message (`x-sim-run`); consumers
+    /// ignore messages with another tag (left in a durable queue by an earlier run) and
+    /// count them in [`crate::history::History::stale`]. `None` in the simulator.
+    pub run_tag: Option<String>,
+    /// Login and passcode for every client that has none of its own (live runs).
+    pub credentials: Option<Credentials>,
 }
 
 impl Env {
@@ -46,6 +57,9 @@ impl Env {
                 .iter()
                 .map(|b| (b.name.clone(), (b.name.clone(), b.port)))
                 .collect(),
+            driver: Driver::ActiveMq,
+            run_tag: None,
+            credentials: None,
         }
     }
 }
@@ -153,7 +167,7 @@ fn client_config(
     let mut config = ClientConfig::new(server_list(env, pool)?, kind);
     config.reconnect = reconnect;
     config.seed = seed;
-    config.host = Some("mcollective".to_owned());
+    config.host = Some(env.driver.vhost().to_owned());
     if heartbeat_s > 0 {
         // MCollective's arithmetic: heart-beat:<n*1000+500>,<n*1000-500>, STOMP 1.1.
         let n = heartbeat_s * 1000;
@@ -177,27 +191,19 @@ fn client_config(
             login: user.to_owned(),
             passcode: pass.to_owned(),
         });
+    } else {
+        config.credentials = env.credentials.clone();
     }
     Ok(config)
 }
 
-/// Starts a client and forwards its connection events to the history.
+/// Starts a client through the driver and forwards its connection events to the history.
 fn start_client(
+    driver: Driver,
     net: &SharedNet,
     config: ClientConfig,
     recorder: &Recorder,
     id: ClientId,
-) -> (
-    stampede_broker::client::Client,
-    tokio::sync::mpsc::Receiver<stampede_broker::client::Message>,
-) {
-    let (client, streams) = stampede_broker::client::Client::start(net.clone(), config);
-    let mut events = streams.events;
-    let recorder = recorder.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            recorder.event(id, ev);
-        }
-    });
-    (client, streams.messages)
+) -> (Conn, Inbox) {
+    driver.start(net, config, recorder, id)
 }

@@ -3,7 +3,9 @@
 //! stalled producer cannot hide latency), M consumers with an ack mode, optional receipts.
 //!
 //! Each message carries `x-sim-id` (unique) and `x-sim-seq` (per producer) headers so the
-//! checker can find losses, duplicates and reorders.
+//! checker can find losses, duplicates and reorders. In live runs it also carries
+//! `x-sim-run` (the run's tag): a consumer ignores messages with another tag, which an
+//! earlier run left in a durable queue, and counts them as stale.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
 use super::{Env, Host, client_config, start_client};
+use crate::driver::ack_mode;
 use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec, Scenario};
 use crate::seed;
@@ -31,6 +34,12 @@ pub(super) fn build(
     hosts: &mut Vec<Host>,
 ) -> anyhow::Result<()> {
     let topic = spec.destination.starts_with("/topic/");
+    if let Some(why) = env
+        .driver
+        .queue_unsupported(&spec.destination, spec.ack == AckMode::Auto)
+    {
+        anyhow::bail!("workload '{}': {why}", spec.name);
+    }
     let mut consumers = Vec::new();
     for i in 0..spec.consumers {
         let name = format!("{}-consumer-{i}", spec.name);
@@ -71,32 +80,34 @@ pub(super) fn build(
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
     let host = spec.name.clone();
     let net = env.net.clone();
+    let driver = env.driver;
+    let run_tag: Option<Arc<str>> = env.run_tag.as_deref().map(Arc::from);
     let timebase = recorder.timebase();
     hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
-            let (client, mut messages) = start_client(&net, config, &recorder, id);
-            let ack = match spec.ack {
-                AckMode::Auto => ClientAck::Auto,
-                AckMode::Client => ClientAck::Client,
-                AckMode::ClientIndividual => ClientAck::ClientIndividual,
-            };
+            let (client, mut messages) = start_client(driver, &net, config, &recorder, id);
+            let ack = ack_mode(spec.ack);
             let sub = SubscribeSpec::new(spec.destination.clone())
                 .id("0")
                 .ack(ack);
             let _ = client.subscribe(sub).await;
             let recorder = recorder.clone();
+            let run_tag = run_tag.clone();
             tokio::spawn(async move {
                 while let Some(msg) = messages.recv().await {
-                    let id_header = msg
-                        .headers
-                        .get("x-sim-id")
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(mid) = id_header {
+                    let stale = match (&run_tag, msg.header("x-sim-run")) {
+                        (Some(ours), theirs) => theirs != Some(&**ours),
+                        (None, _) => false,
+                    };
+                    let id_header = msg.header("x-sim-id").and_then(|v| v.parse::<u64>().ok());
+                    if stale {
+                        recorder.lock().stale += 1;
+                    } else if let Some(mid) = id_header {
                         recorder.lock().deliveries.push(DeliveryRecord {
                             id: mid,
                             consumer: id,
                             at_us: timebase.now_us(),
-                            redelivered: msg.headers.get("redelivered") == Some("true"),
+                            redelivered: msg.header("redelivered") == Some("true"),
                         });
                     }
                     if ack != ClientAck::Auto {
@@ -106,9 +117,10 @@ pub(super) fn build(
             });
         }
         for (index, id, config) in producers {
-            let (client, _messages) = start_client(&net, config, &recorder, id);
+            let (client, _messages) = start_client(driver, &net, config, &recorder, id);
             let spec = spec.clone();
             let recorder = recorder.clone();
+            let run_tag = run_tag.clone();
             tokio::spawn(async move {
                 let interval = Duration::from_secs_f64(1.0 / spec.rate_per_s);
                 let start = Duration::from_secs_f64(spec.start_s);
@@ -125,6 +137,9 @@ pub(super) fn build(
                     let mut headers = Headers::new();
                     headers.push("x-sim-id", mid.to_string());
                     headers.push("x-sim-seq", seq.to_string());
+                    if let Some(tag) = &run_tag {
+                        headers.push("x-sim-run", tag.to_string());
+                    }
                     if spec.persistent {
                         headers.push("persistent", "true");
                     }
@@ -151,7 +166,7 @@ pub(super) fn build(
                         let payload = payload.clone();
                         tokio::spawn(async move {
                             let sent_at = timebase.now_us();
-                            let outcome = client.send_with_receipt(dest, headers, payload).await;
+                            let outcome = client.send_with_receipt(&dest, headers, payload).await;
                             let mut h = recorder.lock();
                             let r = &mut h.sends[record_index];
                             r.sent_us = Some(sent_at);
@@ -164,7 +179,7 @@ pub(super) fn build(
                         });
                     } else {
                         let result = client
-                            .send(spec.destination.clone(), headers, payload.clone())
+                            .send(&spec.destination, headers, payload.clone())
                             .await;
                         let mut h = recorder.lock();
                         let r = &mut h.sends[record_index];

@@ -1,0 +1,401 @@
+//! Target drivers: how a workload's client talks to a broker, and the destination
+//! conventions that differ between brokers. Workloads never test which broker they run
+//! against; they ask the [`Driver`] in their [`Env`](crate::workload::Env).
+//!
+//! | driver | used for | MCollective connector it follows | wire |
+//! | --- | --- | --- | --- |
+//! | [`Driver::ActiveMq`] | the simulator, `stampede-broker`, ActiveMQ | `activemq` | STOMP |
+//! | [`Driver::RabbitMq`] | RabbitMQ with `rabbitmq_stomp` | `rabbitmq` | STOMP |
+//! | [`Driver::Redis`] | Redis pub/sub | `redis` (ripienaar/mc-plugins) | RESP |
+//!
+//! The differences, all here:
+//!
+//! - MCollective destinations. ActiveMQ style: broadcasts on `/topic/<c>.<agent>.agent`,
+//!   directed requests on `/queue/<c>.nodes` with an `mc_identity` header and a JMS
+//!   selector per node, one reply queue `/queue/<c>.reply.<client>_<pid>.<seq>` per
+//!   request. RabbitMQ has no selectors: `/exchange/<c>_broadcast/<agent>` (a topic
+//!   exchange) and `/exchange/<c>_directed/<identity>` (a direct exchange), both declared
+//!   beforehand, and `reply-to:/temp-queue/mcollective_reply_<agent>`, which RabbitMQ turns
+//!   into a private queue the sender is subscribed to. Redis: channels
+//!   `<c>::server::agents`, `<c>::server::direct::<identity>` and
+//!   `mcollective::reply::<client>::<pid>`, headers and body wrapped in one payload.
+//! - Expiry: ActiveMQ's absolute `expires` (epoch ms) with `timestamp`, RabbitMQ's relative
+//!   `expiration` (ms), nothing on Redis (MCollective checks `msgtime` and the TTL).
+//! - The CONNECT `host` header: `mcollective` (ActiveMQ ignores it), the vhost `/` on
+//!   RabbitMQ.
+//! - What a target can run at all: Redis has no queues (only `/topic/` queue workloads
+//!   run there, a PUBLISH reply standing in for a receipt).
+//!
+//! [`Conn`] and [`Inbox`] are the two halves of one client, STOMP ([`Client`]) or Redis
+//! ([`redis::RedisClient`]), with one set of methods, so that a workload's code is the
+//! same for every target.
+
+pub mod redis;
+
+use bytes::Bytes;
+use stampede_broker::client::{
+    AckMode, Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
+};
+use stampede_broker::net::SharedNet;
+use stampede_broker::proto::Headers;
+use tokio::sync::mpsc;
+
+use crate::history::{ClientId, Recorder};
+
+/// How workloads talk to a broker (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Driver {
+    /// STOMP with ActiveMQ's conventions: the simulator, `stampede-broker`, ActiveMQ.
+    #[default]
+    ActiveMq,
+    /// STOMP with RabbitMQ's conventions (exchanges, temp queues, `expiration`).
+    RabbitMq,
+    /// Redis PUBLISH/SUBSCRIBE.
+    Redis,
+}
+
+/// The `reply-to` of an MCollective request and what the client must do to receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The `reply-to` header value.
+    pub reply_to: String,
+    /// A subscription to make before the request and drop after its window, if any.
+    pub subscribe: Option<SubscribeSpec>,
+}
+
+impl Driver {
+    /// The CONNECT `host` header: `mcollective` as MCollective's activemq connector sends
+    /// it (ActiveMQ and Stampede ignore it), RabbitMQ's default vhost `/`.
+    pub fn vhost(self) -> &'static str {
+        match self {
+            Driver::ActiveMq | Driver::Redis => "mcollective",
+            Driver::RabbitMq => "/",
+        }
+    }
+
+    /// What an `mcollectived` node subscribes to. `versioned_ids`: STOMP 1.1, where
+    /// subscriptions carry the ids MCollective gives them.
+    pub fn mco_node_subscriptions(
+        self,
+        collective: &str,
+        identity: &str,
+        agents: &[String],
+        versioned_ids: bool,
+    ) -> Vec<SubscribeSpec> {
+        let c = collective;
+        match self {
+            Driver::ActiveMq => {
+                // STOMP 1.0 subscriptions have no id; with 1.1 the directed one is
+                // `<c>_directed_to_identity` and topic ones are named after their
+                // destination.
+                let mut subs = Vec::new();
+                let directed = SubscribeSpec::new(format!("/queue/{c}.nodes"))
+                    .selector(format!("mc_identity = '{identity}'"));
+                subs.push(if versioned_ids {
+                    directed.id(format!("{c}_directed_to_identity"))
+                } else {
+                    directed.without_id()
+                });
+                for agent in agents {
+                    let dest = format!("/topic/{c}.{agent}.agent");
+                    let sub = SubscribeSpec::new(dest.clone());
+                    subs.push(if versioned_ids {
+                        sub.id(dest)
+                    } else {
+                        sub.without_id()
+                    });
+                }
+                subs
+            }
+            Driver::RabbitMq => {
+                let mut subs = vec![
+                    SubscribeSpec::new(format!("/exchange/{c}_directed/{identity}"))
+                        .id(format!("{c}_{identity}_directed_to_identity")),
+                ];
+                for agent in agents {
+                    subs.push(
+                        SubscribeSpec::new(format!("/exchange/{c}_broadcast/{agent}"))
+                            .id(format!("{c}_broadcast_{agent}")),
+                    );
+                }
+                subs
+            }
+            Driver::Redis => vec![
+                SubscribeSpec::new(format!("{c}::server::agents")),
+                SubscribeSpec::new(format!("{c}::server::direct::{identity}")),
+            ],
+        }
+    }
+
+    /// Where a broadcast request for `agent` goes.
+    pub fn mco_broadcast(self, collective: &str, agent: &str) -> String {
+        match self {
+            Driver::ActiveMq => format!("/topic/{collective}.{agent}.agent"),
+            Driver::RabbitMq => format!("/exchange/{collective}_broadcast/{agent}"),
+            Driver::Redis => format!("{collective}::server::agents"),
+        }
+    }
+
+    /// Where a request directed to `identity` goes, and the header that selects the node.
+    pub fn mco_directed(
+        self,
+        collective: &str,
+        identity: &str,
+    ) -> (String, Option<(&'static str, String)>) {
+        match self {
+            Driver::ActiveMq => (
+                format!("/queue/{collective}.nodes"),
+                Some(("mc_identity", identity.to_owned())),
+            ),
+            Driver::RabbitMq => (format!("/exchange/{collective}_directed/{identity}"), None),
+            Driver::Redis => (format!("{collective}::server::direct::{identity}"), None),
+        }
+    }
+
+    /// The `reply-to` of a client's `seq`th request to `agent`.
+    pub fn mco_reply_to(
+        self,
+        collective: &str,
+        client: &str,
+        pid: u32,
+        seq: u64,
+        agent: &str,
+    ) -> ReplyTo {
+        match self {
+            Driver::ActiveMq => {
+                let q = format!("/queue/{collective}.reply.{client}_{pid}.{seq}");
+                ReplyTo {
+                    subscribe: Some(SubscribeSpec::new(q.clone()).without_id()),
+                    reply_to: q,
+                }
+            }
+            Driver::RabbitMq => ReplyTo {
+                reply_to: format!("/temp-queue/mcollective_reply_{agent}"),
+                subscribe: None,
+            },
+            Driver::Redis => ReplyTo {
+                reply_to: Self::redis_reply_channel(client, pid),
+                subscribe: None,
+            },
+        }
+    }
+
+    /// Subscriptions an `mco` client keeps for its whole life (Redis: its reply channel).
+    pub fn mco_client_subscriptions(self, client: &str, pid: u32) -> Vec<SubscribeSpec> {
+        match self {
+            Driver::ActiveMq | Driver::RabbitMq => Vec::new(),
+            Driver::Redis => vec![SubscribeSpec::new(Self::redis_reply_channel(client, pid))],
+        }
+    }
+
+    fn redis_reply_channel(client: &str, pid: u32) -> String {
+        format!("mcollective::reply::{client}::{pid}")
+    }
+
+    /// Appends MCollective's time headers for a message sent at `now_ms` (epoch ms) with a
+    /// TTL of `ttl_s`.
+    pub fn mco_time_headers(self, headers: &mut Headers, now_ms: u64, ttl_s: u64) {
+        match self {
+            Driver::ActiveMq => {
+                headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
+                headers.push("expires", ((now_ms / 1000 + ttl_s + 10) * 1000).to_string());
+            }
+            Driver::RabbitMq => {
+                headers.push("expiration", ((ttl_s + 10) * 1000).to_string());
+            }
+            Driver::Redis => {}
+        }
+    }
+
+    /// Why this driver cannot run a queue workload on `destination` with these settings,
+    /// if it cannot.
+    pub fn queue_unsupported(self, destination: &str, ack_auto: bool) -> Option<String> {
+        match self {
+            Driver::ActiveMq | Driver::RabbitMq => None,
+            Driver::Redis if !destination.starts_with("/topic/") => Some(format!(
+                "Redis pub/sub has no queues: {destination} needs a STOMP target"
+            )),
+            Driver::Redis if !ack_auto => {
+                Some("Redis pub/sub has no acknowledgements: use ack = \"auto\"".to_owned())
+            }
+            Driver::Redis => None,
+        }
+    }
+
+    /// Starts a client with `config` and forwards its connection events to the history.
+    pub fn start(
+        self,
+        net: &SharedNet,
+        config: ClientConfig,
+        recorder: &Recorder,
+        id: ClientId,
+    ) -> (Conn, Inbox) {
+        match self {
+            Driver::ActiveMq | Driver::RabbitMq => {
+                let (client, streams) = Client::start(net.clone(), config);
+                let mut events = streams.events;
+                let recorder = recorder.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = events.recv().await {
+                        recorder.event(id, ev);
+                    }
+                });
+                (Conn::Stomp(client), Inbox::Stomp(streams.messages))
+            }
+            Driver::Redis => {
+                let (client, messages) = redis::RedisClient::start(net.clone(), config, {
+                    let recorder = recorder.clone();
+                    move |ev| recorder.event(id, ev)
+                });
+                (Conn::Redis(client), Inbox::Redis(messages))
+            }
+        }
+    }
+}
+
+/// The sending half of a client.
+#[derive(Clone, Debug)]
+pub enum Conn {
+    /// A STOMP failover client.
+    Stomp(Client),
+    /// A Redis pub/sub client.
+    Redis(redis::RedisClient),
+}
+
+/// A subscription made through a [`Conn`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    /// A STOMP subscription.
+    Stomp(SubscriptionId),
+    /// A Redis channel.
+    Redis(String),
+}
+
+impl Conn {
+    /// Subscribes (kept across reconnects).
+    pub async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription, ClientError> {
+        match self {
+            Conn::Stomp(c) => c.subscribe(spec).await.map(Subscription::Stomp),
+            Conn::Redis(c) => {
+                c.subscribe(&spec.destination).await?;
+                Ok(Subscription::Redis(spec.destination))
+            }
+        }
+    }
+
+    /// Ends a subscription.
+    pub async fn unsubscribe(&self, sub: Subscription) -> Result<(), ClientError> {
+        match (self, sub) {
+            (Conn::Stomp(c), Subscription::Stomp(id)) => c.unsubscribe(id).await,
+            (Conn::Redis(c), Subscription::Redis(ch)) => c.unsubscribe(&ch).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends without asking for a receipt; resolves once written.
+    pub async fn send(
+        &self,
+        destination: &str,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<(), ClientError> {
+        match self {
+            Conn::Stomp(c) => c.send(destination, headers, body).await,
+            Conn::Redis(c) => match c.publish(destination, &headers, &body).await {
+                Ok(_) => Ok(()),
+                Err(redis::PublishError::Client(e)) => Err(e),
+                Err(redis::PublishError::Refused(_)) => Err(ClientError::ConnectionLost),
+            },
+        }
+    }
+
+    /// Sends and waits for the broker's confirmation (a RECEIPT; Redis: PUBLISH's reply).
+    pub async fn send_with_receipt(
+        &self,
+        destination: &str,
+        headers: Headers,
+        body: Bytes,
+    ) -> SendOutcome {
+        match self {
+            Conn::Stomp(c) => c.send_with_receipt(destination, headers, body).await,
+            Conn::Redis(c) => match c.publish(destination, &headers, &body).await {
+                Ok(_) => SendOutcome::Confirmed,
+                Err(redis::PublishError::Client(ClientError::ConnectionLost)) => {
+                    SendOutcome::Indeterminate
+                }
+                Err(e) => SendOutcome::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// Acknowledges a message of a `client` or `client-individual` subscription.
+    pub async fn ack(&self, message: &Inbound) -> Result<(), ClientError> {
+        match (self, message) {
+            (Conn::Stomp(c), Inbound::Stomp(m)) => c.ack(m).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops the client gracefully.
+    pub async fn disconnect(&self) {
+        match self {
+            Conn::Stomp(c) => c.disconnect().await,
+            Conn::Redis(c) => c.disconnect().await,
+        }
+    }
+}
+
+/// The receiving half of a client.
+#[derive(Debug)]
+pub enum Inbox {
+    /// MESSAGE frames of a STOMP client.
+    Stomp(mpsc::Receiver<Message>),
+    /// Messages of a Redis client.
+    Redis(mpsc::Receiver<redis::RedisMessage>),
+}
+
+impl Inbox {
+    /// The next message; `None` when the client has stopped.
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        match self {
+            Inbox::Stomp(rx) => rx.recv().await.map(Inbound::Stomp),
+            Inbox::Redis(rx) => rx.recv().await.map(Inbound::Redis),
+        }
+    }
+}
+
+/// A message received through an [`Inbox`].
+#[derive(Debug)]
+pub enum Inbound {
+    /// A STOMP MESSAGE.
+    Stomp(Message),
+    /// A Redis message (headers unwrapped from its payload).
+    Redis(redis::RedisMessage),
+}
+
+impl Inbound {
+    /// A header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self {
+            Inbound::Stomp(m) => m.headers.get(name),
+            Inbound::Redis(m) => m.headers.get(name),
+        }
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Inbound::Stomp(m) => &m.body,
+            Inbound::Redis(m) => &m.body,
+        }
+    }
+}
+
+/// The ack mode of a queue-workload subscription.
+pub fn ack_mode(mode: crate::scenario::AckMode) -> AckMode {
+    match mode {
+        crate::scenario::AckMode::Auto => AckMode::Auto,
+        crate::scenario::AckMode::Client => AckMode::Client,
+        crate::scenario::AckMode::ClientIndividual => AckMode::ClientIndividual,
+    }
+}

@@ -1,0 +1,682 @@
+//! Live load mode (`stampede load`): a scenario's workloads against a real broker over
+//! real TCP, measured and reported exactly as in the simulator.
+//!
+//! The same workload code runs ([`crate::workload::build_all`]), with an
+//! [`Env`] of [`TokioNet`], the target's addresses and its [`Driver`](crate::driver::Driver),
+//! and a [`Recorder::live`] clock. What changes for a live run ([`plan`]):
+//!
+//! - **Brokers.** Every scenario broker is mapped to the target: when the target URI
+//!   names as many servers as the scenario has brokers, one each in order; otherwise
+//!   every pool becomes the whole server list (failover between them). The report's
+//!   brokers are the target's `host:port`s.
+//! - **Faults** cannot be applied to a real broker from here: they are ignored, with a
+//!   note, and so are the expectations that only faults can satisfy (`failover_count_min`,
+//!   `failover_p99_ms_max`, `fault_losses_min`) or that depend on the simulated duration
+//!   (`delivered_min`).
+//! - **Time.** `epoch_ms` is the real clock at the start (so `expires` means what the
+//!   broker thinks it means). The run has four phases: *setup* (clients connect; node
+//!   start-up spread capped at 5 s), *warm-up* (`--warmup`, load runs, nothing recorded
+//!   in it counts), the *measured* window (`--duration`, default the scenario's
+//!   `duration_s`), and *drain* (no new sends; deliveries of messages sent in the window
+//!   still count; at least the MCollective reply window). Open-loop schedules as in the
+//!   simulator: latency from the intended send time, the send delay recorded separately.
+//! - **Rate.** `--rate R` sets every queue producer to `R` messages per second and every
+//!   `mco` client to `R` discovery requests per second.
+//! - **Shards.** `--shard i/n` narrows the scenario to one self-contained part
+//!   ([`shard`]).
+//!
+//! After the run the history is cut to the measured window (sends and requests whose
+//! intended time falls in it, and everything observed about them) and shifted so that the
+//! window starts at 0; then the simulator's checker and report code make the report, with
+//! `target` set and `sim_seconds` the measured duration.
+
+pub mod generator;
+pub mod shard;
+pub mod target;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use stampede_broker::client::{ClientEvent, Credentials};
+use stampede_broker::net::TokioNet;
+use stampede_reports::RunReport;
+
+use crate::checker::{self, Analysis};
+use crate::fault::Timeline;
+use crate::history::{History, Recorder};
+use crate::scenario::{BrokerSpec, Scenario};
+use crate::workload::{self, Env};
+use generator::{CpuSample, GeneratorStats};
+use shard::Shard;
+use target::{TargetKind, TargetUri};
+
+/// The longest node start-up spread a live run keeps (seconds).
+const SETUP_SPREAD_MAX_S: f64 = 5.0;
+
+/// How long the target may take to answer the readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Extra time allowed after the planned end for hosts to finish.
+const WIND_DOWN: Duration = Duration::from_secs(30);
+
+/// What `stampede load` was asked to do.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// The target.
+    pub target: TargetUri,
+    /// Its kind; `None`: `redis://` means Redis, otherwise guessed from CONNECTED's
+    /// `server` header.
+    pub kind: Option<TargetKind>,
+    /// Measured seconds (default: the scenario's `duration_s`).
+    pub duration_s: Option<f64>,
+    /// Warm-up seconds, excluded from the results.
+    pub warmup_s: f64,
+    /// Least drain seconds after the window.
+    pub drain_s: f64,
+    /// `--rate`.
+    pub rate: Option<f64>,
+    /// `--shard`.
+    pub shard: Shard,
+    /// Seed of the schedules (default: the scenario's).
+    pub seed: Option<u64>,
+    /// Login and passcode (default: the kind's, see [`TargetKind::default_credentials`]).
+    pub credentials: Option<Credentials>,
+    /// Worker threads of the runtime the run is on (reported only).
+    pub threads: usize,
+}
+
+/// A scenario adapted to a live run, and what was changed.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The scenario the workloads run (brokers are the target's servers).
+    pub scenario: Scenario,
+    /// What was ignored or changed, for people.
+    pub notes: Vec<String>,
+    /// Seconds of setup before the warm-up.
+    pub setup_s: f64,
+    /// Warm-up seconds.
+    pub warmup_s: f64,
+    /// Measured seconds.
+    pub measure_s: f64,
+    /// Drain seconds.
+    pub drain_s: f64,
+}
+
+impl Plan {
+    /// When the measured window starts, in seconds since the start of the run.
+    pub fn window_start_s(&self) -> f64 {
+        self.setup_s + self.warmup_s
+    }
+
+    /// When it ends.
+    pub fn window_end_s(&self) -> f64 {
+        self.window_start_s() + self.measure_s
+    }
+
+    /// The whole run.
+    pub fn total_s(&self) -> f64 {
+        self.window_end_s() + self.drain_s
+    }
+}
+
+/// Adapts `original` to a live run against `servers` (see the module documentation).
+pub fn plan(
+    original: &Scenario,
+    opts: &LiveOptions,
+    servers: &[(String, u16)],
+) -> anyhow::Result<Plan> {
+    let mut s = original.clone();
+    let mut notes = Vec::new();
+    if !s.faults.is_empty() || s.nemesis.is_some() {
+        notes.push(format!(
+            "{} fault(s){} ignored: faults are applied only in the simulator",
+            s.faults.len(),
+            if s.nemesis.is_some() {
+                " and the nemesis"
+            } else {
+                ""
+            }
+        ));
+        s.faults.clear();
+        s.nemesis = None;
+    }
+    let e = &mut s.expectations;
+    let mut dropped = Vec::new();
+    for (name, present) in [
+        ("delivered_min", e.delivered_min.take().is_some()),
+        ("failover_count_min", e.failover_count_min.take().is_some()),
+        (
+            "failover_p99_ms_max",
+            e.failover_p99_ms_max.take().is_some(),
+        ),
+        ("fault_losses_min", e.fault_losses_min.take().is_some()),
+    ] {
+        if present {
+            dropped.push(name);
+        }
+    }
+    if !dropped.is_empty() {
+        notes.push(format!(
+            "expectation(s) {} not checked: they depend on faults or the simulated duration",
+            dropped.join(", ")
+        ));
+    }
+    if let Some(r) = opts.rate {
+        anyhow::ensure!(r > 0.0 && r.is_finite(), "--rate must be > 0");
+        for q in &mut s.workload.queues {
+            q.rate_per_s = r;
+        }
+        if let Some(m) = &mut s.workload.mcollective {
+            m.discovery_interval_s = 1.0 / r;
+        }
+    }
+    opts.shard
+        .apply(&mut s)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let spread = s
+        .racks
+        .iter()
+        .map(|r| r.start_spread_s)
+        .fold(0.0, f64::max)
+        .min(SETUP_SPREAD_MAX_S);
+    let setup_s = spread + 1.0;
+    for r in &mut s.racks {
+        r.start_spread_s = r.start_spread_s.min(spread);
+    }
+    let warmup_s = opts.warmup_s.max(0.0);
+    let measure_s = opts.duration_s.unwrap_or(original.duration_s);
+    anyhow::ensure!(
+        measure_s > 0.0 && measure_s.is_finite(),
+        "--duration must be > 0"
+    );
+    let mut drain_s = opts.drain_s.max(0.5);
+    let window_end = setup_s + warmup_s + measure_s;
+    if let Some(m) = &mut s.workload.mcollective {
+        let reply = m.discovery_timeout_s + m.reply_delay_ms[1] as f64 / 1000.0 + 0.5;
+        drain_s = drain_s.max(reply);
+        m.start_s = setup_s;
+        m.stop_s = Some(window_end + m.discovery_timeout_s);
+    }
+    for q in &mut s.workload.queues {
+        q.start_s = setup_s;
+        q.stop_s = Some(window_end);
+    }
+    s.duration_s = window_end + drain_s;
+
+    // Brokers become the target's servers.
+    let names: Vec<String> = servers.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    let by_index = s.brokers.len() == names.len();
+    let old: Vec<String> = s.brokers.iter().map(|b| b.name.clone()).collect();
+    let map_pool = |pool: &[String]| -> Vec<String> {
+        if by_index {
+            pool.iter()
+                .filter_map(|b| old.iter().position(|o| o == b))
+                .map(|i| names[i].clone())
+                .collect()
+        } else {
+            names.clone()
+        }
+    };
+    for r in &mut s.racks {
+        r.servers = map_pool(&r.servers);
+    }
+    if let Some(m) = &mut s.workload.mcollective {
+        for c in &mut m.clients {
+            c.servers = map_pool(&c.servers);
+        }
+    }
+    for q in &mut s.workload.queues {
+        q.producer_servers = map_pool(&q.producer_servers);
+        q.consumer_servers = map_pool(&q.consumer_servers);
+    }
+    s.brokers = servers
+        .iter()
+        .zip(&names)
+        .map(|((_, port), name)| BrokerSpec {
+            name: name.clone(),
+            port: *port,
+            core: Default::default(),
+            security: Default::default(),
+        })
+        .collect();
+    Ok(Plan {
+        scenario: s,
+        notes,
+        setup_s,
+        warmup_s,
+        measure_s,
+        drain_s,
+    })
+}
+
+/// Where a live run is, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveProgress {
+    /// Seconds since the start.
+    pub elapsed_s: f64,
+    /// Planned seconds in all.
+    pub total_s: f64,
+    /// `setup`, `warm-up`, `measuring` or `draining`.
+    pub phase: &'static str,
+    /// Messages and requests sent so far.
+    pub sent: usize,
+    /// Deliveries, request deliveries and replies observed so far.
+    pub received: usize,
+}
+
+/// The result of a live run.
+pub struct LiveOutcome {
+    /// The report (what `stampede load` writes).
+    pub report: RunReport,
+    /// The checker's analysis.
+    pub analysis: Analysis,
+    /// The plan that ran.
+    pub plan: Plan,
+    /// The target's kind.
+    pub kind: TargetKind,
+    /// The generator's CPU use over the measured window.
+    pub generator: GeneratorStats,
+    /// Messages another run had left behind (consumed and ignored).
+    pub stale: u64,
+}
+
+/// Runs `scenario` live (call inside a multi-thread tokio runtime).
+pub async fn run(
+    scenario: &Scenario,
+    opts: &LiveOptions,
+    progress: &(dyn Fn(LiveProgress) + Send + Sync),
+) -> anyhow::Result<LiveOutcome> {
+    let servers = opts.target.servers.clone();
+    anyhow::ensure!(!servers.is_empty(), "the target names no server");
+    // The kind decides the vhost and credentials of the probe; RabbitMQ is recognised
+    // from its answer, so a first probe without credentials may be refused: retry as
+    // RabbitMQ then.
+    let mut kind = opts.kind;
+    let mut probed = None;
+    let mut failures = Vec::new();
+    for addr in &servers {
+        let k = kind.unwrap_or(if opts.target.redis {
+            TargetKind::Redis
+        } else {
+            TargetKind::Stampede
+        });
+        let creds = opts.credentials.clone().or(k.default_credentials());
+        let mut answer = target::probe(
+            addr,
+            opts.target.redis,
+            k.driver().vhost(),
+            creds.as_ref(),
+            PROBE_TIMEOUT,
+        )
+        .await;
+        if answer.is_err() && kind.is_none() && !opts.target.redis {
+            let r = TargetKind::Rabbitmq;
+            let creds = opts.credentials.clone().or(r.default_credentials());
+            if let Ok(p) = target::probe(
+                addr,
+                false,
+                r.driver().vhost(),
+                creds.as_ref(),
+                PROBE_TIMEOUT,
+            )
+            .await
+            {
+                answer = Ok(p);
+            }
+        }
+        match answer {
+            Ok(p) => {
+                if probed.is_none() {
+                    probed = Some(p);
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    let Some(probed) = probed else {
+        anyhow::bail!(
+            "the target {} is not ready: {}",
+            opts.target.uri,
+            failures.join("; ")
+        );
+    };
+    let kind = kind.get_or_insert_with(|| {
+        if opts.target.redis {
+            TargetKind::Redis
+        } else {
+            TargetKind::from_server_header(probed.server.as_deref().unwrap_or(""))
+        }
+    });
+    let kind = *kind;
+    anyhow::ensure!(
+        (kind == TargetKind::Redis) == opts.target.redis,
+        "--target-kind {kind} does not match the target {}: Redis targets are redis://host:port",
+        opts.target.uri
+    );
+    let mut plan = plan(scenario, opts, &servers)?;
+    for f in &failures {
+        plan.notes.push(format!("not answering: {f}"));
+    }
+    let seed = opts.seed.unwrap_or(scenario.seed);
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64;
+    plan.scenario.epoch_ms = epoch_ms;
+    let run_tag = format!("{}-{}-{}", scenario.name, std::process::id(), epoch_ms);
+    let env = Env {
+        net: Arc::new(TokioNet),
+        brokers: plan
+            .scenario
+            .brokers
+            .iter()
+            .zip(&servers)
+            .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
+            .collect(),
+        driver: kind.driver(),
+        run_tag: Some(run_tag),
+        credentials: opts.credentials.clone().or(kind.default_credentials()),
+    };
+
+    let recorder = Recorder::live();
+    let total = Duration::from_secs_f64(plan.total_s());
+    let hosts = workload::build_all(&plan.scenario, seed, &recorder, total, &env)?;
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for h in hosts {
+        set.spawn(h.run);
+    }
+    // CPU samples at the edges of the measured window.
+    let timebase = recorder.timebase();
+    let window = (
+        Duration::from_secs_f64(plan.window_start_s()),
+        Duration::from_secs_f64(plan.window_end_s()),
+    );
+    let cpu = tokio::spawn(async move {
+        timebase.sleep_until(window.0).await;
+        let a = CpuSample::now();
+        let t0 = std::time::Instant::now();
+        timebase.sleep_until(window.1).await;
+        (a, CpuSample::now(), t0.elapsed().as_secs_f64())
+    });
+    let ticker = {
+        let recorder = recorder.clone();
+        let plan = plan.clone();
+        async move {
+            loop {
+                let elapsed_s = recorder.now_us() as f64 / 1e6;
+                let (sent, received) = {
+                    let h = recorder.lock();
+                    (
+                        h.sends.len() + h.requests.len(),
+                        h.deliveries.len() + h.request_deliveries.len() + h.replies.len(),
+                    )
+                };
+                let phase = if elapsed_s < plan.setup_s {
+                    "setup"
+                } else if elapsed_s < plan.window_start_s() {
+                    "warm-up"
+                } else if elapsed_s < plan.window_end_s() {
+                    "measuring"
+                } else {
+                    "draining"
+                };
+                progress(LiveProgress {
+                    elapsed_s,
+                    total_s: plan.total_s(),
+                    phase,
+                    sent,
+                    received,
+                });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let all_done = async {
+        while let Some(r) = set.join_next().await {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        () = all_done => {}
+        () = tokio::time::sleep(total + WIND_DOWN) => {
+            anyhow::bail!("the workloads did not finish within {:?} of the planned end", WIND_DOWN);
+        }
+        () = ticker => {}
+    }
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let (a, b, window_wall) = cpu.await.context("the CPU sampler failed")?;
+    let generator = GeneratorStats::between(a, b, window_wall, opts.threads);
+
+    let history = recorder.take();
+    let stale = history.stale;
+    let from_us = (plan.window_start_s() * 1e6) as u64;
+    let to_us = (plan.window_end_s() * 1e6) as u64;
+    let history = cut(history, from_us, to_us);
+    let mut analysed = plan.scenario.clone();
+    analysed.duration_s = plan.measure_s + plan.drain_s;
+    let timeline = Timeline::build(&analysed, seed);
+    let analysis = checker::analyse(&analysed, &timeline, &history);
+    let mut report = crate::run::to_report(&analysed, seed, &timeline, &analysis, wall_seconds, "");
+    report.replay_command = None;
+    report.sim_seconds = plan.measure_s;
+    report.target = Some(match &probed.server {
+        Some(server) => format!("{kind} {} ({server})", opts.target.uri),
+        None => format!("{kind} {}", opts.target.uri),
+    });
+    if !opts.shard.is_whole()
+        && let Some(m) = &mut report.mcollective
+    {
+        let tag = opts.shard.tag();
+        for r in &mut m.per_request {
+            r.request_id = format!("{tag}-{}", r.request_id);
+        }
+    }
+    Ok(LiveOutcome {
+        report,
+        analysis,
+        plan,
+        kind,
+        generator,
+        stale,
+    })
+}
+
+/// The part of `h` about sends and requests intended in `[from_us, to_us)`, shifted so
+/// that `from_us` becomes 0. Client events before the window collapse into each client's
+/// state at its start.
+pub fn cut(h: History, from_us: u64, to_us: u64) -> History {
+    let inside = |t: u64| t >= from_us && t < to_us;
+    let shift = |t: u64| t.saturating_sub(from_us);
+    let mut out = History {
+        clients: h.clients,
+        applied: h.applied,
+        stale: h.stale,
+        ..History::default()
+    };
+    let mut dropped_sends = BTreeSet::new();
+    for mut s in h.sends {
+        if inside(s.intended_us) {
+            s.intended_us = shift(s.intended_us);
+            s.sent_us = s.sent_us.map(shift);
+            out.sends.push(s);
+        } else {
+            dropped_sends.insert(s.id);
+        }
+    }
+    for mut d in h.deliveries {
+        if !dropped_sends.contains(&d.id) {
+            d.at_us = shift(d.at_us);
+            out.deliveries.push(d);
+        }
+    }
+    let mut dropped_requests = BTreeSet::new();
+    for mut r in h.requests {
+        if inside(r.intended_us) {
+            r.intended_us = shift(r.intended_us);
+            r.sent_us = r.sent_us.map(shift);
+            r.window_end_us = shift(r.window_end_us);
+            out.requests.push(r);
+        } else {
+            dropped_requests.insert(r.id);
+        }
+    }
+    for (from, to) in [
+        (h.request_deliveries, &mut out.request_deliveries),
+        (h.replies, &mut out.replies),
+    ] {
+        for mut o in from {
+            if !dropped_requests.contains(&o.request) {
+                o.at_us = shift(o.at_us);
+                to.push(o);
+            }
+        }
+    }
+    // Each client's connection state when the window opens: its last CONNECTED before
+    // it, and a disconnection after that if there was one.
+    let mut before: BTreeMap<_, (Option<ClientEvent>, Option<ClientEvent>)> = BTreeMap::new();
+    let mut events = h.events;
+    events.sort_by_key(|e| e.0);
+    for (at, client, ev) in events {
+        if at >= from_us {
+            out.events.push((shift(at), client, ev));
+            continue;
+        }
+        let state = before.entry(client).or_default();
+        match ev {
+            ClientEvent::Connected { .. } => *state = (Some(ev), None),
+            ClientEvent::Disconnected { .. } => state.1 = Some(ev),
+            _ => {}
+        }
+    }
+    let mut opening = Vec::new();
+    for (client, (connected, lost)) in before {
+        for ev in [connected, lost].into_iter().flatten() {
+            opening.push((0, client, ev));
+        }
+    }
+    opening.append(&mut out.events);
+    out.events = opening;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{ClientId, DeliveryRecord, SendOutcome, SendRecord};
+    use stampede_broker::client::DisconnectReason;
+
+    fn send(id: u64, intended_us: u64) -> SendRecord {
+        SendRecord {
+            id,
+            producer: ClientId(0),
+            seq: id,
+            intended_us,
+            sent_us: Some(intended_us + 5),
+            outcome: SendOutcome::Confirmed,
+            topic: false,
+        }
+    }
+
+    fn delivery(id: u64, at_us: u64) -> DeliveryRecord {
+        DeliveryRecord {
+            id,
+            consumer: ClientId(1),
+            at_us,
+            redelivered: false,
+        }
+    }
+
+    #[test]
+    fn cut_keeps_the_window_and_what_was_observed_of_it() {
+        let h = History {
+            sends: vec![send(1, 500), send(2, 1_000), send(3, 1_999), send(4, 2_000)],
+            deliveries: vec![
+                delivery(1, 900),
+                delivery(2, 1_100),
+                delivery(3, 2_500),
+                delivery(4, 2_100),
+                delivery(99, 1_500),
+            ],
+            events: vec![
+                (10, ClientId(0), ClientEvent::Connected { server: 0 }),
+                (20, ClientId(1), ClientEvent::Connected { server: 0 }),
+                (
+                    30,
+                    ClientId(1),
+                    ClientEvent::Disconnected {
+                        reason: DisconnectReason::Eof,
+                    },
+                ),
+                (1_200, ClientId(1), ClientEvent::Resubscribed { count: 1 }),
+            ],
+            ..History::default()
+        };
+        let c = cut(h, 1_000, 2_000);
+        let ids: Vec<u64> = c.sends.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [2, 3]);
+        assert_eq!(c.sends[0].intended_us, 0);
+        assert_eq!(c.sends[0].sent_us, Some(5));
+        // Deliveries of sends outside the window go; unknown ids stay (unexpected).
+        let got: Vec<(u64, u64)> = c.deliveries.iter().map(|d| (d.id, d.at_us)).collect();
+        assert_eq!(got, [(2, 100), (3, 1_500), (99, 500)]);
+        assert_eq!(c.events.len(), 4);
+        assert_eq!(
+            c.events[0],
+            (0, ClientId(0), ClientEvent::Connected { server: 0 })
+        );
+        assert!(matches!(
+            c.events[2],
+            (0, ClientId(1), ClientEvent::Disconnected { .. })
+        ));
+        assert_eq!(
+            c.events[3],
+            (200, ClientId(1), ClientEvent::Resubscribed { count: 1 })
+        );
+    }
+
+    #[test]
+    fn plans_map_brokers_drop_faults_and_set_the_phases() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/queue-competing-consumers-crash.toml");
+        let s = Scenario::load(&path).unwrap();
+        let opts = LiveOptions {
+            target: TargetUri::parse("failover:(tcp://a:1,tcp://b:2)").unwrap(),
+            kind: Some(TargetKind::Stampede),
+            duration_s: Some(10.0),
+            warmup_s: 2.0,
+            drain_s: 3.0,
+            rate: Some(50.0),
+            shard: Shard::default(),
+            seed: None,
+            credentials: None,
+            threads: 1,
+        };
+        let p = plan(&s, &opts, &opts.target.servers).unwrap();
+        assert!(p.scenario.faults.is_empty());
+        assert!(
+            p.notes.iter().any(|n| n.contains("1 fault(s) ignored")),
+            "{:?}",
+            p.notes
+        );
+        assert!(p.scenario.expectations.delivered_min.is_none());
+        assert_eq!(p.scenario.expectations.unexpected_max, Some(0));
+        let q = &p.scenario.workload.queues[0];
+        assert_eq!(q.rate_per_s, 50.0);
+        assert_eq!(q.producer_servers, ["a:1", "b:2"]);
+        assert_eq!(q.start_s, p.setup_s);
+        assert_eq!(q.stop_s, Some(p.window_end_s()));
+        assert_eq!(p.window_end_s(), p.setup_s + 12.0);
+        assert_eq!(p.scenario.duration_s, p.total_s());
+        let names: Vec<&str> = p.scenario.brokers.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["a:1", "b:2"]);
+    }
+}
