@@ -1,4 +1,5 @@
-//! `stampede`: run scenarios in the simulator and write reports.
+//! `stampede`: run scenarios in the simulator or against real brokers, and write, compare
+//! and merge reports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,11 +8,18 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use stampede_broker::client::Credentials;
+use stampede_reports::RunReport;
+use stampede_sim::live::generator::GeneratorStats;
+use stampede_sim::live::shard::Shard;
+use stampede_sim::live::target::{TargetKind, TargetUri};
+use stampede_sim::live::{self, LiveOptions};
 use stampede_sim::run::run;
 use stampede_sim::scenario::Scenario;
 
 /// Deterministic simulation of STOMP broker networks with fleets of client nodes: faults
-/// from a schedule or a seed, losses and failover times checked, reports written.
+/// from a schedule or a seed, losses and failover times checked, reports written. The
+/// same workloads also run live against real brokers (`load`), side by side (`compare`).
 #[derive(Debug, Parser)]
 #[command(name = "stampede", version, about, long_about = None)]
 struct Cli {
@@ -50,6 +58,95 @@ enum Command {
         /// Directory to list.
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
+    },
+    /// Live load mode: run a scenario's workloads against a real broker over TCP and write
+    /// the same report files as `run`, with `target` set, plus `generator.json` (the load
+    /// generator's CPU use).
+    ///
+    /// Every client is the failover client, on open-loop schedules: latency is measured
+    /// from each message's intended send time, the send delay is recorded separately. The
+    /// run has a setup phase (clients connect), a warm-up (`--warmup`, excluded from the
+    /// results), the measured window (`--duration`) and a drain (deliveries of messages
+    /// sent in the window still count).
+    ///
+    /// Faults and the nemesis are IGNORED, with a printed note: they apply only in the
+    /// simulator. So are the expectations only faults or the simulated duration can
+    /// satisfy (delivered_min, failover_count_min, failover_p99_ms_max,
+    /// fault_losses_min); the others are checked, and a failed one exits with status 2.
+    #[command(verbatim_doc_comment)]
+    Load {
+        /// Scenario file (see scenarios/).
+        scenario: PathBuf,
+        /// The broker: tcp://HOST:PORT, a failover:(tcp://…,tcp://…) URI, or
+        /// redis://HOST:PORT. Every scenario broker is mapped to it (one server each when
+        /// the counts match, otherwise every pool gets all servers).
+        #[arg(long)]
+        target: String,
+        /// What the target is: stampede, activemq, rabbitmq or redis. Default: redis for
+        /// redis:// targets, otherwise the CONNECTED `server` header decides. It selects
+        /// the destination conventions (RabbitMQ: exchanges and temp queues for
+        /// MCollective, `expiration`; Redis: MCollective's Redis connector channels).
+        #[arg(long, value_name = "KIND")]
+        target_kind: Option<TargetKind>,
+        /// Measured seconds (default: the scenario's duration_s).
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Messages per second per queue producer, and discovery requests per second per
+        /// mco client (default: the scenario's rates).
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Seconds of load before the measured window, excluded from the results.
+        #[arg(long, value_name = "S", default_value_t = 5.0)]
+        warmup: f64,
+        /// Least seconds after the window for in-flight deliveries (at least the
+        /// MCollective reply window).
+        #[arg(long, value_name = "S", default_value_t = 2.0)]
+        drain: f64,
+        /// Output directory (default: out/load-<scenario>-<kind>[-s<i>of<n>]).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run shard i of n: a self-contained part of the load (every n-th node,
+        /// consumer, queue producer; sub-collective and destinations of its own), so that
+        /// several processes or machines can share a load; combine with `stampede merge`.
+        #[arg(long, value_name = "I/N", default_value = "1/1")]
+        shard: Shard,
+        /// Seed of the schedules (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// STOMP login (default: guest for RabbitMQ, none otherwise).
+        #[arg(long)]
+        user: Option<String>,
+        /// STOMP passcode.
+        #[arg(long)]
+        password: Option<String>,
+        /// Worker threads of the generator (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Put reports side by side: compare.html (tables with ratios against the first run,
+    /// charts with one series per run) and compare.csv. Reports of several scenarios get
+    /// one comparison each under OUT/<scenario>/, and OUT/compare.csv lists them all.
+    Compare {
+        /// Report directories (written by `run`, `load` or `merge`), the baseline first.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "out/compare")]
+        out: PathBuf,
+    },
+    /// Merge the reports of the shards of one run (`load --shard i/n`) into one: counts
+    /// summed, histograms added (never percentiles averaged), per-second rows combined.
+    /// An expectation holds in the merge when it held in every shard.
+    Merge {
+        /// Shard report directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -98,6 +195,77 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 }
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Load {
+            scenario,
+            target,
+            target_kind,
+            duration,
+            rate,
+            warmup,
+            drain,
+            out,
+            shard,
+            seed,
+            user,
+            password,
+            threads,
+            quiet,
+        } => {
+            let credentials = match (user, password) {
+                (Some(login), passcode) => Some(Credentials {
+                    login,
+                    passcode: passcode.unwrap_or_default(),
+                }),
+                (None, Some(_)) => anyhow::bail!("--password needs --user"),
+                (None, None) => None,
+            };
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let opts = LiveOptions {
+                target: TargetUri::parse(&target).map_err(|e| anyhow::anyhow!("--target: {e}"))?,
+                kind: target_kind,
+                duration_s: duration,
+                warmup_s: warmup,
+                drain_s: drain,
+                rate,
+                shard,
+                seed,
+                credentials,
+                threads,
+            };
+            load_command(&scenario, &opts, out, quiet)
+        }
+        Command::Compare { dirs, out } => compare_command(&dirs, &out),
+        Command::Merge { dirs, out } => {
+            let reports = dirs
+                .iter()
+                .map(|d| {
+                    stampede_reports::read_report(d)
+                        .with_context(|| format!("reading the report in {}", d.display()))
+                })
+                .collect::<anyhow::Result<Vec<RunReport>>>()?;
+            let scenarios: std::collections::BTreeSet<&str> =
+                reports.iter().map(|r| r.scenario.as_str()).collect();
+            anyhow::ensure!(
+                scenarios.len() == 1,
+                "these reports are of different scenarios: {scenarios:?}"
+            );
+            let merged = stampede_reports::merge(&reports);
+            stampede_reports::write_report(&merged, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", stampede_reports::summary_text(&merged));
+            println!(
+                "merged {} report(s): {}",
+                reports.len(),
+                out.join("report.html").display()
+            );
+            Ok(if merged.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::List { dir } => {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -190,4 +358,203 @@ fn run_command(
         );
         Ok(ExitCode::from(2))
     }
+}
+
+fn load_command(
+    path: &Path,
+    opts: &LiveOptions,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{} -> {}", scenario.name, opts.target.uri));
+        bar
+    };
+    let progress = {
+        let bar = bar.clone();
+        move |p: live::LiveProgress| {
+            bar.set_position((p.elapsed_s / p.total_s.max(1e-9) * 1000.0).min(1000.0) as u64);
+            bar.set_message(format!(
+                "{:>9} {:.0}/{:.0} s, sent {}, received {}",
+                p.phase, p.elapsed_s, p.total_s, p.sent, p.received
+            ));
+        }
+    };
+    let outcome = runtime.block_on(live::run(&scenario, opts, &progress))?;
+    bar.finish_and_clear();
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    for note in &outcome.plan.notes {
+        eprintln!("note: {note}");
+    }
+    let out = out.unwrap_or_else(|| {
+        let mut name = format!("out/load-{}-{}", scenario.name, outcome.kind);
+        if !opts.shard.is_whole() {
+            name.push_str(&format!("-{}", opts.shard.tag()));
+        }
+        PathBuf::from(name)
+    });
+    stampede_reports::write_report(&outcome.report, &out)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    let p99 = (!outcome.report.send_delay_us.is_empty())
+        .then(|| outcome.report.send_delay_us.value_at_quantile(0.99));
+    std::fs::write(out.join("generator.json"), outcome.generator.to_json(p99))
+        .with_context(|| format!("writing {}", out.join("generator.json").display()))?;
+    println!("{}", stampede_reports::summary_text(&outcome.report));
+    let g = &outcome.generator;
+    println!(
+        "phases: setup {:.1} s, warm-up {:.1} s, measured {:.1} s, drain {:.1} s",
+        outcome.plan.setup_s, outcome.plan.warmup_s, outcome.plan.measure_s, outcome.plan.drain_s
+    );
+    println!(
+        "generator: {:.2} core(s) of {} ({} worker threads); whole machine {:.2} core(s) busy",
+        g.cores(),
+        g.cpus,
+        g.threads,
+        g.machine_cores()
+    );
+    if outcome.stale > 0 {
+        println!(
+            "{} stale message(s) from an earlier run were consumed and ignored",
+            outcome.stale
+        );
+    }
+    println!("report: {}", out.join("report.html").display());
+    if outcome.report.passed() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("\nan expectation failed (see the report)");
+        Ok(ExitCode::from(2))
+    }
+}
+
+/// A run's label in a comparison: the target's kind (`activemq`, …) or `simulation`,
+/// made unique with the directory name when two runs share it.
+fn labels(dirs: &[PathBuf], reports: &[RunReport]) -> Vec<String> {
+    let base: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            r.target
+                .as_deref()
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap_or("simulation")
+                .to_owned()
+        })
+        .collect();
+    base.iter()
+        .zip(dirs)
+        .map(|(b, d)| {
+            if base.iter().filter(|x| *x == b).count() > 1 {
+                format!(
+                    "{b} ({})",
+                    d.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                )
+            } else {
+                b.clone()
+            }
+        })
+        .collect()
+}
+
+fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+    let reports = dirs
+        .iter()
+        .map(|d| {
+            stampede_reports::read_report(d)
+                .with_context(|| format!("reading the report in {}", d.display()))
+        })
+        .collect::<anyhow::Result<Vec<RunReport>>>()?;
+    let labels = labels(dirs, &reports);
+    // Scenarios in first-seen order.
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in &reports {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    let mut all = Vec::new();
+    let mut generator_rows =
+        String::from("scenario,label,generator_cores,machine_cores,cpus,send_delay_p99_us\n");
+    for scenario in &scenarios {
+        let group: Vec<(String, RunReport)> = reports
+            .iter()
+            .zip(&labels)
+            .filter(|(r, _)| r.scenario == *scenario)
+            .map(|(r, l)| (l.clone(), r.clone()))
+            .collect();
+        let dir = if scenarios.len() == 1 {
+            out.to_path_buf()
+        } else {
+            out.join(scenario)
+        };
+        stampede_reports::write_comparison(&group, &dir)
+            .with_context(|| format!("writing {}", dir.display()))?;
+        println!("{scenario}: {}", dir.join("compare.html").display());
+        let base = &group[0].1;
+        let base_p99 =
+            (!base.latency_us.is_empty()).then(|| base.latency_us.value_at_quantile(0.99));
+        for (label, r) in &group {
+            let p99 = (!r.latency_us.is_empty()).then(|| r.latency_us.value_at_quantile(0.99));
+            let thr = r.throughput();
+            println!(
+                "  {label:<24} delivered {:>9.1} msg/s ({:>5.2}x)  p99 {:>10}  ({})  lost {}",
+                thr,
+                if base.throughput() > 0.0 {
+                    thr / base.throughput()
+                } else {
+                    0.0
+                },
+                p99.map_or("-".to_owned(), |v| format!("{:.2} ms", v as f64 / 1000.0)),
+                match (p99, base_p99) {
+                    (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+                    _ => "-".to_owned(),
+                },
+                r.messages.lost,
+            );
+        }
+        for ((label, r), d) in group.iter().zip(
+            dirs.iter()
+                .zip(&reports)
+                .filter(|(_, r)| r.scenario == *scenario)
+                .map(|(d, _)| d),
+        ) {
+            if let Some((cores, machine, cpus, p99)) =
+                std::fs::read_to_string(d.join("generator.json"))
+                    .ok()
+                    .and_then(|t| GeneratorStats::read_json(&t))
+            {
+                generator_rows.push_str(&format!(
+                    "{scenario},{label},{cores:.3},{machine:.3},{cpus},{}\n",
+                    p99.map_or(String::new(), |v| v.to_string())
+                ));
+            }
+            all.push((format!("{scenario}: {label}"), r.clone()));
+        }
+    }
+    if scenarios.len() > 1 {
+        std::fs::create_dir_all(out)?;
+        std::fs::write(
+            out.join("compare.csv"),
+            stampede_reports::compare::compare_csv(&all),
+        )?;
+    }
+    if generator_rows.lines().count() > 1 {
+        std::fs::write(out.join("generator.csv"), generator_rows)?;
+    }
+    println!("comparison: {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
