@@ -16,10 +16,15 @@ pub fn summary_text(report: &RunReport) -> String {
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     let _ = write!(
         out,
-        "{verdict}  {}  seed {}  {} simulated, {} wall",
+        "{verdict}  {}  seed {}  {} {}, {} wall",
         report.scenario,
         report.seed,
         fmt_seconds(report.sim_seconds),
+        if report.target.is_some() {
+            "measured"
+        } else {
+            "simulated"
+        },
         fmt_seconds(report.wall_seconds),
     );
     if let Some(t) = &report.target {

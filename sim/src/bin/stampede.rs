@@ -255,6 +255,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let merged = stampede_reports::merge(&reports);
             stampede_reports::write_report(&merged, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
+            // The generators' CPU: summed over the shards (they ran side by side).
+            let gens: Vec<_> = dirs
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join("generator.json")).ok())
+                .filter_map(|t| GeneratorStats::read_json(&t))
+                .collect();
+            if gens.len() == dirs.len() {
+                let cores: f64 = gens.iter().map(|g| g.0).sum();
+                let machine = gens.iter().map(|g| g.1).fold(0.0, f64::max);
+                let p99 = (!merged.send_delay_us.is_empty())
+                    .then(|| merged.send_delay_us.value_at_quantile(0.99).to_string())
+                    .unwrap_or_else(|| "null".to_owned());
+                std::fs::write(
+                    out.join("generator.json"),
+                    format!(
+                        "{{\n  \"shards\": {},\n  \"cores\": {cores:.3},\n  \"machine_cores\": {machine:.3},\n  \"cpus\": {},\n  \"send_delay_p99_us\": {p99}\n}}\n",
+                        gens.len(),
+                        gens[0].2
+                    ),
+                )?;
+            }
             println!("{}", stampede_reports::summary_text(&merged));
             println!(
                 "merged {} report(s): {}",
@@ -458,11 +479,8 @@ fn labels(dirs: &[PathBuf], reports: &[RunReport]) -> Vec<String> {
         .zip(dirs)
         .map(|(b, d)| {
             if base.iter().filter(|x| *x == b).count() > 1 {
-                format!(
-                    "{b} ({})",
-                    d.file_name()
-                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-                )
+                d.file_name()
+                    .map_or_else(|| b.clone(), |n| n.to_string_lossy().into_owned())
             } else {
                 b.clone()
             }

@@ -1,0 +1,317 @@
+//! Live load mode against real brokers: `stampede-broker`, ActiveMQ, RabbitMQ and Redis,
+//! started by the project's own `scripts/peers/peer` on ports of their own (636xx), each
+//! given a few seconds of load by the real `stampede load` binary.
+//!
+//! Asserts that every report was written, that messages flowed (delivered > 0) and that
+//! nothing acknowledged was lost in the receipted queue workload; that two shards merge
+//! into one report; that `stampede compare` puts the runs side by side. A peer that
+//! cannot be installed or started FAILS the test (never skips it): run
+//! `scripts/install-test-deps` (as root) first. Everything the test started is stopped
+//! when it ends, also when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use stampede_reports::read_report;
+
+/// Ports of this test's peers, away from the defaults of `scripts/peers/peer` (626xx) and
+/// from the standard ones.
+const PORTS: [(&str, &str); 8] = [
+    ("STAMPEDE_PORT", "63613"),
+    ("ACTIVEMQ_PORT", "63614"),
+    ("ACTIVEMQ_OPENWIRE_PORT", "63616"),
+    ("RABBITMQ_PORT", "63615"),
+    ("RABBITMQ_AMQP_PORT", "63672"),
+    ("RABBITMQ_DIST_PORT", "63673"),
+    ("RABBITMQ_EPMD_PORT", "63674"),
+    ("REDIS_PORT", "63679"),
+];
+
+/// A receipted, client-acknowledged queue workload (two producers and consumers, so that
+/// it can be sharded) and a small MCollective fleet.
+const SCENARIO: &str = r#"
+name = "live-smoke"
+description = "Live smoke test: a receipted queue and 20 MCollective nodes."
+duration_s = 20
+
+[[brokers]]
+name = "broker-1"
+
+[[racks]]
+name = "rack-1"
+nodes = 20
+servers = ["broker-1"]
+heartbeat_s = 30
+start_spread_s = 1
+
+[workload.mcollective]
+clients = [{ name = "mco", servers = ["broker-1"] }]
+discovery_interval_s = 1
+discovery_timeout_s = 1
+directed_interval_s = 1
+directed_targets = 3
+request_bytes = 400
+
+[[workload.queues]]
+name = "work"
+destination = "/queue/smoke.work"
+producers = 2
+consumers = 2
+rate_per_s = 100
+message_bytes = 256
+receipts = true
+ack = "client-individual"
+producer_servers = ["broker-1"]
+consumer_servers = ["broker-1"]
+
+[expectations]
+lost_max = 0
+unexpected_max = 0
+"#;
+
+/// The same fleet without the queue workload, for Redis (which has no queues).
+fn mco_only(text: &str) -> String {
+    let cut = text
+        .find("[[workload.queues]]")
+        .expect("the scenario has a queue workload");
+    let tail = &text[cut..];
+    let expectations = tail.find("[expectations]").expect("expectations follow");
+    format!("{}{}", &text[..cut], &tail[expectations..])
+        .replace("name = \"live-smoke\"", "name = \"live-smoke-mco\"")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `stampede-broker` from the same build as this test (cargo builds every binary of the
+/// workspace before it runs `cargo test --workspace`'s tests).
+fn broker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/live_smoke-<hash> -> target/<profile>/stampede-broker
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("stampede-broker"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "no stampede-broker next to the tests at {}: run the workspace's tests \
+         (`cargo test --workspace`, as scripts/test does) or `cargo build -p stampede-broker` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The peers of this test; stops them all when dropped (also on a failed assertion).
+struct Peers {
+    state: PathBuf,
+    broker: PathBuf,
+}
+
+impl Peers {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("scripts/peers/peer"))
+            .args(args)
+            .env("PEERS_STATE", &self.state)
+            .env("STAMPEDE_BROKER_BIN", &self.broker)
+            .env("READY_TIMEOUT_S", "180");
+        for (k, v) in PORTS {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn start(&self, kind: &str) {
+        let t0 = Instant::now();
+        let out = self
+            .command(&["start", kind])
+            .output()
+            .expect("bash runs scripts/peers/peer");
+        assert!(
+            out.status.success(),
+            "could not install or start {kind} with scripts/peers/peer ({}); run \
+             `scripts/install-test-deps` as root and look at the log below.\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{kind} started in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+
+    fn uri(&self, kind: &str) -> String {
+        let out = self.command(&["uri", kind]).output().expect("peer uri");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        match self.command(&["stop", "all"]).output() {
+            Ok(out) => eprint!("{}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("could not run scripts/peers/peer stop all: {e}"),
+        }
+        if std::env::var_os("STAMPEDE_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+fn stampede(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stampede"));
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a short load and checks its report.
+fn load(scenario: &Path, uri: &str, kind: &str, out_dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "load",
+        scenario.to_str().expect("utf-8 path"),
+        "--target",
+        uri,
+        "--target-kind",
+        kind,
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--drain",
+        "1",
+        "--quiet",
+        "--out",
+        out_dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let out = stampede(&args).output().expect("stampede runs");
+    let what = format!("stampede load against {kind}");
+    assert!(out.status.success(), "{}", describe(&what, &out));
+    check_report(out_dir, kind, &what, &out);
+}
+
+fn check_report(dir: &Path, kind: &str, what: &str, out: &Output) {
+    for f in [
+        "summary.json",
+        "timeseries.csv",
+        "histograms.json",
+        "latency_us.hgrm",
+        "send_delay_us.hgrm",
+        "report.html",
+        "mcollective.csv",
+        "generator.json",
+    ] {
+        assert!(
+            dir.join(f).is_file(),
+            "{what}: {f} is missing in {}",
+            dir.display()
+        );
+    }
+    let r = read_report(dir).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let target = r.target.clone().unwrap_or_default();
+    assert!(
+        target.starts_with(kind),
+        "{what}: target {target:?}\n{}",
+        describe(what, out)
+    );
+    assert!(r.messages.delivered > 0, "{}", describe(what, out));
+    assert_eq!(r.messages.lost, 0, "{}", describe(what, out));
+    assert_eq!(r.messages.unexpected, 0, "{}", describe(what, out));
+    assert!(!r.latency_us.is_empty(), "{what}: no latency recorded");
+    let mco = r.mcollective.as_ref().expect("MCollective traffic");
+    assert!(
+        mco.requests > 0 && mco.replies_received > 0,
+        "{what}: {mco:?}"
+    );
+}
+
+#[test]
+fn live_load_against_stampede_activemq_rabbitmq_and_redis() {
+    let work = std::env::temp_dir().join(format!("stampede-live-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("temp dir");
+    let scenario = work.join("live-smoke.toml");
+    std::fs::write(&scenario, SCENARIO).expect("write scenario");
+    let mco_scenario = work.join("live-smoke-mco.toml");
+    std::fs::write(&mco_scenario, mco_only(SCENARIO)).expect("write scenario");
+    let peers = Peers {
+        state: work.join("peers"),
+        broker: broker_bin(),
+    };
+
+    let mut dirs = Vec::new();
+    for kind in ["stampede", "activemq", "rabbitmq"] {
+        peers.start(kind);
+        let dir = work.join(format!("out-{kind}"));
+        load(&scenario, &peers.uri(kind), kind, &dir, &[]);
+        dirs.push(dir);
+    }
+    peers.start("redis");
+    let dir = work.join("out-redis");
+    load(&mco_scenario, &peers.uri("redis"), "redis", &dir, &[]);
+
+    // Two generator processes side by side, merged.
+    let uri = peers.uri("stampede");
+    let shards: Vec<PathBuf> = (1..=2).map(|i| work.join(format!("shard-{i}"))).collect();
+    std::thread::scope(|s| {
+        for (i, d) in shards.iter().enumerate() {
+            let shard = format!("{}/2", i + 1);
+            let (scenario, uri) = (&scenario, &uri);
+            s.spawn(move || load(scenario, uri, "stampede", d, &["--shard", &shard]));
+        }
+    });
+    let merged = work.join("merged");
+    let out = stampede(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ])
+    .output()
+    .expect("stampede runs");
+    assert!(out.status.success(), "{}", describe("stampede merge", &out));
+    let whole = read_report(&merged).expect("merged report");
+    let parts: Vec<_> = shards.iter().map(|d| read_report(d).unwrap()).collect();
+    assert_eq!(
+        whole.messages.delivered,
+        parts.iter().map(|p| p.messages.delivered).sum::<u64>()
+    );
+    assert_eq!(
+        whole.latency_us.len(),
+        parts.iter().map(|p| p.latency_us.len()).sum::<u64>()
+    );
+
+    dirs.push(merged);
+    let cmp = work.join("compare");
+    let mut args = vec!["compare"];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    args.extend(["--out", cmp.to_str().unwrap()]);
+    let out = stampede(&args).output().expect("stampede runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("stampede compare", &out)
+    );
+    let csv = std::fs::read_to_string(cmp.join("compare.csv")).expect("compare.csv");
+    assert_eq!(csv.lines().count(), 1 + dirs.len(), "{csv}");
+    for label in ["stampede", "activemq", "rabbitmq", "merged"] {
+        assert!(csv.contains(label), "{label} in\n{csv}");
+    }
+    assert!(cmp.join("compare.html").is_file());
+
+    drop(peers);
+    if std::env::var_os("STAMPEDE_KEEP_TEST_DIRS").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
