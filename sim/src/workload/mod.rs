@@ -45,6 +45,9 @@ pub struct Env {
     pub run_tag: Option<String>,
     /// Login and passcode for every client that has none of its own (live runs).
     pub credentials: Option<Credentials>,
+    /// Heart-beat read grace (× the negotiated interval) instead of MCollective's 1.5.
+    /// Live runs use more: ActiveMQ writes its heart-beats up to two intervals apart.
+    pub heartbeat_grace: Option<f64>,
 }
 
 impl Env {
@@ -60,6 +63,7 @@ impl Env {
             driver: Driver::ActiveMq,
             run_tag: None,
             credentials: None,
+            heartbeat_grace: None,
         }
     }
 }
@@ -174,7 +178,7 @@ fn client_config(
         config.heart_beat_ms = (n + 500, n.saturating_sub(500));
         config.accept_version = Some("1.1,1.0".to_owned());
         config.heartbeat_read_timeout = heartbeat_read_timeout;
-        config.heartbeat_grace = 1.5;
+        config.heartbeat_grace = env.heartbeat_grace.unwrap_or(1.5);
     } else {
         // MCollective's default: STOMP 1.0 (`accept-version:1.0`), no heart-beats.
         config.heart_beat_ms = (0, 0);
