@@ -16,8 +16,10 @@ use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
 use super::{Env, Host, client_config, start_client};
+use stampede_broker::client::ClientConfig;
+
 use crate::driver::ack_mode;
-use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
+use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec, Scenario};
 use crate::seed;
 
@@ -40,36 +42,31 @@ pub(super) fn build(
     {
         anyhow::bail!("workload '{}': {why}", spec.name);
     }
+    // One client per producer and consumer, each with its own seed stream.
+    let client =
+        |role: Role, name: String, pool: &[String]| -> anyhow::Result<(ClientId, ClientConfig)> {
+            let id = recorder.register(name.clone(), role, pool.to_vec());
+            let config = client_config(
+                env,
+                pool,
+                spec.policy,
+                &spec.reconnect,
+                spec.heartbeat_s,
+                true,
+                seed::derive(seed, &format!("queue/{name}")),
+                None,
+            )?;
+            Ok((id, config))
+        };
     let mut consumers = Vec::new();
     for i in 0..spec.consumers {
         let name = format!("{}-consumer-{i}", spec.name);
-        let id = recorder.register(name.clone(), Role::Consumer, spec.consumer_servers.clone());
-        let config = client_config(
-            env,
-            &spec.consumer_servers,
-            spec.policy,
-            &spec.reconnect,
-            spec.heartbeat_s,
-            true,
-            seed::derive(seed, &format!("queue/{name}")),
-            None,
-        )?;
-        consumers.push((id, config));
+        consumers.push(client(Role::Consumer, name, &spec.consumer_servers)?);
     }
     let mut producers = Vec::new();
     for i in 0..spec.producers {
         let name = format!("{}-producer-{i}", spec.name);
-        let id = recorder.register(name.clone(), Role::Producer, spec.producer_servers.clone());
-        let config = client_config(
-            env,
-            &spec.producer_servers,
-            spec.policy,
-            &spec.reconnect,
-            spec.heartbeat_s,
-            true,
-            seed::derive(seed, &format!("queue/{name}")),
-            None,
-        )?;
+        let (id, config) = client(Role::Producer, name, &spec.producer_servers)?;
         producers.push((i, id, config));
     }
     let spec = Arc::new(spec.clone());
