@@ -264,9 +264,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if gens.len() == dirs.len() {
                 let cores: f64 = gens.iter().map(|g| g.0).sum();
                 let machine = gens.iter().map(|g| g.1).fold(0.0, f64::max);
-                let p99 = (!merged.send_delay_us.is_empty())
-                    .then(|| merged.send_delay_us.value_at_quantile(0.99).to_string())
-                    .unwrap_or_else(|| "null".to_owned());
+                let p99 = if merged.send_delay_us.is_empty() {
+                    "null".to_owned()
+                } else {
+                    merged.send_delay_us.value_at_quantile(0.99).to_string()
+                };
                 std::fs::write(
                     out.join("generator.json"),
                     format!(
