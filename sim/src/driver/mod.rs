@@ -399,3 +399,125 @@ pub fn ack_mode(mode: crate::scenario::AckMode) -> AckMode {
         crate::scenario::AckMode::ClientIndividual => AckMode::ClientIndividual,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stampede_broker::client::IdHeader;
+
+    fn dests(subs: &[SubscribeSpec]) -> Vec<&str> {
+        subs.iter().map(|s| s.destination.as_str()).collect()
+    }
+
+    #[test]
+    fn activemq_conventions_are_the_activemq_connectors() {
+        let d = Driver::ActiveMq;
+        let agents = ["discovery".to_owned(), "rpcutil".to_owned()];
+        let subs = d.mco_node_subscriptions("mc", "n1", &agents, false);
+        assert_eq!(
+            dests(&subs),
+            [
+                "/queue/mc.nodes",
+                "/topic/mc.discovery.agent",
+                "/topic/mc.rpcutil.agent"
+            ]
+        );
+        assert_eq!(subs[0].selector.as_deref(), Some("mc_identity = 'n1'"));
+        assert!(subs.iter().all(|s| s.id == IdHeader::OmitOn1_0));
+        let subs = d.mco_node_subscriptions("mc", "n1", &agents, true);
+        assert_eq!(
+            subs[0].id,
+            IdHeader::Given("mc_directed_to_identity".into())
+        );
+        assert_eq!(
+            subs[1].id,
+            IdHeader::Given("/topic/mc.discovery.agent".into())
+        );
+        assert_eq!(
+            d.mco_broadcast("mc", "discovery"),
+            "/topic/mc.discovery.agent"
+        );
+        assert_eq!(
+            d.mco_directed("mc", "n1"),
+            (
+                "/queue/mc.nodes".to_owned(),
+                Some(("mc_identity", "n1".to_owned()))
+            )
+        );
+        let r = d.mco_reply_to("mc", "mco", 7, 3, "discovery");
+        assert_eq!(r.reply_to, "/queue/mc.reply.mco_7.3");
+        assert_eq!(r.subscribe.unwrap().destination, "/queue/mc.reply.mco_7.3");
+        assert!(d.mco_client_subscriptions("mco", 7).is_empty());
+        let mut h = Headers::new();
+        d.mco_time_headers(&mut h, 1_795_437_413_250, 60);
+        assert_eq!(h.get("timestamp"), Some("1795437413000"));
+        assert_eq!(h.get("expires"), Some("1795437483000"));
+        assert_eq!(d.vhost(), "mcollective");
+        assert_eq!(d.queue_unsupported("/queue/x", false), None);
+    }
+
+    #[test]
+    fn rabbitmq_conventions_are_the_rabbitmq_connectors() {
+        let d = Driver::RabbitMq;
+        let agents = ["discovery".to_owned(), "rpcutil".to_owned()];
+        let subs = d.mco_node_subscriptions("mc", "n1", &agents, false);
+        assert_eq!(
+            dests(&subs),
+            [
+                "/exchange/mc_directed/n1",
+                "/exchange/mc_broadcast/discovery",
+                "/exchange/mc_broadcast/rpcutil"
+            ]
+        );
+        assert!(subs.iter().all(|s| s.selector.is_none()));
+        assert_eq!(
+            subs[0].id,
+            IdHeader::Given("mc_n1_directed_to_identity".into())
+        );
+        assert_eq!(subs[2].id, IdHeader::Given("mc_broadcast_rpcutil".into()));
+        assert_eq!(
+            d.mco_broadcast("mc", "discovery"),
+            "/exchange/mc_broadcast/discovery"
+        );
+        assert_eq!(
+            d.mco_directed("mc", "n1"),
+            ("/exchange/mc_directed/n1".to_owned(), None)
+        );
+        let r = d.mco_reply_to("mc", "mco", 7, 3, "rpcutil");
+        assert_eq!(r.reply_to, "/temp-queue/mcollective_reply_rpcutil");
+        assert!(
+            r.subscribe.is_none(),
+            "RabbitMQ subscribes the sender itself"
+        );
+        let mut h = Headers::new();
+        d.mco_time_headers(&mut h, 1_795_437_413_250, 60);
+        assert_eq!(h.get("expiration"), Some("70000"));
+        assert_eq!(h.get("expires"), None);
+        assert_eq!(d.vhost(), "/");
+    }
+
+    #[test]
+    fn redis_conventions_are_the_redis_connectors() {
+        let d = Driver::Redis;
+        let subs = d.mco_node_subscriptions("mc", "n1", &["discovery".to_owned()], true);
+        assert_eq!(
+            dests(&subs),
+            ["mc::server::agents", "mc::server::direct::n1"]
+        );
+        assert_eq!(d.mco_broadcast("mc", "rpcutil"), "mc::server::agents");
+        assert_eq!(d.mco_directed("mc", "n1").0, "mc::server::direct::n1");
+        let r = d.mco_reply_to("mc", "mco", 7, 3, "discovery");
+        assert_eq!(r.reply_to, "mcollective::reply::mco::7");
+        assert!(r.subscribe.is_none());
+        assert_eq!(
+            dests(&d.mco_client_subscriptions("mco", 7)),
+            ["mcollective::reply::mco::7"]
+        );
+        let mut h = Headers::new();
+        d.mco_time_headers(&mut h, 1, 60);
+        assert!(h.is_empty());
+        assert!(d.queue_unsupported("/queue/x", true).is_some());
+        assert!(d.queue_unsupported("/topic/x", false).is_some());
+        assert_eq!(d.queue_unsupported("/topic/x", true), None);
+    }
+}
