@@ -1,6 +1,8 @@
 //! Live load mode against real brokers: `stampede-broker`, ActiveMQ, RabbitMQ and Redis,
-//! started by the project's own `scripts/peers/peer` on ports of their own (636xx), each
-//! given a few seconds of load by the real `stampede load` binary.
+//! started by the project's own `scripts/peers/peer` on loopback ports that were free when
+//! the test began (never the brokers' defaults, so that it collides neither with running
+//! brokers nor with another run of this test), each given a few seconds of load by the
+//! real `stampede load` binary.
 //!
 //! Asserts that every report was written, that messages flowed (delivered > 0) and that
 //! nothing acknowledged was lost in the receipted queue workload; that two shards merge
@@ -15,18 +17,31 @@ use std::time::Instant;
 
 use stampede_reports::read_report;
 
-/// Ports of this test's peers, away from the defaults of `scripts/peers/peer` (626xx) and
-/// from the standard ones.
-const PORTS: [(&str, &str); 8] = [
-    ("STAMPEDE_PORT", "63613"),
-    ("ACTIVEMQ_PORT", "63614"),
-    ("ACTIVEMQ_OPENWIRE_PORT", "63616"),
-    ("RABBITMQ_PORT", "63615"),
-    ("RABBITMQ_AMQP_PORT", "63672"),
-    ("RABBITMQ_DIST_PORT", "63673"),
-    ("RABBITMQ_EPMD_PORT", "63674"),
-    ("REDIS_PORT", "63679"),
+/// The port variables of `scripts/peers/peer`.
+const PORT_VARS: [&str; 8] = [
+    "STAMPEDE_PORT",
+    "ACTIVEMQ_PORT",
+    "ACTIVEMQ_OPENWIRE_PORT",
+    "RABBITMQ_PORT",
+    "RABBITMQ_AMQP_PORT",
+    "RABBITMQ_DIST_PORT",
+    "RABBITMQ_EPMD_PORT",
+    "REDIS_PORT",
 ];
+
+/// A free loopback port for each variable: all bound at once (so they differ), then
+/// released for the peers to take.
+fn free_ports() -> Vec<(&'static str, String)> {
+    let listeners: Vec<std::net::TcpListener> = PORT_VARS
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    PORT_VARS
+        .iter()
+        .zip(&listeners)
+        .map(|(var, l)| (*var, l.local_addr().expect("bound").port().to_string()))
+        .collect()
+}
 
 /// A receipted, client-acknowledged queue workload (two producers and consumers, so that
 /// it can be sharded) and a small MCollective fleet.
@@ -108,6 +123,7 @@ fn broker_bin() -> PathBuf {
 struct Peers {
     state: PathBuf,
     broker: PathBuf,
+    ports: Vec<(&'static str, String)>,
 }
 
 impl Peers {
@@ -118,7 +134,7 @@ impl Peers {
             .env("PEERS_STATE", &self.state)
             .env("STAMPEDE_BROKER_BIN", &self.broker)
             .env("READY_TIMEOUT_S", "180");
-        for (k, v) in PORTS {
+        for (k, v) in &self.ports {
             c.env(k, v);
         }
         c
@@ -250,7 +266,9 @@ fn live_load_against_stampede_activemq_rabbitmq_and_redis() {
     let peers = Peers {
         state: work.join("peers"),
         broker: broker_bin(),
+        ports: free_ports(),
     };
+    eprintln!("peer ports: {:?}", peers.ports);
 
     let mut dirs = Vec::new();
     for kind in ["stampede", "activemq", "rabbitmq"] {
