@@ -374,6 +374,14 @@ fn validate_limits(limits: &Limits) -> Result<(), InvalidSetting> {
     positive(limits.queue_messages_max, "queue_messages_max")?;
     positive(limits.outbound_frames_max, "outbound_frames_max")?;
     positive(limits.prefetch_max, "prefetch_max")?;
+    positive(
+        limits.network_audit_messages_max,
+        "network_audit_messages_max",
+    )?;
+    positive(
+        limits.advisory_backlog_messages_max,
+        "advisory_backlog_messages_max",
+    )?;
     positive(limits.connect_timeout_ms, "connect_timeout_ms")
 }
 

@@ -82,6 +82,12 @@ pub struct Limits {
     pub connect_timeout_ms: u64,
     /// Deliveries of one message before it goes to the dead-letter queue.
     pub redeliveries_max: u32,
+    /// Messages from network bridges remembered to drop duplicates (see
+    /// [`network`](super::network)).
+    pub network_audit_messages_max: usize,
+    /// Consumer advisories that may wait for one advisory subscriber before its
+    /// connection is closed.
+    pub advisory_backlog_messages_max: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +109,8 @@ impl Default for Limits {
             prefetch_max: 32_767,
             connect_timeout_ms: 30_000,
             redeliveries_max: 6,
+            network_audit_messages_max: 65_536,
+            advisory_backlog_messages_max: 100_000,
         }
     }
 }
