@@ -61,6 +61,10 @@ pub struct Limits {
     pub connections_max: usize,
     /// Subscriptions one connection may hold.
     pub subscriptions_per_connection_max: usize,
+    /// Subscriptions one connection may hold when it is a network connector making
+    /// demand subscriptions (one per remote consumer with `conduit_subscriptions =
+    /// false`: thousands for an MCollective fleet).
+    pub network_subscriptions_per_connection_max: usize,
     /// Open transactions one connection may hold.
     pub transactions_per_connection_max: usize,
     /// Frames (SEND and ACK) buffered in one open transaction.
@@ -100,6 +104,7 @@ impl Default for Limits {
             body_bytes_max: frame.body_bytes_max,
             connections_max: 10_000,
             subscriptions_per_connection_max: 1_000,
+            network_subscriptions_per_connection_max: 100_000,
             transactions_per_connection_max: 100,
             transaction_frames_max: 10_000,
             destinations_max: 100_000,

@@ -22,7 +22,9 @@ use bytestring::ByteString;
 
 use super::ids::{ConnId, EntryKey, SubKey};
 use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
-use super::network::headers::{ADVISORY_REPLAY, BROKER_PATH_HEADER, ORIGIN_ID_HEADER};
+use super::network::headers::{
+    ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
+};
 use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
@@ -668,11 +670,19 @@ impl Broker {
         if conn.subs.contains_key(&client_id) {
             return fatal(format!("subscription id '{client_id}' is already in use"));
         }
-        if conn.subs.len() >= self.config.limits.subscriptions_per_connection_max {
-            return fatal(format!(
-                "too many subscriptions (limits.subscriptions_per_connection_max = {})",
-                self.config.limits.subscriptions_per_connection_max
-            ));
+        let (max, limit) = if h.contains(NETWORK_BROKER) {
+            (
+                self.config.limits.network_subscriptions_per_connection_max,
+                "network_subscriptions_per_connection_max",
+            )
+        } else {
+            (
+                self.config.limits.subscriptions_per_connection_max,
+                "subscriptions_per_connection_max",
+            )
+        };
+        if conn.subs.len() >= max {
+            return fatal(format!("too many subscriptions (limits.{limit} = {max})"));
         }
         let ack = match h.get("ack") {
             None | Some("auto") => AckMode::Auto,
@@ -762,6 +772,7 @@ impl Broker {
             network,
             advisory: None,
         };
+        self.network_subs += usize::from(sub.network.is_some());
         self.subs.insert(sub_key, sub);
         if let Some(c) = self.conns.get_mut(&conn_id) {
             c.subs.insert(client_id, sub_key);
@@ -935,6 +946,7 @@ impl Broker {
         let Some(mut sub) = self.subs.remove(&sub_key) else {
             return;
         };
+        self.network_subs -= usize::from(sub.network.is_some());
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.subs.remove(&client_id);
             for u in &sub.unacked {

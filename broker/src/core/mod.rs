@@ -111,6 +111,10 @@ pub struct Stats {
     pub messages_forwarded: u64,
     /// SENDs from bridges dropped because the same message had already arrived.
     pub network_duplicates_dropped: u64,
+    /// Gauge: subscriptions open (all connections), network subscriptions included.
+    pub subscriptions_current: u64,
+    /// Gauge: network (demand) subscriptions open.
+    pub network_subscriptions_current: u64,
 }
 
 /// A timer the core set for itself.
@@ -141,6 +145,8 @@ pub struct Broker {
     queue_wildcard_subs: BTreeSet<SubKey>,
     /// Subscriptions to consumer advisories.
     advisory_subs: BTreeSet<SubKey>,
+    /// Network (demand) subscriptions open.
+    network_subs: usize,
     /// Network messages seen recently, to drop duplicates.
     audit: network::Audit,
     timers: BTreeSet<(u64, u64, Timer)>,
@@ -173,6 +179,7 @@ impl Broker {
             topics: TopicIndex::default(),
             queue_wildcard_subs: BTreeSet::new(),
             advisory_subs: BTreeSet::new(),
+            network_subs: 0,
             audit: network::Audit::default(),
             timers: BTreeSet::new(),
             timer_seq: 0,
@@ -199,6 +206,8 @@ impl Broker {
         s.connections_current = self.conns.len() as u64;
         s.queues_current = self.queues.len() as u64;
         s.queued_current = self.queues.values().map(|q| q.pending_len() as u64).sum();
+        s.subscriptions_current = self.subs.len() as u64;
+        s.network_subscriptions_current = self.network_subs as u64;
         s
     }
 
