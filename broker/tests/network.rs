@@ -195,7 +195,7 @@ async fn queue_and_topic_messages_follow_remote_demand() {
     let (producer, _p) = client(a.addr()).await;
     send(&producer, "/queue/work", "job-1", &[("x", "1")]).await;
     send(&producer, "/topic/news", "headline", &[]).await;
-    let mut got = vec![next(&mut on_b).await, next(&mut on_b).await];
+    let mut got = [next(&mut on_b).await, next(&mut on_b).await];
     got.sort_by(|x, y| x.destination.cmp(&y.destination));
     assert_eq!(got[0].destination, "/queue/work");
     assert_eq!(got[0].text(), Some("job-1"));
