@@ -59,7 +59,14 @@ fn python_clients_exchange_messages_across_a_bridge() {
     );
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)
-        .args(["--host", "127.0.0.1", "--port-a", &a.port(), "--port-b", &b.port()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port-a",
+            &a.port(),
+            "--port-b",
+            &b.port(),
+        ])
         .args(["--timeout", &SCRIPT_WATCHDOG_SECS.to_string()]);
     let run = run_bounded(
         "stomp.py across a bridge",
