@@ -214,14 +214,7 @@ impl InvalidSetting {
 impl BrokerConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<BrokerConfig, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            key: String::new(),
-            message: e.to_string(),
-        })?;
-        BrokerConfig::parse(&text, &file)
+        load_toml(path, BrokerConfig::validate)
     }
 
     /// Parses and validates configuration text; `file` names it in errors.
@@ -238,6 +231,22 @@ impl BrokerConfig {
         validate_connectors(&self.connectors)?;
         self.discovery.validate().map_err(|e| e.within("discovery"))
     }
+}
+
+/// Reads the TOML file at `path` into `T` and validates it, with [`parse_toml`]'s errors;
+/// a file that cannot be read is reported with line 0.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), InvalidSetting>,
+) -> Result<T, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: 0,
+        key: String::new(),
+        message: e.to_string(),
+    })?;
+    parse_toml(&text, &file, validate)
 }
 
 /// Parses TOML text into `T` and validates it, locating every error (syntax, unknown

@@ -14,50 +14,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hdrhistogram::Histogram;
 use stampede_broker::client::ClientEvent;
+use stampede_reports::hdrhistogram::Histogram;
+use stampede_reports::{MessageCounts, SecondSample, failover_histogram, latency_histogram};
 
 use crate::fault::Timeline;
 use crate::history::{ClientId, History, Role, SendOutcome};
 use crate::scenario::Scenario;
-
-/// Counts in Jepsen's total-queue vocabulary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Units attempted.
-    pub attempted: u64,
-    /// Units acknowledged (receipted, or written when not asking for receipts).
-    pub acknowledged: u64,
-    /// Units delivered at least once.
-    pub delivered: u64,
-    /// Acknowledged but never delivered.
-    pub lost: u64,
-    /// Delivered but never attempted.
-    pub unexpected: u64,
-    /// Extra deliveries beyond the first.
-    pub duplicated: u64,
-    /// Delivered although not acknowledged (indeterminate or failed sends).
-    pub recovered: u64,
-}
-
-/// One second of the run.
-#[derive(Clone, Debug)]
-pub struct Second {
-    /// Second since start.
-    pub t_s: u64,
-    /// Units attempted in this second.
-    pub attempted: u64,
-    /// Units delivered (first delivery) in this second.
-    pub delivered: u64,
-    /// Lost units sent in this second.
-    pub lost: u64,
-    /// Latencies (µs) of deliveries in this second.
-    pub latency: Histogram<u64>,
-    /// Clients connected per broker at the end of the second (brokers in scenario order).
-    pub connected: Vec<u64>,
-    /// MCollective replies received in this second.
-    pub mco_replies: u64,
-}
 
 /// One MCollective round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +56,7 @@ pub struct Verdict {
 #[derive(Clone, Debug)]
 pub struct Analysis {
     /// Total-queue counts.
-    pub counts: Counts,
+    pub counts: MessageCounts,
     /// Delivery latency from the intended send time (µs).
     pub latency_us: Histogram<u64>,
     /// Actual minus intended send time (µs).
@@ -113,28 +76,13 @@ pub struct Analysis {
     /// MCollective rounds.
     pub rounds: Vec<Round>,
     /// Per-second series.
-    pub seconds: Vec<Second>,
+    pub seconds: Vec<SecondSample>,
     /// Expectations.
     pub verdicts: Vec<Verdict>,
 }
 
 /// Time after a fault window during which MCollective rounds do not count as healthy.
 const SETTLE_MS: u64 = 5_000;
-
-fn histogram(max: u64) -> Histogram<u64> {
-    // Invariant: 1 ≤ low, high ≥ 2 × low, 3 significant figures are valid arguments.
-    Histogram::new_with_bounds(1, max, 3).expect("valid histogram bounds")
-}
-
-/// A histogram for microsecond latencies up to an hour.
-pub fn latency_histogram() -> Histogram<u64> {
-    histogram(3_600_000_000)
-}
-
-/// A histogram for millisecond durations up to a day.
-pub fn millis_histogram() -> Histogram<u64> {
-    histogram(86_400_000)
-}
 
 fn record(h: &mut Histogram<u64>, v: u64) {
     h.saturating_record(v.max(1));
@@ -145,10 +93,10 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     let duration_s = scenario.duration_s.ceil() as u64;
     let brokers: Vec<&str> = scenario.brokers.iter().map(|b| b.name.as_str()).collect();
     let mut a = Analysis {
-        counts: Counts::default(),
+        counts: MessageCounts::default(),
         latency_us: latency_histogram(),
         send_delay_us: latency_histogram(),
-        failover_ms: millis_histogram(),
+        failover_ms: failover_histogram(),
         failovers_unfinished: 0,
         reorders: 0,
         losses_by_window: vec![0; timeline.windows.len()],
@@ -156,15 +104,7 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
         mco_requests: history.requests.len() as u64,
         rounds: Vec::new(),
         seconds: (0..duration_s)
-            .map(|t_s| Second {
-                t_s,
-                attempted: 0,
-                delivered: 0,
-                lost: 0,
-                latency: latency_histogram(),
-                connected: vec![0; brokers.len()],
-                mco_replies: 0,
-            })
+            .map(|t_s| SecondSample::new(t_s, brokers.len()))
             .collect(),
         verdicts: Vec::new(),
     };

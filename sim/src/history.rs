@@ -2,8 +2,9 @@
 //! timestamped in simulated microseconds since the start.
 //!
 //! Workloads append to one shared [`History`]; the checker reads it after the run. All
-//! simulated hosts run on one thread, so the lock is never contended; it exists because
-//! client tasks are spawned with `tokio::spawn`, which wants `Send`.
+//! simulated hosts run on one thread, so the lock is never contended there; it exists
+//! because client tasks are spawned with `tokio::spawn`, which wants `Send`, and because
+//! live runs do use several threads.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -146,11 +147,64 @@ pub struct History {
     pub applied: Vec<(u64, String)>,
 }
 
-/// Shared handle on the run's history.
-#[derive(Clone, Debug, Default)]
-pub struct Recorder(Arc<Mutex<History>>);
+/// Where a run's time comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Timebase {
+    /// turmoil's simulated time since the start of the simulation.
+    Simulated,
+    /// Real time (through `tokio::time`) since this instant: live load runs.
+    Live(tokio::time::Instant),
+}
+
+impl Timebase {
+    /// Microseconds since the start of the run.
+    pub fn now_us(self) -> u64 {
+        match self {
+            Timebase::Simulated => turmoil::sim_elapsed().map_or(0, |d| d.as_micros() as u64),
+            Timebase::Live(origin) => origin.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// Sleeps until `at` after the start of the run.
+    pub async fn sleep_until(self, at: std::time::Duration) {
+        let now = std::time::Duration::from_micros(self.now_us());
+        if at > now {
+            tokio::time::sleep(at - now).await;
+        }
+    }
+}
+
+/// Shared handle on the run's history, with the run's timebase.
+#[derive(Clone, Debug)]
+pub struct Recorder(Arc<Mutex<History>>, Timebase);
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::simulated()
+    }
+}
 
 impl Recorder {
+    /// A recorder for a simulated run.
+    pub fn simulated() -> Recorder {
+        Recorder(Arc::default(), Timebase::Simulated)
+    }
+
+    /// A recorder for a live run starting now (call inside a tokio runtime).
+    pub fn live() -> Recorder {
+        Recorder(Arc::default(), Timebase::Live(tokio::time::Instant::now()))
+    }
+
+    /// The run's timebase.
+    pub fn timebase(&self) -> Timebase {
+        self.1
+    }
+
+    /// Microseconds since the start of the run.
+    pub fn now_us(&self) -> u64 {
+        self.1.now_us()
+    }
+
     /// Locks the history. Poisoning (a panicked workload) still yields the data.
     pub fn lock(&self) -> MutexGuard<'_, History> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -165,7 +219,7 @@ impl Recorder {
 
     /// Records a client event.
     pub fn event(&self, client: ClientId, event: ClientEvent) {
-        let now = now_us();
+        let now = self.now_us();
         self.lock().events.push((now, client, event));
     }
 
@@ -173,9 +227,4 @@ impl Recorder {
     pub fn take(&self) -> History {
         std::mem::take(&mut *self.lock())
     }
-}
-
-/// Simulated time since the start of the run, in microseconds (0 outside a simulation).
-pub fn now_us() -> u64 {
-    turmoil::sim_elapsed().map_or(0, |d| d.as_micros() as u64)
 }

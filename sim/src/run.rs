@@ -4,8 +4,7 @@
 use std::time::Instant;
 
 use stampede_reports::{
-    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, MessageCounts,
-    NO_FAULT_LABEL, RunReport, SecondSample,
+    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL, RunReport,
 };
 
 use crate::checker::{self, Analysis};
@@ -66,7 +65,6 @@ fn to_report(
     wall_seconds: f64,
     replay: &str,
 ) -> RunReport {
-    let c = &a.counts;
     let expectations: Vec<ExpectationResult> = a
         .verdicts
         .iter()
@@ -117,33 +115,13 @@ fn to_report(
         target: None,
         sim_seconds: scenario.duration_s,
         wall_seconds,
-        messages: MessageCounts {
-            attempted: c.attempted,
-            acknowledged: c.acknowledged,
-            delivered: c.delivered,
-            lost: c.lost,
-            unexpected: c.unexpected,
-            duplicated: c.duplicated,
-            recovered: c.recovered,
-        },
+        messages: a.counts,
         latency_us: a.latency_us.clone(),
         send_delay_us: a.send_delay_us.clone(),
         failover_ms: a.failover_ms.clone(),
         mcollective,
         expectations,
-        seconds: a
-            .seconds
-            .iter()
-            .map(|s| SecondSample {
-                t_s: s.t_s,
-                attempted: s.attempted,
-                delivered: s.delivered,
-                lost: s.lost,
-                latency: s.latency.clone(),
-                connected: s.connected.clone(),
-                mco_replies: s.mco_replies,
-            })
-            .collect(),
+        seconds: a.seconds.clone(),
         faults: timeline
             .windows
             .iter()

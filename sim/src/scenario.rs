@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, parse_toml};
+use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
 use stampede_broker::core::CoreConfig;
 use stampede_broker::security::SecurityConfig;
 
@@ -529,14 +529,7 @@ pub struct Expectations {
 impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            key: String::new(),
-            message: e.to_string(),
-        })?;
-        Scenario::parse(&text, &file)
+        load_toml(path, Scenario::validate)
     }
 
     /// Parses and validates scenario text; `file` names it in errors.

@@ -85,7 +85,14 @@ pub fn run(
             }
         });
     }
-    workload::spawn_all(&mut sim, scenario, seed, recorder, duration)?;
+    let env = workload::Env::simulated(scenario);
+    for host in workload::build_all(scenario, seed, recorder, duration, &env)? {
+        let run = host.run;
+        sim.client(host.name.as_str(), async move {
+            run.await;
+            Ok(())
+        });
+    }
     for l in &scenario.network.links {
         for a in expand(&l.a, scenario) {
             for b in expand(&l.b, scenario) {

@@ -1464,3 +1464,83 @@ fn stranded_queue_messages_replay_only_without_local_consumers() {
     assert!(h.take(replaying).is_empty());
     assert_eq!(h.broker.queue_depth("q"), Some(1));
 }
+
+// ----- Security ---------------------------------------------------------------------------
+
+fn secured() -> Harness {
+    let text = r#"
+[[security.users]]
+name = "alice"
+password = "secret"
+groups = ["app"]
+[[security.authorization]]
+queue = "app.>"
+read = ["app"]
+write = ["app"]
+admin = ["app"]
+[[security.authorization]]
+queue = "readonly.>"
+read = ["app"]
+"#;
+    let config = crate::config::BrokerConfig::parse(text, "test.toml").unwrap();
+    Harness::with(
+        CoreConfig::default(),
+        Security::from_config(&config.security),
+    )
+}
+
+#[test]
+fn bad_credentials_get_error_then_close() {
+    let mut h = secured();
+    let (c, error) = h.connect_with(&[
+        ("accept-version", "1.2"),
+        ("login", "alice"),
+        ("passcode", "nope"),
+    ]);
+    assert_eq!(error.command, "ERROR");
+    assert!(
+        error
+            .get("message")
+            .unwrap()
+            .contains("authentication failed")
+    );
+    assert!(h.is_closed(c));
+    let (c, error) = h.connect_with(&[("accept-version", "1.2")]);
+    assert_eq!(
+        error.command, "ERROR",
+        "anonymous is refused when users exist"
+    );
+    assert!(h.is_closed(c));
+}
+
+#[test]
+fn denied_operations_name_destination_and_operation_and_keep_the_session() {
+    let mut h = secured();
+    let (c, ok) = h.connect_with(&[
+        ("accept-version", "1.2"),
+        ("login", "alice"),
+        ("passcode", "secret"),
+    ]);
+    assert_eq!(ok.command, "CONNECTED");
+    h.send(c, "/queue/other.x", "no", &[("receipt", "r1")]);
+    let got = h.take(c);
+    assert_eq!(got[0].command, "ERROR");
+    assert_eq!(got[0].get("receipt-id"), Some("r1"));
+    let msg = got[0].get("message").unwrap();
+    assert!(
+        msg.contains("/queue/other.x") && msg.contains("write"),
+        "{msg}"
+    );
+    assert!(!h.is_closed(c), "a refusal does not end a healthy session");
+    // Reading is allowed on readonly.>, but creating the queue needs admin.
+    h.subscribe(c, "s", "/queue/readonly.feed", &[]);
+    let msg = h.take(c)[0].get("message").unwrap().to_owned();
+    assert!(
+        msg.contains("/queue/readonly.feed") && msg.contains("create"),
+        "{msg}"
+    );
+    // Allowed traffic still flows on the same session.
+    h.subscribe(c, "s2", "/queue/app.jobs", &[]);
+    h.send(c, "/queue/app.jobs", "yes", &[]);
+    assert_eq!(h.bodies(c), ["yes"]);
+}

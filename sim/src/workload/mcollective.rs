@@ -20,8 +20,10 @@ use rand::{Rng, SeedableRng};
 use stampede_broker::client::{Client, SubscribeSpec, SubscriptionId};
 use stampede_broker::proto::Headers;
 
-use super::{client_config, sleep_until_sim, start_client};
-use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role, now_us};
+use super::{Env, Host, client_config, start_client};
+use stampede_broker::net::SharedNet;
+
+use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
 use crate::seed;
 
@@ -65,13 +67,14 @@ fn identity(rack: &RackSpec, i: u32) -> String {
 }
 
 /// Starts every rack's nodes and every `mco` client.
-pub(super) fn spawn(
-    sim: &mut turmoil::Sim<'_>,
+pub(super) fn build(
     scenario: &Scenario,
     spec: &McoSpec,
     seed: u64,
     recorder: &Recorder,
     duration: Duration,
+    env: &Env,
+    hosts: &mut Vec<Host>,
 ) -> anyhow::Result<()> {
     let active = scenario.workload.mcollective.is_some();
     let mut directory: BTreeMap<String, ClientId> = BTreeMap::new();
@@ -88,7 +91,7 @@ pub(super) fn spawn(
             directory.insert(ident.clone(), id);
             let node_seed = seed::derive(seed, &format!("node/{}/{i}", rack.name));
             let mut config = client_config(
-                scenario,
+                env,
                 &pool,
                 rack.policy,
                 &rack.reconnect,
@@ -117,19 +120,20 @@ pub(super) fn spawn(
         let recorder = recorder.clone();
         let spec = Arc::new(spec.clone());
         let epoch_ms = scenario.epoch_ms;
-        sim.client(rack.name.as_str(), async move {
+        let net = env.net.clone();
+        hosts.push(Host::new(rack.name.clone(), async move {
             for node in nodes {
                 tokio::spawn(run_node(
                     node,
+                    net.clone(),
                     spec.clone(),
                     recorder.clone(),
                     epoch_ms,
                     active,
                 ));
             }
-            sleep_until_sim(duration).await;
-            Ok(())
-        });
+            recorder.timebase().sleep_until(duration).await;
+        }));
     }
     if !active {
         return Ok(());
@@ -141,7 +145,7 @@ pub(super) fn spawn(
         let id = recorder.register(c.name.clone(), Role::McoClient, c.servers.clone());
         let client_seed = seed::derive(seed, &format!("mco/{}", c.name));
         let mut config = client_config(
-            scenario,
+            env,
             &c.servers,
             c.policy,
             &ReconnectSpec::default(),
@@ -153,6 +157,7 @@ pub(super) fn spawn(
         // `mco` wraps each publish in `publish_timeout` (2 s by default).
         config.send_timeout = Some(Duration::from_secs(2));
         let mco = McoClient {
+            net: env.net.clone(),
             index,
             id,
             name: c.name.clone(),
@@ -165,12 +170,12 @@ pub(super) fn spawn(
             epoch_ms: scenario.epoch_ms,
             end: duration,
         };
-        sim.client(c.name.as_str(), async move {
+        let timebase = recorder.timebase();
+        hosts.push(Host::new(c.name.clone(), async move {
             // The host ends with the run even if the client is stuck reconnecting.
             tokio::spawn(mco.run());
-            sleep_until_sim(duration).await;
-            Ok(())
-        });
+            timebase.sleep_until(duration).await;
+        }));
     }
     Ok(())
 }
@@ -186,9 +191,17 @@ struct Node {
     versioned_ids: bool,
 }
 
-async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: u64, active: bool) {
-    sleep_until_sim(node.start).await;
-    let (client, mut messages) = start_client(node.config, &recorder, node.id);
+async fn run_node(
+    node: Node,
+    net: SharedNet,
+    spec: Arc<McoSpec>,
+    recorder: Recorder,
+    epoch_ms: u64,
+    active: bool,
+) {
+    let timebase = recorder.timebase();
+    timebase.sleep_until(node.start).await;
+    let (client, mut messages) = start_client(&net, node.config, &recorder, node.id);
     let c = &spec.collective;
     let directed = format!("/queue/{c}.nodes");
     // As MCollective: STOMP 1.0 subscriptions have no id; with 1.1 the directed one is
@@ -234,7 +247,7 @@ async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: 
                 let Some(request) = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok()) else {
                     continue;
                 };
-                let at_us = now_us();
+                let at_us = timebase.now_us();
                 recorder.lock().request_deliveries.push(McoObservation {
                     request,
                     node: node.id,
@@ -257,7 +270,7 @@ async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: 
                 let ttl_s = spec.ttl_s;
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let now_ms = epoch_ms + now_us() / 1000;
+                    let now_ms = epoch_ms + timebase.now_us() / 1000;
                     let mut headers = Headers::new();
                     headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
                     headers.push("expires", ((now_ms / 1000 + ttl_s + 10) * 1000).to_string());
@@ -267,7 +280,7 @@ async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: 
                 });
             }
             () = registration_due => {
-                let now_ms = epoch_ms + now_us() / 1000;
+                let now_ms = epoch_ms + timebase.now_us() / 1000;
                 let mut headers = Headers::new();
                 headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
                 headers.push("expires", ((now_ms / 1000 + spec.ttl_s + 10) * 1000).to_string());
@@ -281,6 +294,7 @@ async fn run_node(node: Node, spec: Arc<McoSpec>, recorder: Recorder, epoch_ms: 
 }
 
 struct McoClient {
+    net: SharedNet,
     index: usize,
     id: ClientId,
     name: String,
@@ -302,7 +316,9 @@ struct Open {
 
 impl McoClient {
     async fn run(self) {
-        let (client, mut messages) = start_client(self.config.clone(), &self.recorder, self.id);
+        let (client, mut messages) =
+            start_client(&self.net, self.config.clone(), &self.recorder, self.id);
+        let timebase = self.recorder.timebase();
         let spec = &self.spec;
         let stop = spec
             .stop_s
@@ -354,11 +370,11 @@ impl McoClient {
                     let request = field(&msg.body, "req").and_then(|r| r.parse::<u64>().ok());
                     let node = field(&msg.body, "node").and_then(|n| self.directory.get(n)).copied();
                     if let (Some(request), Some(node)) = (request, node) {
-                        self.recorder.lock().replies.push(McoObservation { request, node, at_us: now_us() });
+                        self.recorder.lock().replies.push(McoObservation { request, node, at_us: timebase.now_us() });
                     }
                 }
-                () = sleep_until_sim(wake) => {
-                    let now = turmoil::sim_elapsed().unwrap_or_default();
+                () = timebase.sleep_until(wake) => {
+                    let now = Duration::from_micros(timebase.now_us());
                     // Close windows that ended: UNSUBSCRIBE the reply queue.
                     let ended: Vec<u64> = open.iter().filter(|(_, o)| o.until <= now).map(|(k, _)| *k).collect();
                     for k in ended {
@@ -399,7 +415,7 @@ impl McoClient {
                             },
                             kind,
                             intended_us,
-                            sent_us: sent.then(now_us),
+                            sent_us: sent.then(|| timebase.now_us()),
                             expected: targets,
                             window_end_us: until.as_micros() as u64,
                         });
@@ -409,7 +425,7 @@ impl McoClient {
             }
         }
         // Keep the connection until the end of the run.
-        sleep_until_sim(self.end).await;
+        timebase.sleep_until(self.end).await;
         let _ = client.disconnect().await;
     }
 

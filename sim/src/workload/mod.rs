@@ -10,6 +10,9 @@
 pub mod mcollective;
 pub mod queue;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,45 +21,93 @@ use stampede_broker::client::{
     ServerList,
 };
 
+use stampede_broker::net::SharedNet;
+
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Policy, ReconnectSpec, Scenario};
 
-/// Starts every workload host of `scenario` in `sim`.
-pub fn spawn_all(
-    sim: &mut turmoil::Sim<'_>,
+/// Where the workloads run: the network their clients use and where each broker is.
+#[derive(Clone)]
+pub struct Env {
+    /// The network (`TurmoilNet` in the simulator, `TokioNet` in live runs).
+    pub net: SharedNet,
+    /// Broker name → (host, port) to connect to.
+    pub brokers: BTreeMap<String, (String, u16)>,
+}
+
+impl Env {
+    /// The simulated world: brokers are turmoil hosts named after themselves.
+    pub fn simulated(scenario: &Scenario) -> Env {
+        Env {
+            net: Arc::new(TurmoilNet),
+            brokers: scenario
+                .brokers
+                .iter()
+                .map(|b| (b.name.clone(), (b.name.clone(), b.port)))
+                .collect(),
+        }
+    }
+}
+
+/// One workload host: a name (a turmoil host in the simulator) and what it runs. The
+/// future ends when the scenario's duration has passed.
+pub struct Host {
+    /// Host name.
+    pub name: String,
+    /// What runs on it.
+    pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Host {
+    fn new(name: impl Into<String>, run: impl Future<Output = ()> + Send + 'static) -> Host {
+        Host {
+            name: name.into(),
+            run: Box::pin(run),
+        }
+    }
+}
+
+/// Builds every workload host of `scenario`.
+pub fn build_all(
     scenario: &Scenario,
     seed: u64,
     recorder: &Recorder,
     duration: Duration,
-) -> anyhow::Result<()> {
-    if let Some(m) = &scenario.workload.mcollective {
-        mcollective::spawn(sim, scenario, m, seed, recorder, duration)?;
-    } else {
+    env: &Env,
+) -> anyhow::Result<Vec<Host>> {
+    let mut hosts = Vec::new();
+    match &scenario.workload.mcollective {
+        Some(m) => mcollective::build(scenario, m, seed, recorder, duration, env, &mut hosts)?,
         // Racks without the MCollective workload still connect their nodes.
-        mcollective::spawn(sim, scenario, &Default::default(), seed, recorder, duration)?;
+        None => mcollective::build(
+            scenario,
+            &Default::default(),
+            seed,
+            recorder,
+            duration,
+            env,
+            &mut hosts,
+        )?,
     }
     for q in &scenario.workload.queues {
-        queue::spawn(sim, scenario, q, seed, recorder, duration)?;
+        queue::build(scenario, q, seed, recorder, duration, env, &mut hosts)?;
     }
-    Ok(())
-}
-
-/// The port of broker `name`.
-fn port_of(scenario: &Scenario, name: &str) -> u16 {
-    scenario
-        .brokers
-        .iter()
-        .find(|b| b.name == name)
-        .map_or(61613, |b| b.port)
+    Ok(hosts)
 }
 
 /// A server list in pool order.
-fn server_list(scenario: &Scenario, pool: &[String]) -> anyhow::Result<ServerList> {
-    let servers: Vec<ServerAddr> = pool
+fn server_list(env: &Env, pool: &[String]) -> anyhow::Result<ServerList> {
+    let servers = pool
         .iter()
-        .map(|b| ServerAddr::new(b.clone(), port_of(scenario, b)))
-        .collect();
+        .map(|b| {
+            let (host, port) = env
+                .brokers
+                .get(b)
+                .ok_or_else(|| anyhow::anyhow!("no address for broker '{b}'"))?;
+            Ok(ServerAddr::new(host.clone(), *port))
+        })
+        .collect::<anyhow::Result<Vec<ServerAddr>>>()?;
     ServerList::new(servers).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -89,7 +140,7 @@ fn reconnect(policy: Policy, spec: &ReconnectSpec) -> (PolicyKind, ReconnectConf
 /// A client configuration for one simulated client.
 #[allow(clippy::too_many_arguments)]
 fn client_config(
-    scenario: &Scenario,
+    env: &Env,
     pool: &[String],
     policy: Policy,
     spec: &ReconnectSpec,
@@ -99,7 +150,7 @@ fn client_config(
     login: Option<(&str, &str)>,
 ) -> anyhow::Result<ClientConfig> {
     let (kind, reconnect) = reconnect(policy, spec);
-    let mut config = ClientConfig::new(server_list(scenario, pool)?, kind);
+    let mut config = ClientConfig::new(server_list(env, pool)?, kind);
     config.reconnect = reconnect;
     config.seed = seed;
     config.host = Some("mcollective".to_owned());
@@ -132,6 +183,7 @@ fn client_config(
 
 /// Starts a client and forwards its connection events to the history.
 fn start_client(
+    net: &SharedNet,
     config: ClientConfig,
     recorder: &Recorder,
     id: ClientId,
@@ -139,7 +191,7 @@ fn start_client(
     stampede_broker::client::Client,
     tokio::sync::mpsc::Receiver<stampede_broker::client::Message>,
 ) {
-    let (client, streams) = stampede_broker::client::Client::start(Arc::new(TurmoilNet), config);
+    let (client, streams) = stampede_broker::client::Client::start(net.clone(), config);
     let mut events = streams.events;
     let recorder = recorder.clone();
     tokio::spawn(async move {
@@ -148,12 +200,4 @@ fn start_client(
         }
     });
     (client, streams.messages)
-}
-
-/// Sleeps until `at` simulated time since the start of the run.
-async fn sleep_until_sim(at: Duration) {
-    let now = turmoil::sim_elapsed().unwrap_or_default();
-    if at > now {
-        tokio::time::sleep(at - now).await;
-    }
 }

@@ -13,53 +13,51 @@ use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, Subs
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
-use super::{client_config, sleep_until_sim, start_client};
-use crate::history::{DeliveryRecord, Recorder, Role, SendOutcome, SendRecord, now_us};
+use super::{Env, Host, client_config, start_client};
+use stampede_broker::client::ClientConfig;
+
+use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec, Scenario};
 use crate::seed;
 
 /// Receipted SENDs one producer may have outstanding before its schedule slips.
 const INFLIGHT_SENDS_MAX: usize = 1024;
 
-pub(super) fn spawn(
-    sim: &mut turmoil::Sim<'_>,
-    scenario: &Scenario,
+pub(super) fn build(
+    _scenario: &Scenario,
     spec: &QueueSpec,
     seed: u64,
     recorder: &Recorder,
     duration: Duration,
+    env: &Env,
+    hosts: &mut Vec<Host>,
 ) -> anyhow::Result<()> {
     let topic = spec.destination.starts_with("/topic/");
+    // One client per producer and consumer, each with its own seed stream.
+    let client =
+        |role: Role, name: String, pool: &[String]| -> anyhow::Result<(ClientId, ClientConfig)> {
+            let id = recorder.register(name.clone(), role, pool.to_vec());
+            let config = client_config(
+                env,
+                pool,
+                spec.policy,
+                &spec.reconnect,
+                spec.heartbeat_s,
+                true,
+                seed::derive(seed, &format!("queue/{name}")),
+                None,
+            )?;
+            Ok((id, config))
+        };
     let mut consumers = Vec::new();
     for i in 0..spec.consumers {
         let name = format!("{}-consumer-{i}", spec.name);
-        let id = recorder.register(name.clone(), Role::Consumer, spec.consumer_servers.clone());
-        let config = client_config(
-            scenario,
-            &spec.consumer_servers,
-            spec.policy,
-            &spec.reconnect,
-            spec.heartbeat_s,
-            true,
-            seed::derive(seed, &format!("queue/{name}")),
-            None,
-        )?;
-        consumers.push((id, config));
+        consumers.push(client(Role::Consumer, name, &spec.consumer_servers)?);
     }
     let mut producers = Vec::new();
     for i in 0..spec.producers {
         let name = format!("{}-producer-{i}", spec.name);
-        let id = recorder.register(name.clone(), Role::Producer, spec.producer_servers.clone());
-        let config = client_config(
-            scenario,
-            &spec.producer_servers,
-            spec.policy,
-            &spec.reconnect,
-            spec.heartbeat_s,
-            true,
-            seed::derive(seed, &format!("queue/{name}")),
-            None,
-        )?;
+        let (id, config) = client(Role::Producer, name, &spec.producer_servers)?;
         producers.push((i, id, config));
     }
     let spec = Arc::new(spec.clone());
@@ -69,9 +67,11 @@ pub(super) fn spawn(
         .map(Duration::from_secs_f64)
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
     let host = spec.name.clone();
-    sim.client(host.as_str(), async move {
+    let net = env.net.clone();
+    let timebase = recorder.timebase();
+    hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
-            let (client, mut messages) = start_client(config, &recorder, id);
+            let (client, mut messages) = start_client(&net, config, &recorder, id);
             let ack = match spec.ack {
                 AckMode::Auto => ClientAck::Auto,
                 AckMode::Client => ClientAck::Client,
@@ -92,7 +92,7 @@ pub(super) fn spawn(
                         recorder.lock().deliveries.push(DeliveryRecord {
                             id: mid,
                             consumer: id,
-                            at_us: now_us(),
+                            at_us: timebase.now_us(),
                             redelivered: msg.headers.get("redelivered") == Some("true"),
                         });
                     }
@@ -103,7 +103,7 @@ pub(super) fn spawn(
             });
         }
         for (index, id, config) in producers {
-            let (client, _messages) = start_client(config, &recorder, id);
+            let (client, _messages) = start_client(&net, config, &recorder, id);
             let spec = spec.clone();
             let recorder = recorder.clone();
             tokio::spawn(async move {
@@ -117,7 +117,7 @@ pub(super) fn spawn(
                     if intended >= stop {
                         break;
                     }
-                    sleep_until_sim(intended).await;
+                    timebase.sleep_until(intended).await;
                     let mid = (u64::from(index) << 32) | seq;
                     let mut headers = Headers::new();
                     headers.push("x-sim-id", mid.to_string());
@@ -147,7 +147,7 @@ pub(super) fn spawn(
                         let dest = spec.destination.clone();
                         let payload = payload.clone();
                         tokio::spawn(async move {
-                            let sent_at = now_us();
+                            let sent_at = timebase.now_us();
                             let outcome = client.send_with_receipt(dest, headers, payload).await;
                             let mut h = recorder.lock();
                             let r = &mut h.sends[record_index];
@@ -165,7 +165,7 @@ pub(super) fn spawn(
                             .await;
                         let mut h = recorder.lock();
                         let r = &mut h.sends[record_index];
-                        r.sent_us = Some(now_us());
+                        r.sent_us = Some(timebase.now_us());
                         r.outcome = if result.is_ok() {
                             SendOutcome::Written
                         } else {
@@ -176,8 +176,7 @@ pub(super) fn spawn(
                 }
             });
         }
-        sleep_until_sim(duration).await;
-        Ok(())
-    });
+        timebase.sleep_until(duration).await;
+    }));
     Ok(())
 }
