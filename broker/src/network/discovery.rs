@@ -9,9 +9,9 @@
 //!
 //! A discovered broker keeps its bridge for the life of the connector (the bridge
 //! reconnects with backoff when the broker goes away); a broker that announces a new
-//! address gets a new bridge. For `duplex` connectors only the broker with the smaller
-//! name makes the bridge, so that two brokers with the same connector do not bridge
-//! twice.
+//! address gets a new bridge. As with static URIs, a `duplex` connector carries both
+//! directions, so the discovered broker must not also bridge back (for example: spokes
+//! with duplex `multicast://` connectors, and a hub that only announces itself).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -209,7 +209,7 @@ pub async fn connect_discovered(
         }
         let server = a.server(from);
         for (index, c) in connectors.iter().enumerate() {
-            if c.group != a.group || (c.settings.duplex && local_name > a.broker) {
+            if c.group != a.group {
                 continue;
             }
             let key = (index, a.broker.clone());

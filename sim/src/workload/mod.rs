@@ -21,6 +21,7 @@ use stampede_broker::client::{
     ServerList,
 };
 
+use stampede_broker::core::network::headers::BROKER_PATH_HEADER;
 use stampede_broker::net::SharedNet;
 
 use crate::history::{ClientId, Recorder};
@@ -182,6 +183,21 @@ fn client_config(
 }
 
 /// Starts a client and forwards its connection events to the history.
+/// Records the broker path of `message`, delivered to `client` (recorded as `id`), if it
+/// crossed network bridges.
+fn record_path(
+    recorder: &Recorder,
+    id: ClientId,
+    client: &stampede_broker::client::Client,
+    message: &stampede_broker::client::Message,
+) {
+    let server = match client.status() {
+        stampede_broker::client::Status::Connected { server, .. } => Some(server),
+        _ => None,
+    };
+    recorder.bridged(id, server, message.header(BROKER_PATH_HEADER));
+}
+
 fn start_client(
     net: &SharedNet,
     config: ClientConfig,

@@ -13,7 +13,7 @@ use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, Subs
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
-use super::{Env, Host, client_config, start_client};
+use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::client::ClientConfig;
 
 use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
@@ -84,6 +84,7 @@ pub(super) fn build(
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 while let Some(msg) = messages.recv().await {
+                    record_path(&recorder, id, &client, &msg);
                     let id_header = msg
                         .headers
                         .get("x-sim-id")
