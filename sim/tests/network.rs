@@ -172,3 +172,60 @@ fn scenario_connectors_are_checked_with_file_line_and_key() {
     let e = err("[brokers.discovery]\ngroup = 'has space'\n");
     assert!(e.contains("brokers[0].discovery.group"), "{e}");
 }
+
+/// The catalog's hub and spoke (120 nodes here), with its TTLs replaced.
+fn hub_and_spoke(message_ttl: u32, consumer_ttl: u32) -> Outcome {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/network-hub-and-spoke.toml");
+    let mut s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    s.duration_s = 45.0;
+    s.expectations = Default::default();
+    for r in &mut s.racks {
+        r.nodes = 40;
+    }
+    for b in &mut s.brokers {
+        for c in &mut b.connectors {
+            c.network_ttl = None;
+            c.message_ttl = Some(message_ttl);
+            c.consumer_ttl = Some(consumer_ttl);
+        }
+    }
+    run(&s, 5, "test", &mut |_| {}).expect("the simulation ran")
+}
+
+#[test]
+fn ttls_bound_how_far_demand_and_messages_travel() {
+    let replies = |o: &Outcome| {
+        o.analysis
+            .rounds
+            .iter()
+            .map(|r| (r.received, r.expected))
+            .collect::<Vec<_>>()
+    };
+    // With two hops allowed, every node of the three spokes answers.
+    let two = hub_and_spoke(2, 2);
+    assert!(replies(&two).iter().all(|(got, want)| got == want));
+    assert_eq!(two.report.network.unwrap().max_hops, 2);
+    // consumer_ttl 1: the hub's demand for spoke-2/3 consumers is one hop old already,
+    // so spoke-1 makes none and only its own 40 nodes answer discovery.
+    let near = hub_and_spoke(2, 1);
+    let discovery: Vec<_> = near
+        .analysis
+        .rounds
+        .iter()
+        .filter(|r| r.expected == 120)
+        .collect();
+    assert!(!discovery.is_empty());
+    assert!(discovery.iter().all(|r| r.received == 40), "{discovery:?}");
+    // message_ttl 1: demand reaches spoke-1, but the hub may not pass messages on.
+    let short = hub_and_spoke(1, 2);
+    let discovery: Vec<_> = short
+        .analysis
+        .rounds
+        .iter()
+        .filter(|r| r.expected == 120)
+        .collect();
+    assert!(!discovery.is_empty());
+    assert!(discovery.iter().all(|r| r.received == 40), "{discovery:?}");
+    assert_eq!(short.report.network.unwrap().max_hops, 0);
+}
