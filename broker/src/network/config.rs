@@ -68,7 +68,9 @@ pub struct ConnectorConfig {
     /// when no consumer is left there (ActiveMQ's `conditionalNetworkBridgeFilterFactory
     /// replayWhenNoConsumers`). Applies to the demand subscriptions this connector makes.
     pub replay_when_no_consumers: bool,
-    /// Prefetch of demand subscriptions: messages forwarded and not yet confirmed.
+    /// Prefetch of demand subscriptions: messages forwarded and not yet confirmed. Queue
+    /// messages beyond it wait; topic messages beyond it meet the broker's slow-consumer
+    /// policy, as for any consumer that falls this far behind.
     pub prefetch: u32,
     /// Heart-beat interval of bridge connections in both directions (ms; 0 = none). A
     /// bridge whose peer is silent for twice this long is declared dead and reconnects.
