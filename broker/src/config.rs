@@ -25,6 +25,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::core::{CoreConfig, HeartbeatConfig, Limits};
+use crate::network::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::security::SecurityConfig;
 
 /// Settings of the tokio server shell.
@@ -59,6 +60,10 @@ pub struct BrokerConfig {
     pub core: CoreConfig,
     /// `[security]`: users, groups, authorization entries.
     pub security: SecurityConfig,
+    /// `[[connectors]]`: network connectors to other brokers.
+    pub connectors: Vec<ConnectorConfig>,
+    /// `[discovery]`: announcing this broker to `multicast://` connectors.
+    pub discovery: DiscoveryConfig,
 }
 
 /// A configuration error, located in its file.
@@ -222,7 +227,9 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         validate_server(&self.server).map_err(|e| e.within("server"))?;
         validate_core(&self.core).map_err(|e| e.within("core"))?;
-        self.security.validate().map_err(|e| e.within("security"))
+        self.security.validate().map_err(|e| e.within("security"))?;
+        validate_connectors(&self.connectors)?;
+        self.discovery.validate().map_err(|e| e.within("discovery"))
     }
 }
 
@@ -378,11 +385,23 @@ fn validate_limits(limits: &Limits) -> Result<(), InvalidSetting> {
         limits.subscriptions_per_connection_max,
         "subscriptions_per_connection_max",
     )?;
+    positive(
+        limits.network_subscriptions_per_connection_max,
+        "network_subscriptions_per_connection_max",
+    )?;
     positive(limits.transaction_frames_max, "transaction_frames_max")?;
     positive(limits.destinations_max, "destinations_max")?;
     positive(limits.queue_messages_max, "queue_messages_max")?;
     positive(limits.outbound_frames_max, "outbound_frames_max")?;
     positive(limits.prefetch_max, "prefetch_max")?;
+    positive(
+        limits.network_audit_messages_max,
+        "network_audit_messages_max",
+    )?;
+    positive(
+        limits.advisory_backlog_messages_max,
+        "advisory_backlog_messages_max",
+    )?;
     positive(limits.connect_timeout_ms, "connect_timeout_ms")
 }
 

@@ -12,6 +12,8 @@
 //! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
 //! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
 //! - [`client`]: the failover STOMP client (server pools, reconnect policies).
+//! - [`network`]: network connectors: bridges to other brokers (demand forwarding,
+//!   store and forward, discovery).
 //! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
 
@@ -21,6 +23,7 @@ pub mod config;
 pub mod core;
 pub mod destination;
 pub mod net;
+pub mod network;
 pub mod proto;
 pub mod security;
 pub mod selector;

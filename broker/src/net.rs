@@ -1,4 +1,5 @@
-//! The one network seam: [`Net`] binds listeners and opens connections.
+//! The one network seam: [`Net`] binds listeners, opens connections and binds UDP
+//! sockets (for broker discovery).
 //!
 //! Production uses [`TokioNet`]; the simulator provides a turmoil implementation in the
 //! `stampede-sim` crate. Nothing else in the broker touches sockets, so the same server,
@@ -6,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -30,12 +31,41 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
+/// A bound UDP socket.
+pub trait Datagrams: Send + Sync + 'static {
+    /// Sends one datagram to `target` (a unicast, multicast or broadcast address).
+    fn send_to<'a>(&'a self, buf: &'a [u8], target: SocketAddr)
+    -> BoxFuture<'a, io::Result<usize>>;
+    /// Waits for the next datagram; returns its length and sender.
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8])
+    -> BoxFuture<'a, io::Result<(usize, SocketAddr)>>;
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
 /// Binds and connects. Object-safe so that it can be shared as `Arc<dyn Net>`.
 pub trait Net: Send + Sync + 'static {
     /// Binds a listener on `addr` (`host:port`).
     fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
     /// Opens a connection to `addr` (`host:port`).
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>>;
+    /// Binds a UDP socket on `addr` (`host:port`) that may send to broadcast addresses
+    /// and, when `group` is given, receives that IPv4 multicast group. Other processes may
+    /// bind the same address to receive the same group. Networks without UDP keep this
+    /// default, which fails with [`io::ErrorKind::Unsupported`].
+    fn bind_udp<'a>(
+        &'a self,
+        addr: &'a str,
+        group: Option<Ipv4Addr>,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Datagrams>>> {
+        let _ = (addr, group);
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this network has no UDP",
+            ))
+        })
+    }
 }
 
 /// A shared network handle.
@@ -75,5 +105,80 @@ impl Net for TokioNet {
             s.set_nodelay(true)?;
             Ok(Box::new(s) as BoxStream)
         })
+    }
+
+    fn bind_udp<'a>(
+        &'a self,
+        addr: &'a str,
+        group: Option<Ipv4Addr>,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Datagrams>>> {
+        Box::pin(async move {
+            let socket = TokioNet::udp_socket(addr, group)?;
+            Ok(Box::new(TokioDatagrams(socket)) as Box<dyn Datagrams>)
+        })
+    }
+}
+
+struct TokioDatagrams(tokio::net::UdpSocket);
+
+impl Datagrams for TokioDatagrams {
+    fn send_to<'a>(
+        &'a self,
+        buf: &'a [u8],
+        target: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(self.0.send_to(buf, target))
+    }
+
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> BoxFuture<'a, io::Result<(usize, SocketAddr)>> {
+        Box::pin(self.0.recv_from(buf))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl TokioNet {
+    fn udp_socket(addr: &str, group: Option<Ipv4Addr>) -> io::Result<tokio::net::UdpSocket> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{addr}` is not an IP address and port"),
+            )
+        })?;
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_broadcast(true)?;
+        socket.bind(&addr.into())?;
+        if let Some(group) = group {
+            socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+            socket.set_multicast_loop_v4(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(socket.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tokio_udp_sends_and_receives_datagrams() {
+        let net = TokioNet;
+        let a = net.bind_udp("127.0.0.1:0", None).await.unwrap();
+        let b = net.bind_udp("127.0.0.1:0", None).await.unwrap();
+        let to = b.local_addr().unwrap();
+        assert_eq!(a.send_to(b"hello", to).await.unwrap(), 5);
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert!(net.bind_udp("not an address", None).await.is_err());
     }
 }

@@ -41,6 +41,13 @@ fn example_loads_and_shows_the_defaults() {
     assert_eq!(config.security.users.len(), 3);
     assert!(!config.security.allow_anonymous);
     assert!(config.security.allow_advisory_topics);
+    // MCollective's two duplex connectors, topics conduit and queues not.
+    let names: Vec<_> = config.connectors.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["topics", "queues"]);
+    assert!(config.connectors[0].conduit_subscriptions);
+    assert!(!config.connectors[1].conduit_subscriptions);
+    assert!(config.connectors.iter().all(|c| c.duplex));
+    assert_eq!(config.discovery, Default::default());
 }
 
 /// Every key of the configuration appears in the example, so the example documents them

@@ -718,8 +718,35 @@ fn faults_section(out: &mut String, r: &RunReport) {
 /// Rows of the per-request table shown in the page; the rest are in the CSV.
 const MAX_TABLE_ROWS: usize = 200;
 
+/// Deliveries across network bridges.
+fn network_section(out: &mut String, r: &RunReport) {
+    let Some(n) = &r.network else { return };
+    out.push_str("<h2 id=\"network\">Network of brokers</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p>{} deliveries came over bridges, crossing up to {} of them; \
+         <span{}>{} visited a broker twice</span> and <span{}>{} came back to a broker \
+         they had left</span>.</p>",
+        n.bridged_deliveries,
+        n.max_hops,
+        if n.loop_messages > 0 {
+            " class=\"bad\""
+        } else {
+            ""
+        },
+        n.loop_messages,
+        if n.returned_messages > 0 {
+            " class=\"bad\""
+        } else {
+            ""
+        },
+        n.returned_messages,
+    );
+}
+
 /// MCollective totals, charts and per-request table.
 fn mcollective_section(out: &mut String, r: &RunReport, end: f64) {
+    network_section(out, r);
     let Some(m) = &r.mcollective else { return };
     out.push_str("<h2 id=\"mcollective\">MCollective</h2>\n");
     let pct = if m.replies_expected > 0 {

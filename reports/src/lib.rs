@@ -124,7 +124,7 @@ pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
     ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, MessageCounts,
-    NO_FAULT_LABEL, RunReport, SecondSample, failover_histogram, latency_histogram,
+    NO_FAULT_LABEL, NetworkSummary, RunReport, SecondSample, failover_histogram, latency_histogram,
 };
 pub use stats::HistogramStats;
 pub use summary::Summary;

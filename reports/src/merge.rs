@@ -6,7 +6,7 @@
 use hdrhistogram::Histogram;
 
 use crate::model::{
-    ExpectationResult, FaultLoss, FaultWindow, McoSummary, RunReport, SecondSample,
+    ExpectationResult, FaultLoss, FaultWindow, McoSummary, NetworkSummary, RunReport, SecondSample,
 };
 
 /// Merges shard reports into one.
@@ -69,6 +69,13 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
             acc.replies_expected = acc.replies_expected.saturating_add(m.replies_expected);
             acc.replies_received = acc.replies_received.saturating_add(m.replies_received);
             acc.per_request.extend(m.per_request.iter().cloned());
+        }
+        if let Some(n) = &r.network {
+            let acc = out.network.get_or_insert_with(NetworkSummary::default);
+            acc.bridged_deliveries = acc.bridged_deliveries.saturating_add(n.bridged_deliveries);
+            acc.max_hops = acc.max_hops.max(n.max_hops);
+            acc.loop_messages = acc.loop_messages.saturating_add(n.loop_messages);
+            acc.returned_messages = acc.returned_messages.saturating_add(n.returned_messages);
         }
         for e in &r.expectations {
             match out.expectations.iter().position(|x| x.name == e.name) {

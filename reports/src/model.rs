@@ -64,6 +64,8 @@ pub struct RunReport {
     pub failover_ms: Histogram<u64>,
     /// MCollective request/reply accounting, when the scenario ran MCollective traffic.
     pub mcollective: Option<McoSummary>,
+    /// Deliveries across network bridges, when the brokers formed a network.
+    pub network: Option<NetworkSummary>,
     /// The verdicts of the scenario's expectations.
     pub expectations: Vec<ExpectationResult>,
     /// One row per second of (simulated) time, in increasing `t_s`.
@@ -96,6 +98,7 @@ impl RunReport {
             send_delay_us: latency_histogram(),
             failover_ms: failover_histogram(),
             mcollective: None,
+            network: None,
             expectations: Vec::new(),
             seconds: Vec::new(),
             faults: Vec::new(),
@@ -175,6 +178,20 @@ pub struct McoSummary {
     /// One row per request, for the table in `report.html` and `mcollective.csv`. May be
     /// empty or a subset of all requests.
     pub per_request: Vec<McoRequest>,
+}
+
+/// Deliveries that crossed network bridges (seen by clients through the broker path
+/// header), and the ones that should never happen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkSummary {
+    /// Deliveries whose message came over at least one bridge.
+    pub bridged_deliveries: u64,
+    /// The most bridges one delivered message crossed.
+    pub max_hops: u64,
+    /// Deliveries whose message visited a broker twice (crossed a link twice).
+    pub loop_messages: u64,
+    /// Deliveries whose message came back to the broker it had already been on.
+    pub returned_messages: u64,
 }
 
 /// One MCollective request and what came back. Times are milliseconds since the start

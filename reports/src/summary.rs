@@ -20,6 +20,8 @@
 //!   "failover_ms":   { same fields },
 //!   "mcollective": null | { "requests", "replies_expected", "replies_received",
 //!                           "replies_missing", "requests_complete" },
+//!   "network": null | { "bridged_deliveries", "max_hops", "loop_messages",
+//!                       "returned_messages" },
 //!   "expectations": [ { "name", "ok", "detail" } ],
 //!   "faults": [ { "kind", "label", "start_ms", "end_ms" } ],   // end_ms null: never healed
 //!   "losses_by_fault": [ { "label", "lost" } ],
@@ -38,7 +40,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ExpectationResult, FaultLoss, FaultWindow, McoSummary, MessageCounts, RunReport,
+    ExpectationResult, FaultLoss, FaultWindow, McoSummary, MessageCounts, NetworkSummary, RunReport,
 };
 use crate::stats::{HistogramStats, round3};
 
@@ -77,6 +79,9 @@ pub struct Summary {
     pub failover_ms: StatsJson,
     /// MCollective totals; `null` when the run had none.
     pub mcollective: Option<McoJson>,
+    /// Network totals; `null` when the brokers formed no network.
+    #[serde(default)]
+    pub network: Option<NetworkJson>,
     /// [`RunReport::expectations`].
     pub expectations: Vec<ExpectationJson>,
     /// [`RunReport::faults`].
@@ -129,6 +134,16 @@ pub struct McoJson {
     pub replies_received: u64,
     pub replies_missing: u64,
     pub requests_complete: u64,
+}
+
+/// `network` in `summary.json`; see [`NetworkSummary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NetworkJson {
+    pub bridged_deliveries: u64,
+    pub max_hops: u64,
+    pub loop_messages: u64,
+    pub returned_messages: u64,
 }
 
 /// One entry of `expectations`.
@@ -201,6 +216,12 @@ impl Summary {
             send_delay_us: HistogramStats::of(&report.send_delay_us).into(),
             failover_ms: HistogramStats::of(&report.failover_ms).into(),
             mcollective: report.mcollective.as_ref().map(mco_json),
+            network: report.network.map(|n| NetworkJson {
+                bridged_deliveries: n.bridged_deliveries,
+                max_hops: n.max_hops,
+                loop_messages: n.loop_messages,
+                returned_messages: n.returned_messages,
+            }),
             expectations: report
                 .expectations
                 .iter()
@@ -256,6 +277,12 @@ impl Summary {
             replies_expected: c.replies_expected,
             replies_received: c.replies_received,
             per_request: Vec::new(),
+        });
+        r.network = self.network.map(|n| NetworkSummary {
+            bridged_deliveries: n.bridged_deliveries,
+            max_hops: n.max_hops,
+            loop_messages: n.loop_messages,
+            returned_messages: n.returned_messages,
         });
         r.expectations = self
             .expectations

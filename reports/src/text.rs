@@ -95,6 +95,13 @@ pub fn summary_text(report: &RunReport) -> String {
             mco.requests, mco.replies_received, mco.replies_expected
         );
     }
+    if let Some(n) = &report.network {
+        let _ = writeln!(
+            out,
+            "  network    {} deliveries over bridges (up to {} hops), {} looped, {} returned",
+            n.bridged_deliveries, n.max_hops, n.loop_messages, n.returned_messages
+        );
+    }
     for f in &report.faults {
         let end = f.end_ms.map_or("never healed".to_string(), fmt_at_ms);
         let lost = report

@@ -119,6 +119,7 @@ fn summary_json_has_the_documented_shape() {
             "send_delay_us",
             "failover_ms",
             "mcollective",
+            "network",
             "expectations",
             "faults",
             "losses_by_fault",

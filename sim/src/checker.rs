@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stampede_broker::client::ClientEvent;
 use stampede_reports::hdrhistogram::Histogram;
-use stampede_reports::{MessageCounts, SecondSample, failover_histogram, latency_histogram};
+use stampede_reports::{
+    MessageCounts, NetworkSummary, SecondSample, failover_histogram, latency_histogram,
+};
 
 use crate::fault::Timeline;
 use crate::history::{ClientId, History, Role, SendOutcome};
@@ -39,6 +41,9 @@ pub struct Round {
     pub last_reply_ms: Option<u64>,
     /// Whether the round overlapped a fault window (or its settling time).
     pub in_fault: bool,
+    /// Whether the round was sent at least the settling time after a fault window began
+    /// and its replies were due before the window ended.
+    pub inside_fault: bool,
 }
 
 /// The verdict of one expectation.
@@ -75,6 +80,8 @@ pub struct Analysis {
     pub mco_requests: u64,
     /// MCollective rounds.
     pub rounds: Vec<Round>,
+    /// Deliveries across network bridges.
+    pub network: NetworkSummary,
     /// Per-second series.
     pub seconds: Vec<SecondSample>,
     /// Expectations.
@@ -103,6 +110,7 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
         losses_outside: 0,
         mco_requests: history.requests.len() as u64,
         rounds: Vec::new(),
+        network: network_summary(history),
         seconds: (0..duration_s)
             .map(|t_s| SecondSample::new(t_s, brokers.len()))
             .collect(),
@@ -312,6 +320,10 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
             );
             ws <= window_end && we >= intended
         });
+        let inside_fault = timeline.windows.iter().any(|w| {
+            let ends = w.end_ms.map_or(u64::MAX, |e| e * 1000);
+            (w.start_ms + SETTLE_MS) * 1000 <= intended && window_end <= ends
+        });
         a.rounds.push(Round {
             round: *round,
             sent_ms: intended / 1000,
@@ -326,6 +338,7 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
                 .max()
                 .map(|t| t.saturating_sub(intended) / 1000),
             in_fault,
+            inside_fault,
         });
     }
 
@@ -381,6 +394,34 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     a
 }
 
+/// Counts deliveries that came over bridges, and those whose broker path shows a loop: a
+/// broker twice in the path (the message crossed a link twice), or the delivering broker
+/// in it (the message came back).
+fn network_summary(history: &History) -> NetworkSummary {
+    let mut n = NetworkSummary::default();
+    for d in &history.bridged {
+        let path: Vec<&str> = d
+            .path
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        if path.is_empty() {
+            continue;
+        }
+        n.bridged_deliveries += 1;
+        n.max_hops = n.max_hops.max(path.len() as u64);
+        let distinct: BTreeSet<&str> = path.iter().copied().collect();
+        if distinct.len() < path.len() {
+            n.loop_messages += 1;
+        }
+        if d.broker.as_deref().is_some_and(|b| distinct.contains(b)) {
+            n.returned_messages += 1;
+        }
+    }
+    n
+}
+
 fn ratio(received: u64, expected: u64) -> f64 {
     if expected == 0 {
         1.0
@@ -417,6 +458,16 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
         "unattributed_lost_max",
         e.unattributed_lost_max,
         a.losses_outside,
+    );
+    max(
+        "loop_messages_max",
+        e.loop_messages_max,
+        a.network.loop_messages,
+    );
+    max(
+        "returned_messages_max",
+        e.returned_messages_max,
+        a.network.returned_messages,
     );
     let mut min = |name: &str, limit: Option<u64>, got: u64| {
         if let Some(l) = limit {
@@ -486,6 +537,26 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
         ratio(rec, exp),
         format!("= {rec}/{exp} replies outside fault windows"),
     );
+    let (exp, rec) = a
+        .rounds
+        .iter()
+        .filter(|r| r.inside_fault)
+        .fold((0, 0), |(e, r), x| (e + x.expected, r + x.received));
+    let inside = format!("= {rec}/{exp} replies well inside fault windows");
+    fmin(
+        "mco_fault_reply_ratio_min",
+        e.mco_fault_reply_ratio_min,
+        ratio(rec, exp),
+        inside.clone(),
+    );
+    let fault_max = e.mco_fault_reply_ratio_max.map(|l| {
+        let got = ratio(rec, exp);
+        Verdict {
+            name: "mco_fault_reply_ratio_max".to_owned(),
+            ok: exp > 0 && got <= l + 1e-12,
+            detail: format!("{got:.4} {inside} (at most {l})"),
+        }
+    });
     let last = a.rounds.last();
     fmin(
         "mco_final_reply_ratio_min",
@@ -497,5 +568,6 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
             last.map_or(0, |r| r.expected)
         ),
     );
+    v.extend(fault_max);
     v
 }

@@ -126,6 +126,19 @@ pub struct McoObservation {
     pub at_us: u64,
 }
 
+/// A delivery of a message that came over network bridges (it carried a broker path).
+#[derive(Clone, Debug)]
+pub struct BridgedDelivery {
+    /// When (µs).
+    pub at_us: u64,
+    /// The client it was delivered to.
+    pub client: ClientId,
+    /// The broker that delivered it (the client's current server), if known.
+    pub broker: Option<String>,
+    /// Its `stampede-broker-path` header: the brokers it passed through before.
+    pub path: String,
+}
+
 /// Everything recorded during a run.
 #[derive(Debug, Default)]
 pub struct History {
@@ -143,6 +156,10 @@ pub struct History {
     pub request_deliveries: Vec<McoObservation>,
     /// Replies as clients received them.
     pub replies: Vec<McoObservation>,
+    /// Deliveries (requests, replies, queue messages) that crossed network bridges.
+    pub bridged: Vec<BridgedDelivery>,
+    /// Every broker incarnation's statistics handle (a restart adds one), by broker name.
+    pub broker_stats: Vec<(String, stampede_broker::server::StatsHandle)>,
     /// Faults applied, with simulated time (ms) and a description, in order.
     pub applied: Vec<(u64, String)>,
     /// Live runs: messages consumed that another run had sent (see `Env::run_tag`).
@@ -223,6 +240,28 @@ impl Recorder {
     pub fn event(&self, client: ClientId, event: ClientEvent) {
         let now = self.now_us();
         self.lock().events.push((now, client, event));
+    }
+
+    /// Records the broker path of a delivery to `client`, if it has one; `server` is
+    /// the client's current server (an index into its pool).
+    pub fn bridged(&self, client: ClientId, server: Option<usize>, path: Option<&str>) {
+        let Some(path) = path else {
+            return;
+        };
+        let at_us = self.now_us();
+        let mut h = self.lock();
+        let broker = server.and_then(|s| {
+            h.clients
+                .get(client.0 as usize)
+                .and_then(|c| c.pool.get(s))
+                .cloned()
+        });
+        h.bridged.push(BridgedDelivery {
+            at_us,
+            client,
+            broker,
+            path: path.to_owned(),
+        });
     }
 
     /// Takes the history out (after the run).

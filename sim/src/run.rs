@@ -121,6 +121,11 @@ pub(crate) fn to_report(
         send_delay_us: a.send_delay_us.clone(),
         failover_ms: a.failover_ms.clone(),
         mcollective,
+        network: scenario
+            .brokers
+            .iter()
+            .any(|b| !b.connectors.is_empty())
+            .then_some(a.network),
         expectations,
         seconds: a.seconds.clone(),
         faults: timeline

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
 use stampede_broker::core::CoreConfig;
+use stampede_broker::network::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::security::SecurityConfig;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
@@ -118,6 +119,13 @@ pub struct BrokerSpec {
     /// Users and authorization (same keys as `[security]`).
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Network connectors to other brokers (same keys as `[[connectors]]`); URIs name
+    /// brokers by their host name, e.g. `static:(tcp://broker-2:61613)`.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorConfig>,
+    /// Announcing this broker for `multicast://` connectors (same keys as `[discovery]`).
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 fn default_port() -> u16 {
@@ -524,6 +532,16 @@ pub struct Expectations {
     pub fault_losses_min: Option<u64>,
     /// Most losses outside every fault window.
     pub unattributed_lost_max: Option<u64>,
+    /// Most deliveries of messages that visited a broker twice (crossed a network link
+    /// twice), seen through their broker path.
+    pub loop_messages_max: Option<u64>,
+    /// Most deliveries of messages that came back to a broker they had been on.
+    pub returned_messages_max: Option<u64>,
+    /// Smallest reply share of requests sent well inside a fault window (from 5 s after
+    /// it started, their replies due before it ends).
+    pub mco_fault_reply_ratio_min: Option<f64>,
+    /// Largest reply share of those requests (e.g. exactly the share a partition leaves).
+    pub mco_fault_reply_ratio_max: Option<f64>,
 }
 
 impl Scenario {
@@ -610,6 +628,36 @@ impl Scenario {
             }
         }
         let brokers: BTreeSet<&str> = self.brokers.iter().map(|b| b.name.as_str()).collect();
+        for (i, b) in self.brokers.iter().enumerate() {
+            let at = root.key("brokers").index(i);
+            validate_connectors(&b.connectors).map_err(|e| InvalidSetting {
+                path: join(&at, &e.path),
+                message: e.message,
+            })?;
+            b.discovery.validate().map_err(|e| InvalidSetting {
+                path: join(&at.key("discovery"), &e.path),
+                message: e.message,
+            })?;
+            for (j, c) in b.connectors.iter().enumerate() {
+                let Ok(Peers::Static { servers, .. }) = c.peers() else {
+                    continue;
+                };
+                for s in servers {
+                    let known = self
+                        .brokers
+                        .iter()
+                        .any(|x| x.name == s.host && x.port == s.port);
+                    if !known || s.host == b.name {
+                        return bad(
+                            at.key("connectors").index(j).key("uri"),
+                            format!(
+                                "`{s}` is not another broker of this scenario (use `tcp://<broker name>:<port>`)"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         let check_pool = |path: KeyPath, pool: &[String]| -> Result<(), InvalidSetting> {
             if pool.is_empty() {
                 return Err(InvalidSetting::new(path, "needs at least one broker"));
@@ -818,6 +866,18 @@ pub fn glob(pattern: &str, name: &str) -> bool {
         }
     }
     true
+}
+
+/// `rest` placed under `base`.
+fn join(base: &KeyPath, rest: &KeyPath) -> KeyPath {
+    let mut path = base.clone();
+    for s in rest.segments() {
+        path = match s {
+            stampede_broker::config::KeySegment::Key(k) => path.key(k),
+            stampede_broker::config::KeySegment::Index(i) => path.index(*i),
+        };
+    }
+    path
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub fn run(
             },
             core: b.core.clone(),
             security: b.security.clone(),
+            connectors: b.connectors.clone(),
+            discovery: b.discovery.clone(),
         };
         config.core.broker_name = b.name.clone();
         let epoch_ms = scenario.epoch_ms;
@@ -72,6 +74,10 @@ pub fn run(
             let recorder = recorder.clone();
             async move {
                 let server = Server::bind(Arc::new(TurmoilNet), config).await?;
+                recorder
+                    .lock()
+                    .broker_stats
+                    .push((name.clone(), server.stats()));
                 let now_ms =
                     epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
                 recorder

@@ -344,6 +344,23 @@ pub struct ClientStreams {
     pub events: mpsc::Receiver<ClientEvent>,
 }
 
+/// The outcome of a [`Client::send_with_receipt_queued`], once known.
+#[derive(Debug)]
+pub struct PendingReceipt(oneshot::Receiver<SendOutcome>);
+
+impl Future for PendingReceipt {
+    type Output = SendOutcome;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<SendOutcome> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| SendOutcome::Failed(ClientError::Closed.to_string())))
+    }
+}
+
 /// A handle on a running client; cheap to clone. See the module documentation.
 #[derive(Clone)]
 pub struct Client {
@@ -484,6 +501,27 @@ impl Client {
         }
         rx.await
             .unwrap_or_else(|_| SendOutcome::Failed(ClientError::Closed.to_string()))
+    }
+
+    /// Queues a SEND with a `receipt` header and returns once the driver has taken it
+    /// (so calls made one after the other are written in that order), with a
+    /// [`PendingReceipt`] that resolves to the outcome. Lets a caller keep many receipted
+    /// sends in flight without giving up their order, as a network bridge does.
+    pub async fn send_with_receipt_queued(
+        &self,
+        destination: impl Into<String>,
+        headers: Headers,
+        body: impl Into<Bytes>,
+    ) -> Result<PendingReceipt, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let op = Op::Send(SendOp {
+            destination: destination.into(),
+            headers,
+            body: body.into(),
+            reply: SendReply::Receipt(tx),
+        });
+        self.submit_op(op).await?;
+        Ok(PendingReceipt(rx))
     }
 
     /// Subscribes; the subscription is replayed after every reconnect until

@@ -28,7 +28,8 @@ pub mod servers;
 pub mod session;
 
 pub use driver::{
-    Client, ClientConfig, ClientError, ClientStreams, SendOutcome, Status, StopReason,
+    Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, SendOutcome, Status,
+    StopReason,
 };
 pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};

@@ -483,6 +483,9 @@ pub struct Session {
     /// Connections opened so far; the current one's number while open.
     connection: u64,
     subs: BTreeMap<SubscriptionId, Subscription>,
+    /// `subs` by wire id, so that a MESSAGE finds its subscription without a scan (a
+    /// network bridge holds thousands).
+    by_wire: BTreeMap<String, SubscriptionId>,
     next_sub: u64,
     receipts: BTreeMap<ReceiptId, Receipted>,
     next_receipt: u64,
@@ -497,6 +500,7 @@ impl Session {
             link: Link::Closed,
             connection: 0,
             subs: BTreeMap::new(),
+            by_wire: BTreeMap::new(),
             next_sub: 0,
             receipts: BTreeMap::new(),
             next_receipt: 0,
@@ -658,9 +662,10 @@ impl Session {
                 format!("{GENERATED_SUB_ID_PREFIX}{n}")
             }
         };
-        if self.subs.values().any(|s| s.wire_id == wire_id) {
+        if self.by_wire.contains_key(&wire_id) {
             return Err(SessionError::DuplicateSubscriptionId(wire_id));
         }
+        self.by_wire.insert(wire_id.clone(), SubscriptionId(n));
         self.next_sub = n;
         let id = SubscriptionId(n);
         let sub = Subscription { id, spec, wire_id };
@@ -682,6 +687,7 @@ impl Session {
             .subs
             .remove(&id)
             .ok_or(SessionError::UnknownSubscription(id))?;
+        self.by_wire.remove(&sub.wire_id);
         let Some(v) = self.version() else {
             return Ok(None);
         };
@@ -875,11 +881,7 @@ impl Session {
         let destination = h.get("destination").unwrap_or_default().to_owned();
         let sub_header = h.get("subscription").map(str::to_owned);
         let subscription = match &sub_header {
-            Some(wire) => self
-                .subs
-                .values()
-                .find(|s| &s.wire_id == wire)
-                .map(|s| s.id),
+            Some(wire) => self.by_wire.get(wire.as_str()).copied(),
             None => self.id_less_subscription(&destination),
         };
         let message_id = h.get("message-id").map(str::to_owned);
@@ -1025,6 +1027,37 @@ mod tests {
             f = f.header("subscription", s);
         }
         f.body("hi")
+    }
+
+    #[test]
+    fn unsubscribed_wire_ids_are_free_again_and_messages_find_their_subscription() {
+        let mut s = Session::new(SessionConfig::default());
+        s.connect_frame(&server());
+        s.handle_connect_reply(&connected("0,0", "1.2")).unwrap();
+        let (a, _) = s
+            .subscribe(SubscribeSpec::new("/topic/t").id("mine"))
+            .unwrap();
+        let (b, _) = s.subscribe(SubscribeSpec::new("/topic/u")).unwrap();
+        s.unsubscribe(a).unwrap();
+        let (c, _) = s
+            .subscribe(SubscribeSpec::new("/topic/v").id("mine"))
+            .unwrap();
+        assert_ne!(a, c);
+        let message = |sub: &str| {
+            Frame::new(Command::Message)
+                .header("destination", "/topic/v")
+                .header("message-id", "m")
+                .header("subscription", sub)
+        };
+        let Incoming::Message(m) = s.handle_frame(message("mine")) else {
+            panic!("not a message");
+        };
+        assert_eq!(m.subscription, Some(c));
+        let wire = s.subscription(b).unwrap().wire_id.clone();
+        let Incoming::Message(m) = s.handle_frame(message(&wire)) else {
+            panic!("not a message");
+        };
+        assert_eq!(m.subscription, Some(b));
     }
 
     #[test]

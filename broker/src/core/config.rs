@@ -61,6 +61,10 @@ pub struct Limits {
     pub connections_max: usize,
     /// Subscriptions one connection may hold.
     pub subscriptions_per_connection_max: usize,
+    /// Subscriptions one connection may hold when it is a network connector making
+    /// demand subscriptions (one per remote consumer with `conduit_subscriptions =
+    /// false`: thousands for an MCollective fleet).
+    pub network_subscriptions_per_connection_max: usize,
     /// Open transactions one connection may hold.
     pub transactions_per_connection_max: usize,
     /// Frames (SEND and ACK) buffered in one open transaction.
@@ -82,6 +86,12 @@ pub struct Limits {
     pub connect_timeout_ms: u64,
     /// Deliveries of one message before it goes to the dead-letter queue.
     pub redeliveries_max: u32,
+    /// Messages from network bridges remembered to drop duplicates (see
+    /// [`network`](super::network)).
+    pub network_audit_messages_max: usize,
+    /// Consumer advisories that may wait for one advisory subscriber before its
+    /// connection is closed.
+    pub advisory_backlog_messages_max: usize,
 }
 
 impl Default for Limits {
@@ -94,6 +104,7 @@ impl Default for Limits {
             body_bytes_max: frame.body_bytes_max,
             connections_max: 10_000,
             subscriptions_per_connection_max: 1_000,
+            network_subscriptions_per_connection_max: 100_000,
             transactions_per_connection_max: 100,
             transaction_frames_max: 10_000,
             destinations_max: 100_000,
@@ -103,6 +114,8 @@ impl Default for Limits {
             prefetch_max: 32_767,
             connect_timeout_ms: 30_000,
             redeliveries_max: 6,
+            network_audit_messages_max: 65_536,
+            advisory_backlog_messages_max: 100_000,
         }
     }
 }

@@ -22,6 +22,10 @@ use bytestring::ByteString;
 
 use super::ids::{ConnId, EntryKey, SubKey};
 use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
+use super::network::headers::{
+    ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
+};
+use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::{Destination, Kind, Pattern};
@@ -79,40 +83,52 @@ struct Unacked {
 
 /// One subscription of one connection.
 pub(crate) struct Subscription {
-    conn: ConnId,
+    pub(super) conn: ConnId,
     /// The id the client uses for it (its `id`, or the destination in STOMP 1.0).
     client_id: ByteString,
     /// Sent as `subscription` on MESSAGE frames; `None` when the client gave no `id`.
     id_header: Option<ByteString>,
     /// The destination as the client wrote it.
-    dest_text: ByteString,
+    pub(super) dest_text: ByteString,
     /// Resolved destination; for wildcard subscriptions the name is the pattern.
-    dest: QueueKey,
-    pattern: Option<Pattern>,
-    selector: Option<Selector>,
+    pub(super) dest: QueueKey,
+    pub(super) pattern: Option<Pattern>,
+    pub(super) selector: Option<Selector>,
     /// For `ident = 'literal'` selectors: the indexed pair.
     eq: Option<(Arc<str>, ByteString)>,
     ack: AckMode,
     prefetch: usize,
-    priority: i32,
+    pub(super) priority: i32,
     exclusive: bool,
     no_local: bool,
     unacked: VecDeque<Unacked>,
     last_dispatch: u64,
     /// Queues this subscription consumes from (one, or several for a wildcard).
     queues: BTreeSet<QueueKey>,
+    /// Set for a connector's demand subscription.
+    pub(super) network: Option<NetworkSub>,
+    /// Set for a subscription to consumer advisories.
+    pub(super) advisory: Option<AdvisoryFeed>,
 }
 
 impl Subscription {
-    fn is_ready(&self, conns: &BTreeMap<ConnId, Conn>, outbound_max: usize) -> bool {
+    pub(super) fn is_ready(&self, conns: &BTreeMap<ConnId, Conn>, outbound_max: usize) -> bool {
         let room = conns
             .get(&self.conn)
             .is_some_and(|c| c.has_room(outbound_max));
         room && (self.ack == AckMode::Auto || self.unacked.len() < self.prefetch)
     }
 
-    fn selects(&self, message: &Message) -> bool {
+    pub(super) fn selects(&self, message: &Message) -> bool {
         self.selector.as_ref().is_none_or(|s| s.matches(message))
+    }
+
+    /// Whether the network rules let `message` go to this subscription (always, for an
+    /// ordinary one); see [`NetworkSub::accepts`].
+    fn network_accepts(&self, message: &Message, queue_has_local: bool) -> bool {
+        self.network
+            .as_ref()
+            .is_none_or(|n| n.accepts(message, queue_has_local))
     }
 
     fn delivery_destination(&self, message: &Message) -> ByteString {
@@ -143,6 +159,8 @@ pub(crate) struct Queue {
     indexed_props: BTreeMap<Arc<str>, usize>,
     /// Direct consumers (not wildcard) keep the queue alive.
     direct: usize,
+    /// Consumers that are not network subscriptions.
+    local_consumers: usize,
     consumers: BTreeSet<SubKey>,
     eq_consumers: BTreeMap<(Arc<str>, ByteString), BTreeSet<SubKey>>,
     other_consumers: BTreeSet<SubKey>,
@@ -276,6 +294,9 @@ impl Broker {
         self.authorize_use(conn_id, Operation::Write, &key)?;
         let tx = frame.headers.get_shared("transaction").cloned();
         let message = Arc::new(self.build_message(conn_id, &key, frame.headers, frame.body)?);
+        if self.is_network_duplicate(&message) {
+            return Ok(());
+        }
         match tx {
             Some(tx) => self.buffer_tx(conn_id, &tx, TxOp::Send(key, message)),
             None => self.route(key, message),
@@ -305,6 +326,11 @@ impl Broker {
             },
         };
         let persistent = headers.get("persistent") == Some("true");
+        let path = headers
+            .get(BROKER_PATH_HEADER)
+            .map(parse_path)
+            .unwrap_or_default();
+        let origin_id = headers.get_shared(ORIGIN_ID_HEADER).cloned();
         // Rewrite a reply-to naming this connection's temporary destination into the
         // broker-wide name others can send to.
         if let Some(reply_to) = headers.get("reply-to").map(str::to_owned)
@@ -332,7 +358,8 @@ impl Broker {
             expires_ms,
             persistent,
             Some(conn_id),
-        ))
+        )
+        .with_network(path, origin_id))
     }
 
     /// Delivers or stores a message sent to `key`.
@@ -418,10 +445,13 @@ impl Broker {
     fn choose_consumer(&mut self, key: &QueueKey, message: &Message) -> Option<SubKey> {
         let max = self.config.limits.outbound_frames_max;
         let queue = self.queues.get(key)?;
+        let has_local = queue.local_consumers > 0;
         let ready_and_selects = |s: SubKey| {
-            self.subs
-                .get(&s)
-                .is_some_and(|sub| sub.is_ready(&self.conns, max) && sub.selects(message))
+            self.subs.get(&s).is_some_and(|sub| {
+                sub.is_ready(&self.conns, max)
+                    && sub.selects(message)
+                    && sub.network_accepts(message, has_local)
+            })
         };
         if let Some(owner) = queue.exclusive_owner() {
             return ready_and_selects(owner).then_some(owner);
@@ -436,7 +466,10 @@ impl Broker {
             let Some(sub) = self.subs.get(&s) else {
                 return;
             };
-            if !sub.is_ready(&self.conns, max) || (check_selector && !sub.selects(message)) {
+            if !sub.is_ready(&self.conns, max)
+                || (check_selector && !sub.selects(message))
+                || !sub.network_accepts(message, has_local)
+            {
                 return;
             }
             let rank = (-sub.priority, sub.last_dispatch, s);
@@ -514,12 +547,29 @@ impl Broker {
         let client_mode = sub.ack != AckMode::Auto;
         let ack = (client_mode && conn.version == Version::V1_2)
             .then(|| ByteString::from(tag.to_string()));
+        let (broker_path, origin_id) = match &sub.network {
+            Some(_) => (
+                Some(message.forward_path(&self.config.broker_name)),
+                Some(
+                    message
+                        .origin_id
+                        .clone()
+                        .unwrap_or_else(|| message.id.clone()),
+                ),
+            ),
+            None => (message.path_text().cloned(), None),
+        };
+        if sub.network.is_some() {
+            self.stats.messages_forwarded += 1;
+        }
         let delivery = Delivery {
             destination: sub.delivery_destination(&message),
             message: message.clone(),
             subscription: sub.id_header.clone(),
             ack,
             redelivered: redeliveries > 0,
+            broker_path,
+            origin_id,
         };
         if client_mode {
             sub.unacked.push_back(Unacked {
@@ -536,6 +586,11 @@ impl Broker {
             self.stats.messages_redelivered += 1;
         }
         self.emit_tracked(conn_id, OutFrame::Message(delivery), unflushed);
+    }
+
+    /// Delivers an advisory to an advisory subscription.
+    pub(super) fn deliver_advisory(&mut self, sub_key: SubKey, message: SharedMessage) {
+        self.deliver(sub_key, message, Origin::Topic, 0, None);
     }
 
     /// Fans a topic message out to every matching subscription.
@@ -563,7 +618,7 @@ impl Broker {
             if sub.no_local && message.origin_conn == Some(sub.conn) {
                 continue;
             }
-            if !sub.selects(message) {
+            if !sub.selects(message) || !sub.network_accepts(message, true) {
                 continue;
             }
             let takes = self.conns.get(&sub.conn).is_some_and(|c| {
@@ -615,11 +670,19 @@ impl Broker {
         if conn.subs.contains_key(&client_id) {
             return fatal(format!("subscription id '{client_id}' is already in use"));
         }
-        if conn.subs.len() >= self.config.limits.subscriptions_per_connection_max {
-            return fatal(format!(
-                "too many subscriptions (limits.subscriptions_per_connection_max = {})",
-                self.config.limits.subscriptions_per_connection_max
-            ));
+        let (max, limit) = if h.contains(NETWORK_BROKER) {
+            (
+                self.config.limits.network_subscriptions_per_connection_max,
+                "network_subscriptions_per_connection_max",
+            )
+        } else {
+            (
+                self.config.limits.subscriptions_per_connection_max,
+                "subscriptions_per_connection_max",
+            )
+        };
+        if conn.subs.len() >= max {
+            return fatal(format!("too many subscriptions (limits.{limit} = {max})"));
         }
         let ack = match h.get("ack") {
             None | Some("auto") => AckMode::Auto,
@@ -681,6 +744,8 @@ impl Broker {
                 .parse::<i32>()
                 .map_err(|_| FrameError::Fatal(format!("invalid activemq.priority '{p}'")))?,
         };
+        let network = NetworkSub::parse(h, &self.config.broker_name)?;
+        let advisory = is_advisory(&key);
         let eq = selector.as_ref().and_then(|s| {
             s.equality()
                 .map(|(p, v)| (Arc::<str>::from(p), ByteString::from(v)))
@@ -704,10 +769,18 @@ impl Broker {
             unacked: VecDeque::new(),
             last_dispatch: 0,
             queues: BTreeSet::new(),
+            network,
+            advisory: None,
         };
+        self.network_subs += usize::from(sub.network.is_some());
         self.subs.insert(sub_key, sub);
         if let Some(c) = self.conns.get_mut(&conn_id) {
             c.subs.insert(client_id, sub_key);
+        }
+        if advisory {
+            // Advisory subscribers are fed by `advise`, not by topic publishing.
+            self.start_advisory_feed(sub_key, h.get(ADVISORY_REPLAY) == Some("true"));
+            return Ok(());
         }
         if key.kind.is_queue() {
             if wildcard {
@@ -731,6 +804,7 @@ impl Broker {
             self.topics.exact.entry(key).or_default().insert(sub_key);
         }
         self.pending_drains.push(sub_key);
+        self.advise(sub_key, Action::Add);
         Ok(())
     }
 
@@ -746,6 +820,9 @@ impl Broker {
         queue.consumers.insert(sub_key);
         if direct {
             queue.direct += 1;
+        }
+        if sub.network.is_none() {
+            queue.local_consumers += 1;
         }
         match &sub.eq {
             Some((prop, value)) => {
@@ -770,6 +847,7 @@ impl Broker {
             return;
         };
         let direct = sub.pattern.is_none();
+        let local = sub.network.is_none();
         let eq = sub.eq.clone();
         let Some(queue) = self.queues.get_mut(key) else {
             return;
@@ -779,6 +857,19 @@ impl Broker {
         }
         if direct {
             queue.direct -= 1;
+        }
+        if local {
+            queue.local_consumers -= 1;
+            if queue.local_consumers == 0 {
+                // Stranded messages may now go back over a bridge (replay).
+                let subs = &self.subs;
+                let replaying = queue.consumers.iter().copied().filter(|s| {
+                    subs.get(s)
+                        .and_then(|sub| sub.network.as_ref())
+                        .is_some_and(|n| n.replay)
+                });
+                self.pending_drains.extend(replaying);
+            }
         }
         match eq {
             Some((prop, value)) => {
@@ -832,6 +923,8 @@ impl Broker {
 
     /// Removes a subscription; its unacknowledged queue messages are redelivered.
     pub(super) fn remove_subscription(&mut self, sub_key: SubKey) {
+        self.advise(sub_key, Action::Remove);
+        self.advisory_subs.remove(&sub_key);
         let Some(sub) = self.subs.get(&sub_key) else {
             return;
         };
@@ -853,6 +946,7 @@ impl Broker {
         let Some(mut sub) = self.subs.remove(&sub_key) else {
             return;
         };
+        self.network_subs -= usize::from(sub.network.is_some());
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.subs.remove(&client_id);
             for u in &sub.unacked {
@@ -1101,7 +1195,8 @@ impl Broker {
             message.expires_ms,
             message.persistent,
             None,
-        );
+        )
+        .with_network(message.broker_path.to_vec(), message.origin_id.clone());
         if self.ensure_queue(&dlq).is_ok() {
             let copy = Arc::new(copy);
             let entry_key = self.entry_key(&copy);
@@ -1146,6 +1241,10 @@ impl Broker {
         let Some(sub) = self.subs.get(&sub_key) else {
             return;
         };
+        if sub.advisory.is_some() {
+            self.drain_advisories(sub_key);
+            return;
+        }
         let queues: Vec<QueueKey> = sub.queues.iter().cloned().collect();
         for q in queues {
             loop {
@@ -1186,6 +1285,7 @@ impl Broker {
         }
         // Messages of a group owned by another consumer are not ours to take. Entries in
         // the equality index already match the subscription's selector.
+        let has_local = queue.local_consumers > 0;
         let allowed = |entry: &Entry| {
             let group_ok = entry
                 .message
@@ -1193,7 +1293,9 @@ impl Broker {
                 .as_ref()
                 .and_then(|g| queue.groups.get(g))
                 .is_none_or(|owner| *owner == sub_key);
-            group_ok && (sub.eq.is_some() || sub.selects(&entry.message))
+            group_ok
+                && (sub.eq.is_some() || sub.selects(&entry.message))
+                && sub.network_accepts(&entry.message, has_local)
         };
         if let Some(eq) = &sub.eq {
             let set = queue.index.get(eq)?;

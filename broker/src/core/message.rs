@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
+use super::network::headers::{BROKER_PATH_HEADER, ORIGIN_ID_HEADER};
 use crate::destination::Destination;
 use crate::proto::codec::encode_header;
 use crate::proto::{Headers, Version};
@@ -28,6 +29,8 @@ pub(crate) const CONSUMED_SEND_HEADERS: &[&str] = &[
     "subscription",
     "ack",
     "redelivered",
+    BROKER_PATH_HEADER,
+    ORIGIN_ID_HEADER,
 ];
 
 /// One message, immutable once built.
@@ -53,6 +56,16 @@ pub struct Message {
     pub group: Option<ByteString>,
     /// The connection that sent it (for `activemq.noLocal`), if local.
     pub origin_conn: Option<super::ConnId>,
+    /// The brokers it passed through before this one, oldest first (empty for a message a
+    /// local client sent); from the `stampede-broker-path` header of the SEND.
+    pub broker_path: Box<[Arc<str>]>,
+    /// Its message id at the first broker (`stampede-origin-id`), for messages that came
+    /// over a network bridge.
+    pub origin_id: Option<ByteString>,
+    /// `broker_path` as the header spells it (`None` when empty).
+    path_text: Option<ByteString>,
+    /// `broker_path` plus this broker, as sent to network subscriptions (computed once).
+    forward_path: OnceLock<ByteString>,
     encoded: [OnceLock<Bytes>; 3],
 }
 
@@ -82,8 +95,41 @@ impl Message {
             persistent,
             group,
             origin_conn,
+            broker_path: Box::new([]),
+            origin_id: None,
+            path_text: None,
+            forward_path: OnceLock::new(),
             encoded: Default::default(),
         }
+    }
+
+    /// The same message marked as having passed through `path` (see
+    /// [`Message::broker_path`]), first sent as `origin_id`.
+    pub(crate) fn with_network(
+        mut self,
+        path: Vec<Arc<str>>,
+        origin_id: Option<ByteString>,
+    ) -> Message {
+        self.path_text = (!path.is_empty()).then(|| ByteString::from(path.join(",")));
+        self.broker_path = path.into_boxed_slice();
+        self.origin_id = origin_id;
+        self
+    }
+
+    /// The `stampede-broker-path` header value of deliveries to local consumers.
+    pub(crate) fn path_text(&self) -> Option<&ByteString> {
+        self.path_text.as_ref()
+    }
+
+    /// The `stampede-broker-path` header value of deliveries to network subscriptions:
+    /// the path plus `this_broker`.
+    pub(crate) fn forward_path(&self, this_broker: &str) -> ByteString {
+        self.forward_path
+            .get_or_init(|| match &self.path_text {
+                Some(p) => ByteString::from(format!("{p},{this_broker}")),
+                None => ByteString::from(this_broker),
+            })
+            .clone()
     }
 
     /// Whether the message has expired at `now_ms`.
@@ -158,6 +204,11 @@ pub struct Delivery {
     pub ack: Option<ByteString>,
     /// Whether this is not the first delivery.
     pub redelivered: bool,
+    /// `stampede-broker-path` header: the brokers the message passed through (plus this
+    /// one, for a network subscription); `None` for a local message to a local consumer.
+    pub broker_path: Option<ByteString>,
+    /// `stampede-origin-id` header, on deliveries to network subscriptions.
+    pub origin_id: Option<ByteString>,
 }
 
 impl Delivery {
@@ -177,6 +228,12 @@ impl Delivery {
         }
         if self.redelivered {
             buf.put_slice(b"redelivered:true\n");
+        }
+        if let Some(path) = &self.broker_path {
+            encode_header(buf, BROKER_PATH_HEADER, path, version, true);
+        }
+        if let Some(origin) = &self.origin_id {
+            encode_header(buf, ORIGIN_ID_HEADER, origin, version, true);
         }
         buf.put_slice(shared);
         buf.put_slice(b"content-length:");

@@ -21,6 +21,7 @@ mod config;
 mod dispatch;
 mod ids;
 mod message;
+pub mod network;
 mod session;
 
 #[cfg(test)]
@@ -106,6 +107,14 @@ pub struct Stats {
     pub queues_current: u64,
     /// Gauge: messages waiting in queues (not yet dispatched).
     pub queued_current: u64,
+    /// MESSAGE frames emitted to network (demand) subscriptions, to be forwarded.
+    pub messages_forwarded: u64,
+    /// SENDs from bridges dropped because the same message had already arrived.
+    pub network_duplicates_dropped: u64,
+    /// Gauge: subscriptions open (all connections), network subscriptions included.
+    pub subscriptions_current: u64,
+    /// Gauge: network (demand) subscriptions open.
+    pub network_subscriptions_current: u64,
 }
 
 /// A timer the core set for itself.
@@ -134,6 +143,12 @@ pub struct Broker {
     topics: TopicIndex,
     /// Wildcard subscriptions on queues, attached to every matching queue as it appears.
     queue_wildcard_subs: BTreeSet<SubKey>,
+    /// Subscriptions to consumer advisories.
+    advisory_subs: BTreeSet<SubKey>,
+    /// Network (demand) subscriptions open.
+    network_subs: usize,
+    /// Network messages seen recently, to drop duplicates.
+    audit: network::Audit,
     timers: BTreeSet<(u64, u64, Timer)>,
     timer_seq: u64,
     outputs: VecDeque<Output>,
@@ -163,6 +178,9 @@ impl Broker {
             queues: BTreeMap::new(),
             topics: TopicIndex::default(),
             queue_wildcard_subs: BTreeSet::new(),
+            advisory_subs: BTreeSet::new(),
+            network_subs: 0,
+            audit: network::Audit::default(),
             timers: BTreeSet::new(),
             timer_seq: 0,
             outputs: VecDeque::new(),
@@ -188,6 +206,8 @@ impl Broker {
         s.connections_current = self.conns.len() as u64;
         s.queues_current = self.queues.len() as u64;
         s.queued_current = self.queues.values().map(|q| q.pending_len() as u64).sum();
+        s.subscriptions_current = self.subs.len() as u64;
+        s.network_subscriptions_current = self.network_subs as u64;
         s
     }
 

@@ -202,6 +202,12 @@ fn render(frame: &OutFrame) -> Rendered {
             if d.redelivered {
                 headers.push(("redelivered".to_owned(), "true".to_owned()));
             }
+            if let Some(p) = &d.broker_path {
+                headers.push(("stampede-broker-path".to_owned(), p.to_string()));
+            }
+            if let Some(o) = &d.origin_id {
+                headers.push(("stampede-origin-id".to_owned(), o.to_string()));
+            }
             for (k, v) in d.message.headers.iter() {
                 headers.push((k.to_string(), v.to_string()));
             }
@@ -1044,6 +1050,419 @@ fn unsubscribe_by_destination_in_1_0_and_no_local() {
     h.subscribe(c, "s", "/topic/t", &[("activemq.noLocal", "true")]);
     h.send(c, "/topic/t", "own", &[]);
     assert!(h.take(c).is_empty());
+}
+
+// ----- Network of brokers: advisories, network subscriptions, audit ----------------------
+
+const ADVISORIES: &str = "/topic/ActiveMQ.Advisory.Consumer.>";
+
+fn broker_named(name: &str) -> Harness {
+    let config = CoreConfig {
+        broker_name: name.to_owned(),
+        ..CoreConfig::default()
+    };
+    Harness::with(config, Security::open())
+}
+
+fn unsubscribe(h: &mut Harness, c: ConnId, id: &str) {
+    h.frame(c, Frame::new(Command::Unsubscribe).header("id", id));
+}
+
+#[test]
+fn consumer_advisories_describe_adds_and_removes() {
+    let mut h = broker_named("A");
+    let bridge = h.connect();
+    h.subscribe(bridge, "adv", ADVISORIES, &[]);
+    let c = h.connect();
+    h.subscribe(
+        c,
+        "s",
+        "/queue/mcollective.nodes",
+        &[("selector", "mc_identity = 'n1'")],
+    );
+    h.subscribe(c, "t", "/topic/mcollective.discovery.agent", &[]);
+    let got = h.messages(bridge);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let add = &got[0];
+    assert_eq!(
+        add.get("destination"),
+        Some("/topic/ActiveMQ.Advisory.Consumer.Queue.mcollective.nodes")
+    );
+    assert_eq!(add.get("advisory-action"), Some("add"));
+    assert_eq!(add.get("advisory-broker"), Some("A"));
+    assert_eq!(
+        add.get("consumer-destination"),
+        Some("/queue/mcollective.nodes")
+    );
+    assert_eq!(add.get("consumer-selector"), Some("mc_identity = 'n1'"));
+    assert_eq!(add.get("consumer-hops"), Some("0"));
+    assert_eq!(add.get("consumer-broker-path"), None);
+    assert_eq!(
+        got[1].get("destination"),
+        Some("/topic/ActiveMQ.Advisory.Consumer.Topic.mcollective.discovery.agent")
+    );
+    let id = add.get("consumer-id").unwrap().to_owned();
+    assert_ne!(got[1].get("consumer-id"), Some(id.as_str()));
+
+    unsubscribe(&mut h, c, "s");
+    let got = h.messages(bridge);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get("advisory-action"), Some("remove"));
+    assert_eq!(got[0].get("consumer-id"), Some(id.as_str()));
+    // Closing the connection removes its remaining subscription.
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    let got = h.messages(bridge);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get("advisory-action"), Some("remove"));
+    assert_eq!(
+        got[0].get("consumer-destination"),
+        Some("/topic/mcollective.discovery.agent")
+    );
+}
+
+#[test]
+fn advisories_skip_temporary_and_advisory_subscriptions_and_follow_the_pattern() {
+    let mut h = broker_named("A");
+    let queues_only = h.connect();
+    h.subscribe(
+        queues_only,
+        "adv",
+        "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+        &[],
+    );
+    let all = h.connect();
+    h.subscribe(all, "adv", ADVISORIES, &[]);
+    let c = h.connect();
+    h.subscribe(c, "tq", "/temp-queue/mine", &[]);
+    h.subscribe(c, "adv2", ADVISORIES, &[]);
+    h.subscribe(c, "t", "/topic/x", &[]);
+    h.subscribe(c, "q", "/queue/x.>", &[]);
+    assert!(h.messages(queues_only).len() == 1);
+    let got = h.messages(all);
+    let dests: Vec<_> = got
+        .iter()
+        .map(|m| m.get("consumer-destination").unwrap())
+        .collect();
+    assert_eq!(dests, ["/topic/x", "/queue/x.>"]);
+    // A `/topic/>` subscriber is not an advisory subscriber.
+    let wide = h.connect();
+    h.subscribe(wide, "all", "/topic/>", &[]);
+    h.subscribe(c, "t2", "/topic/y", &[]);
+    assert!(h.take(wide).is_empty());
+}
+
+#[test]
+fn advisory_replay_lists_current_consumers_then_ends() {
+    let mut h = broker_named("B");
+    let c = h.connect();
+    h.subscribe(c, "a", "/queue/a", &[]);
+    h.subscribe(c, "b", "/topic/b", &[("selector", "x = 'y'")]);
+    let plain = h.connect();
+    h.subscribe(plain, "adv", ADVISORIES, &[]);
+    assert!(h.take(plain).is_empty(), "no replay unless asked for");
+    let bridge = h.connect();
+    h.subscribe(
+        bridge,
+        "adv",
+        ADVISORIES,
+        &[("stampede.advisory-replay", "true")],
+    );
+    let got = h.messages(bridge);
+    let seen: Vec<_> = got
+        .iter()
+        .map(|m| {
+            (
+                m.get("advisory-action").unwrap(),
+                m.get("consumer-destination").unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("add", "/queue/a"), ("add", "/topic/b"), ("replay-end", "")]
+    );
+    assert_eq!(got[2].get("advisory-broker"), Some("B"));
+}
+
+#[test]
+fn advisory_backlog_follows_flow_control_and_is_bounded() {
+    let mut config = CoreConfig {
+        broker_name: "A".to_owned(),
+        ..CoreConfig::default()
+    };
+    config.limits.outbound_frames_max = 3;
+    config.limits.advisory_backlog_messages_max = 8;
+    let mut h = Harness::with(config, Security::open());
+    let bridge = h.connect();
+    h.subscribe(bridge, "adv", ADVISORIES, &[]);
+    h.stalled.push(bridge);
+    let c = h.connect();
+    for i in 0..6 {
+        h.subscribe(c, &format!("s{i}"), &format!("/topic/t{i}"), &[]);
+    }
+    // Only a window's worth went out; nothing was dropped and the bridge is still open.
+    assert_eq!(h.messages(bridge).len(), 3);
+    assert!(!h.is_closed(bridge));
+    h.stalled.clear();
+    h.broker.handle_flushed(h.now_ms, bridge, 3);
+    h.pump();
+    let rest: Vec<_> = h
+        .messages(bridge)
+        .iter()
+        .map(|m| m.get("consumer-destination").unwrap().to_owned())
+        .collect();
+    assert_eq!(rest, ["/topic/t3", "/topic/t4", "/topic/t5"]);
+    // A bridge that never reads is closed once its backlog passes the limit.
+    h.stalled.push(bridge);
+    for i in 0..12 {
+        h.subscribe(c, &format!("u{i}"), &format!("/topic/u{i}"), &[]);
+    }
+    assert!(h.is_closed(bridge));
+    let error = h.take(bridge).into_iter().find(|f| f.command == "ERROR");
+    assert!(
+        error
+            .unwrap()
+            .get("message")
+            .unwrap()
+            .contains("advisory_backlog_messages_max")
+    );
+}
+
+/// A demand subscription as a connector on this broker makes it for consumers on `to`.
+fn network_sub(path: &str, ttl: &str) -> Vec<(&'static str, String)> {
+    let to = path.rsplit(',').next().unwrap().to_owned();
+    vec![
+        ("ack", "client-individual".to_owned()),
+        ("activemq.priority", "-5".to_owned()),
+        ("stampede.network-broker", to),
+        ("stampede.broker-path", path.to_owned()),
+        ("stampede.message-ttl", ttl.to_owned()),
+    ]
+}
+
+fn subscribe_owned(h: &mut Harness, c: ConnId, id: &str, dest: &str, hs: &[(&str, String)]) {
+    let hs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    h.subscribe(c, id, dest, &hs);
+}
+
+#[test]
+fn network_subscriptions_never_get_messages_that_passed_their_broker() {
+    let mut h = broker_named("A");
+    let to_b = h.connect();
+    subscribe_owned(&mut h, to_b, "b", "/topic/t", &network_sub("B", "2"));
+    let to_c = h.connect();
+    subscribe_owned(&mut h, to_c, "c", "/topic/t", &network_sub("C", "2"));
+    let local = h.connect();
+    h.subscribe(local, "l", "/topic/t", &[]);
+    let bridge_from_b = h.connect();
+
+    // A message that came from B (path "B") goes to C and to the local consumer, not
+    // back to B.
+    h.send(
+        bridge_from_b,
+        "/topic/t",
+        "from-b",
+        &[
+            ("stampede-broker-path", "B"),
+            ("stampede-origin-id", "ID:B-1"),
+        ],
+    );
+    assert!(h.take(to_b).is_empty());
+    let got = h.messages(to_c);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get("stampede-broker-path"), Some("B,A"));
+    assert_eq!(got[0].get("stampede-origin-id"), Some("ID:B-1"));
+    let got = h.messages(local);
+    assert_eq!(got[0].get("stampede-broker-path"), Some("B"));
+    assert_eq!(got[0].get("stampede-origin-id"), None);
+
+    // A local message goes everywhere; network deliveries start its path and origin id.
+    let producer = h.connect();
+    h.send(producer, "/topic/t", "local", &[]);
+    let got = h.messages(to_b);
+    assert_eq!(got[0].get("stampede-broker-path"), Some("A"));
+    let message_id = got[0].get("message-id").unwrap();
+    assert_eq!(got[0].get("stampede-origin-id"), Some(message_id));
+    assert_eq!(h.messages(to_c).len(), 1);
+    assert_eq!(h.messages(local)[0].get("stampede-broker-path"), None);
+
+    // Message TTL: two hops made, TTL 2: local delivery only.
+    h.send(
+        bridge_from_b,
+        "/topic/t",
+        "far",
+        &[
+            ("stampede-broker-path", "D,B"),
+            ("stampede-origin-id", "ID:D-1"),
+        ],
+    );
+    assert!(h.take(to_c).is_empty());
+    assert!(h.take(to_b).is_empty());
+    assert_eq!(h.bodies(local), ["far"]);
+}
+
+#[test]
+fn queue_messages_prefer_local_consumers_and_respect_paths() {
+    let mut h = broker_named("A");
+    let to_b = h.connect();
+    subscribe_owned(&mut h, to_b, "b", "/queue/q", &network_sub("B", "1"));
+    let local = h.connect();
+    h.subscribe(local, "l", "/queue/q", &[]);
+    let producer = h.connect();
+    for i in 0..3 {
+        h.send(producer, "/queue/q", &format!("m{i}"), &[]);
+    }
+    // Higher priority local consumer first, every time.
+    assert_eq!(h.bodies(local), ["m0", "m1", "m2"]);
+    assert!(h.take(to_b).is_empty());
+    // Without a local consumer, the bridge gets them; but never one that came from B.
+    unsubscribe(&mut h, local, "l");
+    h.send(producer, "/queue/q", "m3", &[]);
+    h.send(
+        producer,
+        "/queue/q",
+        "from-b",
+        &[("stampede-broker-path", "B"), ("stampede-origin-id", "x")],
+    );
+    assert_eq!(h.bodies(to_b), ["m3"]);
+    assert_eq!(h.broker.queue_depth("q"), Some(1));
+    // Selectors of non-conduit demand subscriptions still select.
+    let to_c = h.connect();
+    let mut hs = network_sub("C", "2");
+    hs.push(("selector", "mc_identity = 'n9'".to_owned()));
+    subscribe_owned(&mut h, to_c, "c", "/queue/q", &hs);
+    assert!(h.take(to_c).is_empty());
+    h.send(producer, "/queue/q", "for-n9", &[("mc_identity", "n9")]);
+    let got = h.messages(to_c);
+    assert_eq!(got[0].body_str(), "for-n9");
+    assert_eq!(got[0].get("stampede-broker-path"), Some("A"));
+}
+
+#[test]
+fn network_subscriptions_that_would_loop_are_refused() {
+    let mut h = broker_named("A");
+    let c = h.connect();
+    subscribe_owned(&mut h, c, "x", "/queue/q", &network_sub("C,A,B", "3"));
+    subscribe_owned(&mut h, c, "y", "/queue/q", &network_sub("A", "3"));
+    let got = h.take(c);
+    assert_eq!(got.len(), 2);
+    for e in &got {
+        assert_eq!(e.command, "ERROR");
+        assert!(e.get("message").unwrap().contains("loop"), "{e:?}");
+    }
+    assert!(!h.is_closed(c));
+    assert_eq!(h.broker.subscription_count(), 0);
+}
+
+#[test]
+fn network_advisories_carry_the_demand_path() {
+    let mut h = broker_named("A");
+    let bridge = h.connect();
+    h.subscribe(bridge, "adv", ADVISORIES, &[]);
+    let demand = h.connect();
+    subscribe_owned(&mut h, demand, "d", "/queue/q", &network_sub("C,B", "2"));
+    let got = h.messages(bridge);
+    assert_eq!(got[0].get("consumer-broker-path"), Some("C,B"));
+    assert_eq!(got[0].get("consumer-hops"), Some("2"));
+    assert_eq!(got[0].get("consumer-priority"), Some("-5"));
+}
+
+#[test]
+fn duplicate_network_messages_are_dropped_but_replays_pass() {
+    let mut h = broker_named("A");
+    let local = h.connect();
+    h.subscribe(local, "l", "/topic/t", &[]);
+    let bridge = h.connect();
+    let from = |path: &'static str| {
+        vec![
+            ("stampede-broker-path", path),
+            ("stampede-origin-id", "ID:B-1-1"),
+            ("receipt", "r"),
+        ]
+    };
+    h.send(bridge, "/topic/t", "first", &from("B"));
+    // The same message over another path (a ring): acknowledged, not delivered.
+    h.send(bridge, "/topic/t", "again", &from("B,C"));
+    assert_eq!(h.bodies(local), ["first"]);
+    let receipts = h.take(bridge);
+    assert_eq!(receipts.len(), 2);
+    assert!(receipts.iter().all(|f| f.command == "RECEIPT"));
+    assert_eq!(h.broker.stats().network_duplicates_dropped, 1);
+    // The same origin id on another destination is another message.
+    h.subscribe(local, "u", "/topic/u", &[]);
+    h.send(bridge, "/topic/u", "other", &from("B"));
+    assert_eq!(h.bodies(local), ["other"]);
+    // A message whose path contains this broker is a replay, not a duplicate.
+    h.send(bridge, "/topic/t", "replayed", &from("A,B"));
+    assert_eq!(h.bodies(local), ["replayed"]);
+    // Local messages are never audited.
+    h.send(bridge, "/topic/t", "l1", &[]);
+    h.send(bridge, "/topic/t", "l2", &[]);
+    assert_eq!(h.bodies(local), ["l1", "l2"]);
+}
+
+#[test]
+fn duplicate_audit_is_bounded() {
+    let mut config = CoreConfig {
+        broker_name: "A".to_owned(),
+        ..CoreConfig::default()
+    };
+    config.limits.network_audit_messages_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let local = h.connect();
+    h.subscribe(local, "l", "/topic/t", &[]);
+    let bridge = h.connect();
+    for id in ["1", "2", "3", "1"] {
+        h.send(
+            bridge,
+            "/topic/t",
+            id,
+            &[("stampede-broker-path", "B"), ("stampede-origin-id", id)],
+        );
+    }
+    // "1" was forgotten once "3" arrived, so its repeat is delivered.
+    assert_eq!(h.bodies(local), ["1", "2", "3", "1"]);
+}
+
+#[test]
+fn stranded_queue_messages_replay_only_without_local_consumers() {
+    let mut h = broker_named("B");
+    let bridge_from_a = h.connect();
+    // A local consumer whose selector does not match holds the messages here.
+    let local = h.connect();
+    h.subscribe(local, "l", "/queue/q", &[("selector", "x = 'never'")]);
+    h.send(
+        bridge_from_a,
+        "/queue/q",
+        "stranded",
+        &[("stampede-broker-path", "A"), ("stampede-origin-id", "o1")],
+    );
+    let plain = h.connect();
+    subscribe_owned(&mut h, plain, "p", "/queue/q", &network_sub("A", "1"));
+    let replaying = h.connect();
+    let mut hs = network_sub("A", "1");
+    hs.push(("stampede.replay-when-no-consumers", "true".to_owned()));
+    subscribe_owned(&mut h, replaying, "r", "/queue/q", &hs);
+    assert!(h.take(plain).is_empty());
+    assert!(h.take(replaying).is_empty(), "a local consumer exists");
+    unsubscribe(&mut h, local, "l");
+    let got = h.messages(replaying);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get("stampede-broker-path"), Some("A,B"));
+    assert!(h.take(plain).is_empty());
+    // One hop beyond the TTL at most: a message that has made two hops stays.
+    h.send(
+        bridge_from_a,
+        "/queue/q",
+        "twice",
+        &[
+            ("stampede-broker-path", "C,A"),
+            ("stampede-origin-id", "o2"),
+        ],
+    );
+    assert!(h.take(replaying).is_empty());
+    assert_eq!(h.broker.queue_depth("q"), Some(1));
 }
 
 // ----- Security ---------------------------------------------------------------------------

@@ -143,7 +143,7 @@ impl Server {
     /// Serves until `shutdown` completes, then closes every connection.
     pub async fn run(self, clock: Clock, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Server {
-            net: _,
+            net,
             config,
             listeners,
             stats,
@@ -157,6 +157,12 @@ impl Server {
         let conn_ids = Arc::new(AtomicU64::new(0));
         let permits = Arc::new(Semaphore::new(config.core.limits.connections_max));
         let mut tasks = JoinSet::new();
+        // Network connectors run beside the broker and stop before it.
+        let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
+        let mut network = JoinSet::new();
+        if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
+            crate::network::start(&net, &config, bound, &mut network, &network_stopped);
+        }
         for listener in listeners {
             tasks.spawn(accept_loop(
                 listener,
@@ -175,6 +181,17 @@ impl Server {
             writers: BTreeMap::new(),
             stats,
             writer_capacity: writer_capacity(&config),
+        };
+        // On shutdown, network bridges disconnect first (bounded), while the core still
+        // answers their DISCONNECT.
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_network.send(true);
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while network.join_next().await.is_some() {}
+            })
+            .await;
+            network.abort_all();
         };
         let mut inbox_rx = core.run(inbox_rx, flush_rx, shutdown).await;
         // Stop accepting, then wait (bounded) until every connection task has finished

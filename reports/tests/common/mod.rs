@@ -10,8 +10,8 @@
 #![allow(dead_code)]
 
 use stampede_reports::{
-    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL, RunReport,
-    SecondSample, failover_histogram, latency_histogram,
+    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL,
+    NetworkSummary, RunReport, SecondSample, failover_histogram, latency_histogram,
 };
 
 pub(crate) const NODES: u64 = 300;
@@ -234,6 +234,15 @@ pub(crate) fn build(in_shard: &dyn Fn(u64) -> bool, with_expectations: bool) -> 
     }
     let (mco_expected, mco_received) = (mco.replies_expected, mco.replies_received);
     r.mcollective = Some(mco);
+    // Deliveries over network bridges: counts add up over shards, hops take the maximum.
+    let mut network = NetworkSummary::default();
+    for node in (0..NODES).filter(|n| in_shard(*n)) {
+        network.bridged_deliveries += 2;
+        network.max_hops = network.max_hops.max(node % 3 + 1);
+        network.loop_messages += u64::from(node % 7 == 0);
+        network.returned_messages += u64::from(node % 11 == 0);
+    }
+    r.network = Some(network);
 
     // Every shard spans the same time, whatever it happened to record.
     let _ = second(&mut seconds, RUN_MS + 2_999);

@@ -336,6 +336,18 @@ impl Conn {
         }
     }
 
+    /// The index of the server the client is connected to, if it is (always `None` for
+    /// Redis, whose messages never cross broker networks).
+    pub fn connected_server(&self) -> Option<usize> {
+        match self {
+            Conn::Stomp(c) => match c.status() {
+                stampede_broker::client::Status::Connected { server, .. } => Some(server),
+                _ => None,
+            },
+            Conn::Redis(_) => None,
+        }
+    }
+
     /// Stops the client gracefully.
     pub async fn disconnect(&self) {
         match self {

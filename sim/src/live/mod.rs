@@ -214,6 +214,12 @@ pub fn plan(
     }
     s.duration_s = window_end + drain_s;
 
+    if s.brokers.iter().any(|b| !b.connectors.is_empty()) {
+        notes.push(
+            "broker [[connectors]] ignored: a real target's network is its own configuration"
+                .to_owned(),
+        );
+    }
     // Brokers become the target's servers.
     let names: Vec<String> = servers.iter().map(|(h, p)| format!("{h}:{p}")).collect();
     let by_index = s.brokers.len() == names.len();
@@ -248,6 +254,8 @@ pub fn plan(
             port: *port,
             core: Default::default(),
             security: Default::default(),
+            connectors: Vec::new(),
+            discovery: Default::default(),
         })
         .collect();
     Ok(Plan {

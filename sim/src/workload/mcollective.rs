@@ -24,7 +24,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::proto::Headers;
 
-use super::{Env, Host, client_config, start_client};
+use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::net::SharedNet;
 
 use crate::driver::{Conn, Driver, Subscription};
@@ -236,6 +236,7 @@ async fn run_node(
             biased;
             msg = messages.recv() => {
                 let Some(msg) = msg else { return };
+                record_path(&recorder, node.id, &client, &msg);
                 let Some(request) = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok()) else {
                     continue;
                 };
@@ -366,6 +367,7 @@ impl McoClient {
                 biased;
                 msg = messages.recv() => {
                     let Some(msg) = msg else { break };
+                    record_path(&self.recorder, self.id, &client, &msg);
                     let request = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok());
                     let node = field(msg.body(), "node").and_then(|n| self.directory.get(n)).copied();
                     if let (Some(request), Some(node)) = (request, node) {

@@ -23,9 +23,10 @@ use stampede_broker::client::{
     ServerList,
 };
 
+use stampede_broker::core::network::headers::BROKER_PATH_HEADER;
 use stampede_broker::net::SharedNet;
 
-use crate::driver::{Conn, Driver, Inbox};
+use crate::driver::{Conn, Driver, Inbound, Inbox};
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Policy, ReconnectSpec, Scenario};
@@ -199,6 +200,16 @@ fn client_config(
         config.credentials = env.credentials.clone();
     }
     Ok(config)
+}
+
+/// Records the broker path of `message`, delivered to `client` (recorded as `id`), if it
+/// crossed network bridges.
+fn record_path(recorder: &Recorder, id: ClientId, client: &Conn, message: &Inbound) {
+    recorder.bridged(
+        id,
+        client.connected_server(),
+        message.header(BROKER_PATH_HEADER),
+    );
 }
 
 /// Starts a client through the driver and forwards its connection events to the history.

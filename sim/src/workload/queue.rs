@@ -15,7 +15,7 @@ use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, Subs
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
-use super::{Env, Host, client_config, start_client};
+use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::client::ClientConfig;
 
 use crate::driver::ack_mode;
@@ -92,6 +92,7 @@ pub(super) fn build(
             let run_tag = run_tag.clone();
             tokio::spawn(async move {
                 while let Some(msg) = messages.recv().await {
+                    record_path(&recorder, id, &client, &msg);
                     let stale = match (&run_tag, msg.header("x-sim-run")) {
                         (Some(ours), theirs) => theirs != Some(&**ours),
                         (None, _) => false,
