@@ -260,9 +260,12 @@ async fn bad_input_gets_error_then_close_and_others_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything() {
     let mut config = BrokerConfig::default();
+    // The stalled client is cut off at the burst cap (1,100 frames) however busy the
+    // machine is; a reading client would have to fall 1,100 frames behind, or stay more
+    // than 100 behind for 5 s, to be mistaken for it.
     config.core.limits.outbound_frames_max = 100;
-    config.core.limits.outbound_burst_frames_max = 100;
-    config.core.slow_consumer_grace_ms = 2_000;
+    config.core.limits.outbound_burst_frames_max = 1_000;
+    config.core.slow_consumer_grace_ms = 5_000;
     let s = start(config).await;
     // The slow client subscribes and never reads again.
     let mut slow = Raw::open_small_buffer(&s.addr).await.handshake().await;

@@ -21,7 +21,7 @@ use stampede_reports::{
 };
 
 use crate::fault::Timeline;
-use crate::history::{ClientId, History, Role, SendOutcome};
+use crate::history::{ClientId, History, SendOutcome};
 use crate::scenario::Scenario;
 
 /// One MCollective round.
@@ -131,14 +131,7 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     };
 
     // ----- Queue workload ---------------------------------------------------------------
-    let consumers: Vec<ClientId> = history
-        .clients
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.role == Role::Consumer)
-        .map(|(i, _)| ClientId(i as u32))
-        .collect();
-    let receipts = scenario.workload.queues.iter().any(|q| q.receipts);
+    let no_consumers: Vec<ClientId> = Vec::new();
     let mut by_id: BTreeMap<u64, Vec<&crate::history::DeliveryRecord>> = BTreeMap::new();
     for d in &history.deliveries {
         by_id.entry(d.id).or_default().push(d);
@@ -146,6 +139,16 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
     let sends: BTreeMap<u64, &crate::history::SendRecord> =
         history.sends.iter().map(|s| (s.id, s)).collect();
     for s in &history.sends {
+        // A topic message is due at every consumer of its own workload.
+        let consumers = history
+            .consumers_by_workload
+            .get(&s.workload)
+            .unwrap_or(&no_consumers);
+        let receipts = scenario
+            .workload
+            .queues
+            .get(usize::from(s.workload))
+            .is_some_and(|q| q.receipts);
         let units = if s.topic { consumers.len() as u64 } else { 1 };
         a.counts.attempted += units;
         if let Some(sec) = a.seconds.get_mut(second_of(s.intended_us)) {

@@ -6,6 +6,7 @@
 //! because client tasks are spawned with `tokio::spawn`, which wants `Send`, and because
 //! live runs do use several threads.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use stampede_broker::client::ClientEvent;
@@ -68,8 +69,10 @@ pub struct SendRecord {
     pub sent_us: Option<u64>,
     /// How it ended.
     pub outcome: SendOutcome,
-    /// Whether it went to a topic (then every consumer should get it).
+    /// Whether it went to a topic (then every consumer of its workload should get it).
     pub topic: bool,
+    /// Index of its queue workload in the scenario.
+    pub workload: u16,
 }
 
 /// One delivery observed by a consumer.
@@ -160,6 +163,8 @@ pub struct History {
     pub bridged: Vec<BridgedDelivery>,
     /// Every broker incarnation's statistics handle (a restart adds one), by broker name.
     pub broker_stats: Vec<(String, stampede_broker::server::StatsHandle)>,
+    /// Consumers of each queue workload (by index in the scenario).
+    pub consumers_by_workload: BTreeMap<u16, Vec<ClientId>>,
     /// Faults applied, with simulated time (ms) and a description, in order.
     pub applied: Vec<(u64, String)>,
     /// Live runs: messages consumed that another run had sent (see `Env::run_tag`).

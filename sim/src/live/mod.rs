@@ -510,17 +510,26 @@ pub async fn run(
 /// The part of `h` about sends and requests intended in `[from_us, to_us)`, shifted so
 /// that `from_us` becomes 0. Client events before the window collapse into each client's
 /// state at its start.
-pub fn cut(h: History, from_us: u64, to_us: u64) -> History {
+pub fn cut(mut h: History, from_us: u64, to_us: u64) -> History {
     let inside = |t: u64| t >= from_us && t < to_us;
     let shift = |t: u64| t.saturating_sub(from_us);
-    let mut out = History {
-        clients: h.clients,
-        applied: h.applied,
-        stale: h.stale,
-        ..History::default()
-    };
+    let sends = std::mem::take(&mut h.sends);
+    let deliveries = std::mem::take(&mut h.deliveries);
+    let requests = std::mem::take(&mut h.requests);
+    let request_deliveries = std::mem::take(&mut h.request_deliveries);
+    let replies = std::mem::take(&mut h.replies);
+    let events = std::mem::take(&mut h.events);
+    let bridged = std::mem::take(&mut h.bridged);
+    // Everything else (clients, consumers by workload, statistics, …) stays as it is.
+    let mut out = h;
+    for mut b in bridged {
+        if b.at_us >= from_us {
+            b.at_us = shift(b.at_us);
+            out.bridged.push(b);
+        }
+    }
     let mut dropped_sends = BTreeSet::new();
-    for mut s in h.sends {
+    for mut s in sends {
         if inside(s.intended_us) {
             s.intended_us = shift(s.intended_us);
             s.sent_us = s.sent_us.map(shift);
@@ -529,14 +538,14 @@ pub fn cut(h: History, from_us: u64, to_us: u64) -> History {
             dropped_sends.insert(s.id);
         }
     }
-    for mut d in h.deliveries {
+    for mut d in deliveries {
         if !dropped_sends.contains(&d.id) {
             d.at_us = shift(d.at_us);
             out.deliveries.push(d);
         }
     }
     let mut dropped_requests = BTreeSet::new();
-    for mut r in h.requests {
+    for mut r in requests {
         if inside(r.intended_us) {
             r.intended_us = shift(r.intended_us);
             r.sent_us = r.sent_us.map(shift);
@@ -547,8 +556,8 @@ pub fn cut(h: History, from_us: u64, to_us: u64) -> History {
         }
     }
     for (from, to) in [
-        (h.request_deliveries, &mut out.request_deliveries),
-        (h.replies, &mut out.replies),
+        (request_deliveries, &mut out.request_deliveries),
+        (replies, &mut out.replies),
     ] {
         for mut o in from {
             if !dropped_requests.contains(&o.request) {
@@ -560,7 +569,7 @@ pub fn cut(h: History, from_us: u64, to_us: u64) -> History {
     // Each client's connection state when the window opens: its last CONNECTED before
     // it, and a disconnection after that if there was one.
     let mut before: BTreeMap<_, (Option<ClientEvent>, Option<ClientEvent>)> = BTreeMap::new();
-    let mut events = h.events;
+    let mut events = events;
     events.sort_by_key(|e| e.0);
     for (at, client, ev) in events {
         if at >= from_us {
@@ -600,6 +609,7 @@ mod tests {
             sent_us: Some(intended_us + 5),
             outcome: SendOutcome::Confirmed,
             topic: false,
+            workload: 0,
         }
     }
 
@@ -637,7 +647,10 @@ mod tests {
             ],
             ..History::default()
         };
+        let mut h = h;
+        h.consumers_by_workload.insert(0, vec![ClientId(1)]);
         let c = cut(h, 1_000, 2_000);
+        assert_eq!(c.consumers_by_workload.get(&0), Some(&vec![ClientId(1)]));
         let ids: Vec<u64> = c.sends.iter().map(|s| s.id).collect();
         assert_eq!(ids, [2, 3]);
         assert_eq!(c.sends[0].intended_us, 0);

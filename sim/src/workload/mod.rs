@@ -109,8 +109,10 @@ pub fn build_all(
             &mut hosts,
         )?,
     }
-    for q in &scenario.workload.queues {
-        queue::build(scenario, q, seed, recorder, duration, env, &mut hosts)?;
+    for (index, q) in scenario.workload.queues.iter().enumerate() {
+        let workload =
+            u16::try_from(index).map_err(|_| anyhow::anyhow!("too many queue workloads"))?;
+        queue::build(workload, q, seed, recorder, duration, env, &mut hosts)?;
     }
     Ok(hosts)
 }

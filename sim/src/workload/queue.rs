@@ -20,14 +20,14 @@ use stampede_broker::client::ClientConfig;
 
 use crate::driver::ack_mode;
 use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
-use crate::scenario::{AckMode, QueueSpec, Scenario};
+use crate::scenario::{AckMode, QueueSpec};
 use crate::seed;
 
 /// Receipted SENDs one producer may have outstanding before its schedule slips.
 const INFLIGHT_SENDS_MAX: usize = 1024;
 
 pub(super) fn build(
-    _scenario: &Scenario,
+    workload: u16,
     spec: &QueueSpec,
     seed: u64,
     recorder: &Recorder,
@@ -61,7 +61,14 @@ pub(super) fn build(
     let mut consumers = Vec::new();
     for i in 0..spec.consumers {
         let name = format!("{}-consumer-{i}", spec.name);
-        consumers.push(client(Role::Consumer, name, &spec.consumer_servers)?);
+        let (id, config) = client(Role::Consumer, name, &spec.consumer_servers)?;
+        recorder
+            .lock()
+            .consumers_by_workload
+            .entry(workload)
+            .or_default()
+            .push(id);
+        consumers.push((id, config));
     }
     let mut producers = Vec::new();
     for i in 0..spec.producers {
@@ -131,7 +138,8 @@ pub(super) fn build(
                         break;
                     }
                     timebase.sleep_until(intended).await;
-                    let mid = (u64::from(index) << 32) | seq;
+                    // Unique in the run: workload, producer, sequence number.
+                    let mid = (u64::from(workload) << 48) | (u64::from(index) << 32) | seq;
                     let mut headers = Headers::new();
                     headers.push("x-sim-id", mid.to_string());
                     headers.push("x-sim-seq", seq.to_string());
@@ -151,6 +159,7 @@ pub(super) fn build(
                             sent_us: None,
                             outcome: SendOutcome::Pending,
                             topic,
+                            workload,
                         });
                         h.sends.len() - 1
                     };
