@@ -545,8 +545,7 @@ impl Broker {
         };
         sub.last_dispatch = clock;
         let client_mode = sub.ack != AckMode::Auto;
-        let ack = (client_mode && conn.version == Version::V1_2)
-            .then(|| ByteString::from(tag.to_string()));
+        let ack = (client_mode && conn.version == Version::V1_2).then_some(tag);
         let (broker_path, origin_id) = match &sub.network {
             Some(_) => (
                 Some(message.forward_path(&self.config.broker_name)),

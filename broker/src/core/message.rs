@@ -200,8 +200,9 @@ pub struct Delivery {
     pub destination: ByteString,
     /// The subscription id the client gave (absent for STOMP 1.0 subscriptions without id).
     pub subscription: Option<ByteString>,
-    /// STOMP 1.2 `ack` header for client ack modes.
-    pub ack: Option<ByteString>,
+    /// STOMP 1.2 `ack` header for client ack modes: the delivery tag, written as a
+    /// decimal number (kept as a number so that a delivery allocates nothing).
+    pub ack: Option<u64>,
     /// Whether this is not the first delivery.
     pub redelivered: bool,
     /// `stampede-broker-path` header: the brokers the message passed through (plus this
@@ -223,8 +224,10 @@ impl Delivery {
         if let Some(sub) = &self.subscription {
             encode_header(buf, "subscription", sub, version, true);
         }
-        if let Some(ack) = &self.ack {
-            encode_header(buf, "ack", ack, version, true);
+        if let Some(ack) = self.ack {
+            buf.put_slice(b"ack:");
+            buf.put_slice(itoa_buf(ack as usize).as_bytes_mut());
+            buf.put_u8(b'\n');
         }
         if self.redelivered {
             buf.put_slice(b"redelivered:true\n");

@@ -196,7 +196,7 @@ fn render(frame: &OutFrame) -> Rendered {
             if let Some(s) = &d.subscription {
                 headers.push(("subscription".to_owned(), s.to_string()));
             }
-            if let Some(a) = &d.ack {
+            if let Some(a) = d.ack {
                 headers.push(("ack".to_owned(), a.to_string()));
             }
             if d.redelivered {
