@@ -823,6 +823,15 @@ impl Io {
         self.queued += (self.wbuf.len() - before) as u64;
         self.queued
     }
+
+    /// Queues `frame` and answers `reply` once its last byte is written.
+    fn queue_then_reply(&mut self, frame: &Frame, now: Instant, reply: Done) {
+        let end = self.queue(frame, now);
+        self.inflight.push_back(Inflight {
+            end,
+            what: Flushing::Reply(reply),
+        });
+    }
 }
 
 enum Phase {
@@ -1475,37 +1484,19 @@ impl Driver {
                 }
             }
             Op::Ack { info, nack, reply } => match session.ack(&info, nack) {
-                Ok(frame) => {
-                    let end = io.queue(&frame, now);
-                    io.inflight.push_back(Inflight {
-                        end,
-                        what: Flushing::Reply(reply),
-                    });
-                }
+                Ok(frame) => io.queue_then_reply(&frame, now, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
             },
             Op::Begin { tx, reply } => match session.begin(&tx, false) {
-                Ok(out) => {
-                    let end = io.queue(&out.frame, now);
-                    io.inflight.push_back(Inflight {
-                        end,
-                        what: Flushing::Reply(reply),
-                    });
-                }
+                Ok(out) => io.queue_then_reply(&out.frame, now, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
             },
             Op::Abort { tx, reply } => match session.abort(&tx, false) {
-                Ok(out) => {
-                    let end = io.queue(&out.frame, now);
-                    io.inflight.push_back(Inflight {
-                        end,
-                        what: Flushing::Reply(reply),
-                    });
-                }
+                Ok(out) => io.queue_then_reply(&out.frame, now, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
