@@ -239,13 +239,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         }
         Command::Compare { dirs, out } => compare_command(&dirs, &out),
         Command::Merge { dirs, out } => {
-            let reports = dirs
-                .iter()
-                .map(|d| {
-                    stampede_reports::read_report(d)
-                        .with_context(|| format!("reading the report in {}", d.display()))
-                })
-                .collect::<anyhow::Result<Vec<RunReport>>>()?;
+            let reports = read_reports(&dirs)?;
             let scenarios: std::collections::BTreeSet<&str> =
                 reports.iter().map(|r| r.scenario.as_str()).collect();
             anyhow::ensure!(
@@ -490,14 +484,18 @@ fn labels(dirs: &[PathBuf], reports: &[RunReport]) -> Vec<String> {
         .collect()
 }
 
-fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
-    let reports = dirs
-        .iter()
+/// Reads the report in each directory, naming the one that fails.
+fn read_reports(dirs: &[PathBuf]) -> anyhow::Result<Vec<RunReport>> {
+    dirs.iter()
         .map(|d| {
             stampede_reports::read_report(d)
                 .with_context(|| format!("reading the report in {}", d.display()))
         })
-        .collect::<anyhow::Result<Vec<RunReport>>>()?;
+        .collect()
+}
+
+fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+    let reports = read_reports(dirs)?;
     let labels = labels(dirs, &reports);
     // Scenarios in first-seen order.
     let mut scenarios: Vec<&str> = Vec::new();
