@@ -7,20 +7,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the OS said.
-        source: io::Error,
+        /// What the OS said (shown in this error's message, so not also its `source`).
+        cause: io::Error,
     },
     /// A JSON file did not have the documented shape.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Json {
         /// The file.
         path: PathBuf,
-        /// What serde_json said.
-        source: serde_json::Error,
+        /// What serde_json said (shown in this error's message, so not also its `source`).
+        cause: serde_json::Error,
     },
     /// A CSV file had a malformed header or row.
     #[error("{path}:{line}: {message}")]
@@ -57,7 +57,7 @@ impl From<ReportError> for io::Error {
     /// `InvalidData` for everything else; the message keeps the file name.
     fn from(e: ReportError) -> io::Error {
         let kind = match &e {
-            ReportError::Io { source, .. } => source.kind(),
+            ReportError::Io { cause, .. } => cause.kind(),
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)

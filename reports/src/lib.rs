@@ -211,14 +211,14 @@ pub fn read_report(dir: &Path) -> Result<RunReport, ReportError> {
         let path = dir.join(name);
         match fs::read_to_string(&path) {
             Ok(text) => Ok((path, text)),
-            Err(source) => Err(ReportError::Io { path, source }),
+            Err(cause) => Err(ReportError::Io { path, cause }),
         }
     };
 
     let (path, text) = read(SUMMARY_FILE)?;
-    let summary: Summary = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+    let summary: Summary = serde_json::from_str(&text).map_err(|cause| ReportError::Json {
         path: path.clone(),
-        source,
+        cause,
     })?;
     if summary.schema != summary::SCHEMA {
         return Err(ReportError::Inconsistent {
@@ -234,9 +234,9 @@ pub fn read_report(dir: &Path) -> Result<RunReport, ReportError> {
 
     let (path, text) = read(HISTOGRAMS_FILE)?;
     let hists: histograms::HistogramsFile =
-        serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        serde_json::from_str(&text).map_err(|cause| ReportError::Json {
             path: path.clone(),
-            source,
+            cause,
         })?;
     if hists.encoding != histograms::ENCODING {
         return Err(ReportError::Inconsistent {
