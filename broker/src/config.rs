@@ -405,8 +405,18 @@ fn validate_limits(limits: &Limits) -> Result<(), InvalidSetting> {
     positive(limits.connect_timeout_ms, "connect_timeout_ms")
 }
 
-/// `[core.heartbeat]`: a dead-peer grace factor of at least one interval.
+/// `[core.heartbeat]`: a dead-peer grace factor of at least one interval, and a longest
+/// interval no shorter than the shortest.
 fn validate_heartbeat(heartbeat: &HeartbeatConfig) -> Result<(), InvalidSetting> {
+    if heartbeat.interval_ms_max < heartbeat.interval_ms_min {
+        return Err(InvalidSetting::new(
+            KeyPath::root().key("interval_ms_max"),
+            format!(
+                "must be at least interval_ms_min ({}), not {}",
+                heartbeat.interval_ms_min, heartbeat.interval_ms_max
+            ),
+        ));
+    }
     let factor = heartbeat.grace_factor;
     if !(factor.is_finite() && factor >= 1.0) {
         return Err(InvalidSetting::new(

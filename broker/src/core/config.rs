@@ -139,6 +139,10 @@ impl Limits {
 pub struct HeartbeatConfig {
     /// Shortest interval the broker agrees to, in either direction.
     pub interval_ms_min: u64,
+    /// Longest interval a client may propose in either direction; a CONNECT that asks for
+    /// more gets an ERROR (`invalid heart-beat header`), as ActiveMQ answers a value it
+    /// cannot read. It keeps every heart-beat deadline far from the end of `u64` time.
+    pub interval_ms_max: u64,
     /// A client is declared dead after `grace_factor` × its send interval of silence.
     pub grace_factor: f64,
 }
@@ -147,6 +151,7 @@ impl Default for HeartbeatConfig {
     fn default() -> Self {
         HeartbeatConfig {
             interval_ms_min: 1_000,
+            interval_ms_max: 86_400_000,
             grace_factor: 1.5,
         }
     }

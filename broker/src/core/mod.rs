@@ -238,13 +238,16 @@ impl Broker {
     /// Advances timers: heart-beats, dead peers, CONNECT deadlines, message expiry.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
-        while let Some((at, _, _)) = self.timers.first() {
-            if *at > now_ms {
-                break;
+        // Only the timers due when the call began fire in it: one that a handler sets at
+        // or before `now_ms` waits for the next call, so no timer can keep this loop (and
+        // with it every connection) busy for good.
+        let mut due = Vec::new();
+        while self.timers.first().is_some_and(|(at, _, _)| *at <= now_ms) {
+            if let Some((_, _, timer)) = self.timers.pop_first() {
+                due.push(timer);
             }
-            let Some((_, _, timer)) = self.timers.pop_first() else {
-                break;
-            };
+        }
+        for timer in due {
             match timer {
                 Timer::ConnectDeadline(conn) => self.connect_deadline(now_ms, conn),
                 Timer::HeartBeatSend(conn) => self.heartbeat_send_check(now_ms, conn),

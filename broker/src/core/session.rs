@@ -249,7 +249,7 @@ impl Broker {
         };
         let (cx, cy) = match (version, h.get("heart-beat")) {
             (Version::V1_0, _) | (_, None) => (0, 0),
-            (_, Some(hb)) => parse_heartbeat(hb)?,
+            (_, Some(hb)) => parse_heartbeat(hb, self.config.heartbeat.interval_ms_max)?,
         };
         // Errors from here on are encoded in the negotiated version.
         if let Some(c) = self.conns.get_mut(&conn_id) {
@@ -285,15 +285,20 @@ impl Broker {
             .header("heart-beat", format!("{sx},{sy}"));
         self.emit_control(conn_id, connected);
         if sx > 0 {
-            self.set_timer(now + send_period(sx), Timer::HeartBeatSend(conn_id));
+            self.set_timer(
+                now.saturating_add(send_period(sx)),
+                Timer::HeartBeatSend(conn_id),
+            );
         }
         if sy > 0 {
             let window = self.recv_window(sy);
-            self.set_timer(now + window, Timer::HeartBeatRecv(conn_id));
+            self.set_timer(now.saturating_add(window), Timer::HeartBeatRecv(conn_id));
         }
         Ok(())
     }
 
+    /// How long a client that promised a heart-beat every `interval_ms` may stay silent.
+    /// Saturates (a float-to-int cast does) rather than wrapping.
     fn recv_window(&self, interval_ms: u64) -> u64 {
         let w = interval_ms as f64 * self.config.heartbeat.grace_factor.max(1.0);
         (w.ceil() as u64).max(1)
@@ -321,7 +326,7 @@ impl Broker {
             return;
         };
         let period = send_period(conn.hb_send_ms);
-        let due = conn.last_sent_ms + period;
+        let due = conn.last_sent_ms.saturating_add(period);
         if now_ms >= due {
             // A connection whose buffer is full is not idle; it needs no heart-beat.
             if conn.has_room(max) {
@@ -329,7 +334,7 @@ impl Broker {
             } else if let Some(c) = self.conns.get_mut(&conn_id) {
                 c.last_sent_ms = now_ms;
             }
-            self.set_timer(now_ms + period, Timer::HeartBeatSend(conn_id));
+            self.set_timer(now_ms.saturating_add(period), Timer::HeartBeatSend(conn_id));
         } else {
             self.set_timer(due, Timer::HeartBeatSend(conn_id));
         }
@@ -351,7 +356,7 @@ impl Broker {
             tracing::info!(conn = %conn_id, peer = %conn.peer, "{msg}");
             self.error_and_close(conn_id, &msg, None, "heart-beat timeout");
         } else {
-            let at = conn.last_recv_ms + window;
+            let at = conn.last_recv_ms.saturating_add(window);
             self.set_timer(at, Timer::HeartBeatRecv(conn_id));
         }
     }
@@ -413,10 +418,17 @@ fn send_period(interval_ms: u64) -> u64 {
     (interval_ms - interval_ms / 10).max(1)
 }
 
-fn parse_heartbeat(value: &str) -> Result<(u64, u64), FrameError> {
+/// Reads a CONNECT `heart-beat:<cx>,<cy>`; an interval over `max_ms` (milliseconds) is
+/// refused like a malformed one.
+fn parse_heartbeat(value: &str, max_ms: u64) -> Result<(u64, u64), FrameError> {
     let bad = || FrameError::Fatal(format!("invalid heart-beat header: '{value}'"));
     let (a, b) = value.split_once(',').ok_or_else(bad)?;
     let cx = a.trim().parse::<u64>().map_err(|_| bad())?;
     let cy = b.trim().parse::<u64>().map_err(|_| bad())?;
+    if cx > max_ms || cy > max_ms {
+        return Err(FrameError::Fatal(format!(
+            "invalid heart-beat header: '{value}' (the longest interval accepted is {max_ms} ms)"
+        )));
+    }
     Ok((cx, cy))
 }

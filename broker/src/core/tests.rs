@@ -829,6 +829,45 @@ fn heartbeats_are_floored_and_off_for_1_0() {
     assert_eq!(connected.get("heart-beat"), Some("0,0"));
 }
 
+#[test]
+fn heartbeats_past_the_longest_interval_are_refused() {
+    let mut h = Harness::new();
+    for hb in [
+        "12300000000000000000,0",
+        "0,86400001",
+        "18446744073709551615,1",
+    ] {
+        let (c, error) = h.connect_with(&[("accept-version", "1.1"), ("heart-beat", hb)]);
+        assert_eq!(error.command, "ERROR", "{hb}: {error:?}");
+        assert!(
+            error
+                .get("message")
+                .unwrap()
+                .starts_with("invalid heart-beat header"),
+            "{error:?}"
+        );
+        assert!(h.is_closed(c));
+    }
+}
+
+#[test]
+fn the_longest_heartbeat_interval_arms_timers_that_stay_in_the_future() {
+    let mut h = Harness::new();
+    h.now_ms = u64::MAX - 1_000_000;
+    let (c, connected) = h.connect_with(&[
+        ("accept-version", "1.2"),
+        ("heart-beat", "86400000,86400000"),
+    ]);
+    assert_eq!(connected.get("heart-beat"), Some("86400000,86400000"));
+    // Deadlines saturate at the end of time instead of wrapping into the past, where they
+    // would fire at once, re-arm, and fire again for good.
+    assert!(h.broker.poll_timeout().is_some_and(|t| t > h.now_ms));
+    h.broker.handle_timeout(h.now_ms);
+    h.pump();
+    assert!(!h.is_closed(c));
+    assert!(h.take(c).is_empty());
+}
+
 // ----- Slow consumers ---------------------------------------------------------------------
 
 #[test]

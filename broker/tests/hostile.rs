@@ -1,0 +1,181 @@
+//! Hostile clients over real TCP, each beside a well-behaved canary: a consumer on
+//! `/queue/canary` fed every 20 ms. Whatever one client sends, it gets an ERROR (or its
+//! answer) and the canary keeps every message, with a p99 latency under 50 ms.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use stampede_broker::config::BrokerConfig;
+use stampede_broker::proto::{Command, Frame};
+use support::{Raw, start};
+use tokio::sync::oneshot;
+
+/// How often the canary's producer sends.
+const CANARY_PERIOD: Duration = Duration::from_millis(20);
+/// The latency the canary must keep at its 99th percentile.
+const CANARY_P99_MAX: Duration = Duration::from_millis(50);
+
+/// What the canary saw while it ran.
+struct CanaryReport {
+    sent: usize,
+    latencies: Vec<Duration>,
+}
+
+impl CanaryReport {
+    fn p99(&self) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        if l.is_empty() {
+            return Duration::MAX;
+        }
+        l[((l.len() * 99).div_ceil(100)).saturating_sub(1)]
+    }
+
+    /// Every message arrived and the p99 stayed under [`CANARY_P99_MAX`].
+    fn assert_unaffected(&self, case: &str) {
+        assert!(self.sent >= 10, "{case}: the canary ran too briefly");
+        assert_eq!(
+            self.latencies.len(),
+            self.sent,
+            "{case}: the canary lost messages"
+        );
+        let p99 = self.p99();
+        assert!(
+            p99 < CANARY_P99_MAX,
+            "{case}: canary p99 {p99:?} over {CANARY_P99_MAX:?}"
+        );
+        eprintln!(
+            "{case}: canary {} messages, p99 {:.1} ms",
+            self.sent,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// A running canary; [`Canary::finish`] stops its producer, waits for the last messages
+/// and reports.
+struct Canary {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<CanaryReport>,
+}
+
+impl Canary {
+    async fn start(addr: &str) -> Canary {
+        let mut consumer = Raw::connected(addr).await;
+        consumer
+            .write_frame(
+                Frame::new(Command::Subscribe)
+                    .header("id", "canary")
+                    .header("destination", "/queue/canary")
+                    .header("receipt", "subscribed"),
+            )
+            .await;
+        let r = consumer.read_frame().await.expect("RECEIPT");
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+        let mut producer = Raw::connected(addr).await;
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut sent = 0usize;
+            let mut latencies = Vec::new();
+            let mut tick = tokio::time::interval(CANARY_PERIOD);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {
+                        let at = t0.elapsed().as_micros().to_string();
+                        producer
+                            .write_frame(
+                                Frame::new(Command::Send)
+                                    .header("destination", "/queue/canary")
+                                    .header("sent-us", at)
+                                    .body("tweet"),
+                            )
+                            .await;
+                        sent += 1;
+                        let m = consumer.read_frame().await.expect("canary MESSAGE");
+                        assert_eq!(m.command, Command::Message, "{m:?}");
+                        let at: u128 = m.headers.get("sent-us").unwrap().parse().unwrap();
+                        let sent_at = Duration::from_micros(at as u64);
+                        latencies.push(t0.elapsed().saturating_sub(sent_at));
+                    }
+                }
+            }
+            CanaryReport { sent, latencies }
+        });
+        Canary { stop, task }
+    }
+
+    async fn finish(self) -> CanaryReport {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the canary is stuck: the broker stopped serving it")
+            .expect("the canary failed")
+    }
+}
+
+/// Lets the canary run for a while so that its latency reflects the hostile client.
+async fn let_canary_run() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// A CONNECT (or STOMP) whose heart-beat, times the grace factor and added to now, would
+/// pass 2^64 ms once looped the core forever. Now it is refused, in every version and
+/// with either command, and a heart-beat at the largest accepted interval keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heart_beat_past_the_end_of_time_gets_an_error_and_stops_nobody() {
+    let s = start(BrokerConfig::default()).await;
+    let canary = Canary::start(&s.addr).await;
+    for (command, version, hb) in [
+        (Command::Connect, "1.2", "12300000000000000000,0"),
+        (Command::Connect, "1.1", "0,12300000000000000000"),
+        (
+            Command::Stomp,
+            "1.2",
+            "18446744073709551615,18446744073709551615",
+        ),
+        (Command::Connect, "1.2", "86400001,0"),
+    ] {
+        let mut hostile = Raw::open(&s.addr).await;
+        hostile
+            .write_frame(
+                Frame::new(command)
+                    .header("accept-version", version)
+                    .header("heart-beat", hb),
+            )
+            .await;
+        let e = hostile.expect_error_then_eof().await;
+        assert!(
+            e.headers
+                .get("message")
+                .unwrap()
+                .contains("invalid heart-beat header"),
+            "{e:?}"
+        );
+    }
+    // The longest interval accepted, both ways: connected, and the broker keeps going.
+    let mut slow = Raw::open(&s.addr).await;
+    slow.write_frame(
+        Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("heart-beat", "86400000,86400000"),
+    )
+    .await;
+    let connected = slow.read_frame().await.expect("CONNECTED");
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    assert_eq!(
+        connected.headers.get("heart-beat"),
+        Some("86400000,86400000")
+    );
+    let_canary_run().await;
+    // New clients are still served.
+    let _late = Raw::connected(&s.addr).await;
+    canary
+        .finish()
+        .await
+        .assert_unaffected("heart-beat overflow");
+    s.stop().await;
+}
