@@ -179,3 +179,67 @@ async fn a_heart_beat_past_the_end_of_time_gets_an_error_and_stops_nobody() {
         .assert_unaffected("heart-beat overflow");
     s.stop().await;
 }
+
+/// Ten subscriptions whose LIKE selectors are slow to decide by backtracking, and messages
+/// with a 10,000-character property: once 0.9 s of stall for every client per message.
+/// Now `%`-separated pieces are found in linear time, and pieces with `_` stop at a step
+/// budget (the selector is UNKNOWN: the message is not selected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn like_selectors_that_backtrack_stall_nobody() {
+    let s = start(BrokerConfig::default()).await;
+    let canary = Canary::start(&s.addr).await;
+    let mut hostile = Raw::connected(&s.addr).await;
+    let patterns = [
+        format!("%{}b", "a".repeat(4000)),
+        format!("%{}b%", "a_".repeat(2000)),
+    ];
+    for i in 0..10 {
+        hostile
+            .write_frame(
+                Frame::new(Command::Subscribe)
+                    .header("id", i.to_string())
+                    .header("destination", "/topic/like")
+                    .header("selector", format!("h LIKE '{}'", patterns[i % 2])),
+            )
+            .await;
+    }
+    hostile
+        .write_frame(
+            Frame::new(Command::Subscribe)
+                .header("id", "last")
+                .header("destination", "/queue/ready")
+                .header("receipt", "subscribed"),
+        )
+        .await;
+    let r = hostile.read_frame().await.expect("RECEIPT");
+    assert_eq!(r.command, Command::Receipt, "{r:?}");
+    let mut producer = Raw::connected(&s.addr).await;
+    for _ in 0..5 {
+        producer
+            .write_frame(
+                Frame::new(Command::Send)
+                    .header("destination", "/topic/like")
+                    .header("h", "a".repeat(10_000))
+                    .body("x"),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A message that matches the first pattern still arrives (five subscriptions).
+    producer
+        .write_frame(
+            Frame::new(Command::Send)
+                .header("destination", "/topic/like")
+                .header("h", format!("{}b", "a".repeat(10_000)))
+                .body("match"),
+        )
+        .await;
+    for _ in 0..5 {
+        let m = hostile.read_frame().await.expect("MESSAGE");
+        assert_eq!(m.command, Command::Message, "{m:?}");
+        assert_eq!(&m.body[..], b"match");
+    }
+    let_canary_run().await;
+    canary.finish().await.assert_unaffected("LIKE selectors");
+    s.stop().await;
+}

@@ -320,7 +320,10 @@ fn eval<'a>(expr: &'a Expr, props: &'a dyn Properties) -> Val<'a> {
             value,
             pattern,
         } => match eval(value, props) {
-            Val::Str(s) => Val::Bool(pattern.matches(s) != *negated),
+            Val::Str(s) => match pattern.matches(s) {
+                Some(matched) => Val::Bool(matched != *negated),
+                None => Val::Null,
+            },
             _ => Val::Null,
         },
         Expr::In {
@@ -372,10 +375,79 @@ enum LikeToken {
     Any,
 }
 
-/// A compiled LIKE pattern.
+/// Most character comparisons one LIKE evaluation may make on the parts of its pattern
+/// that hold `_` before it gives up and evaluates to UNKNOWN (the message is not
+/// selected). Parts without `_` are found by a linear substring search and never count.
+/// Bounds the core's work per message per subscription whatever the pattern and text.
+pub(crate) const LIKE_STEPS_MAX: u64 = 100_000;
+
+/// A compiled LIKE pattern: the pieces between its `%`s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LikePattern {
+    /// The pattern starts with `%`: the first segment need not start the text.
+    leading_any: bool,
+    /// The pattern ends with `%`: the last segment need not end the text.
+    trailing_any: bool,
+    /// Non-empty pieces between `%`s, in order (one, possibly empty, without any `%`).
+    segments: Vec<Segment>,
+}
+
+/// A run of pattern characters with no `%`: each token matches exactly one character.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Segment {
     tokens: Vec<LikeToken>,
+    /// The segment as a string when it has no `_`, for a linear substring search.
+    literal: Option<String>,
+}
+
+impl Segment {
+    fn new(tokens: Vec<LikeToken>) -> Segment {
+        let literal = tokens
+            .iter()
+            .map(|t| match t {
+                LikeToken::Char(c) => Some(*c),
+                _ => None,
+            })
+            .collect::<Option<String>>();
+        Segment { tokens, literal }
+    }
+
+    /// Where the segment ends if it matches `text` starting at byte `at`.
+    fn match_at(&self, text: &str, at: usize, steps: &mut u64) -> Option<usize> {
+        if let Some(lit) = &self.literal {
+            return text[at..].starts_with(lit.as_str()).then(|| at + lit.len());
+        }
+        let mut end = at;
+        let mut chars = text[at..].chars();
+        for token in &self.tokens {
+            *steps += 1;
+            let c = chars.next()?;
+            match token {
+                LikeToken::Char(pc) if *pc != c => return None,
+                _ => end += c.len_utf8(),
+            }
+        }
+        Some(end)
+    }
+
+    /// The leftmost match in `text` at or after byte `from`, as (start, end), or `Err` when
+    /// the step budget ran out.
+    fn find(&self, text: &str, from: usize, steps: &mut u64) -> Result<Option<usize>, ()> {
+        if let Some(lit) = &self.literal {
+            return Ok(text[from..]
+                .find(lit.as_str())
+                .map(|i| from + i + lit.len()));
+        }
+        for (i, _) in text[from..].char_indices() {
+            if let Some(end) = self.match_at(text, from + i, steps) {
+                return Ok(Some(end));
+            }
+            if *steps > LIKE_STEPS_MAX {
+                return Err(());
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl LikePattern {
@@ -395,70 +467,98 @@ impl LikePattern {
                     }
                 }
             }
-            let token = match c {
+            tokens.push(match c {
                 '%' => LikeToken::Any,
                 '_' => LikeToken::One,
                 c => LikeToken::Char(c),
-            };
-            // Consecutive `%` behave like one, and folding them keeps matching linear in
-            // the common cases.
-            if !(token == LikeToken::Any && tokens.last() == Some(&LikeToken::Any)) {
-                tokens.push(token);
-            }
+            });
         }
-        LikePattern { tokens }
+        let leading_any = tokens.first() == Some(&LikeToken::Any);
+        let trailing_any = tokens.last() == Some(&LikeToken::Any);
+        let mut segments: Vec<Segment> = tokens
+            .split(|t| *t == LikeToken::Any)
+            .filter(|s| !s.is_empty())
+            .map(|s| Segment::new(s.to_vec()))
+            .collect();
+        if segments.is_empty() && !leading_any {
+            // The empty pattern matches only the empty text.
+            segments.push(Segment::new(Vec::new()));
+        }
+        LikePattern {
+            leading_any,
+            trailing_any,
+            segments,
+        }
     }
 
-    /// Whether the whole of `text` matches the pattern.
+    /// Whether the whole of `text` matches the pattern: `None` (UNKNOWN) when deciding
+    /// would take more than [`LIKE_STEPS_MAX`] steps.
     ///
-    /// This is the classic wildcard matcher that remembers only the most recent `%`: on a
-    /// mismatch it lets that `%` absorb one more character and retries from there. Earlier
-    /// `%`s never need revisiting, because anything they could absorb the latest one can
-    /// absorb too. Time is O(pattern × text) at worst and memory is constant.
-    pub(crate) fn matches(&self, text: &str) -> bool {
-        self.matches_counting(text).0
+    /// The first segment is anchored at the start (unless the pattern starts with `%`), the
+    /// last at the end (unless it ends with `%`), and each one between is matched at its
+    /// leftmost place after the previous: taking the leftmost place never loses a match,
+    /// because every later segment then has the most text left. Segments without `_` are
+    /// found by `str::find` (linear time), so only `_` segments cost steps.
+    pub(crate) fn matches(&self, text: &str) -> Option<bool> {
+        match self.matches_counting(text) {
+            (Ok(matched), _) => Some(matched),
+            (Err(()), _) => None,
+        }
     }
 
     /// [`LikePattern::matches`], also returning how many steps it took (for tests that
     /// bound the work without timing it).
-    fn matches_counting(&self, text: &str) -> (bool, u64) {
-        let pattern = &self.tokens;
-        let mut p = 0;
-        let mut t = 0;
+    fn matches_counting(&self, text: &str) -> (Result<bool, ()>, u64) {
         let mut steps = 0u64;
-        // After a `%`: the pattern index following it and where in `text` it stopped.
-        let mut backtrack: Option<(usize, usize)> = None;
-        loop {
-            steps += 1;
-            let next_char = text[t..].chars().next();
-            let advanced = match (pattern.get(p), next_char) {
-                (Some(LikeToken::Any), _) => {
-                    p += 1;
-                    backtrack = Some((p, t));
-                    continue;
-                }
-                (Some(LikeToken::One), Some(c)) => Some(c),
-                (Some(LikeToken::Char(pc)), Some(c)) if *pc == c => Some(c),
-                (None, None) => return (true, steps),
-                _ => None,
+        let result = self.decide(text, &mut steps);
+        (result, steps)
+    }
+
+    fn decide(&self, text: &str, steps: &mut u64) -> Result<bool, ()> {
+        let mut segments = &self.segments[..];
+        let mut pos = 0;
+        let mut end = text.len();
+        if !self.leading_any {
+            let Some((first, rest)) = segments.split_first() else {
+                return Ok(text.is_empty());
             };
-            if let Some(c) = advanced {
-                p += 1;
-                t += c.len_utf8();
-                continue;
+            match first.match_at(text, 0, steps) {
+                Some(e) => pos = e,
+                None => return Ok(false),
             }
-            // Mismatch: let the latest `%` swallow one more character, if there is one.
-            let Some((after_any, any_end)) = backtrack else {
-                return (false, steps);
-            };
-            let Some(c) = text[any_end..].chars().next() else {
-                return (false, steps);
-            };
-            let any_end = any_end + c.len_utf8();
-            backtrack = Some((after_any, any_end));
-            p = after_any;
-            t = any_end;
+            if rest.is_empty() && !self.trailing_any {
+                return Ok(pos == text.len());
+            }
+            segments = rest;
         }
+        if !self.trailing_any {
+            let Some((last, rest)) = segments.split_last() else {
+                return Ok(true);
+            };
+            // The last segment covers exactly its length in characters at the end.
+            let n = last.tokens.len();
+            let start = if n == 0 {
+                text.len()
+            } else {
+                match text.char_indices().rev().nth(n - 1) {
+                    Some((i, _)) => i,
+                    None => return Ok(false),
+                }
+            };
+            if start < pos || last.match_at(text, start, steps) != Some(text.len()) {
+                return Ok(false);
+            }
+            end = start;
+            segments = rest;
+        }
+        let window = &text[..end];
+        for segment in segments {
+            match segment.find(window, pos, steps)? {
+                Some(e) => pos = e,
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -583,7 +683,9 @@ mod tests {
     }
 
     fn like(pattern: &str, escape: Option<char>, text: &str) -> bool {
-        LikePattern::new(pattern, escape).matches(text)
+        LikePattern::new(pattern, escape)
+            .matches(text)
+            .expect("within budget")
     }
 
     #[test]
@@ -663,17 +765,79 @@ mod tests {
 
     #[test]
     fn like_is_not_exponential() {
-        // This pattern defeats naive backtracking (2^n work); here the work is bounded by
-        // O(n·m) steps, counted rather than timed.
+        // This pattern defeats naive backtracking (2^n work); its segments have no `_`,
+        // so it costs no counted steps at all (linear substring searches).
         let text = "a".repeat(4000);
-        let (n, m) = (text.chars().count() as u64, 81u64);
         let pattern = format!("{}b", "%a".repeat(40));
         let (matched, steps) = LikePattern::new(&pattern, None).matches_counting(&text);
-        assert!(!matched);
-        assert!(steps <= 2 * (n + 1) * (m + 1), "{steps} steps");
+        assert_eq!((matched, steps), (Ok(false), 0));
         let pattern = "%a".repeat(40);
         let (matched, steps) = LikePattern::new(&pattern, None).matches_counting(&text);
-        assert!(matched);
-        assert!(steps <= 2 * (n + 1) * (m + 1), "{steps} steps");
+        assert_eq!((matched, steps), (Ok(true), 0));
+        // The hostile case of issue 10: `%` then 4,000 `a` then `b`, against 10,000 `a`.
+        let text = "a".repeat(10_000);
+        let pattern = format!("%{}b", "a".repeat(4000));
+        assert_eq!(like(&pattern, None, &text), false);
+        assert!(like(&pattern, None, &format!("{text}b")));
+    }
+
+    #[test]
+    fn like_with_underscores_gives_up_at_its_budget() {
+        // `%a_a_…b%`: each place in the text costs up to the segment's length in steps.
+        // (Without the last `%` the segment is anchored at the end: one try, no search.)
+        let text = "a".repeat(10_000);
+        let anchored = format!("%{}b", "a_".repeat(2000));
+        let (matched, steps) = LikePattern::new(&anchored, None).matches_counting(&text);
+        assert_eq!(matched, Ok(false));
+        assert!(steps <= 4001, "{steps} steps");
+        let pattern = format!("{anchored}%");
+        let (matched, steps) = LikePattern::new(&pattern, None).matches_counting(&text);
+        assert_eq!(matched, Err(()));
+        assert!(steps <= LIKE_STEPS_MAX + 4001, "{steps} steps");
+        assert_eq!(LikePattern::new(&pattern, None).matches(&text), None);
+        // A short `_` segment over the same text is decided within the budget.
+        let (matched, steps) = LikePattern::new("%a_b%", None).matches_counting(&text);
+        assert_eq!(matched, Ok(false));
+        assert!(steps <= 3 * 10_000, "{steps} steps");
+    }
+
+    #[test]
+    fn like_agrees_with_a_reference_matcher() {
+        // A plain recursive matcher over small alphabets, every pattern and text up to a
+        // few characters: the segment matcher must agree with it everywhere.
+        fn reference(p: &[char], t: &[char]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some(('%', rest)) => (0..=t.len()).any(|i| reference(rest, &t[i..])),
+                Some(('_', rest)) => !t.is_empty() && reference(rest, &t[1..]),
+                Some((c, rest)) => t.first() == Some(c) && reference(rest, &t[1..]),
+            }
+        }
+        fn all(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut layer = vec![String::new()];
+            for _ in 0..max {
+                layer = layer
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(layer.iter().cloned());
+            }
+            out
+        }
+        let patterns = all(&['a', 'b', '%', '_'], 4);
+        let texts = all(&['a', 'b', 'é'], 5);
+        for p in &patterns {
+            let compiled = LikePattern::new(p, None);
+            let pc: Vec<char> = p.chars().collect();
+            for t in &texts {
+                let tc: Vec<char> = t.chars().collect();
+                assert_eq!(
+                    compiled.matches(t),
+                    Some(reference(&pc, &tc)),
+                    "{t:?} LIKE {p:?}"
+                );
+            }
+        }
     }
 }
