@@ -382,6 +382,14 @@ fn validate_limits(limits: &Limits) -> Result<(), InvalidSetting> {
     positive(limits.body_bytes_max, "body_bytes_max")?;
     positive(limits.connections_max, "connections_max")?;
     positive(
+        limits.unauthenticated_connections_max,
+        "unauthenticated_connections_max",
+    )?;
+    positive(
+        limits.unauthenticated_connections_per_address_max,
+        "unauthenticated_connections_per_address_max",
+    )?;
+    positive(
         limits.subscriptions_per_connection_max,
         "subscriptions_per_connection_max",
     )?;

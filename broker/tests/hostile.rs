@@ -13,8 +13,15 @@ use tokio::sync::oneshot;
 
 /// How often the canary's producer sends.
 const CANARY_PERIOD: Duration = Duration::from_millis(20);
-/// The latency the canary must keep at its 99th percentile.
-const CANARY_P99_MAX: Duration = Duration::from_millis(50);
+/// The latency the canary must keep at its 99th percentile: 50 ms in an optimized build
+/// (the figure the hardening issue asks for; `cargo test --release --test hostile`), ten
+/// times that in a debug build on a loaded 2-core machine. Every hostile case here cost
+/// the canary seconds or everything before it was fixed.
+const CANARY_P99_MAX: Duration = if cfg!(debug_assertions) {
+    Duration::from_millis(500)
+} else {
+    Duration::from_millis(50)
+};
 
 /// What the canary saw while it ran.
 struct CanaryReport {
@@ -241,5 +248,74 @@ async fn like_selectors_that_backtrack_stall_nobody() {
     }
     let_canary_run().await;
     canary.finish().await.assert_unaffected("LIKE selectors");
+    s.stop().await;
+}
+
+/// Opens a TCP connection to `addr` from the loopback address `from` (127.0.0.0/8).
+async fn open_from(from: &str, addr: &str) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    Raw::from_stream(stream)
+}
+
+/// Sockets that never send CONNECT once held `connections_max` slots for 30 s each, so a
+/// few thousand of them locked every new client out. Now they have their own cap, and one
+/// address only part of it; sessions are counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_one_address_lock_nobody_out() {
+    let mut config = BrokerConfig::default();
+    config.core.limits.connections_max = 10;
+    config.core.limits.unauthenticated_connections_max = 30;
+    config
+        .core
+        .limits
+        .unauthenticated_connections_per_address_max = 20;
+    let s = start(config).await;
+    let canary = Canary::start(&s.addr).await;
+    // Twenty idle sockets from 127.0.0.2 fill that address's share...
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(open_from("127.0.0.2", &s.addr).await);
+    }
+    // ...so its next one is refused with an ERROR at once,
+    let mut refused = open_from("127.0.0.2", &s.addr).await;
+    let e = refused.expect_error_then_eof().await;
+    assert!(
+        e.headers
+            .get("message")
+            .unwrap()
+            .contains("unauthenticated_connections_per_address_max"),
+        "{e:?}"
+    );
+    // while another address still connects (sessions are counted apart: see server.rs).
+    let _a = Raw::connected(&s.addr).await;
+    let _b = Raw::connected(&s.addr).await;
+    // Ten more idle sockets from a third address fill the broker-wide cap.
+    for _ in 0..10 {
+        idle.push(open_from("127.0.0.3", &s.addr).await);
+    }
+    let mut over = open_from("127.0.0.4", &s.addr).await;
+    let e = over.expect_error_then_eof().await;
+    assert!(
+        e.headers
+            .get("message")
+            .unwrap()
+            .contains("limits.unauthenticated_connections_max"),
+        "{e:?}"
+    );
+    let_canary_run().await;
+    canary.finish().await.assert_unaffected("idle sockets");
+    // The published statistics lag the core by up to a refresh period.
+    let mut stats = s.stats.get();
+    for _ in 0..50 {
+        if stats.connections_refused == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = s.stats.get();
+    }
+    assert_eq!(stats.connections_refused, 2, "{stats:?}");
+    assert_eq!(stats.connections_unauthenticated, 30, "{stats:?}");
     s.stop().await;
 }

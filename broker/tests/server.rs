@@ -185,7 +185,10 @@ async fn connection_limit_refuses_with_an_error() {
     let s = start(config).await;
     let _a = Raw::connected(&s.addr).await;
     let _b = Raw::connected(&s.addr).await;
+    // A third may connect its socket; its CONNECT is refused.
     let mut c = Raw::open(&s.addr).await;
+    c.write_frame(Frame::new(Command::Connect).header("accept-version", "1.2"))
+        .await;
     let f = c.expect_error_then_eof().await;
     assert!(
         f.headers

@@ -57,8 +57,16 @@ pub struct Limits {
     pub header_line_bytes_max: usize,
     /// Bytes in one frame body.
     pub body_bytes_max: usize,
-    /// Open connections (enforced by the server shell).
+    /// Sessions (connections that completed CONNECT) open at once; a CONNECT beyond it
+    /// gets an ERROR. Connections still waiting for CONNECT do not count here.
     pub connections_max: usize,
+    /// Connections open at once that have not completed CONNECT yet; one more is closed
+    /// with an ERROR at once. Each gets `connect_timeout_ms` to send CONNECT.
+    pub unauthenticated_connections_max: usize,
+    /// Connections from one IP address that have not completed CONNECT yet, so that one
+    /// address cannot take every `unauthenticated_connections_max` slot. A whole rack or a
+    /// NAT'd fleet shares one address while it reconnects: keep it above such a group.
+    pub unauthenticated_connections_per_address_max: usize,
     /// Subscriptions one connection may hold.
     pub subscriptions_per_connection_max: usize,
     /// Subscriptions one connection may hold when it is a network connector making
@@ -103,6 +111,8 @@ impl Default for Limits {
             header_line_bytes_max: frame.header_line_bytes_max,
             body_bytes_max: frame.body_bytes_max,
             connections_max: 10_000,
+            unauthenticated_connections_max: 10_000,
+            unauthenticated_connections_per_address_max: 2_000,
             subscriptions_per_connection_max: 1_000,
             network_subscriptions_per_connection_max: 100_000,
             transactions_per_connection_max: 100,

@@ -83,6 +83,10 @@ pub struct Stats {
     pub sessions_connected: u64,
     /// Gauge: connections currently open.
     pub connections_current: u64,
+    /// Gauge: connections open that have not completed CONNECT.
+    pub connections_unauthenticated: u64,
+    /// Connections refused by `connections_max` or the unauthenticated caps.
+    pub connections_refused: u64,
     /// SEND frames accepted (transactional ones when committed).
     pub messages_received: u64,
     /// MESSAGE frames emitted.
@@ -147,6 +151,12 @@ pub struct Broker {
     advisory_subs: BTreeSet<SubKey>,
     /// Network (demand) subscriptions open.
     network_subs: usize,
+    /// Connections waiting for CONNECT, per peer IP address.
+    unauthenticated: BTreeMap<String, usize>,
+    /// Connections waiting for CONNECT, in all.
+    unauthenticated_total: usize,
+    /// Connections that completed CONNECT and are still open.
+    sessions_current: usize,
     /// Network messages seen recently, to drop duplicates.
     audit: network::Audit,
     timers: BTreeSet<(u64, u64, Timer)>,
@@ -180,6 +190,9 @@ impl Broker {
             queue_wildcard_subs: BTreeSet::new(),
             advisory_subs: BTreeSet::new(),
             network_subs: 0,
+            unauthenticated: BTreeMap::new(),
+            unauthenticated_total: 0,
+            sessions_current: 0,
             audit: network::Audit::default(),
             timers: BTreeSet::new(),
             timer_seq: 0,
@@ -204,6 +217,7 @@ impl Broker {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.connections_current = self.conns.len() as u64;
+        s.connections_unauthenticated = self.unauthenticated_total as u64;
         s.queues_current = self.queues.len() as u64;
         s.queued_current = self.queues.values().map(|q| q.pending_len() as u64).sum();
         s.subscriptions_current = self.subs.len() as u64;

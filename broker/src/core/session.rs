@@ -121,8 +121,46 @@ impl Broker {
                 last_recv_ms: now_ms,
             },
         );
+        let address = peer_address(peer);
+        let limits = &self.config.limits;
+        let from_address = self.unauthenticated.get(&address).copied().unwrap_or(0);
+        let refusal = if self.unauthenticated_total >= limits.unauthenticated_connections_max {
+            Some(format!(
+                "too many connections waiting for CONNECT \
+                 (limits.unauthenticated_connections_max = {})",
+                limits.unauthenticated_connections_max
+            ))
+        } else if from_address >= limits.unauthenticated_connections_per_address_max {
+            Some(format!(
+                "too many connections from {address} waiting for CONNECT \
+                 (limits.unauthenticated_connections_per_address_max = {})",
+                limits.unauthenticated_connections_per_address_max
+            ))
+        } else {
+            None
+        };
+        *self.unauthenticated.entry(address).or_insert(0) += 1;
+        self.unauthenticated_total += 1;
+        if let Some(msg) = refusal {
+            self.stats.connections_refused += 1;
+            tracing::warn!(conn = %conn, %peer, "refusing connection: {msg}");
+            self.error_and_close(conn, &msg, None, "connection refused");
+            return;
+        }
         let deadline = now_ms.saturating_add(self.config.limits.connect_timeout_ms);
         self.set_timer(deadline, Timer::ConnectDeadline(conn));
+    }
+
+    /// A connection leaves the waiting-for-CONNECT state (connected or gone).
+    fn forget_unauthenticated(&mut self, peer: &str) {
+        let address = peer_address(peer);
+        if let Some(n) = self.unauthenticated.get_mut(&address) {
+            *n -= 1;
+            if *n == 0 {
+                self.unauthenticated.remove(&address);
+            }
+        }
+        self.unauthenticated_total = self.unauthenticated_total.saturating_sub(1);
     }
 
     /// Bytes arrived that were not a frame (a heart-beat end-of-line).
@@ -265,6 +303,13 @@ impl Broker {
         let min = self.config.heartbeat.interval_ms_min;
         let sx = if cy == 0 { 0 } else { cy.max(min) };
         let sy = if cx == 0 { 0 } else { cx.max(min) };
+        if self.sessions_current >= self.config.limits.connections_max {
+            self.stats.connections_refused += 1;
+            return fatal(format!(
+                "too many connections (limits.connections_max = {})",
+                self.config.limits.connections_max
+            ));
+        }
         let now = self.now_ms;
         let session = format!(
             "ID:{}-{}-{}",
@@ -275,6 +320,12 @@ impl Broker {
         };
         conn.state = State::Connected;
         conn.principal = Some(principal);
+        let peer = conn.peer.clone();
+        self.sessions_current += 1;
+        self.forget_unauthenticated(&peer);
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Ok(());
+        };
         conn.hb_send_ms = sx;
         conn.hb_recv_ms = sy;
         self.stats.sessions_connected += 1;
@@ -384,6 +435,11 @@ impl Broker {
         let Some(mut conn) = self.conns.remove(&conn_id) else {
             return;
         };
+        if conn.state == State::AwaitingConnect {
+            self.forget_unauthenticated(&conn.peer);
+        } else {
+            self.sessions_current = self.sessions_current.saturating_sub(1);
+        }
         let subs: Vec<SubKey> = conn.subs.values().copied().collect();
         for sub in subs {
             self.remove_subscription(sub);
@@ -395,6 +451,14 @@ impl Broker {
             self.delete_temporary(kind, internal);
         }
         self.run_drains();
+    }
+}
+
+/// The IP address of a peer written `ip:port` (or the whole string when it is not).
+fn peer_address(peer: &str) -> String {
+    match peer.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().to_string(),
+        Err(_) => peer.to_owned(),
     }
 }
 

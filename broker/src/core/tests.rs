@@ -868,6 +868,55 @@ fn the_longest_heartbeat_interval_arms_timers_that_stay_in_the_future() {
     assert!(h.take(c).is_empty());
 }
 
+#[test]
+fn connections_waiting_for_connect_have_their_own_cap_and_leave_it_when_connected() {
+    let mut config = CoreConfig::default();
+    config.limits.unauthenticated_connections_max = 2;
+    config.limits.connections_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let a = h.open();
+    let b = h.open();
+    assert_eq!(h.broker.stats().connections_unauthenticated, 2);
+    // A third waiting connection is refused at once.
+    let c = h.open();
+    assert!(h.is_closed(c));
+    let error = h.take(c);
+    assert!(error[0].get("message").unwrap().contains("unauthenticated"));
+    // Once `a` has connected and `b` has gone, two more may wait again.
+    h.frame(
+        a,
+        Frame::new(Command::Connect).header("accept-version", "1.2"),
+    );
+    assert_eq!(h.take(a)[0].command, "CONNECTED");
+    h.broker.handle_close(h.now_ms, b);
+    h.pump();
+    assert_eq!(h.broker.stats().connections_unauthenticated, 0);
+    let d = h.open();
+    let e = h.open();
+    assert!(!h.is_closed(d) && !h.is_closed(e));
+    // Sessions count apart: `d` connects (two sessions), `e` is one session too many.
+    h.frame(
+        d,
+        Frame::new(Command::Connect).header("accept-version", "1.2"),
+    );
+    assert_eq!(h.take(d)[0].command, "CONNECTED");
+    h.frame(
+        e,
+        Frame::new(Command::Connect).header("accept-version", "1.2"),
+    );
+    let refused = h.take(e);
+    assert_eq!(refused[0].command, "ERROR");
+    assert!(
+        refused[0]
+            .get("message")
+            .unwrap()
+            .contains("connections_max")
+    );
+    assert!(h.is_closed(e));
+    assert_eq!(h.broker.stats().connections_refused, 1);
+    assert_eq!(h.broker.stats().connections_unauthenticated, 0);
+}
+
 // ----- Slow consumers ---------------------------------------------------------------------
 
 #[test]

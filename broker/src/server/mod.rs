@@ -155,7 +155,15 @@ impl Server {
         // the number of connections; its capacity only sets when a writer waits.
         let (flush_tx, flush_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
         let conn_ids = Arc::new(AtomicU64::new(0));
-        let permits = Arc::new(Semaphore::new(config.core.limits.connections_max));
+        // Sockets: every session plus every connection still waiting for CONNECT. The core
+        // enforces each of the two limits; this only bounds file descriptors.
+        let limits = &config.core.limits;
+        let permits = Arc::new(Semaphore::new(
+            limits
+                .connections_max
+                .saturating_add(limits.unauthenticated_connections_max)
+                .min(Semaphore::MAX_PERMITS),
+        ));
         let mut tasks = JoinSet::new();
         // Network connectors run beside the broker and stop before it.
         let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
@@ -239,12 +247,17 @@ async fn accept_loop(
         };
         let conn = ConnId(conn_ids.fetch_add(1, Ordering::Relaxed) + 1);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "refusing connection: limits.connections_max reached");
+            let l = &config.core.limits;
+            tracing::warn!(
+                %peer,
+                "refusing connection: limits.connections_max + unauthenticated_connections_max reached"
+            );
             tokio::spawn(connection::refuse(
                 stream,
                 format!(
-                    "too many connections (limits.connections_max = {})",
-                    config.core.limits.connections_max
+                    "too many connections (limits.connections_max = {} sessions plus \
+                     limits.unauthenticated_connections_max = {} waiting for CONNECT)",
+                    l.connections_max, l.unauthenticated_connections_max
                 ),
             ));
             continue;

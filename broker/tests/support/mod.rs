@@ -74,7 +74,11 @@ pub(crate) struct Raw {
 
 impl Raw {
     pub(crate) async fn open(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Raw::from_stream(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// A raw connection over an already connected stream.
+    pub(crate) fn from_stream(stream: TcpStream) -> Raw {
         Raw {
             stream,
             buf: BytesMut::new(),
