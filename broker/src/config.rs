@@ -27,6 +27,7 @@ use toml::de::{DeTable, DeValue};
 use crate::core::{CoreConfig, HeartbeatConfig, Limits};
 use crate::network::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::security::SecurityConfig;
+use crate::server::MetricsConfig;
 
 /// Settings of the tokio server shell.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -64,6 +65,8 @@ pub struct BrokerConfig {
     pub connectors: Vec<ConnectorConfig>,
     /// `[discovery]`: announcing this broker to `multicast://` connectors.
     pub discovery: DiscoveryConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// A configuration error, located in its file.
@@ -229,7 +232,10 @@ impl BrokerConfig {
         validate_core(&self.core).map_err(|e| e.within("core"))?;
         self.security.validate().map_err(|e| e.within("security"))?;
         validate_connectors(&self.connectors)?;
-        self.discovery.validate().map_err(|e| e.within("discovery"))
+        self.discovery
+            .validate()
+            .map_err(|e| e.within("discovery"))?;
+        self.metrics.validate().map_err(|e| e.within("metrics"))
     }
 }
 

@@ -226,3 +226,67 @@ async fn shutdown_closes_connections() {
     s.stop().await;
     assert!(c.read_frame().await.is_none());
 }
+
+/// `GET /metrics` answers in Prometheus' text format with the broker's counters and every
+/// queue's depth; other paths and methods get their HTTP errors.
+#[tokio::test]
+async fn metrics_endpoint_serves_counters_and_queue_depths() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn get(addr: &str, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+            .await
+            .expect("metrics answer")
+            .unwrap();
+        out
+    }
+    let mut config = BrokerConfig::default();
+    config.core.broker_name = "metered".to_owned();
+    config.metrics.listen = Some("127.0.0.1:0".to_owned());
+    let s = start(config).await;
+    let metrics = s.metrics.clone().expect("a metrics address");
+    let mut p = Raw::connected(&s.addr).await;
+    for _ in 0..3 {
+        p.write_frame(
+            Frame::new(Command::Send)
+                .header("destination", "/queue/depth")
+                .body("x"),
+        )
+        .await;
+    }
+    p.write_frame(Frame::new(Command::Disconnect).header("receipt", "bye"))
+        .await;
+    assert_eq!(p.read_frame().await.unwrap().command, Command::Receipt);
+    // Counters are published by the core task every 100 ms.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = get(&metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        if text.contains("stampede_messages_received_total{broker=\"metered\"} 3\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stampede_messages_received_total{broker=\"metered\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "stampede_queue_messages{broker=\"metered\",destination=\"/queue/depth\"} 3\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("stampede_bytes_received_total{broker=\"metered\"} "));
+    let missing = get(&metrics, "GET /nothing HTTP/1.1\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    let post = get(&metrics, "POST /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    s.stop().await;
+}

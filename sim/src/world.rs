@@ -63,6 +63,8 @@ pub fn run(
             security: b.security.clone(),
             connectors: b.connectors.clone(),
             discovery: b.discovery.clone(),
+            // Simulated brokers are observed through their stats handle, not over HTTP.
+            metrics: Default::default(),
         };
         config.core.broker_name = b.name.clone();
         let epoch_ms = scenario.epoch_ms;

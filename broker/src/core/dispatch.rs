@@ -176,6 +176,10 @@ impl Queue {
         self.pending.len()
     }
 
+    pub(crate) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
     fn insert(&mut self, key: EntryKey, entry: Entry) {
         for (prop, _) in self.indexed_props.iter() {
             if let Some(v) = entry.message.headers.get_shared(prop) {

@@ -121,6 +121,17 @@ pub struct Stats {
     pub network_subscriptions_current: u64,
 }
 
+/// One queue's depth, as [`Broker::queue_depths`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The queue's name with its prefix (`/queue/…`, `/temp-queue/…`).
+    pub destination: String,
+    /// Messages waiting (not yet dispatched).
+    pub messages: u64,
+    /// Consumers attached.
+    pub consumers: u64,
+}
+
 /// A timer the core set for itself.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -206,6 +217,19 @@ impl Broker {
             next_delivery: 0,
             stats: Stats::default(),
         }
+    }
+
+    /// Every queue with the messages waiting in it and its consumers, in name order (for
+    /// the metrics endpoint; linear in the number of queues).
+    pub fn queue_depths(&self) -> Vec<QueueDepth> {
+        self.queues
+            .iter()
+            .map(|(key, q)| QueueDepth {
+                destination: format!("{}{}", key.kind.prefix(), key.name),
+                messages: q.pending_len() as u64,
+                consumers: q.consumer_count() as u64,
+            })
+            .collect()
     }
 
     /// The configuration in use.

@@ -1,11 +1,13 @@
 //! Per-connection reader and writer tasks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use super::metrics::Traffic;
 use super::{Event, Flushed};
 use crate::core::{ConnId, OutFrame};
 use crate::net::BoxStream;
@@ -30,6 +32,8 @@ pub(super) enum WriterMsg {
 pub(super) struct Links {
     pub(super) inbox: mpsc::Sender<Event>,
     pub(super) flushes: mpsc::Sender<Flushed>,
+    /// Bytes in and out, for the metrics endpoint.
+    pub(super) traffic: Arc<super::metrics::Traffic>,
     pub(super) limits: FrameLimits,
     pub(super) write_timeout: Duration,
 }
@@ -45,14 +49,29 @@ pub(super) fn spawn(
     let Links {
         inbox,
         flushes,
+        traffic,
         limits,
         write_timeout,
     } = links;
     let (read_half, write_half) = tokio::io::split(stream);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(read_loop(conn, read_half, inbox.clone(), limits, stop_rx));
+    tokio::spawn(read_loop(
+        conn,
+        read_half,
+        inbox.clone(),
+        traffic.clone(),
+        limits,
+        stop_rx,
+    ));
     tokio::spawn(async move {
-        write_loop(conn, write_half, inbox, flushes, writer_rx, write_timeout).await;
+        let writer = Writer {
+            conn,
+            inbox,
+            flushes,
+            traffic,
+            write_timeout,
+        };
+        writer.run(write_half, writer_rx).await;
         // Closing the writer ends the reader too, and frees the connection slot.
         let _ = stop_tx.send(());
         drop(permit);
@@ -63,6 +82,7 @@ async fn read_loop(
     conn: ConnId,
     mut read: ReadHalf<BoxStream>,
     inbox: mpsc::Sender<Event>,
+    traffic: Arc<Traffic>,
     limits: FrameLimits,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -80,7 +100,7 @@ async fn read_loop(
                 let _ = inbox.send(Event::Closed { conn }).await;
                 return;
             }
-            Ok(_) => {}
+            Ok(n) => traffic.read(n),
         }
         let mut beat = false;
         loop {
@@ -111,56 +131,70 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(
+/// A connection's writer task and what it reports to.
+struct Writer {
     conn: ConnId,
-    mut write: WriteHalf<BoxStream>,
     inbox: mpsc::Sender<Event>,
     flushes: mpsc::Sender<Flushed>,
-    mut rx: mpsc::Receiver<WriterMsg>,
+    traffic: Arc<Traffic>,
     write_timeout: Duration,
-) {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
-    loop {
-        let Some(first) = rx.recv().await else {
-            break;
-        };
-        let mut frames = 0usize;
-        let mut close = false;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                WriterMsg::Frame(version, frame) => {
-                    encode_out(&frame, version, &mut buf);
-                    frames += 1;
+}
+
+impl Writer {
+    async fn run(self, mut write: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<WriterMsg>) {
+        let Writer {
+            conn,
+            inbox,
+            flushes,
+            traffic,
+            write_timeout,
+        } = self;
+        let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+        loop {
+            let Some(first) = rx.recv().await else {
+                break;
+            };
+            let mut frames = 0usize;
+            let mut close = false;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    WriterMsg::Frame(version, frame) => {
+                        encode_out(&frame, version, &mut buf);
+                        frames += 1;
+                    }
+                    WriterMsg::Close => {
+                        close = true;
+                        break;
+                    }
                 }
-                WriterMsg::Close => {
-                    close = true;
-                    break;
+                if buf.len() < WRITE_BATCH_BYTES {
+                    next = rx.try_recv().ok();
                 }
             }
-            if buf.len() < WRITE_BATCH_BYTES {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !buf.is_empty() {
-            match tokio::time::timeout(write_timeout, write.write_all(&buf)).await {
-                Ok(Ok(())) => buf.clear(),
-                Ok(Err(_)) | Err(_) => {
-                    tracing::debug!(%conn, "write failed or timed out; closing");
-                    let _ = inbox.send(Event::Closed { conn }).await;
-                    return;
+            if !buf.is_empty() {
+                match tokio::time::timeout(write_timeout, write.write_all(&buf)).await {
+                    Ok(Ok(())) => {
+                        traffic.wrote(buf.len());
+                        buf.clear();
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        tracing::debug!(%conn, "write failed or timed out; closing");
+                        let _ = inbox.send(Event::Closed { conn }).await;
+                        return;
+                    }
                 }
             }
+            if frames > 0 && flushes.send(Flushed { conn, frames }).await.is_err() {
+                break;
+            }
+            if close {
+                let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+                return;
+            }
         }
-        if frames > 0 && flushes.send(Flushed { conn, frames }).await.is_err() {
-            break;
-        }
-        if close {
-            let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
-            return;
-        }
+        let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
     }
-    let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
 }
 
 /// Encodes one outbound frame.

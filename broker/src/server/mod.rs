@@ -14,6 +14,9 @@
 //! `server.write_timeout_ms`, is closed.
 
 mod connection;
+mod metrics;
+
+pub use metrics::MetricsConfig;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -75,6 +78,10 @@ enum Event {
     Closed {
         conn: ConnId,
     },
+    /// The metrics endpoint asks for every queue's depth.
+    QueueDepths {
+        reply: tokio::sync::oneshot::Sender<Vec<crate::core::QueueDepth>>,
+    },
 }
 
 /// Statistics the core task publishes for observers (tests, the simulator, logs).
@@ -99,6 +106,7 @@ pub struct Server {
     net: SharedNet,
     config: BrokerConfig,
     listeners: Vec<Box<dyn Listener>>,
+    metrics: Option<Box<dyn Listener>>,
     stats: StatsHandle,
 }
 
@@ -114,12 +122,31 @@ impl Server {
             tracing::info!(addr = %l.local_addr()?, "listening for STOMP");
             listeners.push(l);
         }
+        let metrics = match &config.metrics.listen {
+            Some(addr) => {
+                let l = net.bind(addr).await.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot listen for metrics on {addr}: {e}"),
+                    )
+                })?;
+                tracing::info!(addr = %l.local_addr()?, "serving Prometheus metrics at /metrics");
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Server {
             net,
             config,
             listeners,
+            metrics,
             stats: StatsHandle::default(),
         })
+    }
+
+    /// The address of the metrics endpoint, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -146,6 +173,7 @@ impl Server {
             net,
             config,
             listeners,
+            metrics,
             stats,
         } = self;
         let security = Security::from_config(&config.security);
@@ -171,6 +199,7 @@ impl Server {
         if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
             crate::network::start(&net, &config, bound, &mut network, &network_stopped);
         }
+        let traffic = Arc::new(metrics::Traffic::default());
         for listener in listeners {
             tasks.spawn(accept_loop(
                 listener,
@@ -178,8 +207,18 @@ impl Server {
                 flush_tx.clone(),
                 conn_ids.clone(),
                 permits.clone(),
+                traffic.clone(),
                 config.clone(),
             ));
+        }
+        if let Some(listener) = metrics {
+            let sources = metrics::Sources {
+                stats: stats.clone(),
+                traffic,
+                inbox: inbox_tx.clone(),
+                broker_name: config.core.broker_name.clone(),
+            };
+            tasks.spawn(metrics::serve(listener, Arc::new(sources)));
         }
         drop(inbox_tx);
         drop(flush_tx);
@@ -227,12 +266,14 @@ async fn accept_loop(
     flushes: mpsc::Sender<Flushed>,
     conn_ids: Arc<AtomicU64>,
     permits: Arc<Semaphore>,
+    traffic: Arc<metrics::Traffic>,
     config: BrokerConfig,
 ) {
     let writer_capacity = writer_capacity(&config);
     let links = connection::Links {
         inbox: inbox.clone(),
         flushes,
+        traffic,
         limits: config.core.limits.frame(),
         write_timeout: Duration::from_millis(config.server.write_timeout_ms),
     };
@@ -375,6 +416,9 @@ impl CoreTask {
             Event::Closed { conn } => {
                 self.writers.remove(&conn);
                 self.broker.handle_close(now, conn);
+            }
+            Event::QueueDepths { reply } => {
+                let _ = reply.send(self.broker.queue_depths());
             }
         }
         self.route_outputs();

@@ -21,6 +21,8 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Running {
     pub(crate) addr: String,
+    /// The metrics endpoint's address, when the config asked for one.
+    pub(crate) metrics: Option<String>,
     pub(crate) stats: StatsHandle,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -46,6 +48,7 @@ pub(crate) async fn start(mut config: BrokerConfig) -> Running {
     config.server.listen = vec!["127.0.0.1:0".to_owned()];
     let server = Server::bind(Arc::new(TokioNet), config).await.unwrap();
     let addr = server.local_addrs()[0].to_string();
+    let metrics = server.metrics_addr().map(|a| a.to_string());
     let stats = server.stats();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -58,6 +61,7 @@ pub(crate) async fn start(mut config: BrokerConfig) -> Running {
     });
     Running {
         addr,
+        metrics,
         stats,
         stop: Some(tx),
         task,
