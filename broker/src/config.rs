@@ -28,6 +28,7 @@ use crate::core::{CoreConfig, HeartbeatConfig, Limits};
 use crate::network::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::security::SecurityConfig;
 use crate::server::MetricsConfig;
+use crate::tls::TlsConfig;
 
 /// Settings of the tokio server shell.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub write_timeout_ms: u64,
     /// Events buffered towards the core task before connection readers wait.
     pub inbox_events_max: usize,
+    /// `[server.tls]`: the certificate for `ssl://` listeners.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             listen: vec!["127.0.0.1:61613".to_owned()],
             write_timeout_ms: 30_000,
             inbox_events_max: 4_096,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -298,8 +302,18 @@ fn validate_server(server: &ServerConfig) -> Result<(), InvalidSetting> {
         ));
     }
     let mut seen = HashSet::new();
-    for (i, address) in server.listen.iter().enumerate() {
-        check_listen(address).map_err(|message| InvalidSetting::new(listen.index(i), message))?;
+    for (i, entry) in server.listen.iter().enumerate() {
+        let at = |message| InvalidSetting::new(listen.index(i), message);
+        let (transport, address) = crate::tls::parse_listen(entry).map_err(at)?;
+        check_listen(address).map_err(at)?;
+        if transport == crate::tls::Transport::Tls
+            && (server.tls.cert_file.is_empty() || server.tls.key_file.is_empty())
+        {
+            return Err(at(format!(
+                "`{entry}` is a TLS listener: set [server.tls] cert_file and key_file"
+            )));
+        }
+        let address = entry;
         if !seen.insert(address.as_str()) {
             return Err(InvalidSetting::new(
                 listen.index(i),
@@ -308,7 +322,14 @@ fn validate_server(server: &ServerConfig) -> Result<(), InvalidSetting> {
         }
     }
     positive(server.write_timeout_ms, "write_timeout_ms")?;
-    positive(server.inbox_events_max, "inbox_events_max")
+    positive(server.inbox_events_max, "inbox_events_max")?;
+    if server.tls.handshake_timeout_ms == 0 {
+        return Err(InvalidSetting::new(
+            KeyPath::root().key("tls").key("handshake_timeout_ms"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 /// A listen address: `host:port`, with an IPv6 host in brackets (`[::1]:61613`).

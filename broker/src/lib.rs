@@ -28,3 +28,4 @@ pub mod proto;
 pub mod security;
 pub mod selector;
 pub mod server;
+pub mod tls;

@@ -35,6 +35,7 @@ use crate::core::{Broker, ConnId, Output, Stats};
 use crate::net::{Listener, SharedNet};
 use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
+use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
 
 /// Extra room in a writer channel beyond `outbound_frames_max`, for control frames
@@ -101,11 +102,17 @@ impl StatsHandle {
     }
 }
 
+/// A bound STOMP listener, with TLS when its entry asked for it.
+struct Bound {
+    listener: Box<dyn Listener>,
+    tls: Option<TlsAcceptor>,
+}
+
 /// A bound, not yet running broker server.
 pub struct Server {
     net: SharedNet,
     config: BrokerConfig,
-    listeners: Vec<Box<dyn Listener>>,
+    listeners: Vec<Bound>,
     metrics: Option<Box<dyn Listener>>,
     stats: StatsHandle,
 }
@@ -114,13 +121,28 @@ impl Server {
     /// Binds every `server.listen` address.
     pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
         let mut listeners = Vec::new();
-        for addr in &config.server.listen {
+        let mut acceptor = None;
+        for entry in &config.server.listen {
+            let (transport, addr) =
+                parse_listen(entry).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tls = match transport {
+                Transport::Tcp => None,
+                Transport::Tls => {
+                    if acceptor.is_none() {
+                        let built = TlsAcceptor::from_config(&config.server.tls)
+                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                        acceptor = Some(built);
+                    }
+                    acceptor.clone()
+                }
+            };
             let l = net
                 .bind(addr)
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            tracing::info!(addr = %l.local_addr()?, "listening for STOMP");
-            listeners.push(l);
+            let secure = if tls.is_some() { " over TLS" } else { "" };
+            tracing::info!(addr = %l.local_addr()?, "listening for STOMP{secure}");
+            listeners.push(Bound { listener: l, tls });
         }
         let metrics = match &config.metrics.listen {
             Some(addr) => {
@@ -153,7 +175,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|b| b.listener.local_addr().ok())
             .collect()
     }
 
@@ -196,13 +218,18 @@ impl Server {
         // Network connectors run beside the broker and stop before it.
         let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
         let mut network = JoinSet::new();
-        if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
+        if let Some(bound) = listeners
+            .iter()
+            .find(|b| b.tls.is_none())
+            .or(listeners.first())
+            .and_then(|b| b.listener.local_addr().ok())
+        {
             crate::network::start(&net, &config, bound, &mut network, &network_stopped);
         }
         let traffic = Arc::new(metrics::Traffic::default());
-        for listener in listeners {
+        for bound in listeners {
             tasks.spawn(accept_loop(
-                listener,
+                bound,
                 inbox_tx.clone(),
                 flush_tx.clone(),
                 conn_ids.clone(),
@@ -261,7 +288,7 @@ fn writer_capacity(config: &BrokerConfig) -> usize {
 }
 
 async fn accept_loop(
-    mut listener: Box<dyn Listener>,
+    bound: Bound,
     inbox: mpsc::Sender<Event>,
     flushes: mpsc::Sender<Flushed>,
     conn_ids: Arc<AtomicU64>,
@@ -269,6 +296,7 @@ async fn accept_loop(
     traffic: Arc<metrics::Traffic>,
     config: BrokerConfig,
 ) {
+    let Bound { mut listener, tls } = bound;
     let writer_capacity = writer_capacity(&config);
     let links = connection::Links {
         inbox: inbox.clone(),
@@ -293,28 +321,61 @@ async fn accept_loop(
                 %peer,
                 "refusing connection: limits.connections_max + unauthenticated_connections_max reached"
             );
-            tokio::spawn(connection::refuse(
-                stream,
-                format!(
-                    "too many connections (limits.connections_max = {} sessions plus \
-                     limits.unauthenticated_connections_max = {} waiting for CONNECT)",
-                    l.connections_max, l.unauthenticated_connections_max
-                ),
-            ));
+            // A TLS client could not read a plain ERROR frame: it is just closed.
+            if tls.is_none() {
+                tokio::spawn(connection::refuse(
+                    stream,
+                    format!(
+                        "too many connections (limits.connections_max = {} sessions plus \
+                         limits.unauthenticated_connections_max = {} waiting for CONNECT)",
+                        l.connections_max, l.unauthenticated_connections_max
+                    ),
+                ));
+            }
             continue;
         };
-        let (writer_tx, writer_rx) = mpsc::channel(writer_capacity);
-        let open = Event::Open {
-            conn,
-            peer,
-            writer: writer_tx,
+        let Some(acceptor) = tls.clone() else {
+            if !open(conn, peer, stream, &links, writer_capacity, permit).await {
+                return;
+            }
+            continue;
         };
-        if inbox.send(open).await.is_err() {
-            return;
-        }
-        tracing::debug!(%conn, %peer, "connection accepted");
-        connection::spawn(conn, stream, links.clone(), writer_rx, permit);
+        // The handshake runs in its own task (bounded by handshake_timeout_ms) so that a
+        // slow or silent TLS client never holds up the accept loop.
+        let links = links.clone();
+        tokio::spawn(async move {
+            match acceptor.accept(stream).await {
+                Ok(stream) => {
+                    open(conn, peer, stream, &links, writer_capacity, permit).await;
+                }
+                Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+            }
+        });
     }
+}
+
+/// Announces a new connection to the core and starts its tasks; false once the core is
+/// gone.
+async fn open(
+    conn: ConnId,
+    peer: SocketAddr,
+    stream: crate::net::BoxStream,
+    links: &connection::Links,
+    writer_capacity: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
+    let (writer_tx, writer_rx) = mpsc::channel(writer_capacity);
+    let event = Event::Open {
+        conn,
+        peer,
+        writer: writer_tx,
+    };
+    if links.inbox.send(event).await.is_err() {
+        return false;
+    }
+    tracing::debug!(%conn, %peer, "connection accepted");
+    connection::spawn(conn, stream, links.clone(), writer_rx, permit);
+    true
 }
 
 struct CoreTask {

@@ -1,0 +1,250 @@
+//! TLS for STOMP listeners (`ssl://`, `stomp+ssl://` listen entries), with rustls.
+//!
+//! TLS wraps a connection that the [`Net`](crate::net::Net) seam already opened, so it adds
+//! no second seam: a [`TlsAcceptor`] turns an accepted [`BoxStream`] into another one. The
+//! certificate, key and (optional) client CA are PEM files named in `[server.tls]`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde::{Deserialize, Serialize};
+
+use crate::net::BoxStream;
+
+/// Whether a TLS listener asks clients for certificates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertificates {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// A client may present one; if it does, it must chain to `client_ca_file`.
+    Optional,
+    /// Every client must present one that chains to `client_ca_file` (ActiveMQ's
+    /// `needClientAuth=true`).
+    Required,
+}
+
+/// `[server.tls]`: the broker's certificate for TLS listeners.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the broker's certificate chain (leaf first).
+    pub cert_file: String,
+    /// PEM file with the broker's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM file with the CA certificates that client certificates must chain to.
+    pub client_ca_file: String,
+    /// Whether clients are asked for certificates (`none`, `optional`, `required`).
+    pub client_certificates: ClientCertificates,
+    /// A TLS client must finish its handshake within this time.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            client_certificates: ClientCertificates::None,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why TLS could not be set up: which file, and what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct TlsError {
+    /// The file (or setting) at fault.
+    pub file: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl TlsError {
+    fn new(file: &str, message: impl fmt::Display) -> TlsError {
+        TlsError {
+            file: file.to_owned(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Accepts TLS connections with one broker certificate.
+#[derive(Clone)]
+pub struct TlsAcceptor {
+    inner: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsAcceptor").finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certificates(file: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(Path::new(file))
+        .map_err(|e| TlsError::new(file, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::new(file, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::new(file, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+impl TlsAcceptor {
+    /// Reads the files named in `config` and builds the acceptor.
+    pub fn from_config(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+        if config.cert_file.is_empty() || config.key_file.is_empty() {
+            return Err(TlsError::new(
+                "server.tls",
+                "a TLS listener needs cert_file and key_file",
+            ));
+        }
+        let chain = read_certificates(&config.cert_file)?;
+        let key = PrivateKeyDer::from_pem_file(Path::new(&config.key_file))
+            .map_err(|e| TlsError::new(&config.key_file, e))?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::new("server.tls", e))?;
+        let builder = match config.client_certificates {
+            ClientCertificates::None => builder.with_no_client_auth(),
+            mode => {
+                if config.client_ca_file.is_empty() {
+                    return Err(TlsError::new(
+                        "server.tls.client_ca_file",
+                        "client certificates need a client_ca_file to check them against",
+                    ));
+                }
+                let mut roots = RootCertStore::empty();
+                for cert in read_certificates(&config.client_ca_file)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::new(&config.client_ca_file, e))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+                let verifier = if mode == ClientCertificates::Optional {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| TlsError::new(&config.client_ca_file, e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let server = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::new(&config.key_file, e))?;
+        Ok(TlsAcceptor {
+            inner: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+        })
+    }
+
+    /// Runs the server side of the handshake on `stream`, within the configured time.
+    pub async fn accept(&self, stream: BoxStream) -> std::io::Result<BoxStream> {
+        match tokio::time::timeout(self.handshake_timeout, self.inner.accept(stream)).await {
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        }
+    }
+}
+
+/// How a listen entry is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP: `host:port`, `tcp://host:port`, `stomp://host:port`.
+    Tcp,
+    /// TLS over TCP: `ssl://`, `tls://`, `stomp+ssl://`, `stomp+tls://`, `stomp+nio+ssl://`.
+    Tls,
+}
+
+/// Splits a listen entry into its transport and `host:port`.
+pub fn parse_listen(entry: &str) -> Result<(Transport, &str), String> {
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return Ok((Transport::Tcp, entry));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "tcp" | "stomp" | "stomp+nio" => Ok((Transport::Tcp, rest)),
+        "ssl" | "tls" | "stomp+ssl" | "stomp+tls" | "stomp+nio+ssl" => Ok((Transport::Tls, rest)),
+        other => Err(format!(
+            "unknown scheme `{other}://` (use host:port, tcp://, stomp://, ssl:// or stomp+ssl://)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_entries_name_their_transport() {
+        assert_eq!(
+            parse_listen("127.0.0.1:61613"),
+            Ok((Transport::Tcp, "127.0.0.1:61613"))
+        );
+        assert_eq!(parse_listen("stomp://h:1"), Ok((Transport::Tcp, "h:1")));
+        assert_eq!(
+            parse_listen("ssl://0.0.0.0:61614"),
+            Ok((Transport::Tls, "0.0.0.0:61614"))
+        );
+        assert_eq!(
+            parse_listen("STOMP+SSL://[::1]:2"),
+            Ok((Transport::Tls, "[::1]:2"))
+        );
+        assert!(parse_listen("amqp://h:1").unwrap_err().contains("amqp://"));
+    }
+
+    #[test]
+    fn missing_and_foreign_files_are_named() {
+        let none = TlsAcceptor::from_config(&TlsConfig::default()).unwrap_err();
+        assert!(
+            none.to_string().contains("cert_file and key_file"),
+            "{none}"
+        );
+        let config = TlsConfig {
+            cert_file: "/nonexistent/broker.crt".to_owned(),
+            key_file: "/nonexistent/broker.key".to_owned(),
+            ..TlsConfig::default()
+        };
+        let missing = TlsAcceptor::from_config(&config).unwrap_err();
+        assert_eq!(missing.file, "/nonexistent/broker.crt");
+        // A file that is not PEM at all.
+        let dir = std::env::temp_dir().join(format!("stampede-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let config = TlsConfig {
+            cert_file: junk.display().to_string(),
+            key_file: junk.display().to_string(),
+            ..TlsConfig::default()
+        };
+        let foreign = TlsAcceptor::from_config(&config).unwrap_err();
+        assert!(
+            foreign.to_string().contains("no PEM certificate"),
+            "{foreign}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,287 @@
+//! STOMP over TLS: the real `stampede-broker` binary with an `ssl://` listener, reached by
+//! Debian's stomp.py and Ruby stomp gem (with and without client certificates) and by a
+//! rustls client. Certificates are made for each run with rcgen (a CA, the broker's
+//! certificate for 127.0.0.1, and a client certificate).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Broker, TempDir, run_bounded};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+/// PEM files of one run's certificates.
+struct Pki {
+    _dir: TempDir,
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("tls-pki");
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            fs::write(&path, text).unwrap();
+            path
+        };
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "stampede test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        // The stomp gem reads a client key as RSA (`OpenSSL::PKey::RSA.new`), and ring cannot
+        // make RSA keys: openssl does.
+        let rsa = dir.path().join("client.key");
+        let made = Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&rsa)
+            .output()
+            .expect("openssl (Debian package openssl; scripts/install-test-deps installs it)");
+        assert!(made.status.success(), "{made:?}");
+        let client_key = KeyPair::from_pem(&fs::read_to_string(&rsa).unwrap()).unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mcollective-node-1");
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
+        Pki {
+            ca: write("ca.pem", ca.pem()),
+            server_cert: write("server.crt", server.pem()),
+            server_key: write("server.key", server_key.serialize_pem()),
+            client_cert: write("client.crt", client.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
+            _dir: dir,
+        }
+    }
+
+    /// A broker config with one TLS listener; `required` asks every client for a
+    /// certificate from the test CA.
+    fn broker_config(&self, required: bool) -> String {
+        let mut text = format!(
+            "[server]\nlisten = [\"ssl://127.0.0.1:0\"]\n\n[server.tls]\n\
+             cert_file = {:?}\nkey_file = {:?}\n",
+            self.server_cert.display().to_string(),
+            self.server_key.display().to_string(),
+        );
+        if required {
+            text.push_str(&format!(
+                "client_ca_file = {:?}\nclient_certificates = \"required\"\n",
+                self.ca.display().to_string()
+            ));
+        }
+        text
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+const STOMP_PY: &str = r#"
+import sys, time, stomp
+host, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+c = stomp.Connection12([(host, port)], heartbeats=(0, 0))
+if cert:
+    c.set_ssl(for_hosts=[(host, port)], ca_certs=ca, cert_file=cert, key_file=key)
+else:
+    c.set_ssl(for_hosts=[(host, port)], ca_certs=ca)
+l = stomp.listener.TestListener()
+c.set_listener("t", l)
+c.connect(wait=True)
+c.subscribe("/queue/tls.py", id="1", ack="auto")
+c.send("/queue/tls.py", "over tls from python", receipt="r1")
+l.wait_for_message()
+frame = l.get_latest_message()
+body = frame.body if hasattr(frame, "body") else frame[1]
+assert body == "over tls from python", body
+c.disconnect()
+print("stomp.py over TLS: OK")
+"#;
+
+const STOMP_RB: &str = r#"
+require "stomp"
+host, port, ca, cert, key = ARGV[0], ARGV[1].to_i, ARGV[2], ARGV[3], ARGV[4]
+ssl = if cert.empty?
+  Stomp::SSLParams.new(ts_files: ca)
+else
+  Stomp::SSLParams.new(ts_files: ca, cert_file: cert, key_file: key)
+end
+client = Stomp::Client.new(hosts: [{ login: "", passcode: "", host: host, port: port, ssl: ssl }],
+                           connect_headers: { "accept-version" => "1.2", "host" => "localhost" },
+                           reliable: false)
+got = Queue.new
+client.subscribe("/queue/tls.rb", id: "1") { |m| got << m.body }
+client.publish("/queue/tls.rb", "over tls from ruby")
+body = Timeout.timeout(15) { got.pop }
+raise "got #{body.inspect}" unless body == "over tls from ruby"
+client.close
+puts "stomp gem over TLS: OK"
+"#;
+
+fn run_python(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
+    common::require_python_stomp();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c").arg(STOMP_PY).args([
+        broker.host(),
+        broker.port(),
+        path(&pki.ca),
+        if with_cert {
+            path(&pki.client_cert)
+        } else {
+            String::new()
+        },
+        if with_cert {
+            path(&pki.client_key)
+        } else {
+            String::new()
+        },
+    ]);
+    run_bounded("stomp.py over TLS", cmd, Duration::from_secs(30))
+}
+
+fn run_ruby(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
+    common::require_ruby_stomp();
+    let mut cmd = Command::new("ruby");
+    cmd.arg("-e").arg(STOMP_RB).args([
+        broker.host(),
+        broker.port(),
+        path(&pki.ca),
+        if with_cert {
+            path(&pki.client_cert)
+        } else {
+            String::new()
+        },
+        if with_cert {
+            path(&pki.client_key)
+        } else {
+            String::new()
+        },
+    ]);
+    run_bounded("stomp gem over TLS", cmd, Duration::from_secs(30))
+}
+
+#[test]
+fn stomp_py_and_the_stomp_gem_talk_to_an_ssl_listener() {
+    let pki = Pki::new();
+    let broker = Broker::start_with_config("tls", &pki.broker_config(false));
+    let py = run_python(&broker, &pki, false);
+    common::assert_passed(&py, &broker);
+    let rb = run_ruby(&broker, &pki, false);
+    common::assert_passed(&rb, &broker);
+}
+
+#[test]
+fn required_client_certificates_admit_only_clients_of_the_ca() {
+    let pki = Pki::new();
+    let broker = Broker::start_with_config("tls-mutual", &pki.broker_config(true));
+    common::assert_passed(&run_python(&broker, &pki, true), &broker);
+    common::assert_passed(&run_ruby(&broker, &pki, true), &broker);
+    // Without a certificate the handshake fails and the clients give up.
+    assert!(!run_python(&broker, &pki, false).success());
+    assert!(!run_ruby(&broker, &pki, false).success());
+}
+
+/// A rustls client: CONNECT and a SEND/MESSAGE round trip over TLS; a plain-TCP client on
+/// the same port gets no CONNECTED.
+#[tokio::test]
+async fn a_rustls_client_round_trips_and_plain_tcp_is_not_understood() {
+    use stampede_broker::proto::{Command as Cmd, Decoder, Frame, FrameLimits, Item, Version};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let pki = Pki::new();
+    let broker = Broker::start_with_config("tls-rustls", &pki.broker_config(false));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = fs::read(&pki.ca).unwrap();
+    for cert in rustls_pemfile_certs(&ca) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    for f in [
+        Frame::new(Cmd::Connect).header("accept-version", "1.2"),
+        Frame::new(Cmd::Subscribe)
+            .header("id", "0")
+            .header("destination", "/queue/tls.rs"),
+        Frame::new(Cmd::Send)
+            .header("destination", "/queue/tls.rs")
+            .body("over tls from rust"),
+    ] {
+        stampede_broker::proto::encode(&f, Version::V1_2, &mut out);
+    }
+    tls.write_all(&out).await.unwrap();
+    let mut decoder = Decoder::new(FrameLimits::default());
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while frames.len() < 2 {
+            while let Some(item) = decoder.decode(&mut buf).unwrap() {
+                if let Item::Frame(f) = item {
+                    frames.push(f);
+                }
+            }
+            if frames.len() >= 2 || tls.read_buf(&mut buf).await.unwrap() == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("CONNECTED and MESSAGE over TLS");
+    assert_eq!(frames[0].command, Cmd::Connected, "{frames:?}");
+    assert_eq!(frames[1].command, Cmd::Message, "{frames:?}");
+    assert_eq!(&frames[1].body[..], b"over tls from rust");
+
+    // Plain STOMP on the TLS port is not a TLS ClientHello: no CONNECTED comes back.
+    let mut plain = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    plain
+        .write_all(b"CONNECT\naccept-version:1.2\n\n\0")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("CONNECTED"),
+        "{answer:?}"
+    );
+}
+
+/// The certificates in a PEM file.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
