@@ -16,6 +16,7 @@
 //!   store and forward, discovery).
 //! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
+//! - [`toml_config`]: the TOML toolkit (errors located by file, line and key path).
 
 pub mod client;
 pub mod clock;
@@ -28,3 +29,4 @@ pub mod proto;
 pub mod security;
 pub mod selector;
 pub mod server;
+pub mod toml_config;

@@ -161,7 +161,12 @@ impl Server {
         let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
         let mut network = JoinSet::new();
         if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
-            crate::network::start(&net, &config, bound, &mut network, &network_stopped);
+            let connectors = crate::network::Connectors {
+                broker_name: &config.core.broker_name,
+                connectors: &config.connectors,
+                discovery: &config.discovery,
+            };
+            crate::network::start(&net, connectors, bound, &mut network, &network_stopped);
         }
         for listener in listeners {
             tasks.spawn(accept_loop(
