@@ -16,6 +16,7 @@
 //!   store and forward, discovery).
 //! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
+//! - [`toml_config`]: the TOML toolkit (errors located by file, line and key path).
 
 pub mod client;
 pub mod clock;
@@ -29,3 +30,4 @@ pub mod security;
 pub mod selector;
 pub mod server;
 pub mod tls;
+pub mod toml_config;

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{InvalidSetting, KeyPath};
 use crate::destination::{Kind, Pattern, is_wildcard};
+use crate::toml_config::{InvalidSetting, KeyPath};
 
 /// The topics network connectors use for advisories (consumer and producer announcements).
 const ADVISORY_TOPICS: &str = "ActiveMQ.Advisory.>";

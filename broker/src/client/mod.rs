@@ -5,8 +5,8 @@
 //! and the [`ClientStreams`] of messages and [`ClientEvent`]s. It is built on a pure
 //! (sans-IO) foundation:
 //!
-//! - [`servers`]: [`ServerAddr`], [`ServerList`] and [`parse_uri`] for `tcp://`,
-//!   `stomp://` and ActiveMQ `failover:(…)?…` URIs.
+//! - [`servers`]: [`ServerAddr`] and [`ServerList`].
+//! - [`uri`]: [`parse_uri`] for `tcp://`, `stomp://` and ActiveMQ `failover:(…)?…` URIs.
 //! - [`mcollective`]: MCollective 2.12 `server.cfg`/`client.cfg` connector settings
 //!   (`plugin.activemq.pool.*`, `plugin.rabbitmq.*`, the legacy `stomp` connector).
 //! - [`policy`]: [`Reconnector`], a deterministic state machine deciding which server to
@@ -26,6 +26,7 @@ pub mod mcollective;
 pub mod policy;
 pub mod servers;
 pub mod session;
+pub mod uri;
 
 pub use driver::{
     Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, SendOutcome, Status,
@@ -36,8 +37,9 @@ pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError}
 pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
 };
-pub use servers::{ServerAddr, ServerList, UriConfig, UriError, UriErrorKind, parse_uri};
+pub use servers::{ServerAddr, ServerList};
 pub use session::{
     AckMode, ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId,
     Receipted, Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
 };
+pub use uri::{UriConfig, UriError, UriErrorKind, parse_uri};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::proto::FrameLimits;
+use crate::toml_config::{InvalidSetting, KeyPath, positive};
 
 /// Everything the sans-IO core needs to know, with production defaults.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -181,4 +182,126 @@ pub enum SlowConsumerPolicy {
     /// Keep the connection and drop topic messages for it (counted). Queue messages are
     /// never dropped: they wait in the queue or go to other consumers.
     DropTopicMessages,
+}
+
+impl CoreConfig {
+    /// Checks `[core]`: a usable broker name, non-zero limits, a grace factor of at least
+    /// 1, a concrete dead-letter queue. Paths in errors are relative to `[core]`.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let name = &self.broker_name;
+        if name.is_empty() {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("broker_name"),
+                "the broker name is empty",
+            ));
+        }
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+        {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("broker_name"),
+                format!("{name:?} must not contain whitespace, control characters or `:`"),
+            ));
+        }
+        self.limits.validate().map_err(|e| e.within("limits"))?;
+        self.heartbeat
+            .validate()
+            .map_err(|e| e.within("heartbeat"))?;
+        check_queue_name(&self.dead_letter_queue).map_err(|message| {
+            InvalidSetting::new(KeyPath::root().key("dead_letter_queue"), message)
+        })?;
+        positive(self.queue_prefetch_default, "queue_prefetch_default")?;
+        positive(self.topic_prefetch_default, "topic_prefetch_default")
+    }
+}
+
+impl Limits {
+    /// Checks `[core.limits]`: every limit except `transactions_per_connection_max` (where
+    /// zero disables transactions) and `redeliveries_max` (where zero means no redelivery)
+    /// must be greater than zero.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        positive(self.frame_bytes_max, "frame_bytes_max")?;
+        positive(self.header_count_max, "header_count_max")?;
+        positive(self.header_line_bytes_max, "header_line_bytes_max")?;
+        positive(self.body_bytes_max, "body_bytes_max")?;
+        positive(self.connections_max, "connections_max")?;
+        positive(
+            self.unauthenticated_connections_max,
+            "unauthenticated_connections_max",
+        )?;
+        positive(
+            self.unauthenticated_connections_per_address_max,
+            "unauthenticated_connections_per_address_max",
+        )?;
+        positive(
+            self.subscriptions_per_connection_max,
+            "subscriptions_per_connection_max",
+        )?;
+        positive(
+            self.network_subscriptions_per_connection_max,
+            "network_subscriptions_per_connection_max",
+        )?;
+        positive(self.transaction_frames_max, "transaction_frames_max")?;
+        positive(self.destinations_max, "destinations_max")?;
+        positive(self.queue_messages_max, "queue_messages_max")?;
+        positive(self.outbound_frames_max, "outbound_frames_max")?;
+        positive(self.prefetch_max, "prefetch_max")?;
+        positive(
+            self.network_audit_messages_max,
+            "network_audit_messages_max",
+        )?;
+        positive(
+            self.advisory_backlog_messages_max,
+            "advisory_backlog_messages_max",
+        )?;
+        positive(self.connect_timeout_ms, "connect_timeout_ms")
+    }
+}
+
+impl HeartbeatConfig {
+    /// Checks `[core.heartbeat]`: a dead-peer grace factor of at least one interval.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.interval_ms_max < self.interval_ms_min {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("interval_ms_max"),
+                format!(
+                    "must be at least interval_ms_min ({}), not {}",
+                    self.interval_ms_min, self.interval_ms_max
+                ),
+            ));
+        }
+        let factor = self.grace_factor;
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("grace_factor"),
+                format!(
+                    "must be a number of at least 1.0 (a peer gets one full interval), not {factor}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A concrete queue name, without prefix or wildcards.
+fn check_queue_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the queue name is empty".to_owned());
+    }
+    if name.starts_with('/') {
+        return Err(format!(
+            "`{name}`: give the queue name without a `/queue/` prefix"
+        ));
+    }
+    if name.contains(',')
+        || name
+            .split('.')
+            .any(|s| s.is_empty() || s == "*" || s == ">")
+    {
+        return Err(format!(
+            "`{name}` is not a queue name (empty segment, wildcard or comma)"
+        ));
+    }
+    Ok(())
 }

@@ -20,43 +20,19 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use super::ids::{ConnId, EntryKey, SubKey};
+use super::ids::{ConnId, EntryKey, QueueKey, SubKey};
 use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
-use super::network::headers::{
+use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
+use super::network_headers::{
     ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
 };
-use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
+use super::transaction::{AckKind, TxOp};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::{Destination, Kind, Pattern};
 use crate::proto::{Frame, Headers, Version};
 use crate::security::Operation;
 use crate::selector::Selector;
-
-/// A queue or topic as the core keys it: kind plus broker-wide name (temporary
-/// destinations use their internal name).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct QueueKey {
-    pub(crate) kind: Kind,
-    pub(crate) name: Arc<str>,
-}
-
-impl QueueKey {
-    pub(crate) fn queue(name: &str) -> QueueKey {
-        QueueKey {
-            kind: Kind::Queue,
-            name: Arc::from(name),
-        }
-    }
-
-    fn display(&self) -> String {
-        if self.kind.is_temporary() {
-            format!("{}{}", self.kind.remote_prefix(), self.name)
-        } else {
-            format!("{}{}", self.kind.prefix(), self.name)
-        }
-    }
-}
 
 /// STOMP ack modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +113,20 @@ impl Subscription {
         } else {
             self.dest_text.clone()
         }
+    }
+
+    /// Whether this subscription's creation and removal are advertised.
+    pub(super) fn advisable(&self) -> bool {
+        !self.dest.kind.is_temporary() && self.advisory.is_none() && !is_advisory(&self.dest)
+    }
+
+    /// Whether this advisory subscription wants advisory `m`.
+    pub(super) fn wants_advisory(&self, m: &Message) -> bool {
+        let name_ok = match &self.pattern {
+            Some(p) => p.matches(&m.destination.name),
+            None => *self.dest.name == *m.destination.name,
+        };
+        name_ok && self.selects(m)
     }
 }
 
@@ -253,26 +243,6 @@ impl Queue {
 pub(crate) struct TopicIndex {
     exact: BTreeMap<QueueKey, BTreeSet<SubKey>>,
     wildcards: BTreeSet<SubKey>,
-}
-
-/// An operation buffered in a transaction.
-#[derive(Debug)]
-pub(crate) enum TxOp {
-    Send(QueueKey, SharedMessage),
-    Ack {
-        sub: SubKey,
-        tag: u64,
-        kind: AckKind,
-    },
-}
-
-/// What an ACK or NACK asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AckKind {
-    /// Consumed.
-    Ack,
-    /// Refused: back to the queue, or (with `requeue:false`) to the dead-letter queue.
-    Nack { requeue: bool },
 }
 
 /// A parsed ACK/NACK target.

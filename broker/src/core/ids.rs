@@ -1,6 +1,9 @@
 //! Identifier newtypes.
 
 use std::fmt;
+use std::sync::Arc;
+
+use crate::destination::Kind;
 
 /// A connection, numbered by the shell (unique for the broker's lifetime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,4 +29,29 @@ pub(crate) struct EntryKey {
     pub(crate) rank: u8,
     /// Broker-wide arrival number.
     pub(crate) seq: u64,
+}
+
+/// A queue or topic as the core keys it: kind plus broker-wide name (temporary
+/// destinations use their internal name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct QueueKey {
+    pub(crate) kind: Kind,
+    pub(crate) name: Arc<str>,
+}
+
+impl QueueKey {
+    pub(crate) fn queue(name: &str) -> QueueKey {
+        QueueKey {
+            kind: Kind::Queue,
+            name: Arc::from(name),
+        }
+    }
+
+    pub(crate) fn display(&self) -> String {
+        if self.kind.is_temporary() {
+            format!("{}{}", self.kind.remote_prefix(), self.name)
+        } else {
+            format!("{}{}", self.kind.prefix(), self.name)
+        }
+    }
 }

@@ -22,7 +22,9 @@ mod dispatch;
 mod ids;
 mod message;
 pub mod network;
+pub mod network_headers;
 mod session;
+mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -38,8 +40,8 @@ pub use message::{DEFAULT_PRIORITY, Delivery, Message};
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
-use dispatch::{Queue, QueueKey, Subscription, TopicIndex};
-use ids::SubKey;
+use dispatch::{Queue, Subscription, TopicIndex};
+use ids::{QueueKey, SubKey};
 use session::Conn;
 
 /// A frame on its way to a connection.

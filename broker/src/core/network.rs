@@ -53,8 +53,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use super::dispatch::{QueueKey, Subscription};
-use super::ids::SubKey;
+use super::ids::{QueueKey, SubKey};
 use super::message::{DEFAULT_PRIORITY, Message};
 use super::session::FrameError;
 use super::{Broker, SharedMessage};
@@ -62,42 +61,7 @@ use crate::destination::{Destination, Kind};
 use crate::proto::Headers;
 
 /// Header names of the network protocol between brokers and their connectors.
-pub mod headers {
-    /// MESSAGE and SEND: the brokers a message passed through, oldest first,
-    /// comma-separated. Its length is the message's hop count.
-    pub const BROKER_PATH_HEADER: &str = "stampede-broker-path";
-    /// MESSAGE and SEND: the message's id at the first broker.
-    pub const ORIGIN_ID_HEADER: &str = "stampede-origin-id";
-
-    /// SUBSCRIBE: marks a demand subscription for consumers on the named broker.
-    pub const NETWORK_BROKER: &str = "stampede.network-broker";
-    /// SUBSCRIBE: the broker path of the demand (the consumer's own path plus the broker
-    /// named by [`NETWORK_BROKER`]); published in this subscription's advisories.
-    pub const NETWORK_PATH: &str = "stampede.broker-path";
-    /// SUBSCRIBE: hops a message may have made and still be delivered (default 1).
-    pub const NETWORK_MESSAGE_TTL: &str = "stampede.message-ttl";
-    /// SUBSCRIBE: `true` lets stranded queue messages go back (see the module docs).
-    pub const NETWORK_REPLAY: &str = "stampede.replay-when-no-consumers";
-    /// SUBSCRIBE on an advisory topic: `true` replays the current consumers first.
-    pub const ADVISORY_REPLAY: &str = "stampede.advisory-replay";
-
-    /// Advisory: `add`, `remove` or `replay-end`.
-    pub const ADVISORY_ACTION: &str = "advisory-action";
-    /// Advisory: the name of the broker that published it.
-    pub const ADVISORY_BROKER: &str = "advisory-broker";
-    /// Advisory: the consumer's id, unique among this broker's consumers.
-    pub const CONSUMER_ID: &str = "consumer-id";
-    /// Advisory: the consumer's destination as its client wrote it.
-    pub const CONSUMER_DESTINATION: &str = "consumer-destination";
-    /// Advisory: the consumer's selector, if it has one.
-    pub const CONSUMER_SELECTOR: &str = "consumer-selector";
-    /// Advisory: the consumer's broker path (absent for a local consumer).
-    pub const CONSUMER_BROKER_PATH: &str = "consumer-broker-path";
-    /// Advisory: the length of the consumer's broker path.
-    pub const CONSUMER_HOPS: &str = "consumer-hops";
-    /// Advisory: the consumer's `activemq.priority`.
-    pub const CONSUMER_PRIORITY: &str = "consumer-priority";
-}
+pub use super::network_headers as headers;
 
 use headers::*;
 
@@ -418,21 +382,5 @@ impl Broker {
             };
             self.deliver_advisory(sub_key, message);
         }
-    }
-}
-
-impl Subscription {
-    /// Whether this subscription's creation and removal are advertised.
-    pub(super) fn advisable(&self) -> bool {
-        !self.dest.kind.is_temporary() && self.advisory.is_none() && !is_advisory(&self.dest)
-    }
-
-    /// Whether this advisory subscription wants advisory `m`.
-    fn wants_advisory(&self, m: &Message) -> bool {
-        let name_ok = match &self.pattern {
-            Some(p) => p.matches(&m.destination.name),
-            None => *self.dest.name == *m.destination.name,
-        };
-        name_ok && self.selects(m)
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use super::dispatch::{QueueKey, TxOp};
-use super::ids::{ConnId, EntryKey, SubKey};
+use super::ids::{ConnId, EntryKey, QueueKey, SubKey};
+use super::transaction::TxOp;
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::Kind;
 use crate::proto::{Command, DecodeError, Frame, Version};

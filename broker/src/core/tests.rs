@@ -913,7 +913,7 @@ fn connections_waiting_for_connect_have_their_own_cap_and_leave_it_when_connecte
             .contains("connections_max")
     );
     assert!(h.is_closed(e));
-    assert_eq!(h.broker.stats().connections_refused, 1);
+    assert_eq!(h.broker.stats().connections_refused, 2);
     assert_eq!(h.broker.stats().connections_unauthenticated, 0);
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{BackoffMultiplier, ReconnectConfig, ServerAddr, parse_uri};
-use crate::config::{InvalidSetting, KeyPath};
 use crate::destination::{Destination, Kind, Pattern};
+use crate::toml_config::{InvalidSetting, KeyPath};
 
 /// ActiveMQ's default multicast discovery address (`multicast://default`).
 pub const DEFAULT_DISCOVERY_ADDRESS: &str = "239.255.2.3:6155";
@@ -338,7 +338,7 @@ pub fn validate_connectors(connectors: &[ConnectorConfig]) -> Result<(), Invalid
     for (i, c) in connectors.iter().enumerate() {
         let at = KeyPath::root().key("connectors").index(i);
         c.validate().map_err(|e| InvalidSetting {
-            path: join(&at, &e.path),
+            path: at.join(&e.path),
             message: e.message,
         })?;
         if !names.insert(c.name.as_str()) {
@@ -349,17 +349,6 @@ pub fn validate_connectors(connectors: &[ConnectorConfig]) -> Result<(), Invalid
         }
     }
     Ok(())
-}
-
-fn join(base: &KeyPath, rest: &KeyPath) -> KeyPath {
-    let mut path = base.clone();
-    for s in rest.segments() {
-        path = match s {
-            crate::config::KeySegment::Key(k) => path.key(k),
-            crate::config::KeySegment::Index(i) => path.index(*i),
-        };
-    }
-    path
 }
 
 fn filters(texts: &[String]) -> Vec<DestinationFilter> {

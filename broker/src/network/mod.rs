@@ -30,7 +30,6 @@ pub use config::{
 };
 
 use crate::client::ServerAddr;
-use crate::config::BrokerConfig;
 use crate::net::SharedNet;
 
 /// The address a connector uses to reach its own broker: the bound address, with an
@@ -48,19 +47,31 @@ pub fn local_server(bound: SocketAddr) -> ServerAddr {
     ServerAddr::new(ip.to_string(), bound.port())
 }
 
+/// What [`start`] needs from the broker's configuration: its name, its `[[connectors]]`
+/// and its `[discovery]` section.
+#[derive(Clone, Copy, Debug)]
+pub struct Connectors<'a> {
+    /// This broker's `core.broker_name`.
+    pub broker_name: &'a str,
+    /// The connectors to run.
+    pub connectors: &'a [ConnectorConfig],
+    /// The discovery group to announce on, and where `multicast://` connectors listen.
+    pub discovery: &'a DiscoveryConfig,
+}
+
 /// Starts the connectors and the discovery announcer of `config` as tasks in `tasks`;
 /// they stop when `stop` changes. `bound` is the broker's first listening address.
 pub fn start(
     net: &SharedNet,
-    config: &BrokerConfig,
+    config: Connectors<'_>,
     bound: SocketAddr,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
 ) {
     let local = local_server(bound);
-    let name = config.core.broker_name.clone();
+    let name = config.broker_name.to_owned();
     let mut discovering = Vec::new();
-    for connector in &config.connectors {
+    for connector in config.connectors {
         let settings = Arc::new(connector.settings());
         match connector.peers() {
             Ok(Peers::Static { servers, reconnect }) => {

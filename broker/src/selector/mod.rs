@@ -29,10 +29,12 @@
 //!
 //! - `lexer.rs`: text to tokens, with comments and literals.
 //! - `parser.rs`: tokens to the expression tree, with ActiveMQ's parse-time type checks.
-//! - `eval.rs`: three-valued evaluation, numeric conversion and LIKE matching.
+//! - `like.rs`: LIKE patterns, compiled when parsed and matched when evaluated.
+//! - `eval.rs`: three-valued evaluation and numeric conversion.
 
 mod eval;
 mod lexer;
+mod like;
 mod parser;
 
 use std::borrow::Borrow;

@@ -35,8 +35,8 @@
 //! `IS NULL` is meant), a boolean compared with a number, and `IN` after anything but an
 //! identifier.
 
-use super::eval::LikePattern;
 use super::lexer::{Keyword, Token, TokenKind, tokenize};
+use super::like::LikePattern;
 use super::{MAX_DEPTH, MAX_LENGTH, SelectorError};
 
 /// A literal value in the selector text.

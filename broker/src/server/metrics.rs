@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Event, StatsHandle};
-use crate::config::{InvalidSetting, KeyPath};
 use crate::core::{QueueDepth, Stats};
 use crate::net::{BoxStream, Listener};
 
@@ -26,27 +24,6 @@ const REQUEST_BYTES_MAX: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Scrapes answered at once; more wait for their turn.
 const SCRAPES_CONCURRENT_MAX: usize = 4;
-
-/// `[metrics]`: where the Prometheus endpoint listens, if anywhere.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Address (`host:port`) of the HTTP endpoint serving `GET /metrics`; none by default.
-    pub listen: Option<String>,
-}
-
-impl MetricsConfig {
-    /// An empty `listen` is a mistake rather than "off" (leave the key out for that).
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
-        match &self.listen {
-            Some(addr) if addr.trim().is_empty() => Err(InvalidSetting::new(
-                KeyPath::root().key("listen"),
-                "must be host:port (leave the key out to serve no metrics)".to_owned(),
-            )),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// Bytes read from and written to STOMP connections, counted by their tasks.
 #[derive(Debug, Default)]
@@ -365,14 +342,5 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{line}");
             assert!(text.contains(&format!("# HELP {name} ")), "{line}");
         }
-    }
-
-    #[test]
-    fn an_empty_listen_address_is_refused() {
-        let bad = MetricsConfig {
-            listen: Some(" ".to_owned()),
-        };
-        assert!(bad.validate().is_err());
-        assert!(MetricsConfig::default().validate().is_ok());
     }
 }

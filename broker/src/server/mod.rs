@@ -16,8 +16,6 @@
 mod connection;
 mod metrics;
 
-pub use metrics::MetricsConfig;
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -224,7 +222,12 @@ impl Server {
             .or(listeners.first())
             .and_then(|b| b.listener.local_addr().ok())
         {
-            crate::network::start(&net, &config, bound, &mut network, &network_stopped);
+            let connectors = crate::network::Connectors {
+                broker_name: &config.core.broker_name,
+                connectors: &config.connectors,
+                discovery: &config.discovery,
+            };
+            crate::network::start(&net, connectors, bound, &mut network, &network_stopped);
         }
         let traffic = Arc::new(metrics::Traffic::default());
         for bound in listeners {
