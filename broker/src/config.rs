@@ -13,7 +13,7 @@
 //! 3. Semantic validation ([`BrokerConfig::validate`]), whose errors carry a [`KeyPath`]
 //!    that is looked up in a spanned parse of the document to find its line.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::ops::Range;
@@ -291,7 +291,7 @@ fn validate_server(server: &ServerConfig) -> Result<(), InvalidSetting> {
             "at least one listen address is needed",
         ));
     }
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     for (i, address) in server.listen.iter().enumerate() {
         check_listen(address).map_err(|message| InvalidSetting::new(listen.index(i), message))?;
         if !seen.insert(address.as_str()) {
