@@ -10,7 +10,7 @@
 //! table. Errors name file, line and key path through the TOML toolkit in
 //! [`crate::toml_config`], whose items are re-exported here for existing users.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::path::Path;
 
@@ -123,7 +123,7 @@ fn validate_server(server: &ServerConfig) -> Result<(), InvalidSetting> {
             "at least one listen address is needed",
         ));
     }
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     for (i, entry) in server.listen.iter().enumerate() {
         let at = |message| InvalidSetting::new(listen.index(i), message);
         let (transport, address) = crate::tls::parse_listen(entry).map_err(at)?;

@@ -30,7 +30,7 @@
 //! `/topic/a.>` is allowed only when a single entry that grants the operation covers every
 //! name the subscription could match; entries that merely overlap it do not count.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -242,7 +242,7 @@ impl SecurityConfig {
     /// names, and that each authorization entry names exactly one kind of destination with
     /// a well-formed pattern. Paths in the error are relative to the `[security]` table.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, user) in self.users.iter().enumerate() {
             let at = KeyPath::root().key("users").index(i);
             if user.name.is_empty() {
@@ -431,7 +431,7 @@ struct Rules {
 /// Shares one `Arc<str>` per distinct group name.
 #[derive(Default)]
 struct Interner {
-    groups: HashMap<String, Arc<str>>,
+    groups: BTreeMap<String, Arc<str>>,
 }
 
 impl Interner {
@@ -460,7 +460,7 @@ impl Interner {
 /// Compiled users, groups and authorization map.
 #[derive(Clone, Debug, Default)]
 pub struct Security {
-    users: HashMap<Box<str>, User>,
+    users: BTreeMap<Box<str>, User>,
     allow_anonymous: bool,
     anonymous_groups: Vec<Arc<str>>,
     /// `None`: no authorization entries, everything is allowed.
@@ -481,7 +481,7 @@ impl Security {
     /// to every target it names (an entry naming none matches nothing).
     pub fn from_config(config: &SecurityConfig) -> Security {
         let mut interner = Interner::default();
-        let mut users = HashMap::with_capacity(config.users.len());
+        let mut users = BTreeMap::new();
         for user in &config.users {
             if users.contains_key(user.name.as_str()) {
                 continue;

@@ -20,7 +20,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::csv::push_row;
+use serde::Serialize;
+
+use crate::csv::write_rows;
 use crate::html;
 use crate::model::RunReport;
 use crate::stats::HistogramStats;
@@ -67,53 +69,66 @@ pub fn write_comparison(reports: &[(String, RunReport)], dir: &Path) -> io::Resu
     Ok(vec![html_path, csv_path])
 }
 
+/// One row of `compare.csv`; percentile cells are `None` (empty) for empty histograms.
+#[derive(Serialize)]
+struct CompareRecord<'a> {
+    label: &'a str,
+    target: &'a str,
+    attempted: u64,
+    delivered: u64,
+    lost: u64,
+    throughput_msg_s: String,
+    latency_p50_us: Option<u64>,
+    latency_p99_us: Option<u64>,
+    latency_p999_us: Option<u64>,
+    latency_max_us: Option<u64>,
+    send_delay_p99_us: Option<u64>,
+    failover_p99_ms: Option<u64>,
+    acknowledged: u64,
+    unexpected: u64,
+    duplicated: u64,
+    recovered: u64,
+    reorders: u64,
+    scenario: &'a str,
+    seed: u64,
+    sim_seconds: Option<String>,
+    passed: bool,
+}
+
 /// The text of `compare.csv`.
 pub fn compare_csv(reports: &[(String, RunReport)]) -> String {
-    let mut out = String::new();
-    push_row(&mut out, &COMPARE_CSV_HEADER);
-    for (label, r) in reports {
+    let rows = reports.iter().map(|(label, r)| {
         let lat = HistogramStats::of(&r.latency_us);
         let sd = HistogramStats::of(&r.send_delay_us);
         let fo = HistogramStats::of(&r.failover_ms);
-        let pct = |s: &HistogramStats, v: u64| {
-            if s.count == 0 {
-                String::new()
-            } else {
-                v.to_string()
-            }
-        };
+        let pct = |s: &HistogramStats, v: u64| (s.count > 0).then_some(v);
         let m = &r.messages;
-        let sim = if r.sim_seconds.is_finite() {
-            format!("{:.3}", r.sim_seconds)
-        } else {
-            String::new()
-        };
-        push_row(
-            &mut out,
-            &[
-                label.clone(),
-                r.target.clone().unwrap_or_default(),
-                m.attempted.to_string(),
-                m.delivered.to_string(),
-                m.lost.to_string(),
-                format!("{:.3}", r.throughput()),
-                pct(&lat, lat.p50),
-                pct(&lat, lat.p99),
-                pct(&lat, lat.p999),
-                pct(&lat, lat.max),
-                pct(&sd, sd.p99),
-                pct(&fo, fo.p99),
-                m.acknowledged.to_string(),
-                m.unexpected.to_string(),
-                m.duplicated.to_string(),
-                m.recovered.to_string(),
-                r.reorders.to_string(),
-                r.scenario.clone(),
-                r.seed.to_string(),
-                sim,
-                r.passed().to_string(),
-            ],
-        );
-    }
-    out
+        CompareRecord {
+            label,
+            target: r.target.as_deref().unwrap_or_default(),
+            attempted: m.attempted,
+            delivered: m.delivered,
+            lost: m.lost,
+            throughput_msg_s: format!("{:.3}", r.throughput()),
+            latency_p50_us: pct(&lat, lat.p50),
+            latency_p99_us: pct(&lat, lat.p99),
+            latency_p999_us: pct(&lat, lat.p999),
+            latency_max_us: pct(&lat, lat.max),
+            send_delay_p99_us: pct(&sd, sd.p99),
+            failover_p99_ms: pct(&fo, fo.p99),
+            acknowledged: m.acknowledged,
+            unexpected: m.unexpected,
+            duplicated: m.duplicated,
+            recovered: m.recovered,
+            reorders: r.reorders,
+            scenario: &r.scenario,
+            seed: r.seed,
+            sim_seconds: r
+                .sim_seconds
+                .is_finite()
+                .then(|| format!("{:.3}", r.sim_seconds)),
+            passed: r.passed(),
+        }
+    });
+    write_rows(&COMPARE_CSV_HEADER, rows)
 }

@@ -1,96 +1,92 @@
-//! The CSV files: `timeseries.csv`, `mcollective.csv` and `compare.csv`.
+//! The CSV files: `timeseries.csv`, `mcollective.csv` and `compare.csv`, written and read
+//! with the `csv` crate through serde records.
 //!
 //! All three are RFC 4180: comma-separated, `\n` line ends, a field is quoted with `"`
 //! (and inner quotes doubled) only when it holds a comma, a quote or a line break. The
-//! first line is the header. A small reader for the first two lets
-//! [`crate::read_report`] rebuild a report.
+//! first line is the header, written even when there are no rows. [`read_timeseries`] and
+//! [`read_mcollective`] let [`crate::read_report`] rebuild a report.
 
-use std::borrow::Cow;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{McoRequest, RunReport, SecondSample};
 use crate::stats::HistogramStats;
 
-/// Quotes `s` if a CSV reader would otherwise split or misread it.
-pub(crate) fn field(s: &str) -> Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(s)
-    }
+/// A line number (1-based) and what is wrong there.
+pub(crate) type ReadError = (usize, String);
+
+/// Writes `header` and then every record of `rows`, one line each, and returns the text.
+pub(crate) fn write_rows<H, R>(header: &[H], rows: impl IntoIterator<Item = R>) -> String
+where
+    H: AsRef<str>,
+    R: Serialize,
+{
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let written = out
+        .write_record(header.iter().map(AsRef::as_ref))
+        .and_then(|()| rows.into_iter().try_for_each(|row| out.serialize(row)));
+    // Writing to memory fails only when a record cannot be serialized, which the record
+    // types of this module rule out.
+    written.expect("CSV records serialize");
+    let bytes = out.into_inner().expect("writing to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
-/// Appends one CSV line made of `fields` to `out`.
-pub(crate) fn push_row<S: AsRef<str>>(out: &mut String, fields: &[S]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&field(f.as_ref()));
+/// The records of `text` after checking its header with `check_header`; the header's own
+/// line is the first.
+fn records(
+    text: &str,
+    check_header: impl FnOnce(&csv::StringRecord) -> Result<(), String>,
+) -> Result<Vec<csv::StringRecord>, ReadError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut all = reader.records();
+    match all.next() {
+        Some(Ok(header)) => check_header(&header).map_err(|m| (line_of(&header), m))?,
+        Some(Err(e)) => return Err(error_at(&e)),
+        None => return Err((1, "missing header".into())),
     }
-    out.push('\n');
+    all.map(|r| r.map_err(|e| error_at(&e))).collect()
 }
 
-/// A CSV record and the 1-based line it starts on.
-pub(crate) type Record = (usize, Vec<String>);
+/// The line `record` starts on.
+fn line_of(record: &csv::StringRecord) -> usize {
+    record.position().map_or(0, |p| p.line() as usize)
+}
 
-/// Splits CSV text into records. Quoted fields may hold commas, doubled quotes and line
-/// breaks. Returns the line and a message on malformed quoting.
-pub(crate) fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
-    let mut records = Vec::new();
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut line = 1;
-    let mut record_line = 1;
-    let mut chars = text.chars().peekable();
-    let mut in_quotes = false;
-    // Whether the current field was quoted, so that a quote may only close it.
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cur.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    cur.push(c);
-                }
-                _ => cur.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if cur.is_empty() && !quoted => {
-                in_quotes = true;
-                quoted = true;
-            }
-            '"' => return Err((line, "stray quote inside an unquoted field".into())),
-            ',' => {
-                fields.push(std::mem::take(&mut cur));
-                quoted = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                fields.push(std::mem::take(&mut cur));
-                quoted = false;
-                records.push((record_line, std::mem::take(&mut fields)));
-                line += 1;
-                record_line = line;
-            }
-            _ if quoted => return Err((line, "text after a closing quote".into())),
-            _ => cur.push(c),
-        }
+/// A reader error with its line.
+fn error_at(e: &csv::Error) -> ReadError {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    (line, e.to_string())
+}
+
+/// Deserializes `record`, whose columns are named by `header`, checking its width first.
+fn deserialize<'r, T: Deserialize<'r>>(
+    record: &'r csv::StringRecord,
+    header: &[String],
+) -> Result<T, ReadError> {
+    let line = line_of(record);
+    if record.len() != header.len() {
+        return Err((
+            line,
+            format!("{} fields, expected {}", record.len(), header.len()),
+        ));
     }
-    if in_quotes {
-        return Err((line, "unterminated quoted field".into()));
-    }
-    if !cur.is_empty() || quoted || !fields.is_empty() {
-        fields.push(cur);
-        records.push((record_line, fields));
-    }
-    Ok(records)
+    record.deserialize(None).map_err(|e| {
+        let message = match e.kind() {
+            csv::ErrorKind::Deserialize { err, .. } => {
+                let i = err.field().map_or(0, |i| i as usize);
+                let column = header.get(i).map_or("?", String::as_str);
+                let cell = record.get(i).unwrap_or("");
+                format!("column {column}: {}: {cell:?}", err.kind())
+            }
+            _ => e.to_string(),
+        };
+        (line, message)
+    })
 }
 
 /// Columns of `timeseries.csv` before the per-broker ones.
@@ -137,33 +133,58 @@ pub(crate) fn faults_in_second(report: &RunReport, t_s: u64) -> Vec<&str> {
     labels
 }
 
+/// One row of `timeseries.csv` as written; the `connected` values are one column each.
+#[derive(Serialize)]
+struct TimeseriesRecord {
+    t_s: u64,
+    attempted: u64,
+    delivered: u64,
+    lost: u64,
+    latency_p50_us: Option<u64>,
+    latency_p99_us: Option<u64>,
+    latency_max_us: Option<u64>,
+    mco_replies: u64,
+    connected: Vec<Option<u64>>,
+    in_fault: String,
+}
+
 /// `timeseries.csv`: one row per second. Latency cells are empty in seconds without
 /// deliveries; a `connected_*` cell is empty when the sample has fewer values than there
 /// are brokers (extra values are not written).
 pub(crate) fn timeseries(report: &RunReport) -> String {
-    let mut out = String::new();
-    push_row(&mut out, &timeseries_header(&report.brokers));
-    for s in seconds_in_order(report) {
-        let mut row: Vec<String> = vec![
-            s.t_s.to_string(),
-            s.attempted.to_string(),
-            s.delivered.to_string(),
-            s.lost.to_string(),
-        ];
-        if s.latency.is_empty() {
-            row.extend(["".to_string(), "".to_string(), "".to_string()]);
-        } else {
-            let st = HistogramStats::of(&s.latency);
-            row.extend([st.p50.to_string(), st.p99.to_string(), st.max.to_string()]);
+    let rows = seconds_in_order(report).into_iter().map(|s| {
+        let latency = (!s.latency.is_empty()).then(|| HistogramStats::of(&s.latency));
+        TimeseriesRecord {
+            t_s: s.t_s,
+            attempted: s.attempted,
+            delivered: s.delivered,
+            lost: s.lost,
+            latency_p50_us: latency.as_ref().map(|st| st.p50),
+            latency_p99_us: latency.as_ref().map(|st| st.p99),
+            latency_max_us: latency.as_ref().map(|st| st.max),
+            mco_replies: s.mco_replies,
+            connected: (0..report.brokers.len())
+                .map(|i| s.connected.get(i).copied())
+                .collect(),
+            in_fault: faults_in_second(report, s.t_s).join(";"),
         }
-        row.push(s.mco_replies.to_string());
-        for i in 0..report.brokers.len() {
-            row.push(s.connected.get(i).map(u64::to_string).unwrap_or_default());
-        }
-        row.push(faults_in_second(report, s.t_s).join(";"));
-        push_row(&mut out, &row);
-    }
-    out
+    });
+    write_rows(&timeseries_header(&report.brokers), rows)
+}
+
+/// One row of `timeseries.csv` as read: latency comes from `histograms.json` instead,
+/// and `rest` holds the `connected_*` cells and then `in_fault`.
+#[derive(Deserialize)]
+struct TimeseriesInput {
+    t_s: u64,
+    attempted: u64,
+    delivered: u64,
+    lost: u64,
+    _latency_p50_us: serde::de::IgnoredAny,
+    _latency_p99_us: serde::de::IgnoredAny,
+    _latency_max_us: serde::de::IgnoredAny,
+    mco_replies: u64,
+    rest: Vec<String>,
 }
 
 /// One parsed `timeseries.csv` row; the latency histogram comes from `histograms.json`.
@@ -181,49 +202,38 @@ pub(crate) struct TimeseriesRow {
 pub(crate) fn read_timeseries(
     text: &str,
     brokers: &[String],
-) -> Result<Vec<TimeseriesRow>, (usize, String)> {
-    let records = parse(text)?;
-    let mut it = records.into_iter();
+) -> Result<Vec<TimeseriesRow>, ReadError> {
     let expected = timeseries_header(brokers);
-    match it.next() {
-        Some((_, header)) if header == expected => {}
-        Some((line, header)) => {
-            return Err((
-                line,
-                format!(
-                    "header {header:?} does not match the brokers in summary.json: expected {expected:?}"
-                ),
-            ));
+    let records = records(text, |header| {
+        if header.iter().eq(expected.iter().map(String::as_str)) {
+            Ok(())
+        } else {
+            let header: Vec<&str> = header.iter().collect();
+            Err(format!(
+                "header {header:?} does not match the brokers in summary.json: expected {expected:?}"
+            ))
         }
-        None => return Err((1, "missing header".into())),
-    }
-    let mut rows = Vec::new();
-    for (line, rec) in it {
-        if rec.len() != expected.len() {
-            return Err((
-                line,
-                format!("{} fields, expected {}", rec.len(), expected.len()),
-            ));
-        }
-        let num = |i: usize| -> Result<u64, (usize, String)> {
-            rec[i]
-                .parse::<u64>()
-                .map_err(|e| (line, format!("column {}: {e}: {:?}", expected[i], rec[i])))
-        };
+    })?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in &records {
+        let row: TimeseriesInput = deserialize(record, &expected)?;
         let mut connected = Vec::new();
-        for i in 0..brokers.len() {
-            let col = TIMESERIES_LEADING.len() + i;
-            if rec[col].is_empty() {
+        for (i, cell) in row.rest.iter().take(brokers.len()).enumerate() {
+            if cell.is_empty() {
                 break;
             }
-            connected.push(num(col)?);
+            let column = &expected[TIMESERIES_LEADING.len() + i];
+            let value = cell
+                .parse::<u64>()
+                .map_err(|e| (line_of(record), format!("column {column}: {e}: {cell:?}")))?;
+            connected.push(value);
         }
         rows.push(TimeseriesRow {
-            t_s: num(0)?,
-            attempted: num(1)?,
-            delivered: num(2)?,
-            lost: num(3)?,
-            mco_replies: num(7)?,
+            t_s: row.t_s,
+            attempted: row.attempted,
+            delivered: row.delivered,
+            lost: row.lost,
+            mco_replies: row.mco_replies,
             connected,
         });
     }
@@ -240,91 +250,102 @@ pub(crate) const MCO_HEADER: [&str; 6] = [
     "last_reply_ms",
 ];
 
+/// One row of `mcollective.csv`; reply times are empty when no reply came.
+#[derive(Serialize, Deserialize)]
+struct McoRecord {
+    request_id: String,
+    sent_ms: u64,
+    expected: u64,
+    received: u64,
+    first_reply_ms: Option<u64>,
+    last_reply_ms: Option<u64>,
+}
+
 /// `mcollective.csv`: one row per request in `per_request` order; reply times are empty
 /// when no reply came.
 pub(crate) fn mcollective(rows: &[McoRequest]) -> String {
-    let mut out = String::new();
-    push_row(&mut out, &MCO_HEADER);
-    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for r in rows {
-        push_row(
-            &mut out,
-            &[
-                r.request_id.clone(),
-                r.sent_ms.to_string(),
-                r.expected.to_string(),
-                r.received.to_string(),
-                opt(r.first_reply_ms),
-                opt(r.last_reply_ms),
-            ],
-        );
-    }
-    out
+    let records = rows.iter().map(|r| McoRecord {
+        request_id: r.request_id.clone(),
+        sent_ms: r.sent_ms,
+        expected: r.expected,
+        received: r.received,
+        first_reply_ms: r.first_reply_ms,
+        last_reply_ms: r.last_reply_ms,
+    });
+    write_rows(&MCO_HEADER, records)
 }
 
 /// Parses `mcollective.csv`.
-pub(crate) fn read_mcollective(text: &str) -> Result<Vec<McoRequest>, (usize, String)> {
-    let records = parse(text)?;
-    let mut it = records.into_iter();
-    match it.next() {
-        Some((_, header)) if header == MCO_HEADER => {}
-        Some((line, header)) => return Err((line, format!("unexpected header {header:?}"))),
-        None => return Err((1, "missing header".into())),
-    }
-    let mut rows = Vec::new();
-    for (line, rec) in it {
-        if rec.len() != MCO_HEADER.len() {
-            return Err((
-                line,
-                format!("{} fields, expected {}", rec.len(), MCO_HEADER.len()),
-            ));
+pub(crate) fn read_mcollective(text: &str) -> Result<Vec<McoRequest>, ReadError> {
+    let header: Vec<String> = MCO_HEADER.iter().map(|s| s.to_string()).collect();
+    let records = records(text, |found| {
+        if found.iter().eq(MCO_HEADER) {
+            Ok(())
+        } else {
+            let found: Vec<&str> = found.iter().collect();
+            Err(format!("unexpected header {found:?}"))
         }
-        let num = |i: usize| -> Result<u64, (usize, String)> {
-            rec[i]
-                .parse::<u64>()
-                .map_err(|e| (line, format!("column {}: {e}: {:?}", MCO_HEADER[i], rec[i])))
-        };
-        let opt = |i: usize| -> Result<Option<u64>, (usize, String)> {
-            if rec[i].is_empty() {
-                Ok(None)
-            } else {
-                num(i).map(Some)
-            }
-        };
-        rows.push(McoRequest {
-            request_id: rec[0].clone(),
-            sent_ms: num(1)?,
-            expected: num(2)?,
-            received: num(3)?,
-            first_reply_ms: opt(4)?,
-            last_reply_ms: opt(5)?,
-        });
-    }
-    Ok(rows)
+    })?;
+    records
+        .iter()
+        .map(|record| {
+            let r: McoRecord = deserialize(record, &header)?;
+            Ok(McoRequest {
+                request_id: r.request_id,
+                sent_ms: r.sent_ms,
+                expected: r.expected,
+                received: r.received,
+                first_reply_ms: r.first_reply_ms,
+                last_reply_ms: r.last_reply_ms,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Serialize)]
+    struct Cells<'a>(&'a str, &'a str, &'a str, &'a str, &'a str);
+
     #[test]
-    fn quoting_round_trips() {
-        let fields = ["plain", "a,b", "say \"hi\"", "two\nlines", ""];
-        let mut out = String::new();
-        push_row(&mut out, &fields);
-        push_row(&mut out, &["x"]);
-        assert_eq!(out, "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\nx\n");
-        let parsed = parse(&out).unwrap();
-        assert_eq!(parsed.len(), 2);
-        assert_eq!(parsed[0].1, fields);
-        assert_eq!(parsed[1], (3, vec!["x".to_string()]));
+    fn fields_are_quoted_only_when_needed() {
+        let text = write_rows(
+            &["a", "b", "c", "d", "e"],
+            [Cells("plain", "a,b", "say \"hi\"", "two\nlines", "")],
+        );
+        assert_eq!(
+            text,
+            "a,b,c,d,e\nplain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\n"
+        );
+        let read = records(&text, |_| Ok(())).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(line_of(&read[0]), 2);
+        let cells: Vec<&str> = read[0].iter().collect();
+        assert_eq!(cells, ["plain", "a,b", "say \"hi\"", "two\nlines", ""]);
     }
 
     #[test]
-    fn malformed_quotes_are_reported_with_their_line() {
-        assert_eq!(parse("a,b\nc\"d\n").unwrap_err().0, 2);
-        assert!(parse("\"open\n").is_err());
-        assert!(parse("\"a\"b\n").is_err());
+    fn a_header_without_rows_is_written() {
+        assert_eq!(mcollective(&[]), format!("{}\n", MCO_HEADER.join(",")));
+        assert_eq!(read_mcollective(&mcollective(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_their_line_and_column() {
+        let header = MCO_HEADER.join(",");
+        let text = format!("{header}\nr1,1,2,2,,\nr2,x,2,2,,\n");
+        let (line, message) = read_mcollective(&text).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(message.starts_with("column sent_ms: "), "{message}");
+        let text = format!("{header}\nr1,1,2\n");
+        assert_eq!(
+            read_mcollective(&text).unwrap_err(),
+            (2, "3 fields, expected 6".to_string())
+        );
+        assert_eq!(read_mcollective("").unwrap_err().0, 1);
+        assert_eq!(read_mcollective("a,b\n").unwrap_err().0, 1);
     }
 
     #[test]
@@ -351,6 +372,7 @@ mod tests {
         assert!(
             text.starts_with("request_id,sent_ms,expected,received,first_reply_ms,last_reply_ms\n")
         );
+        assert!(text.contains("\"req,1\",10,3,2,12,40\n"));
         assert!(text.contains("req-2,20,3,0,,\n"));
         assert_eq!(read_mcollective(&text).unwrap(), rows);
     }

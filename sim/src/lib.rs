@@ -25,6 +25,17 @@
 //! seed, time comes from `tokio::time` (simulated), maps are ordered, and the workspace is
 //! built with `--cfg tokio_unstable` so that turmoil seeds tokio's `select!`.
 
+// Without `--cfg tokio_unstable`, turmoil cannot seed tokio's `select!` branch choice and
+// runs stop being reproducible, silently. The flag comes from `.cargo/config.toml`, which
+// cargo ignores as soon as RUSTFLAGS is set in the environment, so refuse to build instead.
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "stampede-sim must be built with `--cfg tokio_unstable` (without it turmoil cannot seed \
+     tokio and simulations are not reproducible). .cargo/config.toml sets it, but a RUSTFLAGS \
+     (or CARGO_ENCODED_RUSTFLAGS) variable in the environment replaces that setting: unset it, \
+     or add the flag to it, e.g. RUSTFLAGS=\"$RUSTFLAGS --cfg tokio_unstable\"."
+);
+
 pub mod checker;
 pub mod driver;
 pub mod fault;

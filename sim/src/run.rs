@@ -43,6 +43,9 @@ pub fn run(
 ) -> anyhow::Result<Outcome> {
     let timeline = Timeline::build(scenario, seed);
     let recorder = Recorder::default();
+    // The wall time of the whole run, reported as `wall_seconds` (outside the simulation:
+    // it never feeds back into simulated behaviour and determinism tests ignore it).
+    #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
     world::run(scenario, seed, &timeline, &recorder, progress)?;
     let wall_seconds = started.elapsed().as_secs_f64();

@@ -11,6 +11,9 @@
 //! `scripts/install-test-deps` (as root) first. Everything the test started is stopped
 //! when it ends, also when it fails.
 
+// Live mode against real brokers: elapsed times are on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;

@@ -38,7 +38,7 @@ mod like;
 mod parser;
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash};
 
 use thiserror::Error;
@@ -72,7 +72,9 @@ pub trait Properties {
 }
 
 /// A map of header names to header values, as STOMP frames carry them.
-impl<K, V, S> Properties for HashMap<K, V, S>
+// Callers' maps are only looked up here, never iterated, so their order cannot leak out.
+#[allow(clippy::disallowed_types)]
+impl<K, V, S> Properties for std::collections::HashMap<K, V, S>
 where
     K: Borrow<str> + Hash + Eq,
     V: AsRef<str>,
@@ -562,8 +564,10 @@ mod tests {
     }
 
     #[test]
+    // The std map is the type under test; it is only looked up.
+    #[allow(clippy::disallowed_types)]
     fn header_maps_are_properties() {
-        let mut headers = HashMap::new();
+        let mut headers = std::collections::HashMap::new();
         headers.insert("mc_identity".to_owned(), "node1".to_owned());
         headers.insert("price".to_owned(), "9.5".to_owned());
         assert!(sel("mc_identity = 'node1' AND price < 10").matches(&headers));
@@ -813,6 +817,8 @@ mod tests {
                 drop(selector);
             }
         };
+        // A thread only for its small, known stack; the test runs outside any simulation.
+        #[allow(clippy::disallowed_methods)]
         let thread = std::thread::Builder::new()
             .stack_size(1 << 20)
             .spawn(run)

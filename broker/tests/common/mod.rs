@@ -10,6 +10,9 @@
 //!
 //! Set `STAMPEDE_KEEP_TEST_DIRS=1` to keep the temp dirs (broker config, ready file, log).
 
+// Real processes in real time: deadlines on the wall clock, unique names from the system
+// time, and threads that drain child processes' output.
+#![allow(clippy::disallowed_methods)]
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code, unused_macros, unused_imports)]
 

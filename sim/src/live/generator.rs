@@ -131,9 +131,84 @@ impl GeneratorStats {
     }
 }
 
+/// One row of `generator.csv`, which `stampede compare` writes beside a comparison of
+/// live runs: the generator's numbers of one run, read from its `generator.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GeneratorRow {
+    /// The run's scenario.
+    pub scenario: String,
+    /// The run's label in the comparison.
+    pub label: String,
+    /// Cores the generator used over the measured window, 3 decimals.
+    pub generator_cores: String,
+    /// Cores the whole machine used over the measured window, 3 decimals.
+    pub machine_cores: String,
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// p99 of the send delay, when the run had sends.
+    pub send_delay_p99_us: Option<u64>,
+}
+
+impl GeneratorRow {
+    /// The row of a run whose `generator.json` held `(cores, machine_cores, cpus,
+    /// send_delay_p99_us)`, as [`GeneratorStats::read_json`] returns them.
+    pub fn new(
+        scenario: &str,
+        label: &str,
+        (cores, machine_cores, cpus, send_delay_p99_us): (f64, f64, usize, Option<u64>),
+    ) -> GeneratorRow {
+        GeneratorRow {
+            scenario: scenario.to_owned(),
+            label: label.to_owned(),
+            generator_cores: format!("{cores:.3}"),
+            machine_cores: format!("{machine_cores:.3}"),
+            cpus,
+            send_delay_p99_us,
+        }
+    }
+}
+
+/// The columns of `generator.csv`.
+pub const GENERATOR_CSV_HEADER: [&str; 6] = [
+    "scenario",
+    "label",
+    "generator_cores",
+    "machine_cores",
+    "cpus",
+    "send_delay_p99_us",
+];
+
+/// The text of `generator.csv`: the header, then one line per row (fields quoted only when
+/// they hold a comma, a quote or a line break).
+pub fn generator_csv(rows: &[GeneratorRow]) -> Result<String, csv::Error> {
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    out.write_record(GENERATOR_CSV_HEADER)?;
+    for row in rows {
+        out.serialize(row)?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generator_csv_has_a_header_and_one_line_per_run() {
+        let rows = [
+            GeneratorRow::new("bench-a", "stampede", (0.0291, 0.0854, 2, Some(1484))),
+            GeneratorRow::new("bench-a", "odd, label", (1.0, 2.0, 4, None)),
+        ];
+        assert_eq!(
+            generator_csv(&rows).unwrap(),
+            "scenario,label,generator_cores,machine_cores,cpus,send_delay_p99_us\n\
+             bench-a,stampede,0.029,0.085,2,1484\n\
+             bench-a,\"odd, label\",1.000,2.000,4,\n"
+        );
+    }
 
     #[test]
     fn counters_grow_with_work_and_round_trip() {

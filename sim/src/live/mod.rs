@@ -377,6 +377,9 @@ pub async fn run(
         plan.notes.push(format!("not answering: {f}"));
     }
     let seed = opts.seed.unwrap_or(scenario.seed);
+    // Live mode runs against a real broker in real time: the run's epoch is the system
+    // clock's. This module never runs in the simulator.
+    #[allow(clippy::disallowed_methods)]
     let epoch_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
@@ -401,6 +404,8 @@ pub async fn run(
     let recorder = Recorder::live();
     let total = Duration::from_secs_f64(plan.total_s());
     let hosts = workload::build_all(&plan.scenario, seed, &recorder, total, &env)?;
+    // Live mode: the run's wall time, reported as `wall_seconds`.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for h in hosts {
@@ -415,6 +420,8 @@ pub async fn run(
     let cpu = tokio::spawn(async move {
         timebase.sleep_until(window.0).await;
         let a = CpuSample::now();
+        // Live mode: the measured window's wall time, the denominator of the CPU shares.
+        #[allow(clippy::disallowed_methods)]
         let t0 = std::time::Instant::now();
         timebase.sleep_until(window.1).await;
         (a, CpuSample::now(), t0.elapsed().as_secs_f64())
