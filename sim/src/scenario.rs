@@ -285,28 +285,9 @@ pub struct McoClientSpec {
     pub policy: Policy,
 }
 
-/// Ack modes for consumers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AckMode {
-    /// Consumed when written.
-    Auto,
-    /// Cumulative acknowledgement.
-    Client,
-    /// Per-message acknowledgement.
-    ClientIndividual,
-}
-
-impl AckMode {
-    /// The SUBSCRIBE `ack` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckMode::Auto => "auto",
-            AckMode::Client => "client",
-            AckMode::ClientIndividual => "client-individual",
-        }
-    }
-}
+/// Ack modes for consumers: the broker's STOMP type, written in scenarios as on the wire
+/// (`auto`, `client`, `client-individual`).
+pub use stampede_broker::proto::AckMode;
 
 /// `[[workload.queues]]`: producers and consumers in stomp-benchmark's terms.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -54,6 +54,14 @@ pub const ENV_PORT: &str = "STOMP_PORT";
 /// MCollective forces a configured heart-beat interval up to this minimum.
 const MIN_HEARTBEAT: Duration = Duration::from_secs(30);
 
+/// The CONNECT `heart-beat` header values `(cx, cy)` in milliseconds that MCollective's
+/// connectors send for a heart-beat interval: `(interval + 500 ms, interval − 500 ms)`.
+/// The one home of this arithmetic (the simulator's MCollective clients use it too).
+pub fn heart_beat_header(interval: Duration) -> (u64, u64) {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    (ms.saturating_add(500), ms.saturating_sub(500))
+}
+
 /// Which MCollective connector plugin the settings are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Connector {
@@ -288,10 +296,9 @@ impl McoClientConfig {
     }
 
     /// The CONNECT `heart-beat` header values `(cx, cy)` in milliseconds that MCollective
-    /// sends: `(interval + 500 ms, interval − 500 ms)`; `None` without heart-beats.
+    /// sends (see [`heart_beat_header`]); `None` without heart-beats.
     pub fn heart_beat_header(&self) -> Option<(u64, u64)> {
-        let ms = u64::try_from(self.heartbeat_interval?.as_millis()).unwrap_or(u64::MAX);
-        Some((ms.saturating_add(500), ms.saturating_sub(500)))
+        self.heartbeat_interval.map(heart_beat_header)
     }
 
     /// The CONNECT `accept-version` header MCollective sends.

@@ -28,6 +28,7 @@ pub mod servers;
 pub mod session;
 pub mod uri;
 
+pub use crate::proto::AckMode;
 pub use driver::{
     Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, SendOutcome, Status,
     StopReason,
@@ -39,7 +40,7 @@ pub use policy::{
 };
 pub use servers::{ServerAddr, ServerList};
 pub use session::{
-    AckMode, ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId,
-    Receipted, Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
+    ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId, Receipted,
+    Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
 };
 pub use uri::{UriConfig, UriError, UriErrorKind, parse_uri};

@@ -30,17 +30,9 @@ use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::transaction::{AckKind, TxOp};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::{Destination, Kind, Pattern};
-use crate::proto::{Frame, Headers, Version};
+use crate::proto::{AckMode, Frame, Headers, Version};
 use crate::security::Operation;
 use crate::selector::Selector;
-
-/// STOMP ack modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AckMode {
-    Auto,
-    Client,
-    ClientIndividual,
-}
 
 /// Where an unacknowledged delivery came from.
 #[derive(Debug)]
@@ -654,10 +646,11 @@ impl Broker {
             return fatal(format!("too many subscriptions (limits.{limit} = {max})"));
         }
         let ack = match h.get("ack") {
-            None | Some("auto") => AckMode::Auto,
-            Some("client") => AckMode::Client,
-            Some("client-individual") => AckMode::ClientIndividual,
-            Some(other) => return fatal(format!("invalid ack mode '{other}'")),
+            None => AckMode::Auto,
+            Some(value) => match AckMode::parse(value) {
+                Some(mode) => mode,
+                None => return fatal(format!("invalid ack mode '{value}'")),
+            },
         };
         let dest = Destination::parse(&dest_text).map_err(|e| FrameError::Fatal(e.to_string()))?;
         let wildcard = dest.is_wildcard();

@@ -34,7 +34,7 @@ pub mod redis;
 
 use bytes::Bytes;
 use stampede_broker::client::{
-    AckMode, Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
+    Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
 };
 use stampede_broker::net::SharedNet;
 use stampede_broker::proto::Headers;
@@ -400,15 +400,6 @@ impl Inbound {
             Inbound::Stomp(m) => &m.body,
             Inbound::Redis(m) => &m.body,
         }
-    }
-}
-
-/// The ack mode of a queue-workload subscription.
-pub fn ack_mode(mode: crate::scenario::AckMode) -> AckMode {
-    match mode {
-        crate::scenario::AckMode::Auto => AckMode::Auto,
-        crate::scenario::AckMode::Client => AckMode::Client,
-        crate::scenario::AckMode::ClientIndividual => AckMode::ClientIndividual,
     }
 }
 

@@ -20,7 +20,7 @@
 //!   `duration_s`), and *drain* (no new sends; deliveries of messages sent in the window
 //!   still count; at least the MCollective reply window). Open-loop schedules as in the
 //!   simulator: latency from the intended send time, the send delay recorded separately.
-//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE`] intervals instead of
+//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE_FACTOR`] intervals instead of
 //!   1.5, which ActiveMQ's heart-beat timing does not meet.
 //! - **Rate.** `--rate R` sets every queue producer to `R` messages per second and every
 //!   `mco` client to `R` discovery requests per second.
@@ -64,7 +64,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// inactivity monitor writes a heart-beat only when a whole interval passed without a
 /// write, so its heart-beats can be almost two intervals apart, and MCollective's 1.5
 /// made every idle ActiveMQ consumer of a run reconnect.
-const LIVE_HEARTBEAT_GRACE: f64 = 2.5;
+const LIVE_HEARTBEAT_GRACE_FACTOR: f64 = 2.5;
 
 /// Extra time allowed after the planned end for hosts to finish.
 const WIND_DOWN: Duration = Duration::from_secs(30);
@@ -395,7 +395,7 @@ pub async fn run(
         driver: kind.driver(),
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
-        heartbeat_grace: Some(LIVE_HEARTBEAT_GRACE),
+        heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
     };
 
     let recorder = Recorder::live();

@@ -48,7 +48,7 @@ pub struct Env {
     pub credentials: Option<Credentials>,
     /// Heart-beat read grace (× the negotiated interval) instead of MCollective's 1.5.
     /// Live runs use more: ActiveMQ writes its heart-beats up to two intervals apart.
-    pub heartbeat_grace: Option<f64>,
+    pub heartbeat_grace_factor: Option<f64>,
 }
 
 impl Env {
@@ -64,7 +64,7 @@ impl Env {
             driver: Driver::ActiveMq,
             run_tag: None,
             credentials: None,
-            heartbeat_grace: None,
+            heartbeat_grace_factor: None,
         }
     }
 }
@@ -176,12 +176,13 @@ fn client_config(
     config.seed = seed;
     config.host = Some(env.driver.vhost().to_owned());
     if heartbeat_s > 0 {
-        // MCollective's arithmetic: heart-beat:<n*1000+500>,<n*1000-500>, STOMP 1.1.
-        let n = heartbeat_s * 1000;
-        config.heart_beat_ms = (n + 500, n.saturating_sub(500));
+        // MCollective's heart-beat header, STOMP 1.1.
+        config.heart_beat_ms = stampede_broker::client::mcollective::heart_beat_header(
+            Duration::from_secs(heartbeat_s),
+        );
         config.accept_version = Some("1.1,1.0".to_owned());
         config.heartbeat_read_timeout = heartbeat_read_timeout;
-        config.heartbeat_grace = env.heartbeat_grace.unwrap_or(1.5);
+        config.heartbeat_grace_factor = env.heartbeat_grace_factor.unwrap_or(1.5);
     } else {
         // MCollective's default: STOMP 1.0 (`accept-version:1.0`), no heart-beats.
         config.heart_beat_ms = (0, 0);

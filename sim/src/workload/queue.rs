@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, SubscribeSpec};
+use stampede_broker::client::{SendOutcome as Outcome, SubscribeSpec};
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
 use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::client::ClientConfig;
 
-use crate::driver::ack_mode;
 use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec};
 use crate::seed;
@@ -90,7 +89,7 @@ pub(super) fn build(
     hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
             let (client, mut messages) = start_client(driver, &net, config, &recorder, id);
-            let ack = ack_mode(spec.ack);
+            let ack = spec.ack;
             let sub = SubscribeSpec::new(spec.destination.clone())
                 .id("0")
                 .ack(ack);
@@ -115,7 +114,7 @@ pub(super) fn build(
                             redelivered: msg.header("redelivered") == Some("true"),
                         });
                     }
-                    if ack != ClientAck::Auto {
+                    if ack != AckMode::Auto {
                         let _ = client.ack(&msg).await;
                     }
                 }
