@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
+use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::core::CoreConfig;
-use stampede_broker::network::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::security::SecurityConfig;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured

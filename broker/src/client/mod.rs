@@ -34,7 +34,7 @@ pub use driver::{
     StopReason,
 };
 pub use events::{ClientEvent, DisconnectReason};
-pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};
+pub use mcollective::{ConfigWarning, McoClientConfig, McoConfigError, McoConnector};
 pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
 };

@@ -27,7 +27,7 @@
 //! # Option syntax: one rule for every ActiveMQ URI
 //!
 //! The failover options here and a network connector's `static:(…)?…` options
-//! (`network::config`) are read by the same functions, with ActiveMQ's rules
+//! (`connectors::config`) are read by the same functions, with ActiveMQ's rules
 //! where they are sound:
 //!
 //! - the query is `name=value` pairs joined by `&`, percent-decoded (`+` is a space, as

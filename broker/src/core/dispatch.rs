@@ -21,11 +21,11 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use super::ids::{ConnId, EntryKey, QueueKey, SubKey};
-use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
-use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
-use super::network_headers::{
+use super::interbroker::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
+use super::interbroker_headers::{
     ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
 };
+use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::transaction::{AckKind, TxOp};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};

@@ -20,9 +20,9 @@
 mod config;
 mod dispatch;
 mod ids;
+pub mod interbroker;
+pub mod interbroker_headers;
 mod message;
-pub mod network;
-pub mod network_headers;
 mod session;
 mod transaction;
 
@@ -150,7 +150,7 @@ pub struct Broker {
     /// Network (demand) subscriptions open.
     network_subs: usize,
     /// Network messages seen recently, to drop duplicates.
-    audit: network::Audit,
+    audit: interbroker::Audit,
     timers: BTreeSet<(u64, u64, Timer)>,
     timer_seq: u64,
     outputs: VecDeque<Output>,
@@ -182,7 +182,7 @@ impl Broker {
             queue_wildcard_subs: BTreeSet::new(),
             advisory_subs: BTreeSet::new(),
             network_subs: 0,
-            audit: network::Audit::default(),
+            audit: interbroker::Audit::default(),
             timers: BTreeSet::new(),
             timer_seq: 0,
             outputs: VecDeque::new(),

@@ -161,12 +161,12 @@ impl Server {
         let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
         let mut network = JoinSet::new();
         if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
-            let connectors = crate::network::Connectors {
+            let connectors = crate::connectors::StartConfig {
                 broker_name: &config.core.broker_name,
                 connectors: &config.connectors,
                 discovery: &config.discovery,
             };
-            crate::network::start(&net, connectors, bound, &mut network, &network_stopped);
+            crate::connectors::start(&net, connectors, bound, &mut network, &network_stopped);
         }
         for listener in listeners {
             tasks.spawn(accept_loop(

@@ -2,7 +2,7 @@
 //! real TCP, measured and reported exactly as in the simulator.
 //!
 //! The same workload code runs ([`crate::workload::build_all`]), with an
-//! [`Env`] of [`TokioNet`], the target's addresses and its [`Driver`](crate::driver::Driver),
+//! [`Env`] of [`TokioNet`], the target's addresses and its [`Dialect`](crate::dialect::Dialect),
 //! and a [`Recorder::live`] clock. What changes for a live run ([`plan`]):
 //!
 //! - **Brokers.** Every scenario broker is mapped to the target: when the target URI
@@ -323,7 +323,7 @@ pub async fn run(
         let mut answer = target::probe(
             addr,
             opts.target.redis,
-            k.driver().vhost(),
+            k.dialect().vhost(),
             creds.as_ref(),
             PROBE_TIMEOUT,
         )
@@ -334,7 +334,7 @@ pub async fn run(
             if let Ok(p) = target::probe(
                 addr,
                 false,
-                r.driver().vhost(),
+                r.dialect().vhost(),
                 creds.as_ref(),
                 PROBE_TIMEOUT,
             )
@@ -392,7 +392,7 @@ pub async fn run(
             .zip(&servers)
             .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
             .collect(),
-        driver: kind.driver(),
+        dialect: kind.dialect(),
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
         heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),

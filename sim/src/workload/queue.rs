@@ -36,7 +36,7 @@ pub(super) fn build(
 ) -> anyhow::Result<()> {
     let topic = spec.destination.starts_with("/topic/");
     if let Some(why) = env
-        .driver
+        .dialect
         .queue_unsupported(&spec.destination, spec.ack == AckMode::Auto)
     {
         anyhow::bail!("workload '{}': {why}", spec.name);
@@ -83,12 +83,12 @@ pub(super) fn build(
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
     let host = spec.name.clone();
     let net = env.net.clone();
-    let driver = env.driver;
+    let dialect = env.dialect;
     let run_tag: Option<Arc<str>> = env.run_tag.as_deref().map(Arc::from);
     let timebase = recorder.timebase();
     hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
-            let (client, mut messages) = start_client(driver, &net, config, &recorder, id);
+            let (client, mut messages) = start_client(dialect, &net, config, &recorder, id);
             let ack = spec.ack;
             let sub = SubscribeSpec::new(spec.destination.clone())
                 .id("0")
@@ -121,7 +121,7 @@ pub(super) fn build(
             });
         }
         for (index, id, config) in producers {
-            let (client, _messages) = start_client(driver, &net, config, &recorder, id);
+            let (client, _messages) = start_client(dialect, &net, config, &recorder, id);
             let spec = spec.clone();
             let recorder = recorder.clone();
             let run_tag = run_tag.clone();

@@ -31,8 +31,8 @@ use crate::client::{
     AckMode, Client, ClientConfig, ClientEvent, Credentials, Message, PendingReceipt, PolicyKind,
     ReconnectConfig, SendOutcome, ServerAddr, ServerList, Status, SubscribeSpec, SubscriptionId,
 };
-use crate::core::network::headers::*;
-use crate::core::network::parse_path;
+use crate::core::interbroker::headers::*;
+use crate::core::interbroker::parse_path;
 use crate::destination::{Destination, Kind};
 use crate::net::SharedNet;
 use crate::proto::Headers;

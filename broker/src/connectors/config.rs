@@ -196,7 +196,10 @@ pub struct BridgeSettings {
 impl BridgeSettings {
     /// Whether consumers of `dest` are bridged.
     pub fn permits(&self, dest: &Destination) -> bool {
-        if dest.kind.is_temporary() || dest.name.starts_with(crate::core::network::ADVISORY_PREFIX)
+        if dest.kind.is_temporary()
+            || dest
+                .name
+                .starts_with(crate::core::interbroker::ADVISORY_PREFIX)
         {
             return false;
         }
