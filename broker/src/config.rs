@@ -16,8 +16,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::core::CoreConfig;
-use crate::network::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::security::SecurityConfig;
 use crate::tls::TlsConfig;
 use crate::toml_config::positive;

@@ -12,7 +12,7 @@
 //! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
 //! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
 //! - [`client`]: the failover STOMP client (server pools, reconnect policies).
-//! - [`network`]: network connectors: bridges to other brokers (demand forwarding,
+//! - [`connectors`]: network connectors: bridges to other brokers (demand forwarding,
 //!   store and forward, discovery).
 //! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
@@ -21,10 +21,10 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod connectors;
 pub mod core;
 pub mod destination;
 pub mod net;
-pub mod network;
 pub mod proto;
 pub mod security;
 pub mod selector;

@@ -979,7 +979,7 @@ fn heartbeat_config(ports: &[u16], read_timeout: bool) -> ClientConfig {
     let mut cfg = config(ports, PolicyKind::StompGem);
     cfg.heart_beat_ms = (100, 100);
     cfg.heartbeat_read_timeout = read_timeout;
-    cfg.heartbeat_grace = 2.0;
+    cfg.heartbeat_grace_factor = 2.0;
     cfg.disconnect_timeout = Duration::from_millis(200);
     cfg
 }

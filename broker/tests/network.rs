@@ -12,9 +12,9 @@ use stampede_broker::client::{
 };
 use stampede_broker::clock::Clock;
 use stampede_broker::config::BrokerConfig;
+use stampede_broker::connectors::ConnectorConfig;
 use stampede_broker::core::Stats;
 use stampede_broker::net::TokioNet;
-use stampede_broker::network::ConnectorConfig;
 use stampede_broker::proto::Headers;
 use stampede_broker::server::{Server, StatsHandle};
 use tokio::net::TcpListener;

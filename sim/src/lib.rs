@@ -11,7 +11,7 @@
 //!   carry many client nodes each) and steps it, applying faults.
 //! - [`fault`]: the fault timeline (explicit faults and the seeded nemesis) and its windows.
 //! - [`workload`]: MCollective nodes and `mco` clients; producers and consumers.
-//! - [`driver`]: how workloads talk to a target broker (STOMP with ActiveMQ's or
+//! - [`dialect`]: how workloads talk to a target broker (STOMP with ActiveMQ's or
 //!   RabbitMQ's conventions, or Redis pub/sub).
 //! - [`live`]: `stampede load`: the same workloads against real brokers over real TCP.
 //! - [`history`]: what clients attempted and observed, in simulated time.
@@ -37,7 +37,7 @@ compile_error!(
 );
 
 pub mod checker;
-pub mod driver;
+pub mod dialect;
 pub mod fault;
 pub mod history;
 pub mod live;

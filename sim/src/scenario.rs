@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
+use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::core::CoreConfig;
-use stampede_broker::network::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::security::SecurityConfig;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
@@ -285,28 +285,9 @@ pub struct McoClientSpec {
     pub policy: Policy,
 }
 
-/// Ack modes for consumers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AckMode {
-    /// Consumed when written.
-    Auto,
-    /// Cumulative acknowledgement.
-    Client,
-    /// Per-message acknowledgement.
-    ClientIndividual,
-}
-
-impl AckMode {
-    /// The SUBSCRIBE `ack` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckMode::Auto => "auto",
-            AckMode::Client => "client",
-            AckMode::ClientIndividual => "client-individual",
-        }
-    }
-}
+/// Ack modes for consumers: the broker's STOMP type, written in scenarios as on the wire
+/// (`auto`, `client`, `client-individual`).
+pub use stampede_broker::proto::AckMode;
 
 /// `[[workload.queues]]`: producers and consumers in stomp-benchmark's terms.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -86,7 +86,7 @@
 //! [`Negotiated`]). The driver writes `\n` whenever it has written nothing for 90 % of the
 //! send interval (a little early, like the broker, so that scheduling jitter never makes a
 //! strict peer give up). With `heartbeat_read_timeout` on, a connection on which nothing
-//! arrived for `heartbeat_grace` × the expected interval is declared dead
+//! arrived for `heartbeat_grace_factor` × the expected interval is declared dead
 //! ([`DisconnectReason::HeartbeatTimeout`]) and the client fails over; with it off the
 //! client never notices a silent broker, like mcollectived (protocols notes §3.4), and
 //! only EOF, I/O errors or a write stall end the connection.
@@ -194,11 +194,11 @@ pub struct ClientConfig {
     pub host: Option<String>,
     /// The CONNECT `heart-beat` header `(cx, cy)` in milliseconds; `(0, 0)` for none.
     pub heart_beat_ms: (u64, u64),
-    /// Whether silence longer than `heartbeat_grace` × the negotiated receive interval
+    /// Whether silence longer than `heartbeat_grace_factor` × the negotiated receive interval
     /// ends the connection. `false` mimics mcollectived, which never notices.
     pub heartbeat_read_timeout: bool,
     /// The grace factor for the read timeout (at least 1).
-    pub heartbeat_grace: f64,
+    pub heartbeat_grace_factor: f64,
     /// MESSAGE frames buffered for the application before the driver stops reading.
     pub messages_buffered_max: usize,
     /// Events buffered for the application before new ones are dropped (and counted).
@@ -234,7 +234,7 @@ impl ClientConfig {
             host: None,
             heart_beat_ms: (10_000, 10_000),
             heartbeat_read_timeout: true,
-            heartbeat_grace: 2.0,
+            heartbeat_grace_factor: 2.0,
             messages_buffered_max: 64,
             events_buffered_max: 256,
             commands_queued_max: 32,
@@ -401,8 +401,8 @@ impl Client {
             policy,
             connect_timeout: config.reconnect.connect_timeout,
             heartbeat_read_timeout: config.heartbeat_read_timeout,
-            heartbeat_grace: if config.heartbeat_grace.is_finite() {
-                config.heartbeat_grace.max(1.0)
+            heartbeat_grace_factor: if config.heartbeat_grace_factor.is_finite() {
+                config.heartbeat_grace_factor.max(1.0)
             } else {
                 1.0
             },
@@ -881,7 +881,7 @@ struct Driver {
     policy: Reconnector,
     connect_timeout: Option<Duration>,
     heartbeat_read_timeout: bool,
-    heartbeat_grace: f64,
+    heartbeat_grace_factor: f64,
     pending_sends_max: usize,
     write_timeout: Duration,
     disconnect_timeout: Duration,
@@ -1132,7 +1132,7 @@ impl Driver {
         let read_window = if self.heartbeat_read_timeout {
             negotiated
                 .expect_every
-                .map(|e| e.mul_f64(self.heartbeat_grace))
+                .map(|e| e.mul_f64(self.heartbeat_grace_factor))
         } else {
             None
         };

@@ -54,9 +54,17 @@ pub const ENV_PORT: &str = "STOMP_PORT";
 /// MCollective forces a configured heart-beat interval up to this minimum.
 const MIN_HEARTBEAT: Duration = Duration::from_secs(30);
 
+/// The CONNECT `heart-beat` header values `(cx, cy)` in milliseconds that MCollective's
+/// connectors send for a heart-beat interval: `(interval + 500 ms, interval − 500 ms)`.
+/// The one home of this arithmetic (the simulator's MCollective clients use it too).
+pub fn heart_beat_header(interval: Duration) -> (u64, u64) {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    (ms.saturating_add(500), ms.saturating_sub(500))
+}
+
 /// Which MCollective connector plugin the settings are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Connector {
+pub enum McoConnector {
     /// `connector = activemq` (the default).
     ActiveMq,
     /// `connector = rabbitmq`.
@@ -65,18 +73,18 @@ pub enum Connector {
     LegacyStomp,
 }
 
-impl Connector {
+impl McoConnector {
     /// The plugin name, as used in `plugin.<name>.…` keys.
     pub fn name(self) -> &'static str {
         match self {
-            Connector::ActiveMq => "activemq",
-            Connector::RabbitMq => "rabbitmq",
-            Connector::LegacyStomp => "stomp",
+            McoConnector::ActiveMq => "activemq",
+            McoConnector::RabbitMq => "rabbitmq",
+            McoConnector::LegacyStomp => "stomp",
         }
     }
 }
 
-impl fmt::Display for Connector {
+impl fmt::Display for McoConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -97,7 +105,7 @@ pub enum ConfigWarning {
         /// The variable.
         var: &'static str,
         /// The connector in use.
-        connector: Connector,
+        connector: McoConnector,
     },
     /// An option MCollective passes to the stomp gem but gem 1.4.10 ignores.
     OptionIgnored {
@@ -152,7 +160,7 @@ pub enum McoConfigError {
     #[error("plugin.{connector}.pool.size = {size} but pool.{index}.host is missing")]
     MissingPoolHost {
         /// The connector.
-        connector: Connector,
+        connector: McoConnector,
         /// The configured pool size.
         size: i64,
         /// The 1-based entry.
@@ -162,7 +170,7 @@ pub enum McoConfigError {
     #[error("plugin.{connector}.pool.size = {size}: the pool needs at least one host")]
     EmptyPool {
         /// The connector.
-        connector: Connector,
+        connector: McoConnector,
         /// The configured size.
         size: i64,
     },
@@ -227,7 +235,7 @@ pub enum McoConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct McoClientConfig {
     /// The connector the settings were read for.
-    pub connector: Connector,
+    pub connector: McoConnector,
     /// The pool, in `pool.1 … pool.N` order.
     pub servers: ServerList,
     /// The reconnect settings, in the stomp gem's terms.
@@ -266,10 +274,10 @@ impl McoClientConfig {
             .get("connector")
             .map(|v| v.trim().to_ascii_lowercase())
         {
-            None => Connector::ActiveMq,
-            Some(v) if v == "activemq" => Connector::ActiveMq,
-            Some(v) if v == "rabbitmq" => Connector::RabbitMq,
-            Some(v) if v == "stomp" => Connector::LegacyStomp,
+            None => McoConnector::ActiveMq,
+            Some(v) if v == "activemq" => McoConnector::ActiveMq,
+            Some(v) if v == "rabbitmq" => McoConnector::RabbitMq,
+            Some(v) if v == "stomp" => McoConnector::LegacyStomp,
             Some(_) => {
                 return Err(McoConfigError::UnsupportedConnector {
                     value: settings.get("connector").cloned().unwrap_or_default(),
@@ -282,16 +290,15 @@ impl McoClientConfig {
             connector,
         };
         match connector {
-            Connector::LegacyStomp => reader.legacy_stomp(),
-            Connector::ActiveMq | Connector::RabbitMq => reader.pool_connector(),
+            McoConnector::LegacyStomp => reader.legacy_stomp(),
+            McoConnector::ActiveMq | McoConnector::RabbitMq => reader.pool_connector(),
         }
     }
 
     /// The CONNECT `heart-beat` header values `(cx, cy)` in milliseconds that MCollective
-    /// sends: `(interval + 500 ms, interval − 500 ms)`; `None` without heart-beats.
+    /// sends (see [`heart_beat_header`]); `None` without heart-beats.
     pub fn heart_beat_header(&self) -> Option<(u64, u64)> {
-        let ms = u64::try_from(self.heartbeat_interval?.as_millis()).unwrap_or(u64::MAX);
-        Some((ms.saturating_add(500), ms.saturating_sub(500)))
+        self.heartbeat_interval.map(heart_beat_header)
     }
 
     /// The CONNECT `accept-version` header MCollective sends.
@@ -330,7 +337,7 @@ pub fn parse_config_text(text: &str) -> BTreeMap<String, String> {
 struct Reader<'a> {
     settings: &'a BTreeMap<String, String>,
     env: &'a BTreeMap<String, String>,
-    connector: Connector,
+    connector: McoConnector,
 }
 
 impl Reader<'_> {
@@ -503,7 +510,7 @@ impl Reader<'_> {
             }
         }
         let default_vhost = match c {
-            Connector::RabbitMq => "/",
+            McoConnector::RabbitMq => "/",
             _ => "mcollective",
         };
         Ok(McoClientConfig {
@@ -564,7 +571,7 @@ impl Reader<'_> {
             ..ReconnectConfig::stomp_gem()
         };
         Ok(McoClientConfig {
-            connector: Connector::LegacyStomp,
+            connector: McoConnector::LegacyStomp,
             servers: ServerList::single(server),
             reconnect,
             policy: PolicyKind::StompGem,
@@ -664,7 +671,7 @@ plugin.activemq.pool.2.password = marionette
     #[test]
     fn defaults_match_mcollective() {
         let c = parse(TWO_BROKERS).unwrap();
-        assert_eq!(c.connector, Connector::ActiveMq);
+        assert_eq!(c.connector, McoConnector::ActiveMq);
         assert_eq!(c.policy, PolicyKind::StompGem);
         let hosts: Vec<String> = c.servers.iter().map(ToString::to_string).collect();
         assert_eq!(hosts, ["broker1:61613", "broker2:61613"]);
@@ -738,7 +745,7 @@ plugin.activemq.vhost = /mco
         let text = "connector = RabbitMQ\nplugin.rabbitmq.pool.size = 1\nplugin.rabbitmq.pool.1.host = r1\n\
                     plugin.rabbitmq.pool.1.port = 61614\nplugin.activemq.pool.size = 9\n";
         let c = parse(text).unwrap();
-        assert_eq!(c.connector, Connector::RabbitMq);
+        assert_eq!(c.connector, McoConnector::RabbitMq);
         assert_eq!(c.servers.get(0), Some(&ServerAddr::new("r1", 61614)));
         assert_eq!(c.vhost.as_deref(), Some("/"));
     }
@@ -764,11 +771,11 @@ plugin.activemq.vhost = /mco
             [
                 ConfigWarning::EnvIgnored {
                     var: "STOMP_SERVER",
-                    connector: Connector::ActiveMq
+                    connector: McoConnector::ActiveMq
                 },
                 ConfigWarning::EnvIgnored {
                     var: "STOMP_PORT",
-                    connector: Connector::ActiveMq
+                    connector: McoConnector::ActiveMq
                 },
             ]
         );

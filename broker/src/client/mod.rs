@@ -28,18 +28,19 @@ pub mod servers;
 pub mod session;
 pub mod uri;
 
+pub use crate::proto::AckMode;
 pub use driver::{
     Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, SendOutcome, Status,
     StopReason,
 };
 pub use events::{ClientEvent, DisconnectReason};
-pub use mcollective::{ConfigWarning, Connector, McoClientConfig, McoConfigError};
+pub use mcollective::{ConfigWarning, McoClientConfig, McoConfigError, McoConnector};
 pub use policy::{
     Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
 };
 pub use servers::{ServerAddr, ServerList};
 pub use session::{
-    AckMode, ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId,
-    Receipted, Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
+    ConnectError, Credentials, IdHeader, Incoming, Message, Negotiated, ReceiptId, Receipted,
+    Session, SessionConfig, SessionError, SubscribeSpec, SubscriptionId,
 };
 pub use uri::{UriConfig, UriError, UriErrorKind, parse_uri};

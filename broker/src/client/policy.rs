@@ -236,6 +236,24 @@ impl ReconnectConfig {
         }
     }
 
+    /// ActiveMQ 5.18's network connector defaults (its discovery agents'
+    /// `initialReconnectDelay`, `maxReconnectDelay`, `useExponentialBackOff` and
+    /// `backOffMultiplier`): what a bridge to a `static:` or discovered broker starts from.
+    /// Retries forever and keeps the configured order.
+    pub fn activemq_network() -> Self {
+        Self {
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            exponential: true,
+            multiplier: BackoffMultiplier::TWO,
+            max_attempts: None,
+            startup_max_attempts: None,
+            randomize: false,
+            connect_timeout: Some(Duration::from_secs(30)),
+            stable_after: Duration::from_secs(30),
+        }
+    }
+
     /// Stampede's jittered policy defaults.
     pub fn jittered() -> Self {
         Self {

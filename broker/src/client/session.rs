@@ -43,7 +43,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::servers::ServerAddr;
-use crate::proto::{Command, Frame, Headers, Version};
+use crate::proto::{AckMode, Command, Frame, Headers, Version};
 
 /// Prefix of generated subscription ids (`sub-1`, `sub-2`, …).
 const GENERATED_SUB_ID_PREFIX: &str = "sub-";
@@ -97,29 +97,6 @@ impl ReceiptId {
 impl fmt::Display for ReceiptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.header_value())
-    }
-}
-
-/// A SUBSCRIBE acknowledgement mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AckMode {
-    /// The broker considers a message consumed once sent (no `ack` header is written).
-    #[default]
-    Auto,
-    /// `ack:client`: an ACK acknowledges the message and every earlier one.
-    Client,
-    /// `ack:client-individual` (STOMP 1.1+): an ACK acknowledges one message.
-    ClientIndividual,
-}
-
-impl AckMode {
-    /// The `ack` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckMode::Auto => "auto",
-            AckMode::Client => "client",
-            AckMode::ClientIndividual => "client-individual",
-        }
     }
 }
 

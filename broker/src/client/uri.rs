@@ -23,6 +23,24 @@
 //! Stampede's client speaks plain TCP only.
 //!
 //! Errors name the offending part and quote the whole URI, with passcodes masked.
+//!
+//! # Option syntax: one rule for every ActiveMQ URI
+//!
+//! The failover options here and a network connector's `static:(…)?…` options
+//! (`connectors::config`) are read by the same functions, with ActiveMQ's rules
+//! where they are sound:
+//!
+//! - the query is `name=value` pairs joined by `&`, percent-decoded (`+` is a space, as
+//!   Java's `URLDecoder` has it) by `parse_query`;
+//! - names match with their first letter in either case (`normalise_option`), as
+//!   ActiveMQ's setter lookup does;
+//! - booleans are `true` or `false` in any letter case (`parse_java_bool`, Java's
+//!   `Boolean.parseBoolean`); any other value is refused rather than read as `false`,
+//!   so a typo is reported;
+//! - an option given twice is refused: ActiveMQ keeps the last one silently, which hides
+//!   mistakes;
+//! - times are whole milliseconds (`parse_millis`), multipliers numbers of at least 1
+//!   (`parse_multiplier`).
 
 use super::policy::{BackoffMultiplier, ReconnectConfig};
 use super::servers::{ServerAddr, ServerList, parse_port};
@@ -505,7 +523,9 @@ fn split_host_port(hostport: &str, server: &str) -> Result<(String, u16), UriErr
 
 /// Splits `a=1&b=2` into decoded pairs, rejecting duplicates and names without values.
 /// Empty pieces (`a=1&&b=2`, a trailing `&`) are skipped.
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, UriErrorKind> {
+/// Splits and percent-decodes the `name=value` pairs of a URI query, refusing a pair
+/// without `=` and a name given twice (see the module documentation).
+pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, UriErrorKind> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         let Some((raw_name, raw_value)) = piece.split_once('=') else {
@@ -562,7 +582,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
 
 /// ActiveMQ finds setters by upper-casing the first letter only, so `RandomIze` fails but
 /// `Randomize` works; we match the same way by lower-casing the first letter.
-fn normalise_option(name: &str) -> String {
+pub(crate) fn normalise_option(name: &str) -> String {
     let mut chars = name.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
@@ -604,12 +624,7 @@ fn apply_failover_options(
                         second: option,
                     });
                 }
-                cfg.multiplier = value
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(BackoffMultiplier::new)
-                    .ok_or_else(|| invalid("a number ≥ 1"))?;
+                cfg.multiplier = parse_multiplier(&value).ok_or_else(|| invalid("a number ≥ 1"))?;
                 multiplier_from = Some(option.clone());
             }
             "maxReconnectAttempts" => {
@@ -635,7 +650,8 @@ const MILLIS: &str = "a whole number of milliseconds ≥ 0";
 const BOOL: &str = "`true` or `false`";
 const ATTEMPTS: &str = "-1 for no limit, or a count ≥ 0";
 
-fn parse_millis(value: &str) -> Option<std::time::Duration> {
+/// A whole number of milliseconds (digits only, surrounding spaces ignored).
+pub(crate) fn parse_millis(value: &str) -> Option<std::time::Duration> {
     let v = value.trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -643,7 +659,8 @@ fn parse_millis(value: &str) -> Option<std::time::Duration> {
     v.parse::<u64>().ok().map(std::time::Duration::from_millis)
 }
 
-fn parse_java_bool(value: &str) -> Option<bool> {
+/// `true` or `false` in any letter case (surrounding spaces ignored); `None` otherwise.
+pub(crate) fn parse_java_bool(value: &str) -> Option<bool> {
     let v = value.trim();
     if v.eq_ignore_ascii_case("true") {
         Some(true)
@@ -652,6 +669,15 @@ fn parse_java_bool(value: &str) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// A backoff multiplier: a number of at least 1 (surrounding spaces ignored).
+pub(crate) fn parse_multiplier(value: &str) -> Option<BackoffMultiplier> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(BackoffMultiplier::new)
 }
 
 /// `-1` → no limit; `n ≥ 0` → `Some(n)`.

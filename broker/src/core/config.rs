@@ -96,7 +96,7 @@ pub struct Limits {
     /// Deliveries of one message before it goes to the dead-letter queue.
     pub redeliveries_max: u32,
     /// Messages from network bridges remembered to drop duplicates (see
-    /// [`network`](super::network)).
+    /// [`interbroker`](super::interbroker)).
     pub network_audit_messages_max: usize,
     /// Consumer advisories that may wait for one advisory subscriber before its
     /// connection is closed.

@@ -21,26 +21,18 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use super::ids::{ConnId, EntryKey, QueueKey, SubKey};
-use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
-use super::network::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
-use super::network_headers::{
+use super::interbroker::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_path};
+use super::interbroker_headers::{
     ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
 };
+use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::transaction::{AckKind, TxOp};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::{Destination, Kind, Pattern};
-use crate::proto::{Frame, Headers, Version};
+use crate::proto::{AckMode, Frame, Headers, Version};
 use crate::security::Operation;
 use crate::selector::Selector;
-
-/// STOMP ack modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AckMode {
-    Auto,
-    Client,
-    ClientIndividual,
-}
 
 /// Where an unacknowledged delivery came from.
 #[derive(Debug)]
@@ -658,10 +650,11 @@ impl Broker {
             return fatal(format!("too many subscriptions (limits.{limit} = {max})"));
         }
         let ack = match h.get("ack") {
-            None | Some("auto") => AckMode::Auto,
-            Some("client") => AckMode::Client,
-            Some("client-individual") => AckMode::ClientIndividual,
-            Some(other) => return fatal(format!("invalid ack mode '{other}'")),
+            None => AckMode::Auto,
+            Some(value) => match AckMode::parse(value) {
+                Some(mode) => mode,
+                None => return fatal(format!("invalid ack mode '{value}'")),
+            },
         };
         let dest = Destination::parse(&dest_text).map_err(|e| FrameError::Fatal(e.to_string()))?;
         let wildcard = dest.is_wildcard();

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::network_headers::{BROKER_PATH_HEADER, ORIGIN_ID_HEADER};
+use super::interbroker_headers::{BROKER_PATH_HEADER, ORIGIN_ID_HEADER};
 use crate::destination::Destination;
 use crate::proto::codec::encode_header;
 use crate::proto::{Headers, Version};

@@ -20,9 +20,9 @@
 mod config;
 mod dispatch;
 mod ids;
+pub mod interbroker;
+pub mod interbroker_headers;
 mod message;
-pub mod network;
-pub mod network_headers;
 mod session;
 mod transaction;
 
@@ -171,7 +171,7 @@ pub struct Broker {
     /// Connections that completed CONNECT and are still open.
     sessions_current: usize,
     /// Network messages seen recently, to drop duplicates.
-    audit: network::Audit,
+    audit: interbroker::Audit,
     timers: BTreeSet<(u64, u64, Timer)>,
     timer_seq: u64,
     outputs: VecDeque<Output>,
@@ -206,7 +206,7 @@ impl Broker {
             unauthenticated: BTreeMap::new(),
             unauthenticated_total: 0,
             sessions_current: 0,
-            audit: network::Audit::default(),
+            audit: interbroker::Audit::default(),
             timers: BTreeSet::new(),
             timer_seq: 0,
             outputs: VecDeque::new(),

@@ -4,9 +4,11 @@
 //! socket. The broker core consumes [`Frame`]s; the server shell owns a [`codec::Decoder`]
 //! per connection.
 
+pub mod ack;
 pub mod codec;
 pub mod frame;
 
+pub use ack::AckMode;
 pub use codec::{
     DecodeError, Decoder, FrameLimits, Item, encode, encode_body, encode_command, encode_header,
     wants_content_length, write_content_length,

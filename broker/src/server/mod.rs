@@ -222,12 +222,12 @@ impl Server {
             .or(listeners.first())
             .and_then(|b| b.listener.local_addr().ok())
         {
-            let connectors = crate::network::Connectors {
+            let connectors = crate::connectors::StartConfig {
                 broker_name: &config.core.broker_name,
                 connectors: &config.connectors,
                 discovery: &config.discovery,
             };
-            crate::network::start(&net, connectors, bound, &mut network, &network_stopped);
+            crate::connectors::start(&net, connectors, bound, &mut network, &network_stopped);
         }
         let traffic = Arc::new(metrics::Traffic::default());
         for bound in listeners {

@@ -2,7 +2,7 @@
 //! real TCP, measured and reported exactly as in the simulator.
 //!
 //! The same workload code runs ([`crate::workload::build_all`]), with an
-//! [`Env`] of [`TokioNet`], the target's addresses and its [`Driver`](crate::driver::Driver),
+//! [`Env`] of [`TokioNet`], the target's addresses and its [`Dialect`](crate::dialect::Dialect),
 //! and a [`Recorder::live`] clock. What changes for a live run ([`plan`]):
 //!
 //! - **Brokers.** Every scenario broker is mapped to the target: when the target URI
@@ -20,7 +20,7 @@
 //!   `duration_s`), and *drain* (no new sends; deliveries of messages sent in the window
 //!   still count; at least the MCollective reply window). Open-loop schedules as in the
 //!   simulator: latency from the intended send time, the send delay recorded separately.
-//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE`] intervals instead of
+//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE_FACTOR`] intervals instead of
 //!   1.5, which ActiveMQ's heart-beat timing does not meet.
 //! - **Rate.** `--rate R` sets every queue producer to `R` messages per second and every
 //!   `mco` client to `R` discovery requests per second.
@@ -64,7 +64,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// inactivity monitor writes a heart-beat only when a whole interval passed without a
 /// write, so its heart-beats can be almost two intervals apart, and MCollective's 1.5
 /// made every idle ActiveMQ consumer of a run reconnect.
-const LIVE_HEARTBEAT_GRACE: f64 = 2.5;
+const LIVE_HEARTBEAT_GRACE_FACTOR: f64 = 2.5;
 
 /// Extra time allowed after the planned end for hosts to finish.
 const WIND_DOWN: Duration = Duration::from_secs(30);
@@ -323,7 +323,7 @@ pub async fn run(
         let mut answer = target::probe(
             addr,
             opts.target.redis,
-            k.driver().vhost(),
+            k.dialect().vhost(),
             creds.as_ref(),
             PROBE_TIMEOUT,
         )
@@ -334,7 +334,7 @@ pub async fn run(
             if let Ok(p) = target::probe(
                 addr,
                 false,
-                r.driver().vhost(),
+                r.dialect().vhost(),
                 creds.as_ref(),
                 PROBE_TIMEOUT,
             )
@@ -395,10 +395,10 @@ pub async fn run(
             .zip(&servers)
             .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
             .collect(),
-        driver: kind.driver(),
+        dialect: kind.dialect(),
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
-        heartbeat_grace: Some(LIVE_HEARTBEAT_GRACE),
+        heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
     };
 
     let recorder = Recorder::live();

@@ -10,7 +10,7 @@ use stampede_broker::client::{Credentials, parse_uri};
 use stampede_broker::net::{Net, TokioNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::driver::{Driver, redis};
+use crate::dialect::{Dialect, redis};
 
 /// The kinds of target `stampede load` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,12 +36,12 @@ impl TargetKind {
         }
     }
 
-    /// The driver that speaks to it.
-    pub fn driver(self) -> Driver {
+    /// The dialect that speaks to it.
+    pub fn dialect(self) -> Dialect {
         match self {
-            TargetKind::Stampede | TargetKind::Activemq => Driver::ActiveMq,
-            TargetKind::Rabbitmq => Driver::RabbitMq,
-            TargetKind::Redis => Driver::Redis,
+            TargetKind::Stampede | TargetKind::Activemq => Dialect::ActiveMq,
+            TargetKind::Rabbitmq => Dialect::RabbitMq,
+            TargetKind::Redis => Dialect::Redis,
         }
     }
 

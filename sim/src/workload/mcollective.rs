@@ -13,7 +13,7 @@
 //! Those are the activemq connector's conventions, used in the simulator and against
 //! Stampede and ActiveMQ. Against RabbitMQ and Redis the nodes and clients follow the
 //! rabbitmq and redis connectors instead; the destinations and headers come from the
-//! [`Driver`](crate::driver::Driver), the behaviour is the same.
+//! [`Dialect`](crate::dialect::Dialect), the behaviour is the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use stampede_broker::proto::Headers;
 use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::net::SharedNet;
 
-use crate::driver::{Conn, Driver, Subscription};
+use crate::dialect::{Conn, Dialect, Subscription};
 
 use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
@@ -127,12 +127,12 @@ pub(super) fn build(
         let spec = Arc::new(spec.clone());
         let epoch_ms = scenario.epoch_ms;
         let net = env.net.clone();
-        let driver = env.driver;
+        let dialect = env.dialect;
         hosts.push(Host::new(rack.name.clone(), async move {
             for node in nodes {
                 tokio::spawn(run_node(
                     node,
-                    driver,
+                    dialect,
                     net.clone(),
                     spec.clone(),
                     recorder.clone(),
@@ -166,7 +166,7 @@ pub(super) fn build(
         config.send_timeout = Some(Duration::from_secs(2));
         let mco = McoClient {
             net: env.net.clone(),
-            driver: env.driver,
+            dialect: env.dialect,
             index,
             id,
             name: c.name.clone(),
@@ -202,7 +202,7 @@ struct Node {
 
 async fn run_node(
     node: Node,
-    driver: Driver,
+    dialect: Dialect,
     net: SharedNet,
     spec: Arc<McoSpec>,
     recorder: Recorder,
@@ -211,9 +211,9 @@ async fn run_node(
 ) {
     let timebase = recorder.timebase();
     timebase.sleep_until(node.start).await;
-    let (client, mut messages) = start_client(driver, &net, node.config, &recorder, node.id);
+    let (client, mut messages) = start_client(dialect, &net, node.config, &recorder, node.id);
     let c = &spec.collective;
-    for sub in driver.mco_node_subscriptions(c, &node.identity, &spec.agents, node.versioned_ids) {
+    for sub in dialect.mco_node_subscriptions(c, &node.identity, &spec.agents, node.versioned_ids) {
         let _ = client.subscribe(sub).await;
     }
     if !active {
@@ -265,7 +265,7 @@ async fn run_node(
                     tokio::time::sleep(delay).await;
                     let now_ms = epoch_ms + timebase.now_us() / 1000;
                     let mut headers = Headers::new();
-                    driver.mco_time_headers(&mut headers, now_ms, ttl_s);
+                    dialect.mco_time_headers(&mut headers, now_ms, ttl_s);
                     headers.push("mc_sender", identity.clone());
                     let b = body(&format!("req={request};node={identity}"), reply_bytes);
                     let _ = client.send(&reply_to, headers, b).await;
@@ -274,9 +274,9 @@ async fn run_node(
             () = registration_due => {
                 let now_ms = epoch_ms + timebase.now_us() / 1000;
                 let mut headers = Headers::new();
-                driver.mco_time_headers(&mut headers, now_ms, spec.ttl_s);
+                dialect.mco_time_headers(&mut headers, now_ms, spec.ttl_s);
                 headers.push("mc_sender", node.identity.clone());
-                let dest = driver.mco_broadcast(c, "registration");
+                let dest = dialect.mco_broadcast(c, "registration");
                 let _ = client.send(&dest, headers, body(&format!("reg={}", node.identity), spec.request_bytes)).await;
                 next_registration = registration.map(|d| tokio::time::Instant::now() + d);
             }
@@ -286,7 +286,7 @@ async fn run_node(
 
 struct McoClient {
     net: SharedNet,
-    driver: Driver,
+    dialect: Dialect,
     index: usize,
     id: ClientId,
     name: String,
@@ -309,13 +309,16 @@ struct Open {
 impl McoClient {
     async fn run(self) {
         let (client, mut messages) = start_client(
-            self.driver,
+            self.dialect,
             &self.net,
             self.config.clone(),
             &self.recorder,
             self.id,
         );
-        for sub in self.driver.mco_client_subscriptions(&self.name, CLIENT_PID) {
+        for sub in self
+            .dialect
+            .mco_client_subscriptions(&self.name, CLIENT_PID)
+        {
             let _ = client.subscribe(sub).await;
         }
         let timebase = self.recorder.timebase();
@@ -406,7 +409,7 @@ impl McoClient {
                             RequestKind::Discovery => "discovery",
                             RequestKind::Directed => spec.agents.iter().find(|a| *a != "discovery").map_or("discovery", String::as_str),
                         };
-                        let reply = self.driver.mco_reply_to(&spec.collective, &self.name, CLIENT_PID, seq, agent);
+                        let reply = self.dialect.mco_reply_to(&spec.collective, &self.name, CLIENT_PID, seq, agent);
                         let subscription = match reply.subscribe {
                             Some(sub) => client.subscribe(sub).await.ok(),
                             None => None,
@@ -451,7 +454,7 @@ impl McoClient {
         let now_ms = self.epoch_ms + intended_us / 1000;
         let headers = |selects: Option<(&str, String)>| {
             let mut h = Headers::new();
-            self.driver.mco_time_headers(&mut h, now_ms, spec.ttl_s);
+            self.dialect.mco_time_headers(&mut h, now_ms, spec.ttl_s);
             h.push("reply-to", reply_queue.to_owned());
             if let Some((name, value)) = selects {
                 h.push(name, value);
@@ -462,7 +465,7 @@ impl McoClient {
         let b = body(&format!("req={id};t={now_ms}"), spec.request_bytes);
         match kind {
             RequestKind::Discovery => {
-                let dest = self.driver.mco_broadcast(&spec.collective, "discovery");
+                let dest = self.dialect.mco_broadcast(&spec.collective, "discovery");
                 client.send(&dest, headers(None), b).await.is_ok()
             }
             RequestKind::Directed => {
@@ -471,7 +474,7 @@ impl McoClient {
                 let mut ok = true;
                 for t in targets {
                     let Some(name) = names.get(t) else { continue };
-                    let (dest, selects) = self.driver.mco_directed(&spec.collective, name);
+                    let (dest, selects) = self.dialect.mco_directed(&spec.collective, name);
                     ok &= client
                         .send(&dest, headers(selects), b.clone())
                         .await

@@ -6,7 +6,7 @@
 //! Every simulated client is the project's real failover client (`stampede_broker::client`)
 //! over [`crate::net::TurmoilNet`], with its own TCP connection, server list and reconnect
 //! policy. Its connection events go to the history as they happen. Live runs
-//! (`stampede load`, [`crate::live`]) run the same code over real TCP; the [`Driver`] in the
+//! (`stampede load`, [`crate::live`]) run the same code over real TCP; the [`Dialect`] in the
 //! [`Env`] holds what differs between target brokers.
 
 pub mod mcollective;
@@ -23,10 +23,10 @@ use stampede_broker::client::{
     ServerList,
 };
 
-use stampede_broker::core::network::headers::BROKER_PATH_HEADER;
+use stampede_broker::core::interbroker::headers::BROKER_PATH_HEADER;
 use stampede_broker::net::SharedNet;
 
-use crate::driver::{Conn, Driver, Inbound, Inbox};
+use crate::dialect::{Conn, Dialect, Inbound, Inbox};
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Policy, ReconnectSpec, Scenario};
@@ -39,7 +39,7 @@ pub struct Env {
     /// Broker name → (host, port) to connect to.
     pub brokers: BTreeMap<String, (String, u16)>,
     /// How clients talk to the brokers (destination conventions, wire protocol).
-    pub driver: Driver,
+    pub dialect: Dialect,
     /// Live runs: a tag put on every queue-workload message (`x-sim-run`); consumers
     /// ignore messages with another tag (left in a durable queue by an earlier run) and
     /// count them in [`crate::history::History::stale`]. `None` in the simulator.
@@ -48,7 +48,7 @@ pub struct Env {
     pub credentials: Option<Credentials>,
     /// Heart-beat read grace (× the negotiated interval) instead of MCollective's 1.5.
     /// Live runs use more: ActiveMQ writes its heart-beats up to two intervals apart.
-    pub heartbeat_grace: Option<f64>,
+    pub heartbeat_grace_factor: Option<f64>,
 }
 
 impl Env {
@@ -61,10 +61,10 @@ impl Env {
                 .iter()
                 .map(|b| (b.name.clone(), (b.name.clone(), b.port)))
                 .collect(),
-            driver: Driver::ActiveMq,
+            dialect: Dialect::ActiveMq,
             run_tag: None,
             credentials: None,
-            heartbeat_grace: None,
+            heartbeat_grace_factor: None,
         }
     }
 }
@@ -174,14 +174,15 @@ fn client_config(
     let mut config = ClientConfig::new(server_list(env, pool)?, kind);
     config.reconnect = reconnect;
     config.seed = seed;
-    config.host = Some(env.driver.vhost().to_owned());
+    config.host = Some(env.dialect.vhost().to_owned());
     if heartbeat_s > 0 {
-        // MCollective's arithmetic: heart-beat:<n*1000+500>,<n*1000-500>, STOMP 1.1.
-        let n = heartbeat_s * 1000;
-        config.heart_beat_ms = (n + 500, n.saturating_sub(500));
+        // MCollective's heart-beat header, STOMP 1.1.
+        config.heart_beat_ms = stampede_broker::client::mcollective::heart_beat_header(
+            Duration::from_secs(heartbeat_s),
+        );
         config.accept_version = Some("1.1,1.0".to_owned());
         config.heartbeat_read_timeout = heartbeat_read_timeout;
-        config.heartbeat_grace = env.heartbeat_grace.unwrap_or(1.5);
+        config.heartbeat_grace_factor = env.heartbeat_grace_factor.unwrap_or(1.5);
     } else {
         // MCollective's default: STOMP 1.0 (`accept-version:1.0`), no heart-beats.
         config.heart_beat_ms = (0, 0);
@@ -214,13 +215,13 @@ fn record_path(recorder: &Recorder, id: ClientId, client: &Conn, message: &Inbou
     );
 }
 
-/// Starts a client through the driver and forwards its connection events to the history.
+/// Starts a client through the dialect and forwards its connection events to the history.
 fn start_client(
-    driver: Driver,
+    dialect: Dialect,
     net: &SharedNet,
     config: ClientConfig,
     recorder: &Recorder,
     id: ClientId,
 ) -> (Conn, Inbox) {
-    driver.start(net, config, recorder, id)
+    dialect.start(net, config, recorder, id)
 }

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use stampede_broker::client::{AckMode as ClientAck, SendOutcome as Outcome, SubscribeSpec};
+use stampede_broker::client::{SendOutcome as Outcome, SubscribeSpec};
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
 use super::{Env, Host, client_config, record_path, start_client};
 use stampede_broker::client::ClientConfig;
 
-use crate::driver::ack_mode;
 use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
 use crate::scenario::{AckMode, QueueSpec};
 use crate::seed;
@@ -37,7 +36,7 @@ pub(super) fn build(
 ) -> anyhow::Result<()> {
     let topic = spec.destination.starts_with("/topic/");
     if let Some(why) = env
-        .driver
+        .dialect
         .queue_unsupported(&spec.destination, spec.ack == AckMode::Auto)
     {
         anyhow::bail!("workload '{}': {why}", spec.name);
@@ -84,13 +83,13 @@ pub(super) fn build(
         .unwrap_or_else(|| duration.saturating_sub(Duration::from_secs(10)));
     let host = spec.name.clone();
     let net = env.net.clone();
-    let driver = env.driver;
+    let dialect = env.dialect;
     let run_tag: Option<Arc<str>> = env.run_tag.as_deref().map(Arc::from);
     let timebase = recorder.timebase();
     hosts.push(Host::new(host, async move {
         for (id, config) in consumers {
-            let (client, mut messages) = start_client(driver, &net, config, &recorder, id);
-            let ack = ack_mode(spec.ack);
+            let (client, mut messages) = start_client(dialect, &net, config, &recorder, id);
+            let ack = spec.ack;
             let sub = SubscribeSpec::new(spec.destination.clone())
                 .id("0")
                 .ack(ack);
@@ -115,14 +114,14 @@ pub(super) fn build(
                             redelivered: msg.header("redelivered") == Some("true"),
                         });
                     }
-                    if ack != ClientAck::Auto {
+                    if ack != AckMode::Auto {
                         let _ = client.ack(&msg).await;
                     }
                 }
             });
         }
         for (index, id, config) in producers {
-            let (client, _messages) = start_client(driver, &net, config, &recorder, id);
+            let (client, _messages) = start_client(dialect, &net, config, &recorder, id);
             let spec = spec.clone();
             let recorder = recorder.clone();
             let run_tag = run_tag.clone();

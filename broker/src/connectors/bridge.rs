@@ -31,8 +31,8 @@ use crate::client::{
     AckMode, Client, ClientConfig, ClientEvent, Credentials, Message, PendingReceipt, PolicyKind,
     ReconnectConfig, SendOutcome, ServerAddr, ServerList, Status, SubscribeSpec, SubscriptionId,
 };
-use crate::core::network::headers::*;
-use crate::core::network::parse_path;
+use crate::core::interbroker::headers::*;
+use crate::core::interbroker::parse_path;
 use crate::destination::{Destination, Kind};
 use crate::net::SharedNet;
 use crate::proto::Headers;
@@ -173,7 +173,7 @@ pub async fn run(net: SharedNet, spec: BridgeSpec, mut stop: watch::Receiver<boo
         let hb = settings.heartbeat.as_millis() as u64;
         config.heart_beat_ms = (hb, hb);
         config.heartbeat_read_timeout = hb > 0;
-        config.heartbeat_grace = 2.0;
+        config.heartbeat_grace_factor = 2.0;
         config.messages_buffered_max = BRIDGE_MESSAGES_BUFFERED_MAX;
         config.commands_queued_max = BRIDGE_COMMANDS_QUEUED_MAX;
         config.pending_sends_max = BRIDGE_PENDING_SENDS_MAX;

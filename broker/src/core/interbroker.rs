@@ -1,6 +1,6 @@
 //! The core's side of a network of brokers: consumer advisories, network subscriptions,
 //! broker paths and the duplicate audit. The connectors that use them live in
-//! [`crate::network`]; this module only decides, never connects.
+//! [`crate::connectors`]; this module only decides, never connects.
 //!
 //! # Consumer advisories
 //!
@@ -61,7 +61,7 @@ use crate::destination::{Destination, Kind};
 use crate::proto::Headers;
 
 /// Header names of the network protocol between brokers and their connectors.
-pub use super::network_headers as headers;
+pub use super::interbroker_headers as headers;
 
 use headers::*;
 

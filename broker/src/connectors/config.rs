@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{BackoffMultiplier, ReconnectConfig, ServerAddr, parse_uri};
+use crate::client::uri::{
+    normalise_option, parse_java_bool, parse_millis, parse_multiplier, parse_query,
+};
+use crate::client::{ReconnectConfig, ServerAddr, UriErrorKind, parse_uri};
 use crate::destination::{Destination, Kind, Pattern};
 use crate::toml_config::{InvalidSetting, KeyPath};
 
@@ -26,7 +29,8 @@ pub struct ConnectorConfig {
     ///   broker (as ActiveMQ's static discovery), reconnecting with
     ///   `initialReconnectDelay` (ms, default 1000), `maxReconnectDelay` (ms, default
     ///   30000), `useExponentialBackOff` (default true) and `backOffMultiplier` (default
-    ///   2). `static:tcp://host:port` names one broker.
+    ///   2), read as failover URI options are (see [`crate::client::uri`]).
+    ///   `static:tcp://host:port` names one broker.
     /// - `multicast://<group>`: one bridge to every broker that announces itself on the
     ///   discovery group `<group>` (see [`DiscoveryConfig`]).
     pub uri: String,
@@ -192,7 +196,10 @@ pub struct BridgeSettings {
 impl BridgeSettings {
     /// Whether consumers of `dest` are bridged.
     pub fn permits(&self, dest: &Destination) -> bool {
-        if dest.kind.is_temporary() || dest.name.starts_with(crate::core::network::ADVISORY_PREFIX)
+        if dest.kind.is_temporary()
+            || dest
+                .name
+                .starts_with(crate::core::interbroker::ADVISORY_PREFIX)
         {
             return false;
         }
@@ -372,55 +379,36 @@ fn check_group(group: &str) -> Result<(), String> {
     }
 }
 
-/// ActiveMQ's static discovery defaults (`SimpleDiscoveryAgent`), updated by `query`.
+/// The options of a `static:(…)?…` URI: ActiveMQ's network connector defaults
+/// ([`ReconnectConfig::activemq_network`]) changed by `initialReconnectDelay`,
+/// `maxReconnectDelay`, `useExponentialBackOff` and `backOffMultiplier`, read with the
+/// option rules every ActiveMQ URI of the crate shares (see [`crate::client::uri`]).
 fn static_options(query: &str) -> Result<ReconnectConfig, String> {
-    let mut r = ReconnectConfig {
-        initial_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(30),
-        exponential: true,
-        multiplier: BackoffMultiplier::TWO,
-        max_attempts: None,
-        startup_max_attempts: None,
-        randomize: false,
-        connect_timeout: Some(Duration::from_secs(30)),
-        stable_after: Duration::from_secs(30),
-    };
-    let mut seen = BTreeSet::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let Some((name, value)) = pair.split_once('=') else {
-            return Err(format!("static option `{pair}` has no value"));
-        };
-        if !seen.insert(name) {
-            return Err(format!("static option `{name}` is given twice"));
+    let mut r = ReconnectConfig::activemq_network();
+    let options = parse_query(query).map_err(|kind| match kind {
+        UriErrorKind::OptionWithoutValue { option } => {
+            format!("static option `{option}` has no value")
         }
-        let ms = || {
-            value
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| format!("static option `{name}`: `{value}` is not milliseconds"))
-        };
-        match name {
-            "initialReconnectDelay" => r.initial_delay = ms()?,
-            "maxReconnectDelay" => r.max_delay = ms()?,
+        UriErrorKind::DuplicateOption { option } => {
+            format!("static option `{option}` is given twice")
+        }
+        other => format!("static options: {other}"),
+    })?;
+    for (name, value) in options {
+        let invalid = |what: &str| format!("static option `{name}`: `{value}` is not {what}");
+        match normalise_option(&name).as_str() {
+            "initialReconnectDelay" => {
+                r.initial_delay = parse_millis(&value).ok_or_else(|| invalid("milliseconds"))?;
+            }
+            "maxReconnectDelay" => {
+                r.max_delay = parse_millis(&value).ok_or_else(|| invalid("milliseconds"))?;
+            }
             "useExponentialBackOff" => {
-                r.exponential = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(format!(
-                            "static option `{name}`: `{value}` is not a boolean"
-                        ));
-                    }
-                }
+                r.exponential = parse_java_bool(&value).ok_or_else(|| invalid("a boolean"))?;
             }
             "backOffMultiplier" => {
-                r.multiplier = value
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(BackoffMultiplier::new)
-                    .ok_or_else(|| {
-                        format!("static option `{name}`: `{value}` is not a number of at least 1")
-                    })?
+                r.multiplier =
+                    parse_multiplier(&value).ok_or_else(|| invalid("a number of at least 1"))?;
             }
             _ => {
                 return Err(format!(
@@ -558,6 +546,54 @@ mod tests {
         ] {
             assert!(connector(bad).peers().is_err(), "{bad}");
         }
+    }
+
+    fn static_reconnect(uri: &str) -> Result<ReconnectConfig, String> {
+        match connector(uri).peers()? {
+            Peers::Static { reconnect, .. } => Ok(reconnect),
+            Peers::Multicast { .. } => panic!("not static"),
+        }
+    }
+
+    #[test]
+    fn static_options_follow_the_failover_uri_rules() {
+        // Booleans in any letter case, names with either first letter, percent-decoded
+        // values: the same as failover URIs, which share the option functions.
+        let r = static_reconnect(
+            "static:(tcp://b:1)?UseExponentialBackOff=FALSE&initialReconnectDelay=%32%30",
+        )
+        .unwrap();
+        assert!(!r.exponential);
+        assert_eq!(r.initial_delay, Duration::from_millis(20));
+        let failover =
+            crate::client::parse_uri("failover:(tcp://b:1)?UseExponentialBackOff=FALSE").unwrap();
+        assert!(!failover.reconnect.exponential);
+        // Anything else than true/false is refused by both, not read as false.
+        assert_eq!(
+            static_reconnect("static:(tcp://b:1)?useExponentialBackOff=yes"),
+            Err("static option `useExponentialBackOff`: `yes` is not a boolean".into())
+        );
+        assert!(
+            crate::client::parse_uri("failover:(tcp://b:1)?useExponentialBackOff=yes").is_err()
+        );
+        // An option given twice is refused by both.
+        assert_eq!(
+            static_reconnect("static:(tcp://b:1)?maxReconnectDelay=1&maxReconnectDelay=2"),
+            Err("static option `maxReconnectDelay` is given twice".into())
+        );
+        assert!(
+            crate::client::parse_uri("failover:(tcp://b:1)?randomize=true&randomize=false")
+                .is_err()
+        );
+        assert_eq!(
+            static_reconnect("static:(tcp://b:1)?maxReconnectDelay"),
+            Err("static option `maxReconnectDelay` has no value".into())
+        );
+        // Defaults: ActiveMQ's network connector ones, written once.
+        assert_eq!(
+            static_reconnect("static:(tcp://b:1)").unwrap(),
+            ReconnectConfig::activemq_network()
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! the project's failover client, to this broker and to the remote one.
 //!
 //! Demand flows by consumer advisories and messages by demand subscriptions; the core
-//! enforces the loop and TTL rules (see [`crate::core::network`]). What a bridge user
+//! enforces the loop and TTL rules (see [`crate::core::interbroker`]). What a bridge user
 //! needs on each broker, as with ActiveMQ: read on `ActiveMQ.Advisory.Consumer.>` topics
 //! (open to everyone unless `security.allow_advisory_topics = false`), read on the
 //! forwarded destinations (where demand subscriptions are made), write on them (where
@@ -50,7 +50,7 @@ pub fn local_server(bound: SocketAddr) -> ServerAddr {
 /// What [`start`] needs from the broker's configuration: its name, its `[[connectors]]`
 /// and its `[discovery]` section.
 #[derive(Clone, Copy, Debug)]
-pub struct Connectors<'a> {
+pub struct StartConfig<'a> {
     /// This broker's `core.broker_name`.
     pub broker_name: &'a str,
     /// The connectors to run.
@@ -63,7 +63,7 @@ pub struct Connectors<'a> {
 /// they stop when `stop` changes. `bound` is the broker's first listening address.
 pub fn start(
     net: &SharedNet,
-    config: Connectors<'_>,
+    config: StartConfig<'_>,
     bound: SocketAddr,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,

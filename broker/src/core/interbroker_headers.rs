@@ -1,5 +1,5 @@
 //! Header names of the network protocol between brokers and their connectors (see
-//! [`super::network`] for what they mean together).
+//! [`super::interbroker`] for what they mean together).
 
 /// MESSAGE and SEND: the brokers a message passed through, oldest first,
 /// comma-separated. Its length is the message's hop count.

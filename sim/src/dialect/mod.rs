@@ -1,12 +1,12 @@
-//! Target drivers: how a workload's client talks to a broker, and the destination
+//! Target dialects: how a workload's client talks to a broker, and the destination
 //! conventions that differ between brokers. Workloads never test which broker they run
-//! against; they ask the [`Driver`] in their [`Env`](crate::workload::Env).
+//! against; they ask the [`Dialect`] in their [`Env`](crate::workload::Env).
 //!
-//! | driver | used for | MCollective connector it follows | wire |
+//! | dialect | used for | MCollective connector it follows | wire |
 //! | --- | --- | --- | --- |
-//! | [`Driver::ActiveMq`] | the simulator, `stampede-broker`, ActiveMQ | `activemq` | STOMP |
-//! | [`Driver::RabbitMq`] | RabbitMQ with `rabbitmq_stomp` | `rabbitmq` | STOMP |
-//! | [`Driver::Redis`] | Redis pub/sub | `redis` (ripienaar/mc-plugins) | RESP |
+//! | [`Dialect::ActiveMq`] | the simulator, `stampede-broker`, ActiveMQ | `activemq` | STOMP |
+//! | [`Dialect::RabbitMq`] | RabbitMQ with `rabbitmq_stomp` | `rabbitmq` | STOMP |
+//! | [`Dialect::Redis`] | Redis pub/sub | `redis` (ripienaar/mc-plugins) | RESP |
 //!
 //! The differences, all here:
 //!
@@ -34,7 +34,7 @@ pub mod redis;
 
 use bytes::Bytes;
 use stampede_broker::client::{
-    AckMode, Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
+    Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
 };
 use stampede_broker::net::SharedNet;
 use stampede_broker::proto::Headers;
@@ -44,7 +44,7 @@ use crate::history::{ClientId, Recorder};
 
 /// How workloads talk to a broker (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Driver {
+pub enum Dialect {
     /// STOMP with ActiveMQ's conventions: the simulator, `stampede-broker`, ActiveMQ.
     #[default]
     ActiveMq,
@@ -63,13 +63,13 @@ pub struct ReplyTo {
     pub subscribe: Option<SubscribeSpec>,
 }
 
-impl Driver {
+impl Dialect {
     /// The CONNECT `host` header: `mcollective` as MCollective's activemq connector sends
     /// it (ActiveMQ and Stampede ignore it), RabbitMQ's default vhost `/`.
     pub fn vhost(self) -> &'static str {
         match self {
-            Driver::ActiveMq | Driver::Redis => "mcollective",
-            Driver::RabbitMq => "/",
+            Dialect::ActiveMq | Dialect::Redis => "mcollective",
+            Dialect::RabbitMq => "/",
         }
     }
 
@@ -84,7 +84,7 @@ impl Driver {
     ) -> Vec<SubscribeSpec> {
         let c = collective;
         match self {
-            Driver::ActiveMq => {
+            Dialect::ActiveMq => {
                 // STOMP 1.0 subscriptions have no id; with 1.1 the directed one is
                 // `<c>_directed_to_identity` and topic ones are named after their
                 // destination.
@@ -107,7 +107,7 @@ impl Driver {
                 }
                 subs
             }
-            Driver::RabbitMq => {
+            Dialect::RabbitMq => {
                 let mut subs = vec![
                     SubscribeSpec::new(format!("/exchange/{c}_directed/{identity}"))
                         .id(format!("{c}_{identity}_directed_to_identity")),
@@ -120,7 +120,7 @@ impl Driver {
                 }
                 subs
             }
-            Driver::Redis => vec![
+            Dialect::Redis => vec![
                 SubscribeSpec::new(format!("{c}::server::agents")),
                 SubscribeSpec::new(format!("{c}::server::direct::{identity}")),
             ],
@@ -130,9 +130,9 @@ impl Driver {
     /// Where a broadcast request for `agent` goes.
     pub fn mco_broadcast(self, collective: &str, agent: &str) -> String {
         match self {
-            Driver::ActiveMq => format!("/topic/{collective}.{agent}.agent"),
-            Driver::RabbitMq => format!("/exchange/{collective}_broadcast/{agent}"),
-            Driver::Redis => format!("{collective}::server::agents"),
+            Dialect::ActiveMq => format!("/topic/{collective}.{agent}.agent"),
+            Dialect::RabbitMq => format!("/exchange/{collective}_broadcast/{agent}"),
+            Dialect::Redis => format!("{collective}::server::agents"),
         }
     }
 
@@ -143,12 +143,12 @@ impl Driver {
         identity: &str,
     ) -> (String, Option<(&'static str, String)>) {
         match self {
-            Driver::ActiveMq => (
+            Dialect::ActiveMq => (
                 format!("/queue/{collective}.nodes"),
                 Some(("mc_identity", identity.to_owned())),
             ),
-            Driver::RabbitMq => (format!("/exchange/{collective}_directed/{identity}"), None),
-            Driver::Redis => (format!("{collective}::server::direct::{identity}"), None),
+            Dialect::RabbitMq => (format!("/exchange/{collective}_directed/{identity}"), None),
+            Dialect::Redis => (format!("{collective}::server::direct::{identity}"), None),
         }
     }
 
@@ -162,18 +162,18 @@ impl Driver {
         agent: &str,
     ) -> ReplyTo {
         match self {
-            Driver::ActiveMq => {
+            Dialect::ActiveMq => {
                 let q = format!("/queue/{collective}.reply.{client}_{pid}.{seq}");
                 ReplyTo {
                     subscribe: Some(SubscribeSpec::new(q.clone()).without_id()),
                     reply_to: q,
                 }
             }
-            Driver::RabbitMq => ReplyTo {
+            Dialect::RabbitMq => ReplyTo {
                 reply_to: format!("/temp-queue/mcollective_reply_{agent}"),
                 subscribe: None,
             },
-            Driver::Redis => ReplyTo {
+            Dialect::Redis => ReplyTo {
                 reply_to: Self::redis_reply_channel(client, pid),
                 subscribe: None,
             },
@@ -183,8 +183,8 @@ impl Driver {
     /// Subscriptions an `mco` client keeps for its whole life (Redis: its reply channel).
     pub fn mco_client_subscriptions(self, client: &str, pid: u32) -> Vec<SubscribeSpec> {
         match self {
-            Driver::ActiveMq | Driver::RabbitMq => Vec::new(),
-            Driver::Redis => vec![SubscribeSpec::new(Self::redis_reply_channel(client, pid))],
+            Dialect::ActiveMq | Dialect::RabbitMq => Vec::new(),
+            Dialect::Redis => vec![SubscribeSpec::new(Self::redis_reply_channel(client, pid))],
         }
     }
 
@@ -196,29 +196,29 @@ impl Driver {
     /// TTL of `ttl_s`.
     pub fn mco_time_headers(self, headers: &mut Headers, now_ms: u64, ttl_s: u64) {
         match self {
-            Driver::ActiveMq => {
+            Dialect::ActiveMq => {
                 headers.push("timestamp", (now_ms / 1000 * 1000).to_string());
                 headers.push("expires", ((now_ms / 1000 + ttl_s + 10) * 1000).to_string());
             }
-            Driver::RabbitMq => {
+            Dialect::RabbitMq => {
                 headers.push("expiration", ((ttl_s + 10) * 1000).to_string());
             }
-            Driver::Redis => {}
+            Dialect::Redis => {}
         }
     }
 
-    /// Why this driver cannot run a queue workload on `destination` with these settings,
+    /// Why this dialect cannot run a queue workload on `destination` with these settings,
     /// if it cannot.
     pub fn queue_unsupported(self, destination: &str, ack_auto: bool) -> Option<String> {
         match self {
-            Driver::ActiveMq | Driver::RabbitMq => None,
-            Driver::Redis if !destination.starts_with("/topic/") => Some(format!(
+            Dialect::ActiveMq | Dialect::RabbitMq => None,
+            Dialect::Redis if !destination.starts_with("/topic/") => Some(format!(
                 "Redis pub/sub has no queues: {destination} needs a STOMP target"
             )),
-            Driver::Redis if !ack_auto => {
+            Dialect::Redis if !ack_auto => {
                 Some("Redis pub/sub has no acknowledgements: use ack = \"auto\"".to_owned())
             }
-            Driver::Redis => None,
+            Dialect::Redis => None,
         }
     }
 
@@ -231,7 +231,7 @@ impl Driver {
         id: ClientId,
     ) -> (Conn, Inbox) {
         match self {
-            Driver::ActiveMq | Driver::RabbitMq => {
+            Dialect::ActiveMq | Dialect::RabbitMq => {
                 let (client, streams) = Client::start(net.clone(), config);
                 let mut events = streams.events;
                 let recorder = recorder.clone();
@@ -242,7 +242,7 @@ impl Driver {
                 });
                 (Conn::Stomp(client), Inbox::Stomp(streams.messages))
             }
-            Driver::Redis => {
+            Dialect::Redis => {
                 let (client, messages) = redis::RedisClient::start(net.clone(), config, {
                     let recorder = recorder.clone();
                     move |ev| recorder.event(id, ev)
@@ -403,15 +403,6 @@ impl Inbound {
     }
 }
 
-/// The ack mode of a queue-workload subscription.
-pub fn ack_mode(mode: crate::scenario::AckMode) -> AckMode {
-    match mode {
-        crate::scenario::AckMode::Auto => AckMode::Auto,
-        crate::scenario::AckMode::Client => AckMode::Client,
-        crate::scenario::AckMode::ClientIndividual => AckMode::ClientIndividual,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +414,7 @@ mod tests {
 
     #[test]
     fn activemq_conventions_are_the_activemq_connectors() {
-        let d = Driver::ActiveMq;
+        let d = Dialect::ActiveMq;
         let agents = ["discovery".to_owned(), "rpcutil".to_owned()];
         let subs = d.mco_node_subscriptions("mc", "n1", &agents, false);
         assert_eq!(
@@ -470,7 +461,7 @@ mod tests {
 
     #[test]
     fn rabbitmq_conventions_are_the_rabbitmq_connectors() {
-        let d = Driver::RabbitMq;
+        let d = Dialect::RabbitMq;
         let agents = ["discovery".to_owned(), "rpcutil".to_owned()];
         let subs = d.mco_node_subscriptions("mc", "n1", &agents, false);
         assert_eq!(
@@ -510,7 +501,7 @@ mod tests {
 
     #[test]
     fn redis_conventions_are_the_redis_connectors() {
-        let d = Driver::Redis;
+        let d = Dialect::Redis;
         let subs = d.mco_node_subscriptions("mc", "n1", &["discovery".to_owned()], true);
         assert_eq!(
             dests(&subs),

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use super::bridge::{self, BridgeSpec};
 use super::config::{BridgeSettings, DiscoveryConfig};
-use crate::client::{BackoffMultiplier, ReconnectConfig, ServerAddr};
+use crate::client::{ReconnectConfig, ServerAddr};
 use crate::net::SharedNet;
 
 /// First word of every announcement.
@@ -235,7 +235,7 @@ pub async fn connect_discovered(
                 local_name: local_name.clone(),
                 local: local.clone(),
                 remote: server.clone(),
-                reconnect: discovered_reconnect(),
+                reconnect: ReconnectConfig::activemq_network(),
             };
             bridges.spawn(bridge::run(net.clone(), spec, stop_rx));
         }
@@ -244,21 +244,6 @@ pub async fn connect_discovered(
         let _ = stop.send(true);
     }
     while bridges.join_next().await.is_some() {}
-}
-
-/// Reconnect settings of discovered bridges: ActiveMQ's discovery defaults.
-fn discovered_reconnect() -> ReconnectConfig {
-    ReconnectConfig {
-        initial_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(30),
-        exponential: true,
-        multiplier: BackoffMultiplier::TWO,
-        max_attempts: None,
-        startup_max_attempts: None,
-        randomize: false,
-        connect_timeout: Some(Duration::from_secs(30)),
-        stable_after: Duration::from_secs(30),
-    }
 }
 
 #[cfg(test)]
