@@ -123,6 +123,10 @@ fn summary_json_has_the_documented_shape() {
             "expectations",
             "faults",
             "losses_by_fault",
+            "losses_by_cause",
+            "unexplained_lost",
+            "unexplained_losses",
+            "failovers_unfinished",
             "replay_command",
             "wall_seconds",
         ]
