@@ -590,10 +590,7 @@ impl<'a> Ctx<'a> {
 
     fn window_of(&self, cause: &Option<Cause>) -> Option<usize> {
         let at_ms = cause.as_ref()?.at_us()? / 1000;
-        self.timeline
-            .windows
-            .iter()
-            .position(|w| w.start_ms <= at_ms && w.end_ms.is_none_or(|e| at_ms <= e + SETTLE_MS))
+        self.timeline.window_at(at_ms, SETTLE_MS)
     }
 }
 
