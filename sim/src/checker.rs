@@ -870,9 +870,10 @@ fn count_request_units(ctx: &Ctx<'_>, a: &mut Analysis, reqs: &[&McoRequest]) {
         if first.contains_key(node) {
             continue;
         }
-        // Every written request failed to reach the node; the first cause found for any
-        // of them explains the loss.
-        let mut cause = None;
+        // Every written request failed to reach the node, so each failure needs a cause
+        // (a request from a client on another broker may simply have had no route); the
+        // loss is explained only when all have one, by the first that is not "no route".
+        let mut causes: Vec<Option<Cause>> = Vec::new();
         let mut sent = None;
         for r in reqs.iter().filter(|r| written_for(r, node)) {
             let t = r.sent_us.unwrap_or(r.intended_us);
@@ -888,14 +889,20 @@ fn count_request_units(ctx: &Ctx<'_>, a: &mut Analysis, reqs: &[&McoRequest]) {
                 },
             ];
             let broadcast = r.kind == RequestKind::Discovery;
-            cause = ctx
-                .explain(&keys, r.client, t, &[*node], false, broadcast)
-                .or_else(|| ctx.no_route(r.id, r.client, t, *node));
-            if cause.is_some() {
-                sent = Some(t);
-                break;
-            }
+            causes.push(
+                ctx.explain(&keys, r.client, t, &[*node], false, broadcast)
+                    .or_else(|| ctx.no_route(r.id, r.client, t, *node)),
+            );
         }
+        let cause = if causes.iter().all(Option::is_some) {
+            let all: Vec<Cause> = causes.into_iter().flatten().collect();
+            all.iter()
+                .find(|c| !matches!(c, Cause::NoRoute { .. }))
+                .or(all.first())
+                .cloned()
+        } else {
+            None
+        };
         let Some(r) = reqs.iter().find(|r| written_for(r, node)) else {
             continue;
         };

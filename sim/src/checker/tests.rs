@@ -444,3 +444,29 @@ fn the_deprecated_unattributed_key_sets_the_unexplained_limit() {
     let s = scenario(false, false, "unattributed_lost_max = 3");
     assert_eq!(s.expectations.unexplained_lost_max, Some(3));
 }
+
+#[test]
+fn a_broadcast_loss_needs_a_cause_for_every_request_that_could_have_reached_the_node() {
+    let s = scenario(false, false, "");
+    let mut h = H::new();
+    // A second `mco` client, on b2 where node 2 is.
+    h.0.clients.push(ClientInfo {
+        name: "mco-2".into(),
+        role: Role::McoClient,
+        pool: vec!["b2".into()],
+    });
+    h.event(0, 6, ClientEvent::Connected { server: 0 });
+    h.request(8, RequestKind::Discovery, &[3, 4], &[]);
+    h.request(9, RequestKind::Discovery, &[3, 4], &[]);
+    h.0.requests[1].client = ClientId(6);
+    h.0.requests[1].round = 8;
+    h.got_request(8, 3, 11 * S);
+    // mco's request had no route to b2, but mco-2's, on b2 itself, has no excuse.
+    let a = check(&s, &h.0);
+    assert_eq!(a.counts.attempted, 2);
+    assert_eq!(causes(&a), [None]);
+    // Once node 2's connection is cut under it, both failures are explained.
+    h.cut(15, 4);
+    let a = check(&s, &h.0);
+    assert_eq!(causes(&a), [Some("stranded-delivery")]);
+}
