@@ -10,7 +10,7 @@ use crate::charts::{
     self, Axis, BLUE_C, Band, Chart, Dots, GREEN_C, Line, ORANGE_C, PALETTE, PURPLE_C, RED_C, SKY_C,
 };
 use crate::csv::seconds_in_order;
-use crate::model::{FaultWindow, NO_FAULT_LABEL, RunReport};
+use crate::model::{FaultWindow, NO_FAULT_LABEL, RunReport, UNEXPLAINED_LABEL};
 use crate::stats::{HistogramStats, fmt_at_ms, fmt_ms, fmt_seconds, fmt_us};
 
 /// Escapes text for HTML element content and attribute values.
@@ -709,6 +709,67 @@ fn faults_section(out: &mut String, r: &RunReport) {
                 l.lost,
                 share * 200.0,
                 share * 100.0
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    causes_section(out, r);
+}
+
+/// Lost messages by cause, the unexplained ones by message with their path, and the
+/// clients whose failover never finished.
+fn causes_section(out: &mut String, r: &RunReport) {
+    if r.losses_by_cause.iter().any(|l| l.lost > 0) {
+        out.push_str(
+            "<h3>Lost messages by cause</h3>\n<table>\n<tr><th>cause</th><th class=\"num\">lost</th></tr>\n",
+        );
+        for l in r.losses_by_cause.iter().filter(|l| l.lost > 0) {
+            let _ = writeln!(
+                out,
+                "<tr{}><td>{}</td><td class=\"num\">{}</td></tr>",
+                if l.label == UNEXPLAINED_LABEL {
+                    " class=\"bad\""
+                } else {
+                    ""
+                },
+                escape(&l.label),
+                l.lost
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    if r.unexplained_lost > 0 {
+        let _ = writeln!(
+            out,
+            "<h3 id=\"unexplained\">Unexplained losses ({})</h3>\n<p class=\"note\">Lost \
+             messages for which the run shows no cause: no broker held them when it crashed, \
+             expired or dropped them, and no connection they travelled on was cut. A broker \
+             bug until shown otherwise.</p>\n<table>\n<tr><th>message</th><th class=\"num\">sent</th><th>path</th></tr>",
+            r.unexplained_lost
+        );
+        for u in &r.unexplained_losses {
+            let _ = writeln!(
+                out,
+                "<tr class=\"bad\"><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(&u.id),
+                fmt_at_ms(u.sent_ms),
+                escape(&u.path)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    if !r.failovers_unfinished.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h3>Failovers that never finished ({})</h3>\n<table>\n<tr><th>client</th><th class=\"num\">without a connection since</th></tr>",
+            r.failovers_unfinished.len()
+        );
+        for f in &r.failovers_unfinished {
+            let _ = writeln!(
+                out,
+                "<tr class=\"bad\"><td>{}</td><td class=\"num\">{}</td></tr>",
+                escape(&f.client),
+                fmt_at_ms(f.since_ms)
             );
         }
         out.push_str("</table>\n");

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use crate::model::{
     ExpectationResult, FaultLoss, FaultWindow, McoSummary, NetworkSummary, RunReport, SecondSample,
+    UNEXPLAINED_LISTED_MAX,
 };
 
 /// Merges shard reports into one.
@@ -19,10 +20,15 @@ use crate::model::{
 /// - `mcollective`: totals summed, per-request rows concatenated and ordered by
 ///   `(sent_ms, request_id)`; `None` only when no shard had MCollective traffic. Request
 ///   ids should be unique across shards.
-/// - `expectations`: one per name in first-seen order; `ok` only if it held in every
-///   shard; `detail` is kept when all shards agree and otherwise lists each shard's,
-///   as `shard 0: …; shard 1: …`. Callers that can re-evaluate expectations on the
-///   merged counts should do so.
+/// - `expectations`: one per name in first-seen order. When every shard carries the
+///   expectation's [`Check`](crate::Check) (the same bound), it is judged again on the
+///   merged data: counts and ratios added, quantiles read from the merged histograms,
+///   so a `*_max` limit that held in every shard fails when the total exceeds it.
+///   Otherwise `ok` only if it held in every shard, and `detail` is kept when all shards
+///   agree and otherwise lists each shard's, as `shard 0: …; shard 1: …`.
+/// - `losses_by_cause`: summed per label, in first-seen order; `unexplained_lost`
+///   summed; `unexplained_losses` and `failovers_unfinished` concatenated (the first
+///   [`UNEXPLAINED_LISTED_MAX`] unexplained losses kept).
 /// - `seconds`: rows with the same `t_s` are combined (counts summed, histograms added,
 ///   connections summed per broker name); the result is ordered by `t_s`.
 /// - `faults`: concatenated without exact duplicates (every shard of one scenario sees
@@ -88,6 +94,7 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
                         name: e.name.clone(),
                         ok: e.ok,
                         detail: e.detail.clone(),
+                        check: None,
                     });
                     expectation_details.push(vec![format!("shard {i}: {}", e.detail)]);
                 }
@@ -104,6 +111,18 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
                 None => out.losses_by_fault.push(FaultLoss::clone(l)),
             }
         }
+        for l in &r.losses_by_cause {
+            match out.losses_by_cause.iter_mut().find(|x| x.label == l.label) {
+                Some(acc) => acc.lost = acc.lost.saturating_add(l.lost),
+                None => out.losses_by_cause.push(FaultLoss::clone(l)),
+            }
+        }
+        out.unexplained_lost = out.unexplained_lost.saturating_add(r.unexplained_lost);
+        out.unexplained_losses
+            .extend(r.unexplained_losses.iter().cloned());
+        out.unexplained_losses.truncate(UNEXPLAINED_LISTED_MAX);
+        out.failovers_unfinished
+            .extend(r.failovers_unfinished.iter().cloned());
         if out.replay_command.is_none() {
             out.replay_command = r.replay_command.clone();
         }
@@ -122,12 +141,44 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
         }
     }
 
+    rejudge(&mut out, reports);
+
     if let Some(m) = &mut out.mcollective {
         m.per_request
             .sort_by(|a, b| (a.sent_ms, &a.request_id).cmp(&(b.sent_ms, &b.request_id)));
     }
     out.seconds.sort_by_key(|s| s.t_s);
     out
+}
+
+/// Judges again, on the merged report, every expectation that every shard measured with
+/// the same check.
+fn rejudge(out: &mut RunReport, reports: &[RunReport]) {
+    for i in 0..out.expectations.len() {
+        let name = out.expectations[i].name.clone();
+        let mut combined: Option<crate::model::Check> = None;
+        let mut complete = true;
+        for r in reports {
+            let check = r
+                .expectations
+                .iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.check.as_ref());
+            combined = match (combined, check) {
+                (None, Some(c)) => Some(c.clone()),
+                (Some(acc), Some(c)) => acc.combine(c),
+                _ => None,
+            };
+            if combined.is_none() {
+                complete = false;
+                break;
+            }
+        }
+        if let (true, Some(check)) = (complete, combined) {
+            let judged = ExpectationResult::judge(name, check, out);
+            out.expectations[i] = judged;
+        }
+    }
 }
 
 /// A copy of `h` that resizes itself instead of rejecting larger values on `add`.

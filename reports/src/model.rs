@@ -72,8 +72,19 @@ pub struct RunReport {
     pub seconds: Vec<SecondSample>,
     /// The fault windows the scenario injected.
     pub faults: Vec<FaultWindow>,
-    /// Lost messages attributed to the fault window they crossed.
+    /// Lost messages attributed to the fault window in which their cause happened (a
+    /// crash, a cut connection), and [`NO_FAULT_LABEL`] for the others.
     pub losses_by_fault: Vec<FaultLoss>,
+    /// Lost messages by cause (`crash`, `expired`, `stranded-send`, …, and
+    /// [`UNEXPLAINED_LABEL`]), in a fixed order.
+    pub losses_by_cause: Vec<FaultLoss>,
+    /// Lost messages the checker found no cause for: a broker bug until shown otherwise.
+    pub unexplained_lost: u64,
+    /// The first unexplained losses (at most [`UNEXPLAINED_LISTED_MAX`]), with their path.
+    pub unexplained_losses: Vec<UnexplainedLoss>,
+    /// Clients that lost their connection and were still without one at the end of the
+    /// run.
+    pub failovers_unfinished: Vec<UnfinishedFailover>,
     /// Per-producer FIFO violations: deliveries that overtook an earlier message of the
     /// same producer on the same destination.
     pub reorders: u64,
@@ -103,6 +114,10 @@ impl RunReport {
             seconds: Vec::new(),
             faults: Vec::new(),
             losses_by_fault: Vec::new(),
+            losses_by_cause: Vec::new(),
+            unexplained_lost: 0,
+            unexplained_losses: Vec::new(),
+            failovers_unfinished: Vec::new(),
             reorders: 0,
             brokers: Vec::new(),
             replay_command: None,
@@ -213,7 +228,7 @@ pub struct McoRequest {
 }
 
 /// The verdict of one expectation of the scenario.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExpectationResult {
     /// What was expected, e.g. `"no loss"`.
     pub name: String,
@@ -221,6 +236,176 @@ pub struct ExpectationResult {
     pub ok: bool,
     /// The measured value against the limit, e.g. `"lost = 0 (limit 0)"`.
     pub detail: String,
+    /// How it was measured, so that a merge of shards can judge it again on the merged
+    /// counts and histograms; `None` for verdicts that cannot be re-measured.
+    pub check: Option<Check>,
+}
+
+impl ExpectationResult {
+    /// The verdict of `check` on `report` (whose histograms quantile checks read).
+    pub fn judge(name: impl Into<String>, check: Check, report: &RunReport) -> Self {
+        let (ok, detail) = check.evaluate(report);
+        ExpectationResult {
+            name: name.into(),
+            ok,
+            detail,
+            check: Some(check),
+        }
+    }
+}
+
+/// Which of a report's histograms a quantile check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramName {
+    /// [`RunReport::latency_us`] (read in milliseconds).
+    LatencyUs,
+    /// [`RunReport::failover_ms`].
+    FailoverMs,
+}
+
+/// What an expectation measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// A count; shards add up.
+    Count(u64),
+    /// A share `num / den`; shards add numerators and denominators. No data when `den`
+    /// is 0.
+    Ratio {
+        /// Numerator (e.g. replies received).
+        num: u64,
+        /// Denominator (e.g. replies expected).
+        den: u64,
+    },
+    /// A quantile (0 to 1) of one of the report's histograms, in milliseconds. No data
+    /// when the histogram is empty.
+    Quantile {
+        /// Which histogram.
+        histogram: HistogramName,
+        /// Which quantile.
+        quantile: f64,
+    },
+}
+
+/// An expectation as data: a measure, a bound, and what to do without data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// The measured value.
+    pub measure: Measure,
+    /// `true`: the value must be at most `limit`; `false`: at least.
+    pub at_most: bool,
+    /// The limit.
+    pub limit: f64,
+    /// Whether a measure without data (an empty ratio or histogram) passes. Otherwise
+    /// it fails: empty is not success.
+    pub allow_no_data: bool,
+    /// What is counted, for the detail (e.g. `"replies outside fault windows"`).
+    pub what: String,
+}
+
+impl Check {
+    /// The value of the measure on `report`, `None` without data.
+    pub fn value(&self, report: &RunReport) -> Option<f64> {
+        match &self.measure {
+            Measure::Count(n) => Some(*n as f64),
+            Measure::Ratio { num, den } => (*den > 0).then(|| *num as f64 / *den as f64),
+            Measure::Quantile {
+                histogram,
+                quantile,
+            } => {
+                let (h, per_ms) = match histogram {
+                    HistogramName::LatencyUs => (&report.latency_us, 1000.0),
+                    HistogramName::FailoverMs => (&report.failover_ms, 1.0),
+                };
+                (!h.is_empty()).then(|| h.value_at_quantile(*quantile) as f64 / per_ms)
+            }
+        }
+    }
+
+    /// Whether the expectation holds on `report`, and the detail that says why.
+    pub fn evaluate(&self, report: &RunReport) -> (bool, String) {
+        let bound = if self.at_most { "at most" } else { "at least" };
+        let l = self.limit;
+        let Some(v) = self.value(report) else {
+            let ok = self.allow_no_data;
+            let what = if self.what.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.what)
+            };
+            let verdict = if ok {
+                "allowed by allow_no_data"
+            } else {
+                "fails; set allow_no_data = true to accept"
+            };
+            return (ok, format!("no data{what} ({bound} {l}): {verdict}"));
+        };
+        let ok = if self.at_most {
+            v <= l + 1e-12
+        } else {
+            v + 1e-12 >= l
+        };
+        let detail = match &self.measure {
+            Measure::Count(n) => format!("{n} ({bound} {l})"),
+            Measure::Ratio { num, den } => {
+                format!("{v:.4} = {num}/{den} {} ({bound} {l})", self.what)
+            }
+            Measure::Quantile { .. } => format!("{v:.1} ms ({bound} {l} ms)"),
+        };
+        (ok, detail)
+    }
+
+    /// This check with the measure of `other` added (counts and ratios); `None` when the
+    /// two are not the same check.
+    pub fn combine(&self, other: &Check) -> Option<Check> {
+        if self.at_most != other.at_most
+            || self.limit != other.limit
+            || self.allow_no_data != other.allow_no_data
+        {
+            return None;
+        }
+        let measure = match (&self.measure, &other.measure) {
+            (Measure::Count(a), Measure::Count(b)) => Measure::Count(a.saturating_add(*b)),
+            (Measure::Ratio { num: a, den: b }, Measure::Ratio { num: c, den: d }) => {
+                Measure::Ratio {
+                    num: a.saturating_add(*c),
+                    den: b.saturating_add(*d),
+                }
+            }
+            (a @ Measure::Quantile { .. }, b) if a == b => a.clone(),
+            _ => return None,
+        };
+        Some(Check {
+            measure,
+            ..self.clone()
+        })
+    }
+}
+
+/// A lost message no cause explains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnexplainedLoss {
+    /// The message (and target), e.g. `message 281474976710661 (work-producer-0 #5)`.
+    pub id: String,
+    /// When it was written, ms since the start of the run.
+    pub sent_ms: u64,
+    /// Its path as the history shows it: who wrote it to which broker, and where each
+    /// target was connected.
+    pub path: String,
+}
+
+/// Unexplained losses listed by message at most (the count is complete).
+pub const UNEXPLAINED_LISTED_MAX: usize = 100;
+
+/// The cause label of losses without a cause.
+pub const UNEXPLAINED_LABEL: &str = "unexplained";
+
+/// A client that lost its connection and had none at the end of the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnfinishedFailover {
+    /// The client's name.
+    pub client: String,
+    /// When it lost its connection, ms since the start of the run.
+    pub since_ms: u64,
 }
 
 /// One second of (simulated) time: the interval `[t_s, t_s + 1)`.

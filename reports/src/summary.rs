@@ -22,9 +22,16 @@
 //!                           "replies_missing", "requests_complete" },
 //!   "network": null | { "bridged_deliveries", "max_hops", "loop_messages",
 //!                       "returned_messages" },
-//!   "expectations": [ { "name", "ok", "detail" } ],
+//!   "expectations": [ { "name", "ok", "detail",
+//!                       "check": null | { "measure", "count" | "num", "den" | "histogram",
+//!                                         "quantile", "at_most", "limit", "allow_no_data",
+//!                                         "what" } } ],
 //!   "faults": [ { "kind", "label", "start_ms", "end_ms" } ],   // end_ms null: never healed
 //!   "losses_by_fault": [ { "label", "lost" } ],
+//!   "losses_by_cause": [ { "label", "lost" } ],               // label "unexplained": no cause
+//!   "unexplained_lost": 0,
+//!   "unexplained_losses": [ { "id", "sent_ms", "path" } ],     // the first 100
+//!   "failovers_unfinished": [ { "client", "since_ms" } ],
 //!   "replay_command": null | "stampede run …",
 //!   "wall_seconds": 3.2                  // the only nondeterministic field, always last
 //! }
@@ -40,7 +47,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ExpectationResult, FaultLoss, FaultWindow, McoSummary, MessageCounts, NetworkSummary, RunReport,
+    Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoSummary, Measure,
+    MessageCounts, NetworkSummary, RunReport, UnexplainedLoss, UnfinishedFailover,
 };
 use crate::stats::{HistogramStats, round3};
 
@@ -88,6 +96,18 @@ pub struct Summary {
     pub faults: Vec<FaultJson>,
     /// [`RunReport::losses_by_fault`].
     pub losses_by_fault: Vec<FaultLossJson>,
+    /// [`RunReport::losses_by_cause`].
+    #[serde(default)]
+    pub losses_by_cause: Vec<FaultLossJson>,
+    /// [`RunReport::unexplained_lost`].
+    #[serde(default)]
+    pub unexplained_lost: u64,
+    /// [`RunReport::unexplained_losses`].
+    #[serde(default)]
+    pub unexplained_losses: Vec<UnexplainedJson>,
+    /// [`RunReport::failovers_unfinished`].
+    #[serde(default)]
+    pub failovers_unfinished: Vec<UnfinishedJson>,
     /// [`RunReport::replay_command`].
     pub replay_command: Option<String>,
     /// [`RunReport::wall_seconds`]; last so that a diff of two runs ends with it.
@@ -147,12 +167,125 @@ pub struct NetworkJson {
 }
 
 /// One entry of `expectations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct ExpectationJson {
     pub name: String,
     pub ok: bool,
     pub detail: String,
+    #[serde(default)]
+    pub check: Option<CheckJson>,
+}
+
+/// How an expectation was measured ([`Check`]), so that `stampede merge` can judge it
+/// again on merged shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CheckJson {
+    /// `count`, `ratio` or `quantile`.
+    pub measure: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub den: Option<u64>,
+    /// `latency_us` or `failover_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+    pub at_most: bool,
+    pub limit: f64,
+    pub allow_no_data: bool,
+    pub what: String,
+}
+
+impl CheckJson {
+    fn of(c: &Check) -> CheckJson {
+        let mut j = CheckJson {
+            measure: String::new(),
+            count: None,
+            num: None,
+            den: None,
+            histogram: None,
+            quantile: None,
+            at_most: c.at_most,
+            limit: c.limit,
+            allow_no_data: c.allow_no_data,
+            what: c.what.clone(),
+        };
+        match &c.measure {
+            Measure::Count(n) => {
+                j.measure = "count".into();
+                j.count = Some(*n);
+            }
+            Measure::Ratio { num, den } => {
+                j.measure = "ratio".into();
+                j.num = Some(*num);
+                j.den = Some(*den);
+            }
+            Measure::Quantile {
+                histogram,
+                quantile,
+            } => {
+                j.measure = "quantile".into();
+                j.histogram = Some(
+                    match histogram {
+                        HistogramName::LatencyUs => "latency_us",
+                        HistogramName::FailoverMs => "failover_ms",
+                    }
+                    .into(),
+                );
+                j.quantile = Some(*quantile);
+            }
+        }
+        j
+    }
+
+    /// The check, or `None` when the JSON names an unknown measure.
+    fn to_check(&self) -> Option<Check> {
+        let measure = match self.measure.as_str() {
+            "count" => Measure::Count(self.count?),
+            "ratio" => Measure::Ratio {
+                num: self.num?,
+                den: self.den?,
+            },
+            "quantile" => Measure::Quantile {
+                histogram: match self.histogram.as_deref()? {
+                    "latency_us" => HistogramName::LatencyUs,
+                    "failover_ms" => HistogramName::FailoverMs,
+                    _ => return None,
+                },
+                quantile: self.quantile?,
+            },
+            _ => return None,
+        };
+        Some(Check {
+            measure,
+            at_most: self.at_most,
+            limit: self.limit,
+            allow_no_data: self.allow_no_data,
+            what: self.what.clone(),
+        })
+    }
+}
+
+/// One entry of `unexplained_losses`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct UnexplainedJson {
+    pub id: String,
+    pub sent_ms: u64,
+    pub path: String,
+}
+
+/// One entry of `failovers_unfinished`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct UnfinishedJson {
+    pub client: String,
+    pub since_ms: u64,
 }
 
 /// One entry of `faults`.
@@ -229,6 +362,7 @@ impl Summary {
                     name: e.name.clone(),
                     ok: e.ok,
                     detail: e.detail.clone(),
+                    check: e.check.as_ref().map(CheckJson::of),
                 })
                 .collect(),
             faults: report
@@ -247,6 +381,32 @@ impl Summary {
                 .map(|l| FaultLossJson {
                     label: l.label.clone(),
                     lost: l.lost,
+                })
+                .collect(),
+            losses_by_cause: report
+                .losses_by_cause
+                .iter()
+                .map(|l| FaultLossJson {
+                    label: l.label.clone(),
+                    lost: l.lost,
+                })
+                .collect(),
+            unexplained_lost: report.unexplained_lost,
+            unexplained_losses: report
+                .unexplained_losses
+                .iter()
+                .map(|u| UnexplainedJson {
+                    id: u.id.clone(),
+                    sent_ms: u.sent_ms,
+                    path: u.path.clone(),
+                })
+                .collect(),
+            failovers_unfinished: report
+                .failovers_unfinished
+                .iter()
+                .map(|u| UnfinishedJson {
+                    client: u.client.clone(),
+                    since_ms: u.since_ms,
                 })
                 .collect(),
             replay_command: report.replay_command.clone(),
@@ -291,6 +451,7 @@ impl Summary {
                 name: e.name.clone(),
                 ok: e.ok,
                 detail: e.detail.clone(),
+                check: e.check.as_ref().and_then(CheckJson::to_check),
             })
             .collect();
         r.faults = self
@@ -309,6 +470,32 @@ impl Summary {
             .map(|l| FaultLoss {
                 label: l.label.clone(),
                 lost: l.lost,
+            })
+            .collect();
+        r.losses_by_cause = self
+            .losses_by_cause
+            .iter()
+            .map(|l| FaultLoss {
+                label: l.label.clone(),
+                lost: l.lost,
+            })
+            .collect();
+        r.unexplained_lost = self.unexplained_lost;
+        r.unexplained_losses = self
+            .unexplained_losses
+            .iter()
+            .map(|u| UnexplainedLoss {
+                id: u.id.clone(),
+                sent_ms: u.sent_ms,
+                path: u.path.clone(),
+            })
+            .collect();
+        r.failovers_unfinished = self
+            .failovers_unfinished
+            .iter()
+            .map(|u| UnfinishedFailover {
+                client: u.client.clone(),
+                since_ms: u.since_ms,
             })
             .collect();
         r.reorders = self.reorders;

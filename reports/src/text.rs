@@ -118,6 +118,39 @@ pub fn summary_text(report: &RunReport) -> String {
             end
         );
     }
+    let causes: Vec<String> = report
+        .losses_by_cause
+        .iter()
+        .filter(|l| l.lost > 0)
+        .map(|l| format!("{} {}", l.lost, l.label))
+        .collect();
+    if !causes.is_empty() {
+        let _ = writeln!(out, "  losses     {}", causes.join(", "));
+    }
+    for u in &report.unexplained_losses {
+        let _ = writeln!(
+            out,
+            "  unexplained loss: {} (sent at {}): {}",
+            u.id,
+            fmt_at_ms(u.sent_ms),
+            u.path
+        );
+    }
+    if report.unexplained_lost > report.unexplained_losses.len() as u64 {
+        let _ = writeln!(
+            out,
+            "  … and {} more unexplained losses",
+            report.unexplained_lost - report.unexplained_losses.len() as u64
+        );
+    }
+    for f in &report.failovers_unfinished {
+        let _ = writeln!(
+            out,
+            "  failover unfinished: {} without a connection since {}",
+            f.client,
+            fmt_at_ms(f.since_ms)
+        );
+    }
     for e in &report.expectations {
         let mark = if e.ok { '✓' } else { '✗' };
         let _ = writeln!(out, "  {mark} {}: {}", e.name, e.detail);
@@ -154,11 +187,13 @@ mod tests {
                 name: "no loss".into(),
                 ok: false,
                 detail: "lost = 1 (limit 0)".into(),
+                check: None,
             },
             ExpectationResult {
                 name: "delivery".into(),
                 ok: true,
                 detail: "delivered = 9".into(),
+                check: None,
             },
         ];
         r.replay_command = Some("stampede run mco-failover --seed 7".into());

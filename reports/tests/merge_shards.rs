@@ -129,6 +129,7 @@ fn merge_of_expectations_fails_if_any_shard_failed() {
         name: "no loss".into(),
         ok,
         detail: detail.into(),
+        check: None,
     };
     let mut a = RunReport::new("s", 1);
     a.expectations = vec![exp(true, "lost = 0 (limit 0)")];
@@ -159,4 +160,84 @@ fn merge_of_nothing_is_an_empty_report() {
     assert_eq!(m, RunReport::default());
     let one = common::whole();
     assert_eq!(merge(std::slice::from_ref(&one)), one);
+}
+
+#[test]
+fn merge_judges_expectations_again_on_the_merged_counts_and_histograms() {
+    use stampede_reports::{Check, HistogramName, Measure};
+    let judged = |r: &RunReport, name: &str, measure: Measure, at_most: bool, limit: f64| {
+        let check = Check {
+            measure,
+            at_most,
+            limit,
+            allow_no_data: false,
+            what: "replies".into(),
+        };
+        ExpectationResult::judge(name, check, r)
+    };
+    let shard = |lost: u64, failover_ms: u64, replies: (u64, u64)| {
+        let mut r = RunReport::new("s", 1);
+        r.messages.lost = lost;
+        r.failover_ms.record(failover_ms).unwrap();
+        r.expectations = vec![
+            judged(&r, "lost_max", Measure::Count(lost), true, 1.0),
+            judged(
+                &r,
+                "failover_p99_ms_max",
+                Measure::Quantile {
+                    histogram: HistogramName::FailoverMs,
+                    quantile: 0.99,
+                },
+                true,
+                5_000.0,
+            ),
+            judged(
+                &r,
+                "mco_reply_ratio_min",
+                Measure::Ratio {
+                    num: replies.0,
+                    den: replies.1,
+                },
+                false,
+                0.9,
+            ),
+        ];
+        r
+    };
+    // Each shard lost one message (at most 1 holds), the whole run lost two.
+    let a = shard(1, 1_000, (10, 10));
+    let b = shard(1, 9_000, (0, 0));
+    assert!(a.expectations[0].ok && b.expectations[0].ok);
+    // Shard b's failover breaks its own p99; its reply ratio has no data and fails.
+    assert!(!b.expectations[1].ok && !b.expectations[2].ok);
+    let m = merge(&[a, b]);
+    let by = |name: &str| m.expectations.iter().find(|e| e.name == name).unwrap();
+    assert!(!by("lost_max").ok, "{:?}", by("lost_max"));
+    assert_eq!(by("lost_max").detail, "2 (at most 1)");
+    // The merged p99 reads the merged histogram (1 s and 9 s: p99 is 9 s).
+    assert!(!by("failover_p99_ms_max").ok);
+    // 10 of 10 replies over both shards: the merged ratio holds.
+    assert!(
+        by("mco_reply_ratio_min").ok,
+        "{:?}",
+        by("mco_reply_ratio_min")
+    );
+
+    // The checks survive summary.json: merging what was written judges the same.
+    let dir = scratch("rejudge");
+    let (a, b) = (shard(1, 1_000, (10, 10)), shard(1, 2_000, (5, 10)));
+    write_report(&a, &dir.join("a")).unwrap();
+    write_report(&b, &dir.join("b")).unwrap();
+    let read = [
+        read_report(&dir.join("a")).unwrap(),
+        read_report(&dir.join("b")).unwrap(),
+    ];
+    let m = merge(&read);
+    let by = |name: &str| m.expectations.iter().find(|e| e.name == name).unwrap();
+    assert_eq!(by("lost_max").detail, "2 (at most 1)");
+    assert_eq!(
+        by("mco_reply_ratio_min").detail,
+        "0.7500 = 15/20 replies (at least 0.9)"
+    );
+    assert!(!by("mco_reply_ratio_min").ok);
 }

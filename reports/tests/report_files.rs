@@ -123,6 +123,10 @@ fn summary_json_has_the_documented_shape() {
             "expectations",
             "faults",
             "losses_by_fault",
+            "losses_by_cause",
+            "unexplained_lost",
+            "unexplained_losses",
+            "failovers_unfinished",
             "replay_command",
             "wall_seconds",
         ]
@@ -462,4 +466,51 @@ fn non_finite_durations_do_not_break_the_files() {
     assert!(text.contains("\"sim_seconds\": null"));
     let back = read_report(&dir).unwrap();
     assert!(back.sim_seconds.is_nan() && back.wall_seconds.is_nan());
+}
+
+#[test]
+fn unexplained_losses_and_unfinished_failovers_reach_every_file() {
+    use stampede_reports::{FaultLoss, UnexplainedLoss, UnfinishedFailover};
+    let mut report = small_report();
+    report.messages.lost = 3;
+    report.losses_by_cause = vec![
+        FaultLoss {
+            label: "crash".into(),
+            lost: 2,
+        },
+        FaultLoss {
+            label: "unexplained".into(),
+            lost: 1,
+        },
+    ];
+    report.unexplained_lost = 1;
+    report.unexplained_losses = vec![UnexplainedLoss {
+        id: "message 4242 (producer-0 #7)".into(),
+        sent_ms: 12_345,
+        path: "written at 12.345 s by producer-0 on broker-1".into(),
+    }];
+    report.failovers_unfinished = vec![UnfinishedFailover {
+        client: "rack-1-node-0007".into(),
+        since_ms: 61_000,
+    }];
+    let dir = scratch("unexplained");
+    write_report(&report, &dir).unwrap();
+    let html = fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Unexplained losses (1)"), "{html}");
+    assert!(html.contains("message 4242 (producer-0 #7)"));
+    assert!(html.contains("rack-1-node-0007"));
+    let v: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["unexplained_lost"], 1);
+    assert_eq!(v["unexplained_losses"][0]["sent_ms"], 12_345);
+    assert_eq!(v["losses_by_cause"][1]["label"], "unexplained");
+    assert_eq!(v["failovers_unfinished"][0]["since_ms"], 61_000);
+    let text = stampede_reports::summary_text(&report);
+    assert!(text.contains("losses     2 crash, 1 unexplained"), "{text}");
+    assert!(text.contains("unexplained loss: message 4242"), "{text}");
+    assert!(
+        text.contains("failover unfinished: rack-1-node-0007"),
+        "{text}"
+    );
+    assert_eq!(read_report(&dir).unwrap(), report);
 }

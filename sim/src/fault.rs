@@ -1,5 +1,5 @@
 //! Faults: the timeline of actions applied to the simulated world, and the labeled windows
-//! that reports shade and that losses are attributed to.
+//! that reports shade and that losses are charged to when their cause happened in them.
 //!
 //! Explicit `[[faults]]` and the seeded `[nemesis]` both become [`Action`]s on one sorted
 //! timeline. The world applies them between simulation steps through turmoil's `Sim`.
@@ -308,14 +308,16 @@ impl Timeline {
         self.push(end_ms, Op::HealAll, None);
     }
 
-    /// The window containing time `t_ms` that started earliest, for loss attribution: a
-    /// message sent at `sent_ms` and due by `sent_ms + lifetime_ms` is attributed to the
-    /// first window that overlaps that interval.
-    pub fn attribute(&self, sent_ms: u64, lifetime_ms: u64) -> Option<usize> {
-        let due = sent_ms + lifetime_ms;
-        self.windows
-            .iter()
-            .position(|w| w.start_ms <= due && w.end_ms.is_none_or(|e| e >= sent_ms))
+    /// The earliest-opened window in effect at `at_ms`, counting `settle_ms` after its end
+    /// (a connection cut by a fault may be noticed a little later). The checker charges a
+    /// loss to the window in which its cause (a crash, a cut connection) happened; it
+    /// never charges a loss for merely overlapping a window.
+    pub fn window_at(&self, at_ms: u64, settle_ms: u64) -> Option<usize> {
+        self.windows.iter().position(|w| {
+            w.start_ms <= at_ms
+                && w.end_ms
+                    .is_none_or(|e| at_ms <= e.saturating_add(settle_ms))
+        })
     }
 }
 
@@ -376,9 +378,11 @@ b = ["broker-1"]
         assert_eq!(ops[1], (90_000, &Op::Restart(vec!["broker-2".into()])));
         assert!(matches!(ops[2].1, Op::Partition(a, b) if a == &["rack-1"] && b == &["broker-1"]));
         assert!(matches!(ops[3].1, Op::Heal(..)));
-        assert_eq!(t.attribute(55_000, 10_000), Some(0));
-        assert_eq!(t.attribute(10_000, 10_000), None);
-        assert_eq!(t.attribute(110_000, 1_000), Some(1));
+        assert_eq!(t.window_at(55_000, 0), None);
+        assert_eq!(t.window_at(60_000, 0), Some(0));
+        assert_eq!(t.window_at(92_000, 0), None);
+        assert_eq!(t.window_at(92_000, 5_000), Some(0));
+        assert_eq!(t.window_at(110_000, 0), Some(1));
     }
 
     #[test]

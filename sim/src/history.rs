@@ -110,10 +110,14 @@ pub struct McoRequest {
     pub kind: RequestKind,
     /// Scheduled send time (µs).
     pub intended_us: u64,
-    /// When the SEND was written (µs), if it was.
+    /// When the SEND was written (µs), if it was (for a directed request: if any of its
+    /// SENDs was).
     pub sent_us: Option<u64>,
     /// Nodes expected to answer (node client ids).
     pub expected: Vec<ClientId>,
+    /// Directed requests: targets whose SEND could not be written (they do not count as
+    /// acknowledged). Empty for a broadcast, whose one SEND is `sent_us`.
+    pub unwritten: Vec<ClientId>,
     /// Replies are counted until this time (µs).
     pub window_end_us: u64,
 }
@@ -142,6 +146,40 @@ pub struct BridgedDelivery {
     pub path: String,
 }
 
+/// A message a broker held or dropped, reduced to what the checker matches it by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HeldRef {
+    /// A queue-workload message (its `x-sim-id`).
+    Message(u64),
+    /// An MCollective request (its body's `req=`), with the node it was directed to when
+    /// it went to the nodes queue.
+    Request {
+        /// Request number.
+        id: u64,
+        /// The target of a directed request.
+        node: Option<ClientId>,
+    },
+}
+
+/// Why a broker dropped a message on purpose (the broker's own record).
+pub use stampede_broker::core::DropReason;
+
+/// One broker incarnation (a restart starts another): when it ran, and the evidence it
+/// left for the checker.
+#[derive(Clone, Debug)]
+pub struct Incarnation {
+    /// Broker name.
+    pub broker: String,
+    /// When it started (µs).
+    pub started_us: u64,
+    /// When it was crashed (µs); `None` if it ran to the end of the run.
+    pub crashed_us: Option<u64>,
+    /// What it held when it crashed (or at the end of the run).
+    pub held: Vec<HeldRef>,
+    /// What it dropped on purpose, and why.
+    pub dropped: Vec<(HeldRef, DropReason)>,
+}
+
 /// Everything recorded during a run.
 #[derive(Debug, Default)]
 pub struct History {
@@ -163,6 +201,16 @@ pub struct History {
     pub bridged: Vec<BridgedDelivery>,
     /// Every broker incarnation's statistics handle (a restart adds one), by broker name.
     pub broker_stats: Vec<(String, stampede_broker::server::StatsHandle)>,
+    /// Every broker incarnation's observations handle, with its start (µs) and, once
+    /// crashed, the crash time (µs); the world turns them into `incarnations`.
+    pub broker_observers: Vec<(
+        String,
+        u64,
+        Option<u64>,
+        stampede_broker::server::ObservationsHandle,
+    )>,
+    /// Every broker incarnation with what it held and dropped (simulated runs only).
+    pub incarnations: Vec<Incarnation>,
     /// Consumers of each queue workload (by index in the scenario).
     pub consumers_by_workload: BTreeMap<u16, Vec<ClientId>>,
     /// Faults applied, with simulated time (ms) and a description, in order.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use stampede_reports::{
     ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL, RunReport,
+    UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
 };
 
 use crate::checker::{self, Analysis};
@@ -51,7 +52,17 @@ pub fn run(
     let wall_seconds = started.elapsed().as_secs_f64();
     let history = recorder.take();
     let analysis = checker::analyse(scenario, &timeline, &history);
-    let report = to_report(scenario, seed, &timeline, &analysis, wall_seconds, replay);
+    let names: Vec<String> = history.clients.iter().map(|c| c.name.clone()).collect();
+    let mut report = to_report(
+        scenario,
+        seed,
+        &timeline,
+        &analysis,
+        &names,
+        wall_seconds,
+        replay,
+    );
+    add_loss_paths(&mut report, scenario, &timeline, &history, &analysis);
     Ok(Outcome {
         report,
         analysis,
@@ -60,12 +71,36 @@ pub fn run(
     })
 }
 
-/// Turns a checked run into its report (also used by live runs).
+/// Lists the unexplained losses of a run by message, with their path.
+pub(crate) fn add_loss_paths(
+    report: &mut RunReport,
+    scenario: &Scenario,
+    timeline: &Timeline,
+    history: &History,
+    a: &Analysis,
+) {
+    report.unexplained_losses =
+        checker::unexplained_paths(scenario, timeline, history, a, UNEXPLAINED_LISTED_MAX)
+            .into_iter()
+            .map(|(id, sent_ms, path)| UnexplainedLoss { id, sent_ms, path })
+            .collect();
+}
+
+fn history_name(names: &[String], c: crate::history::ClientId) -> String {
+    names
+        .get(c.0 as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("client {}", c.0))
+}
+
+/// Turns a checked run into its report (also used by live runs); `names` are the
+/// history's client names, by client id.
 pub(crate) fn to_report(
     scenario: &Scenario,
     seed: u64,
     timeline: &Timeline,
     a: &Analysis,
+    names: &[String],
     wall_seconds: f64,
     replay: &str,
 ) -> RunReport {
@@ -76,6 +111,7 @@ pub(crate) fn to_report(
             name: v.name.clone(),
             ok: v.ok,
             detail: v.detail.clone(),
+            check: v.check.clone(),
         })
         .collect();
     let failed = expectations.iter().any(|e| !e.ok);
@@ -113,7 +149,26 @@ pub(crate) fn to_report(
             })
             .collect(),
     });
+    let losses_by_cause: Vec<FaultLoss> = a
+        .losses_by_cause()
+        .into_iter()
+        .map(|(label, lost)| FaultLoss {
+            label: label.to_owned(),
+            lost,
+        })
+        .collect();
     RunReport {
+        losses_by_cause,
+        unexplained_lost: a.unexplained().count() as u64,
+        unexplained_losses: Vec::new(),
+        failovers_unfinished: a
+            .failovers_unfinished
+            .iter()
+            .map(|u| UnfinishedFailover {
+                client: history_name(names, u.client),
+                since_ms: u.since_us / 1000,
+            })
+            .collect(),
         scenario: scenario.name.clone(),
         seed,
         target: None,

@@ -511,8 +511,17 @@ pub struct Expectations {
     pub mco_final_reply_ratio_min: Option<f64>,
     /// Fewest losses that must be attributed to fault windows (a fault must show).
     pub fault_losses_min: Option<u64>,
-    /// Most losses outside every fault window.
-    pub unattributed_lost_max: Option<u64>,
+    /// Most lost messages without a cause (see the checker); 0 when absent, so that an
+    /// unexplained loss fails every scenario. `unattributed_lost_max` is a deprecated
+    /// alias.
+    #[serde(alias = "unattributed_lost_max")]
+    pub unexplained_lost_max: Option<u64>,
+    /// Most clients still without a connection at the end of the run after losing one;
+    /// 0 when absent.
+    pub failovers_unfinished_max: Option<u64>,
+    /// Whether an expectation whose measure has no data (a reply ratio over no request, a
+    /// percentile of no failover) passes. Off: empty is not success.
+    pub allow_no_data: bool,
     /// Most deliveries of messages that visited a broker twice (crossed a network link
     /// twice), seen through their broker path.
     pub loop_messages_max: Option<u64>,

@@ -2,7 +2,7 @@
 //! [`TurmoilNet`]), one per rack of client nodes, one per `mco` client and per queue
 //! workload; the step loop that advances it and applies the fault timeline.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -11,11 +11,14 @@ use stampede_broker::config::{BrokerConfig, ServerConfig};
 use stampede_broker::server::Server;
 
 use crate::fault::{Op, Timeline};
-use crate::history::Recorder;
+use stampede_broker::core::Message;
+
+use crate::history::{ClientId, HeldRef, Incarnation, Recorder, Role};
 use crate::net::TurmoilNet;
 use crate::scenario::{Scenario, glob};
 use crate::seed;
 use crate::workload;
+use crate::workload::mcollective;
 
 /// Extra simulated time allowed after the scenario's end for clients to finish.
 const WIND_DOWN: Duration = Duration::from_secs(30);
@@ -67,6 +70,8 @@ pub fn run(
             metrics: Default::default(),
         };
         config.core.broker_name = b.name.clone();
+        // The checker explains losses by what brokers held and dropped.
+        config.core.record_drops = true;
         let epoch_ms = scenario.epoch_ms;
         let name = b.name.clone();
         let recorder = recorder.clone();
@@ -76,10 +81,17 @@ pub fn run(
             let recorder = recorder.clone();
             async move {
                 let server = Server::bind(Arc::new(TurmoilNet), config).await?;
-                recorder
-                    .lock()
-                    .broker_stats
-                    .push((name.clone(), server.stats()));
+                let started_us = recorder.now_us();
+                {
+                    let mut h = recorder.lock();
+                    h.broker_stats.push((name.clone(), server.stats()));
+                    h.broker_observers.push((
+                        name.clone(),
+                        started_us,
+                        None,
+                        server.observations(),
+                    ));
+                }
                 let now_ms =
                     epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
                 recorder
@@ -116,6 +128,7 @@ pub fn run(
     let mut world = Applier {
         scenario,
         crashed: BTreeSet::new(),
+        just_crashed: Vec::new(),
     };
     let total_ms = duration.as_millis() as u64;
     let mut next_action = 0;
@@ -127,7 +140,19 @@ pub fn run(
                 break;
             }
             let what = world.apply(&mut sim, &action.op);
-            recorder.lock().applied.push((now_ms, what));
+            let mut h = recorder.lock();
+            // A crash dropped the broker's core task, which published what it held.
+            for crashed in world.just_crashed.drain(..) {
+                if let Some(o) = h
+                    .broker_observers
+                    .iter_mut()
+                    .rev()
+                    .find(|o| o.0 == crashed && o.2.is_none())
+                {
+                    o.2 = Some(now_ms * 1000);
+                }
+            }
+            h.applied.push((now_ms, what));
             next_action += 1;
         }
         if now_ms >= next_report {
@@ -148,7 +173,61 @@ pub fn run(
         sim_ms: total_ms,
         total_ms,
     });
+    // Dropping the simulation drops every broker still running, which publishes what it
+    // held at the end.
+    drop(sim);
+    collect_incarnations(recorder);
     Ok(())
+}
+
+/// Turns every broker incarnation's published observations into history evidence.
+fn collect_incarnations(recorder: &Recorder) {
+    let mut h = recorder.lock();
+    let nodes: BTreeMap<String, ClientId> = h
+        .clients
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.role == Role::Node)
+        .map(|(i, c)| (c.name.clone(), ClientId(i as u32)))
+        .collect();
+    let observers = std::mem::take(&mut h.broker_observers);
+    for (broker, started_us, crashed_us, handle) in observers {
+        let seen = handle.get().unwrap_or_default();
+        h.incarnations.push(Incarnation {
+            broker,
+            started_us,
+            crashed_us,
+            held: seen
+                .held
+                .iter()
+                .filter_map(|m| held_ref(m, &nodes))
+                .collect(),
+            dropped: seen
+                .dropped
+                .iter()
+                .filter_map(|(m, why)| held_ref(m, &nodes).map(|r| (r, *why)))
+                .collect(),
+        });
+    }
+}
+
+/// What a broker's message is to the checker: a queue-workload message, an MCollective
+/// request (directed to a node when it names one), or nothing it counts.
+pub(crate) fn held_ref(m: &Message, nodes: &BTreeMap<String, ClientId>) -> Option<HeldRef> {
+    if let Some(id) = m.headers.get("x-sim-id").and_then(|v| v.parse().ok()) {
+        return Some(HeldRef::Message(id));
+    }
+    // Replies carry `node=` and registrations `reg=`; only requests are units.
+    if mcollective::field(&m.body, "node").is_some() {
+        return None;
+    }
+    let id = mcollective::field(&m.body, "req")?.parse().ok()?;
+    let node = m
+        .headers
+        .get("mc_identity")
+        .and_then(|n| nodes.get(n))
+        .copied();
+    Some(HeldRef::Request { id, node })
 }
 
 /// Resolves host patterns to host names.
@@ -165,6 +244,8 @@ fn expand(patterns: &[String], scenario: &Scenario) -> Vec<String> {
 struct Applier<'a> {
     scenario: &'a Scenario,
     crashed: BTreeSet<String>,
+    /// Brokers crashed by the last operation applied.
+    just_crashed: Vec<String>,
 }
 
 impl Applier<'_> {
@@ -206,6 +287,7 @@ impl Applier<'_> {
                 for h in hosts {
                     if self.crashed.insert(h.clone()) {
                         sim.crash(h.as_str());
+                        self.just_crashed.push(h.clone());
                     }
                 }
                 format!("crash {}", hosts.join(","))

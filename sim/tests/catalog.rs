@@ -56,6 +56,8 @@ fn mcollective_3x800_failover_moves_nodes_and_attributes_loss_to_the_crash() {
 fn broker_crash_failover_loses_only_in_the_crash_window() {
     let o = run_catalog("broker-crash-failover.toml", None);
     assert!(o.report.messages.lost > 0);
+    // Every loss has a cause, and every cause happened in the crash window.
+    assert_eq!(o.report.unexplained_lost, 0);
     assert_eq!(o.analysis.losses_outside, 0);
 }
 
@@ -128,6 +130,7 @@ fn mcollective_3x800_mesh_partition_misses_exactly_the_cut_off_share() {
         assert_eq!((r.received, r.expected), (1600, 2400), "{r:?}");
     }
     assert_eq!(o.analysis.losses_outside, 0);
+    assert_eq!(o.report.unexplained_lost, 0);
     assert!(o.report.messages.lost >= 4 * 800);
     // Healed: the last rounds reach all 2,400 nodes again.
     let last = o.analysis.rounds.last().unwrap();

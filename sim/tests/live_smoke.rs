@@ -247,7 +247,10 @@ fn check_report(dir: &Path, kind: &str, what: &str, out: &Output) {
         describe(what, out)
     );
     assert!(r.messages.delivered > 0, "{}", describe(what, out));
+    // No loss means something only if something was acknowledged.
+    assert!(r.messages.acknowledged > 0, "{}", describe(what, out));
     assert_eq!(r.messages.lost, 0, "{}", describe(what, out));
+    assert_eq!(r.unexplained_lost, 0, "{}", describe(what, out));
     assert_eq!(r.messages.unexpected, 0, "{}", describe(what, out));
     assert!(!r.latency_us.is_empty(), "{what}: no latency recorded");
     let mco = r.mcollective.as_ref().expect("MCollective traffic");

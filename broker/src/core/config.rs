@@ -29,6 +29,19 @@ pub struct CoreConfig {
     pub queue_prefetch_default: usize,
     /// Default prefetch for topic subscriptions in client ack modes.
     pub topic_prefetch_default: usize,
+    /// Simulator only: keep every message the core drops on purpose (expiry, slow
+    /// consumer, refusal, dead-letter) for [`Broker::take_dropped`](super::Broker), so
+    /// that a checker can explain losses by evidence. Never read from a configuration
+    /// file; off by default, since the record grows with every drop.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub record_drops: bool,
+    /// Test only: silently drop the SEND with this number (counted from 1 by each
+    /// `Broker`, so once per incarnation), as a bug would, without any record. Never read from a
+    /// configuration file; off by default.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub test_drop_send_number: Option<u64>,
 }
 
 impl Default for CoreConfig {
@@ -42,6 +55,8 @@ impl Default for CoreConfig {
             dead_letter_queue: "ActiveMQ.DLQ".to_owned(),
             queue_prefetch_default: 1000,
             topic_prefetch_default: 32767,
+            record_drops: false,
+            test_drop_send_number: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use super::interbroker::{Action, AdvisoryFeed, NetworkSub, is_advisory, parse_pa
 use super::interbroker_headers::{
     ADVISORY_REPLAY, BROKER_PATH_HEADER, NETWORK_BROKER, ORIGIN_ID_HEADER,
 };
-use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, Message};
+use super::message::{CONSUMED_SEND_HEADERS, DEFAULT_PRIORITY, Delivery, DropReason, Message};
 use super::session::{Conn, FrameError, FrameResult, Unflushed, fatal};
 use super::transaction::{AckKind, TxOp};
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
@@ -331,8 +331,13 @@ impl Broker {
     /// Delivers or stores a message sent to `key`.
     pub(super) fn route(&mut self, key: QueueKey, message: SharedMessage) -> FrameResult {
         self.stats.messages_received += 1;
+        if self.config.test_drop_send_number == Some(self.stats.messages_received) {
+            // The test hook: lose this message without a trace, as a bug would.
+            return Ok(());
+        }
         if message.is_expired(self.now_ms) {
             self.stats.messages_expired += 1;
+            self.record_drop(&message, DropReason::Expired);
             return Ok(());
         }
         if key.kind.is_queue() {
@@ -343,6 +348,7 @@ impl Broker {
             if !delivered {
                 if queue >= self.config.limits.queue_messages_max {
                     self.stats.sends_refused += 1;
+                    self.record_drop(&message, DropReason::Refused);
                     self.collect_queue(&key);
                     return Err(FrameError::Refused(format!(
                         "queue {} is full (limits.queue_messages_max = {})",
@@ -598,10 +604,12 @@ impl Broker {
                 self.deliver(s, message.clone(), Origin::Topic, 0, None);
             } else {
                 self.stats.messages_dropped_slow += 1;
+                let conn = sub.conn;
+                self.record_drop(message, DropReason::SlowConsumer);
                 if self.config.slow_consumer_policy == super::SlowConsumerPolicy::Disconnect
-                    && !slow.contains(&sub.conn)
+                    && !slow.contains(&conn)
                 {
-                    slow.push(sub.conn);
+                    slow.push(conn);
                 }
             }
         }
@@ -1128,6 +1136,7 @@ impl Broker {
     ) {
         if message.is_expired(self.now_ms) {
             self.stats.messages_expired += 1;
+            self.record_drop(&message, DropReason::Expired);
             return;
         }
         if redeliveries > self.config.limits.redeliveries_max {
@@ -1165,6 +1174,7 @@ impl Broker {
         .with_network(message.broker_path.to_vec(), message.origin_id.clone());
         if self.ensure_queue(&dlq).is_ok() {
             let copy = Arc::new(copy);
+            self.record_drop(&copy, DropReason::DeadLettered);
             let entry_key = self.entry_key(&copy);
             if !self.offer(&dlq, entry_key, &copy, 0) {
                 self.store(&dlq, entry_key, copy, 0);
@@ -1183,7 +1193,11 @@ impl Broker {
             if at > now_ms {
                 break;
             }
-            queue.take(entry_key);
+            if let Some(entry) = queue.take(entry_key)
+                && self.config.record_drops
+            {
+                self.dropped.push((entry.message, DropReason::Expired));
+            }
             expired += 1;
         }
         self.stats.messages_expired += expired;
@@ -1234,6 +1248,7 @@ impl Broker {
                 }
                 if entry.message.is_expired(self.now_ms) {
                     self.stats.messages_expired += 1;
+                    self.record_drop(&entry.message, DropReason::Expired);
                     continue;
                 }
                 self.deliver_queued(&q, entry_key, entry.message, entry.redeliveries, sub_key);
@@ -1427,6 +1442,44 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Keeps `message` in the record of drops when `config.record_drops` is set.
+    fn record_drop(&mut self, message: &SharedMessage, reason: DropReason) {
+        if self.config.record_drops {
+            self.dropped.push((message.clone(), reason));
+        }
+    }
+
+    /// Every message the broker holds now: waiting in a queue, delivered and not yet
+    /// acknowledged, written in `auto` mode but not yet reported flushed, or buffered in
+    /// an open transaction. A simulator asks this when it crashes the broker, to know
+    /// what the crash lost.
+    pub fn held_messages(&self) -> Vec<SharedMessage> {
+        let mut held: Vec<SharedMessage> = Vec::new();
+        for q in self.queues.values() {
+            held.extend(q.pending.values().map(|e| e.message.clone()));
+        }
+        for sub in self.subs.values() {
+            held.extend(sub.unacked.iter().map(|u| u.message.clone()));
+        }
+        for conn in self.conns.values() {
+            held.extend(conn.inflight.iter().flatten().map(|u| u.message.clone()));
+            for ops in conn.txs.values() {
+                for op in ops {
+                    if let TxOp::Send(_, m) = op {
+                        held.push(m.clone());
+                    }
+                }
+            }
+        }
+        held
+    }
+
+    /// Takes the messages dropped on purpose since the last call (only recorded with
+    /// `config.record_drops`).
+    pub fn take_dropped(&mut self) -> Vec<(SharedMessage, DropReason)> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Emits a frame and records, for auto-ack queue deliveries, what to redeliver if

@@ -33,6 +33,19 @@ pub(crate) const CONSUMED_SEND_HEADERS: &[&str] = &[
     ORIGIN_ID_HEADER,
 ];
 
+/// Why the core dropped a message on purpose (see `CoreConfig::record_drops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// It expired before it could be delivered.
+    Expired,
+    /// A topic subscriber was too slow to take it (the slow-consumer policy).
+    SlowConsumer,
+    /// The SEND was refused with an ERROR (for example a full queue).
+    Refused,
+    /// It was moved to the dead-letter queue.
+    DeadLettered,
+}
+
 /// One message, immutable once built.
 #[derive(Debug)]
 pub struct Message {

@@ -36,7 +36,7 @@ use bytestring::ByteString;
 
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
 pub use ids::ConnId;
-pub use message::{DEFAULT_PRIORITY, Delivery, Message};
+pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message};
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
@@ -187,6 +187,8 @@ pub struct Broker {
     next_message: u64,
     next_delivery: u64,
     stats: Stats,
+    /// Messages dropped on purpose, kept only with `config.record_drops`.
+    dropped: Vec<(SharedMessage, DropReason)>,
 }
 
 impl Broker {
@@ -218,6 +220,7 @@ impl Broker {
             next_message: 0,
             next_delivery: 0,
             stats: Stats::default(),
+            dropped: Vec::new(),
         }
     }
 

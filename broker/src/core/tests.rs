@@ -1632,3 +1632,60 @@ fn denied_operations_name_destination_and_operation_and_keep_the_session() {
     h.send(c, "/queue/app.jobs", "yes", &[]);
     assert_eq!(h.bodies(c), ["yes"]);
 }
+
+#[test]
+fn held_messages_and_the_record_of_drops_are_what_a_checker_needs() {
+    let config = CoreConfig {
+        record_drops: true,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    let soon = (T0 + 1_000).to_string();
+    h.send(p, "/queue/q", "expires-soon", &[("expires", &soon)]);
+    h.send(p, "/queue/q", "waits", &[]);
+    h.send(p, "/queue/r", "taken", &[]);
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/r", &[("ack", "client-individual")]);
+    assert_eq!(h.bodies(c), ["taken"]);
+    // Waiting in a queue, or delivered and not yet acknowledged: all held.
+    let mut held: Vec<String> = h
+        .broker
+        .held_messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    held.sort();
+    assert_eq!(held, ["expires-soon", "taken", "waits"]);
+    h.advance(1_000);
+    let dropped: Vec<(String, DropReason)> = h
+        .broker
+        .take_dropped()
+        .iter()
+        .map(|(m, why)| (String::from_utf8_lossy(&m.body).into_owned(), *why))
+        .collect();
+    assert_eq!(dropped, [("expires-soon".to_owned(), DropReason::Expired)]);
+    assert!(h.broker.take_dropped().is_empty());
+    assert_eq!(h.broker.held_messages().len(), 2);
+}
+
+#[test]
+fn the_test_hook_loses_one_send_without_a_trace() {
+    let config = CoreConfig {
+        record_drops: true,
+        test_drop_send_number: Some(2),
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    for body in ["1", "2", "3"] {
+        h.send(p, "/queue/q", body, &[]);
+    }
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(c), ["1", "3"]);
+    assert!(h.broker.take_dropped().is_empty());
+    // Off by default.
+    assert_eq!(CoreConfig::default().test_drop_send_number, None);
+    assert!(!CoreConfig::default().record_drops);
+}

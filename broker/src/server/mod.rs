@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::core::{Broker, ConnId, Output, Stats};
+use crate::core::{Broker, ConnId, DropReason, Message, Output, Stats};
 use crate::net::{Listener, SharedNet};
 use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
@@ -106,6 +106,35 @@ struct Bound {
     tls: Option<TlsAcceptor>,
 }
 
+/// What the core held when its task ended, and what it dropped on purpose: evidence for
+/// a checker that explains lost messages (see `CoreConfig::record_drops`).
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    /// Messages the core held when its task ended or was dropped (a simulated crash
+    /// drops it): see [`Broker::held_messages`].
+    pub held: Vec<Arc<Message>>,
+    /// Messages dropped on purpose over the core's life, in order.
+    pub dropped: Vec<(Arc<Message>, DropReason)>,
+}
+
+/// Where a server publishes its [`Observations`] when its core task ends; empty unless
+/// `core.record_drops` is set.
+#[derive(Clone, Debug, Default)]
+pub struct ObservationsHandle(Arc<Mutex<Option<Observations>>>);
+
+impl ObservationsHandle {
+    /// The observations, once the core task has ended (`None` while it runs).
+    pub fn get(&self) -> Option<Observations> {
+        self.0.lock().ok().and_then(|o| o.clone())
+    }
+
+    fn set(&self, observations: Observations) {
+        if let Ok(mut o) = self.0.lock() {
+            *o = Some(observations);
+        }
+    }
+}
+
 /// A bound, not yet running broker server.
 pub struct Server {
     net: SharedNet,
@@ -113,6 +142,7 @@ pub struct Server {
     listeners: Vec<Bound>,
     metrics: Option<Box<dyn Listener>>,
     stats: StatsHandle,
+    observations: ObservationsHandle,
 }
 
 impl Server {
@@ -161,6 +191,7 @@ impl Server {
             listeners,
             metrics,
             stats: StatsHandle::default(),
+            observations: ObservationsHandle::default(),
         })
     }
 
@@ -182,6 +213,12 @@ impl Server {
         self.stats.clone()
     }
 
+    /// A handle on what the core held and dropped, published when it stops (only with
+    /// `core.record_drops`).
+    pub fn observations(&self) -> ObservationsHandle {
+        self.observations.clone()
+    }
+
     /// The network this server was bound with.
     pub fn net(&self) -> SharedNet {
         self.net.clone()
@@ -195,6 +232,7 @@ impl Server {
             listeners,
             metrics,
             stats,
+            observations,
         } = self;
         let security = Security::from_config(&config.security);
         let broker = Broker::new(config.core.clone(), security, clock.now_ms());
@@ -258,6 +296,7 @@ impl Server {
             writers: BTreeMap::new(),
             stats,
             writer_capacity: writer_capacity(&config),
+            observations,
         };
         // On shutdown, network bridges disconnect first (bounded), while the core still
         // answers their DISCONNECT.
@@ -387,6 +426,20 @@ struct CoreTask {
     writers: BTreeMap<ConnId, mpsc::Sender<WriterMsg>>,
     stats: StatsHandle,
     writer_capacity: usize,
+    observations: ObservationsHandle,
+}
+
+impl Drop for CoreTask {
+    /// Publishes what the core holds at the moment the task goes away, whether it ended
+    /// or was dropped mid-flight (a simulated crash), when `core.record_drops` asks for it.
+    fn drop(&mut self) {
+        if self.broker.config().record_drops {
+            self.observations.set(Observations {
+                held: self.broker.held_messages(),
+                dropped: self.broker.take_dropped(),
+            });
+        }
+    }
 }
 
 impl CoreTask {

@@ -267,11 +267,13 @@ pub(crate) fn build(in_shard: &dyn Fn(u64) -> bool, with_expectations: bool) -> 
                 name: "no acknowledged message lost".into(),
                 ok: r.messages.lost == 0,
                 detail: format!("lost = {} (limit 0)", r.messages.lost),
+                check: None,
             },
             ExpectationResult {
                 name: "failover p99 under 15 s".into(),
                 ok: r.failover_ms.value_at_quantile(0.99) < 15_000,
                 detail: format!("p99 = {} ms", r.failover_ms.value_at_quantile(0.99)),
+                check: None,
             },
             ExpectationResult {
                 name: "MCollective replies ≥ 95 %".into(),
@@ -280,6 +282,7 @@ pub(crate) fn build(in_shard: &dyn Fn(u64) -> bool, with_expectations: bool) -> 
                     "{:.1} % of expected replies",
                     100.0 * mco_received as f64 / mco_expected.max(1) as f64
                 ),
+                check: None,
             },
         ];
     }

@@ -139,7 +139,9 @@ enum Command {
     },
     /// Merge the reports of the shards of one run (`load --shard i/n`) into one: counts
     /// summed, histograms added (never percentiles averaged), per-second rows combined.
-    /// An expectation holds in the merge when it held in every shard.
+    /// Every expectation is judged again on the merged counts and histograms (its
+    /// measure is in each shard's summary.json); one without a measure holds in the merge
+    /// when it held in every shard.
     Merge {
         /// Shard report directories.
         #[arg(required = true)]

@@ -489,7 +489,17 @@ pub async fn run(
     analysed.duration_s = plan.measure_s + plan.drain_s;
     let timeline = Timeline::build(&analysed, seed);
     let analysis = checker::analyse(&analysed, &timeline, &history);
-    let mut report = crate::run::to_report(&analysed, seed, &timeline, &analysis, wall_seconds, "");
+    let names: Vec<String> = history.clients.iter().map(|c| c.name.clone()).collect();
+    let mut report = crate::run::to_report(
+        &analysed,
+        seed,
+        &timeline,
+        &analysis,
+        &names,
+        wall_seconds,
+        "",
+    );
+    crate::run::add_loss_paths(&mut report, &analysed, &timeline, &history, &analysis);
     report.replay_command = None;
     report.sim_seconds = plan.measure_s;
     report.target = Some(match &probed.server {

@@ -57,7 +57,7 @@ fn body(prefix: &str, len: usize) -> Bytes {
 }
 
 /// Reads `key=value;` fields from the start of a body.
-fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a str> {
     let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
     let text = std::str::from_utf8(&body[..end]).ok()?;
     text.split(';')
@@ -415,7 +415,8 @@ impl McoClient {
                             None => None,
                         };
                         let intended_us = at.as_micros() as u64;
-                        let sent = self.send_request(&client, kind, id, &reply.reply_to, &targets, intended_us).await;
+                        let unwritten = self.send_request(&client, kind, id, &reply.reply_to, &targets, intended_us).await;
+                        let sent = unwritten.len() < targets.len() || (targets.is_empty() && unwritten.is_empty());
                         let until = now + window;
                         self.recorder.lock().requests.push(McoRequest {
                             id,
@@ -428,6 +429,7 @@ impl McoClient {
                             intended_us,
                             sent_us: sent.then(|| timebase.now_us()),
                             expected: targets,
+                            unwritten: if sent { unwritten } else { Vec::new() },
                             window_end_us: until.as_micros() as u64,
                         });
                         open.insert(id, Open { subscription, until });
@@ -440,7 +442,8 @@ impl McoClient {
         let _ = client.disconnect().await;
     }
 
-    /// Sends the request frames; `true` if every SEND was written.
+    /// Sends the request frames; returns the targets whose SEND was not written (every
+    /// target when a broadcast's one SEND failed).
     async fn send_request(
         &self,
         client: &Conn,
@@ -449,7 +452,7 @@ impl McoClient {
         reply_queue: &str,
         targets: &[ClientId],
         intended_us: u64,
-    ) -> bool {
+    ) -> Vec<ClientId> {
         let spec = &self.spec;
         let now_ms = self.epoch_ms + intended_us / 1000;
         let headers = |selects: Option<(&str, String)>| {
@@ -466,21 +469,28 @@ impl McoClient {
         match kind {
             RequestKind::Discovery => {
                 let dest = self.dialect.mco_broadcast(&spec.collective, "discovery");
-                client.send(&dest, headers(None), b).await.is_ok()
+                if client.send(&dest, headers(None), b).await.is_ok() {
+                    Vec::new()
+                } else {
+                    targets.to_vec()
+                }
             }
             RequestKind::Directed => {
                 let names: BTreeMap<ClientId, &String> =
                     self.directory.iter().map(|(n, id)| (*id, n)).collect();
-                let mut ok = true;
+                let mut unwritten = Vec::new();
                 for t in targets {
                     let Some(name) = names.get(t) else { continue };
                     let (dest, selects) = self.dialect.mco_directed(&spec.collective, name);
-                    ok &= client
+                    if client
                         .send(&dest, headers(selects), b.clone())
                         .await
-                        .is_ok();
+                        .is_err()
+                    {
+                        unwritten.push(*t);
+                    }
                 }
-                ok
+                unwritten
             }
         }
     }
