@@ -328,8 +328,8 @@ pub(crate) fn render(chart: &Chart) -> String {
 fn error_svg(title: &str, err: &str) -> String {
     format!(
         "<svg width=\"{WIDTH}\" height=\"60\" viewBox=\"0 0 {WIDTH} 60\" xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"30\">{}: chart could not be drawn: {}</text></svg>",
-        crate::html::escape(title),
-        crate::html::escape(err)
+        crate::markup::escape(title),
+        crate::markup::escape(err)
     )
 }
 

@@ -10,24 +10,9 @@ use crate::charts::{
     self, Axis, BLUE_C, Band, Chart, Dots, GREEN_C, Line, ORANGE_C, PALETTE, PURPLE_C, RED_C, SKY_C,
 };
 use crate::csv::seconds_in_order;
+use crate::markup::escape;
 use crate::model::{FaultWindow, NO_FAULT_LABEL, RunReport, UNEXPLAINED_LABEL};
 use crate::stats::{HistogramStats, fmt_at_ms, fmt_ms, fmt_seconds, fmt_us};
-
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// The style sheet shared by both pages.
 const CSS: &str = r#"
@@ -875,9 +860,49 @@ fn mcollective_section(out: &mut String, r: &RunReport, end: f64) {
 /// `compare.html` for several labelled runs; ratios are against the first.
 pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
     let mut out = String::new();
+    compare_header(&mut out, runs);
+    compare_runs_table(&mut out, runs);
+    compare_messages_table(&mut out, runs);
+
+    out.push_str("<h2 id=\"latency\">Latency</h2>\n");
+    let refs: Vec<(&str, &RunReport)> = runs.iter().map(|(l, r)| (l.as_str(), r)).collect();
+    percentile_table(&mut out, &refs);
+    out.push_str("<p class=\"note\">Ratios (×) are against the first run.</p>\n");
+
+    // Charts: one series per run.
+    let reports: Vec<&RunReport> = runs.iter().map(|(_, r)| r).collect();
+    let end = time_extent(&reports);
+    let fault_bands = compare_bands(runs);
+    out.push_str("<h2 id=\"charts\">Over time</h2>\n");
+    figure(
+        &mut out,
+        "latency",
+        &compare_p99_chart(runs, end, fault_bands.clone()),
+        "One line per run. Grey bands are fault windows.",
+    );
+    figure(
+        &mut out,
+        "throughput",
+        &compare_delivered_chart(runs, end, fault_bands.clone()),
+        "One line per run.",
+    );
+    figure(
+        &mut out,
+        "connected",
+        &compare_connected_chart(runs, end, fault_bands),
+        "Sum over brokers of the nodes connected at the end of each second; one line per run.",
+    );
+
+    compare_distributions(&mut out, runs);
+    out.push_str("<footer>Rows of compare.csv hold the same numbers.</footer>\n</body>\n</html>\n");
+    out
+}
+
+/// The page's head and the verdict over all runs.
+fn compare_header(out: &mut String, runs: &[(String, RunReport)]) {
     let labels: Vec<&str> = runs.iter().map(|(l, _)| l.as_str()).collect();
     page_start(
-        &mut out,
+        out,
         &format!("Stampede comparison: {}", labels.join(" vs ")),
     );
     let all_passed = runs.iter().all(|(_, r)| r.passed());
@@ -891,7 +916,10 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         "<header class=\"{cls}\">\n<h1>Comparison of {} runs<span class=\"badge {cls}\">{badge}</span></h1>\n</header>",
         runs.len()
     );
+}
 
+/// "Runs": scenario, seed, target, duration and expectations of each run.
+fn compare_runs_table(out: &mut String, runs: &[(String, RunReport)]) {
     out.push_str(
         "<h2 id=\"runs\">Runs</h2>\n<table>\n<tr><th>run</th><th>scenario</th><th class=\"num\">seed</th><th>target</th>\
          <th class=\"num\">duration</th><th>expectations</th></tr>\n",
@@ -926,10 +954,13 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         );
     }
     out.push_str("</table>\n");
+}
 
-    // Counts side by side.
+/// "Messages": the counts, reorders and throughput side by side, with ratios against the
+/// first run.
+fn compare_messages_table(out: &mut String, runs: &[(String, RunReport)]) {
     out.push_str("<h2 id=\"messages\">Messages</h2>\n<table>\n<tr><th>count</th>");
-    for l in &labels {
+    for (l, _) in runs {
         let _ = write!(out, "<th class=\"num\">{}</th>", escape(l));
     }
     out.push_str("<th>meaning</th></tr>\n");
@@ -967,18 +998,10 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         let _ = write!(out, "<td class=\"num\">{:.1}{ratio}</td>", r.throughput());
     }
     out.push_str("<td class=\"expl\">delivered per second</td></tr>\n</table>\n");
+}
 
-    out.push_str("<h2 id=\"latency\">Latency</h2>\n");
-    let refs: Vec<(&str, &RunReport)> = runs.iter().map(|(l, r)| (l.as_str(), r)).collect();
-    percentile_table(&mut out, &refs);
-    out.push_str("<p class=\"note\">Ratios (×) are against the first run.</p>\n");
-
-    // Charts: one series per run.
-    let reports: Vec<&RunReport> = runs.iter().map(|(_, r)| r).collect();
-    let end = time_extent(&reports);
-    let fault_bands = compare_bands(runs);
-    let color = |i: usize| PALETTE[i % PALETTE.len()];
-
+/// p99 latency per second, one line per run.
+fn compare_p99_chart(runs: &[(String, RunReport)], end: f64, bands: Vec<Band>) -> Chart {
     let mut p99_max = Vec::new();
     let p99_lines: Vec<Line> = runs
         .iter()
@@ -998,25 +1021,22 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
             l
         })
         .collect();
-    out.push_str("<h2 id=\"charts\">Over time</h2>\n");
-    figure(
-        &mut out,
-        "latency",
-        &Chart {
-            title: "p99 latency per second (from the intended send time)".into(),
-            x_desc: "time (s)".into(),
-            y_desc: "p99 latency (log scale)".into(),
-            x: time_axis(end),
-            y: latency_axis(p99_max.iter().copied()),
-            y2: None,
-            bands: fault_bands.clone(),
-            empty_note: p99_max.is_empty().then(|| "no deliveries".to_string()),
-            lines: p99_lines,
-            dots: vec![],
-        },
-        "One line per run. Grey bands are fault windows.",
-    );
+    Chart {
+        title: "p99 latency per second (from the intended send time)".into(),
+        x_desc: "time (s)".into(),
+        y_desc: "p99 latency (log scale)".into(),
+        x: time_axis(end),
+        y: latency_axis(p99_max.iter().copied()),
+        y2: None,
+        bands,
+        empty_note: p99_max.is_empty().then(|| "no deliveries".to_string()),
+        lines: p99_lines,
+        dots: vec![],
+    }
+}
 
+/// Messages delivered per second, one line per run.
+fn compare_delivered_chart(runs: &[(String, RunReport)], end: f64, bands: Vec<Band>) -> Chart {
     let mut max_delivered = 0;
     let delivered_lines: Vec<Line> = runs
         .iter()
@@ -1033,27 +1053,25 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
             l
         })
         .collect();
-    figure(
-        &mut out,
-        "throughput",
-        &Chart {
-            title: "Messages delivered per second".into(),
-            x_desc: "time (s)".into(),
-            y_desc: "delivered / s".into(),
-            x: time_axis(end),
-            y: Axis::linear(max_delivered as f64, charts::fmt_axis_count),
-            y2: None,
-            bands: fault_bands.clone(),
-            empty_note: runs
-                .iter()
-                .all(|(_, r)| r.seconds.is_empty())
-                .then(|| "no per-second samples".to_string()),
-            lines: delivered_lines,
-            dots: vec![],
-        },
-        "One line per run.",
-    );
+    Chart {
+        title: "Messages delivered per second".into(),
+        x_desc: "time (s)".into(),
+        y_desc: "delivered / s".into(),
+        x: time_axis(end),
+        y: Axis::linear(max_delivered as f64, charts::fmt_axis_count),
+        y2: None,
+        bands,
+        empty_note: runs
+            .iter()
+            .all(|(_, r)| r.seconds.is_empty())
+            .then(|| "no per-second samples".to_string()),
+        lines: delivered_lines,
+        dots: vec![],
+    }
+}
 
+/// Connected nodes summed over brokers at the end of each second, one line per run.
+fn compare_connected_chart(runs: &[(String, RunReport)], end: f64, bands: Vec<Band>) -> Chart {
     let mut max_connected = 0;
     let connected_lines: Vec<Line> = runs
         .iter()
@@ -1071,27 +1089,27 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
             l
         })
         .collect();
-    figure(
-        &mut out,
-        "connected",
-        &Chart {
-            title: "Connected nodes, all brokers".into(),
-            x_desc: "time (s)".into(),
-            y_desc: "connected nodes".into(),
-            x: time_axis(end),
-            y: Axis::linear(max_connected as f64, charts::fmt_axis_count),
-            y2: None,
-            bands: fault_bands,
-            empty_note: runs
-                .iter()
-                .all(|(_, r)| r.seconds.is_empty())
-                .then(|| "no connection samples".to_string()),
-            lines: connected_lines,
-            dots: vec![],
-        },
-        "Sum over brokers of the nodes connected at the end of each second; one line per run.",
-    );
+    Chart {
+        title: "Connected nodes, all brokers".into(),
+        x_desc: "time (s)".into(),
+        y_desc: "connected nodes".into(),
+        x: time_axis(end),
+        y: Axis::linear(max_connected as f64, charts::fmt_axis_count),
+        y2: None,
+        bands,
+        empty_note: runs
+            .iter()
+            .all(|(_, r)| r.seconds.is_empty())
+            .then(|| "no connection samples".to_string()),
+        lines: connected_lines,
+        dots: vec![],
+    }
+}
 
+/// "Percentile distribution": latency over each whole run, and failover times when any
+/// run had failovers.
+fn compare_distributions(out: &mut String, runs: &[(String, RunReport)]) {
+    let color = |i: usize| PALETTE[i % PALETTE.len()];
     out.push_str("<h2 id=\"distribution\">Percentile distribution</h2>\n");
     let lat: Vec<(String, charts::RGBColor, &hdrhistogram::Histogram<u64>)> = runs
         .iter()
@@ -1099,7 +1117,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
         .map(|(i, (l, r))| (l.clone(), color(i), &r.latency_us))
         .collect();
     figure(
-        &mut out,
+        out,
         "distribution",
         &distribution_chart(
             "Latency percentile distribution",
@@ -1116,7 +1134,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
             .map(|(i, (l, r))| (l.clone(), color(i), &r.failover_ms))
             .collect();
         figure(
-            &mut out,
+            out,
             "failover",
             &distribution_chart(
                 "Failover time percentile distribution",
@@ -1127,8 +1145,6 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
             "One line per run.",
         );
     }
-    out.push_str("<footer>Rows of compare.csv hold the same numbers.</footer>\n</body>\n</html>\n");
-    out
 }
 
 /// The line of the `i`th run (or broker): its palette colour, dashed once the palette

@@ -24,6 +24,7 @@
 //! - `merge` (private): [`merge()`], combining shard reports exactly.
 //! - `charts` (private): the SVG charts, drawn with `plotters`.
 //! - `html` (private): `report.html` and `compare.html`, self-contained pages.
+//! - `markup` (private): escaping text for the HTML pages and their SVG charts.
 //! - [`compare`]: [`write_comparison`], several runs side by side.
 //! - [`text`]: [`summary_text`], the terminal summary.
 //! - [`error`]: [`ReportError`], why a report directory could not be read back.
@@ -106,6 +107,7 @@ pub mod error;
 pub mod hgrm;
 pub mod histograms;
 mod html;
+mod markup;
 mod merge;
 pub mod model;
 pub mod stats;

@@ -561,10 +561,24 @@ impl Scenario {
         self.racks.iter().map(|r| u64::from(r.nodes)).sum()
     }
 
-    /// Checks what serde accepts but a simulation cannot use.
+    /// Checks what serde accepts but a simulation cannot use. Sections are checked in
+    /// file order and the first error is returned.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.validate_run()?;
+        let hosts = self.validate_hosts()?;
+        self.validate_brokers()?;
+        self.validate_racks()?;
+        self.validate_mcollective()?;
+        self.validate_queues()?;
+        self.validate_faults(&hosts)?;
+        self.validate_nemesis(&hosts)?;
+        self.validate_links(&hosts)?;
+        self.validate_expectations()
+    }
+
+    /// The top-level keys: name, duration, tick, and at least one broker.
+    fn validate_run(&self) -> Result<(), InvalidSetting> {
         let root = KeyPath::root();
-        let bad = |path: KeyPath, msg: String| Err(InvalidSetting::new(path, msg));
         if self.name.trim().is_empty() || self.name.contains(['/', ' ']) {
             return bad(
                 root.key("name"),
@@ -583,6 +597,13 @@ impl Scenario {
                 "at least one [[brokers]] is needed".into(),
             );
         }
+        Ok(())
+    }
+
+    /// Every host name (brokers, racks, mco clients, queue workloads) is valid and used
+    /// once. Returns them, in [`Scenario::hosts`] order.
+    fn validate_hosts(&self) -> Result<Vec<String>, InvalidSetting> {
+        let root = KeyPath::root();
         let mut names = BTreeSet::new();
         let hosts = self.hosts();
         let mut positions: Vec<KeyPath> = Vec::new();
@@ -617,7 +638,13 @@ impl Scenario {
                 return bad(path, format!("host name '{host}' is used twice"));
             }
         }
-        let brokers: BTreeSet<&str> = self.brokers.iter().map(|b| b.name.as_str()).collect();
+        Ok(hosts)
+    }
+
+    /// `[[brokers]]`: their connectors and discovery, and static connector URIs that name
+    /// another broker of this scenario.
+    fn validate_brokers(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
         for (i, b) in self.brokers.iter().enumerate() {
             let at = root.key("brokers").index(i);
             validate_connectors(&b.connectors).map_err(|e| InvalidSetting {
@@ -648,23 +675,31 @@ impl Scenario {
                 }
             }
         }
-        let check_pool = |path: KeyPath, pool: &[String]| -> Result<(), InvalidSetting> {
-            if pool.is_empty() {
-                return Err(InvalidSetting::new(path, "needs at least one broker"));
+        Ok(())
+    }
+
+    /// A client's server pool at `path`: not empty, and only brokers of this scenario.
+    fn check_pool(&self, path: KeyPath, pool: &[String]) -> Result<(), InvalidSetting> {
+        if pool.is_empty() {
+            return Err(InvalidSetting::new(path, "needs at least one broker"));
+        }
+        for s in pool {
+            if !self.brokers.iter().any(|b| b.name == *s) {
+                return Err(InvalidSetting::new(
+                    path,
+                    format!("'{s}' is not a broker of this scenario"),
+                ));
             }
-            for s in pool {
-                if !brokers.contains(s.as_str()) {
-                    return Err(InvalidSetting::new(
-                        path,
-                        format!("'{s}' is not a broker of this scenario"),
-                    ));
-                }
-            }
-            Ok(())
-        };
+        }
+        Ok(())
+    }
+
+    /// `[[racks]]`: pools, node counts, heart-beats, start spread and clock skew.
+    fn validate_racks(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
         for (i, r) in self.racks.iter().enumerate() {
             let p = root.key("racks").index(i);
-            check_pool(p.key("servers"), &r.servers)?;
+            self.check_pool(p.key("servers"), &r.servers)?;
             if r.nodes == 0 || r.nodes > 20_000 {
                 return bad(p.key("nodes"), "must be between 1 and 20000".into());
             }
@@ -680,39 +715,52 @@ impl Scenario {
                 return bad(p.key("clock_skew_ms"), "range must be [low, high]".into());
             }
         }
-        if let Some(m) = &self.workload.mcollective {
-            let p = root.key("workload").key("mcollective");
-            if m.clients.is_empty() {
-                return bad(p.key("clients"), "at least one mco client is needed".into());
-            }
-            for (i, c) in m.clients.iter().enumerate() {
-                check_pool(p.key("clients").index(i).key("servers"), &c.servers)?;
-            }
-            if m.agents.is_empty() {
-                return bad(p.key("agents"), "nodes need at least one agent".into());
-            }
-            if !m.agents.iter().any(|a| a == "discovery") && m.discovery_interval_s > 0.0 {
-                return bad(
-                    p.key("agents"),
-                    "discovery requests need the 'discovery' agent".into(),
-                );
-            }
-            if m.discovery_interval_s < 0.0 || m.directed_interval_s < 0.0 {
-                return bad(p.key("discovery_interval_s"), "must be >= 0".into());
-            }
-            if m.discovery_timeout_s <= 0.0 {
-                return bad(p.key("discovery_timeout_s"), "must be > 0".into());
-            }
-            if self.racks.is_empty() {
-                return bad(
-                    root.key("racks"),
-                    "the MCollective workload needs [[racks]] of nodes".into(),
-                );
-            }
-            if m.reply_delay_ms[0] > m.reply_delay_ms[1] {
-                return bad(p.key("reply_delay_ms"), "range must be [low, high]".into());
-            }
+        Ok(())
+    }
+
+    /// `[workload.mcollective]`: clients, agents, intervals, and racks to answer.
+    fn validate_mcollective(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
+        let Some(m) = &self.workload.mcollective else {
+            return Ok(());
+        };
+        let p = root.key("workload").key("mcollective");
+        if m.clients.is_empty() {
+            return bad(p.key("clients"), "at least one mco client is needed".into());
         }
+        for (i, c) in m.clients.iter().enumerate() {
+            self.check_pool(p.key("clients").index(i).key("servers"), &c.servers)?;
+        }
+        if m.agents.is_empty() {
+            return bad(p.key("agents"), "nodes need at least one agent".into());
+        }
+        if !m.agents.iter().any(|a| a == "discovery") && m.discovery_interval_s > 0.0 {
+            return bad(
+                p.key("agents"),
+                "discovery requests need the 'discovery' agent".into(),
+            );
+        }
+        if m.discovery_interval_s < 0.0 || m.directed_interval_s < 0.0 {
+            return bad(p.key("discovery_interval_s"), "must be >= 0".into());
+        }
+        if m.discovery_timeout_s <= 0.0 {
+            return bad(p.key("discovery_timeout_s"), "must be > 0".into());
+        }
+        if self.racks.is_empty() {
+            return bad(
+                root.key("racks"),
+                "the MCollective workload needs [[racks]] of nodes".into(),
+            );
+        }
+        if m.reply_delay_ms[0] > m.reply_delay_ms[1] {
+            return bad(p.key("reply_delay_ms"), "range must be [low, high]".into());
+        }
+        Ok(())
+    }
+
+    /// `[[workload.queues]]`: destinations, pools, rates, producers or consumers.
+    fn validate_queues(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
         for (i, q) in self.workload.queues.iter().enumerate() {
             let p = root.key("workload").key("queues").index(i);
             if !(q.destination.starts_with("/queue/") || q.destination.starts_with("/topic/")) {
@@ -721,8 +769,8 @@ impl Scenario {
                     "must start with /queue/ or /topic/".into(),
                 );
             }
-            check_pool(p.key("producer_servers"), &q.producer_servers)?;
-            check_pool(p.key("consumer_servers"), &q.consumer_servers)?;
+            self.check_pool(p.key("producer_servers"), &q.producer_servers)?;
+            self.check_pool(p.key("consumer_servers"), &q.consumer_servers)?;
             if !(q.rate_per_s > 0.0 && q.rate_per_s <= 100_000.0) {
                 return bad(p.key("rate_per_s"), "must be in (0, 100000]".into());
             }
@@ -730,17 +778,12 @@ impl Scenario {
                 return bad(p.key("producers"), "needs producers or consumers".into());
             }
         }
-        let match_any = |path: KeyPath, patterns: &[String]| -> Result<(), InvalidSetting> {
-            for pat in patterns {
-                if !hosts.iter().any(|h| glob(pat, h)) {
-                    return Err(InvalidSetting::new(
-                        path,
-                        format!("'{pat}' matches no host of this scenario"),
-                    ));
-                }
-            }
-            Ok(())
-        };
+        Ok(())
+    }
+
+    /// `[[faults]]`: times within the run, and targets or groups that match `hosts`.
+    fn validate_faults(&self, hosts: &[String]) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
         for (i, f) in self.faults.iter().enumerate() {
             let p = root.key("faults").index(i);
             if !(f.at_s >= 0.0 && f.at_s <= self.duration_s) {
@@ -768,8 +811,8 @@ impl Scenario {
                             format!("a {} needs groups `a` and `b`", f.kind.as_str()),
                         );
                     }
-                    match_any(p.key("a"), &f.a)?;
-                    match_any(p.key("b"), &f.b)?;
+                    match_any(hosts, p.key("a"), &f.a)?;
+                    match_any(hosts, p.key("b"), &f.b)?;
                 }
             }
             if f.kind == FaultKind::Latency && f.latency_ms.is_none() {
@@ -784,45 +827,80 @@ impl Scenario {
                 return bad(p.key("duration_s"), "must be > 0".into());
             }
         }
-        if let Some(n) = &self.nemesis {
-            let p = root.key("nemesis");
-            if !(n.start_s >= 0.0 && n.start_s < n.end_s && n.end_s <= self.duration_s) {
-                return bad(
-                    p.key("end_s"),
-                    "needs 0 <= start_s < end_s <= duration_s".into(),
-                );
-            }
-            for (k, r) in [("gap_s", n.gap_s), ("duration_s", n.duration_s)] {
-                if !(r[0] > 0.0 && r[0] <= r[1]) {
-                    return bad(p.key(k), "range must be [low, high] with low > 0".into());
-                }
-            }
-            let w = &n.weights;
-            let weights = [w.crash, w.partition, w.partition_oneway, w.hold, w.latency];
-            if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
-                return bad(
-                    p.key("weights"),
-                    "weights must be >= 0 and not all 0".into(),
-                );
-            }
-            match_any(p.key("crash_targets"), &n.crash_targets)?;
-            match_any(p.key("partition_hosts"), &n.partition_hosts)?;
+        Ok(())
+    }
+
+    /// `[nemesis]`: its window within the run, ranges, weights, and host patterns.
+    fn validate_nemesis(&self, hosts: &[String]) -> Result<(), InvalidSetting> {
+        let Some(n) = &self.nemesis else {
+            return Ok(());
+        };
+        let p = KeyPath::root().key("nemesis");
+        if !(n.start_s >= 0.0 && n.start_s < n.end_s && n.end_s <= self.duration_s) {
+            return bad(
+                p.key("end_s"),
+                "needs 0 <= start_s < end_s <= duration_s".into(),
+            );
         }
+        for (k, r) in [("gap_s", n.gap_s), ("duration_s", n.duration_s)] {
+            if !(r[0] > 0.0 && r[0] <= r[1]) {
+                return bad(p.key(k), "range must be [low, high] with low > 0".into());
+            }
+        }
+        let w = &n.weights;
+        let weights = [w.crash, w.partition, w.partition_oneway, w.hold, w.latency];
+        if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
+            return bad(
+                p.key("weights"),
+                "weights must be >= 0 and not all 0".into(),
+            );
+        }
+        match_any(hosts, p.key("crash_targets"), &n.crash_targets)?;
+        match_any(hosts, p.key("partition_hosts"), &n.partition_hosts)
+    }
+
+    /// `[[network.links]]`: both groups match hosts.
+    fn validate_links(&self, hosts: &[String]) -> Result<(), InvalidSetting> {
         for (i, l) in self.network.links.iter().enumerate() {
-            let p = root.key("network").key("links").index(i);
-            match_any(p.key("a"), &l.a)?;
-            match_any(p.key("b"), &l.b)?;
+            let p = KeyPath::root().key("network").key("links").index(i);
+            match_any(hosts, p.key("a"), &l.a)?;
+            match_any(hosts, p.key("b"), &l.b)?;
         }
+        Ok(())
+    }
+
+    /// `[expectations]` that have a range.
+    fn validate_expectations(&self) -> Result<(), InvalidSetting> {
         if let Some(r) = self.expectations.mco_reply_ratio_min
             && !(0.0..=1.0).contains(&r)
         {
             return bad(
-                root.key("expectations").key("mco_reply_ratio_min"),
+                KeyPath::root()
+                    .key("expectations")
+                    .key("mco_reply_ratio_min"),
                 "must be between 0 and 1".into(),
             );
         }
         Ok(())
     }
+}
+
+/// The error for `path`.
+fn bad<T>(path: KeyPath, message: String) -> Result<T, InvalidSetting> {
+    Err(InvalidSetting::new(path, message))
+}
+
+/// Every pattern of `patterns` (at `path`) matches at least one of `hosts`.
+fn match_any(hosts: &[String], path: KeyPath, patterns: &[String]) -> Result<(), InvalidSetting> {
+    for pat in patterns {
+        if !hosts.iter().any(|h| glob(pat, h)) {
+            return Err(InvalidSetting::new(
+                path,
+                format!("'{pat}' matches no host of this scenario"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn valid_host(name: &str) -> bool {

@@ -107,6 +107,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
+        biased;
         () = ctrl_c => tracing::info!("SIGINT: shutting down"),
         () = term => tracing::info!("SIGTERM: shutting down"),
     }

@@ -52,7 +52,7 @@ use crate::scenario::{BrokerSpec, Scenario};
 use crate::workload::{self, Env};
 use generator::{CpuSample, GeneratorStats};
 use shard::Shard;
-use target::{TargetKind, TargetUri};
+use target::{Probed, TargetKind, TargetUri};
 
 /// The longest node start-up spread a live run keeps (seconds).
 const SETUP_SPREAD_MAX_S: f64 = 5.0;
@@ -307,13 +307,75 @@ pub async fn run(
 ) -> anyhow::Result<LiveOutcome> {
     let servers = opts.target.servers.clone();
     anyhow::ensure!(!servers.is_empty(), "the target names no server");
+    let (kind, probed, failures) = probe_target(opts, &servers).await?;
+    let mut plan = plan(scenario, opts, &servers)?;
+    for f in &failures {
+        plan.notes.push(format!("not answering: {f}"));
+    }
+    let seed = opts.seed.unwrap_or(scenario.seed);
+    // Live mode runs against a real broker in real time: the run's epoch is the system
+    // clock's. This module never runs in the simulator.
+    #[allow(clippy::disallowed_methods)]
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64;
+    plan.scenario.epoch_ms = epoch_ms;
+    let run_tag = format!("{}-{}-{}", scenario.name, std::process::id(), epoch_ms);
+    let env = Env {
+        net: Arc::new(TokioNet),
+        brokers: plan
+            .scenario
+            .brokers
+            .iter()
+            .zip(&servers)
+            .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
+            .collect(),
+        dialect: kind.dialect(),
+        run_tag: Some(run_tag),
+        credentials: opts.credentials.clone().or(kind.default_credentials()),
+        heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
+    };
+    let measured = run_workloads(&plan, seed, &env, opts.threads, progress).await?;
+    let stale = measured.history.stale;
+    let (mut report, analysis) =
+        analyse_window(&plan, seed, measured.history, measured.wall_seconds);
+    report.target = Some(match &probed.server {
+        Some(server) => format!("{kind} {} ({server})", opts.target.uri),
+        None => format!("{kind} {}", opts.target.uri),
+    });
+    if !opts.shard.is_whole()
+        && let Some(m) = &mut report.mcollective
+    {
+        let tag = opts.shard.tag();
+        for r in &mut m.per_request {
+            r.request_id = format!("{tag}-{}", r.request_id);
+        }
+    }
+    Ok(LiveOutcome {
+        report,
+        analysis,
+        plan,
+        kind,
+        generator: measured.generator,
+        stale,
+    })
+}
+
+/// Probes every server of the target and decides its kind: the one given, or the one
+/// recognised from the first answer. Returns the kind, the first answer and the servers
+/// that did not answer; fails when none did.
+async fn probe_target(
+    opts: &LiveOptions,
+    servers: &[(String, u16)],
+) -> anyhow::Result<(TargetKind, Probed, Vec<String>)> {
     // The kind decides the vhost and credentials of the probe; RabbitMQ is recognised
     // from its answer, so a first probe without credentials may be refused: retry as
     // RabbitMQ then.
     let mut kind = opts.kind;
     let mut probed = None;
     let mut failures = Vec::new();
-    for addr in &servers {
+    for addr in servers {
         let k = kind.unwrap_or(if opts.target.redis {
             TargetKind::Redis
         } else {
@@ -372,38 +434,31 @@ pub async fn run(
         "--target-kind {kind} does not match the target {}: Redis targets are redis://host:port",
         opts.target.uri
     );
-    let mut plan = plan(scenario, opts, &servers)?;
-    for f in &failures {
-        plan.notes.push(format!("not answering: {f}"));
-    }
-    let seed = opts.seed.unwrap_or(scenario.seed);
-    // Live mode runs against a real broker in real time: the run's epoch is the system
-    // clock's. This module never runs in the simulator.
-    #[allow(clippy::disallowed_methods)]
-    let epoch_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_millis() as u64;
-    plan.scenario.epoch_ms = epoch_ms;
-    let run_tag = format!("{}-{}-{}", scenario.name, std::process::id(), epoch_ms);
-    let env = Env {
-        net: Arc::new(TokioNet),
-        brokers: plan
-            .scenario
-            .brokers
-            .iter()
-            .zip(&servers)
-            .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
-            .collect(),
-        dialect: kind.dialect(),
-        run_tag: Some(run_tag),
-        credentials: opts.credentials.clone().or(kind.default_credentials()),
-        heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
-    };
+    Ok((kind, probed, failures))
+}
 
+/// What [`run_workloads`] measured.
+struct Measured {
+    /// The whole history, setup to drain.
+    history: History,
+    /// Wall time of the whole run.
+    wall_seconds: f64,
+    /// The generator's CPU use over the measured window.
+    generator: GeneratorStats,
+}
+
+/// Runs every workload of `plan` over `env` to its end, reporting progress, and samples
+/// the generator's CPU at the edges of the measured window.
+async fn run_workloads(
+    plan: &Plan,
+    seed: u64,
+    env: &Env,
+    threads: usize,
+    progress: &(dyn Fn(LiveProgress) + Send + Sync),
+) -> anyhow::Result<Measured> {
     let recorder = Recorder::live();
     let total = Duration::from_secs_f64(plan.total_s());
-    let hosts = workload::build_all(&plan.scenario, seed, &recorder, total, &env)?;
+    let hosts = workload::build_all(&plan.scenario, seed, &recorder, total, env)?;
     // Live mode: the run's wall time, reported as `wall_seconds`.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
@@ -426,39 +481,6 @@ pub async fn run(
         timebase.sleep_until(window.1).await;
         (a, CpuSample::now(), t0.elapsed().as_secs_f64())
     });
-    let ticker = {
-        let recorder = recorder.clone();
-        let plan = plan.clone();
-        async move {
-            loop {
-                let elapsed_s = recorder.now_us() as f64 / 1e6;
-                let (sent, received) = {
-                    let h = recorder.lock();
-                    (
-                        h.sends.len() + h.requests.len(),
-                        h.deliveries.len() + h.request_deliveries.len() + h.replies.len(),
-                    )
-                };
-                let phase = if elapsed_s < plan.setup_s {
-                    "setup"
-                } else if elapsed_s < plan.window_start_s() {
-                    "warm-up"
-                } else if elapsed_s < plan.window_end_s() {
-                    "measuring"
-                } else {
-                    "draining"
-                };
-                progress(LiveProgress {
-                    elapsed_s,
-                    total_s: plan.total_s(),
-                    phase,
-                    sent,
-                    received,
-                });
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    };
     let all_done = async {
         while let Some(r) = set.join_next().await {
             if let Err(e) = r
@@ -474,14 +496,62 @@ pub async fn run(
         () = tokio::time::sleep(total + WIND_DOWN) => {
             anyhow::bail!("the workloads did not finish within {:?} of the planned end", WIND_DOWN);
         }
-        () = ticker => {}
+        () = progress_ticker(&recorder, plan, progress) => {}
     }
     let wall_seconds = started.elapsed().as_secs_f64();
     let (a, b, window_wall) = cpu.await.context("the CPU sampler failed")?;
-    let generator = GeneratorStats::between(a, b, window_wall, opts.threads);
+    Ok(Measured {
+        history: recorder.take(),
+        wall_seconds,
+        generator: GeneratorStats::between(a, b, window_wall, threads),
+    })
+}
 
-    let history = recorder.take();
-    let stale = history.stale;
+/// Reports progress (phase, messages sent and received) four times a second; never
+/// completes.
+async fn progress_ticker(
+    recorder: &Recorder,
+    plan: &Plan,
+    progress: &(dyn Fn(LiveProgress) + Send + Sync),
+) {
+    loop {
+        let elapsed_s = recorder.now_us() as f64 / 1e6;
+        let (sent, received) = {
+            let h = recorder.lock();
+            (
+                h.sends.len() + h.requests.len(),
+                h.deliveries.len() + h.request_deliveries.len() + h.replies.len(),
+            )
+        };
+        let phase = if elapsed_s < plan.setup_s {
+            "setup"
+        } else if elapsed_s < plan.window_start_s() {
+            "warm-up"
+        } else if elapsed_s < plan.window_end_s() {
+            "measuring"
+        } else {
+            "draining"
+        };
+        progress(LiveProgress {
+            elapsed_s,
+            total_s: plan.total_s(),
+            phase,
+            sent,
+            received,
+        });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Cuts `history` to the measured window (and the drain after it) and checks it as the
+/// simulator would a run of that length: the report (without target and replay command)
+/// and the analysis.
+fn analyse_window(
+    plan: &Plan,
+    seed: u64,
+    history: History,
+    wall_seconds: f64,
+) -> (RunReport, Analysis) {
     let from_us = (plan.window_start_s() * 1e6) as u64;
     let to_us = (plan.window_end_s() * 1e6) as u64;
     let history = cut(history, from_us, to_us);
@@ -502,26 +572,7 @@ pub async fn run(
     crate::run::add_loss_paths(&mut report, &analysed, &timeline, &history, &analysis);
     report.replay_command = None;
     report.sim_seconds = plan.measure_s;
-    report.target = Some(match &probed.server {
-        Some(server) => format!("{kind} {} ({server})", opts.target.uri),
-        None => format!("{kind} {}", opts.target.uri),
-    });
-    if !opts.shard.is_whole()
-        && let Some(m) = &mut report.mcollective
-    {
-        let tag = opts.shard.tag();
-        for r in &mut m.per_request {
-            r.request_id = format!("{tag}-{}", r.request_id);
-        }
-    }
-    Ok(LiveOutcome {
-        report,
-        analysis,
-        plan,
-        kind,
-        generator,
-        stale,
-    })
+    (report, analysis)
 }
 
 /// The part of `h` about sends and requests intended in `[from_us, to_us)`, shifted so

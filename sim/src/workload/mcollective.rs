@@ -24,7 +24,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::proto::Headers;
 
-use super::{Env, Host, client_config, record_path, start_client};
+use super::{ClientSpec, Env, Host, client_config, record_path, start_client};
 use stampede_broker::net::SharedNet;
 
 use crate::dialect::{Conn, Dialect, Subscription};
@@ -98,13 +98,14 @@ pub(super) fn build(
             let node_seed = seed::derive(seed, &format!("node/{}/{i}", rack.name));
             let mut config = client_config(
                 env,
-                &pool,
-                rack.policy,
-                &rack.reconnect,
-                rack.heartbeat_s,
-                rack.heartbeat_read_timeout,
-                node_seed,
-                None,
+                ClientSpec {
+                    pool: &pool,
+                    policy: rack.policy,
+                    reconnect: &rack.reconnect,
+                    heartbeat_s: rack.heartbeat_s,
+                    heartbeat_read_timeout: rack.heartbeat_read_timeout,
+                    seed: node_seed,
+                },
             )?;
             // A reply that cannot be written within its request's TTL is pointless.
             config.send_timeout = Some(Duration::from_secs(spec.ttl_s));
@@ -154,13 +155,14 @@ pub(super) fn build(
         let client_seed = seed::derive(seed, &format!("mco/{}", c.name));
         let mut config = client_config(
             env,
-            &c.servers,
-            c.policy,
-            &ReconnectSpec::default(),
-            0,
-            false,
-            client_seed,
-            None,
+            ClientSpec {
+                pool: &c.servers,
+                policy: c.policy,
+                reconnect: &ReconnectSpec::default(),
+                heartbeat_s: 0,
+                heartbeat_read_timeout: false,
+                seed: client_seed,
+            },
         )?;
         // `mco` wraps each publish in `publish_timeout` (2 s by default).
         config.send_timeout = Some(Duration::from_secs(2));

@@ -158,19 +158,33 @@ fn reconnect(policy: Policy, spec: &ReconnectSpec) -> (PolicyKind, ReconnectConf
     (kind, c)
 }
 
-/// A client configuration for one simulated client.
-#[allow(clippy::too_many_arguments)]
-fn client_config(
-    env: &Env,
-    pool: &[String],
+/// What one simulated client's [`ClientConfig`] is made from, besides the [`Env`].
+struct ClientSpec<'a> {
+    /// The brokers it may connect to, by scenario name, in order.
+    pool: &'a [String],
+    /// Its reconnect policy.
     policy: Policy,
-    spec: &ReconnectSpec,
+    /// The scenario's overrides of that policy's settings.
+    reconnect: &'a ReconnectSpec,
+    /// MCollective's heart-beat interval in seconds; 0: STOMP 1.0 without heart-beats.
     heartbeat_s: u64,
+    /// With heart-beats: whether a connection silent past the grace is dropped.
     heartbeat_read_timeout: bool,
+    /// The seed of its reconnect jitter.
     seed: u64,
-    login: Option<(&str, &str)>,
-) -> anyhow::Result<ClientConfig> {
-    let (kind, reconnect) = reconnect(policy, spec);
+}
+
+/// A client configuration for one simulated client.
+fn client_config(env: &Env, spec: ClientSpec<'_>) -> anyhow::Result<ClientConfig> {
+    let ClientSpec {
+        pool,
+        policy,
+        reconnect: reconnect_spec,
+        heartbeat_s,
+        heartbeat_read_timeout,
+        seed,
+    } = spec;
+    let (kind, reconnect) = reconnect(policy, reconnect_spec);
     let mut config = ClientConfig::new(server_list(env, pool)?, kind);
     config.reconnect = reconnect;
     config.seed = seed;
@@ -194,14 +208,7 @@ fn client_config(
     config.events_buffered_max = 64;
     config.commands_queued_max = 16;
     config.pending_sends_max = 64;
-    if let Some((user, pass)) = login {
-        config.credentials = Some(Credentials {
-            login: user.to_owned(),
-            passcode: pass.to_owned(),
-        });
-    } else {
-        config.credentials = env.credentials.clone();
-    }
+    config.credentials = env.credentials.clone();
     Ok(config)
 }
 

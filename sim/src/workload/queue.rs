@@ -15,7 +15,7 @@ use stampede_broker::client::{SendOutcome as Outcome, SubscribeSpec};
 use stampede_broker::proto::Headers;
 use tokio::sync::Semaphore;
 
-use super::{Env, Host, client_config, record_path, start_client};
+use super::{ClientSpec, Env, Host, client_config, record_path, start_client};
 use stampede_broker::client::ClientConfig;
 
 use crate::history::{ClientId, DeliveryRecord, Recorder, Role, SendOutcome, SendRecord};
@@ -47,13 +47,14 @@ pub(super) fn build(
             let id = recorder.register(name.clone(), role, pool.to_vec());
             let config = client_config(
                 env,
-                pool,
-                spec.policy,
-                &spec.reconnect,
-                spec.heartbeat_s,
-                true,
-                seed::derive(seed, &format!("queue/{name}")),
-                None,
+                ClientSpec {
+                    pool,
+                    policy: spec.policy,
+                    reconnect: &spec.reconnect,
+                    heartbeat_s: spec.heartbeat_s,
+                    heartbeat_read_timeout: true,
+                    seed: seed::derive(seed, &format!("queue/{name}")),
+                },
             )?;
             Ok((id, config))
         };
