@@ -454,11 +454,18 @@ impl Broker {
     }
 }
 
-/// The IP address of a peer written `ip:port` (or the whole string when it is not).
-fn peer_address(peer: &str) -> String {
-    match peer.parse::<std::net::SocketAddr>() {
-        Ok(addr) => addr.ip().to_string(),
-        Err(_) => peer.to_owned(),
+/// The address part of a peer written `ip:port` or `[ipv6]:port` (or the whole string
+/// when it has no port). Text only: the core never touches `std::net`.
+pub(super) fn peer_address(peer: &str) -> String {
+    match peer.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            host.to_owned()
+        }
+        _ => peer.to_owned(),
     }
 }
 

@@ -917,6 +917,14 @@ fn connections_waiting_for_connect_have_their_own_cap_and_leave_it_when_connecte
     assert_eq!(h.broker.stats().connections_unauthenticated, 0);
 }
 
+#[test]
+fn peers_are_grouped_by_address_without_their_port() {
+    assert_eq!(super::session::peer_address("10.1.2.3:61613"), "10.1.2.3");
+    assert_eq!(super::session::peer_address("[::1]:5"), "::1");
+    assert_eq!(super::session::peer_address("rack-1"), "rack-1");
+    assert_eq!(super::session::peer_address("host:"), "host:");
+}
+
 // ----- Slow consumers ---------------------------------------------------------------------
 
 #[test]
