@@ -23,6 +23,7 @@ mod ids;
 pub mod interbroker;
 pub mod interbroker_headers;
 mod message;
+mod request;
 mod session;
 mod transaction;
 
