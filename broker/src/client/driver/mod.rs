@@ -146,6 +146,12 @@
 //! outcomes and errors. `ops.rs` holds the commands a handle sends to its task, and
 //! `task/` the driver loop: `task/mod.rs` its state and the loop, and one file per part
 //! (`connecting.rs`, `losing.rs`, `timers.rs`, `writing.rs`, `commands.rs`, `reading.rs`).
+//!
+//! [`Session`]: crate::client::Session
+//! [`Session::replay`]: crate::client::Session::replay
+//! [`Attempt`]: crate::client::Attempt
+//! [`Negotiated`]: crate::client::Negotiated
+//! [`DisconnectReason::HeartbeatTimeout`]: crate::client::DisconnectReason::HeartbeatTimeout
 
 mod ops;
 mod task;
