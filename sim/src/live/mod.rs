@@ -20,8 +20,8 @@
 //!   `duration_s`), and *drain* (no new sends; deliveries of messages sent in the window
 //!   still count; at least the MCollective reply window). Open-loop schedules as in the
 //!   simulator: latency from the intended send time, the send delay recorded separately.
-//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE_FACTOR`] intervals instead of
-//!   1.5, which ActiveMQ's heart-beat timing does not meet.
+//! - **Heart-beats** are read with a grace of [`LIVE_HEARTBEAT_GRACE_FACTOR`] intervals
+//!   instead of 1.5, which ActiveMQ's heart-beat timing does not meet.
 //! - **Rate.** `--rate R` sets every queue producer to `R` messages per second and every
 //!   `mco` client to `R` discovery requests per second.
 //! - **Shards.** `--shard i/n` narrows the scenario to one self-contained part

@@ -13,7 +13,7 @@
 //! Those are the activemq connector's conventions, used in the simulator and against
 //! Stampede and ActiveMQ. Against RabbitMQ and Redis the nodes and clients follow the
 //! rabbitmq and redis connectors instead; the destinations and headers come from the
-//! [`Dialect`](crate::dialect::Dialect), the behaviour is the same.
+//! [`Dialect`], the behaviour is the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
