@@ -11,6 +11,12 @@ use stampede_broker::config::BrokerConfig;
 use stampede_broker::net::TokioNet;
 use stampede_broker::server::Server;
 
+/// mimalloc gives memory back to the operating system once a flood has drained, where
+/// glibc's malloc kept it (`scripts/flood-rss` measures both). The library leaves the
+/// choice of allocator to binaries; the simulator and tests keep the system's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A STOMP 1.0–1.2 message broker (queues, topics, selectors, transactions) that real
 /// MCollective, stomp.py and stomp-gem clients can use.
 #[derive(Debug, Parser)]
