@@ -155,7 +155,7 @@ use tokio::time::Instant;
 
 use super::events::{ClientEvent, DisconnectReason};
 use super::mcollective::McoClientConfig;
-use super::policy::{Attempt, GaveUp, PolicyKind, ReconnectConfig, Reconnector};
+use super::policy::{Attempt, ConnreadTimeout, GaveUp, PolicyKind, ReconnectConfig, Reconnector};
 use super::servers::ServerList;
 use super::session::{
     AckInfo, ConnectError, Credentials, Incoming, Message, Negotiated, ReceiptId, Session,
@@ -265,7 +265,15 @@ impl ClientConfig {
                 c.heart_beat_ms = (0, 0);
             }
         }
-        c.heartbeat_read_timeout = false;
+        // mcollectived blocks in `receive`, so the gem's heart-beat ticker counts lock
+        // failures, not read failures: only `max_hbrlck_fails` can end a silent connection.
+        match mco.heartbeat_read_grace_factor() {
+            Some(grace) => {
+                c.heartbeat_read_timeout = true;
+                c.heartbeat_grace_factor = grace;
+            }
+            None => c.heartbeat_read_timeout = false,
+        }
         c
     }
 
@@ -400,6 +408,7 @@ impl Client {
             session: Session::new(config.session_config()),
             policy,
             connect_timeout: config.reconnect.connect_timeout,
+            connread_timeout: config.reconnect.connread_timeout,
             heartbeat_read_timeout: config.heartbeat_read_timeout,
             heartbeat_grace_factor: if config.heartbeat_grace_factor.is_finite() {
                 config.heartbeat_grace_factor.max(1.0)
@@ -880,6 +889,7 @@ struct Driver {
     session: Session,
     policy: Reconnector,
     connect_timeout: Option<Duration>,
+    connread_timeout: ConnreadTimeout,
     heartbeat_read_timeout: bool,
     heartbeat_grace_factor: f64,
     pending_sends_max: usize,
@@ -1097,6 +1107,10 @@ impl Driver {
                 let mut io = Io::new(stream, self.frame_limits, now);
                 io.queue(&connect, now);
                 self.io = Some(io);
+                let deadline = match self.connread_timeout {
+                    ConnreadTimeout::WithinConnectTimeout => deadline,
+                    ConnreadTimeout::Separate(t) => t.map(|t| after(now, t)),
+                };
                 self.phase = Phase::Handshake { deadline };
             }
         }
@@ -1106,8 +1120,13 @@ impl Driver {
         tracing::debug!(%reason, "connection attempt failed");
         self.io = None;
         let _ = self.session.connection_lost();
+        let next = if matches!(reason, DisconnectReason::ErrorFrame(_)) {
+            self.policy.attempt_refused()
+        } else {
+            self.policy.attempt_failed()
+        };
         self.emit(ClientEvent::Disconnected { reason });
-        match self.policy.attempt_failed() {
+        match next {
             Ok(next) => self.begin_attempt(next),
             Err(gave_up) => self.stop(StopReason::GaveUp(gave_up)),
         }

@@ -10,6 +10,7 @@
 //!                          ▲                 └─ fails ─► attempt_failed() ─► Ok(Attempt) / Err(GaveUp)
 //!                          │
 //!   connected ... connection drops ─► connection_lost(up_for) ─► Ok(Attempt) / Err(GaveUp)
+//!   CONNECT answered with ERROR ─► attempt_refused() ─► Ok(Attempt) / Err(GaveUp)
 //! ```
 //!
 //! Three policies exist, selected by [`PolicyKind`]:
@@ -24,6 +25,7 @@
 //! so a given seed always produces the same sequence of attempts within one build.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -93,7 +95,16 @@ pub enum PolicyKind {
     ///   at once (zero delay). There is no preference for returning to the first host.
     /// * `max_attempts`: `None` retries forever; `Some(n)` gives up when an attempt fails
     ///   after `n` consecutive failed *re*-attempts, i.e. after `n + 1` failed attempts in
-    ///   a row. `startup_max_attempts` and `stable_after` are ignored.
+    ///   a row. `startup_max_attempts` and `stable_after` are ignored (and warned about
+    ///   once when set).
+    /// * An ERROR answer to CONNECT is a connection to the gem: `Connection#socket`
+    ///   returns once `connect` has read *a* frame, resetting `@connection_attempts`, and
+    ///   the broker then closing the socket is a lost connection (`_reconn_prep`): the next
+    ///   host at once, no sleep, the delay neither grown nor reset
+    ///   ([`Reconnector::attempt_refused`]). A broker that refuses every login is therefore
+    ///   hammered in a tight loop, and `max_attempts` never gives up on it.
+    /// * `connect_timeout` bounds only the TCP open; reading CONNECTED is bounded by
+    ///   `connread_timeout` (none by default; see [`ConnreadTimeout`]).
     StompGem,
     /// ActiveMQ 5.18 `FailoverTransport` (Java/OpenWire clients, `failover:(…)` URIs).
     ///
@@ -106,7 +117,14 @@ pub enum PolicyKind {
     /// * A successful connection resets the delay to `initial_delay`.
     /// * After losing an established connection the transport first sleeps
     ///   `initial_delay` (and grows the delay), then starts a pass: with the defaults the
-    ///   waits before each pass are 10, 20, 40, … ms.
+    ///   waits before each pass are 10, 20, 40, … ms, and 30 s per pass at the cap.
+    ///   Checked against the 5.18 source: `doReconnect` calls `doDelay` before a pass
+    ///   only while `connectFailures == 0` (no pass has failed since the last success),
+    ///   and `doDelay` after every failed pass. The schedule 10, 30, 60, 120 ms (a sleep
+    ///   before *every* pass plus the growing one after it, 60 s per pass at the cap) is
+    ///   that of ActiveMQ 5.13 and older; AMQ-5819 (5.14) removed the extra sleep.
+    /// * Never connected, the first pass starts at once and the waits before the next
+    ///   passes are 10, 20, 40, … ms: the same growth, one pass earlier.
     /// * `max_attempts` counts failed passes: `None` (ActiveMQ's -1) retries forever,
     ///   `Some(n)` gives up after `max(n, 1)` failed passes. `Some(0)` also means "do not
     ///   reconnect at all after losing an established connection".
@@ -177,7 +195,8 @@ impl fmt::Display for PolicyKind {
 /// | `max_attempts` | `None` (forever) | `None` (forever) | `None` (forever) |
 /// | `startup_max_attempts` | ignored | `None` (= `max_attempts`) | `None` (= `max_attempts`) |
 /// | `randomize` | false | true | true |
-/// | `connect_timeout` | 30 s (gem alone: none) | 30 s (`tcp://` `connectionTimeout`) | 30 s |
+/// | `connect_timeout` | 30 s, TCP only (gem alone: none) | 30 s (`tcp://` `connectionTimeout`) | 30 s |
+/// | `connread_timeout` | none (separate) | within `connect_timeout` | within `connect_timeout` |
 /// | `stable_after` | ignored | ignored | 30 s |
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconnectConfig {
@@ -197,9 +216,13 @@ pub struct ReconnectConfig {
     pub startup_max_attempts: Option<u32>,
     /// Whether to shuffle the server order.
     pub randomize: bool,
-    /// How long one TCP connect plus CONNECT/CONNECTED exchange may take (`None`: no
-    /// limit). The policies do not use it; the driver enforces it.
+    /// How long one TCP connect may take (`None`: no limit); unless `connread_timeout`
+    /// says otherwise it also bounds the CONNECT/CONNECTED exchange that follows. The
+    /// policies do not use it; the driver enforces it.
     pub connect_timeout: Option<Duration>,
+    /// What bounds reading the answer (CONNECTED or ERROR) to CONNECT once TCP is open.
+    /// The policies do not use it; the driver enforces it.
+    pub connread_timeout: ConnreadTimeout,
     /// How long a connection must stay up before [`PolicyKind::Jittered`] forgets the
     /// previous failures. Ignored by the other policies.
     pub stable_after: Duration,
@@ -217,6 +240,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: false,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::Separate(None),
             stable_after: Duration::from_secs(30),
         }
     }
@@ -232,6 +256,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: true,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
             stable_after: Duration::from_secs(30),
         }
     }
@@ -250,6 +275,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: false,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
             stable_after: Duration::from_secs(30),
         }
     }
@@ -265,6 +291,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: true,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
             stable_after: Duration::from_secs(30),
         }
     }
@@ -277,6 +304,21 @@ impl ReconnectConfig {
             PolicyKind::Jittered => Self::jittered(),
         }
     }
+}
+
+/// What bounds the wait for CONNECTED (or ERROR) after the TCP connection is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnreadTimeout {
+    /// `connect_timeout` covers the TCP connect and the CONNECT/CONNECTED exchange
+    /// together (one deadline per attempt): what ActiveMQ clients and the jittered policy
+    /// do.
+    WithinConnectTimeout,
+    /// A separate limit that starts when TCP is open (`None`: wait forever). The stomp
+    /// gem's `connread_timeout` (`connection/netio.rb#_receive` with `connread`): its
+    /// default 0 means no limit, and MCollective 2.12 does not set it, so an mcollectived
+    /// whose broker accepts TCP and never answers CONNECT waits for ever, while its
+    /// `connect_timeout` bounds only the TCP open (`open_tcp_socket`).
+    Separate(Option<Duration>),
 }
 
 /// One connection attempt the driver should make.
@@ -422,6 +464,7 @@ impl Reconnector {
     /// A reconnector for `servers` running policy `kind` with `config`; all randomness is
     /// drawn from a [`SmallRng`] seeded with `seed`.
     pub fn new(kind: PolicyKind, config: ReconnectConfig, servers: ServerList, seed: u64) -> Self {
+        warn_ignored_settings(kind, &config);
         let n = servers.len();
         let state = Self::fresh_state(kind, &config, n);
         Self {
@@ -586,6 +629,22 @@ impl Reconnector {
         }
     }
 
+    /// Reports that the broker answered the last attempt's CONNECT with ERROR.
+    ///
+    /// The stomp gem takes any answer as a connection (see [`PolicyKind::StompGem`]), so
+    /// for it this is [`connected`](Self::connected) followed by an immediate
+    /// [`connection_lost`](Self::connection_lost): the next host at once. ActiveMQ's
+    /// failover transport and the jittered policy count it as a failed attempt, like
+    /// [`attempt_failed`](Self::attempt_failed).
+    pub fn attempt_refused(&mut self) -> Result<Attempt, GaveUp> {
+        if self.kind == PolicyKind::StompGem && self.phase == Phase::Connecting {
+            self.connected();
+            self.connection_lost(Duration::ZERO)
+        } else {
+            self.attempt_failed()
+        }
+    }
+
     /// Reports that the last attempt succeeded (CONNECTED received). Returns the index
     /// of the connected server.
     pub fn connected(&mut self) -> usize {
@@ -687,6 +746,40 @@ impl Reconnector {
         let gave_up = GaveUp { tried };
         self.phase = Phase::GaveUp(gave_up.clone());
         gave_up
+    }
+}
+
+/// One flag per setting a policy accepts but does not model, so that its warning
+/// appears once per process (thousands of simulated clients share one config).
+static IGNORED_WARNED: [AtomicBool; 3] = [
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+];
+
+/// Warns once per process for each setting `kind` ignores that is set to something other
+/// than its default.
+fn warn_ignored_settings(kind: PolicyKind, cfg: &ReconnectConfig) {
+    let defaults = ReconnectConfig::defaults_for(kind);
+    let stable_after_set = cfg.stable_after != defaults.stable_after;
+    let checks: [(bool, &str); 3] = [
+        (
+            kind == PolicyKind::StompGem && cfg.startup_max_attempts.is_some(),
+            "stomp-gem policy: startup_max_attempts is not a stomp gem setting; ignored",
+        ),
+        (
+            kind == PolicyKind::StompGem && stable_after_set,
+            "stomp-gem policy: stable_after is not a stomp gem setting; ignored",
+        ),
+        (
+            kind == PolicyKind::ActiveMq && stable_after_set,
+            "activemq policy: stable_after is not a FailoverTransport setting; ignored",
+        ),
+    ];
+    for ((set, message), flag) in checks.iter().zip(&IGNORED_WARNED) {
+        if *set && !flag.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{message}");
+        }
     }
 }
 
@@ -1141,6 +1234,135 @@ mod tests {
         r.attempt_failed().unwrap();
         let fifth = r.attempt_failed().unwrap();
         assert_eq!((fifth.server, fifth.delay), (1, ms(40)));
+    }
+
+    /// The waits before each pass (the delay handed out with its first attempt).
+    fn pass_waits(r: &mut Reconnector, first: Attempt, servers: usize, passes: usize) -> Vec<u64> {
+        fail_all(r, first, servers * passes)
+            .chunks(servers)
+            .map(|pass| {
+                assert!(pass[1..].iter().all(|a| a.delay.is_zero()), "{pass:?}");
+                u64::try_from(pass[0].delay.as_millis()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn activemq_schedule_never_connected_vs_after_losing_an_established_connection() {
+        // ActiveMQ 5.18 `doReconnect`/`doDelay` with the defaults (10 ms ×2, 30 s cap).
+        let cap = |v: Vec<u64>| v.into_iter().map(|w| w.min(30_000)).collect::<Vec<_>>();
+        // Never connected: the first pass at once, then `doDelay` after each failed pass.
+        let mut r = amq(2, amq_ordered());
+        let first = r.first_attempt();
+        let waits = pass_waits(&mut r, first, 2, 16);
+        let mut expected = vec![0];
+        expected.extend(cap((0..15).map(|k| 10u64 << k).collect()));
+        assert_eq!(waits, expected);
+
+        // After losing an established connection: `doDelay` once before the first pass
+        // (`connectFailures == 0`), then only after each failed pass; never both.
+        let mut r = amq(2, amq_ordered());
+        let _ = r.first_attempt();
+        r.connected();
+        let first = r.connection_lost(secs(600)).unwrap();
+        let waits = pass_waits(&mut r, first, 2, 16);
+        assert_eq!(waits, cap((0..16).map(|k| 10u64 << k).collect()));
+        assert_eq!(&waits[..4], [10, 20, 40, 80]);
+        // At the cap each pass starts 30 s after the previous one failed (not 60 s as in
+        // ActiveMQ 5.13 and older, which slept before every pass as well).
+        assert_eq!(waits[15], 30_000);
+
+        // A second loss after reconnecting starts over at `initialReconnectDelay`.
+        r.connected();
+        let again = r.connection_lost(secs(1)).unwrap();
+        assert_eq!(again.delay, ms(10));
+    }
+
+    #[test]
+    fn bridge_schedule_is_activemq_network_connector_back_off() {
+        // `static:` bridges: 1 s ×2 up to 30 s. ActiveMQ 5.18's `SimpleDiscoveryAgent`
+        // (`serviceFailed`, `doReconnectDelay`) sleeps 1, 2, 4 … s between quick
+        // failures, whether or not the bridge had been up, which is what the failover
+        // schedule gives with these settings and one server.
+        let one = || {
+            Reconnector::new(
+                PolicyKind::ActiveMq,
+                ReconnectConfig::activemq_network(),
+                servers(1),
+                1,
+            )
+        };
+        let mut r = one();
+        let first = r.first_attempt();
+        assert_eq!(
+            pass_waits(&mut r, first, 1, 8),
+            [0, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        let mut r = one();
+        let _ = r.first_attempt();
+        r.connected();
+        let first = r.connection_lost(secs(60)).unwrap();
+        assert_eq!(
+            pass_waits(&mut r, first, 1, 7),
+            [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+    }
+
+    #[test]
+    fn stomp_gem_error_answer_is_a_connection_then_the_next_host_at_once() {
+        let cfg = ReconnectConfig {
+            max_attempts: Some(1),
+            ..ReconnectConfig::stomp_gem()
+        };
+        let mut r = Reconnector::new(PolicyKind::StompGem, cfg, servers(3), 1);
+        let first = r.first_attempt();
+        let _ = fail_all(&mut r, first, 2);
+        // Attempt 2 (host 1) gets ERROR: host 2 at once, attempt count reset.
+        let next = r.attempt_refused().unwrap();
+        assert_eq!(
+            (next.server, next.delay, next.number),
+            (2, Duration::ZERO, 1)
+        );
+        // The delay was neither reset nor grown by the ERROR: the next failure sleeps
+        // 20 ms (10 ms was slept after attempt 1).
+        let after = r.attempt_failed().unwrap();
+        assert_eq!((after.server, after.delay), (0, ms(20)));
+        // An ERROR loop never gives up, whatever `max_attempts`.
+        for _ in 0..20 {
+            assert_eq!(r.attempt_refused().unwrap().delay, Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn activemq_and_jittered_count_an_error_answer_as_a_failed_attempt() {
+        let mut a = amq(2, amq_ordered());
+        let mut b = amq(2, amq_ordered());
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        for _ in 0..5 {
+            assert_eq!(a.attempt_refused(), b.attempt_failed());
+        }
+        let mut a = jittered(2, 9);
+        let mut b = jittered(2, 9);
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        for _ in 0..5 {
+            assert_eq!(a.attempt_refused(), b.attempt_failed());
+        }
+    }
+
+    #[test]
+    fn connread_timeout_defaults_per_policy() {
+        assert_eq!(
+            ReconnectConfig::stomp_gem().connread_timeout,
+            ConnreadTimeout::Separate(None)
+        );
+        for kind in [PolicyKind::ActiveMq, PolicyKind::Jittered] {
+            assert_eq!(
+                ReconnectConfig::defaults_for(kind).connread_timeout,
+                ConnreadTimeout::WithinConnectTimeout
+            );
+        }
     }
 
     #[test]
