@@ -1120,10 +1120,14 @@ impl Driver {
         tracing::debug!(%reason, "connection attempt failed");
         self.io = None;
         let _ = self.session.connection_lost();
-        let next = if matches!(reason, DisconnectReason::ErrorFrame(_)) {
-            self.policy.attempt_refused()
-        } else {
-            self.policy.attempt_failed()
+        let next = match (&reason, &self.phase) {
+            (DisconnectReason::ErrorFrame(_), _) => self.policy.attempt_refused(),
+            (DisconnectReason::ConnectTimeout, Phase::Handshake { .. })
+                if self.connread_timeout != ConnreadTimeout::WithinConnectTimeout =>
+            {
+                self.policy.connect_read_timed_out()
+            }
+            _ => self.policy.attempt_failed(),
         };
         self.emit(ClientEvent::Disconnected { reason });
         match next {

@@ -645,6 +645,24 @@ impl Reconnector {
         }
     }
 
+    /// Reports that the last attempt opened TCP but no answer to CONNECT arrived within
+    /// the separate `connread_timeout` (see [`ConnreadTimeout::Separate`]).
+    ///
+    /// The stomp gem changes host twice for it: `connection/netio.rb#_receive` calls
+    /// `_reconn_prep` (which changes host) before re-raising `ConnectReadTimeout`, and
+    /// `Connection#socket` then sleeps, changes host again and grows the delay as for any
+    /// failed attempt. With two hosts it therefore retries the same host. The other
+    /// policies count it as a failed attempt, like [`attempt_failed`](Self::attempt_failed).
+    pub fn connect_read_timed_out(&mut self) -> Result<Attempt, GaveUp> {
+        if self.phase == Phase::Connecting {
+            let randomize = self.config.randomize;
+            if let State::Gem(s) = &mut self.state {
+                gem_change_host(&mut s.hosts, randomize, &mut self.rng);
+            }
+        }
+        self.attempt_failed()
+    }
+
     /// Reports that the last attempt succeeded (CONNECTED received). Returns the index
     /// of the connected server.
     pub fn connected(&mut self) -> usize {
@@ -1331,6 +1349,27 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(r.attempt_refused().unwrap().delay, Duration::ZERO);
         }
+    }
+
+    #[test]
+    fn stomp_gem_connread_timeout_changes_host_twice() {
+        // Two hosts: the gem retries the host whose CONNECTED never came.
+        let mut r = gem(2);
+        let first = r.first_attempt();
+        assert_eq!(first.server, 0);
+        let next = r.connect_read_timed_out().unwrap();
+        assert_eq!((next.server, next.delay), (0, ms(10)));
+        // Three hosts: it skips one.
+        let mut r = gem(3);
+        let _ = r.first_attempt();
+        let next = r.connect_read_timed_out().unwrap();
+        assert_eq!((next.server, next.delay), (2, ms(10)));
+        // Other policies: a failed attempt.
+        let mut a = amq(2, amq_ordered());
+        let mut b = amq(2, amq_ordered());
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        assert_eq!(a.connect_read_timed_out(), b.attempt_failed());
     }
 
     #[test]
