@@ -18,6 +18,8 @@
 //! * [`PolicyKind::StompGem`] reproduces the ruby stomp gem 1.4.10 as MCollective 2.12
 //!   configures it (what every real `mcollectived` does).
 //! * [`PolicyKind::ActiveMq`] reproduces ActiveMQ 5.18's `FailoverTransport`.
+//! * [`PolicyKind::ActiveMqNetwork`] reproduces the back-off of ActiveMQ 5.18's network
+//!   connectors to `static:` brokers (`SimpleDiscoveryAgent`); the bridges use it.
 //! * [`PolicyKind::Jittered`] is Stampede's own policy: capped exponential backoff with
 //!   "full jitter", meant to spread reconnect storms (see its documentation).
 //!
@@ -135,6 +137,26 @@ pub enum PolicyKind {
     ///   initial delay of 5 ms and a multiplier of 2 the delay therefore never grows
     ///   beyond 5 ms.
     ActiveMq,
+    /// ActiveMQ 5.18's network connector back-off for a `static:` broker
+    /// (`SimpleDiscoveryAgent#serviceFailed` and `#doReconnectDelay`): what a bridge does.
+    ///
+    /// * The first attempt is immediate; there are no passes (one bridge per broker).
+    /// * A failure that comes less than `stable_after` (ActiveMQ's `minConnectTime`,
+    ///   5 s) after the attempt started is a connection failure: the failure count grows
+    ///   and the delay is `initial_delay` the first time, then multiplied (capped at
+    ///   `max_delay`) each time: 1, 2, 4 … 30 s with the defaults. A connection that had
+    ///   lasted at least `stable_after` resets both, and the bridge sleeps `initial_delay`.
+    ///   A successful connection by itself resets nothing, so a bridge whose peer accepts
+    ///   and then drops it within 5 s keeps backing off.
+    /// * Limits: the policy has no clock, so every failed *attempt* counts as quick (a
+    ///   connect that times out after more than 5 s resets the delay in ActiveMQ but
+    ///   not here), and a lost connection's `up_for` is measured from CONNECTED rather
+    ///   than from the start of the attempt.
+    /// * `max_attempts`: `None` or `Some(0)` (ActiveMQ's default 0) retries forever;
+    ///   `Some(n)` gives up at the `n`-th consecutive connection failure. With several
+    ///   servers (not what a `static:` bridge has) they are tried in pool order.
+    ///   `startup_max_attempts` and `randomize` are ignored.
+    ActiveMqNetwork,
     /// Stampede's own policy: capped exponential backoff with "full jitter".
     ///
     /// # Why
@@ -178,6 +200,7 @@ impl fmt::Display for PolicyKind {
         f.write_str(match self {
             PolicyKind::StompGem => "stomp-gem",
             PolicyKind::ActiveMq => "activemq",
+            PolicyKind::ActiveMqNetwork => "activemq-network",
             PolicyKind::Jittered => "jittered",
         })
     }
@@ -264,7 +287,8 @@ impl ReconnectConfig {
     /// ActiveMQ 5.18's network connector defaults (its discovery agents'
     /// `initialReconnectDelay`, `maxReconnectDelay`, `useExponentialBackOff` and
     /// `backOffMultiplier`): what a bridge to a `static:` or discovered broker starts from.
-    /// Retries forever and keeps the configured order.
+    /// Retries forever and keeps the configured order; `stable_after` is the agent's
+    /// `minConnectTime` (5 s).
     pub fn activemq_network() -> Self {
         Self {
             initial_delay: Duration::from_secs(1),
@@ -276,7 +300,7 @@ impl ReconnectConfig {
             randomize: false,
             connect_timeout: Some(Duration::from_secs(30)),
             connread_timeout: ConnreadTimeout::WithinConnectTimeout,
-            stable_after: Duration::from_secs(30),
+            stable_after: Duration::from_secs(5),
         }
     }
 
@@ -301,6 +325,7 @@ impl ReconnectConfig {
         match kind {
             PolicyKind::StompGem => Self::stomp_gem(),
             PolicyKind::ActiveMq => Self::activemq(),
+            PolicyKind::ActiveMqNetwork => Self::activemq_network(),
             PolicyKind::Jittered => Self::jittered(),
         }
     }
@@ -421,6 +446,15 @@ struct AmqState {
     pos: usize,
 }
 
+/// `SimpleDiscoveryAgent`'s per-service state (`SimpleDiscoveryEvent`).
+#[derive(Debug, Clone)]
+struct NetState {
+    /// `connectFailures`.
+    connect_failures: u32,
+    /// `reconnectDelay`; `None` for ActiveMQ's initial -1.
+    delay: Option<Duration>,
+}
+
 /// The jittered policy's state.
 #[derive(Debug, Clone)]
 struct JitterState {
@@ -439,6 +473,7 @@ struct JitterState {
 enum State {
     Gem(GemState),
     Amq(AmqState),
+    Net(NetState),
     Jitter(JitterState),
 }
 
@@ -495,6 +530,10 @@ impl Reconnector {
                 pass: Vec::new(),
                 pos: 0,
             }),
+            PolicyKind::ActiveMqNetwork => State::Net(NetState {
+                connect_failures: 0,
+                delay: None,
+            }),
             PolicyKind::Jittered => State::Jitter(JitterState {
                 first_connection: true,
                 failures: 0,
@@ -545,6 +584,7 @@ impl Reconnector {
                 Duration::ZERO,
             ),
             State::Amq(s) => amq_start_pass(s, cfg, &self.servers, rng, Duration::ZERO),
+            State::Net(_) => (0, Duration::ZERO),
             State::Jitter(s) => {
                 s.round = jitter_round(n, None, cfg.randomize, rng);
                 s.pos = 0;
@@ -601,6 +641,9 @@ impl Reconnector {
                         Some(amq_start_pass(s, cfg, &self.servers, rng, slept))
                     }
                 }
+            }
+            State::Net(s) => {
+                net_failure(s, cfg).map(|delay| ((self.current + 1) % n.max(1), delay))
             }
             State::Jitter(s) => {
                 let limit = if s.first_connection {
@@ -675,6 +718,9 @@ impl Reconnector {
                 s.connect_failures = 0;
                 s.first_connection = false;
             }
+            // `SimpleDiscoveryAgent` resets nothing on a connection, only on a failure
+            // that comes at least `minConnectTime` after the attempt started.
+            State::Net(_) => {}
             State::Jitter(s) => {
                 s.failures = 0;
                 s.first_connection = false;
@@ -712,6 +758,15 @@ impl Reconnector {
                 } else {
                     s.failed = Some(lost);
                     Some(amq_start_pass(s, cfg, &self.servers, rng, Duration::ZERO))
+                }
+            }
+            State::Net(s) => {
+                if up_for < cfg.stable_after {
+                    net_failure(s, cfg).map(|delay| (lost, delay))
+                } else {
+                    s.connect_failures = 0;
+                    s.delay = Some(cfg.initial_delay);
+                    Some((lost, cfg.initial_delay))
                 }
             }
             State::Jitter(s) => {
@@ -887,6 +942,24 @@ fn amq_start_pass(
         delay = delay.saturating_add(amq_do_delay(s, cfg));
     }
     (s.pass.first().copied().unwrap_or(0), delay)
+}
+
+/// `SimpleDiscoveryAgent#serviceFailed` for a quick failure: count it, give up at
+/// `maxReconnectAttempts` (when above 0), else the next delay (`None`: give up).
+fn net_failure(s: &mut NetState, cfg: &ReconnectConfig) -> Option<Duration> {
+    s.connect_failures = s.connect_failures.saturating_add(1);
+    if cfg
+        .max_attempts
+        .is_some_and(|max| max > 0 && s.connect_failures >= max)
+    {
+        return None;
+    }
+    let delay = match s.delay {
+        Some(d) if cfg.exponential => scale(d, cfg.multiplier).min(cfg.max_delay),
+        _ => cfg.initial_delay,
+    };
+    s.delay = Some(delay);
+    Some(delay)
 }
 
 /// `getConnectList`: distinct servers, shuffled when randomizing, with the server whose
@@ -1296,34 +1369,71 @@ mod tests {
         assert_eq!(again.delay, ms(10));
     }
 
+    fn bridge() -> Reconnector {
+        Reconnector::new(
+            PolicyKind::ActiveMqNetwork,
+            ReconnectConfig::activemq_network(),
+            servers(1),
+            1,
+        )
+    }
+
     #[test]
-    fn bridge_schedule_is_activemq_network_connector_back_off() {
-        // `static:` bridges: 1 s ×2 up to 30 s. ActiveMQ 5.18's `SimpleDiscoveryAgent`
-        // (`serviceFailed`, `doReconnectDelay`) sleeps 1, 2, 4 … s between quick
-        // failures, whether or not the bridge had been up, which is what the failover
-        // schedule gives with these settings and one server.
-        let one = || {
-            Reconnector::new(
-                PolicyKind::ActiveMq,
-                ReconnectConfig::activemq_network(),
-                servers(1),
-                1,
-            )
-        };
-        let mut r = one();
+    fn bridge_schedule_never_connected_vs_after_losing_an_established_connection() {
+        // `SimpleDiscoveryAgent#serviceFailed`: 1 s ×2 up to 30 s between quick failures.
+        let mut r = bridge();
         let first = r.first_attempt();
         assert_eq!(
             pass_waits(&mut r, first, 1, 8),
             [0, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
         );
-        let mut r = one();
-        let _ = r.first_attempt();
+        // A connection that lasted `minConnectTime` (5 s) resets: 1 s, then 2, 4 … s.
         r.connected();
         let first = r.connection_lost(secs(60)).unwrap();
         assert_eq!(
             pass_waits(&mut r, first, 1, 7),
             [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
         );
+    }
+
+    #[test]
+    fn bridge_keeps_backing_off_when_its_peer_drops_it_within_5s() {
+        let mut r = bridge();
+        let _ = r.first_attempt();
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            r.connected();
+            waits.push(r.connection_lost(secs(4)).unwrap().delay.as_millis());
+        }
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+        // The failover transport, by contrast, resets on every connection.
+        let mut amq = Reconnector::new(
+            PolicyKind::ActiveMq,
+            ReconnectConfig::activemq_network(),
+            servers(1),
+            1,
+        );
+        let _ = amq.first_attempt();
+        for _ in 0..3 {
+            amq.connected();
+            assert_eq!(amq.connection_lost(secs(4)).unwrap().delay, secs(1));
+        }
+    }
+
+    #[test]
+    fn bridge_max_attempts_counts_consecutive_failures_and_zero_is_forever() {
+        let with = |max| {
+            let cfg = ReconnectConfig {
+                max_attempts: max,
+                ..ReconnectConfig::activemq_network()
+            };
+            let mut r = Reconnector::new(PolicyKind::ActiveMqNetwork, cfg, servers(1), 1);
+            let _ = r.first_attempt();
+            (1..=50).find(|_| r.attempt_failed().is_err())
+        };
+        assert_eq!(with(Some(3)), Some(3));
+        assert_eq!(with(Some(0)), None);
+        assert_eq!(with(None), None);
     }
 
     #[test]
