@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use common::Broker;
 use stampede_broker::client::{
-    Client, ClientConfig, ClientEvent, DisconnectReason, PolicyKind, ReconnectConfig, Reconnector,
-    ServerAddr, ServerList,
+    Client, ClientConfig, ClientEvent, ConnreadTimeout, DisconnectReason, PolicyKind,
+    ReconnectConfig, Reconnector, ServerAddr, ServerList,
 };
 use stampede_broker::net::TokioNet;
 use tokio::sync::mpsc;
@@ -260,6 +260,11 @@ impl Gem {
     /// Runs the script until the gem has connected `reconnections` times after its first
     /// connection.
     fn start(ports: [u16; 2], reconnections: u32) -> Gem {
+        Self::start_with(ports, reconnections, &["--connect-timeout", "5"])
+    }
+
+    /// [`start`](Self::start) with other timeout options.
+    fn start_with(ports: [u16; 2], reconnections: u32, timeouts: &[&str]) -> Gem {
         let hosts = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
         let mut child = Command::new("/usr/bin/ruby")
             .arg(SCRIPT)
@@ -267,7 +272,8 @@ impl Gem {
             .args(["--reconnections", &reconnections.to_string()])
             .args(["--initial-delay", "0.01"])
             .args(["--max-delay", &MAX_DELAY.as_secs_f64().to_string()])
-            .args(["--connect-timeout", "5", "--timeout", "120"])
+            .args(timeouts)
+            .args(["--timeout", "120"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -317,6 +323,13 @@ impl Gem {
                 return v;
             }
         }
+    }
+
+    /// The next output line within `within`, if any.
+    async fn next_within(&mut self, within: Duration) -> Option<Json> {
+        let line = timeout(within, self.lines.recv()).await.ok().flatten()?;
+        self.seen.push(line.clone());
+        Some(Json::parse(&line).unwrap_or_else(|e| panic!("bad JSON ({e}): {line}")))
     }
 
     fn failure(&mut self, why: &str) -> String {
@@ -641,15 +654,15 @@ async fn the_stomp_gem_and_our_policy_reconnect_alike_through_two_outages() {
     );
 }
 
-/// A divergence, pinned down on purpose: the gem does not treat an ERROR answer to CONNECT
-/// as a failed attempt. `Connection#connect` does not raise on ERROR, so `socket()` logs
-/// `on_connected` and resets `@connection_attempts`; the broker then closes, `receive` sees
-/// EOF and the gem takes the *drop* path: the next host at once, no sleep. Its backoff
-/// grows only on TCP-level failures, so with every broker refusing the credentials it
-/// would reconnect in a tight loop (MCollective's runner adds its own backoff, protocols
-/// notes §3.6). Our client counts the ERROR as a failed attempt and backs off by the policy.
+/// An ERROR answer to CONNECT is a connection to the gem: `Connection#connect` does not
+/// raise on ERROR, so `socket()` logs `on_connected` and resets `@connection_attempts`;
+/// the broker then closes, `receive` sees EOF and the gem takes the *drop* path: the next
+/// host at once, no sleep. Its backoff grows only on TCP-level failures, so with every
+/// broker refusing the credentials it would reconnect in a tight loop (MCollective's
+/// runner adds its own backoff, protocols notes §3.6). Our `StompGem` policy does the same
+/// (`Reconnector::attempt_refused`): same hosts, same delays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
+async fn the_stomp_gem_and_our_policy_take_an_error_answer_to_connect_for_a_connection() {
     common::require_ruby_stomp();
     // A rejects the gem's empty login with ERROR; nothing listens on B.
     let a =
@@ -657,7 +670,7 @@ async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
             .await
             .unwrap();
     let ports = [a.addr().port(), free_port()];
-    let mut gem = Gem::start(ports, 1);
+    let mut gem = Gem::start(ports, 2);
     let timeline = gem
         .wait_for("the timeline", |v| v.str("event") == Some("timeline"))
         .await;
@@ -688,14 +701,11 @@ async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
         ],
         "{entries:?}"
     );
-    let tries = gem_tries(entries, ports);
-    // The gem: B at once after the "drop", A 0.01 s after B's failure.
-    assert!(close_enough(tries[1].delay, 0.0), "{tries:?}");
-    assert!(close_enough(tries[2].delay, 0.010), "{tries:?}");
+    let gem_tries: Vec<Try> = gem_tries(entries, ports).into_iter().take(5).collect();
+    assert_eq!(gem_tries.len(), 5, "{entries:?}");
     drop(gem);
 
-    // Our client on the same pair: the ERROR is a failed attempt, so B waits 10 ms and the
-    // next try of A 20 ms.
+    // Our client on the same pair.
     let servers = ServerList::new(
         ports
             .iter()
@@ -709,7 +719,7 @@ async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
     cfg.heart_beat_ms = (0, 0);
     let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
     let mut seen = Vec::new();
-    while seen.len() < 5 {
+    while seen.len() < 10 {
         seen.push(
             timeout(WAIT, streams.events.recv())
                 .await
@@ -718,35 +728,182 @@ async fn the_stomp_gem_takes_an_error_answer_to_connect_for_a_connection() {
         );
     }
     client.disconnect().await;
-    assert!(
-        matches!(
-            &seen[1],
-            ClientEvent::Disconnected {
-                reason: DisconnectReason::ErrorFrame(_)
-            }
-        ),
-        "{seen:?}"
-    );
+    for i in [1, 5] {
+        assert!(
+            matches!(
+                &seen[i],
+                ClientEvent::Disconnected {
+                    reason: DisconnectReason::ErrorFrame(_)
+                }
+            ),
+            "{seen:?}"
+        );
+    }
+    let ours: Vec<(usize, Duration)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Attempt { server, delay, .. } => Some((*server, *delay)),
+            _ => None,
+        })
+        .collect();
+    // A; B at once after the ERROR; A 10 ms after B's refusal; again B at once, A 20 ms.
+    let ms = Duration::from_millis;
     assert_eq!(
-        [&seen[0], &seen[2], &seen[4]],
-        [
-            &ClientEvent::Attempt {
-                server: 0,
-                number: 1,
-                delay: Duration::ZERO
-            },
-            &ClientEvent::Attempt {
-                server: 1,
-                number: 2,
-                delay: Duration::from_millis(10)
-            },
-            &ClientEvent::Attempt {
-                server: 0,
-                number: 3,
-                delay: Duration::from_millis(20)
-            },
-        ],
+        ours,
+        [(0, ms(0)), (1, ms(0)), (0, ms(10)), (1, ms(0)), (0, ms(20))],
         "{seen:?}"
     );
+    for (gem, (server, delay)) in gem_tries.iter().zip(&ours) {
+        assert_eq!(gem.server, *server, "{gem_tries:?} vs {ours:?}");
+        assert!(
+            close_enough(gem.delay, delay.as_secs_f64()),
+            "{gem_tries:?} vs {ours:?}"
+        );
+    }
     drop(a);
+}
+
+/// A "broker" that accepts TCP connections and never answers: it keeps every socket open
+/// and reads nothing. Runs until the test process ends.
+fn silent_listener() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    port
+}
+
+/// Our `StompGem` client's first `n` events on `ports` with the gem's settings and `cfg`
+/// changes, or fewer if nothing more happens within `quiet`.
+async fn our_events(
+    ports: [u16; 2],
+    change: impl FnOnce(&mut ReconnectConfig),
+    n: usize,
+    quiet: Duration,
+) -> Vec<ClientEvent> {
+    let servers = ServerList::new(
+        ports
+            .iter()
+            .map(|p| ServerAddr::new("127.0.0.1", *p))
+            .collect(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(servers, PolicyKind::StompGem);
+    cfg.reconnect = policy_config();
+    change(&mut cfg.reconnect);
+    cfg.accept_version = None;
+    cfg.heart_beat_ms = (0, 0);
+    let (client, mut streams) = Client::start(Arc::new(TokioNet), cfg);
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        match timeout(quiet, streams.events.recv()).await {
+            Ok(Some(e)) => seen.push(e),
+            _ => break,
+        }
+    }
+    drop(client);
+    seen
+}
+
+/// A broker that accepts TCP and never answers CONNECT. The gem's `connect_timeout` bounds
+/// only the TCP open and MCollective sets no `connread_timeout`, so the gem waits on it for
+/// ever (past a 1 s `connect_timeout`); our policy's default does the same. With
+/// `connread_timeout = 1` the gem gives up reading after 1 s and, changing host twice
+/// (`_reconn_prep`, then `socket()`), tries the same host again after 0.01, 0.02 s …;
+/// our client with `ConnreadTimeout::Separate(1 s)` tries the same hosts after the same
+/// delays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stomp_gem_and_our_policy_wait_on_a_broker_that_never_answers_connect() {
+    common::require_ruby_stomp();
+    let ports = [silent_listener(), free_port()];
+    let quiet = Duration::from_secs(3);
+
+    // MCollective's settings: one attempt on A, then nothing, for the gem and for us.
+    let mut gem = Gem::start_with(ports, 1, &["--connect-timeout", "1"]);
+    let first = gem
+        .wait_for("the first attempt", |v| {
+            v.str("event") == Some("connecting")
+        })
+        .await;
+    assert_eq!(first.num("port"), Some(f64::from(ports[0])));
+    let next = gem.next_within(quiet).await;
+    assert_eq!(next, None, "the gem moved on: {:?}", gem.seen);
+    drop(gem);
+    let ours = our_events(
+        ports,
+        |r| r.connect_timeout = Some(Duration::from_secs(1)),
+        4,
+        quiet,
+    )
+    .await;
+    assert_eq!(
+        ours,
+        [ClientEvent::Attempt {
+            server: 0,
+            number: 1,
+            delay: Duration::ZERO
+        }],
+        "our client moved on"
+    );
+
+    // With `connread_timeout = 1`.
+    let mut gem = Gem::start_with(
+        ports,
+        1,
+        &["--connect-timeout", "1", "--connread-timeout", "1"],
+    );
+    let mut entries = Vec::new();
+    while entries
+        .iter()
+        .filter(|e: &&Json| e.str("event") == Some("connecting"))
+        .count()
+        < 4
+    {
+        entries.push(
+            gem.wait_for("an attempt or a failure", |v| {
+                matches!(v.str("event"), Some("connecting" | "connectfail"))
+            })
+            .await,
+        );
+    }
+    drop(gem);
+    let gem_tries = gem_tries(&entries, ports);
+    let ours = our_events(
+        ports,
+        |r| {
+            r.connect_timeout = Some(Duration::from_secs(1));
+            r.connread_timeout = ConnreadTimeout::Separate(Some(Duration::from_secs(1)));
+        },
+        8,
+        quiet,
+    )
+    .await;
+    let ours: Vec<(usize, Duration)> = ours
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Attempt { server, delay, .. } => Some((*server, *delay)),
+            ClientEvent::Disconnected { reason } => {
+                assert_eq!(reason, &DisconnectReason::ConnectTimeout);
+                None
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let ms = Duration::from_millis;
+    assert_eq!(ours, [(0, ms(0)), (0, ms(10)), (0, ms(20)), (0, ms(40))]);
+    assert_eq!(gem_tries.len(), 4, "{entries:?}");
+    for (gem, (server, delay)) in gem_tries.iter().zip(&ours) {
+        assert_eq!(gem.server, *server, "{gem_tries:?} vs {ours:?}");
+        assert!(
+            close_enough(gem.delay, delay.as_secs_f64()),
+            "{gem_tries:?} vs {ours:?}"
+        );
+    }
 }

@@ -112,6 +112,14 @@ pub enum ConfigWarning {
         /// The key.
         key: String,
     },
+    /// `max_hbread_fails`, which cannot act in mcollectived: its receiver thread blocks in
+    /// `Stomp::Connection#receive` holding the gem's read lock, so the heart-beat ticker
+    /// (`connection/heartbeats.rb#_start_receive_ticker`) never gets the lock and counts
+    /// lock failures (`max_hbrlck_fails`) instead of read failures.
+    ReadFailsNeverCounted {
+        /// The key.
+        key: String,
+    },
 }
 
 impl fmt::Display for ConfigWarning {
@@ -134,6 +142,12 @@ impl fmt::Display for ConfigWarning {
                     "{key} is ignored (the stomp gem 1.4.10 does not implement it)"
                 )
             }
+            ConfigWarning::ReadFailsNeverCounted { key } => write!(
+                f,
+                "{key} has no effect: mcollectived waits in receive holding the stomp gem's \
+                 read lock, so heart-beat read failures are never counted (max_hbrlck_fails \
+                 is what ends a silent connection)"
+            ),
         }
     }
 }
@@ -289,9 +303,30 @@ impl McoClientConfig {
             env,
             connector,
         };
-        match connector {
+        let config = match connector {
             McoConnector::LegacyStomp => reader.legacy_stomp(),
             McoConnector::ActiveMq | McoConnector::RabbitMq => reader.pool_connector(),
+        }?;
+        // Each reading warns once for every setting that has no effect.
+        for warning in &config.warnings {
+            tracing::warn!("MCollective configuration: {warning}");
+        }
+        Ok(config)
+    }
+
+    /// The heart-beat read grace factor (× the negotiated receive interval) after which
+    /// the stomp gem force-closes a silent connection, or `None` when it never does.
+    ///
+    /// With heart-beats, the gem's receive ticker wakes every receive interval; each tick
+    /// that finds nothing read for longer than the interval, and the read lock held by
+    /// mcollectived's `receive`, counts a lock failure, and at `max_hbrlck_fails` (when
+    /// above 0) it closes the socket (`connection/heartbeats.rb`). The last of those ticks
+    /// comes at most `max_hbrlck_fails + 1` intervals after the last byte read, which is
+    /// the factor returned. `max_hbrlck_fails = 0` (MCollective's default) never closes.
+    pub fn heartbeat_read_grace_factor(&self) -> Option<f64> {
+        match (self.heartbeat_interval, self.max_hbrlck_fails) {
+            (Some(_), n) if n > 0 => Some(f64::from(n) + 1.0),
+            _ => None,
         }
     }
 
@@ -503,6 +538,9 @@ impl Reader<'_> {
             if let Some((key, _)) = self.raw(name) {
                 warnings.push(ConfigWarning::OptionIgnored { key });
             }
+        }
+        if let Some((key, _)) = self.raw("max_hbread_fails") {
+            warnings.push(ConfigWarning::ReadFailsNeverCounted { key });
         }
         for var in [ENV_SERVER, ENV_PORT] {
             if self.env.contains_key(var) {
@@ -720,6 +758,45 @@ plugin.activemq.vhost = /mco
         assert_eq!(c.accept_version(), "1.1");
         assert_eq!((c.max_hbread_fails, c.max_hbrlck_fails), (4, 1));
         assert_eq!(c.vhost.as_deref(), Some("/mco"));
+        // `max_hbrlck_fails = 1` closes a silent connection after at most 2 intervals;
+        // `max_hbread_fails` can never act in mcollectived and says so.
+        assert_eq!(c.heartbeat_read_grace_factor(), Some(2.0));
+        assert_eq!(
+            c.warnings,
+            [ConfigWarning::ReadFailsNeverCounted {
+                key: "plugin.activemq.max_hbread_fails".into()
+            }]
+        );
+        assert!(c.warnings[0].to_string().contains("max_hbrlck_fails"));
+    }
+
+    #[test]
+    fn heartbeat_lock_failures_close_only_with_heartbeats_and_a_limit() {
+        let grace = |extra: &str| {
+            parse(&format!("{TWO_BROKERS}{extra}"))
+                .unwrap()
+                .heartbeat_read_grace_factor()
+        };
+        assert_eq!(grace(""), None);
+        assert_eq!(grace("plugin.activemq.heartbeat_interval = 30\n"), None);
+        assert_eq!(grace("plugin.activemq.max_hbrlck_fails = 3\n"), None);
+        assert_eq!(
+            grace(
+                "plugin.activemq.heartbeat_interval = 30\nplugin.activemq.max_hbrlck_fails = 3\n"
+            ),
+            Some(4.0)
+        );
+    }
+
+    #[test]
+    fn connect_timeout_bounds_only_the_tcp_open() {
+        let c = parse(TWO_BROKERS).unwrap();
+        assert_eq!(c.reconnect.connect_timeout, Some(Duration::from_secs(30)));
+        // MCollective does not set `connread_timeout`: the gem's 0 means no limit.
+        assert_eq!(
+            c.reconnect.connread_timeout,
+            crate::client::policy::ConnreadTimeout::Separate(None)
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub use driver::{
 pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, McoClientConfig, McoConfigError, McoConnector};
 pub use policy::{
-    Attempt, BackoffMultiplier, GaveUp, PolicyKind, ReconnectConfig, Reconnector, TriedServer,
+    Attempt, BackoffMultiplier, ConnreadTimeout, GaveUp, PolicyKind, ReconnectConfig, Reconnector,
+    TriedServer,
 };
 pub use servers::{ServerAddr, ServerList};
 pub use session::{

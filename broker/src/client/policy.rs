@@ -10,6 +10,7 @@
 //!                          ▲                 └─ fails ─► attempt_failed() ─► Ok(Attempt) / Err(GaveUp)
 //!                          │
 //!   connected ... connection drops ─► connection_lost(up_for) ─► Ok(Attempt) / Err(GaveUp)
+//!   CONNECT answered with ERROR ─► attempt_refused() ─► Ok(Attempt) / Err(GaveUp)
 //! ```
 //!
 //! Three policies exist, selected by [`PolicyKind`]:
@@ -17,6 +18,8 @@
 //! * [`PolicyKind::StompGem`] reproduces the ruby stomp gem 1.4.10 as MCollective 2.12
 //!   configures it (what every real `mcollectived` does).
 //! * [`PolicyKind::ActiveMq`] reproduces ActiveMQ 5.18's `FailoverTransport`.
+//! * [`PolicyKind::ActiveMqNetwork`] reproduces the back-off of ActiveMQ 5.18's network
+//!   connectors to `static:` brokers (`SimpleDiscoveryAgent`); the bridges use it.
 //! * [`PolicyKind::Jittered`] is Stampede's own policy: capped exponential backoff with
 //!   "full jitter", meant to spread reconnect storms (see its documentation).
 //!
@@ -24,6 +27,7 @@
 //! so a given seed always produces the same sequence of attempts within one build.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -93,7 +97,16 @@ pub enum PolicyKind {
     ///   at once (zero delay). There is no preference for returning to the first host.
     /// * `max_attempts`: `None` retries forever; `Some(n)` gives up when an attempt fails
     ///   after `n` consecutive failed *re*-attempts, i.e. after `n + 1` failed attempts in
-    ///   a row. `startup_max_attempts` and `stable_after` are ignored.
+    ///   a row. `startup_max_attempts` and `stable_after` are ignored (and warned about
+    ///   once when set).
+    /// * An ERROR answer to CONNECT is a connection to the gem: `Connection#socket`
+    ///   returns once `connect` has read *a* frame, resetting `@connection_attempts`, and
+    ///   the broker then closing the socket is a lost connection (`_reconn_prep`): the next
+    ///   host at once, no sleep, the delay neither grown nor reset
+    ///   ([`Reconnector::attempt_refused`]). A broker that refuses every login is therefore
+    ///   hammered in a tight loop, and `max_attempts` never gives up on it.
+    /// * `connect_timeout` bounds only the TCP open; reading CONNECTED is bounded by
+    ///   `connread_timeout` (none by default; see [`ConnreadTimeout`]).
     StompGem,
     /// ActiveMQ 5.18 `FailoverTransport` (Java/OpenWire clients, `failover:(…)` URIs).
     ///
@@ -106,7 +119,14 @@ pub enum PolicyKind {
     /// * A successful connection resets the delay to `initial_delay`.
     /// * After losing an established connection the transport first sleeps
     ///   `initial_delay` (and grows the delay), then starts a pass: with the defaults the
-    ///   waits before each pass are 10, 20, 40, … ms.
+    ///   waits before each pass are 10, 20, 40, … ms, and 30 s per pass at the cap.
+    ///   Checked against the 5.18 source: `doReconnect` calls `doDelay` before a pass
+    ///   only while `connectFailures == 0` (no pass has failed since the last success),
+    ///   and `doDelay` after every failed pass. The schedule 10, 30, 60, 120 ms (a sleep
+    ///   before *every* pass plus the growing one after it, 60 s per pass at the cap) is
+    ///   that of ActiveMQ 5.13 and older; AMQ-5819 (5.14) removed the extra sleep.
+    /// * Never connected, the first pass starts at once and the waits before the next
+    ///   passes are 10, 20, 40, … ms: the same growth, one pass earlier.
     /// * `max_attempts` counts failed passes: `None` (ActiveMQ's -1) retries forever,
     ///   `Some(n)` gives up after `max(n, 1)` failed passes. `Some(0)` also means "do not
     ///   reconnect at all after losing an established connection".
@@ -117,6 +137,26 @@ pub enum PolicyKind {
     ///   initial delay of 5 ms and a multiplier of 2 the delay therefore never grows
     ///   beyond 5 ms.
     ActiveMq,
+    /// ActiveMQ 5.18's network connector back-off for a `static:` broker
+    /// (`SimpleDiscoveryAgent#serviceFailed` and `#doReconnectDelay`): what a bridge does.
+    ///
+    /// * The first attempt is immediate; there are no passes (one bridge per broker).
+    /// * A failure that comes less than `stable_after` (ActiveMQ's `minConnectTime`,
+    ///   5 s) after the attempt started is a connection failure: the failure count grows
+    ///   and the delay is `initial_delay` the first time, then multiplied (capped at
+    ///   `max_delay`) each time: 1, 2, 4 … 30 s with the defaults. A connection that had
+    ///   lasted at least `stable_after` resets both, and the bridge sleeps `initial_delay`.
+    ///   A successful connection by itself resets nothing, so a bridge whose peer accepts
+    ///   and then drops it within 5 s keeps backing off.
+    /// * Limits: the policy has no clock, so every failed *attempt* counts as quick (a
+    ///   connect that times out after more than 5 s resets the delay in ActiveMQ but
+    ///   not here), and a lost connection's `up_for` is measured from CONNECTED rather
+    ///   than from the start of the attempt.
+    /// * `max_attempts`: `None` or `Some(0)` (ActiveMQ's default 0) retries forever;
+    ///   `Some(n)` gives up at the `n`-th consecutive connection failure. With several
+    ///   servers (not what a `static:` bridge has) they are tried in pool order.
+    ///   `startup_max_attempts` and `randomize` are ignored.
+    ActiveMqNetwork,
     /// Stampede's own policy: capped exponential backoff with "full jitter".
     ///
     /// # Why
@@ -160,6 +200,7 @@ impl fmt::Display for PolicyKind {
         f.write_str(match self {
             PolicyKind::StompGem => "stomp-gem",
             PolicyKind::ActiveMq => "activemq",
+            PolicyKind::ActiveMqNetwork => "activemq-network",
             PolicyKind::Jittered => "jittered",
         })
     }
@@ -177,7 +218,8 @@ impl fmt::Display for PolicyKind {
 /// | `max_attempts` | `None` (forever) | `None` (forever) | `None` (forever) |
 /// | `startup_max_attempts` | ignored | `None` (= `max_attempts`) | `None` (= `max_attempts`) |
 /// | `randomize` | false | true | true |
-/// | `connect_timeout` | 30 s (gem alone: none) | 30 s (`tcp://` `connectionTimeout`) | 30 s |
+/// | `connect_timeout` | 30 s, TCP only (gem alone: none) | 30 s (`tcp://` `connectionTimeout`) | 30 s |
+/// | `connread_timeout` | none (separate) | within `connect_timeout` | within `connect_timeout` |
 /// | `stable_after` | ignored | ignored | 30 s |
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconnectConfig {
@@ -197,9 +239,13 @@ pub struct ReconnectConfig {
     pub startup_max_attempts: Option<u32>,
     /// Whether to shuffle the server order.
     pub randomize: bool,
-    /// How long one TCP connect plus CONNECT/CONNECTED exchange may take (`None`: no
-    /// limit). The policies do not use it; the driver enforces it.
+    /// How long one TCP connect may take (`None`: no limit); unless `connread_timeout`
+    /// says otherwise it also bounds the CONNECT/CONNECTED exchange that follows. The
+    /// policies do not use it; the driver enforces it.
     pub connect_timeout: Option<Duration>,
+    /// What bounds reading the answer (CONNECTED or ERROR) to CONNECT once TCP is open.
+    /// The policies do not use it; the driver enforces it.
+    pub connread_timeout: ConnreadTimeout,
     /// How long a connection must stay up before [`PolicyKind::Jittered`] forgets the
     /// previous failures. Ignored by the other policies.
     pub stable_after: Duration,
@@ -217,6 +263,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: false,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::Separate(None),
             stable_after: Duration::from_secs(30),
         }
     }
@@ -232,6 +279,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: true,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
             stable_after: Duration::from_secs(30),
         }
     }
@@ -239,7 +287,8 @@ impl ReconnectConfig {
     /// ActiveMQ 5.18's network connector defaults (its discovery agents'
     /// `initialReconnectDelay`, `maxReconnectDelay`, `useExponentialBackOff` and
     /// `backOffMultiplier`): what a bridge to a `static:` or discovered broker starts from.
-    /// Retries forever and keeps the configured order.
+    /// Retries forever and keeps the configured order; `stable_after` is the agent's
+    /// `minConnectTime` (5 s).
     pub fn activemq_network() -> Self {
         Self {
             initial_delay: Duration::from_secs(1),
@@ -250,7 +299,8 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: false,
             connect_timeout: Some(Duration::from_secs(30)),
-            stable_after: Duration::from_secs(30),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
+            stable_after: Duration::from_secs(5),
         }
     }
 
@@ -265,6 +315,7 @@ impl ReconnectConfig {
             startup_max_attempts: None,
             randomize: true,
             connect_timeout: Some(Duration::from_secs(30)),
+            connread_timeout: ConnreadTimeout::WithinConnectTimeout,
             stable_after: Duration::from_secs(30),
         }
     }
@@ -274,9 +325,25 @@ impl ReconnectConfig {
         match kind {
             PolicyKind::StompGem => Self::stomp_gem(),
             PolicyKind::ActiveMq => Self::activemq(),
+            PolicyKind::ActiveMqNetwork => Self::activemq_network(),
             PolicyKind::Jittered => Self::jittered(),
         }
     }
+}
+
+/// What bounds the wait for CONNECTED (or ERROR) after the TCP connection is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnreadTimeout {
+    /// `connect_timeout` covers the TCP connect and the CONNECT/CONNECTED exchange
+    /// together (one deadline per attempt): what ActiveMQ clients and the jittered policy
+    /// do.
+    WithinConnectTimeout,
+    /// A separate limit that starts when TCP is open (`None`: wait forever). The stomp
+    /// gem's `connread_timeout` (`connection/netio.rb#_receive` with `connread`): its
+    /// default 0 means no limit, and MCollective 2.12 does not set it, so an mcollectived
+    /// whose broker accepts TCP and never answers CONNECT waits for ever, while its
+    /// `connect_timeout` bounds only the TCP open (`open_tcp_socket`).
+    Separate(Option<Duration>),
 }
 
 /// One connection attempt the driver should make.
@@ -379,6 +446,15 @@ struct AmqState {
     pos: usize,
 }
 
+/// `SimpleDiscoveryAgent`'s per-service state (`SimpleDiscoveryEvent`).
+#[derive(Debug, Clone)]
+struct NetState {
+    /// `connectFailures`.
+    connect_failures: u32,
+    /// `reconnectDelay`; `None` for ActiveMQ's initial -1.
+    delay: Option<Duration>,
+}
+
 /// The jittered policy's state.
 #[derive(Debug, Clone)]
 struct JitterState {
@@ -397,6 +473,7 @@ struct JitterState {
 enum State {
     Gem(GemState),
     Amq(AmqState),
+    Net(NetState),
     Jitter(JitterState),
 }
 
@@ -422,6 +499,7 @@ impl Reconnector {
     /// A reconnector for `servers` running policy `kind` with `config`; all randomness is
     /// drawn from a [`SmallRng`] seeded with `seed`.
     pub fn new(kind: PolicyKind, config: ReconnectConfig, servers: ServerList, seed: u64) -> Self {
+        warn_ignored_settings(kind, &config);
         let n = servers.len();
         let state = Self::fresh_state(kind, &config, n);
         Self {
@@ -451,6 +529,10 @@ impl Reconnector {
                 failed: None,
                 pass: Vec::new(),
                 pos: 0,
+            }),
+            PolicyKind::ActiveMqNetwork => State::Net(NetState {
+                connect_failures: 0,
+                delay: None,
             }),
             PolicyKind::Jittered => State::Jitter(JitterState {
                 first_connection: true,
@@ -502,6 +584,7 @@ impl Reconnector {
                 Duration::ZERO,
             ),
             State::Amq(s) => amq_start_pass(s, cfg, &self.servers, rng, Duration::ZERO),
+            State::Net(_) => (0, Duration::ZERO),
             State::Jitter(s) => {
                 s.round = jitter_round(n, None, cfg.randomize, rng);
                 s.pos = 0;
@@ -559,6 +642,9 @@ impl Reconnector {
                     }
                 }
             }
+            State::Net(s) => {
+                net_failure(s, cfg).map(|delay| ((self.current + 1) % n.max(1), delay))
+            }
             State::Jitter(s) => {
                 let limit = if s.first_connection {
                     cfg.startup_max_attempts.or(cfg.max_attempts)
@@ -586,6 +672,40 @@ impl Reconnector {
         }
     }
 
+    /// Reports that the broker answered the last attempt's CONNECT with ERROR.
+    ///
+    /// The stomp gem takes any answer as a connection (see [`PolicyKind::StompGem`]), so
+    /// for it this is [`connected`](Self::connected) followed by an immediate
+    /// [`connection_lost`](Self::connection_lost): the next host at once. ActiveMQ's
+    /// failover transport and the jittered policy count it as a failed attempt, like
+    /// [`attempt_failed`](Self::attempt_failed).
+    pub fn attempt_refused(&mut self) -> Result<Attempt, GaveUp> {
+        if self.kind == PolicyKind::StompGem && self.phase == Phase::Connecting {
+            self.connected();
+            self.connection_lost(Duration::ZERO)
+        } else {
+            self.attempt_failed()
+        }
+    }
+
+    /// Reports that the last attempt opened TCP but no answer to CONNECT arrived within
+    /// the separate `connread_timeout` (see [`ConnreadTimeout::Separate`]).
+    ///
+    /// The stomp gem changes host twice for it: `connection/netio.rb#_receive` calls
+    /// `_reconn_prep` (which changes host) before re-raising `ConnectReadTimeout`, and
+    /// `Connection#socket` then sleeps, changes host again and grows the delay as for any
+    /// failed attempt. With two hosts it therefore retries the same host. The other
+    /// policies count it as a failed attempt, like [`attempt_failed`](Self::attempt_failed).
+    pub fn connect_read_timed_out(&mut self) -> Result<Attempt, GaveUp> {
+        if self.phase == Phase::Connecting {
+            let randomize = self.config.randomize;
+            if let State::Gem(s) = &mut self.state {
+                gem_change_host(&mut s.hosts, randomize, &mut self.rng);
+            }
+        }
+        self.attempt_failed()
+    }
+
     /// Reports that the last attempt succeeded (CONNECTED received). Returns the index
     /// of the connected server.
     pub fn connected(&mut self) -> usize {
@@ -598,6 +718,9 @@ impl Reconnector {
                 s.connect_failures = 0;
                 s.first_connection = false;
             }
+            // `SimpleDiscoveryAgent` resets nothing on a connection, only on a failure
+            // that comes at least `minConnectTime` after the attempt started.
+            State::Net(_) => {}
             State::Jitter(s) => {
                 s.failures = 0;
                 s.first_connection = false;
@@ -635,6 +758,15 @@ impl Reconnector {
                 } else {
                     s.failed = Some(lost);
                     Some(amq_start_pass(s, cfg, &self.servers, rng, Duration::ZERO))
+                }
+            }
+            State::Net(s) => {
+                if up_for < cfg.stable_after {
+                    net_failure(s, cfg).map(|delay| (lost, delay))
+                } else {
+                    s.connect_failures = 0;
+                    s.delay = Some(cfg.initial_delay);
+                    Some((lost, cfg.initial_delay))
                 }
             }
             State::Jitter(s) => {
@@ -687,6 +819,40 @@ impl Reconnector {
         let gave_up = GaveUp { tried };
         self.phase = Phase::GaveUp(gave_up.clone());
         gave_up
+    }
+}
+
+/// One flag per setting a policy accepts but does not model, so that its warning
+/// appears once per process (thousands of simulated clients share one config).
+static IGNORED_WARNED: [AtomicBool; 3] = [
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+];
+
+/// Warns once per process for each setting `kind` ignores that is set to something other
+/// than its default.
+fn warn_ignored_settings(kind: PolicyKind, cfg: &ReconnectConfig) {
+    let defaults = ReconnectConfig::defaults_for(kind);
+    let stable_after_set = cfg.stable_after != defaults.stable_after;
+    let checks: [(bool, &str); 3] = [
+        (
+            kind == PolicyKind::StompGem && cfg.startup_max_attempts.is_some(),
+            "stomp-gem policy: startup_max_attempts is not a stomp gem setting; ignored",
+        ),
+        (
+            kind == PolicyKind::StompGem && stable_after_set,
+            "stomp-gem policy: stable_after is not a stomp gem setting; ignored",
+        ),
+        (
+            kind == PolicyKind::ActiveMq && stable_after_set,
+            "activemq policy: stable_after is not a FailoverTransport setting; ignored",
+        ),
+    ];
+    for ((set, message), flag) in checks.iter().zip(&IGNORED_WARNED) {
+        if *set && !flag.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{message}");
+        }
     }
 }
 
@@ -776,6 +942,24 @@ fn amq_start_pass(
         delay = delay.saturating_add(amq_do_delay(s, cfg));
     }
     (s.pass.first().copied().unwrap_or(0), delay)
+}
+
+/// `SimpleDiscoveryAgent#serviceFailed` for a quick failure: count it, give up at
+/// `maxReconnectAttempts` (when above 0), else the next delay (`None`: give up).
+fn net_failure(s: &mut NetState, cfg: &ReconnectConfig) -> Option<Duration> {
+    s.connect_failures = s.connect_failures.saturating_add(1);
+    if cfg
+        .max_attempts
+        .is_some_and(|max| max > 0 && s.connect_failures >= max)
+    {
+        return None;
+    }
+    let delay = match s.delay {
+        Some(d) if cfg.exponential => scale(d, cfg.multiplier).min(cfg.max_delay),
+        _ => cfg.initial_delay,
+    };
+    s.delay = Some(delay);
+    Some(delay)
 }
 
 /// `getConnectList`: distinct servers, shuffled when randomizing, with the server whose
@@ -1141,6 +1325,193 @@ mod tests {
         r.attempt_failed().unwrap();
         let fifth = r.attempt_failed().unwrap();
         assert_eq!((fifth.server, fifth.delay), (1, ms(40)));
+    }
+
+    /// The waits before each pass (the delay handed out with its first attempt).
+    fn pass_waits(r: &mut Reconnector, first: Attempt, servers: usize, passes: usize) -> Vec<u64> {
+        fail_all(r, first, servers * passes)
+            .chunks(servers)
+            .map(|pass| {
+                assert!(pass[1..].iter().all(|a| a.delay.is_zero()), "{pass:?}");
+                u64::try_from(pass[0].delay.as_millis()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn activemq_schedule_never_connected_vs_after_losing_an_established_connection() {
+        // ActiveMQ 5.18 `doReconnect`/`doDelay` with the defaults (10 ms ×2, 30 s cap).
+        let cap = |v: Vec<u64>| v.into_iter().map(|w| w.min(30_000)).collect::<Vec<_>>();
+        // Never connected: the first pass at once, then `doDelay` after each failed pass.
+        let mut r = amq(2, amq_ordered());
+        let first = r.first_attempt();
+        let waits = pass_waits(&mut r, first, 2, 16);
+        let mut expected = vec![0];
+        expected.extend(cap((0..15).map(|k| 10u64 << k).collect()));
+        assert_eq!(waits, expected);
+
+        // After losing an established connection: `doDelay` once before the first pass
+        // (`connectFailures == 0`), then only after each failed pass; never both.
+        let mut r = amq(2, amq_ordered());
+        let _ = r.first_attempt();
+        r.connected();
+        let first = r.connection_lost(secs(600)).unwrap();
+        let waits = pass_waits(&mut r, first, 2, 16);
+        assert_eq!(waits, cap((0..16).map(|k| 10u64 << k).collect()));
+        assert_eq!(&waits[..4], [10, 20, 40, 80]);
+        // At the cap each pass starts 30 s after the previous one failed (not 60 s as in
+        // ActiveMQ 5.13 and older, which slept before every pass as well).
+        assert_eq!(waits[15], 30_000);
+
+        // A second loss after reconnecting starts over at `initialReconnectDelay`.
+        r.connected();
+        let again = r.connection_lost(secs(1)).unwrap();
+        assert_eq!(again.delay, ms(10));
+    }
+
+    fn bridge() -> Reconnector {
+        Reconnector::new(
+            PolicyKind::ActiveMqNetwork,
+            ReconnectConfig::activemq_network(),
+            servers(1),
+            1,
+        )
+    }
+
+    #[test]
+    fn bridge_schedule_never_connected_vs_after_losing_an_established_connection() {
+        // `SimpleDiscoveryAgent#serviceFailed`: 1 s ×2 up to 30 s between quick failures.
+        let mut r = bridge();
+        let first = r.first_attempt();
+        assert_eq!(
+            pass_waits(&mut r, first, 1, 8),
+            [0, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        // A connection that lasted `minConnectTime` (5 s) resets: 1 s, then 2, 4 … s.
+        r.connected();
+        let first = r.connection_lost(secs(60)).unwrap();
+        assert_eq!(
+            pass_waits(&mut r, first, 1, 7),
+            [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+    }
+
+    #[test]
+    fn bridge_keeps_backing_off_when_its_peer_drops_it_within_5s() {
+        let mut r = bridge();
+        let _ = r.first_attempt();
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            r.connected();
+            waits.push(r.connection_lost(secs(4)).unwrap().delay.as_millis());
+        }
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+        // The failover transport, by contrast, resets on every connection.
+        let mut amq = Reconnector::new(
+            PolicyKind::ActiveMq,
+            ReconnectConfig::activemq_network(),
+            servers(1),
+            1,
+        );
+        let _ = amq.first_attempt();
+        for _ in 0..3 {
+            amq.connected();
+            assert_eq!(amq.connection_lost(secs(4)).unwrap().delay, secs(1));
+        }
+    }
+
+    #[test]
+    fn bridge_max_attempts_counts_consecutive_failures_and_zero_is_forever() {
+        let with = |max| {
+            let cfg = ReconnectConfig {
+                max_attempts: max,
+                ..ReconnectConfig::activemq_network()
+            };
+            let mut r = Reconnector::new(PolicyKind::ActiveMqNetwork, cfg, servers(1), 1);
+            let _ = r.first_attempt();
+            (1..=50).find(|_| r.attempt_failed().is_err())
+        };
+        assert_eq!(with(Some(3)), Some(3));
+        assert_eq!(with(Some(0)), None);
+        assert_eq!(with(None), None);
+    }
+
+    #[test]
+    fn stomp_gem_error_answer_is_a_connection_then_the_next_host_at_once() {
+        let cfg = ReconnectConfig {
+            max_attempts: Some(1),
+            ..ReconnectConfig::stomp_gem()
+        };
+        let mut r = Reconnector::new(PolicyKind::StompGem, cfg, servers(3), 1);
+        let first = r.first_attempt();
+        let _ = fail_all(&mut r, first, 2);
+        // Attempt 2 (host 1) gets ERROR: host 2 at once, attempt count reset.
+        let next = r.attempt_refused().unwrap();
+        assert_eq!(
+            (next.server, next.delay, next.number),
+            (2, Duration::ZERO, 1)
+        );
+        // The delay was neither reset nor grown by the ERROR: the next failure sleeps
+        // 20 ms (10 ms was slept after attempt 1).
+        let after = r.attempt_failed().unwrap();
+        assert_eq!((after.server, after.delay), (0, ms(20)));
+        // An ERROR loop never gives up, whatever `max_attempts`.
+        for _ in 0..20 {
+            assert_eq!(r.attempt_refused().unwrap().delay, Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn stomp_gem_connread_timeout_changes_host_twice() {
+        // Two hosts: the gem retries the host whose CONNECTED never came.
+        let mut r = gem(2);
+        let first = r.first_attempt();
+        assert_eq!(first.server, 0);
+        let next = r.connect_read_timed_out().unwrap();
+        assert_eq!((next.server, next.delay), (0, ms(10)));
+        // Three hosts: it skips one.
+        let mut r = gem(3);
+        let _ = r.first_attempt();
+        let next = r.connect_read_timed_out().unwrap();
+        assert_eq!((next.server, next.delay), (2, ms(10)));
+        // Other policies: a failed attempt.
+        let mut a = amq(2, amq_ordered());
+        let mut b = amq(2, amq_ordered());
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        assert_eq!(a.connect_read_timed_out(), b.attempt_failed());
+    }
+
+    #[test]
+    fn activemq_and_jittered_count_an_error_answer_as_a_failed_attempt() {
+        let mut a = amq(2, amq_ordered());
+        let mut b = amq(2, amq_ordered());
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        for _ in 0..5 {
+            assert_eq!(a.attempt_refused(), b.attempt_failed());
+        }
+        let mut a = jittered(2, 9);
+        let mut b = jittered(2, 9);
+        let _ = a.first_attempt();
+        let _ = b.first_attempt();
+        for _ in 0..5 {
+            assert_eq!(a.attempt_refused(), b.attempt_failed());
+        }
+    }
+
+    #[test]
+    fn connread_timeout_defaults_per_policy() {
+        assert_eq!(
+            ReconnectConfig::stomp_gem().connread_timeout,
+            ConnreadTimeout::Separate(None)
+        );
+        for kind in [PolicyKind::ActiveMq, PolicyKind::Jittered] {
+            assert_eq!(
+                ReconnectConfig::defaults_for(kind).connread_timeout,
+                ConnreadTimeout::WithinConnectTimeout
+            );
+        }
     }
 
     #[test]

@@ -164,7 +164,7 @@ enum Wake {
 pub async fn run(net: SharedNet, spec: BridgeSpec, mut stop: watch::Receiver<bool>) {
     let settings = spec.settings.clone();
     let start = |server: ServerAddr, login: &Option<String>, passcode: &Option<String>| {
-        let mut config = ClientConfig::new(ServerList::single(server), PolicyKind::ActiveMq);
+        let mut config = ClientConfig::new(ServerList::single(server), PolicyKind::ActiveMqNetwork);
         config.reconnect = spec.reconnect.clone();
         config.credentials = login.as_ref().map(|l| Credentials {
             login: l.clone(),

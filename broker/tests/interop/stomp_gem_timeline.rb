@@ -6,7 +6,10 @@
 #
 #   ruby stomp_gem_timeline.rb --hosts 127.0.0.1:61613,127.0.0.1:61614 \
 #        [--reconnections 1] [--initial-delay 0.01] [--max-delay 2.0] [--connect-timeout 5] \
-#        [--timeout 120]
+#        [--connread-timeout 1] [--timeout 120]
+#
+# Without --connread-timeout the gem gets none (MCollective does not set it; the gem's
+# default 0 means no limit on reading CONNECTED).
 #
 # Output, one JSON object per line on stdout, flushed as it happens:
 #   {"event":"connecting","host":"127.0.0.1","port":61613,"t":0.0012,"delay":0.01,"attempts":0}
@@ -96,6 +99,7 @@ OptionParser.new do |o|
   o.on('--initial-delay S', Float) { |v| opts[:initial_delay] = v }
   o.on('--max-delay S', Float) { |v| opts[:max_delay] = v }
   o.on('--connect-timeout S', Integer) { |v| opts[:connect_timeout] = v }
+  o.on('--connread-timeout S', Integer) { |v| opts[:connread_timeout] = v }
   o.on('--timeout S', Integer) { |v| opts[:timeout] = v }
 end.parse!
 unless opts[:hosts]
@@ -134,6 +138,7 @@ params = {
   max_hbread_fails: 2,
   max_hbrlck_fails: 0,
 }
+params[:connread_timeout] = opts[:connread_timeout] if opts[:connread_timeout]
 
 conn = Stomp::Connection.new(params)
 logger.wait_connected(1)

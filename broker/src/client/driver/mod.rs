@@ -273,7 +273,15 @@ impl ClientConfig {
                 c.heart_beat_ms = (0, 0);
             }
         }
-        c.heartbeat_read_timeout = false;
+        // mcollectived blocks in `receive`, so the gem's heart-beat ticker counts lock
+        // failures, not read failures: only `max_hbrlck_fails` can end a silent connection.
+        match mco.heartbeat_read_grace_factor() {
+            Some(grace) => {
+                c.heartbeat_read_timeout = true;
+                c.heartbeat_grace_factor = grace;
+            }
+            None => c.heartbeat_read_timeout = false,
+        }
         c
     }
 

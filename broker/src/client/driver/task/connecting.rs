@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::super::{Status, StopReason};
 use super::*;
 use crate::client::events::{ClientEvent, DisconnectReason};
-use crate::client::policy::Attempt;
+use crate::client::policy::{Attempt, ConnreadTimeout};
 use crate::client::session::Negotiated;
 use crate::net::{BoxFuture, BoxStream};
 
@@ -54,6 +54,10 @@ impl Driver {
                 let mut io = Io::new(stream, self.frame_limits, now);
                 io.queue(&connect, now);
                 self.io = Some(io);
+                let deadline = match self.connread_timeout {
+                    ConnreadTimeout::WithinConnectTimeout => deadline,
+                    ConnreadTimeout::Separate(t) => t.map(|t| after(now, t)),
+                };
                 self.phase = Phase::Handshake { deadline };
             }
         }
@@ -63,8 +67,17 @@ impl Driver {
         tracing::debug!(%reason, "connection attempt failed");
         self.io = None;
         let _ = self.session.connection_lost();
+        let next = match (&reason, &self.phase) {
+            (DisconnectReason::ErrorFrame(_), _) => self.policy.attempt_refused(),
+            (DisconnectReason::ConnectTimeout, Phase::Handshake { .. })
+                if self.connread_timeout != ConnreadTimeout::WithinConnectTimeout =>
+            {
+                self.policy.connect_read_timed_out()
+            }
+            _ => self.policy.attempt_failed(),
+        };
         self.emit(ClientEvent::Disconnected { reason });
-        match self.policy.attempt_failed() {
+        match next {
             Ok(next) => self.begin_attempt(next),
             Err(gave_up) => self.stop(StopReason::GaveUp(gave_up)),
         }

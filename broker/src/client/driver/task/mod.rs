@@ -184,6 +184,7 @@ pub(super) struct Driver {
     session: Session,
     policy: Reconnector,
     connect_timeout: Option<Duration>,
+    connread_timeout: crate::client::policy::ConnreadTimeout,
     heartbeat_read_timeout: bool,
     heartbeat_grace_factor: f64,
     pending_sends_max: usize,
@@ -224,6 +225,7 @@ impl Driver {
             session: Session::new(config.session_config()),
             policy,
             connect_timeout: config.reconnect.connect_timeout,
+            connread_timeout: config.reconnect.connread_timeout,
             heartbeat_read_timeout: config.heartbeat_read_timeout,
             heartbeat_grace_factor: if config.heartbeat_grace_factor.is_finite() {
                 config.heartbeat_grace_factor.max(1.0)
