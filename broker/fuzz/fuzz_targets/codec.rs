@@ -6,6 +6,16 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use stampede_broker::proto::{Decoder, FrameLimits, Item, Version, encode};
 
+/// A frame's headers other than content-length, in order.
+fn without_length(frame: &stampede_broker::proto::Frame) -> Vec<(String, String)> {
+    frame
+        .headers
+        .iter()
+        .filter(|(name, _)| &name[..] != "content-length")
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
 fuzz_target!(|input: (u8, Vec<u16>, &[u8])| {
     let (version, splits, data) = input;
     let version = match version % 3 {
@@ -35,7 +45,13 @@ fuzz_target!(|input: (u8, Vec<u16>, &[u8])| {
                     let mut again = Decoder::new(limits);
                     again.set_version(version);
                     match again.decode(&mut out) {
-                        Ok(Some(Item::Frame(back))) => assert_eq!(back, frame),
+                        Ok(Some(Item::Frame(back))) => {
+                            // The encoder writes its own content-length (always for
+                            // MESSAGE, and whenever the body needs one): compare the rest.
+                            assert_eq!(back.command, frame.command);
+                            assert_eq!(back.body, frame.body);
+                            assert_eq!(without_length(&back), without_length(&frame));
+                        }
                         other => panic!("an encoded frame did not decode: {other:?}"),
                     }
                 }
