@@ -170,7 +170,9 @@ enum Command {
     /// Reduce a failing run to a minimal scenario that still fails the same expectation:
     /// the nemesis becomes the explicit faults it drew for the seed, then faults are
     /// dropped (delta debugging), racks, nodes, mco clients and queue workloads removed or
-    /// halved, the run and every fault shortened and faults moved earlier. Writes
+    /// halved, the run and every fault shortened and faults moved earlier. A candidate is
+    /// kept when the seed still fails the same expectation the same way (measured, or
+    /// without data) and loses messages to no cause the original run did not have. Writes
     /// OUT/shrunk.toml and prints the command that replays it.
     Shrink {
         /// Scenario file.
@@ -819,22 +821,33 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
 /// ratio or histogram) rather than a measured value beyond its limit.
 type Failure = (String, bool);
 
-/// The failed expectations of one in-process run of `scenario` with `seed`; `None` when
-/// the run did not finish.
-fn failed_expectations(scenario: &Scenario, seed: u64) -> Option<Vec<Failure>> {
+/// What one in-process run of a shrink candidate showed: its failed expectations, and
+/// the causes (`crash`, `no-route`, …) of its lost messages.
+struct Verdicts {
+    failed: Vec<Failure>,
+    causes: std::collections::BTreeSet<String>,
+}
+
+/// Runs `scenario` with `seed` in this process; `None` when the run did not finish.
+fn failed_expectations(scenario: &Scenario, seed: u64) -> Option<Verdicts> {
     let outcome = run(scenario, seed, "", &mut |_| {}).ok()?;
     let report = &outcome.report;
-    Some(
-        report
-            .expectations
-            .iter()
-            .filter(|e| !e.ok)
-            .map(|e| {
-                let no_data = e.check.as_ref().is_some_and(|c| c.value(report).is_none());
-                (e.name.clone(), no_data)
-            })
-            .collect(),
-    )
+    let failed = report
+        .expectations
+        .iter()
+        .filter(|e| !e.ok)
+        .map(|e| {
+            let no_data = e.check.as_ref().is_some_and(|c| c.value(report).is_none());
+            (e.name.clone(), no_data)
+        })
+        .collect();
+    let causes = report
+        .losses_by_cause
+        .iter()
+        .filter(|l| l.lost > 0)
+        .map(|l| l.label.clone())
+        .collect();
+    Some(Verdicts { failed, causes })
 }
 
 fn shrink_command(
@@ -861,7 +874,9 @@ fn shrink_command(
         bar
     };
     bar.set_message("running the original");
-    let failed = failed_expectations(&scenario, seed).context("the original run failed to run")?;
+    let original =
+        failed_expectations(&scenario, seed).context("the original run failed to run")?;
+    let failed = &original.failed;
     // The failure to keep: the same expectation, failing the same way (without data, or
     // with a measured value), so that a run cut too short to measure anything does not
     // pass for the same failure.
@@ -897,7 +912,11 @@ fn shrink_command(
             "run {runs}, keeping `{target}` failing; now {}",
             explore::size(c)
         ));
-        failed_expectations(c, seed).is_some_and(|f| f.contains(&failure))
+        // The same failure, and no loss of a kind the original run did not have (a
+        // candidate that lost its only client on one broker loses by `no-route`: a
+        // different failure).
+        failed_expectations(c, seed)
+            .is_some_and(|v| v.failed.contains(&failure) && v.causes.is_subset(&original.causes))
     };
     let shrunk = explore::shrink(&scenario, seed, max_runs, &mut fails);
     bar.finish_and_clear();
@@ -909,9 +928,9 @@ fn shrink_command(
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     // The file, read back as `stampede run` will read it, must fail the same way.
     let reloaded = Scenario::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let again = failed_expectations(&reloaded, seed).unwrap_or_default();
+    let again = failed_expectations(&reloaded, seed).map(|v| v.failed);
     anyhow::ensure!(
-        again.contains(&failure),
+        again.as_ref().is_some_and(|f| f.contains(&failure)),
         "{} does not fail `{target}` when read back (it fails: {:?}); please report this",
         file.display(),
         again
