@@ -324,19 +324,24 @@ pub fn finished(dir: &Path) -> Option<SeedResult> {
         .map(|r| SeedResult::of(&r))
 }
 
-/// Gathers the results under `dirs`: each one a report directory, or a directory of report
-/// directories (such as `<out>/seeds` or `<out>`). Sorted by seed; a seed found twice
-/// keeps its first result. Returns the rows and the directories that hold no report.
-pub fn collect(dirs: &[PathBuf]) -> Result<(Vec<SeedResult>, Vec<PathBuf>), ExploreError> {
+/// Gathers the results of scenario `scenario` (its name) under `dirs`: each one a report
+/// directory, or a directory of report directories (such as `<out>/seeds` or `<out>`).
+/// Sorted by seed; a seed found twice keeps its first result. Returns the rows and the
+/// directories skipped: without a report, or with one of another scenario.
+pub fn collect(
+    scenario: &str,
+    dirs: &[PathBuf],
+) -> Result<(Vec<SeedResult>, Vec<PathBuf>), ExploreError> {
     let mut rows = std::collections::BTreeMap::new();
     let mut missing = Vec::new();
-    let mut visit =
-        |d: &Path, rows: &mut std::collections::BTreeMap<u64, SeedResult>| match finished(d) {
-            Some(r) => {
-                rows.entry(r.seed).or_insert(r);
+    let mut visit = |d: &Path, rows: &mut std::collections::BTreeMap<u64, SeedResult>| {
+        match stampede_reports::read_report(d) {
+            Ok(r) if r.scenario == scenario => {
+                rows.entry(r.seed).or_insert_with(|| SeedResult::of(&r));
             }
-            None => missing.push(d.to_path_buf()),
-        };
+            _ => missing.push(d.to_path_buf()),
+        }
+    };
     for d in dirs {
         if d.join(stampede_reports::SUMMARY_FILE).exists() {
             visit(d, &mut rows);
@@ -891,12 +896,14 @@ impl Shrinker<'_> {
 /// A fault's name in shrink steps.
 fn fault_label(f: &FaultSpec) -> String {
     f.label.clone().unwrap_or_else(|| {
-        let hosts = if f.target.is_empty() {
-            format!("{} / {}", f.a.join(","), f.b.join(","))
+        let hosts = if !f.target.is_empty() {
+            format!(" {}", f.target.join(","))
+        } else if !f.a.is_empty() {
+            format!(" {} / {}", f.a.join(","), f.b.join(","))
         } else {
-            f.target.join(",")
+            String::new()
         };
-        format!("{} {hosts} at {} s", f.kind.as_str(), f.at_s)
+        format!("{}{hosts} at {} s", f.kind.as_str(), f.at_s)
     })
 }
 

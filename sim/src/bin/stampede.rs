@@ -769,9 +769,13 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
         bar.finish_and_clear();
         rows
     } else {
-        let (rows, missing) = explore::collect(&args.collect)?;
+        let (rows, missing) = explore::collect(&scenario.name, &args.collect)?;
         for m in &missing {
-            eprintln!("note: no report in {}", m.display());
+            eprintln!(
+                "note: no report of scenario {} in {}",
+                scenario.name,
+                m.display()
+            );
         }
         if let Some(seeds) = &args.seeds {
             let absent: Vec<String> = seeds
