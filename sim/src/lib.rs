@@ -17,6 +17,8 @@
 //! - [`history`]: what clients attempted and observed, in simulated time.
 //! - [`checker`]: counts, losses by fault window, reorders, failover times, expectations.
 //! - [`run`]: one run from scenario to report.
+//! - [`explore`]: many seeds in parallel processes (`stampede explore`) and shrinking a
+//!   failing run to a minimal scenario (`stampede shrink`).
 //!
 //! # Determinism
 //!
@@ -38,6 +40,7 @@ compile_error!(
 
 pub mod checker;
 pub mod dialect;
+pub mod explore;
 pub mod fault;
 pub mod history;
 pub mod live;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use stampede_broker::client::Credentials;
 use stampede_reports::RunReport;
+use stampede_sim::explore::{self, Seeds};
 use stampede_sim::live::generator::{GeneratorRow, GeneratorStats, generator_csv};
 use stampede_sim::live::shard::Shard;
 use stampede_sim::live::target::{TargetKind, TargetUri};
@@ -126,6 +127,75 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a scenario over many seeds, each in its own process, and write explore.csv
+    /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
+    /// explore.txt (a summary with the replay command of every failing seed). Each seed's
+    /// report stays in OUT/seeds/<seed>: run again with the same --out and only the seeds
+    /// without a result run (resume). Exits 2 when any seed fails.
+    ///
+    /// --emit-jobs prints one `stampede run` command per seed instead, for an external
+    /// runner (GNU parallel, a Slurm array, a Kubernetes indexed Job); --collect gathers
+    /// the reports those commands wrote into the same table.
+    #[command(verbatim_doc_comment)]
+    Explore {
+        /// Scenario file (see scenarios/).
+        scenario: PathBuf,
+        /// Seeds: A..B (both ends included: 1..200 is 200 seeds), A..=B, S, or a
+        /// comma-separated list of those.
+        #[arg(long, value_name = "A..B")]
+        seeds: Option<Seeds>,
+        /// Seeds simulated at once, one process each (default: one per CPU).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Output directory (default: out/explore-<scenario>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the simulated duration in seconds of every run.
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Print one command per seed (writing to OUT/seeds/<seed>) and run nothing.
+        #[arg(long, conflicts_with = "collect")]
+        emit_jobs: bool,
+        /// Gather the reports in these directories (report directories, or directories
+        /// of them such as OUT or OUT/seeds) into the table instead of running seeds.
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        collect: Vec<PathBuf>,
+        /// Shrink the first failing seed (see `stampede shrink`) into OUT/shrink-<seed>.
+        #[arg(long, conflicts_with_all = ["collect", "emit_jobs"])]
+        shrink: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Reduce a failing run to a minimal scenario that still fails the same expectation:
+    /// the nemesis becomes the explicit faults it drew for the seed, then faults are
+    /// dropped (delta debugging), racks, nodes, mco clients and queue workloads removed or
+    /// halved, the run and every fault shortened and faults moved earlier. A candidate is
+    /// kept when the seed still fails the same expectation the same way (measured, or
+    /// without data) and loses messages to no cause the original run did not have. Writes
+    /// OUT/shrunk.toml and prints the command that replays it.
+    Shrink {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// The expectation that must keep failing (default: the first that failed).
+        #[arg(long, value_name = "NAME")]
+        expectation: Option<String>,
+        /// Override the simulated duration in seconds (as given to `run`).
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Output directory (default: out/shrink-<scenario>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Most candidate runs to try.
+        #[arg(long, value_name = "N", default_value_t = 150)]
+        max_runs: usize,
+        /// No progress spinner.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Put reports side by side: compare.html (tables with ratios against the first run,
     /// charts with one series per run) and compare.csv. Reports of several scenarios get
     /// one comparison each under OUT/<scenario>/, and OUT/compare.csv lists them all.
@@ -239,6 +309,46 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             load_command(&scenario, &opts, out, quiet)
         }
+        Command::Explore {
+            scenario,
+            seeds,
+            jobs,
+            out,
+            duration,
+            emit_jobs,
+            collect,
+            shrink,
+            quiet,
+        } => explore_command(
+            &scenario,
+            &ExploreArgs {
+                seeds,
+                jobs,
+                out,
+                duration,
+                emit_jobs,
+                collect,
+                shrink,
+                quiet,
+            },
+        ),
+        Command::Shrink {
+            scenario,
+            seed,
+            expectation,
+            duration,
+            out,
+            max_runs,
+            quiet,
+        } => shrink_command(
+            &scenario,
+            seed,
+            expectation.as_deref(),
+            duration,
+            out,
+            max_runs,
+            quiet,
+        ),
         Command::Compare { dirs, out } => compare_command(&dirs, &out),
         Command::Merge { dirs, out } => {
             let reports = read_reports(&dirs)?;
@@ -573,5 +683,273 @@ fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
         std::fs::write(out.join("generator.csv"), generator_csv(&generator_rows)?)?;
     }
     println!("comparison: {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stampede explore`'s options.
+struct ExploreArgs {
+    seeds: Option<Seeds>,
+    jobs: Option<usize>,
+    out: Option<PathBuf>,
+    duration: Option<f64>,
+    emit_jobs: bool,
+    collect: Vec<PathBuf>,
+    shrink: bool,
+    quiet: bool,
+}
+
+/// Loads a scenario and applies a `--duration` override, as `run` does.
+fn load_with_duration(path: &Path, duration: Option<f64>) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(d) = duration {
+        scenario.duration_s = d;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
+    }
+    Ok(scenario)
+}
+
+fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
+    let scenario = load_with_duration(path, args.duration)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("out/explore-{}", scenario.name)));
+    if args.emit_jobs {
+        let seeds = args.seeds.as_ref().context("--emit-jobs needs --seeds")?;
+        for line in explore::job_commands("stampede", path, &seeds.0, args.duration, &out) {
+            println!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = if args.collect.is_empty() {
+        let seeds = args
+            .seeds
+            .clone()
+            .context("give --seeds A..B (or --collect DIR...)")?;
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let opts = explore::ExploreOptions {
+            program: std::env::current_exe().context("cannot find the stampede executable")?,
+            scenario: path.to_path_buf(),
+            seeds: seeds.0,
+            jobs,
+            out: out.clone(),
+            duration_s: args.duration,
+        };
+        let bar = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new(opts.seeds.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {pos}/{len} seeds {msg} (wall {elapsed_precise}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{} x{jobs}", scenario.name));
+            bar
+        };
+        let rows = explore::explore(&opts, &mut |p| {
+            bar.set_position(p.done as u64);
+            bar.set_message(format!(
+                "{} failed{}",
+                p.failed,
+                if p.resumed > 0 {
+                    format!(", {} kept from before", p.resumed)
+                } else {
+                    String::new()
+                }
+            ));
+        })?;
+        bar.finish_and_clear();
+        rows
+    } else {
+        let (rows, missing) = explore::collect(&scenario.name, &args.collect)?;
+        for m in &missing {
+            eprintln!(
+                "note: no report of scenario {} in {}",
+                scenario.name,
+                m.display()
+            );
+        }
+        if let Some(seeds) = &args.seeds {
+            let absent: Vec<String> = seeds
+                .0
+                .iter()
+                .filter(|s| !rows.iter().any(|r| r.seed == **s))
+                .map(u64::to_string)
+                .collect();
+            if !absent.is_empty() {
+                eprintln!("note: no result for seed(s) {}", absent.join(", "));
+            }
+        }
+        anyhow::ensure!(!rows.is_empty(), "no report found in {:?}", args.collect);
+        rows
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let table = out.join(explore::TABLE_FILE);
+    explore::write_table(&table, &rows)?;
+    let text = explore::summary(path, args.duration, &rows);
+    std::fs::write(out.join(explore::SUMMARY_FILE), &text)
+        .with_context(|| format!("writing {}", out.join(explore::SUMMARY_FILE).display()))?;
+    print!("{text}");
+    println!("table: {}", table.display());
+    let first_failure = rows.iter().find(|r| r.verdict == "fail");
+    if args.shrink
+        && let Some(r) = first_failure
+    {
+        println!("\nshrinking seed {}:", r.seed);
+        shrink_command(
+            path,
+            r.seed,
+            None,
+            args.duration,
+            Some(out.join(format!("shrink-{}", r.seed))),
+            150,
+            args.quiet,
+        )?;
+    }
+    Ok(if rows.iter().all(explore::SeedResult::passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// How an expectation failed: its name, and whether it had no data to judge (an empty
+/// ratio or histogram) rather than a measured value beyond its limit.
+type Failure = (String, bool);
+
+/// What one in-process run of a shrink candidate showed: its failed expectations, and
+/// the causes (`crash`, `no-route`, …) of its lost messages.
+struct Verdicts {
+    failed: Vec<Failure>,
+    causes: std::collections::BTreeSet<String>,
+}
+
+/// Runs `scenario` with `seed` in this process; `None` when the run did not finish.
+fn failed_expectations(scenario: &Scenario, seed: u64) -> Option<Verdicts> {
+    let outcome = run(scenario, seed, "", &mut |_| {}).ok()?;
+    let report = &outcome.report;
+    let failed = report
+        .expectations
+        .iter()
+        .filter(|e| !e.ok)
+        .map(|e| {
+            let no_data = e.check.as_ref().is_some_and(|c| c.value(report).is_none());
+            (e.name.clone(), no_data)
+        })
+        .collect();
+    let causes = report
+        .losses_by_cause
+        .iter()
+        .filter(|l| l.lost > 0)
+        .map(|l| l.label.clone())
+        .collect();
+    Some(Verdicts { failed, causes })
+}
+
+fn shrink_command(
+    path: &Path,
+    seed: u64,
+    expectation: Option<&str>,
+    duration: Option<f64>,
+    out: Option<PathBuf>,
+    max_runs: usize,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenario = load_with_duration(path, duration)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("out/shrink-{}-{seed}", scenario.name)));
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg} (wall {elapsed_precise})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("shrink {} seed {seed}", scenario.name));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    };
+    bar.set_message("running the original");
+    let original =
+        failed_expectations(&scenario, seed).context("the original run failed to run")?;
+    let failed = &original.failed;
+    // The failure to keep: the same expectation, failing the same way (without data, or
+    // with a measured value), so that a run cut too short to measure anything does not
+    // pass for the same failure.
+    let failure: Failure = match expectation {
+        Some(name) => failed
+            .iter()
+            .find(|f| f.0 == name)
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "seed {seed} does not fail `{name}` (it fails: {})",
+                    if failed.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        failed
+                            .iter()
+                            .map(|f| f.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )
+            })?,
+        None => failed
+            .first()
+            .cloned()
+            .with_context(|| format!("seed {seed} passes every expectation: nothing to shrink"))?,
+    };
+    let target = failure.0.clone();
+    let mut runs = 0usize;
+    let mut fails = |c: &Scenario| {
+        runs += 1;
+        bar.set_message(format!(
+            "run {runs}, keeping `{target}` failing; now {}",
+            explore::size(c)
+        ));
+        // The same failure, and no loss of a kind the original run did not have (a
+        // candidate that lost its only client on one broker loses by `no-route`: a
+        // different failure).
+        failed_expectations(c, seed)
+            .is_some_and(|v| v.failed.contains(&failure) && v.causes.is_subset(&original.causes))
+    };
+    let shrunk = explore::shrink(&scenario, seed, max_runs, &mut fails);
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let file = out.join("shrunk.toml");
+    let original_text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = explore::shrunk_file(&shrunk.scenario, path, &original_text, seed, &target, &file)?;
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    // The file, read back as `stampede run` will read it, must fail the same way.
+    let reloaded = Scenario::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let again = failed_expectations(&reloaded, seed).map(|v| v.failed);
+    anyhow::ensure!(
+        again.as_ref().is_some_and(|f| f.contains(&failure)),
+        "{} does not fail `{target}` when read back (it fails: {:?}); please report this",
+        file.display(),
+        again
+    );
+    println!(
+        "shrunk seed {seed} of {} in {} run(s), still failing `{target}`:",
+        path.display(),
+        shrunk.runs + 1
+    );
+    println!("  from {}", explore::size(&scenario));
+    println!("  to   {}", explore::size(&shrunk.scenario));
+    for step in &shrunk.steps {
+        println!("  - {step}");
+    }
+    println!("wrote {}; replay it with:", file.display());
+    println!("  stampede run {} --seed {seed}", file.display());
     Ok(ExitCode::SUCCESS)
 }
