@@ -40,6 +40,16 @@ fuzz_target!(|input: (u8, Vec<u16>, &[u8])| {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Item::Frame(frame))) => {
+                    // A raw CR in a header (possible where nothing is escaped: STOMP 1.0,
+                    // CONNECT/CONNECTED) is written as `\r` on purpose so that it can never
+                    // end a line: such frames do not round trip, by design.
+                    let raw_cr = frame
+                        .headers
+                        .iter()
+                        .any(|(name, value)| name.contains('\r') || value.contains('\r'));
+                    if raw_cr {
+                        continue;
+                    }
                     let mut out = BytesMut::new();
                     encode(&frame, version, &mut out);
                     let mut again = Decoder::new(limits);
