@@ -139,10 +139,26 @@ client.close
 puts "stomp gem over TLS: OK"
 "#;
 
-fn run_python(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
-    common::require_python_stomp();
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg("-c").arg(STOMP_PY).args([
+/// A real client over TLS: Debian's stomp.py or the Ruby stomp gem running `script`.
+#[derive(Clone, Copy)]
+enum TlsClient {
+    Python,
+    Ruby,
+}
+
+fn run_client(client: TlsClient, broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
+    let (program, flag, script, what) = match client {
+        TlsClient::Python => {
+            common::require_python_stomp();
+            ("/usr/bin/python3", "-c", STOMP_PY, "stomp.py over TLS")
+        }
+        TlsClient::Ruby => {
+            common::require_ruby_stomp();
+            ("ruby", "-e", STOMP_RB, "stomp gem over TLS")
+        }
+    };
+    let mut cmd = Command::new(program);
+    cmd.arg(flag).arg(script).args([
         broker.host(),
         broker.port(),
         path(&pki.ca),
@@ -157,28 +173,15 @@ fn run_python(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
             String::new()
         },
     ]);
-    run_bounded("stomp.py over TLS", cmd, Duration::from_secs(30))
+    run_bounded(what, cmd, Duration::from_secs(30))
+}
+
+fn run_python(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
+    run_client(TlsClient::Python, broker, pki, with_cert)
 }
 
 fn run_ruby(broker: &Broker, pki: &Pki, with_cert: bool) -> common::Finished {
-    common::require_ruby_stomp();
-    let mut cmd = Command::new("ruby");
-    cmd.arg("-e").arg(STOMP_RB).args([
-        broker.host(),
-        broker.port(),
-        path(&pki.ca),
-        if with_cert {
-            path(&pki.client_cert)
-        } else {
-            String::new()
-        },
-        if with_cert {
-            path(&pki.client_key)
-        } else {
-            String::new()
-        },
-    ]);
-    run_bounded("stomp gem over TLS", cmd, Duration::from_secs(30))
+    run_client(TlsClient::Ruby, broker, pki, with_cert)
 }
 
 #[test]
