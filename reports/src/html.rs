@@ -642,12 +642,8 @@ fn faults_section(out: &mut String, r: &RunReport) {
             "<table>\n<tr><th>fault</th><th>kind</th><th class=\"num\">start</th><th class=\"num\">end</th>\
              <th class=\"num\">duration</th><th class=\"num\">lost</th></tr>\n",
         );
-        for f in &r.faults {
-            let lost = r
-                .losses_by_fault
-                .iter()
-                .find(|l| l.label == f.label)
-                .map(|l| l.lost);
+        for (i, f) in r.faults.iter().enumerate() {
+            let lost = r.window_losses(i);
             let (end, dur) = match f.end_ms {
                 Some(e) => (fmt_at_ms(e), fmt_ms(e.saturating_sub(f.start_ms))),
                 None => ("never healed".to_string(), "–".to_string()),

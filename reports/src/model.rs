@@ -95,6 +95,28 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The messages lost in fault window `index` (of [`RunReport::faults`]).
+    ///
+    /// A single run's `losses_by_fault` has one entry per window, in order, then the
+    /// no-fault entry, so two windows with one label (a broker crashed twice) each get
+    /// their own count. A merged report sums by label: the total is shown at the first
+    /// window with that label and `None` at the others.
+    pub fn window_losses(&self, index: usize) -> Option<u64> {
+        let window = self.faults.get(index)?;
+        let per_window = self.losses_by_fault.len() == self.faults.len() + 1;
+        if per_window && self.losses_by_fault[index].label == window.label {
+            return Some(self.losses_by_fault[index].lost);
+        }
+        let first = self.faults.iter().position(|f| f.label == window.label);
+        if first != Some(index) {
+            return None;
+        }
+        self.losses_by_fault
+            .iter()
+            .find(|l| l.label == window.label)
+            .map(|l| l.lost)
+    }
+
     /// An empty report for `scenario` and `seed`: no messages, no seconds, empty
     /// histograms with the standard bounds.
     pub fn new(scenario: impl Into<String>, seed: u64) -> Self {
@@ -484,6 +506,32 @@ pub const NO_FAULT_LABEL: &str = "none";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_windows_with_one_label_keep_their_own_losses() {
+        let window = |start_ms| FaultWindow {
+            kind: "crash".into(),
+            label: "crash broker-2".into(),
+            start_ms,
+            end_ms: Some(start_ms + 1_000),
+        };
+        let loss = |label: &str, lost| FaultLoss {
+            label: label.into(),
+            lost,
+        };
+        let mut r = RunReport::new("s", 1);
+        r.faults = vec![window(1_000), window(5_000)];
+        r.losses_by_fault = vec![
+            loss("crash broker-2", 6),
+            loss("crash broker-2", 0),
+            loss(NO_FAULT_LABEL, 0),
+        ];
+        assert_eq!((r.window_losses(0), r.window_losses(1)), (Some(6), Some(0)));
+        // A merged report sums by label: the total shows once, at the first window.
+        r.losses_by_fault = vec![loss("crash broker-2", 6), loss(NO_FAULT_LABEL, 0)];
+        assert_eq!((r.window_losses(0), r.window_losses(1)), (Some(6), None));
+        assert_eq!(r.window_losses(2), None);
+    }
 
     #[test]
     fn standard_histograms_cover_one_hour() {

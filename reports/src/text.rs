@@ -102,13 +102,11 @@ pub fn summary_text(report: &RunReport) -> String {
             n.bridged_deliveries, n.max_hops, n.loop_messages, n.returned_messages
         );
     }
-    for f in &report.faults {
+    for (i, f) in report.faults.iter().enumerate() {
         let end = f.end_ms.map_or("never healed".to_string(), fmt_at_ms);
         let lost = report
-            .losses_by_fault
-            .iter()
-            .find(|l| l.label == f.label)
-            .map(|l| format!(", {} lost", l.lost))
+            .window_losses(i)
+            .map(|n| format!(", {n} lost"))
             .unwrap_or_default();
         let _ = writeln!(
             out,
