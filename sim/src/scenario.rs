@@ -160,6 +160,30 @@ pub struct ReconnectSpec {
     pub connect_timeout_ms: Option<u64>,
 }
 
+impl ReconnectSpec {
+    /// A multiplier of at least 1 (finite), and a largest delay no shorter than the first.
+    /// `at` is the `reconnect` table's path, for the error.
+    fn validate(&self, at: KeyPath) -> Result<(), InvalidSetting> {
+        if let Some(m) = self.multiplier
+            && stampede_broker::client::policy::BackoffMultiplier::new(m).is_none()
+        {
+            return bad(
+                at.key("multiplier"),
+                format!("must be a finite number of at least 1.0, not {m}"),
+            );
+        }
+        if let (Some(first), Some(max)) = (self.initial_delay_ms, self.max_delay_ms)
+            && max < first
+        {
+            return bad(
+                at.key("max_delay_ms"),
+                format!("must be at least initial_delay_ms ({first}), not {max}"),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `[[racks]]`: one simulated host carrying many client nodes, each with its own TCP
 /// connection, server list and reconnect policy.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -700,6 +724,7 @@ impl Scenario {
         for (i, r) in self.racks.iter().enumerate() {
             let p = root.key("racks").index(i);
             self.check_pool(p.key("servers"), &r.servers)?;
+            r.reconnect.validate(p.key("reconnect"))?;
             if r.nodes == 0 || r.nodes > 20_000 {
                 return bad(p.key("nodes"), "must be between 1 and 20000".into());
             }
@@ -771,6 +796,7 @@ impl Scenario {
             }
             self.check_pool(p.key("producer_servers"), &q.producer_servers)?;
             self.check_pool(p.key("consumer_servers"), &q.consumer_servers)?;
+            q.reconnect.validate(p.key("reconnect"))?;
             if !(q.rate_per_s > 0.0 && q.rate_per_s <= 100_000.0) {
                 return bad(p.key("rate_per_s"), "must be in (0, 100000]".into());
             }
@@ -996,6 +1022,23 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "duration_s", "{e}");
         assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn reconnect_overrides_are_checked_not_dropped() {
+        let text = MINIMAL.replace(
+            "servers = [\"broker-1\"]\n[workload",
+            "servers = [\"broker-1\"]\nreconnect = { multiplier = 0.5 }\n[workload",
+        );
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "racks[0].reconnect.multiplier", "{e}");
+        assert_eq!(e.line, 10, "{e}");
+        let text = MINIMAL.replace(
+            "servers = [\"broker-1\"]\n[workload",
+            "servers = [\"broker-1\"]\nreconnect = { initial_delay_ms = 500, max_delay_ms = 100 }\n[workload",
+        );
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "racks[0].reconnect.max_delay_ms", "{e}");
     }
 
     #[test]
