@@ -438,20 +438,12 @@ fn run_command(
     if let Some(d) = duration {
         replay.push_str(&format!(" --duration {d}"));
     }
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new((scenario.duration_s * 1000.0) as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix} [{bar:30}] {msg} (wall {elapsed_precise})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{} seed {seed}", scenario.name));
-        bar
-    };
+    let bar = progress_bar(
+        quiet,
+        (scenario.duration_s * 1000.0) as u64,
+        "{spinner} {prefix} [{bar:30}] {msg} (wall {elapsed_precise})",
+        format!("{} seed {seed}", scenario.name),
+    );
     // Wall time for the progress bar's sim-s/s rate; it never reaches the simulation.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
@@ -503,18 +495,12 @@ fn load_command(
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{} -> {}", scenario.name, opts.target.uri));
-        bar
-    };
+    let bar = progress_bar(
+        quiet,
+        1000,
+        "{spinner} {prefix} [{bar:30}] {msg}",
+        format!("{} -> {}", scenario.name, opts.target.uri),
+    );
     let progress = {
         let bar = bar.clone();
         move |p: live::LiveProgress| {
@@ -740,20 +726,12 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
             out: out.clone(),
             duration_s: args.duration,
         };
-        let bar = if args.quiet {
-            ProgressBar::hidden()
-        } else {
-            let bar = ProgressBar::new(opts.seeds.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix} [{bar:30}] {pos}/{len} seeds {msg} (wall {elapsed_precise}, eta {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(format!("{} x{jobs}", scenario.name));
-            bar
-        };
+        let bar = progress_bar(
+            args.quiet,
+            opts.seeds.len() as u64,
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} seeds {msg} (wall {elapsed_precise}, eta {eta})",
+            format!("{} x{jobs}", scenario.name),
+        );
         let rows = explore::explore(&opts, &mut |p| {
             bar.set_position(p.done as u64);
             bar.set_message(format!(
@@ -952,4 +930,19 @@ fn shrink_command(
     println!("wrote {}; replay it with:", file.display());
     println!("  stampede run {} --seed {seed}", file.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar of `len` steps with `template` and `prefix` (hidden when `quiet`).
+fn progress_bar(quiet: bool, len: u64, template: &str, prefix: String) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
 }

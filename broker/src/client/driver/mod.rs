@@ -470,13 +470,8 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        let op = Op::Send(SendOp {
-            destination: destination.into(),
-            headers,
-            body: body.into(),
-            reply: SendReply::Plain(tx),
-        });
-        self.submit_op(op).await?;
+        self.submit_op(send_op(destination, headers, body, SendReply::Plain(tx)))
+            .await?;
         rx.await.unwrap_or(Err(ClientError::Closed))
     }
 
@@ -488,12 +483,7 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> SendOutcome {
         let (tx, rx) = oneshot::channel();
-        let op = Op::Send(SendOp {
-            destination: destination.into(),
-            headers,
-            body: body.into(),
-            reply: SendReply::Receipt(tx),
-        });
+        let op = send_op(destination, headers, body, SendReply::Receipt(tx));
         if let Err(e) = self.submit_op(op).await {
             return SendOutcome::Failed(e.to_string());
         }
@@ -512,13 +502,8 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> Result<PendingReceipt, ClientError> {
         let (tx, rx) = oneshot::channel();
-        let op = Op::Send(SendOp {
-            destination: destination.into(),
-            headers,
-            body: body.into(),
-            reply: SendReply::Receipt(tx),
-        });
-        self.submit_op(op).await?;
+        self.submit_op(send_op(destination, headers, body, SendReply::Receipt(tx)))
+            .await?;
         Ok(PendingReceipt(rx))
     }
 
@@ -620,4 +605,19 @@ impl Client {
             },
         }
     }
+}
+
+/// The driver command for a SEND answered through `reply`.
+fn send_op(
+    destination: impl Into<String>,
+    headers: Headers,
+    body: impl Into<Bytes>,
+    reply: SendReply,
+) -> Op {
+    Op::Send(SendOp {
+        destination: destination.into(),
+        headers,
+        body: body.into(),
+        reply,
+    })
 }
