@@ -323,3 +323,127 @@ async fn idle_sockets_from_one_address_lock_nobody_out() {
     assert_eq!(stats.connections_unauthenticated, 30, "{stats:?}");
     s.stop().await;
 }
+
+/// A producer flooding a queue nobody reads once filled memory without bound, then got
+/// an ERROR per SEND. Now the queue's byte limit holds it (the broker stops reading it, as
+/// ActiveMQ's producer flow control does): its SENDs wait, nothing is refused or lost,
+/// memory stays under the limits, other clients are unaffected, and once a consumer
+/// drains the queue every SEND is taken and receipted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_producer_is_held_by_flow_control_and_loses_nothing() {
+    const SENDS: usize = 24;
+    const BODY_BYTES: usize = 512 * 1024;
+    let mut config = BrokerConfig::default();
+    config.core.limits.queue_bytes_max = 4 * 1024 * 1024;
+    config.core.limits.memory_bytes_max = 32 * 1024 * 1024;
+    let s = start(config).await;
+    let canary = Canary::start(&s.addr).await;
+    let mut flooder = Raw::connected(&s.addr).await;
+    let flood = tokio::spawn(async move {
+        let body = vec![b'f'; BODY_BYTES];
+        for i in 0..SENDS {
+            flooder
+                .write_frame(
+                    Frame::new(Command::Send)
+                        .header("destination", "/queue/flood")
+                        .header("receipt", format!("r{i}"))
+                        .body(body.clone()),
+                )
+                .await;
+        }
+        let mut receipts = Vec::new();
+        while receipts.len() < SENDS {
+            let f = flooder.read_frame().await.expect("a RECEIPT");
+            assert_eq!(f.command, Command::Receipt, "{f:?}");
+            receipts.push(f.headers.get("receipt-id").unwrap().to_owned());
+        }
+        receipts
+    });
+    let_canary_run().await;
+    // The flooder is held: some SEND waits, and the queue holds about its byte limit.
+    let mut stats = s.stats.get();
+    for _ in 0..100 {
+        if stats.sends_blocked >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = s.stats.get();
+    }
+    assert!(stats.sends_blocked >= 1, "{stats:?}");
+    assert!(stats.queued_current < SENDS as u64, "{stats:?}");
+    assert!(
+        stats.memory_used_bytes < 12 * 1024 * 1024,
+        "held {} bytes",
+        stats.memory_used_bytes
+    );
+    assert_eq!(stats.sends_refused, 0, "{stats:?}");
+    assert!(!flood.is_finished(), "the flooder should still be held");
+    // A consumer drains the queue: every SEND is then taken, receipted and delivered.
+    let mut consumer = Raw::connected(&s.addr).await;
+    consumer
+        .write_frame(
+            Frame::new(Command::Subscribe)
+                .header("id", "drain")
+                .header("destination", "/queue/flood"),
+        )
+        .await;
+    for _ in 0..SENDS {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.read_frame())
+            .await
+            .expect("a flood message in time")
+            .expect("a MESSAGE");
+        assert_eq!(m.command, Command::Message, "{m:?}");
+        assert_eq!(m.body.len(), BODY_BYTES);
+    }
+    let receipts = tokio::time::timeout(Duration::from_secs(20), flood)
+        .await
+        .expect("every receipt in time")
+        .expect("the flooder failed");
+    let expected: Vec<String> = (0..SENDS).map(|i| format!("r{i}")).collect();
+    assert_eq!(receipts, expected);
+    canary.finish().await.assert_unaffected("flooding producer");
+    s.stop().await;
+}
+
+/// A 16 MiB message (ActiveMQ and RabbitMQ take it with their defaults) was refused by
+/// the default limits. Now it is delivered whole, and a body over the default limit
+/// (128 MiB, declared by `content-length`) is refused with an ERROR before it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixteen_mib_message_passes_with_the_default_limits() {
+    let s = start(BrokerConfig::default()).await;
+    let mut consumer = Raw::connected(&s.addr).await;
+    consumer
+        .write_frame(
+            Frame::new(Command::Subscribe)
+                .header("id", "big")
+                .header("destination", "/queue/big")
+                .header("receipt", "sub"),
+        )
+        .await;
+    assert_eq!(
+        consumer.read_frame().await.unwrap().command,
+        Command::Receipt
+    );
+    let mut producer = Raw::connected(&s.addr).await;
+    let body = vec![b'b'; 16 * 1024 * 1024];
+    producer
+        .write_frame(
+            Frame::new(Command::Send)
+                .header("destination", "/queue/big")
+                .header("receipt", "big")
+                .body(body.clone()),
+        )
+        .await;
+    let r = producer.read_frame().await.unwrap();
+    assert_eq!(r.command, Command::Receipt, "{r:?}");
+    let m = consumer.read_frame().await.unwrap();
+    assert_eq!(m.command, Command::Message);
+    assert_eq!(m.body.len(), body.len());
+    let over = 128 * 1024 * 1024 + 1;
+    producer
+        .write_raw(format!("SEND\ndestination:/queue/big\ncontent-length:{over}\n\n").as_bytes())
+        .await;
+    let e = producer.expect_error_then_eof().await;
+    assert!(e.headers.get("message").is_some(), "{e:?}");
+    s.stop().await;
+}

@@ -95,8 +95,21 @@ pub struct Limits {
     pub transaction_frames_max: usize,
     /// Queues and topics that may exist at once.
     pub destinations_max: usize,
-    /// Messages one queue may hold before SENDs to it are refused.
+    /// Messages one queue may hold; a SEND to a queue this full waits for room
+    /// (producer flow control), then is refused after `send_fail_if_no_space_after_ms`.
     pub queue_messages_max: usize,
+    /// Bytes of waiting messages one queue may hold before SENDs to it wait for room.
+    pub queue_bytes_max: u64,
+    /// Bytes the broker may hold in messages (queued, unacknowledged, in open
+    /// transactions and in outbound buffers) and partial frames before every SEND waits
+    /// for room, as ActiveMQ's memory limit and producer flow control do.
+    pub memory_bytes_max: u64,
+    /// How long a SEND may wait for room before it is refused with an ERROR (ActiveMQ's
+    /// `sendFailIfNoSpaceAfterTimeout`).
+    pub send_fail_if_no_space_after_ms: u64,
+    /// Frames a connection may send while one of its SENDs waits for room (they wait
+    /// behind it, in order); one more closes the connection with an ERROR.
+    pub blocked_frames_max: usize,
     /// Frames queued towards one connection that it has not yet taken off the wire.
     /// Queue messages are only dispatched below it.
     pub outbound_frames_max: usize,
@@ -135,6 +148,10 @@ impl Default for Limits {
             transaction_frames_max: 10_000,
             destinations_max: 100_000,
             queue_messages_max: 100_000,
+            queue_bytes_max: 256 * 1024 * 1024,
+            memory_bytes_max: 1024 * 1024 * 1024,
+            send_fail_if_no_space_after_ms: 30_000,
+            blocked_frames_max: 10_000,
             outbound_frames_max: 1_000,
             outbound_burst_frames_max: 1_000,
             prefetch_max: 32_767,
@@ -260,6 +277,9 @@ impl Limits {
         positive(self.transaction_frames_max, "transaction_frames_max")?;
         positive(self.destinations_max, "destinations_max")?;
         positive(self.queue_messages_max, "queue_messages_max")?;
+        positive(self.queue_bytes_max, "queue_bytes_max")?;
+        positive(self.memory_bytes_max, "memory_bytes_max")?;
+        positive(self.blocked_frames_max, "blocked_frames_max")?;
         positive(self.outbound_frames_max, "outbound_frames_max")?;
         positive(self.prefetch_max, "prefetch_max")?;
         positive(

@@ -80,6 +80,8 @@ pub struct Message {
     /// `broker_path` plus this broker, as sent to network subscriptions (computed once).
     forward_path: OnceLock<ByteString>,
     encoded: [OnceLock<Bytes>; 3],
+    /// Its bytes, charged to the broker's memory gauge while any handle to it lives.
+    charge: Option<super::memory::MemoryCharge>,
 }
 
 impl Message {
@@ -113,7 +115,27 @@ impl Message {
             path_text: None,
             forward_path: OnceLock::new(),
             encoded: Default::default(),
+            charge: None,
         }
+    }
+
+    /// Bytes the message takes: body, headers and the names the core keeps for it. An
+    /// estimate of the heap it holds, not of its encoding (which is cached separately).
+    pub fn size_bytes(&self) -> u64 {
+        const OVERHEAD_BYTES: u64 = 256;
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 32)
+            .sum();
+        (self.body.len() + headers + self.id.len() + self.destination_text.len()) as u64
+            + OVERHEAD_BYTES
+    }
+
+    /// The same message, charged to `gauge` until the last handle to it is dropped.
+    pub(crate) fn charged(mut self, gauge: &std::sync::Arc<super::memory::MemoryGauge>) -> Message {
+        self.charge = Some(gauge.charge(self.size_bytes()));
+        self
     }
 
     /// The same message marked as having passed through `path` (see

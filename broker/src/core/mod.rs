@@ -19,9 +19,11 @@
 
 mod config;
 mod dispatch;
+mod flow;
 mod ids;
 pub mod interbroker;
 pub mod interbroker_headers;
+pub mod memory;
 mod message;
 mod request;
 mod session;
@@ -69,6 +71,17 @@ pub enum Output {
         /// The frame.
         frame: OutFrame,
     },
+    /// Stop reading from `conn`: a SEND from it waits for room (producer flow control).
+    /// Frames already read still come in; the core keeps them in order.
+    PauseReading {
+        /// The connection to stop reading.
+        conn: ConnId,
+    },
+    /// Read from `conn` again.
+    ResumeReading {
+        /// The connection to read again.
+        conn: ConnId,
+    },
     /// Write what is queued for `conn`, then close it. The core has already forgotten the
     /// connection; later events for it are ignored.
     Close {
@@ -104,6 +117,13 @@ pub struct Stats {
     pub messages_redelivered: u64,
     /// SENDs refused (authorization, full queue).
     pub sends_refused: u64,
+    /// SENDs that had to wait for room (producer flow control).
+    pub sends_blocked: u64,
+    /// Gauge: connections whose SEND waits for room now.
+    pub producers_blocked_current: u64,
+    /// Gauge: bytes of messages (and partial frames) held, against
+    /// `limits.memory_bytes_max`.
+    pub memory_used_bytes: u64,
     /// ERROR frames sent.
     pub errors_sent: u64,
     /// Connections closed for missing heart-beats.
@@ -146,6 +166,8 @@ enum Timer {
     HeartBeatRecv(ConnId),
     /// A queued message may have expired.
     Expiry(QueueKey),
+    /// A SEND parked by producer flow control may have waited long enough.
+    SendBlocked(ConnId),
 }
 
 /// The broker state machine. See the module documentation.
@@ -190,6 +212,12 @@ pub struct Broker {
     stats: Stats,
     /// Messages dropped on purpose, kept only with `config.record_drops`.
     dropped: Vec<(SharedMessage, DropReason)>,
+    /// Bytes held by messages (and the shell's partial frames).
+    memory: Arc<memory::MemoryGauge>,
+    /// Connections with a parked SEND, oldest first (see [`flow`]).
+    blocked_conns: VecDeque<ConnId>,
+    /// Set while parked connections are being retried.
+    retrying: bool,
 }
 
 impl Broker {
@@ -222,7 +250,16 @@ impl Broker {
             next_delivery: 0,
             stats: Stats::default(),
             dropped: Vec::new(),
+            memory: Arc::new(memory::MemoryGauge::default()),
+            blocked_conns: VecDeque::new(),
+            retrying: false,
         }
+    }
+
+    /// The gauge that counts held bytes against `limits.memory_bytes_max`; the shell
+    /// charges partial frames to it.
+    pub fn memory_gauge(&self) -> Arc<memory::MemoryGauge> {
+        self.memory.clone()
     }
 
     /// Every queue with the messages waiting in it and its consumers, in name order (for
@@ -252,6 +289,8 @@ impl Broker {
         s.queued_current = self.queues.values().map(|q| q.pending_len() as u64).sum();
         s.subscriptions_current = self.subs.len() as u64;
         s.network_subscriptions_current = self.network_subs as u64;
+        s.producers_blocked_current = self.blocked_conns.len() as u64;
+        s.memory_used_bytes = self.memory.used_bytes();
         s
     }
 
@@ -297,8 +336,10 @@ impl Broker {
                 Timer::HeartBeatSend(conn) => self.heartbeat_send_check(now_ms, conn),
                 Timer::HeartBeatRecv(conn) => self.heartbeat_recv_check(now_ms, conn),
                 Timer::Expiry(key) => self.expire_queue(now_ms, &key),
+                Timer::SendBlocked(conn) => self.send_blocked_deadline(conn),
             }
         }
+        self.retry_parked();
     }
 
     fn set_timer(&mut self, at_ms: u64, timer: Timer) {

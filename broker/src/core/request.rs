@@ -236,7 +236,10 @@ impl AckRequest {
         Ok(AckRequest {
             command: what,
             target,
-            requeue: h.get("requeue") != Some("false"),
+            // stomp.py sends Python's `False`: any case means no.
+            requeue: !h
+                .get("requeue")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
             transaction: h.get_shared("transaction").cloned(),
         })
     }
@@ -440,6 +443,14 @@ mod tests {
         .unwrap();
         assert_eq!(r.target, AckTargetName::Id("7".into()));
         assert!(!r.requeue);
+        for no in ["False", "FALSE", " false"] {
+            let r = AckRequest::parse(
+                &frame(Command::Nack, &[("id", "7"), ("requeue", no)]),
+                Version::V1_2,
+            )
+            .unwrap();
+            assert!(!r.requeue, "requeue:{no} must not requeue");
+        }
         let r = AckRequest::parse(
             &frame(
                 Command::Ack,

@@ -55,6 +55,8 @@ pub(super) struct Conn {
     pub(super) hb_recv_ms: u64,
     pub(super) last_sent_ms: u64,
     pub(super) last_recv_ms: u64,
+    /// Frames waiting behind a SEND that found no room (see [`super::flow`]).
+    pub(super) parked: Option<super::flow::Parked>,
 }
 
 impl Conn {
@@ -119,6 +121,7 @@ impl Broker {
                 hb_recv_ms: 0,
                 last_sent_ms: now_ms,
                 last_recv_ms: now_ms,
+                parked: None,
             },
         );
         let address = peer_address(peer);
@@ -176,6 +179,7 @@ impl Broker {
         if self.conns.contains_key(&conn) {
             self.teardown(conn);
         }
+        self.retry_parked();
     }
 
     /// The byte stream was not valid STOMP: ERROR, then close.
@@ -212,6 +216,7 @@ impl Broker {
             self.pending_drains.extend(subs);
             self.run_drains();
         }
+        self.retry_parked();
     }
 
     /// A decoded frame from `conn`.
@@ -221,6 +226,17 @@ impl Broker {
             return;
         };
         conn.last_recv_ms = now_ms;
+        if let Some(frame) = self.park_if_needed(conn_id, frame) {
+            self.process_frame(conn_id, frame);
+        }
+        self.retry_parked();
+    }
+
+    /// Handles one frame of a connection that has nothing parked before it.
+    pub(super) fn process_frame(&mut self, conn_id: ConnId, frame: Frame) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
         let state = conn.state;
         let receipt = frame.headers.get_shared("receipt").cloned();
         let command = frame.command;
@@ -397,7 +413,14 @@ impl Broker {
             return;
         };
         let window = self.recv_window(conn.hb_recv_ms);
-        let silent_ms = now_ms.saturating_sub(conn.last_recv_ms);
+        // While its SEND waits for room the shell does not read the connection, so its
+        // heart-beats cannot arrive: it counts as alive.
+        let last_recv_ms = if conn.parked.is_some() {
+            now_ms
+        } else {
+            conn.last_recv_ms
+        };
+        let silent_ms = now_ms.saturating_sub(last_recv_ms);
         if silent_ms >= window {
             self.stats.heartbeat_timeouts += 1;
             let msg = format!(
@@ -407,7 +430,7 @@ impl Broker {
             tracing::info!(conn = %conn_id, peer = %conn.peer, "{msg}");
             self.error_and_close(conn_id, &msg, None, "heart-beat timeout");
         } else {
-            let at = conn.last_recv_ms.saturating_add(window);
+            let at = last_recv_ms.saturating_add(window);
             self.set_timer(at, Timer::HeartBeatRecv(conn_id));
         }
     }
@@ -435,6 +458,9 @@ impl Broker {
         let Some(mut conn) = self.conns.remove(&conn_id) else {
             return;
         };
+        if conn.parked.is_some() {
+            self.blocked_conns.retain(|c| *c != conn_id);
+        }
         if conn.state == State::AwaitingConnect {
             self.forget_unauthenticated(&conn.peer);
         } else {

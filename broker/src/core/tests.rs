@@ -1,6 +1,6 @@
 //! Transcript tests of the core: frames in, rendered outputs out, time under test control.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::proto::{Command, Frame};
@@ -16,6 +16,8 @@ struct Harness {
     /// Frames written to each connection and not yet taken by the test.
     inbox: BTreeMap<ConnId, Vec<Rendered>>,
     closed: Vec<ConnId>,
+    /// Connections the core asked the shell to stop reading (producer flow control).
+    paused: BTreeSet<ConnId>,
 }
 
 /// A frame as a test sees it.
@@ -54,6 +56,7 @@ impl Harness {
             stalled: Vec::new(),
             inbox: BTreeMap::new(),
             closed: Vec::new(),
+            paused: BTreeSet::new(),
         }
     }
 
@@ -142,6 +145,12 @@ impl Harness {
                         }
                     }
                     Output::Close { conn } => self.closed.push(conn),
+                    Output::PauseReading { conn } => {
+                        self.paused.insert(conn);
+                    }
+                    Output::ResumeReading { conn } => {
+                        self.paused.remove(&conn);
+                    }
                 }
             }
             if !any {
@@ -572,20 +581,152 @@ fn idle_empty_queues_are_collected() {
 }
 
 #[test]
-fn full_queue_refuses_sends_but_keeps_the_session() {
+fn full_queue_holds_the_producer_then_refuses_after_the_timeout() {
     let mut config = CoreConfig::default();
     config.limits.queue_messages_max = 2;
+    config.limits.send_fail_if_no_space_after_ms = 1_000;
     let mut h = Harness::with(config, Security::open());
     let p = h.connect();
     h.send(p, "/queue/q", "1", &[]);
     h.send(p, "/queue/q", "2", &[]);
     h.send(p, "/queue/q", "3", &[("receipt", "r3")]);
+    // The third SEND waits: no answer yet, and the shell stops reading the producer.
+    assert!(h.take(p).is_empty());
+    assert!(h.paused.contains(&p));
+    // Frames sent meanwhile wait behind it, in order.
+    h.frame(
+        p,
+        Frame::new(Command::Begin)
+            .header("transaction", "t")
+            .header("receipt", "rb"),
+    );
+    assert!(h.take(p).is_empty());
+    h.advance(999);
+    assert!(h.take(p).is_empty(), "nothing before the timeout");
+    h.advance(1);
     let got = h.take(p);
+    assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].command, "ERROR");
     assert_eq!(got[0].get("receipt-id"), Some("r3"));
-    assert!(got[0].get("message").unwrap().contains("full"));
+    let message = got[0].get("message").unwrap();
+    assert!(message.contains("queue_messages_max = 2"), "{message}");
+    assert!(
+        message.contains("send_fail_if_no_space_after_ms"),
+        "{message}"
+    );
+    assert_eq!(got[1].command, "RECEIPT");
+    assert_eq!(got[1].get("receipt-id"), Some("rb"));
     assert!(!h.is_closed(p));
+    assert!(!h.paused.contains(&p), "reading again");
     assert_eq!(h.broker.queue_depth("q"), Some(2));
+    assert_eq!(h.broker.stats().sends_blocked, 1);
+}
+
+#[test]
+fn a_waiting_send_goes_through_once_a_consumer_makes_room() {
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 2;
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    let other = h.connect();
+    for i in 1..=3 {
+        h.send(
+            p,
+            "/queue/q",
+            &i.to_string(),
+            &[("receipt", &format!("r{i}"))],
+        );
+    }
+    let got = h.take(p);
+    assert_eq!(got.len(), 2, "two receipts, the third SEND waits: {got:?}");
+    assert!(h.paused.contains(&p));
+    // Another producer to another destination is not held up.
+    h.send(other, "/queue/elsewhere", "x", &[("receipt", "ro")]);
+    assert_eq!(h.take(other)[0].command, "RECEIPT");
+    // A consumer takes the waiting messages; the parked SEND is then taken and receipted.
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let got = h.take(p);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].command, "RECEIPT");
+    assert_eq!(got[0].get("receipt-id"), Some("r3"));
+    assert!(!h.paused.contains(&p));
+    assert_eq!(h.bodies(c), ["1", "2", "3"]);
+    assert_eq!(h.broker.stats().producers_blocked_current, 0);
+}
+
+#[test]
+fn the_memory_limit_in_bytes_holds_producers_until_messages_are_consumed() {
+    let mut config = CoreConfig::default();
+    config.limits.memory_bytes_max = 10_000;
+    let mut h = Harness::with(config, Security::open());
+    let p = h.connect();
+    let body = "x".repeat(4_000);
+    h.send(p, "/queue/a", &body, &[("receipt", "r1")]);
+    h.send(p, "/queue/b", &body, &[("receipt", "r2")]);
+    h.send(p, "/queue/c", &body, &[("receipt", "r3")]);
+    // 12,000 bytes are held after three messages; the fourth waits, to any destination.
+    assert_eq!(h.take(p).len(), 3);
+    assert!(h.broker.stats().memory_used_bytes >= 12_000);
+    h.send(p, "/topic/t", &body, &[("receipt", "r4")]);
+    assert!(h.take(p).is_empty());
+    assert!(h.paused.contains(&p));
+    // Consuming one queue's message (auto ack, written) frees its bytes.
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/a", &[]);
+    assert_eq!(h.bodies(c).len(), 1);
+    let got = h.take(p);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].get("receipt-id"), Some("r4"));
+}
+
+#[test]
+fn a_producer_that_keeps_sending_while_held_is_closed_at_its_limit() {
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 1;
+    config.limits.blocked_frames_max = 3;
+    let mut h = Harness::with(config, Security::open());
+    let canary = h.connect();
+    let p = h.connect();
+    h.send(p, "/queue/q", "1", &[]);
+    h.send(p, "/queue/q", "2", &[]);
+    for i in 0..3 {
+        h.send(p, "/queue/q", &format!("more {i}"), &[]);
+        assert!(!h.is_closed(p));
+    }
+    h.send(p, "/queue/q", "one too many", &[]);
+    assert!(h.is_closed(p));
+    let got = h.take(p);
+    assert!(
+        got.last()
+            .unwrap()
+            .get("message")
+            .unwrap()
+            .contains("blocked_frames_max = 3"),
+        "{got:?}"
+    );
+    h.send(canary, "/queue/other", "fine", &[("receipt", "rc")]);
+    assert_eq!(h.take(canary)[0].command, "RECEIPT");
+}
+
+#[test]
+fn a_held_producer_is_not_timed_out_for_heart_beats_it_could_not_send() {
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 1;
+    config.limits.send_fail_if_no_space_after_ms = 60_000;
+    let mut h = Harness::with(config, Security::open());
+    let (p, _) = h.connect_with(&[("accept-version", "1.2"), ("heart-beat", "0,1000")]);
+    h.send(p, "/queue/q", "1", &[]);
+    h.send(p, "/queue/q", "2", &[("receipt", "r2")]);
+    assert!(h.paused.contains(&p));
+    h.advance(10_000);
+    assert!(
+        !h.is_closed(p),
+        "its heart-beats sat unread while it was held"
+    );
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[]);
+    assert_eq!(h.take(p).last().unwrap().get("receipt-id"), Some("r2"));
 }
 
 // ----- Selectors --------------------------------------------------------------------------

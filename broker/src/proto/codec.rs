@@ -85,12 +85,17 @@ pub struct FrameLimits {
 }
 
 impl Default for FrameLimits {
+    /// A body of up to 128 MiB, RabbitMQ's default `max_message_size` (3.8 to 3.13) and
+    /// more than ActiveMQ's STOMP `maxDataLength` (100 MiB), so that whatever either
+    /// accepts by default is accepted here; 1 MiB more for the command and headers. The
+    /// broker's memory limits (`limits.memory_bytes_max`, which counts partial frames)
+    /// bound what many such frames can hold at once.
     fn default() -> Self {
         FrameLimits {
-            frame_bytes_max: 16 * 1024 * 1024,
+            frame_bytes_max: 129 * 1024 * 1024,
             header_count_max: 1000,
             header_line_bytes_max: 10 * 1024,
-            body_bytes_max: 16 * 1024 * 1024 - 64 * 1024,
+            body_bytes_max: 128 * 1024 * 1024,
         }
     }
 }

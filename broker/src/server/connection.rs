@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::metrics::Traffic;
 use super::{Event, Flushed};
+use crate::core::memory::MemoryGauge;
 use crate::core::{ConnId, OutFrame};
 use crate::net::BoxStream;
 use crate::proto::{Command, Decoder, Frame, FrameLimits, Item, Version, encode};
@@ -36,6 +37,8 @@ pub(super) struct Links {
     pub(super) traffic: Arc<super::metrics::Traffic>,
     pub(super) limits: FrameLimits,
     pub(super) write_timeout: Duration,
+    /// The core's memory gauge; partial frames are charged to it.
+    pub(super) memory: Arc<MemoryGauge>,
 }
 
 /// Starts the reader and writer tasks of one connection.
@@ -44,6 +47,7 @@ pub(super) fn spawn(
     stream: BoxStream,
     links: Links,
     writer_rx: mpsc::Receiver<WriterMsg>,
+    paused: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
     let Links {
@@ -52,17 +56,19 @@ pub(super) fn spawn(
         traffic,
         limits,
         write_timeout,
+        memory,
     } = links;
     let (read_half, write_half) = tokio::io::split(stream);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(read_loop(
+    let reader = Reader {
         conn,
-        read_half,
-        inbox.clone(),
-        traffic.clone(),
+        inbox: inbox.clone(),
+        traffic: traffic.clone(),
         limits,
-        stop_rx,
-    ));
+        memory,
+        paused,
+    };
+    tokio::spawn(reader.run(read_half, stop_rx));
     tokio::spawn(async move {
         let writer = Writer {
             conn,
@@ -78,55 +84,96 @@ pub(super) fn spawn(
     });
 }
 
-async fn read_loop(
+/// A connection's reader task and what it reports to.
+struct Reader {
     conn: ConnId,
-    mut read: ReadHalf<BoxStream>,
     inbox: mpsc::Sender<Event>,
     traffic: Arc<Traffic>,
     limits: FrameLimits,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut decoder = Decoder::new(limits);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    loop {
-        buf.reserve(READ_CHUNK_BYTES);
-        let n = tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            r = read.read_buf(&mut buf) => r,
-        };
-        match n {
-            Ok(0) | Err(_) => {
-                let _ = inbox.send(Event::Closed { conn }).await;
-                return;
-            }
-            Ok(n) => traffic.read(n),
-        }
-        let mut beat = false;
+    /// Bytes of a frame still being read are charged here.
+    memory: Arc<MemoryGauge>,
+    /// True while the core's producer flow control wants this connection left unread.
+    paused: watch::Receiver<bool>,
+}
+
+impl Reader {
+    async fn run(
+        mut self,
+        read: ReadHalf<BoxStream>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let mut charged = 0u64;
+        self.read_frames(read, &mut stop, &mut charged).await;
+        self.memory.sub(charged);
+    }
+
+    async fn read_frames(
+        &mut self,
+        mut read: ReadHalf<BoxStream>,
+        stop: &mut tokio::sync::oneshot::Receiver<()>,
+        charged: &mut u64,
+    ) {
+        let conn = self.conn;
+        let inbox = self.inbox.clone();
+        let mut decoder = Decoder::new(self.limits);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(None) => break,
-                Ok(Some(Item::HeartBeat)) => beat = true,
-                Ok(Some(Item::Frame(frame))) => {
-                    beat = false;
-                    if matches!(frame.command, Command::Connect | Command::Stomp) {
-                        let v = Version::negotiate(frame.headers.get("accept-version"))
-                            .unwrap_or(Version::V1_0);
-                        decoder.set_version(v);
+            // Producer flow control: read nothing more until the core has room.
+            while *self.paused.borrow_and_update() {
+                tokio::select! {
+                    biased;
+                    _ = &mut *stop => return,
+                    r = self.paused.changed() => if r.is_err() { return },
+                }
+            }
+            buf.reserve(READ_CHUNK_BYTES);
+            let n = tokio::select! {
+                biased;
+                _ = &mut *stop => return,
+                r = read.read_buf(&mut buf) => r,
+            };
+            match n {
+                Ok(0) | Err(_) => {
+                    let _ = inbox.send(Event::Closed { conn }).await;
+                    return;
+                }
+                Ok(n) => self.traffic.read(n),
+            }
+            let mut beat = false;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(None) => break,
+                    Ok(Some(Item::HeartBeat)) => beat = true,
+                    Ok(Some(Item::Frame(frame))) => {
+                        beat = false;
+                        if matches!(frame.command, Command::Connect | Command::Stomp) {
+                            let v = Version::negotiate(frame.headers.get("accept-version"))
+                                .unwrap_or(Version::V1_0);
+                            decoder.set_version(v);
+                        }
+                        if inbox.send(Event::Frame { conn, frame }).await.is_err() {
+                            return;
+                        }
                     }
-                    if inbox.send(Event::Frame { conn, frame }).await.is_err() {
+                    Err(error) => {
+                        // The core answers with ERROR and closes; stop reading.
+                        let _ = inbox.send(Event::DecodeError { conn, error }).await;
                         return;
                     }
                 }
-                Err(error) => {
-                    // The core answers with ERROR and closes; stop reading.
-                    let _ = inbox.send(Event::DecodeError { conn, error }).await;
-                    return;
-                }
             }
-        }
-        if beat && inbox.send(Event::HeartBeat { conn }).await.is_err() {
-            return;
+            // What is left is part of a frame still coming: it counts against the
+            // broker's memory limit until it is complete.
+            let held = buf.len() as u64;
+            if held > *charged {
+                self.memory.add(held - *charged);
+            } else {
+                self.memory.sub(*charged - held);
+            }
+            *charged = held;
+            if beat && inbox.send(Event::HeartBeat { conn }).await.is_err() {
+                return;
+            }
         }
     }
 }

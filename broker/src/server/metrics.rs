@@ -146,7 +146,7 @@ pub(super) fn render(
         let _ = writeln!(out, "stampede_{name}{{broker=\"{broker}\"}} {value}");
     };
     let s = stats;
-    let counters: [(&str, &str, u64); 16] = [
+    let counters: [(&str, &str, u64); 17] = [
         (
             "connections_opened_total",
             "Connections accepted.",
@@ -202,6 +202,11 @@ pub(super) fn render(
             "SENDs refused (authorization, full queue).",
             s.sends_refused,
         ),
+        (
+            "sends_blocked_total",
+            "SENDs that waited for room (producer flow control).",
+            s.sends_blocked,
+        ),
         ("errors_sent_total", "ERROR frames sent.", s.errors_sent),
         (
             "heartbeat_timeouts_total",
@@ -233,7 +238,17 @@ pub(super) fn render(
         "Bytes written to STOMP connections.",
         traffic.bytes_out.load(Ordering::Relaxed),
     );
-    let gauges: [(&str, &str, u64); 6] = [
+    let gauges: [(&str, &str, u64); 8] = [
+        (
+            "memory_used_bytes",
+            "Bytes held in messages and partial frames (limit: limits.memory_bytes_max).",
+            s.memory_used_bytes,
+        ),
+        (
+            "producers_blocked",
+            "Connections whose SEND waits for room now.",
+            s.producers_blocked_current,
+        ),
         ("connections", "Connections open.", s.connections_current),
         (
             "connections_unauthenticated",

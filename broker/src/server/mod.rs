@@ -62,6 +62,8 @@ enum Event {
         conn: ConnId,
         peer: SocketAddr,
         writer: mpsc::Sender<WriterMsg>,
+        /// Set to pause the connection's reader (producer flow control).
+        pause: tokio::sync::watch::Sender<bool>,
     },
     Frame {
         conn: ConnId,
@@ -268,17 +270,25 @@ impl Server {
             crate::connectors::start(&net, connectors, bound, &mut network, &network_stopped);
         }
         let traffic = Arc::new(metrics::Traffic::default());
+        let links = connection::Links {
+            inbox: inbox_tx.clone(),
+            flushes: flush_tx.clone(),
+            traffic: traffic.clone(),
+            limits: config.core.limits.frame(),
+            write_timeout: Duration::from_millis(config.server.write_timeout_ms),
+            memory: broker.memory_gauge(),
+        };
         for bound in listeners {
             tasks.spawn(accept_loop(
                 bound,
-                inbox_tx.clone(),
-                flush_tx.clone(),
+                links.clone(),
                 conn_ids.clone(),
                 permits.clone(),
-                traffic.clone(),
                 config.clone(),
             ));
         }
+        // Only the accept loops hold the inbox through `links` from here on.
+        drop(links);
         if let Some(listener) = metrics {
             let sources = metrics::Sources {
                 stats: stats.clone(),
@@ -294,6 +304,7 @@ impl Server {
             broker,
             clock,
             writers: BTreeMap::new(),
+            pauses: BTreeMap::new(),
             stats,
             writer_capacity: writer_capacity(&config),
             observations,
@@ -331,22 +342,13 @@ fn writer_capacity(config: &BrokerConfig) -> usize {
 
 async fn accept_loop(
     bound: Bound,
-    inbox: mpsc::Sender<Event>,
-    flushes: mpsc::Sender<Flushed>,
+    links: connection::Links,
     conn_ids: Arc<AtomicU64>,
     permits: Arc<Semaphore>,
-    traffic: Arc<metrics::Traffic>,
     config: BrokerConfig,
 ) {
     let Bound { mut listener, tls } = bound;
     let writer_capacity = writer_capacity(&config);
-    let links = connection::Links {
-        inbox: inbox.clone(),
-        flushes,
-        traffic,
-        limits: config.core.limits.frame(),
-        write_timeout: Duration::from_millis(config.server.write_timeout_ms),
-    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -407,16 +409,18 @@ async fn open(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> bool {
     let (writer_tx, writer_rx) = mpsc::channel(writer_capacity);
+    let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
     let event = Event::Open {
         conn,
         peer,
         writer: writer_tx,
+        pause: pause_tx,
     };
     if links.inbox.send(event).await.is_err() {
         return false;
     }
     tracing::debug!(%conn, %peer, "connection accepted");
-    connection::spawn(conn, stream, links.clone(), writer_rx, permit);
+    connection::spawn(conn, stream, links.clone(), writer_rx, pause_rx, permit);
     true
 }
 
@@ -424,6 +428,8 @@ struct CoreTask {
     broker: Broker,
     clock: Clock,
     writers: BTreeMap<ConnId, mpsc::Sender<WriterMsg>>,
+    /// Each connection's reader pause switch (producer flow control).
+    pauses: BTreeMap<ConnId, tokio::sync::watch::Sender<bool>>,
     stats: StatsHandle,
     writer_capacity: usize,
     observations: ObservationsHandle,
@@ -521,8 +527,14 @@ impl CoreTask {
     fn handle(&mut self, ev: Event) {
         let now = self.clock.now_ms();
         match ev {
-            Event::Open { conn, peer, writer } => {
+            Event::Open {
+                conn,
+                peer,
+                writer,
+                pause,
+            } => {
                 self.writers.insert(conn, writer);
+                self.pauses.insert(conn, pause);
                 self.broker.handle_open(now, conn, &peer.to_string());
             }
             Event::Frame { conn, frame } => self.broker.handle_frame(now, conn, frame),
@@ -532,6 +544,7 @@ impl CoreTask {
             }
             Event::Closed { conn } => {
                 self.writers.remove(&conn);
+                self.pauses.remove(&conn);
                 self.broker.handle_close(now, conn);
             }
             Event::QueueDepths { reply } => {
@@ -556,12 +569,24 @@ impl CoreTask {
                         // The writer is gone or hopelessly behind: give up on it.
                         tracing::info!(%conn, capacity = self.writer_capacity, "closing connection whose writer is full");
                         self.writers.remove(&conn);
+                        self.pauses.remove(&conn);
                         self.broker.handle_close(self.clock.now_ms(), conn);
                     }
                 }
                 Output::Close { conn } => {
+                    self.pauses.remove(&conn);
                     if let Some(w) = self.writers.remove(&conn) {
                         let _ = w.try_send(WriterMsg::Close);
+                    }
+                }
+                Output::PauseReading { conn } => {
+                    if let Some(p) = self.pauses.get(&conn) {
+                        let _ = p.send(true);
+                    }
+                }
+                Output::ResumeReading { conn } => {
+                    if let Some(p) = self.pauses.get(&conn) {
+                        let _ = p.send(false);
                     }
                 }
             }

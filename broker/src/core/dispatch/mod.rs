@@ -137,6 +137,8 @@ pub(crate) struct Queue {
     /// Owning connection of a temporary queue.
     owner: Option<ConnId>,
     pending: BTreeMap<EntryKey, Entry>,
+    /// Bytes of the waiting messages ([`Message::size_bytes`]).
+    pending_bytes: u64,
     /// Waiting messages by the value of each indexed property.
     index: BTreeMap<(Arc<str>, ByteString), BTreeSet<EntryKey>>,
     /// Properties that some consumer's equality selector uses, with consumer counts.
@@ -160,6 +162,10 @@ impl Queue {
         self.pending.len()
     }
 
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        self.pending_bytes
+    }
+
     pub(crate) fn consumer_count(&self) -> usize {
         self.consumers.len()
     }
@@ -176,11 +182,15 @@ impl Queue {
         if let Some(e) = entry.message.expires_ms {
             self.expiries.insert((e, key));
         }
+        self.pending_bytes += entry.message.size_bytes();
         self.pending.insert(key, entry);
     }
 
     fn take(&mut self, key: EntryKey) -> Option<Entry> {
         let entry = self.pending.remove(&key)?;
+        self.pending_bytes = self
+            .pending_bytes
+            .saturating_sub(entry.message.size_bytes());
         for (prop, _) in self.indexed_props.iter() {
             if let Some(v) = entry.message.headers.get_shared(prop) {
                 let k = (prop.clone(), v.clone());

@@ -24,8 +24,10 @@ impl Broker {
         let request = SendRequest::parse(&frame)?;
         let key = self.resolve(conn_id, &request.destination)?;
         self.authorize_use(conn_id, Operation::Write, &key)?;
-        let message =
-            Arc::new(self.build_message(conn_id, &key, &request, frame.headers, frame.body));
+        let message = Arc::new(
+            self.build_message(conn_id, &key, &request, frame.headers, frame.body)
+                .charged(&self.memory),
+        );
         if self.is_network_duplicate(&message) {
             return Ok(());
         }
