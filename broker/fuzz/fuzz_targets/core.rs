@@ -141,6 +141,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 Output::Send { conn, .. } => {
                     assert!(!closed.contains(&conn), "a frame for {conn:?} after its close");
                 }
+                Output::PauseReading { conn } | Output::ResumeReading { conn } => {
+                    assert!(!closed.contains(&conn), "flow control for {conn:?} after its close");
+                }
                 Output::Close { conn } => {
                     open.remove(&conn);
                     closed.insert(conn);
