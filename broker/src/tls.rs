@@ -1,8 +1,11 @@
-//! TLS for STOMP listeners (`ssl://`, `stomp+ssl://` listen entries), with rustls.
+//! TLS with rustls: for STOMP listeners (`ssl://`, `stomp+ssl://` listen entries) and for
+//! the failover client and network connectors (`ssl://` servers).
 //!
 //! TLS wraps a connection that the [`Net`](crate::net::Net) seam already opened, so it adds
-//! no second seam: a [`TlsAcceptor`] turns an accepted [`BoxStream`] into another one. The
-//! certificate, key and (optional) client CA are PEM files named in `[server.tls]`.
+//! no second seam: a [`TlsAcceptor`] turns an accepted [`BoxStream`] into another one, and
+//! [`ClientTls::connect`] does the same for an opened client connection. The certificate,
+//! key and (optional) client CA are PEM files named in `[server.tls]`; a client's are
+//! named per server ([`ClientTls`], MCollective's `pool.N.ssl.*`).
 
 use std::fmt;
 use std::path::Path;
@@ -169,6 +172,149 @@ impl TlsAcceptor {
             )),
         }
     }
+}
+
+/// The system's CA bundle, which `ssl://` servers are verified against when no CA file is
+/// given (as a Java client uses the JVM's default trust store); `SSL_CERT_FILE` overrides.
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client's TLS settings for one server (an `ssl://` pool entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM file with the CA certificates the server's certificate must chain to; the
+    /// system's bundle when empty.
+    pub ca_file: String,
+    /// PEM file with this client's certificate chain, for brokers that ask for one.
+    pub cert_file: String,
+    /// PEM file with this client's private key (with `cert_file`).
+    pub key_file: String,
+    /// Accept any server certificate: encryption without authentication (MCollective's
+    /// `ssl.fallback` when no CA is configured, the stomp gem's `ssl: true`). Off by
+    /// default, and logged when used.
+    pub insecure_skip_verify: bool,
+}
+
+impl ClientTls {
+    /// Builds the rustls client configuration from the files named here.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::new("tls", e))?;
+        let builder = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        } else {
+            let ca_file = if self.ca_file.is_empty() {
+                std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_CA_FILE.to_owned())
+            } else {
+                self.ca_file.clone()
+            };
+            let mut roots = RootCertStore::empty();
+            for cert in read_certificates(&ca_file)? {
+                roots.add(cert).map_err(|e| TlsError::new(&ca_file, e))?;
+            }
+            builder.with_root_certificates(roots)
+        };
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (true, true) => Ok(builder.with_no_client_auth()),
+            (false, false) => {
+                let chain = read_certificates(&self.cert_file)?;
+                let key = PrivateKeyDer::from_pem_file(Path::new(&self.key_file))
+                    .map_err(|e| TlsError::new(&self.key_file, e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsError::new(&self.key_file, e))
+            }
+            (true, false) => Err(TlsError::new(
+                &self.key_file,
+                "a client key needs its certificate (cert_file)",
+            )),
+            (false, true) => Err(TlsError::new(
+                &self.cert_file,
+                "a client certificate needs its key (key_file)",
+            )),
+        }
+    }
+
+    /// Runs the client side of the handshake on an opened `stream` to `host`, checking
+    /// the server's certificate against `host` (a name or an IP address).
+    pub async fn connect(&self, host: &str, stream: BoxStream) -> std::io::Result<BoxStream> {
+        let config = self
+            .client_config()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        if self.insecure_skip_verify {
+            tracing::warn!(%host, "TLS without verifying the server's certificate");
+        }
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{host}` is not a valid TLS server name: {e}"),
+            )
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tls = connector.connect(name, stream).await?;
+        Ok(Box::new(tls))
+    }
+}
+
+/// Accepts every server certificate, still checking the handshake's signatures; only for
+/// [`ClientTls::insecure_skip_verify`].
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Whether a client URI scheme means TLS (`ssl://`, `stomp+ssl://`, …).
+pub fn is_tls_scheme(scheme: &str) -> bool {
+    matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "ssl" | "tls" | "stomp+ssl" | "stomp+tls" | "stomp+nio+ssl" | "stomp+ssl+nio" | "stomps"
+    )
 }
 
 /// How a listen entry is served.

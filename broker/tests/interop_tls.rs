@@ -288,3 +288,199 @@ fn rustls_pemfile_certs(
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
 }
+
+/// An MCollective pool as `server.cfg` writes it: entry 1 a TLS port nobody listens on,
+/// entry 2 the broker. The `activemq` connector's settings for both.
+fn mco_pool(dead_port: u16, broker: &Broker, ssl: &str) -> String {
+    format!(
+        "connector = activemq\n\
+         plugin.activemq.pool.size = 2\n\
+         plugin.activemq.pool.1.host = 127.0.0.1\n\
+         plugin.activemq.pool.1.port = {dead_port}\n\
+         plugin.activemq.pool.1.ssl = 1\n\
+         plugin.activemq.pool.1.ssl.fallback = 1\n\
+         plugin.activemq.pool.2.host = 127.0.0.1\n\
+         plugin.activemq.pool.2.port = {}\n\
+         plugin.activemq.pool.2.ssl = 1\n\
+         {ssl}\
+         plugin.activemq.initial_reconnect_delay = 0.01\n\
+         plugin.activemq.max_reconnect_delay = 0.2\n",
+        broker.addr().port()
+    )
+}
+
+/// Waits for the client to connect; the disconnect reasons seen before, or `Err` with them
+/// when it does not connect in time.
+async fn until_connected(
+    streams: &mut stampede_broker::client::ClientStreams,
+    within: Duration,
+) -> Result<(usize, Vec<String>), Vec<String>> {
+    use stampede_broker::client::ClientEvent;
+    let mut reasons = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, streams.events.recv()).await {
+            Ok(Some(ClientEvent::Connected { server })) => return Ok((server, reasons)),
+            Ok(Some(ClientEvent::Disconnected { reason })) => reasons.push(reason.to_string()),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Err(reasons),
+        }
+    }
+}
+
+/// The failover client over TLS, configured as MCollective configures it: verified TLS
+/// with a client certificate (`pool.N.ssl.ca/cert/key`) to a broker that requires one,
+/// after failing over from a dead pool entry; refused when the CA is wrong; and
+/// `ssl.fallback` (unverified) when no CA is given.
+#[tokio::test]
+async fn the_failover_client_speaks_tls_from_an_mcollective_pool() {
+    use stampede_broker::client::{
+        Client, ClientConfig, McoClientConfig, SendOutcome, SubscribeSpec,
+    };
+    use stampede_broker::net::TokioNet;
+    use stampede_broker::proto::Headers;
+
+    let pki = Pki::new();
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = std::collections::BTreeMap::new();
+    let broker = Broker::start_with_config("tls-client", &pki.broker_config(true));
+    let verified = format!(
+        "plugin.activemq.pool.2.ssl.ca = {}\n\
+         plugin.activemq.pool.2.ssl.cert = {}\n\
+         plugin.activemq.pool.2.ssl.key = {}\n",
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    );
+    let mco = McoClientConfig::from_text(&mco_pool(dead_port, &broker, &verified), &env).unwrap();
+    let (client, mut streams) =
+        Client::start(Arc::new(TokioNet), ClientConfig::from_mcollective(&mco));
+    let (server, reasons) = until_connected(&mut streams, Duration::from_secs(30))
+        .await
+        .expect("connected over TLS");
+    assert_eq!(server, 1, "pool entry 2 (entry 1 is dead): {reasons:?}");
+    client
+        .subscribe(SubscribeSpec::new("/queue/tls.client"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/tls.client", Headers::new(), "over tls".to_owned())
+            .await,
+        SendOutcome::Confirmed
+    );
+    let m = tokio::time::timeout(Duration::from_secs(10), streams.messages.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.text(), Some("over tls"));
+    client.disconnect().await;
+
+    // A CA that did not sign the broker's certificate: every attempt fails its handshake.
+    let wrong_ca = format!(
+        "plugin.activemq.pool.2.ssl.ca = {}\n\
+         plugin.activemq.pool.2.ssl.cert = {}\n\
+         plugin.activemq.pool.2.ssl.key = {}\n",
+        path(&pki.client_cert),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    );
+    let mco = McoClientConfig::from_text(&mco_pool(dead_port, &broker, &wrong_ca), &env).unwrap();
+    let (client, mut streams) =
+        Client::start(Arc::new(TokioNet), ClientConfig::from_mcollective(&mco));
+    let reasons = until_connected(&mut streams, Duration::from_secs(3))
+        .await
+        .expect_err("no connection to a broker whose certificate does not verify");
+    assert!(
+        reasons.iter().any(|r| r.contains("certificate")),
+        "{reasons:?}"
+    );
+    client.disconnect().await;
+    drop(broker);
+
+    // No CA, certificate or key, with `ssl.fallback`: unverified TLS to a broker that
+    // asks for no client certificate.
+    let open = Broker::start_with_config("tls-fallback", &pki.broker_config(false));
+    let fallback = "plugin.activemq.pool.2.ssl.fallback = 1\n";
+    let mco = McoClientConfig::from_text(&mco_pool(dead_port, &open, fallback), &env).unwrap();
+    assert!(
+        mco.warnings
+            .iter()
+            .any(|w| w.to_string().contains("unverified TLS"))
+    );
+    let (client, mut streams) =
+        Client::start(Arc::new(TokioNet), ClientConfig::from_mcollective(&mco));
+    let (server, _) = until_connected(&mut streams, Duration::from_secs(30))
+        .await
+        .expect("connected over unverified TLS");
+    assert_eq!(server, 1);
+    client.disconnect().await;
+}
+
+/// A network connector over TLS: broker B bridges to broker A's `ssl://` listener
+/// (which requires client certificates) with `static:(ssl://…?ca_file=…&cert_file=…&
+/// key_file=…)`, and a topic message sent on B reaches a consumer on A.
+#[tokio::test]
+async fn a_network_connector_bridges_over_tls() {
+    use stampede_broker::client::{
+        Client, ClientConfig, PolicyKind, SendOutcome, ServerAddr, ServerList, SubscribeSpec,
+    };
+    use stampede_broker::net::TokioNet;
+    use stampede_broker::proto::Headers;
+    use stampede_broker::tls::ClientTls;
+
+    let pki = Pki::new();
+    let a = Broker::start_with_config("tls-bridge-a", &pki.broker_config(true));
+    let b_config = format!(
+        "[core]\nbroker_name = \"b\"\n\n[server]\nlisten = [\"127.0.0.1:0\"]\n\n\
+         [[connectors]]\nname = \"to-a\"\n\
+         uri = \"static:(ssl://127.0.0.1:{}?ca_file={}&cert_file={}&key_file={})?initialReconnectDelay=100\"\n",
+        a.addr().port(),
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key),
+    );
+    let b = Broker::start_with_config("tls-bridge-b", &b_config);
+    let tls = ClientTls {
+        ca_file: path(&pki.ca),
+        cert_file: path(&pki.client_cert),
+        key_file: path(&pki.client_key),
+        insecure_skip_verify: false,
+    };
+    let on_a = ServerAddr::new("127.0.0.1", a.addr().port()).with_tls(tls);
+    let (consumer, mut messages) = Client::start(
+        Arc::new(TokioNet),
+        ClientConfig::new(ServerList::single(on_a), PolicyKind::StompGem),
+    );
+    consumer
+        .subscribe(SubscribeSpec::new("/topic/over.tls"))
+        .await
+        .unwrap();
+    let on_b = ServerAddr::new("127.0.0.1", b.addr().port());
+    let (producer, _p) = Client::start(
+        Arc::new(TokioNet),
+        ClientConfig::new(ServerList::single(on_b), PolicyKind::StompGem),
+    );
+    // The bridge needs a moment to connect and learn A's consumer: send until one arrives.
+    let arrived = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let sent = producer
+                .send_with_receipt("/topic/over.tls", Headers::new(), "bridged".to_owned())
+                .await;
+            assert_eq!(sent, SendOutcome::Confirmed);
+            if let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_millis(300), messages.messages.recv()).await
+            {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("a message bridged over TLS");
+    assert_eq!(arrived.text(), Some("bridged"));
+    producer.disconnect().await;
+    consumer.disconnect().await;
+}

@@ -30,7 +30,15 @@
 //!
 //! Where MCollective is lenient by accident (`"abc".to_i` is a port 0), we reject the
 //! value and name the key. Booleans accept MCollective's `1/yes/true/y/t` and
-//! `0/no/false/n/f` (case-insensitive). TLS (`pool.N.ssl = true`) is rejected.
+//! `0/no/false/n/f` (case-insensitive).
+//!
+//! TLS (`pool.N.ssl = 1`) follows MCollective's `ssl_parameters`: verified TLS needs all
+//! of `pool.N.ssl.ca` (one or more PEM files, comma-separated), `pool.N.ssl.cert` and
+//! `pool.N.ssl.key` (the last two overridden by `MCOLLECTIVE_<CONNECTOR>_POOL<N>_SSL_CERT`
+//! / `_SSL_KEY`); if one is missing, `pool.N.ssl.fallback = 1` falls back to unverified TLS
+//! (with a [`ConfigWarning::TlsUnverified`]) and otherwise the configuration is refused,
+//! naming what is missing. `pool.N.ssl.ciphers` is accepted and ignored (rustls chooses
+//! its own safe suites), with a warning.
 //!
 //! The environment is passed in as a map; this module never reads the process
 //! environment.
@@ -112,6 +120,11 @@ pub enum ConfigWarning {
         /// The key.
         key: String,
     },
+    /// `pool.N.ssl.fallback` took effect: TLS without checking the broker's certificate.
+    TlsUnverified {
+        /// The `pool.N.ssl` key.
+        key: String,
+    },
     /// `max_hbread_fails`, which cannot act in mcollectived: its receiver thread blocks in
     /// `Stomp::Connection#receive` holding the gem's read lock, so the heart-beat ticker
     /// (`connection/heartbeats.rb#_start_receive_ticker`) never gets the lock and counts
@@ -142,6 +155,11 @@ impl fmt::Display for ConfigWarning {
                     "{key} is ignored (the stomp gem 1.4.10 does not implement it)"
                 )
             }
+            ConfigWarning::TlsUnverified { key } => write!(
+                f,
+                "{key}: CA, certificate or key missing; falling back to unverified TLS \
+                 ({key}.fallback = 1), so the broker's certificate is not checked"
+            ),
             ConfigWarning::ReadFailsNeverCounted { key } => write!(
                 f,
                 "{key} has no effect: mcollectived waits in receive holding the stomp gem's \
@@ -230,13 +248,16 @@ pub enum McoConfigError {
         /// What is accepted.
         expected: &'static str,
     },
-    /// `pool.N.ssl = true`.
-    #[error("{key} = {value}: TLS is not supported")]
-    TlsNotSupported {
-        /// The key.
+    /// `pool.N.ssl = 1` without all of the CA, certificate and key, and no fallback.
+    #[error(
+        "{key} = 1 needs {missing} for verified TLS (as MCollective: cert, key and ca have \
+         to be supplied), or {key}.fallback = 1 for unverified TLS"
+    )]
+    TlsIncomplete {
+        /// The `pool.N.ssl` key.
         key: String,
-        /// The value.
-        value: String,
+        /// The settings missing, e.g. `plugin.activemq.pool.1.ssl.ca`.
+        missing: String,
     },
     /// `plugin.stomp.pool.size` (legacy pool mode).
     #[error(
@@ -442,6 +463,73 @@ impl Reader<'_> {
             .or_else(|| self.raw(name).map(|(_, v)| v.to_owned()))
     }
 
+    /// Pool entry `n`'s TLS settings, as MCollective's `ssl_parameters` reads them.
+    fn pool_tls(
+        &self,
+        n: i64,
+        warnings: &mut Vec<ConfigWarning>,
+    ) -> Result<Option<crate::tls::ClientTls>, McoConfigError> {
+        if !self.boolean(&format!("pool.{n}.ssl"), false)? {
+            return Ok(None);
+        }
+        let env = |what: &str| {
+            format!(
+                "MCOLLECTIVE_{}_POOL{n}_SSL_{what}",
+                self.connector.name().to_ascii_uppercase()
+            )
+        };
+        let setting = |name: String| -> Option<String> {
+            self.raw(&name)
+                .map(|(_, v)| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let cert = self
+            .env
+            .get(&env("CERT"))
+            .cloned()
+            .filter(|v| !v.is_empty())
+            .or_else(|| setting(format!("pool.{n}.ssl.cert")));
+        let key = self
+            .env
+            .get(&env("KEY"))
+            .cloned()
+            .filter(|v| !v.is_empty())
+            .or_else(|| setting(format!("pool.{n}.ssl.key")));
+        let ca = setting(format!("pool.{n}.ssl.ca"));
+        if self.raw(&format!("pool.{n}.ssl.ciphers")).is_some() {
+            warnings.push(ConfigWarning::OptionIgnored {
+                key: self.key(&format!("pool.{n}.ssl.ciphers")),
+            });
+        }
+        match (ca, cert, key) {
+            (Some(ca_file), Some(cert_file), Some(key_file)) => Ok(Some(crate::tls::ClientTls {
+                ca_file,
+                cert_file,
+                key_file,
+                insecure_skip_verify: false,
+            })),
+            (ca, cert, key) => {
+                let ssl_key = self.key(&format!("pool.{n}.ssl"));
+                if self.boolean(&format!("pool.{n}.ssl.fallback"), false)? {
+                    warnings.push(ConfigWarning::TlsUnverified { key: ssl_key });
+                    return Ok(Some(crate::tls::ClientTls {
+                        insecure_skip_verify: true,
+                        ..crate::tls::ClientTls::default()
+                    }));
+                }
+                let missing: Vec<String> = [("ca", ca), ("cert", cert), ("key", key)]
+                    .into_iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(what, _)| format!("{ssl_key}.{what}"))
+                    .collect();
+                Err(McoConfigError::TlsIncomplete {
+                    key: ssl_key,
+                    missing: missing.join(", "),
+                })
+            }
+        }
+    }
+
     fn pool_connector(&self) -> Result<McoClientConfig, McoConfigError> {
         let c = self.connector;
         let size_key = self.key("pool.size");
@@ -453,6 +541,7 @@ impl Reader<'_> {
             return Err(McoConfigError::EmptyPool { connector: c, size });
         }
         let mut servers = Vec::new();
+        let mut tls_warnings = Vec::new();
         for n in 1..=size {
             let Some((_, host)) = self.raw(&format!("pool.{n}.host")) else {
                 return Err(McoConfigError::MissingPoolHost {
@@ -470,19 +559,17 @@ impl Reader<'_> {
                     })?
                 }
             };
-            if self.boolean(&format!("pool.{n}.ssl"), false)? {
-                let (key, value) = self.raw(&format!("pool.{n}.ssl")).unwrap_or_default();
-                return Err(McoConfigError::TlsNotSupported {
-                    key,
-                    value: value.to_owned(),
-                });
-            }
+            let tls = self.pool_tls(n, &mut tls_warnings)?;
             let login = self.env_or(ENV_USER, &format!("pool.{n}.user"));
             let passcode = self.env_or(ENV_PASSWORD, &format!("pool.{n}.password"));
-            servers.push(ServerAddr::new(host.trim(), port).with_credentials(
+            let server = ServerAddr::new(host.trim(), port).with_credentials(
                 login.filter(|l| !l.is_empty()),
                 passcode.filter(|p| !p.is_empty()),
-            ));
+            );
+            servers.push(match tls {
+                Some(tls) => server.with_tls(tls),
+                None => server,
+            });
         }
         // `size > 0`, so at least one server was pushed.
         let servers = ServerList::new(servers)
@@ -518,7 +605,7 @@ impl Reader<'_> {
             ..ReconnectConfig::stomp_gem()
         };
 
-        let mut warnings = Vec::new();
+        let mut warnings = tls_warnings;
         let hb = self.int("heartbeat_interval", 0)?;
         let heartbeat_interval = if hb <= 0 {
             None
@@ -930,7 +1017,10 @@ plugin.activemq.vhost = /mco
         );
         assert_eq!(
             err(&format!("{TWO_BROKERS}plugin.activemq.pool.1.ssl = 1\n")),
-            "plugin.activemq.pool.1.ssl = 1: TLS is not supported"
+            "plugin.activemq.pool.1.ssl = 1 needs plugin.activemq.pool.1.ssl.ca, \
+             plugin.activemq.pool.1.ssl.cert, plugin.activemq.pool.1.ssl.key for verified TLS \
+             (as MCollective: cert, key and ca have to be supplied), or \
+             plugin.activemq.pool.1.ssl.fallback = 1 for unverified TLS"
         );
         assert_eq!(
             err(&format!("{TWO_BROKERS}plugin.activemq.randomize = maybe\n")),
@@ -1041,5 +1131,47 @@ plugin.activemq.vhost = /mco
     fn exact_default_delay_is_10ms() {
         let c = parse(TWO_BROKERS).unwrap();
         assert_eq!(c.reconnect.initial_delay.as_nanos(), 10_000_000);
+    }
+
+    #[test]
+    fn pool_tls_follows_mcollective_ssl_parameters() {
+        let verified = format!(
+            "{TWO_BROKERS}plugin.activemq.pool.1.ssl = 1\n\
+             plugin.activemq.pool.1.ssl.ca = /etc/mco/ca.pem\n\
+             plugin.activemq.pool.1.ssl.cert = /etc/mco/cert.pem\n\
+             plugin.activemq.pool.1.ssl.key = /etc/mco/key.pem\n\
+             plugin.activemq.pool.2.ssl = 1\n\
+             plugin.activemq.pool.2.ssl.fallback = 1\n"
+        );
+        let c = parse(&verified).unwrap();
+        let one = c.servers.get(0).unwrap().tls.clone().unwrap();
+        assert_eq!(one.ca_file, "/etc/mco/ca.pem");
+        assert_eq!(one.cert_file, "/etc/mco/cert.pem");
+        assert_eq!(one.key_file, "/etc/mco/key.pem");
+        assert!(!one.insecure_skip_verify);
+        // Pool entry 2 has no CA, certificate or key: unverified, with a warning.
+        let two = c.servers.get(1).unwrap().tls.clone().unwrap();
+        assert!(two.insecure_skip_verify);
+        assert!(c.warnings.iter().any(|w| matches!(
+            w,
+            ConfigWarning::TlsUnverified { key } if key == "plugin.activemq.pool.2.ssl"
+        )));
+        // The environment overrides the certificate and key, per pool entry.
+        let e = env(&[("MCOLLECTIVE_ACTIVEMQ_POOL1_SSL_CERT", "/run/cert.pem")]);
+        let c = McoClientConfig::from_text(&verified, &e).unwrap();
+        assert_eq!(
+            c.servers.get(0).unwrap().tls.as_ref().unwrap().cert_file,
+            "/run/cert.pem"
+        );
+        // Plain entries stay plain.
+        assert!(
+            parse(TWO_BROKERS)
+                .unwrap()
+                .servers
+                .get(0)
+                .unwrap()
+                .tls
+                .is_none()
+        );
     }
 }

@@ -17,6 +17,8 @@ pub struct ServerAddr {
     pub login: Option<String>,
     /// STOMP `passcode` header; `None` sends no passcode.
     pub passcode: Option<String>,
+    /// TLS settings for an `ssl://` server; `None` for plain TCP.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ServerAddr {
@@ -27,7 +29,14 @@ impl ServerAddr {
             port,
             login: None,
             passcode: None,
+            tls: None,
         }
+    }
+
+    /// The same server over TLS with `tls`.
+    pub fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The same server with the given credentials.
@@ -57,6 +66,7 @@ impl fmt::Debug for ServerAddr {
             .field("port", &self.port)
             .field("login", &self.login)
             .field("passcode", &self.passcode.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -19,8 +19,14 @@
 //! accepted too), `maxReconnectAttempts` (-1 = forever), `startupMaxReconnectAttempts`
 //! (-1 = same as `maxReconnectAttempts`) and `randomize`. Other options ActiveMQ knows
 //! (`backup`, `priorityBackup`, `timeout`, `nested.*`, …) are rejected as unsupported,
-//! anything else as unknown. TLS schemes (`ssl://`, `stomp+ssl://`, …) are rejected:
-//! Stampede's client speaks plain TCP only.
+//! anything else as unknown.
+//!
+//! TLS servers are written `ssl://`, `stomp+ssl://` (also `tls://`, `stomp+tls://`,
+//! `stomp+nio+ssl://`). Their certificate is checked against the system's CA bundle
+//! unless the server's options say otherwise: `ca_file`, `cert_file` and `key_file` (PEM
+//! files: the CA to trust, and this client's certificate and key for brokers that ask for
+//! one) and `insecure_skip_verify=true` (encryption without checking the server), e.g.
+//! `failover:(ssl://a:61614?ca_file=/etc/stomp/ca.pem,ssl://b:61614?ca_file=/etc/stomp/ca.pem)`.
 //!
 //! Errors name the offending part and quote the whole URI, with passcodes masked.
 //!
@@ -133,9 +139,21 @@ pub enum UriErrorKind {
         /// `login` or `passcode`.
         what: &'static str,
     },
-    /// `ssl://`, `stomp+ssl://` and friends.
-    #[error("`{server}`: TLS is not supported (use `tcp://` or `stomp://`)")]
-    TlsNotSupported {
+    /// A TLS option (`ca_file`, …) on a server that does not use TLS.
+    #[error("`{server}`: option `{option}` needs a TLS server (`ssl://` or `stomp+ssl://`)")]
+    TlsOptionWithoutTls {
+        /// The option.
+        option: String,
+        /// The server URI.
+        server: String,
+    },
+    /// A server option with a value it cannot take.
+    #[error("`{server}`: option `{option}` has invalid value `{value}` (expected true or false)")]
+    BadServerOptionValue {
+        /// The option.
+        option: String,
+        /// The value as written.
+        value: String,
         /// The server URI.
         server: String,
     },
@@ -388,10 +406,8 @@ fn parse_server(text: &str) -> Result<ServerAddr, UriErrorKind> {
         return Err(UriErrorKind::NotAServerUri { server: shown() });
     };
     let lower = scheme.to_ascii_lowercase();
-    if lower.contains("ssl") || lower.contains("tls") || lower == "https" || lower == "wss" {
-        return Err(UriErrorKind::TlsNotSupported { server: shown() });
-    }
-    if !matches!(lower.as_str(), "tcp" | "stomp" | "nio" | "stomp+nio") {
+    let is_tls = crate::tls::is_tls_scheme(&lower);
+    if !is_tls && !matches!(lower.as_str(), "tcp" | "stomp" | "nio" | "stomp+nio") {
         return Err(UriErrorKind::UnsupportedScheme {
             scheme: scheme.to_owned(),
             server: shown(),
@@ -435,8 +451,35 @@ fn parse_server(text: &str) -> Result<ServerAddr, UriErrorKind> {
         None => (None, None),
     };
     let (host, port) = split_host_port(hostport, text)?;
+    let mut tls = is_tls.then(crate::tls::ClientTls::default);
     if let Some(query) = query {
         for (name, value) in parse_query(query)? {
+            if matches!(
+                name.as_str(),
+                "ca_file" | "cert_file" | "key_file" | "insecure_skip_verify"
+            ) {
+                let Some(tls) = tls.as_mut() else {
+                    return Err(UriErrorKind::TlsOptionWithoutTls {
+                        option: name,
+                        server: shown(),
+                    });
+                };
+                match name.as_str() {
+                    "ca_file" => tls.ca_file = value,
+                    "cert_file" => tls.cert_file = value,
+                    "key_file" => tls.key_file = value,
+                    _ => {
+                        tls.insecure_skip_verify = parse_java_bool(&value).ok_or_else(|| {
+                            UriErrorKind::BadServerOptionValue {
+                                option: name.clone(),
+                                value: value.clone(),
+                                server: shown(),
+                            }
+                        })?
+                    }
+                }
+                continue;
+            }
             let slot = match name.as_str() {
                 "login" => &mut login,
                 "passcode" => &mut passcode,
@@ -467,6 +510,7 @@ fn parse_server(text: &str) -> Result<ServerAddr, UriErrorKind> {
         port,
         login: login.filter(|l| !l.is_empty()),
         passcode: passcode.filter(|p| !p.is_empty()),
+        tls,
     })
 }
 
@@ -848,13 +892,14 @@ mod tests {
              of milliseconds ≥ 0) in `failover:(tcp://a:1)?maxReconnectDelay=soon`"
         );
         assert_eq!(
-            msg("ssl://h:61614"),
-            "`ssl://h:61614`: TLS is not supported (use `tcp://` or `stomp://`) in `ssl://h:61614`"
+            msg("tcp://h:61613?ca_file=/ca.pem"),
+            "`tcp://h:61613?ca_file=/ca.pem`: option `ca_file` needs a TLS server (`ssl://` or \
+             `stomp+ssl://`) in `tcp://h:61613?ca_file=/ca.pem`"
         );
         assert_eq!(
-            msg("failover:(tcp://a:1,stomp+ssl://b:2)"),
-            "`stomp+ssl://b:2`: TLS is not supported (use `tcp://` or `stomp://`) in \
-             `failover:(tcp://a:1,stomp+ssl://b:2)`"
+            msg("ssl://h:1?insecure_skip_verify=maybe"),
+            "`ssl://h:1?insecure_skip_verify=maybe`: option `insecure_skip_verify` has invalid \
+             value `maybe` (expected true or false) in `ssl://h:1?insecure_skip_verify=maybe`"
         );
         assert_eq!(
             msg("tcp://h:abc"),
@@ -920,7 +965,10 @@ mod tests {
             kind("stomp://u:p@h:1?login=v"),
             K::ConflictingCredentials { what: "login", .. }
         ));
-        assert!(matches!(kind("stomp+tls://h:1"), K::TlsNotSupported { .. }));
+        assert!(matches!(
+            kind("tcp://h:1?insecure_skip_verify=true"),
+            K::TlsOptionWithoutTls { .. }
+        ));
         assert!(
             matches!(kind("amqp://h:1"), K::UnsupportedScheme { scheme, .. } if scheme == "amqp")
         );

@@ -23,8 +23,16 @@ impl Driver {
         let addr = self.server_name(attempt.server);
         tracing::debug!(server = %addr, number = attempt.number, "connecting");
         let net = self.net.clone();
-        let connect: BoxFuture<'static, io::Result<BoxStream>> =
-            Box::pin(async move { net.connect(&addr).await });
+        let server = self.policy.servers().get(attempt.server).cloned();
+        // TLS wraps the stream the `Net` seam opened; the handshake counts against the
+        // same connect timeout, as the stomp gem's and ActiveMQ's do.
+        let connect: BoxFuture<'static, io::Result<BoxStream>> = Box::pin(async move {
+            let stream = net.connect(&addr).await?;
+            match server.and_then(|s| s.tls.map(|tls| (s.host, tls))) {
+                Some((host, tls)) => tls.connect(&host, stream).await,
+                None => Ok(stream),
+            }
+        });
         self.phase = Phase::Opening {
             attempt,
             deadline: self.connect_timeout.map(|t| after(now, t)),
