@@ -484,3 +484,32 @@ async fn a_network_connector_bridges_over_tls() {
     producer.disconnect().await;
     consumer.disconnect().await;
 }
+
+/// Real MCollective 2.12 over TLS: three `mcollectived` nodes and `mco` with
+/// `plugin.activemq.pool.1.ssl = 1` and the CA, certificate and key (verified TLS, client
+/// certificates required by the broker, authentication on): `mco ping` answers from every
+/// node and a directed `mco rpc` reaches exactly the two it names
+/// (`tests/interop/mco_ping.sh --ssl-*`).
+#[test]
+fn mcollective_over_tls_answers_from_every_node() {
+    common::require_mcollective();
+    let pki = Pki::new();
+    let config = format!(
+        "{}\n{}",
+        pki.broker_config(true),
+        common::AUTH_CONFIG.replacen("[server]\nlisten = [\"127.0.0.1:0\"]\n", "", 1)
+    );
+    let broker = Broker::start_with_config("mco-tls", &config);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/mco_ping.sh");
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(script)
+        .args(["--host", &broker.host(), "--port", &broker.port()])
+        .args(["--user", "mcollective", "--password", "marionette"])
+        .args(["--nodes", "3"])
+        .args(["--ssl-ca", &path(&pki.ca)])
+        .args(["--ssl-cert", &path(&pki.client_cert)])
+        .args(["--ssl-key", &path(&pki.client_key)])
+        .env("TMPDIR", broker.dir());
+    let run = run_bounded("mco_ping.sh over TLS", cmd, Duration::from_secs(240));
+    common::assert_passed(&run, &broker);
+}

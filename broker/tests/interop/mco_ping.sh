@@ -2,6 +2,10 @@
 # Real MCollective (Debian mcollective 2.12.5 + mcollective-client) against a STOMP broker.
 #
 #   mco_ping.sh --host 127.0.0.1 --port 61613 --user mcollective --password marionette --nodes 3 [--keep]
+#               [--ssl-ca CA.pem --ssl-cert CERT.pem --ssl-key KEY.pem]
+#
+# With --ssl-*, every node and the client connect over TLS with MCollective's
+# plugin.activemq.pool.1.ssl = 1 and .ssl.ca/.ssl.cert/.ssl.key (verified TLS).
 #
 # Starts N mcollectived daemons (identities node-01..node-NN, activemq connector, psk
 # security, yaml facts) in the foreground as background jobs of this script, then:
@@ -15,7 +19,7 @@
 # Exit status: 0 pass, 1 fail, 2 usage.
 set -euo pipefail
 
-HOST=127.0.0.1 PORT="" USER_NAME="" PASSWORD="" NODES=3 KEEP=0
+HOST=127.0.0.1 PORT="" USER_NAME="" PASSWORD="" NODES=3 KEEP=0 SSL_CA="" SSL_CERT="" SSL_KEY=""
 usage() {
     echo "usage: $0 --port PORT [--host HOST] [--user USER] [--password PASSWORD] [--nodes N] [--keep]" >&2
     exit 2
@@ -28,6 +32,9 @@ while [ $# -gt 0 ]; do
         --password | --passcode) PASSWORD=${2?}; shift 2 ;;
         --nodes) NODES=${2:?}; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --ssl-ca) SSL_CA=${2:?}; shift 2 ;;
+        --ssl-cert) SSL_CERT=${2:?}; shift 2 ;;
+        --ssl-key) SSL_KEY=${2:?}; shift 2 ;;
         -h | --help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -114,6 +121,14 @@ direct_addressing = 1
 factsource = yaml
 plugin.yaml = $WORK/facts.yaml
 EOF
+    if [ -n "$SSL_CA" ]; then
+        cat <<EOF
+plugin.activemq.pool.1.ssl = 1
+plugin.activemq.pool.1.ssl.ca = $SSL_CA
+plugin.activemq.pool.1.ssl.cert = $SSL_CERT
+plugin.activemq.pool.1.ssl.key = $SSL_KEY
+EOF
+    fi
 }
 
 printf 'interop: stampede\nrole: test-node\n' >"$WORK/facts.yaml"
