@@ -174,6 +174,13 @@ pub struct UserConfig {
     /// Groups the user belongs to; authorization entries name groups, not users.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Client certificates that log in as this user without a password: the common name
+    /// (CN) of a certificate verified by a TLS listener's `client_ca_file`, matched
+    /// exactly or with `*` standing for any characters (`"*.nodes.example.com"`), as
+    /// ActiveMQ's certificate login module maps certificates to users. A CONNECT with a
+    /// `login` is checked by password as usual; one without uses the certificate.
+    #[serde(default)]
+    pub certificate_cns: Vec<String>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -183,6 +190,7 @@ impl fmt::Debug for UserConfig {
             .field("name", &self.name)
             .field("password", &"<redacted>")
             .field("groups", &self.groups)
+            .field("certificate_cns", &self.certificate_cns)
             .finish()
     }
 }
@@ -255,6 +263,14 @@ impl SecurityConfig {
                 ));
             }
             check_groups(&user.groups, &at.key("groups"))?;
+            for (j, cn) in user.certificate_cns.iter().enumerate() {
+                if cn.trim().is_empty() {
+                    return Err(InvalidSetting::new(
+                        at.key("certificate_cns").index(j),
+                        "a certificate common name pattern is empty",
+                    ));
+                }
+            }
         }
         check_groups(
             &self.anonymous_groups,
@@ -265,6 +281,28 @@ impl SecurityConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters. Linear
+/// enough for the short patterns of a configuration file: pieces between stars are found
+/// left to right.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Group names must be non-empty.
@@ -461,6 +499,9 @@ impl Interner {
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     users: BTreeMap<Box<str>, User>,
+    /// Certificate common-name patterns and the user each logs in as, in configuration
+    /// order (the first match wins).
+    certificate_users: Vec<(Box<str>, Box<str>)>,
     allow_anonymous: bool,
     anonymous_groups: Vec<Arc<str>>,
     /// `None`: no authorization entries, everything is allowed.
@@ -482,9 +523,13 @@ impl Security {
     pub fn from_config(config: &SecurityConfig) -> Security {
         let mut interner = Interner::default();
         let mut users = BTreeMap::new();
+        let mut certificate_users = Vec::new();
         for user in &config.users {
             if users.contains_key(user.name.as_str()) {
                 continue;
+            }
+            for cn in &user.certificate_cns {
+                certificate_users.push((Box::from(cn.as_str()), Box::from(user.name.as_str())));
             }
             users.insert(
                 Box::from(user.name.as_str()),
@@ -527,6 +572,7 @@ impl Security {
         });
         Security {
             users,
+            certificate_users,
             allow_anonymous: config.allow_anonymous,
             anonymous_groups,
             rules,
@@ -577,6 +623,20 @@ impl Security {
                 Err(AuthError::BadCredentials(login.to_owned()))
             }
         }
+    }
+
+    /// The user a verified client certificate with common name `cn` logs in as, if any
+    /// user's `certificate_cns` matches it.
+    pub fn authenticate_certificate(&self, cn: &str) -> Option<Principal> {
+        let (_, name) = self
+            .certificate_users
+            .iter()
+            .find(|(pattern, _)| glob_matches(pattern, cn))?;
+        let user = self.users.get(name)?;
+        Some(Principal {
+            user: Some(Arc::clone(&user.name)),
+            groups: user.groups.clone(),
+        })
     }
 
     /// An anonymous principal, named after `login` if one was given.
@@ -1094,5 +1154,69 @@ mod tests {
         let s = Security::from_config(&config);
         assert!(!format!("{config:?}").contains("secret"));
         assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    #[test]
+    fn certificate_common_names_log_in_as_their_user() {
+        let config: SecurityConfig = toml::from_str(
+            r#"
+            [[users]]
+            name = "server"
+            password = "s"
+            groups = ["servers"]
+            certificate_cns = ["*.nodes.example.com", "broker-*-bridge"]
+            [[users]]
+            name = "client"
+            password = "c"
+            certificate_cns = ["mco-admin"]
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let s = Security::from_config(&config);
+        let p = s
+            .authenticate_certificate("web1.nodes.example.com")
+            .unwrap();
+        assert_eq!(p.user.as_deref(), Some("server"));
+        assert_eq!(p.groups, vec![Arc::<str>::from("servers")]);
+        assert_eq!(
+            s.authenticate_certificate("broker-2-bridge")
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("server")
+        );
+        assert_eq!(
+            s.authenticate_certificate("mco-admin")
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("client")
+        );
+        for no in [
+            "mco-admin2",
+            "nodes.example.com",
+            "web1.nodes.example.org",
+            "",
+        ] {
+            assert!(s.authenticate_certificate(no).is_none(), "{no}");
+        }
+    }
+
+    #[test]
+    fn globs_match_like_shell_stars() {
+        for (p, t, want) in [
+            ("a*c", "abc", true),
+            ("a*c", "ac", true),
+            ("a*c", "acb", false),
+            ("*", "", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXcYb", false),
+            ("ab*ba", "aba", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(glob_matches(p, t), want, "{p} vs {t}");
+        }
     }
 }

@@ -162,9 +162,19 @@ impl TlsAcceptor {
     }
 
     /// Runs the server side of the handshake on `stream`, within the configured time.
-    pub async fn accept(&self, stream: BoxStream) -> std::io::Result<BoxStream> {
+    /// Returns the TLS stream and the common name of the client's certificate, when it
+    /// presented one (rustls has verified it against `client_ca_file` by then).
+    pub async fn accept(&self, stream: BoxStream) -> std::io::Result<(BoxStream, Option<String>)> {
         match tokio::time::timeout(self.handshake_timeout, self.inner.accept(stream)).await {
-            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                let cn = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| common_name(leaf));
+                Ok((Box::new(tls), cn))
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -172,6 +182,13 @@ impl TlsAcceptor {
             )),
         }
     }
+}
+
+/// The subject common name (CN) of a DER certificate, if it has one.
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 /// The system's CA bundle, which `ssl://` servers are verified against when no CA file is

@@ -79,9 +79,14 @@ fn example_mentions_every_key() {
 
     // The per-entry keys of users and authorization entries are shown too.
     let security = example["security"].as_table().unwrap();
-    let user = security["users"][0].as_table().unwrap();
-    for key in ["name", "password", "groups"] {
-        assert!(user.contains_key(key), "users[0].{key}");
+    let users = security["users"].as_array().unwrap();
+    for key in ["name", "password", "groups", "certificate_cns"] {
+        assert!(
+            users
+                .iter()
+                .any(|u| u.as_table().unwrap().contains_key(key)),
+            "users[].{key}"
+        );
     }
     let entries = security["authorization"].as_array().unwrap();
     for key in ["queue", "topic", "temp", "read", "write", "admin"] {

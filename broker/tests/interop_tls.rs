@@ -513,3 +513,78 @@ fn mcollective_over_tls_answers_from_every_node() {
     let run = run_bounded("mco_ping.sh over TLS", cmd, Duration::from_secs(240));
     common::assert_passed(&run, &broker);
 }
+
+/// A verified client certificate logs in as the user whose `certificate_cns` matches its
+/// common name, with no login or passcode (ActiveMQ's certificate login); without a
+/// certificate the same client is refused.
+#[tokio::test]
+async fn a_client_certificate_maps_to_a_user() {
+    use stampede_broker::client::{
+        Client, ClientConfig, ClientEvent, PolicyKind, SendOutcome, ServerAddr, ServerList,
+    };
+    use stampede_broker::net::TokioNet;
+    use stampede_broker::proto::Headers;
+    use stampede_broker::tls::ClientTls;
+
+    let pki = Pki::new();
+    let mut config = pki.broker_config(false);
+    config.push_str(&format!(
+        "client_ca_file = {:?}\nclient_certificates = \"optional\"\n\n\
+         [[security.users]]\nname = \"server\"\npassword = \"not-used-here\"\n\
+         groups = [\"servers\"]\ncertificate_cns = [\"mcollective-node-*\"]\n\n\
+         [[security.authorization]]\nqueue = \">\"\nread = [\"servers\"]\n\
+         write = [\"servers\"]\nadmin = [\"servers\"]\n",
+        path(&pki.ca)
+    ));
+    let broker = Broker::start_with_config("tls-cert-user", &config);
+    let start = |tls: ClientTls| {
+        let server = ServerAddr::new("127.0.0.1", broker.addr().port()).with_tls(tls);
+        let mut c = ClientConfig::new(ServerList::single(server), PolicyKind::StompGem);
+        c.reconnect.max_attempts = Some(1);
+        Client::start(Arc::new(TokioNet), c)
+    };
+    let with_cert = ClientTls {
+        ca_file: path(&pki.ca),
+        cert_file: path(&pki.client_cert),
+        key_file: path(&pki.client_key),
+        insecure_skip_verify: false,
+    };
+    let (client, mut streams) = start(with_cert);
+    let (server, reasons) = until_connected(&mut streams, Duration::from_secs(30))
+        .await
+        .expect("logged in by certificate");
+    assert_eq!(server, 0, "{reasons:?}");
+    assert_eq!(
+        client
+            .send_with_receipt("/queue/by.cert", Headers::new(), "hi".to_owned())
+            .await,
+        SendOutcome::Confirmed
+    );
+    client.disconnect().await;
+    // The same TLS without a client certificate: no login, so the broker refuses it.
+    let no_cert = ClientTls {
+        ca_file: path(&pki.ca),
+        ..ClientTls::default()
+    };
+    let (client, mut streams) = start(no_cert);
+    let mut refused = None;
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = streams.events.recv().await {
+            match e {
+                ClientEvent::Connected { .. } => panic!("connected without a certificate"),
+                ClientEvent::Disconnected { reason } => {
+                    refused = Some(reason.to_string());
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let refused = refused.expect("a refusal");
+    assert!(
+        refused.to_lowercase().contains("credentials") || refused.contains("ERROR"),
+        "{refused}"
+    );
+    client.disconnect().await;
+}

@@ -57,6 +57,8 @@ pub(super) struct Conn {
     pub(super) last_recv_ms: u64,
     /// Frames waiting behind a SEND that found no room (see [`super::flow`]).
     pub(super) parked: Option<super::flow::Parked>,
+    /// The common name of the client certificate a TLS listener verified, if any.
+    pub(super) certificate_cn: Option<String>,
 }
 
 impl Conn {
@@ -122,6 +124,7 @@ impl Broker {
                 last_sent_ms: now_ms,
                 last_recv_ms: now_ms,
                 parked: None,
+                certificate_cn: None,
             },
         );
         let address = peer_address(peer);
@@ -164,6 +167,15 @@ impl Broker {
             }
         }
         self.unauthenticated_total = self.unauthenticated_total.saturating_sub(1);
+    }
+
+    /// The TLS listener verified a client certificate with common name `cn` for `conn`
+    /// (call right after [`Broker::handle_open`]). A CONNECT without a `login` then logs in
+    /// as the user whose `certificate_cns` matches it.
+    pub fn handle_peer_certificate(&mut self, conn: ConnId, cn: &str) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.certificate_cn = Some(cn.to_owned());
+        }
     }
 
     /// Bytes arrived that were not a frame (a heart-beat end-of-line).
@@ -309,10 +321,19 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(&conn_id) {
             c.version = version;
         }
-        let principal = match self
-            .security
-            .authenticate(h.get("login"), h.get("passcode"))
-        {
+        let by_certificate = match (
+            h.get("login").filter(|l| !l.is_empty()),
+            self.conns
+                .get(&conn_id)
+                .and_then(|c| c.certificate_cn.as_deref()),
+        ) {
+            (None, Some(cn)) => self.security.authenticate_certificate(cn),
+            _ => None,
+        };
+        let principal = match by_certificate.map(Ok).unwrap_or_else(|| {
+            self.security
+                .authenticate(h.get("login"), h.get("passcode"))
+        }) {
             Ok(p) => p,
             Err(e) => return fatal(e.to_string()),
         };

@@ -1838,3 +1838,53 @@ fn the_test_hook_loses_one_send_without_a_trace() {
     assert_eq!(CoreConfig::default().test_drop_send_number, None);
     assert!(!CoreConfig::default().record_drops);
 }
+
+#[test]
+fn a_verified_client_certificate_logs_in_as_its_user_without_a_password() {
+    let text = r#"
+[[security.users]]
+name = "server"
+password = "secret"
+groups = ["app"]
+certificate_cns = ["*.nodes.example.com"]
+[[security.authorization]]
+queue = "app.>"
+read = ["app"]
+write = ["app"]
+admin = ["app"]
+"#;
+    let config = crate::config::BrokerConfig::parse(text, "test.toml").unwrap();
+    let mut h = Harness::with(
+        CoreConfig::default(),
+        Security::from_config(&config.security),
+    );
+    let connect = |h: &mut Harness, cn: Option<&str>, headers: &[(&str, &str)]| {
+        let c = h.open();
+        if let Some(cn) = cn {
+            h.broker.handle_peer_certificate(c, cn);
+        }
+        let mut f = Frame::new(Command::Connect).header("accept-version", "1.2");
+        for (k, v) in headers {
+            f = f.header(*k, *v);
+        }
+        h.frame(c, f);
+        (c, h.take(c).remove(0))
+    };
+    // A matching certificate and no login: the mapped user, with its group's rights.
+    let (c, got) = connect(&mut h, Some("web1.nodes.example.com"), &[]);
+    assert_eq!(got.command, "CONNECTED", "{got:?}");
+    h.send(c, "/queue/app.x", "hello", &[("receipt", "r")]);
+    assert_eq!(h.take(c)[0].command, "RECEIPT");
+    // A certificate nobody maps, or none at all: no login, no session.
+    let (_, got) = connect(&mut h, Some("web1.nodes.example.org"), &[]);
+    assert_eq!(got.command, "ERROR", "{got:?}");
+    let (_, got) = connect(&mut h, None, &[]);
+    assert_eq!(got.command, "ERROR", "{got:?}");
+    // A login is checked by its password, certificate or not.
+    let (_, got) = connect(
+        &mut h,
+        Some("web1.nodes.example.com"),
+        &[("login", "server"), ("passcode", "wrong")],
+    );
+    assert_eq!(got.command, "ERROR", "{got:?}");
+}

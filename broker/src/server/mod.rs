@@ -64,6 +64,8 @@ enum Event {
         writer: mpsc::Sender<WriterMsg>,
         /// Set to pause the connection's reader (producer flow control).
         pause: tokio::sync::watch::Sender<bool>,
+        /// The common name of the client certificate a TLS listener verified.
+        certificate_cn: Option<String>,
     },
     Frame {
         conn: ConnId,
@@ -379,7 +381,7 @@ async fn accept_loop(
             continue;
         };
         let Some(acceptor) = tls.clone() else {
-            if !open(conn, peer, stream, &links, writer_capacity, permit).await {
+            if !open(conn, peer, stream, None, &links, writer_capacity, permit).await {
                 return;
             }
             continue;
@@ -389,8 +391,17 @@ async fn accept_loop(
         let links = links.clone();
         tokio::spawn(async move {
             match acceptor.accept(stream).await {
-                Ok(stream) => {
-                    open(conn, peer, stream, &links, writer_capacity, permit).await;
+                Ok((stream, certificate_cn)) => {
+                    open(
+                        conn,
+                        peer,
+                        stream,
+                        certificate_cn,
+                        &links,
+                        writer_capacity,
+                        permit,
+                    )
+                    .await;
                 }
                 Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
             }
@@ -404,6 +415,7 @@ async fn open(
     conn: ConnId,
     peer: SocketAddr,
     stream: crate::net::BoxStream,
+    certificate_cn: Option<String>,
     links: &connection::Links,
     writer_capacity: usize,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -415,6 +427,7 @@ async fn open(
         peer,
         writer: writer_tx,
         pause: pause_tx,
+        certificate_cn,
     };
     if links.inbox.send(event).await.is_err() {
         return false;
@@ -532,10 +545,14 @@ impl CoreTask {
                 peer,
                 writer,
                 pause,
+                certificate_cn,
             } => {
                 self.writers.insert(conn, writer);
                 self.pauses.insert(conn, pause);
                 self.broker.handle_open(now, conn, &peer.to_string());
+                if let Some(cn) = certificate_cn {
+                    self.broker.handle_peer_certificate(conn, &cn);
+                }
             }
             Event::Frame { conn, frame } => self.broker.handle_frame(now, conn, frame),
             Event::HeartBeat { conn } => self.broker.handle_heartbeat(now, conn),
