@@ -19,19 +19,10 @@
 use std::collections::VecDeque;
 
 use super::ids::{ConnId, QueueKey};
-use super::session::{State, error_frame};
+use super::session::{Parked, State, error_frame};
 use super::{Broker, Output, Timer};
 use crate::destination::Destination;
 use crate::proto::{Command, Frame};
-
-/// Frames from one connection waiting behind a SEND that found no room.
-#[derive(Debug)]
-pub(super) struct Parked {
-    /// When the SEND at the front started waiting.
-    pub(super) since_ms: u64,
-    /// The waiting SEND first, then what arrived after it.
-    pub(super) frames: VecDeque<Frame>,
-}
 
 /// Why a SEND has to wait, for its ERROR if it waits too long.
 enum NoRoom {

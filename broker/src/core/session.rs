@@ -16,6 +16,16 @@ use crate::security::Principal;
 /// Server name sent in CONNECTED.
 const SERVER: &str = concat!("stampede/", env!("CARGO_PKG_VERSION"));
 
+/// Frames from one connection waiting behind a SEND that found no room (see
+/// [`super::flow`], which parks and retries them).
+#[derive(Debug)]
+pub(super) struct Parked {
+    /// When the SEND at the front started waiting.
+    pub(super) since_ms: u64,
+    /// The waiting SEND first, then what arrived after it.
+    pub(super) frames: VecDeque<Frame>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
     AwaitingConnect,
@@ -56,7 +66,7 @@ pub(super) struct Conn {
     pub(super) last_sent_ms: u64,
     pub(super) last_recv_ms: u64,
     /// Frames waiting behind a SEND that found no room (see [`super::flow`]).
-    pub(super) parked: Option<super::flow::Parked>,
+    pub(super) parked: Option<Parked>,
     /// The common name of the client certificate a TLS listener verified, if any.
     pub(super) certificate_cn: Option<String>,
 }
