@@ -71,6 +71,34 @@ impl MetricsConfig {
     }
 }
 
+/// `[redis]`: Redis pub/sub (RESP2) listeners, for fleets on MCollective's Redis
+/// connector. Channels are topics: `PUBLISH c` is a SEND to `/topic/c`, `SUBSCRIBE c` a
+/// subscription to it, so Redis and STOMP clients meet. See `server::redis`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Addresses (`host:port`) to accept Redis connections on; none by default.
+    pub listen: Vec<String>,
+    /// The user an `AUTH password` (no user name, Redis before 6) logs in as; `AUTH user
+    /// password` names its own. Empty: `AUTH password` is refused when users exist.
+    pub default_user: String,
+}
+
+impl RedisConfig {
+    /// Listen entries must not be empty.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (i, addr) in self.listen.iter().enumerate() {
+            if addr.trim().is_empty() {
+                return Err(InvalidSetting::new(
+                    KeyPath::root().key("listen").index(i),
+                    "must be host:port".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -87,6 +115,8 @@ pub struct BrokerConfig {
     pub discovery: DiscoveryConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[redis]`: Redis pub/sub listeners.
+    pub redis: RedisConfig,
 }
 
 impl BrokerConfig {
@@ -110,7 +140,8 @@ impl BrokerConfig {
         self.discovery
             .validate()
             .map_err(|e| e.within("discovery"))?;
-        self.metrics.validate().map_err(|e| e.within("metrics"))
+        self.metrics.validate().map_err(|e| e.within("metrics"))?;
+        self.redis.validate().map_err(|e| e.within("redis"))
     }
 }
 

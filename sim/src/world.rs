@@ -68,6 +68,8 @@ pub fn run(
             discovery: b.discovery.clone(),
             // Simulated brokers are observed through their stats handle, not over HTTP.
             metrics: Default::default(),
+            // Simulated clients speak STOMP only.
+            redis: Default::default(),
         };
         config.core.broker_name = b.name.clone();
         // The checker explains losses by what brokers held and dropped.

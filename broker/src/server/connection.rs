@@ -24,8 +24,25 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 pub(super) enum WriterMsg {
     /// Encode and write this frame.
     Frame(Version, OutFrame),
+    /// Write these bytes as they are: a Redis connection's reply that the core does not
+    /// make (not counted as a frame in flush reports).
+    Raw(bytes::Bytes),
     /// Write what is queued, then close the socket.
     Close,
+}
+
+/// Writes the core's frames in another protocol's words (a Redis connection's replies).
+pub(super) trait Translate: Send + Sync + std::fmt::Debug {
+    /// Appends what `frame` becomes on the wire to `buf` (nothing, for a frame the other
+    /// protocol has no word for).
+    fn encode(&self, frame: &OutFrame, buf: &mut BytesMut);
+}
+
+/// How a connection's frames are written: STOMP, or translated by another listener.
+#[derive(Clone, Debug)]
+pub(super) enum Encoding {
+    Stomp,
+    Translated(Arc<dyn Translate>),
 }
 
 /// What every connection's tasks share: where to report, and their limits.
@@ -76,6 +93,7 @@ pub(super) fn spawn(
             flushes,
             traffic,
             write_timeout,
+            encoding: Encoding::Stomp,
         };
         writer.run(write_half, writer_rx).await;
         // Closing the writer ends the reader too, and frees the connection slot.
@@ -179,22 +197,28 @@ impl Reader {
 }
 
 /// A connection's writer task and what it reports to.
-struct Writer {
-    conn: ConnId,
-    inbox: mpsc::Sender<Event>,
-    flushes: mpsc::Sender<Flushed>,
-    traffic: Arc<Traffic>,
-    write_timeout: Duration,
+pub(super) struct Writer {
+    pub(super) conn: ConnId,
+    pub(super) inbox: mpsc::Sender<Event>,
+    pub(super) flushes: mpsc::Sender<Flushed>,
+    pub(super) traffic: Arc<Traffic>,
+    pub(super) write_timeout: Duration,
+    pub(super) encoding: Encoding,
 }
 
 impl Writer {
-    async fn run(self, mut write: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<WriterMsg>) {
+    pub(super) async fn run(
+        self,
+        mut write: WriteHalf<BoxStream>,
+        mut rx: mpsc::Receiver<WriterMsg>,
+    ) {
         let Writer {
             conn,
             inbox,
             flushes,
             traffic,
             write_timeout,
+            encoding,
         } = self;
         let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
         loop {
@@ -207,9 +231,13 @@ impl Writer {
             while let Some(msg) = next.take() {
                 match msg {
                     WriterMsg::Frame(version, frame) => {
-                        encode_out(&frame, version, &mut buf);
+                        match &encoding {
+                            Encoding::Stomp => encode_out(&frame, version, &mut buf),
+                            Encoding::Translated(t) => t.encode(&frame, &mut buf),
+                        }
                         frames += 1;
                     }
+                    WriterMsg::Raw(bytes) => buf.extend_from_slice(&bytes),
                     WriterMsg::Close => {
                         close = true;
                         break;

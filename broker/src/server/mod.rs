@@ -15,6 +15,7 @@
 
 mod connection;
 mod metrics;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -108,6 +109,19 @@ impl StatsHandle {
 struct Bound {
     listener: Box<dyn Listener>,
     tls: Option<TlsAcceptor>,
+    /// Set for a Redis pub/sub listener (`[redis] listen`).
+    redis: Option<redis::Settings>,
+}
+
+/// A connection the accept loop hands over.
+struct Accepted {
+    conn: ConnId,
+    peer: SocketAddr,
+    stream: crate::net::BoxStream,
+    /// The common name of the client certificate a TLS listener verified.
+    certificate_cn: Option<String>,
+    /// Set when it speaks Redis.
+    redis: Option<redis::Settings>,
 }
 
 /// What the core held when its task ended, and what it dropped on purpose: evidence for
@@ -174,7 +188,25 @@ impl Server {
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             let secure = if tls.is_some() { " over TLS" } else { "" };
             tracing::info!(addr = %l.local_addr()?, "listening for STOMP{secure}");
-            listeners.push(Bound { listener: l, tls });
+            listeners.push(Bound {
+                listener: l,
+                tls,
+                redis: None,
+            });
+        }
+        for addr in &config.redis.listen {
+            let l = net.bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen for Redis on {addr}: {e}"))
+            })?;
+            tracing::info!(addr = %l.local_addr()?, "listening for Redis pub/sub");
+            listeners.push(Bound {
+                listener: l,
+                tls: None,
+                redis: Some(redis::Settings {
+                    default_user: config.redis.default_user.clone(),
+                    users_exist: !config.security.users.is_empty(),
+                }),
+            });
         }
         let metrics = match &config.metrics.listen {
             Some(addr) => {
@@ -349,7 +381,11 @@ async fn accept_loop(
     permits: Arc<Semaphore>,
     config: BrokerConfig,
 ) {
-    let Bound { mut listener, tls } = bound;
+    let Bound {
+        mut listener,
+        tls,
+        redis,
+    } = bound;
     let writer_capacity = writer_capacity(&config);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -367,8 +403,8 @@ async fn accept_loop(
                 %peer,
                 "refusing connection: limits.connections_max + unauthenticated_connections_max reached"
             );
-            // A TLS client could not read a plain ERROR frame: it is just closed.
-            if tls.is_none() {
+            // A TLS or Redis client could not read a plain ERROR frame: it is just closed.
+            if tls.is_none() && redis.is_none() {
                 tokio::spawn(connection::refuse(
                     stream,
                     format!(
@@ -381,7 +417,14 @@ async fn accept_loop(
             continue;
         };
         let Some(acceptor) = tls.clone() else {
-            if !open(conn, peer, stream, None, &links, writer_capacity, permit).await {
+            let accepted = Accepted {
+                conn,
+                peer,
+                stream,
+                certificate_cn: None,
+                redis: redis.clone(),
+            };
+            if !open(accepted, &links, writer_capacity, permit).await {
                 return;
             }
             continue;
@@ -392,16 +435,14 @@ async fn accept_loop(
         tokio::spawn(async move {
             match acceptor.accept(stream).await {
                 Ok((stream, certificate_cn)) => {
-                    open(
+                    let accepted = Accepted {
                         conn,
                         peer,
                         stream,
                         certificate_cn,
-                        &links,
-                        writer_capacity,
-                        permit,
-                    )
-                    .await;
+                        redis: None,
+                    };
+                    open(accepted, &links, writer_capacity, permit).await;
                 }
                 Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
             }
@@ -412,15 +453,20 @@ async fn accept_loop(
 /// Announces a new connection to the core and starts its tasks; false once the core is
 /// gone.
 async fn open(
-    conn: ConnId,
-    peer: SocketAddr,
-    stream: crate::net::BoxStream,
-    certificate_cn: Option<String>,
+    accepted: Accepted,
     links: &connection::Links,
     writer_capacity: usize,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> bool {
+    let Accepted {
+        conn,
+        peer,
+        stream,
+        certificate_cn,
+        redis,
+    } = accepted;
     let (writer_tx, writer_rx) = mpsc::channel(writer_capacity);
+    let redis_writer = redis.as_ref().map(|_| writer_tx.clone());
     let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
     let event = Event::Open {
         conn,
@@ -433,7 +479,17 @@ async fn open(
         return false;
     }
     tracing::debug!(%conn, %peer, "connection accepted");
-    connection::spawn(conn, stream, links.clone(), writer_rx, pause_rx, permit);
+    match (redis, redis_writer) {
+        (Some(settings), Some(writer_tx)) => {
+            let pipes = redis::Pipes {
+                writer_tx,
+                writer_rx,
+                paused: pause_rx,
+            };
+            redis::spawn(conn, stream, links.clone(), pipes, settings, permit);
+        }
+        _ => connection::spawn(conn, stream, links.clone(), writer_rx, pause_rx, permit),
+    }
     true
 }
 
