@@ -11,7 +11,8 @@
 //! |                          | for the one-argument form); `+OK` or `-WRONGPASS`      |
 //! | `PUBLISH c payload`      | SEND to `/topic/c`, body `payload`; `:0` once taken   |
 //! | `SUBSCRIBE c …`          | SUBSCRIBE `/topic/c` (id `c:c`); `subscribe` replies   |
-//! | `PSUBSCRIBE p.*` / `*`   | SUBSCRIBE `/topic/p.>` / `/topic/>` (id `p:…`)         |
+//! | `PSUBSCRIBE glob`        | SUBSCRIBE to the narrowest covering wildcard (`a.b*` → |
+//! |                          | `/topic/a.>`, id `p:…`); the writer keeps glob matches  |
 //! | `UNSUBSCRIBE`, `PUNSUBSCRIBE` | UNSUBSCRIBE (all, without arguments)             |
 //! | MESSAGE on `/topic/c`    | `message c payload` (`pmessage p c payload`)          |
 //! | `PING`, `ECHO`, `QUIT`, `SELECT`, `CLIENT …` | answered here, in order          |
@@ -19,8 +20,9 @@
 //! Every command the core answers carries a receipt, so that replies keep the order of
 //! the commands; a reply made here waits until the core has answered every command
 //! before it. `PUBLISH` answers 0: the core does not count receivers per message. Glob
-//! patterns other than `*` and `prefix.*` are refused (topics match by dot-separated
-//! segments). Without users in `[security]`, a connection logs in at once (Redis has no
+//! patterns keep Redis's meaning (`*`, `?`, `[…]`, `\\`): the core's topic wildcards match
+//! whole dot-separated segments, so a pattern subscribes to the narrowest wildcard that
+//! covers it and the writer drops what the glob does not match. Without users in `[security]`, a connection logs in at once (Redis has no
 //! login by default); with users, its first command must be `AUTH`, or it logs in
 //! anonymously if `allow_anonymous` lets it.
 //!
@@ -77,6 +79,16 @@ impl Translate for Shared {
                     .strip_prefix("/topic/")
                     .unwrap_or(&d.destination);
                 let sub = d.subscription.as_deref().unwrap_or("");
+                // A subscription may be wider than what the client asked for (a glob's
+                // topic wildcard; a channel named like a wildcard): keep only its matches.
+                let wanted = match sub.split_once(':') {
+                    Some(("p", pattern)) => glob_match(pattern.as_bytes(), channel.as_bytes()),
+                    Some(("c", name)) => name == channel,
+                    _ => true,
+                };
+                if !wanted {
+                    return;
+                }
                 if let Some(pattern) = sub.strip_prefix("p:") {
                     array(buf, 4);
                     bulk(buf, b"pmessage");
@@ -599,23 +611,7 @@ impl Reader {
         }
         for n in names {
             let destination = if pattern {
-                match topic_pattern(&n) {
-                    Some(d) => d,
-                    None => {
-                        let mut out = BytesMut::new();
-                        error(
-                            &mut out,
-                            &format!(
-                                "ERR pattern '{n}' is not supported: topics match by \
-                                 dot-separated segments, so use '*' or 'prefix.*'"
-                            ),
-                        );
-                        if !self.reply(out).await {
-                            return None;
-                        }
-                        continue;
-                    }
-                }
+                topic_pattern(&n)
             } else {
                 format!("/topic/{n}")
             };
@@ -655,17 +651,109 @@ impl Reader {
     }
 }
 
-/// The topic wildcard for a Redis glob pattern: `*` is every topic, `prefix.*` every topic
-/// under `prefix.`; anything else has no faithful translation.
-fn topic_pattern(glob: &str) -> Option<String> {
-    if glob == "*" {
-        return Some("/topic/>".to_owned());
+/// The narrowest topic subscription that receives every channel `glob` matches: the
+/// literal part before the first glob character, cut back to its last `.` segment
+/// boundary, then `>` (`mcollective.*` → `/topic/mcollective.>`, `mc::*` → `/topic/>`).
+/// The writer then keeps only the channels the glob itself matches ([`glob_match`]).
+fn topic_pattern(glob: &str) -> String {
+    let literal = glob
+        .find(['*', '?', '[', '\\'])
+        .map_or(glob, |at| &glob[..at]);
+    if literal.len() == glob.len() {
+        return format!("/topic/{glob}");
     }
-    let prefix = glob.strip_suffix(".*")?;
-    if prefix.is_empty() || prefix.contains(['*', '?', '[', ']', '\\']) {
-        return None;
+    match literal.rfind('.') {
+        Some(dot) if dot > 0 => format!("/topic/{}.>", &literal[..dot]),
+        _ => "/topic/>".to_owned(),
     }
-    Some(format!("/topic/{prefix}.>"))
+}
+
+/// Redis's glob matching (`stringmatchlen`): `*` any run, `?` one byte, `[abc]`, `[^a]`,
+/// `[a-z]` classes and `\x` for a literal `x`.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative, with one backtrack point for the last `*`: linear in practice, and never
+    // recursive, so a hostile pattern cannot exhaust the stack.
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, t));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class_match(pattern, p, text[t]) {
+                        if matched {
+                            p = next;
+                            t += 1;
+                            continue;
+                        }
+                    } else if text[t] == b'[' {
+                        p += 1;
+                        t += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pattern.len() => {
+                    if pattern[p + 1] == text[t] {
+                        p += 2;
+                        t += 1;
+                        continue;
+                    }
+                }
+                c if c == text[t] => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether byte `c` is in the class starting at `pattern[open] == b'['`, and where the
+/// pattern goes on after the class; `None` when the class is not closed.
+fn class_match(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = open + 1;
+    let negate = pattern.get(i) == Some(&b'^');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    while i < pattern.len() && pattern[i] != b']' {
+        if pattern[i] == b'\\' && i + 1 < pattern.len() {
+            matched |= pattern[i + 1] == c;
+            i += 2;
+        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+            let (lo, hi) = (
+                pattern[i].min(pattern[i + 2]),
+                pattern[i].max(pattern[i + 2]),
+            );
+            matched |= (lo..=hi).contains(&c);
+            i += 3;
+        } else {
+            matched |= pattern[i] == c;
+            i += 1;
+        }
+    }
+    (i < pattern.len()).then_some((matched != negate, i + 1))
 }
 
 #[cfg(test)]
@@ -720,15 +808,53 @@ mod tests {
     }
 
     #[test]
-    fn only_segment_patterns_translate() {
-        assert_eq!(topic_pattern("*").as_deref(), Some("/topic/>"));
-        assert_eq!(
-            topic_pattern("mcollective.*").as_deref(),
-            Some("/topic/mcollective.>")
-        );
-        for no in ["mco*", "a.*.b.*", "h?llo.*", ".*", "[ab].*"] {
-            assert_eq!(topic_pattern(no), None, "{no}");
+    fn globs_subscribe_to_the_narrowest_covering_wildcard() {
+        assert_eq!(topic_pattern("*"), "/topic/>");
+        assert_eq!(topic_pattern("mcollective.*"), "/topic/mcollective.>");
+        assert_eq!(topic_pattern("a.b.c?"), "/topic/a.b.>");
+        assert_eq!(topic_pattern("mcollective::*"), "/topic/>");
+        assert_eq!(topic_pattern("plain"), "/topic/plain");
+    }
+
+    #[test]
+    fn globs_match_as_redis_matches_them() {
+        let yes = [
+            ("*", "anything"),
+            ("mcollective::*", "mcollective::server::agents"),
+            ("h?llo", "hello"),
+            ("h[ae]llo", "hallo"),
+            ("h[^e]llo", "hallo"),
+            ("h[a-c]llo", "hbllo"),
+            ("a\\*b", "a*b"),
+            ("*.agents", "x.y.agents"),
+            ("a*b*c", "aXXbYYc"),
+        ];
+        let no = [
+            ("h?llo", "hllo"),
+            ("h[ae]llo", "hillo"),
+            ("h[^e]llo", "hello"),
+            ("a\\*b", "aXb"),
+            ("*.agents", "x.y.agent"),
+            ("a*b*c", "aXXbYY"),
+            ("mcollective::*", "other::server"),
+        ];
+        for (p, t) in yes {
+            assert!(
+                glob_match(p.as_bytes(), t.as_bytes()),
+                "{p} should match {t}"
+            );
         }
+        for (p, t) in no {
+            assert!(
+                !glob_match(p.as_bytes(), t.as_bytes()),
+                "{p} should not match {t}"
+            );
+        }
+        // A pathological pattern stays fast (one backtrack point, no recursion).
+        let p = "*a".repeat(500);
+        assert!(glob_match(p.as_bytes(), "a".repeat(10_000).as_bytes()));
+        let p = format!("{p}b");
+        assert!(!glob_match(p.as_bytes(), "a".repeat(10_000).as_bytes()));
     }
 
     #[test]
