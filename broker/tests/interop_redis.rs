@@ -6,7 +6,6 @@
 mod common;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use common::{Broker, run_bounded};
 use stampede_broker::proto::{Command as Stomp, Frame};
 use support::Raw;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One STOMP and one Redis listener; with `users`, a `mcollective` user that
@@ -97,25 +96,19 @@ async fn redis_cli_and_stomp_clients_meet_on_a_topic() {
     assert_eq!(&m.body[..], b"from redis");
 
     // STOMP → Redis: redis-cli SUBSCRIBE prints what a STOMP client sends to the topic.
-    let mut sub = Command::new("redis-cli")
+    let mut sub = tokio::process::Command::new("redis-cli")
         .args(["-p", &port, "SUBSCRIBE", "replies"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stdout = sub.stdout.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().unwrap()).lines();
     let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
+        tokio::time::timeout(Duration::from_secs(10), lines.next_line())
             .await
             .expect("redis-cli printed nothing")
+            .unwrap()
             .expect("redis-cli ended")
     };
     assert_eq!(
@@ -133,8 +126,7 @@ async fn redis_cli_and_stomp_clients_meet_on_a_topic() {
         [next().await, next().await, next().await],
         ["message", "replies", "from stomp"]
     );
-    let _ = sub.kill();
-    let _ = sub.wait();
+    let _ = sub.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
