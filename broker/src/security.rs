@@ -90,6 +90,9 @@ pub struct Principal {
     pub user: Option<Arc<str>>,
     /// Groups the user belongs to.
     pub groups: Vec<Arc<str>>,
+    /// Whether `user` proved who it is (a password or a verified certificate), rather
+    /// than being an anonymous session named after the login it gave.
+    pub authenticated: bool,
 }
 
 impl Principal {
@@ -614,6 +617,7 @@ impl Security {
             Some(user) if constant_time_eq(&user.password, given) => Ok(Principal {
                 user: Some(Arc::clone(&user.name)),
                 groups: user.groups.clone(),
+                authenticated: true,
             }),
             Some(_) => Err(AuthError::BadCredentials(login.to_owned())),
             None => {
@@ -636,6 +640,7 @@ impl Security {
         Some(Principal {
             user: Some(Arc::clone(&user.name)),
             groups: user.groups.clone(),
+            authenticated: true,
         })
     }
 
@@ -644,6 +649,31 @@ impl Security {
         Principal {
             user: login.map(Arc::from),
             groups: self.anonymous_groups.clone(),
+            authenticated: false,
+        }
+    }
+
+    /// What an existing session's `principal` becomes under these (reloaded) rules: an
+    /// authenticated user keeps its name and gets its groups as configured now; a user
+    /// no longer configured, and an anonymous session, get the anonymous groups. Nobody
+    /// gains an identity they did not prove at CONNECT.
+    pub fn refreshed(&self, principal: &Principal) -> Principal {
+        let user = principal
+            .user
+            .as_deref()
+            .filter(|_| principal.authenticated)
+            .and_then(|name| self.users.get(name));
+        match user {
+            Some(user) => Principal {
+                user: Some(Arc::clone(&user.name)),
+                groups: user.groups.clone(),
+                authenticated: true,
+            },
+            None => Principal {
+                user: principal.user.clone(),
+                groups: self.anonymous_groups.clone(),
+                authenticated: false,
+            },
         }
     }
 
@@ -734,6 +764,7 @@ mod tests {
         Principal {
             user: Some(Arc::from(user)),
             groups: groups.iter().map(|g| Arc::from(*g)).collect(),
+            authenticated: true,
         }
     }
 
@@ -1082,6 +1113,7 @@ mod tests {
         let anonymous = Principal {
             user: None,
             groups: Vec::new(),
+            authenticated: false,
         };
         assert_eq!(
             denial_message(&anonymous, Operation::Read, "/topic/t"),

@@ -9,7 +9,7 @@ use clap::Parser;
 use stampede_broker::clock::Clock;
 use stampede_broker::config::BrokerConfig;
 use stampede_broker::net::TokioNet;
-use stampede_broker::server::Server;
+use stampede_broker::server::{Reloader, Server};
 
 /// mimalloc gives memory back to the operating system once a flood has drained, where
 /// glibc's malloc kept it (`scripts/flood-rss` measures both). The library leaves the
@@ -67,11 +67,19 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve(config, args.ready_file))
+    runtime.block_on(serve(config, args.config, args.ready_file))
 }
 
-async fn serve(config: BrokerConfig, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: BrokerConfig,
+    config_path: Option<PathBuf>,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let running = config.clone();
     let server = Server::bind(Arc::new(TokioNet), config).await?;
+    if let Some(path) = config_path {
+        tokio::spawn(reload_on_sighup(path, running, server.reloader()));
+    }
     if let Some(path) = ready_file {
         let text: String = server
             .local_addrs()
@@ -94,6 +102,53 @@ async fn serve(config: BrokerConfig, ready_file: Option<PathBuf>) -> anyhow::Res
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On every SIGHUP, reads the configuration file again and applies its users, groups and
+/// authorization (from each session's next frame; connections stay up). A file that does
+/// not load is refused whole, with its file:line:key error, and the old rules stay.
+/// Other sections need a restart, and a warning says so when they changed.
+async fn reload_on_sighup(path: PathBuf, mut running: BrokerConfig, reloader: Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let fresh = match BrokerConfig::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("configuration reload refused, the old rules stay: {e}");
+                    continue;
+                }
+            };
+            if let Err(e) = reloader.reload_security(&fresh.security).await {
+                tracing::error!("configuration reload refused, the old rules stay: {e}");
+                continue;
+            }
+            let mut others = fresh.clone();
+            others.security = running.security.clone();
+            // Command-line overrides were applied to `running`, not to the file.
+            others.server.listen = running.server.listen.clone();
+            others.core.broker_name = running.core.broker_name.clone();
+            if others != running {
+                tracing::warn!(
+                    "{}: only [security] (users, groups, authorization) is reloaded; \
+                     restart the broker to apply the other changes",
+                    path.display()
+                );
+            }
+            running.security = fresh.security;
+            tracing::info!(
+                "reloaded users, groups and authorization from {}",
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, running, reloader);
 }
 
 /// Completes on SIGINT or SIGTERM.

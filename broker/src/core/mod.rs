@@ -126,6 +126,8 @@ pub struct Stats {
     pub memory_used_bytes: u64,
     /// ERROR frames sent.
     pub errors_sent: u64,
+    /// Users, groups and authorization reloaded while running.
+    pub security_reloads: u64,
     /// Connections closed for missing heart-beats.
     pub heartbeat_timeouts: u64,
     /// Connections closed by the slow-consumer policy.

@@ -11,7 +11,7 @@ use super::transaction::TxOp;
 use super::{Broker, OutFrame, Output, SharedMessage, Timer};
 use crate::destination::Kind;
 use crate::proto::{Command, DecodeError, Frame, Version};
-use crate::security::Principal;
+use crate::security::{Principal, Security};
 
 /// Server name sent in CONNECTED.
 const SERVER: &str = concat!("stampede/", env!("CARGO_PKG_VERSION"));
@@ -186,6 +186,21 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.certificate_cn = Some(cn.to_owned());
         }
+    }
+
+    /// The operator reloaded users, groups and authorization (SIGHUP). Sessions stay up;
+    /// each session's groups are looked up again ([`Security::refreshed`]), so the new
+    /// rules apply from the next frame. Subscriptions already made keep receiving (as
+    /// ActiveMQ checks read access when subscribing, not per message).
+    pub fn handle_reload_security(&mut self, now_ms: u64, security: Security) {
+        self.now_ms = now_ms;
+        for c in self.conns.values_mut() {
+            if let Some(p) = &c.principal {
+                c.principal = Some(security.refreshed(p));
+            }
+        }
+        self.security = security;
+        self.stats.security_reloads += 1;
     }
 
     /// Bytes arrived that were not a frame (a heart-beat end-of-line).

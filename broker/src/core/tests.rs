@@ -1726,6 +1726,65 @@ read = ["app"]
     )
 }
 
+fn security_of(text: &str) -> Security {
+    let config = crate::config::BrokerConfig::parse(text, "reload.toml").unwrap();
+    Security::from_config(&config.security)
+}
+
+#[test]
+fn a_security_reload_applies_from_the_next_frame_and_keeps_sessions() {
+    let mut h = secured();
+    let (alice, ok) = h.connect_with(&[
+        ("accept-version", "1.2"),
+        ("login", "alice"),
+        ("passcode", "secret"),
+    ]);
+    assert_eq!(ok.command, "CONNECTED");
+    h.send(alice, "/queue/app.a", "before", &[("receipt", "1")]);
+    assert_eq!(h.take(alice)[0].command, "RECEIPT");
+
+    // alice moves to a group that may only read.
+    let now = h.now_ms;
+    h.broker.handle_reload_security(
+        now,
+        security_of(
+            "[[security.users]]\nname = \"alice\"\npassword = \"secret\"\n\
+             groups = [\"readers\"]\n\
+             [[security.authorization]]\nqueue = \"app.>\"\nread = [\"readers\"]\n",
+        ),
+    );
+    h.pump();
+    h.send(alice, "/queue/app.a", "after", &[("receipt", "2")]);
+    let got = h.take(alice);
+    assert_eq!(got[0].command, "ERROR", "{got:?}");
+    assert!(got[0].get("message").unwrap().contains("not authorized"));
+    assert!(!h.is_closed(alice), "a refusal keeps the session");
+    h.subscribe(alice, "s", "/queue/app.a", &[("receipt", "3")]);
+    let got = h.take(alice);
+    assert_eq!(
+        got[0].command, "RECEIPT",
+        "reading is still allowed: {got:?}"
+    );
+    assert_eq!(got[1].command, "MESSAGE", "{got:?}");
+    assert_eq!(got[1].body_str(), "before");
+    assert_eq!(h.broker.stats().security_reloads, 1);
+
+    // A session that never proved an identity gains none when its login becomes a user.
+    let mut h = Harness::new();
+    let (bob, _) = h.connect_with(&[("accept-version", "1.2"), ("login", "bob")]);
+    let now = h.now_ms;
+    h.broker.handle_reload_security(
+        now,
+        security_of(
+            "[[security.users]]\nname = \"bob\"\npassword = \"pw\"\ngroups = [\"app\"]\n\
+             [[security.authorization]]\nqueue = \">\"\nwrite = [\"app\"]\nadmin = [\"app\"]\n",
+        ),
+    );
+    h.pump();
+    h.send(bob, "/queue/x", "m", &[("receipt", "1")]);
+    assert_eq!(h.take(bob)[0].command, "ERROR");
+}
+
 #[test]
 fn bad_credentials_get_error_then_close() {
     let mut h = secured();

@@ -146,7 +146,7 @@ pub(super) fn render(
         let _ = writeln!(out, "stampede_{name}{{broker=\"{broker}\"}} {value}");
     };
     let s = stats;
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 18] = [
         (
             "connections_opened_total",
             "Connections accepted.",
@@ -208,6 +208,11 @@ pub(super) fn render(
             s.sends_blocked,
         ),
         ("errors_sent_total", "ERROR frames sent.", s.errors_sent),
+        (
+            "security_reloads_total",
+            "Users, groups and authorization reloaded (SIGHUP).",
+            s.security_reloads,
+        ),
         (
             "heartbeat_timeouts_total",
             "Connections closed for missing heart-beats.",

@@ -82,6 +82,11 @@ enum Event {
     Closed {
         conn: ConnId,
     },
+    /// The operator reloaded users, groups and authorization ([`Reloader`]).
+    ReloadSecurity {
+        security: Security,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// The metrics endpoint asks for every queue's depth.
     QueueDepths {
         reply: tokio::sync::oneshot::Sender<Vec<crate::core::QueueDepth>>,
@@ -161,6 +166,51 @@ pub struct Server {
     metrics: Option<Box<dyn Listener>>,
     stats: StatsHandle,
     observations: ObservationsHandle,
+    reloader: Reloader,
+    reloads: mpsc::Receiver<Reload>,
+}
+
+/// A request to replace the running broker's users, groups and authorization.
+struct Reload {
+    security: Security,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Why a reload was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new `[security]` section is not valid; the old rules stay in force.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server is not running (or has stopped).
+    #[error("the broker is not running")]
+    NotRunning,
+}
+
+/// Replaces a running server's users, groups and authorization without a restart
+/// (the broker binary calls it on SIGHUP). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reloader(mpsc::Sender<Reload>);
+
+impl Reloader {
+    /// Validates `config` and, if it is valid, makes it the rules of every session from
+    /// its next frame on; returns once the core applied it. An invalid configuration
+    /// changes nothing.
+    pub async fn reload_security(
+        &self,
+        config: &crate::security::SecurityConfig,
+    ) -> Result<(), ReloadError> {
+        config
+            .validate()
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let (done, applied) = tokio::sync::oneshot::channel();
+        let security = Security::from_config(config);
+        self.0
+            .send(Reload { security, done })
+            .await
+            .map_err(|_| ReloadError::NotRunning)?;
+        applied.await.map_err(|_| ReloadError::NotRunning)
+    }
 }
 
 impl Server {
@@ -221,6 +271,8 @@ impl Server {
             }
             None => None,
         };
+        // Reloads are rare; a few may wait while the core applies one.
+        let (reload_tx, reloads) = mpsc::channel(4);
         Ok(Server {
             net,
             config,
@@ -228,7 +280,14 @@ impl Server {
             metrics,
             stats: StatsHandle::default(),
             observations: ObservationsHandle::default(),
+            reloader: Reloader(reload_tx),
+            reloads,
         })
+    }
+
+    /// A handle that reloads users, groups and authorization while the server runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The address of the metrics endpoint, if `[metrics] listen` is set.
@@ -269,7 +328,11 @@ impl Server {
             metrics,
             stats,
             observations,
+            reloader,
+            mut reloads,
         } = self;
+        // Handles given out stay usable while the server runs; this one is not needed.
+        drop(reloader);
         let security = Security::from_config(&config.security);
         let broker = Broker::new(config.core.clone(), security, clock.now_ms());
         let (inbox_tx, inbox_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
@@ -331,6 +394,17 @@ impl Server {
                 broker_name: config.core.broker_name.clone(),
             };
             tasks.spawn(metrics::serve(listener, Arc::new(sources)));
+        }
+        {
+            let inbox = inbox_tx.clone();
+            tasks.spawn(async move {
+                while let Some(Reload { security, done }) = reloads.recv().await {
+                    let event = Event::ReloadSecurity { security, done };
+                    if inbox.send(event).await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
         drop(inbox_tx);
         drop(flush_tx);
@@ -619,6 +693,10 @@ impl CoreTask {
                 self.writers.remove(&conn);
                 self.pauses.remove(&conn);
                 self.broker.handle_close(now, conn);
+            }
+            Event::ReloadSecurity { security, done } => {
+                self.broker.handle_reload_security(now, security);
+                let _ = done.send(());
             }
             Event::QueueDepths { reply } => {
                 let _ = reply.send(self.broker.queue_depths());

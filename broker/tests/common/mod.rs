@@ -273,6 +273,11 @@ impl Broker {
         self.dir.path()
     }
 
+    /// The broker's process id (for signals).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last `lines` lines the broker wrote to stdout/stderr.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = fs::read(&self.log)

@@ -1,0 +1,154 @@
+//! Configuration reload without a restart: the real `stampede-broker` binary is sent
+//! SIGHUP after its configuration file changed. Tightened permissions refuse the next
+//! SEND while the session stays up; a file that does not load leaves the old rules in
+//! force, with an error naming the file and line.
+
+mod common;
+mod support;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use stampede_broker::proto::{Command as Stomp, Frame};
+use support::Raw;
+
+const BEFORE: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[security.users]]
+name = "alice"
+password = "secret"
+groups = ["app"]
+
+[[security.authorization]]
+queue = "app.>"
+read = ["app"]
+write = ["app"]
+admin = ["app"]
+"#;
+
+/// alice may still read `app.>`, but no longer write to it.
+const TIGHTENED: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[security.users]]
+name = "alice"
+password = "secret"
+groups = ["app"]
+
+[[security.authorization]]
+queue = "app.>"
+read = ["app"]
+admin = ["app"]
+"#;
+
+const BROKEN: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[security.users]]
+name = "alice"
+password = 5
+"#;
+
+fn hangup(broker: &Broker) {
+    let status = Command::new("kill")
+        .args(["-HUP", &broker.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits until the broker's log has `needle` `count` times.
+fn wait_for_log(broker: &Broker, needle: &str, count: usize) {
+    #[allow(clippy::disallowed_methods)] // a real process in real time
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = broker.log_tail(10_000);
+        if log.matches(needle).count() >= count {
+            return;
+        }
+        #[allow(clippy::disallowed_methods)]
+        let late = Instant::now() > deadline;
+        assert!(!late, "no {needle:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn login(addr: &str) -> Raw {
+    let mut c = Raw::open(addr).await;
+    c.write_frame(
+        Frame::new(Stomp::Connect)
+            .header("accept-version", "1.2")
+            .header("login", "alice")
+            .header("passcode", "secret"),
+    )
+    .await;
+    let f = c.read_frame().await.expect("CONNECTED");
+    assert_eq!(f.command, Stomp::Connected, "{f:?}");
+    c
+}
+
+async fn send(c: &mut Raw, receipt: &str) -> Frame {
+    c.write_frame(
+        Frame::new(Stomp::Send)
+            .header("destination", "/queue/app.orders")
+            .header("receipt", receipt)
+            .body("order"),
+    )
+    .await;
+    c.read_frame().await.expect("a RECEIPT or an ERROR")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_tightens_permissions_for_live_sessions_and_a_broken_file_changes_nothing() {
+    let broker = Broker::start_with_config("reload", BEFORE);
+    let addr = broker.addr().to_string();
+    let config = broker.dir().join("broker.toml");
+    let mut alice = login(&addr).await;
+    assert_eq!(send(&mut alice, "1").await.command, Stomp::Receipt);
+
+    fs::write(&config, TIGHTENED).unwrap();
+    hangup(&broker);
+    wait_for_log(&broker, "reloaded users, groups and authorization", 1);
+    let refused = send(&mut alice, "2").await;
+    assert_eq!(refused.command, Stomp::Error, "{refused:?}");
+    assert!(
+        refused
+            .headers
+            .get("message")
+            .unwrap_or("")
+            .contains("not authorized"),
+        "{refused:?}"
+    );
+    // The session stays up and may still read what it could read before.
+    alice
+        .write_frame(
+            Frame::new(Stomp::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/app.orders")
+                .header("receipt", "3"),
+        )
+        .await;
+    let mut got = vec![alice.read_frame().await.unwrap().command];
+    got.push(alice.read_frame().await.unwrap().command);
+    got.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, [Stomp::Message, Stomp::Receipt]);
+
+    fs::write(&config, BROKEN).unwrap();
+    hangup(&broker);
+    wait_for_log(&broker, "configuration reload refused", 1);
+    let log = broker.log_tail(50);
+    assert!(
+        log.contains("broker.toml:7: security.users[0].password"),
+        "the error names file, line and key:\n{log}"
+    );
+    // The tightened rules are still in force, for old and new sessions alike.
+    assert_eq!(send(&mut alice, "4").await.command, Stomp::Error);
+    let mut again = login(&addr).await;
+    assert_eq!(send(&mut again, "5").await.command, Stomp::Error);
+}
