@@ -22,6 +22,13 @@
 //!   `STOMP_SERVER`/`STOMP_PORT`/`STOMP_USER`/`STOMP_PASSWORD`. That connector hands the
 //!   stomp gem positional arguments, so it reconnects to its one host every 5 s, forever,
 //!   without backoff and without a connect timeout.
+//! * the legacy `stomp` connector in pool mode (`plugin.stomp.pool.size` set):
+//!   `plugin.stomp.pool.hostN`/`portN` (default 6163)/`userN`/`passwordN` (replaced by
+//!   `STOMP_USER`/`STOMP_PASSWORD` when set)/`sslN` (TLS without certificate checks, as
+//!   the gem's `ssl: true`), and `plugin.stomp.pool.{initial_reconnect_delay,
+//!   max_reconnect_delay, use_exponential_back_off, max_reconnect_attempts, randomize}`
+//!   with that connector's defaults. It reads `back_off_multiplier` as a boolean, so the
+//!   multiplier stays 2 (a warning says so). No heart-beats, no connect timeout.
 //!
 //! `STOMP_SERVER` and `STOMP_PORT` only ever meant something to the legacy `stomp`
 //! connector; the `activemq` and `rabbitmq` connectors ignore them. We do the same (a
@@ -125,6 +132,20 @@ pub enum ConfigWarning {
         /// The `pool.N.ssl` key.
         key: String,
     },
+    /// `plugin.stomp.pool.sslN = true`: the legacy connector hands the stomp gem
+    /// `ssl: true`, which encrypts without checking the broker's certificate.
+    LegacyTlsUnverified {
+        /// The `plugin.stomp.pool.sslN` key.
+        key: String,
+    },
+    /// `plugin.stomp.pool.back_off_multiplier`, which the legacy connector reads as a
+    /// boolean (`get_bool_option(…, 2).to_i`), so any other value leaves the multiplier 2.
+    LegacyMultiplierFixed {
+        /// The key.
+        key: String,
+        /// The value written.
+        value: String,
+    },
     /// `max_hbread_fails`, which cannot act in mcollectived: its receiver thread blocks in
     /// `Stomp::Connection#receive` holding the gem's read lock, so the heart-beat ticker
     /// (`connection/heartbeats.rb#_start_receive_ticker`) never gets the lock and counts
@@ -159,6 +180,16 @@ impl fmt::Display for ConfigWarning {
                 f,
                 "{key}: CA, certificate or key missing; falling back to unverified TLS \
                  ({key}.fallback = 1), so the broker's certificate is not checked"
+            ),
+            ConfigWarning::LegacyTlsUnverified { key } => write!(
+                f,
+                "{key} = true: the legacy `stomp` connector asks for TLS without checking the \
+                 broker's certificate (the stomp gem's `ssl: true`), and so do we"
+            ),
+            ConfigWarning::LegacyMultiplierFixed { key, value } => write!(
+                f,
+                "{key} = {value} has no effect: the legacy `stomp` connector reads it as a \
+                 boolean and keeps the multiplier 2"
             ),
             ConfigWarning::ReadFailsNeverCounted { key } => write!(
                 f,
@@ -259,11 +290,6 @@ pub enum McoConfigError {
         /// The settings missing, e.g. `plugin.activemq.pool.1.ssl.ca`.
         missing: String,
     },
-    /// `plugin.stomp.pool.size` (legacy pool mode).
-    #[error(
-        "plugin.stomp.pool.size: the legacy `stomp` connector's pool mode is not supported; use `connector = activemq`"
-    )]
-    LegacyPoolUnsupported,
 }
 
 /// The connection settings an MCollective daemon or client would use.
@@ -656,9 +682,126 @@ impl Reader<'_> {
         })
     }
 
+    /// The legacy `stomp` connector's pool mode (MCollective 1.x–2.2): entries
+    /// `plugin.stomp.pool.hostN`/`portN` (default 6163)/`userN`/`passwordN` (each of the
+    /// last two replaced by `STOMP_USER`/`STOMP_PASSWORD` when set)/`sslN`, and the
+    /// stomp gem's reconnect options under `plugin.stomp.pool.`, with that connector's
+    /// defaults and its quirks: `back_off_multiplier` is read as a boolean, so it stays 2;
+    /// `sslN` is TLS without certificate checks; no connect timeout and no heart-beats.
+    fn legacy_stomp_pool(&self) -> Result<McoClientConfig, McoConfigError> {
+        let c = self.connector;
+        let size = self.int("pool.size", 0)?;
+        if size <= 0 {
+            return Err(McoConfigError::EmptyPool { connector: c, size });
+        }
+        let mut servers = Vec::new();
+        let mut warnings = Vec::new();
+        for n in 1..=size {
+            let Some((_, host)) = self.raw(&format!("pool.host{n}")) else {
+                return Err(McoConfigError::Missing {
+                    what: self.key(&format!("pool.host{n}")),
+                });
+            };
+            let port = match self.raw(&format!("pool.port{n}")) {
+                None => 6163,
+                Some((key, value)) => {
+                    parse_port(value.trim()).ok_or_else(|| McoConfigError::NotAPort {
+                        key,
+                        value: value.to_owned(),
+                    })?
+                }
+            };
+            let required = |var: &str, name: String| {
+                self.env_or(var, &name)
+                    .ok_or_else(|| McoConfigError::Missing {
+                        what: format!("{var} environment variable or {}", self.key(&name)),
+                    })
+            };
+            let login = required(ENV_USER, format!("pool.user{n}"))?;
+            let passcode = required(ENV_PASSWORD, format!("pool.password{n}"))?;
+            let server = ServerAddr::new(host.trim(), port).with_credentials(
+                Some(login).filter(|l| !l.is_empty()),
+                Some(passcode).filter(|p| !p.is_empty()),
+            );
+            let ssl_name = format!("pool.ssl{n}");
+            servers.push(if self.boolean(&ssl_name, false)? {
+                warnings.push(ConfigWarning::LegacyTlsUnverified {
+                    key: self.key(&ssl_name),
+                });
+                server.with_tls(crate::tls::ClientTls {
+                    insecure_skip_verify: true,
+                    ..crate::tls::ClientTls::default()
+                })
+            } else {
+                server
+            });
+        }
+        let servers = ServerList::new(servers)
+            .map_err(|_| McoConfigError::EmptyPool { connector: c, size })?;
+        if let Some((key, value)) = self.raw("pool.back_off_multiplier") {
+            let v = value.trim();
+            // MCollective calls `.to_i` on the boolean these spellings give: it fails.
+            if v.starts_with(['1', '0'])
+                || ["yes", "true", "no", "false"].iter().any(|b| v.contains(b))
+            {
+                return Err(McoConfigError::OutOfRange {
+                    key,
+                    value: value.to_owned(),
+                    expected: "not a boolean: MCollective's stomp connector fails on it",
+                });
+            }
+            if v != "2" {
+                warnings.push(ConfigWarning::LegacyMultiplierFixed {
+                    key,
+                    value: value.to_owned(),
+                });
+            }
+        }
+        let max_attempts = match self.count("pool.max_reconnect_attempts", 0)? {
+            0 => None,
+            n => Some(n),
+        };
+        let reconnect = ReconnectConfig {
+            initial_delay: self.seconds("pool.initial_reconnect_delay", 0.01)?,
+            max_delay: self.seconds("pool.max_reconnect_delay", 30.0)?,
+            exponential: self.boolean("pool.use_exponential_back_off", true)?,
+            multiplier: BackoffMultiplier::TWO,
+            max_attempts,
+            startup_max_attempts: None,
+            randomize: self.boolean("pool.randomize", false)?,
+            // The legacy connector passes no connect timeout to the gem.
+            connect_timeout: None,
+            ..ReconnectConfig::stomp_gem()
+        };
+        self.boolean("pool.backup", false)?;
+        self.int("pool.timeout", -1)?;
+        for name in ["pool.backup", "pool.timeout"] {
+            if let Some((key, _)) = self.raw(name) {
+                warnings.push(ConfigWarning::OptionIgnored { key });
+            }
+        }
+        for var in [ENV_SERVER, ENV_PORT] {
+            if self.env.contains_key(var) {
+                warnings.push(ConfigWarning::EnvIgnored { var, connector: c });
+            }
+        }
+        Ok(McoClientConfig {
+            connector: c,
+            servers,
+            reconnect,
+            policy: PolicyKind::StompGem,
+            heartbeat_interval: None,
+            stomp_1_0_fallback: true,
+            max_hbread_fails: 0,
+            max_hbrlck_fails: 0,
+            vhost: None,
+            warnings,
+        })
+    }
+
     fn legacy_stomp(&self) -> Result<McoClientConfig, McoConfigError> {
         if self.settings.contains_key("plugin.stomp.pool.size") {
-            return Err(McoConfigError::LegacyPoolUnsupported);
+            return self.legacy_stomp_pool();
         }
         let required = |var: &str, name: &str| {
             self.env_or(var, name)
@@ -985,9 +1128,71 @@ plugin.activemq.vhost = /mco
             "STOMP_SERVER environment variable or plugin.stomp.host is missing"
         );
         assert_eq!(
-            parse("connector = stomp\nplugin.stomp.pool.size = 1\n"),
-            Err(McoConfigError::LegacyPoolUnsupported)
+            err("connector = stomp\nplugin.stomp.pool.size = 1\n"),
+            "plugin.stomp.pool.host1 is missing"
         );
+        assert_eq!(
+            err("connector = stomp\nplugin.stomp.pool.size = 1\nplugin.stomp.pool.host1 = a\n"),
+            "STOMP_USER environment variable or plugin.stomp.pool.user1 is missing"
+        );
+    }
+
+    #[test]
+    fn legacy_stomp_pool_mode_reads_host_n_keys_with_that_connector_s_quirks() {
+        let text = "connector = stomp\n\
+                    plugin.stomp.pool.size = 2\n\
+                    plugin.stomp.pool.host1 = stomp1\n\
+                    plugin.stomp.pool.user1 = me\n\
+                    plugin.stomp.pool.password1 = secret\n\
+                    plugin.stomp.pool.host2 = stomp2\n\
+                    plugin.stomp.pool.port2 = 61614\n\
+                    plugin.stomp.pool.user2 = me\n\
+                    plugin.stomp.pool.password2 = secret\n\
+                    plugin.stomp.pool.ssl2 = true\n\
+                    plugin.stomp.pool.initial_reconnect_delay = 0.5\n\
+                    plugin.stomp.pool.back_off_multiplier = 3\n\
+                    plugin.stomp.pool.max_reconnect_attempts = 4\n\
+                    plugin.stomp.pool.randomize = true\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.connector, McoConnector::LegacyStomp);
+        let first = c.servers.get(0).unwrap();
+        assert_eq!(
+            first.to_string(),
+            "stomp1:6163",
+            "6163 is that connector's port"
+        );
+        assert_eq!(first.login.as_deref(), Some("me"));
+        let second = c.servers.get(1).unwrap();
+        assert_eq!(second.port, 61614);
+        assert!(second.tls.as_ref().is_some_and(|t| t.insecure_skip_verify));
+        assert_eq!(c.reconnect.initial_delay, Duration::from_millis(500));
+        assert_eq!(c.reconnect.multiplier.get(), 2.0, "read as a boolean, so 2");
+        assert_eq!(c.reconnect.max_attempts, Some(4));
+        assert!(c.reconnect.randomize);
+        assert_eq!(c.reconnect.connect_timeout, None);
+        assert_eq!(c.heartbeat_interval, None);
+        assert!(c.warnings.iter().any(|w| matches!(
+            w,
+            ConfigWarning::LegacyMultiplierFixed { key, .. }
+                if key == "plugin.stomp.pool.back_off_multiplier"
+        )));
+        assert!(c.warnings.iter().any(|w| matches!(
+            w,
+            ConfigWarning::LegacyTlsUnverified { key } if key == "plugin.stomp.pool.ssl2"
+        )));
+        // STOMP_USER and STOMP_PASSWORD replace every entry's; STOMP_SERVER is ignored.
+        let e = env(&[("STOMP_USER", "envu"), ("STOMP_SERVER", "elsewhere")]);
+        let c = McoClientConfig::from_text(text, &e).unwrap();
+        assert_eq!(c.servers.get(1).unwrap().login.as_deref(), Some("envu"));
+        assert_eq!(c.servers.get(0).unwrap().host, "stomp1");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| matches!(w, ConfigWarning::EnvIgnored { .. }))
+        );
+        // MCollective fails on a boolean-looking multiplier (`true.to_i`); so do we.
+        let bad = text.replace("multiplier = 3", "multiplier = yes");
+        assert!(err(&bad).contains("plugin.stomp.pool.back_off_multiplier"));
     }
 
     #[test]
