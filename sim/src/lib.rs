@@ -17,6 +17,7 @@
 //! - [`history`]: what clients attempted and observed, in simulated time.
 //! - [`checker`]: counts, losses by fault window, reorders, failover times, expectations.
 //! - [`run`]: one run from scenario to report.
+//! - [`overrides`]: `--set KEY=VALUE`, editing a scenario's TOML before validation.
 //! - [`explore`]: many seeds in parallel processes (`stampede explore`) and shrinking a
 //!   failing run to a minimal scenario (`stampede shrink`).
 //!
@@ -45,6 +46,7 @@ pub mod fault;
 pub mod history;
 pub mod live;
 pub mod net;
+pub mod overrides;
 pub mod run;
 pub mod scenario;
 pub mod seed;

@@ -15,6 +15,7 @@ use stampede_sim::live::generator::{GeneratorRow, GeneratorStats, generator_csv}
 use stampede_sim::live::shard::Shard;
 use stampede_sim::live::target::{TargetKind, TargetUri};
 use stampede_sim::live::{self, LiveOptions};
+use stampede_sim::overrides::{self, Override};
 use stampede_sim::run::run;
 use stampede_sim::scenario::Scenario;
 
@@ -45,6 +46,13 @@ enum Command {
         /// Override the simulated duration in seconds (shortened runs).
         #[arg(long)]
         duration: Option<f64>,
+        /// Change a scenario key before it is validated (repeatable), e.g.
+        /// `--set racks.nodes=1600` (every rack), `--set racks.0.nodes=1600` (the first),
+        /// `--set workload.mcollective.discovery_interval_s=5`, `--set brokers.0.profile=…`.
+        /// VALUE is TOML (`400`, `"a"`, `[1, 2]`), or else a string. The applied overrides
+        /// are written to OUT/overrides.txt.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -53,6 +61,9 @@ enum Command {
     Check {
         /// Scenario file.
         scenario: PathBuf,
+        /// Change a scenario key before it is validated (repeatable; see `run --set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
     },
     /// List the scenarios in a directory with their descriptions.
     List {
@@ -246,10 +257,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
             seed,
             out,
             duration,
+            set,
             quiet,
-        } => run_command(&scenario, seed, out, duration, quiet),
-        Command::Check { scenario } => {
-            let s = Scenario::load(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+        } => run_command(&scenario, seed, out, duration, &set, quiet),
+        Command::Check { scenario, set } => {
+            let s = overrides::load(&scenario, &set)?;
             println!("{}: ok", scenario.display());
             println!("  {}", s.description.trim());
             println!(
@@ -423,9 +435,10 @@ fn run_command(
     seed: Option<u64>,
     out: Option<PathBuf>,
     duration: Option<f64>,
+    set: &[Override],
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut scenario = overrides::load(path, set)?;
     if let Some(d) = duration {
         scenario.duration_s = d;
         scenario
@@ -437,6 +450,9 @@ fn run_command(
     let mut replay = format!("stampede run {} --seed {seed}", path.display());
     if let Some(d) = duration {
         replay.push_str(&format!(" --duration {d}"));
+    }
+    for o in set {
+        replay.push_str(&format!(" --set {}", explore::shell_word(&o.arg())));
     }
     let bar = progress_bar(
         quiet,
@@ -460,6 +476,11 @@ fn run_command(
     bar.finish_and_clear();
     let files = stampede_reports::write_report(&outcome.report, &out)
         .with_context(|| format!("writing the report to {}", out.display()))?;
+    if !set.is_empty() {
+        let file = out.join(overrides::OVERRIDES_FILE);
+        std::fs::write(&file, overrides::overrides_file(set))
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
     println!("{}", stampede_reports::summary_text(&outcome.report));
     println!(
         "{:.1} simulated seconds in {:.1} s of wall time ({:.1} sim-s/s)",
