@@ -20,6 +20,8 @@
 //! - [`overrides`]: `--set KEY=VALUE`, editing a scenario's TOML before validation.
 //! - [`explore`]: many seeds in parallel processes (`stampede explore`) and shrinking a
 //!   failing run to a minimal scenario (`stampede shrink`).
+//! - [`sweep`]: grids of `--set` overrides in parallel processes, an objective, and the
+//!   knee (`stampede sweep`).
 //!
 //! # Determinism
 //!
@@ -50,5 +52,6 @@ pub mod overrides;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod sweep;
 pub mod workload;
 pub mod world;
