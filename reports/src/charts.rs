@@ -86,6 +86,27 @@ impl Axis {
         }
     }
 
+    /// A linear axis over `[lo, hi]` with round ticks that may be fractions (ratios).
+    pub(crate) fn span(lo: f64, hi: f64, fmt: fn(f64) -> String) -> Axis {
+        let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo {
+            (lo, hi)
+        } else {
+            (0.0, 1.0)
+        };
+        let step = nice_step((hi - lo) / 8.0);
+        let lo = (lo / step).floor() * step;
+        let hi = (hi / step).ceil() * step;
+        let n = ((hi - lo) / step).round() as u64;
+        Axis {
+            lo,
+            hi,
+            bold: (0..=n).map(|i| lo + i as f64 * step).collect(),
+            light: (0..=2 * n).map(|i| lo + i as f64 * step / 2.0).collect(),
+            log: false,
+            fmt,
+        }
+    }
+
     /// A linear axis from 0 to exactly `max` (a time axis ends where the run ends), with
     /// round ticks up to it.
     pub(crate) fn linear_exact(max: f64, fmt: fn(f64) -> String) -> Axis {
@@ -627,6 +648,17 @@ pub(crate) fn fmt_axis_count(v: f64) -> String {
         format!("{}k", trim(v / 1_000.0))
     } else {
         format!("{}M", trim(v / 1_000_000.0))
+    }
+}
+
+/// Tick labels for ratios: up to 4 decimals (`0.999`).
+pub(crate) fn fmt_axis_ratio(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
     }
 }
 

@@ -47,7 +47,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 "#;
 
 /// Opens a page with `title`.
-fn page_start(out: &mut String, title: &str) {
+pub(crate) fn page_start(out: &mut String, title: &str) {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -58,7 +58,7 @@ fn page_start(out: &mut String, title: &str) {
 }
 
 /// Wraps a chart in its figure.
-fn figure(out: &mut String, name: &str, chart: &Chart, caption: &str) {
+pub(crate) fn figure(out: &mut String, name: &str, chart: &Chart, caption: &str) {
     let _ = write!(
         out,
         "<figure class=\"chart\" data-chart=\"{name}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",

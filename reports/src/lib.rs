@@ -27,6 +27,7 @@
 //! - `markup` (private): escaping text for the HTML pages and their SVG charts.
 //! - [`compare`]: [`write_comparison`], several runs side by side.
 //! - [`text`]: [`summary_text`], the terminal summary.
+//! - [`sweep`]: `sweep.html`, a sweep's metrics against its load key with the knee.
 //! - [`error`]: [`ReportError`], why a report directory could not be read back.
 //!
 //! # Files written by [`write_report`]
@@ -112,6 +113,7 @@ mod merge;
 pub mod model;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 pub mod text;
 
 use std::fs;

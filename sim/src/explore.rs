@@ -145,7 +145,7 @@ pub fn run_args(scenario: &Path, seed: u64, duration_s: Option<f64>, out: &Path)
 }
 
 /// A shell-safe rendering of one argument (single quotes when needed).
-fn shell_word(s: &str) -> String {
+pub fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c))

@@ -17,8 +17,11 @@
 //! - [`history`]: what clients attempted and observed, in simulated time.
 //! - [`checker`]: counts, losses by fault window, reorders, failover times, expectations.
 //! - [`run`]: one run from scenario to report.
+//! - [`overrides`]: `--set KEY=VALUE`, editing a scenario's TOML before validation.
 //! - [`explore`]: many seeds in parallel processes (`stampede explore`) and shrinking a
 //!   failing run to a minimal scenario (`stampede shrink`).
+//! - [`sweep`]: grids of `--set` overrides in parallel processes, an objective, and the
+//!   knee (`stampede sweep`).
 //!
 //! # Determinism
 //!
@@ -45,8 +48,10 @@ pub mod fault;
 pub mod history;
 pub mod live;
 pub mod net;
+pub mod overrides;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod sweep;
 pub mod workload;
 pub mod world;

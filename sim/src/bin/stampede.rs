@@ -15,8 +15,11 @@ use stampede_sim::live::generator::{GeneratorRow, GeneratorStats, generator_csv}
 use stampede_sim::live::shard::Shard;
 use stampede_sim::live::target::{TargetKind, TargetUri};
 use stampede_sim::live::{self, LiveOptions};
+use stampede_sim::overrides::{self, Override};
 use stampede_sim::run::run;
 use stampede_sim::scenario::Scenario;
+use stampede_sim::sweep::knee::KneeAt;
+use stampede_sim::sweep::{self, SweepOptions, grid::Vary, objective::Expr, runner::RunSpec};
 
 /// Deterministic simulation of STOMP broker networks with fleets of client nodes: faults
 /// from a schedule or a seed, losses and failover times checked, reports written. The
@@ -45,6 +48,13 @@ enum Command {
         /// Override the simulated duration in seconds (shortened runs).
         #[arg(long)]
         duration: Option<f64>,
+        /// Change a scenario key before it is validated (repeatable), e.g.
+        /// `--set racks.nodes=1600` (every rack), `--set racks.0.nodes=1600` (the first),
+        /// `--set workload.mcollective.discovery_interval_s=5`, `--set brokers.0.profile=…`.
+        /// VALUE is TOML (`400`, `"a"`, `[1, 2]`), or else a string. The applied overrides
+        /// are written to OUT/overrides.txt.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -53,6 +63,9 @@ enum Command {
     Check {
         /// Scenario file.
         scenario: PathBuf,
+        /// Change a scenario key before it is validated (repeatable; see `run --set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
     },
     /// List the scenarios in a directory with their descriptions.
     List {
@@ -167,6 +180,79 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a scenario over a grid of `--set` overrides and find the knee: the largest
+    /// value of the first --vary key (the load) that meets the objective, per
+    /// combination of the other keys, bisecting where the grid is coarse. Each point and
+    /// seed is a `stampede run … --set …` child process (--jobs at a time) writing to
+    /// OUT/points/<point>/<seed>; run again with the same --out and finished runs are
+    /// reused (resume). Writes OUT/sweep.csv (one row per run: varied keys, seed,
+    /// metrics), OUT/sweep.html (charts against the load key, knee marked) and
+    /// OUT/sweep.txt.
+    ///
+    /// Metrics (for --objective and sweep.csv): mco_p99_ms, mco_p50_ms, mco_max_ms
+    /// (discovery rounds: last reply in the window, ms after the scheduled send),
+    /// mco_reply_ratio, mco_complete_ratio, mco_requests, latency_p50_ms,
+    /// latency_p99_ms, latency_max_ms, attempted, delivered, lost, loss_ratio,
+    /// unexplained_lost, duplicated, throughput_msg_s, failover_p99_ms,
+    /// expectations_failed, broker_cpu (empty until the simulator has a cost model).
+    ///
+    /// Across machines: --emit-jobs FILE writes one `stampede run` command per missing
+    /// run (the grid, or, once the grid's results are collected, the next bisection
+    /// round) for GNU parallel, a Slurm array or a Kubernetes indexed Job; --collect
+    /// DIR... copies the report directories they wrote into OUT and writes the outputs.
+    #[command(verbatim_doc_comment)]
+    Sweep {
+        /// Scenario file (see scenarios/).
+        scenario: PathBuf,
+        /// A key and its values (repeatable; the first is the load key, numeric):
+        /// KEY=A..B:STEP (both ends included; STEP default 1), or KEY=V1,V2,… (numbers,
+        /// TOML values or words). Keys as for `run --set`: racks.nodes (every rack),
+        /// racks.0.nodes, workload.mcollective.discovery_interval_s, brokers.0.profile.
+        #[arg(long, value_name = "KEY=RANGE", required = true)]
+        vary: Vec<String>,
+        /// What a good run is, e.g. "mco_p99_ms < 2000 and mco_reply_ratio >= 0.999":
+        /// comparisons (< <= > >= == !=) of metrics and numbers joined by and, or,
+        /// not, parentheses. A metric without data in a run makes its comparison
+        /// unknown, and unknown is not met. Every seed of a point must meet it.
+        #[arg(long, value_name = "EXPR")]
+        objective: String,
+        /// A fixed override for every run (repeatable; see `run --set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
+        /// Seeds of every point: A..B (both ends included), A..=B, S, or a list
+        /// (default: the scenario's seed).
+        #[arg(long, value_name = "A..B")]
+        seeds: Option<Seeds>,
+        /// Runs at once, one process each (default: one per CPU).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Output directory (default: out/sweep-<scenario>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the simulated duration in seconds of every run.
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Bisection steps per series between the knee and the first failing grid value
+        /// (0: the grid only). An integer key stops early at neighbouring values.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        bisect: usize,
+        /// largest: the knee is the largest value meeting the objective (load grows
+        /// with the key: nodes, rate); smallest: the smallest (load shrinks as the key
+        /// grows: brokers, discovery interval).
+        #[arg(long, value_name = "END", default_value = "largest")]
+        knee_at: KneeAt,
+        /// Write one command per missing run to FILE ("-": standard output) and run
+        /// nothing.
+        #[arg(long, value_name = "FILE", conflicts_with = "collect")]
+        emit_jobs: Option<PathBuf>,
+        /// Copy the report directories under these directories (written by the
+        /// --emit-jobs commands) into OUT, then write the outputs from what is there.
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        collect: Vec<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Reduce a failing run to a minimal scenario that still fails the same expectation:
     /// the nemesis becomes the explicit faults it drew for the seed, then faults are
     /// dropped (delta debugging), racks, nodes, mco clients and queue workloads removed or
@@ -246,10 +332,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
             seed,
             out,
             duration,
+            set,
             quiet,
-        } => run_command(&scenario, seed, out, duration, quiet),
-        Command::Check { scenario } => {
-            let s = Scenario::load(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+        } => run_command(&scenario, seed, out, duration, &set, quiet),
+        Command::Check { scenario, set } => {
+            let s = overrides::load(&scenario, &set)?;
             println!("{}: ok", scenario.display());
             println!("  {}", s.description.trim());
             println!(
@@ -349,6 +436,37 @@ fn real_main() -> anyhow::Result<ExitCode> {
             max_runs,
             quiet,
         ),
+        Command::Sweep {
+            scenario,
+            vary,
+            objective,
+            set,
+            seeds,
+            jobs,
+            out,
+            duration,
+            bisect,
+            knee_at,
+            emit_jobs,
+            collect,
+            quiet,
+        } => sweep_command(
+            &scenario,
+            &SweepArgs {
+                vary,
+                objective,
+                set,
+                seeds,
+                jobs,
+                out,
+                duration,
+                bisect,
+                knee_at,
+                emit_jobs,
+                collect,
+                quiet,
+            },
+        ),
         Command::Compare { dirs, out } => compare_command(&dirs, &out),
         Command::Merge { dirs, out } => {
             let reports = read_reports(&dirs)?;
@@ -423,9 +541,10 @@ fn run_command(
     seed: Option<u64>,
     out: Option<PathBuf>,
     duration: Option<f64>,
+    set: &[Override],
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut scenario = overrides::load(path, set)?;
     if let Some(d) = duration {
         scenario.duration_s = d;
         scenario
@@ -437,6 +556,9 @@ fn run_command(
     let mut replay = format!("stampede run {} --seed {seed}", path.display());
     if let Some(d) = duration {
         replay.push_str(&format!(" --duration {d}"));
+    }
+    for o in set {
+        replay.push_str(&format!(" --set {}", explore::shell_word(&o.arg())));
     }
     let bar = progress_bar(
         quiet,
@@ -460,6 +582,11 @@ fn run_command(
     bar.finish_and_clear();
     let files = stampede_reports::write_report(&outcome.report, &out)
         .with_context(|| format!("writing the report to {}", out.display()))?;
+    if !set.is_empty() {
+        let file = out.join(overrides::OVERRIDES_FILE);
+        std::fs::write(&file, overrides::overrides_file(set))
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
     println!("{}", stampede_reports::summary_text(&outcome.report));
     println!(
         "{:.1} simulated seconds in {:.1} s of wall time ({:.1} sim-s/s)",
@@ -945,4 +1072,177 @@ fn progress_bar(quiet: bool, len: u64, template: &str, prefix: String) -> Progre
     );
     bar.set_prefix(prefix);
     bar
+}
+
+/// `stampede sweep`'s options.
+struct SweepArgs {
+    vary: Vec<String>,
+    objective: String,
+    set: Vec<Override>,
+    seeds: Option<Seeds>,
+    jobs: Option<usize>,
+    out: Option<PathBuf>,
+    duration: Option<f64>,
+    bisect: usize,
+    knee_at: KneeAt,
+    emit_jobs: Option<PathBuf>,
+    collect: Vec<PathBuf>,
+    quiet: bool,
+}
+
+/// The command that describes a sweep (without --jobs, --out, --emit-jobs, --collect,
+/// which do not change its results), for the page and the summary.
+fn sweep_description(path: &Path, args: &SweepArgs, seeds: &[u64]) -> String {
+    let w = |s: &str| explore::shell_word(s);
+    let mut c = format!("stampede sweep {}", w(&path.display().to_string()));
+    for v in &args.vary {
+        c.push_str(&format!(" --vary {}", w(v)));
+    }
+    c.push_str(&format!(" --objective {}", w(&args.objective)));
+    for o in &args.set {
+        c.push_str(&format!(" --set {}", w(&o.arg())));
+    }
+    if args.seeds.is_some() {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        c.push_str(&format!(" --seeds {}", list.join(",")));
+    }
+    if let Some(d) = args.duration {
+        c.push_str(&format!(" --duration {d}"));
+    }
+    if args.bisect != 3 {
+        c.push_str(&format!(" --bisect {}", args.bisect));
+    }
+    if args.knee_at == KneeAt::Smallest {
+        c.push_str(" --knee-at smallest");
+    }
+    c
+}
+
+fn sweep_command(path: &Path, args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    // Everything is checked before anything runs.
+    let varies = args
+        .vary
+        .iter()
+        .map(|v| v.parse::<Vary>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let objective: Expr = args.objective.parse()?;
+    let mut scenario = overrides::load(path, &args.set)?;
+    if let Some(d) = args.duration {
+        scenario.duration_s = d;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
+    }
+    let seeds = args
+        .seeds
+        .as_ref()
+        .map_or_else(|| vec![scenario.seed], |s| s.0.clone());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("out/sweep-{}", scenario.name)));
+    let offline = args.emit_jobs.is_some() || !args.collect.is_empty();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let opts = SweepOptions {
+        program: std::env::current_exe().context("cannot find the stampede executable")?,
+        spec: RunSpec {
+            scenario: path.to_path_buf(),
+            base: args.set.clone(),
+            duration_s: args.duration,
+            out: out.clone(),
+        },
+        scenario_name: scenario.name.clone(),
+        varies,
+        seeds: seeds.clone(),
+        objective,
+        objective_text: args.objective.clone(),
+        knee_at: args.knee_at,
+        bisect: args.bisect,
+        jobs,
+        mode: if offline {
+            sweep::Mode::Offline
+        } else {
+            sweep::Mode::Run
+        },
+    };
+    sweep::validate(&opts)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if !args.collect.is_empty() {
+        let (copied, skipped) =
+            sweep::runner::collect(&opts.spec, &opts.scenario_name, &opts.varies, &args.collect)?;
+        println!("collected {copied} run(s) into {}", out.display());
+        for s in skipped {
+            eprintln!("note: {} is not a run of this sweep; skipped", s.display());
+        }
+    }
+    let points = sweep::grid::points(&opts.varies).len();
+    let bar = progress_bar(
+        args.quiet || offline,
+        (points * seeds.len()) as u64,
+        "{spinner} {prefix} [{bar:30}] {pos}/{len} runs {msg} (wall {elapsed_precise}, eta {eta})",
+        format!("{} x{jobs}", scenario.name),
+    );
+    let outcome = sweep::sweep(&opts, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!(
+            "{}{}",
+            if p.round > 0 {
+                format!("bisection round {}", p.round)
+            } else {
+                "grid".to_owned()
+            },
+            if p.errors > 0 {
+                format!(", {} error(s)", p.errors)
+            } else {
+                String::new()
+            }
+        ));
+    })?;
+    bar.finish_and_clear();
+    if let Some(file) = &args.emit_jobs {
+        let lines: Vec<String> = outcome
+            .missing
+            .iter()
+            .map(|j| opts.spec.command("stampede", &opts.varies, j))
+            .collect();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        if file.as_os_str() == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(file, &text).with_context(|| format!("writing {}", file.display()))?;
+            eprintln!(
+                "{} command(s) written to {}; after they ran: stampede sweep … --collect DIR --out {}",
+                lines.len(),
+                file.display(),
+                out.display()
+            );
+        }
+        if !lines.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let description = sweep_description(path, args, &seeds);
+    let table = out.join(sweep::table::TABLE_FILE);
+    sweep::table::write_csv(&table, &opts, &outcome.rows)?;
+    let page = sweep::table::page(&opts, &description, &outcome);
+    let html = out.join(sweep::table::PAGE_FILE);
+    std::fs::write(&html, stampede_reports::sweep::sweep_page(&page))
+        .with_context(|| format!("writing {}", html.display()))?;
+    let text = sweep::table::summary(&opts, &description, &outcome);
+    std::fs::write(out.join(sweep::table::SUMMARY_FILE), &text)
+        .with_context(|| format!("writing {}", out.join(sweep::table::SUMMARY_FILE).display()))?;
+    print!("{text}");
+    if outcome.resumed > 0 {
+        println!("({} run(s) reused from {})", outcome.resumed, out.display());
+    }
+    println!("table: {}\npage:  {}", table.display(), html.display());
+    Ok(if outcome.rows.iter().any(|r| r.error.is_some()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
