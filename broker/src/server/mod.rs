@@ -14,6 +14,7 @@
 //! `server.write_timeout_ms`, is closed.
 
 mod connection;
+pub mod cost;
 mod metrics;
 pub mod redis;
 
@@ -36,6 +37,7 @@ use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
 use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
+use cost::{CostProfile, CpuMeter};
 
 /// Extra room in a writer channel beyond `outbound_frames_max`, for control frames
 /// (receipts, errors) that the core emits regardless of flow control.
@@ -161,6 +163,8 @@ pub struct Server {
     metrics: Option<Box<dyn Listener>>,
     stats: StatsHandle,
     observations: ObservationsHandle,
+    /// The cost model's profile; `None` (the default) charges no CPU time.
+    cost: Option<CostProfile>,
 }
 
 impl Server {
@@ -228,7 +232,16 @@ impl Server {
             metrics,
             stats: StatsHandle::default(),
             observations: ObservationsHandle::default(),
+            cost: None,
         })
+    }
+
+    /// Models the core task's CPU with `profile` (see [`cost`]): each event's work costs
+    /// simulated time and its outputs wait for it. Meant for the simulator; without it the
+    /// server charges nothing.
+    pub fn with_cost_profile(mut self, profile: CostProfile) -> Server {
+        self.cost = Some(profile);
+        self
     }
 
     /// The address of the metrics endpoint, if `[metrics] listen` is set.
@@ -269,6 +282,7 @@ impl Server {
             metrics,
             stats,
             observations,
+            cost,
         } = self;
         let security = Security::from_config(&config.security);
         let broker = Broker::new(config.core.clone(), security, clock.now_ms());
@@ -342,6 +356,7 @@ impl Server {
             stats,
             writer_capacity: writer_capacity(&config),
             observations,
+            meter: cost.map(CpuMeter::new),
         };
         // On shutdown, network bridges disconnect first (bounded), while the core still
         // answers their DISCONNECT.
@@ -502,6 +517,8 @@ struct CoreTask {
     stats: StatsHandle,
     writer_capacity: usize,
     observations: ObservationsHandle,
+    /// The simulated CPU, when a cost profile is set.
+    meter: Option<CpuMeter>,
 }
 
 impl Drop for CoreTask {
@@ -546,19 +563,27 @@ impl CoreTask {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(f) = flushes.recv() => self.flushed(f),
+                Some(f) = flushes.recv() => {
+                    self.flushed(f);
+                    self.settle().await;
+                }
                 ev = inbox.recv() => match ev {
                     Some(ev) => {
                         self.handle(ev);
+                        self.settle().await;
                         // Take what else is already waiting, routing after every event and
                         // taking writers' reports first, so that bursts are handled in one
                         // pass without starving the accounting of consumers that keep up.
                         for _ in 0..256 {
                             while let Ok(f) = flushes.try_recv() {
                                 self.flushed(f);
+                                self.settle().await;
                             }
                             match inbox.try_recv() {
-                                Ok(ev) => self.handle(ev),
+                                Ok(ev) => {
+                                    self.handle(ev);
+                                    self.settle().await;
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -567,18 +592,18 @@ impl CoreTask {
                 },
                 () = sleep => {
                     self.broker.handle_timeout(self.clock.now_ms());
-                    self.route_outputs();
+                    self.settle().await;
                 }
                 () = stats_due => {}
             }
             stats_stale = true;
             if stats_at.elapsed() >= STATS_PERIOD {
-                self.stats.set(self.broker.stats());
+                self.stats.set(self.current_stats());
                 stats_at = tokio::time::Instant::now();
                 stats_stale = false;
             }
         }
-        self.stats.set(self.broker.stats());
+        self.stats.set(self.current_stats());
         // Close every connection; writers flush what they hold, then end.
         for (_, w) in std::mem::take(&mut self.writers) {
             let _ = w.try_send(WriterMsg::Close);
@@ -590,7 +615,24 @@ impl CoreTask {
     fn flushed(&mut self, f: Flushed) {
         self.broker
             .handle_flushed(self.clock.now_ms(), f.conn, f.frames);
+    }
+
+    /// Routes the outputs of the event just handled; with a cost model, first charges
+    /// its work and waits until the simulated CPU has done it.
+    async fn settle(&mut self) {
+        if let Some(meter) = &mut self.meter
+            && let Some(at) = meter.charge(self.broker.work(), tokio::time::Instant::now())
+        {
+            tokio::time::sleep_until(at).await;
+        }
         self.route_outputs();
+    }
+
+    /// The core's counters with the simulated CPU time charged so far.
+    fn current_stats(&self) -> Stats {
+        let mut s = self.broker.stats();
+        s.cpu_busy_ns = self.meter.as_ref().map_or(0, CpuMeter::busy_ns);
+        s
     }
 
     fn handle(&mut self, ev: Event) {
@@ -624,7 +666,6 @@ impl CoreTask {
                 let _ = reply.send(self.broker.queue_depths());
             }
         }
-        self.route_outputs();
     }
 
     fn route_outputs(&mut self) {
