@@ -248,6 +248,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The MESSAGE frame's size, near enough for costing (see [`super::Work`]): fixed
+    /// headers, the message's own headers and its body.
+    pub fn wire_bytes_estimate(&self) -> u64 {
+        let m = &*self.message;
+        let headers: usize = m.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        (64 + self.destination.len() + m.id.len() + headers + m.body.len()) as u64
+    }
+
     /// Appends the MESSAGE frame for a session speaking `version`.
     pub fn encode(&self, version: Version, buf: &mut BytesMut) {
         let m = &*self.message;

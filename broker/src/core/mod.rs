@@ -28,6 +28,7 @@ mod message;
 mod request;
 mod session;
 mod transaction;
+mod work;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use bytestring::ByteString;
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
 pub use ids::ConnId;
 pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message};
+pub use work::Work;
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
@@ -144,6 +146,11 @@ pub struct Stats {
     pub subscriptions_current: u64,
     /// Gauge: network (demand) subscriptions open.
     pub network_subscriptions_current: u64,
+    /// What the core has done (see [`Work`]).
+    pub work: Work,
+    /// Simulated CPU time the shell's cost model charged, in nanoseconds (0 without a
+    /// cost profile; set by the shell, not the core).
+    pub cpu_busy_ns: u64,
 }
 
 /// One queue's depth, as [`Broker::queue_depths`] reports it.
@@ -220,6 +227,8 @@ pub struct Broker {
     blocked_conns: VecDeque<ConnId>,
     /// Set while parked connections are being retried.
     retrying: bool,
+    /// Operations performed, for a shell that models CPU.
+    work: Work,
 }
 
 impl Broker {
@@ -255,6 +264,7 @@ impl Broker {
             memory: Arc::new(memory::MemoryGauge::default()),
             blocked_conns: VecDeque::new(),
             retrying: false,
+            work: Work::default(),
         }
     }
 
@@ -293,7 +303,13 @@ impl Broker {
         s.network_subscriptions_current = self.network_subs as u64;
         s.producers_blocked_current = self.blocked_conns.len() as u64;
         s.memory_used_bytes = self.memory.used_bytes();
+        s.work = self.work;
         s
+    }
+
+    /// What the core has done so far (monotonic counters; see [`Work`]).
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// Number of subscriptions currently open (all connections).
@@ -323,6 +339,7 @@ impl Broker {
     /// Advances timers: heart-beats, dead peers, CONNECT deadlines, message expiry.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.work.events += 1;
         // Only the timers due when the call began fire in it: one that a handler sets at
         // or before `now_ms` waits for the next call, so no timer can keep this loop (and
         // with it every connection) busy for good.

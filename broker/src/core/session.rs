@@ -114,6 +114,8 @@ pub(super) fn fatal<T>(msg: impl Into<String>) -> Result<T, FrameError> {
 impl Broker {
     /// A connection was accepted. `peer` is for logs and error messages.
     pub fn handle_open(&mut self, now_ms: u64, conn: ConnId, peer: &str) {
+        self.work.events += 1;
+        self.work.connections += 1;
         self.stats.connections_opened += 1;
         self.conns.insert(
             conn,
@@ -205,6 +207,8 @@ impl Broker {
 
     /// Bytes arrived that were not a frame (a heart-beat end-of-line).
     pub fn handle_heartbeat(&mut self, now_ms: u64, conn: ConnId) {
+        self.work.events += 1;
+        self.work.heartbeats += 1;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_recv_ms = now_ms;
         }
@@ -213,6 +217,8 @@ impl Broker {
     /// The peer closed the connection or the socket failed.
     pub fn handle_close(&mut self, now_ms: u64, conn: ConnId) {
         self.now_ms = now_ms;
+        self.work.events += 1;
+        self.work.connections += 1;
         if self.conns.contains_key(&conn) {
             self.teardown(conn);
         }
@@ -222,6 +228,7 @@ impl Broker {
     /// The byte stream was not valid STOMP: ERROR, then close.
     pub fn handle_decode_error(&mut self, now_ms: u64, conn: ConnId, error: &DecodeError) {
         self.now_ms = now_ms;
+        self.work.events += 1;
         if self.conns.contains_key(&conn) {
             self.error_and_close(
                 conn,
@@ -235,6 +242,7 @@ impl Broker {
     /// The shell wrote `frames` more frames for `conn` to its socket.
     pub fn handle_flushed(&mut self, now_ms: u64, conn_id: ConnId, frames: usize) {
         self.now_ms = now_ms;
+        self.work.events += 1;
         let max = self.config.limits.outbound_frames_max;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
@@ -259,6 +267,9 @@ impl Broker {
     /// A decoded frame from `conn`.
     pub fn handle_frame(&mut self, now_ms: u64, conn_id: ConnId, frame: Frame) {
         self.now_ms = now_ms;
+        self.work.events += 1;
+        self.work.frames_in += 1;
+        self.work.bytes_in += super::work::frame_bytes(&frame);
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };

@@ -1947,3 +1947,36 @@ admin = ["app"]
     );
     assert_eq!(got.command, "ERROR", "{got:?}");
 }
+
+#[test]
+fn work_counts_what_the_core_did() {
+    let mut h = Harness::new();
+    let subs: Vec<ConnId> = (0..3).map(|_| h.connect()).collect();
+    for (i, c) in subs.iter().enumerate() {
+        let selector = if i == 0 { "x = 'a'" } else { "" };
+        h.subscribe(*c, "s", "/topic/t", &[("selector", selector)]);
+    }
+    let q = h.connect();
+    h.subscribe(q, "q", "/queue/q", &[("ack", "client-individual")]);
+    let p = h.connect();
+    let before = h.broker.work();
+    h.send(p, "/topic/t", "hello", &[("x", "b")]);
+    let w = h.broker.work().since(&before);
+    assert_eq!(w.frames_in, 1);
+    assert!(w.bytes_in >= 5 + "/topic/t".len() as u64, "{w:?}");
+    assert_eq!(w.subscriptions_matched, 3);
+    assert_eq!(w.selectors_evaluated, 1);
+    assert_eq!(w.deliveries, 2, "the selector refused one");
+    assert_eq!(w.frames_out, 2);
+    assert!(w.bytes_out > 10, "{w:?}");
+    h.send(p, "/queue/q", "one", &[]);
+    let m = h.messages(q);
+    let before = h.broker.work();
+    h.frame(
+        q,
+        Frame::new(Command::Ack).header("id", m[0].get("ack").unwrap()),
+    );
+    let w = h.broker.work().since(&before);
+    assert_eq!((w.acks, w.frames_in, w.deliveries), (1, 1, 0));
+    assert!(w.events >= 1);
+}

@@ -280,6 +280,17 @@ pub(super) fn render(
     for (name, help, value) in gauges {
         family(name, "gauge", help, value);
     }
+    for (kind, value) in s.work.counts() {
+        let _ = writeln!(
+            out,
+            "# HELP stampede_work_{kind}_total Core work: {kind} (the cost model's operations)."
+        );
+        let _ = writeln!(out, "# TYPE stampede_work_{kind}_total counter");
+        let _ = writeln!(
+            out,
+            "stampede_work_{kind}_total{{broker=\"{broker}\"}} {value}"
+        );
+    }
     if let Some(depths) = depths {
         let _ = writeln!(
             out,

@@ -14,6 +14,7 @@
 //! `server.write_timeout_ms`, is closed.
 
 mod connection;
+pub mod cost;
 mod metrics;
 pub mod redis;
 
@@ -36,6 +37,7 @@ use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
 use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
+use cost::{CostProfile, CpuMeter};
 
 /// Extra room in a writer channel beyond `outbound_frames_max`, for control frames
 /// (receipts, errors) that the core emits regardless of flow control.
@@ -168,6 +170,8 @@ pub struct Server {
     observations: ObservationsHandle,
     reloader: Reloader,
     reloads: mpsc::Receiver<Reload>,
+    /// The cost model's profile; `None` (the default) charges no CPU time.
+    cost: Option<CostProfile>,
 }
 
 /// A request to replace the running broker's users, groups and authorization.
@@ -282,7 +286,16 @@ impl Server {
             observations: ObservationsHandle::default(),
             reloader: Reloader(reload_tx),
             reloads,
+            cost: None,
         })
+    }
+
+    /// Models the core task's CPU with `profile` (see [`cost`]): each event's work costs
+    /// simulated time and its outputs wait for it. Meant for the simulator; without it the
+    /// server charges nothing.
+    pub fn with_cost_profile(mut self, profile: CostProfile) -> Server {
+        self.cost = Some(profile);
+        self
     }
 
     /// A handle that reloads users, groups and authorization while the server runs.
@@ -330,6 +343,7 @@ impl Server {
             observations,
             reloader,
             mut reloads,
+            cost,
         } = self;
         // Handles given out stay usable while the server runs; this one is not needed.
         drop(reloader);
@@ -416,6 +430,7 @@ impl Server {
             stats,
             writer_capacity: writer_capacity(&config),
             observations,
+            meter: cost.map(CpuMeter::new),
         };
         // On shutdown, network bridges disconnect first (bounded), while the core still
         // answers their DISCONNECT.
@@ -576,6 +591,8 @@ struct CoreTask {
     stats: StatsHandle,
     writer_capacity: usize,
     observations: ObservationsHandle,
+    /// The simulated CPU, when a cost profile is set.
+    meter: Option<CpuMeter>,
 }
 
 impl Drop for CoreTask {
@@ -620,19 +637,27 @@ impl CoreTask {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(f) = flushes.recv() => self.flushed(f),
+                Some(f) = flushes.recv() => {
+                    self.flushed(f);
+                    self.settle().await;
+                }
                 ev = inbox.recv() => match ev {
                     Some(ev) => {
                         self.handle(ev);
+                        self.settle().await;
                         // Take what else is already waiting, routing after every event and
                         // taking writers' reports first, so that bursts are handled in one
                         // pass without starving the accounting of consumers that keep up.
                         for _ in 0..256 {
                             while let Ok(f) = flushes.try_recv() {
                                 self.flushed(f);
+                                self.settle().await;
                             }
                             match inbox.try_recv() {
-                                Ok(ev) => self.handle(ev),
+                                Ok(ev) => {
+                                    self.handle(ev);
+                                    self.settle().await;
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -641,18 +666,18 @@ impl CoreTask {
                 },
                 () = sleep => {
                     self.broker.handle_timeout(self.clock.now_ms());
-                    self.route_outputs();
+                    self.settle().await;
                 }
                 () = stats_due => {}
             }
             stats_stale = true;
             if stats_at.elapsed() >= STATS_PERIOD {
-                self.stats.set(self.broker.stats());
+                self.stats.set(self.current_stats());
                 stats_at = tokio::time::Instant::now();
                 stats_stale = false;
             }
         }
-        self.stats.set(self.broker.stats());
+        self.stats.set(self.current_stats());
         // Close every connection; writers flush what they hold, then end.
         for (_, w) in std::mem::take(&mut self.writers) {
             let _ = w.try_send(WriterMsg::Close);
@@ -664,7 +689,24 @@ impl CoreTask {
     fn flushed(&mut self, f: Flushed) {
         self.broker
             .handle_flushed(self.clock.now_ms(), f.conn, f.frames);
+    }
+
+    /// Routes the outputs of the event just handled; with a cost model, first charges
+    /// its work and waits until the simulated CPU has done it.
+    async fn settle(&mut self) {
+        if let Some(meter) = &mut self.meter
+            && let Some(at) = meter.charge(self.broker.work(), tokio::time::Instant::now())
+        {
+            tokio::time::sleep_until(at).await;
+        }
         self.route_outputs();
+    }
+
+    /// The core's counters with the simulated CPU time charged so far.
+    fn current_stats(&self) -> Stats {
+        let mut s = self.broker.stats();
+        s.cpu_busy_ns = self.meter.as_ref().map_or(0, CpuMeter::busy_ns);
+        s
     }
 
     fn handle(&mut self, ev: Event) {
@@ -702,7 +744,6 @@ impl CoreTask {
                 let _ = reply.send(self.broker.queue_depths());
             }
         }
-        self.route_outputs();
     }
 
     fn route_outputs(&mut self) {

@@ -15,6 +15,7 @@ impl Broker {
         frame: &Frame,
         nack: bool,
     ) -> FrameResult {
+        self.work.acks += 1;
         let Some(version) = self.conns.get(&conn_id).map(|c| c.version) else {
             return fatal("unknown connection");
         };

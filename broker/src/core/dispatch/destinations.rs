@@ -223,6 +223,20 @@ impl Broker {
         };
         conn.outbound_frames += 1;
         conn.last_sent_ms = self.now_ms;
+        match &frame {
+            OutFrame::HeartBeat => {
+                self.work.heartbeats += 1;
+                self.work.bytes_out += 1;
+            }
+            OutFrame::Control(f) => {
+                self.work.frames_out += 1;
+                self.work.bytes_out += crate::core::work::frame_bytes(f);
+            }
+            OutFrame::Message(d) => {
+                self.work.frames_out += 1;
+                self.work.bytes_out += d.wire_bytes_estimate();
+            }
+        }
         conn.inflight.push_back(unflushed);
         if conn.behind_since_ms.is_none() && !conn.has_room(self.config.limits.outbound_frames_max)
         {

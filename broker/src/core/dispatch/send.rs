@@ -190,10 +190,15 @@ impl Broker {
             return ready_and_selects(*owner).then_some(*owner);
         }
         let mut best: Option<(i32, u64, SubKey)> = None;
+        let (mut considered, mut selectors) = (0u64, 0u64);
         let mut consider = |s: SubKey, check_selector: bool| {
             let Some(sub) = self.subs.get(&s) else {
                 return;
             };
+            considered += 1;
+            if check_selector && sub.selector.is_some() {
+                selectors += 1;
+            }
             if !sub.is_ready(&self.conns, max)
                 || (check_selector && !sub.selects(message))
                 || !sub.network_accepts(message, has_local)
@@ -217,6 +222,8 @@ impl Broker {
         for s in &queue.other_consumers {
             consider(*s, true);
         }
+        self.work.subscriptions_matched += considered;
+        self.work.selectors_evaluated += selectors;
         let chosen = best.map(|(_, _, s)| s)?;
         if let Some(group) = &message.group
             && let Some(queue) = self.queues.get_mut(key)
@@ -288,6 +295,7 @@ impl Broker {
         };
         if sub.network.is_some() {
             self.stats.messages_forwarded += 1;
+            self.work.bridge_hops += 1;
         }
         let delivery = Delivery {
             destination: sub.delivery_destination(&message),
@@ -309,6 +317,7 @@ impl Broker {
         }
         let conn_id = sub.conn;
         self.stats.messages_delivered += 1;
+        self.work.deliveries += 1;
         if redeliveries > 0 {
             self.stats.messages_redelivered += 1;
         }
@@ -338,12 +347,16 @@ impl Broker {
             }
         }
         let mut slow: Vec<ConnId> = Vec::new();
+        self.work.subscriptions_matched += targets.len() as u64;
         for s in targets {
             let Some(sub) = self.subs.get(&s) else {
                 continue;
             };
             if sub.no_local && message.origin_conn == Some(sub.conn) {
                 continue;
+            }
+            if sub.selector.is_some() {
+                self.work.selectors_evaluated += 1;
             }
             if !sub.selects(message) || !sub.network_accepts(message, true) {
                 continue;

@@ -1,0 +1,246 @@
+//! The cost model: a broker that spends (simulated) CPU on the work its core does.
+//!
+//! Under turmoil a broker handles any load in zero simulated time. With a [`CostProfile`]
+//! (nanoseconds per operation kind, fitted by `stampede calibrate` from a live broker) the
+//! core task becomes a FIFO server: each handled event's [`Work`] costs
+//! `Σ count × ns`, the simulated CPU's busy time accumulates, and the outputs of that
+//! event are released only when the CPU reaches them ([`CpuMeter`]). Time comes from
+//! `tokio::time`, which turmoil simulates; costs far below the 1 ms tick accumulate in
+//! nanoseconds and are charged across ticks (a backlog under half a millisecond is
+//! released at once, a longer one sleeps until the tick nearest its end), so throughput
+//! is exact and latency is rounded to the nearest tick.
+//!
+//! Without a profile the server never builds a meter and behaves exactly as before.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::core::Work;
+use crate::toml_config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
+
+/// A backlog shorter than this is released at once; a longer one waits until the tick
+/// nearest the end of its work (half of turmoil's 1 ms tick: rounding to nearest).
+const RELEASE_LEAD: Duration = Duration::from_micros(500);
+
+/// Nanoseconds of CPU per operation kind (the keys are [`Work`]'s counters with `_ns`),
+/// plus what calibration recorded about its fit. TOML, unknown keys refused.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostProfile {
+    /// What this profile describes (broker, version, machine).
+    pub description: String,
+    /// Set by calibration when the fit explained less than 90% of the variance.
+    pub fit_poor: bool,
+    /// The fit's coefficient of determination, when calibrated.
+    pub r2: Option<f64>,
+    /// Per `handle_*` call (a wake-up of the core task).
+    pub events_ns: f64,
+    /// Per frame decoded.
+    pub frames_in_ns: f64,
+    /// Per byte read.
+    pub bytes_in_ns: f64,
+    /// Per frame encoded.
+    pub frames_out_ns: f64,
+    /// Per byte written.
+    pub bytes_out_ns: f64,
+    /// Per heart-beat received or sent.
+    pub heartbeats_ns: f64,
+    /// Per subscription a message was matched against.
+    pub subscriptions_matched_ns: f64,
+    /// Per selector evaluation.
+    pub selectors_evaluated_ns: f64,
+    /// Per MESSAGE delivered.
+    pub deliveries_ns: f64,
+    /// Per ACK or NACK.
+    pub acks_ns: f64,
+    /// Per message handed to a bridge.
+    pub bridge_hops_ns: f64,
+    /// Per connection opened or closed.
+    pub connections_ns: f64,
+}
+
+impl CostProfile {
+    /// Reads and checks a profile file; errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<CostProfile, ConfigError> {
+        load_toml(path, CostProfile::validate)
+    }
+
+    /// Parses and checks profile text (`file` names it in errors).
+    pub fn parse(text: &str, file: &str) -> Result<CostProfile, ConfigError> {
+        parse_toml(text, file, CostProfile::validate)
+    }
+
+    /// Every cost must be a finite number ≥ 0.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (key, ns) in self.costs() {
+            if !ns.is_finite() || ns < 0.0 {
+                return Err(InvalidSetting::new(
+                    KeyPath::root().key(&key),
+                    "must be a number of nanoseconds >= 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `(key, ns)` for every operation kind, in [`Work::counts`] order.
+    pub fn costs(&self) -> [(String, f64); 12] {
+        let ns = self.ns_array();
+        let counts = Work::default().counts();
+        std::array::from_fn(|i| (format!("{}_ns", counts[i].0), ns[i]))
+    }
+
+    /// The costs as an array in [`Work::counts`] order.
+    pub fn ns_array(&self) -> [f64; 12] {
+        [
+            self.events_ns,
+            self.frames_in_ns,
+            self.bytes_in_ns,
+            self.frames_out_ns,
+            self.bytes_out_ns,
+            self.heartbeats_ns,
+            self.subscriptions_matched_ns,
+            self.selectors_evaluated_ns,
+            self.deliveries_ns,
+            self.acks_ns,
+            self.bridge_hops_ns,
+            self.connections_ns,
+        ]
+    }
+
+    /// A profile with these costs, in [`Work::counts`] order.
+    pub fn from_ns_array(ns: [f64; 12]) -> CostProfile {
+        CostProfile {
+            events_ns: ns[0],
+            frames_in_ns: ns[1],
+            bytes_in_ns: ns[2],
+            frames_out_ns: ns[3],
+            bytes_out_ns: ns[4],
+            heartbeats_ns: ns[5],
+            subscriptions_matched_ns: ns[6],
+            selectors_evaluated_ns: ns[7],
+            deliveries_ns: ns[8],
+            acks_ns: ns[9],
+            bridge_hops_ns: ns[10],
+            connections_ns: ns[11],
+            ..CostProfile::default()
+        }
+    }
+
+    /// What `work` costs, in nanoseconds.
+    pub fn cost_ns(&self, work: &Work) -> f64 {
+        let ns = self.ns_array();
+        work.counts()
+            .iter()
+            .zip(ns)
+            .map(|((_, n), c)| *n as f64 * c)
+            .sum()
+    }
+}
+
+/// The core task's simulated CPU: a single FIFO server that prices each event's work.
+#[derive(Clone, Debug)]
+pub struct CpuMeter {
+    profile: CostProfile,
+    /// The core's work counters at the last charge.
+    last: Work,
+    /// When the simulated CPU finishes what it was given so far.
+    busy_until: Option<Instant>,
+    /// Fractions of a nanosecond carried between charges.
+    carry_ns: f64,
+    /// CPU time charged in all.
+    busy_ns: u64,
+}
+
+impl CpuMeter {
+    /// A meter pricing work with `profile`, idle.
+    pub fn new(profile: CostProfile) -> CpuMeter {
+        CpuMeter {
+            profile,
+            last: Work::default(),
+            busy_until: None,
+            carry_ns: 0.0,
+            busy_ns: 0,
+        }
+    }
+
+    /// Charges the work done since the last charge (`work` is the core's monotonic
+    /// counters) at `now`; returns the instant the event's outputs may be released:
+    /// `None` when that is now (the backlog is under half a tick).
+    pub fn charge(&mut self, work: Work, now: Instant) -> Option<Instant> {
+        let delta = work.since(&self.last);
+        self.last = work;
+        let exact = self.profile.cost_ns(&delta) + self.carry_ns;
+        let ns = exact.floor().max(0.0);
+        self.carry_ns = exact - ns;
+        let ns = ns as u64;
+        self.busy_ns = self.busy_ns.saturating_add(ns);
+        let start = self.busy_until.filter(|b| *b > now).unwrap_or(now);
+        let done = start + Duration::from_nanos(ns);
+        self.busy_until = Some(done);
+        let release = done.checked_sub(RELEASE_LEAD)?;
+        (release > now).then_some(release)
+    }
+
+    /// CPU time charged so far, in nanoseconds.
+    pub fn busy_ns(&self) -> u64 {
+        self.busy_ns
+    }
+
+    /// The profile in use.
+    pub fn profile(&self) -> &CostProfile {
+        &self.profile
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_errors_name_file_line_and_key() {
+        let e = CostProfile::parse("events_ns = 10\nframes_in_ns = -3\n", "p.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "p.toml:2: frames_in_ns: must be a number of nanoseconds >= 0"
+        );
+        let e = CostProfile::parse("events_ns = 10\nframe_ns = 3\n", "p.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "frame_ns"), "{e}");
+        let e = CostProfile::parse("deliveries_ns = \"x\"\n", "p.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (1, "deliveries_ns"), "{e}");
+    }
+
+    #[test]
+    fn cost_is_counts_times_ns() {
+        let p = CostProfile::parse("deliveries_ns = 1000.0\nbytes_out_ns = 0.5\n", "p").unwrap();
+        let w = Work {
+            deliveries: 3,
+            bytes_out: 100,
+            ..Work::default()
+        };
+        assert_eq!(p.cost_ns(&w), 3050.0);
+    }
+
+    #[test]
+    fn the_meter_is_a_fifo_server_that_rounds_to_the_nearest_tick() {
+        let p = CostProfile::from_ns_array([1000.0; 12]);
+        let mut m = CpuMeter::new(p);
+        let t0 = Instant::now();
+        // 100 events of 1 µs each: a 100 µs backlog, released at once.
+        let mut w = Work {
+            events: 100,
+            ..Work::default()
+        };
+        assert_eq!(m.charge(w, t0), None);
+        // 2,000 more: the backlog reaches 2.1 ms; released 0.5 ms before its end.
+        w.events = 2100;
+        let at = m.charge(w, t0).unwrap();
+        assert_eq!(at - t0, Duration::from_micros(1600));
+        // Nothing new, later than the backlog's end: idle, released at once.
+        assert_eq!(m.charge(w, t0 + Duration::from_millis(5)), None);
+        assert_eq!(m.busy_ns(), 2_100_000);
+    }
+}
