@@ -25,6 +25,7 @@ pub mod interbroker;
 pub mod interbroker_headers;
 pub mod memory;
 mod message;
+mod persist;
 mod request;
 mod session;
 mod transaction;
@@ -40,10 +41,11 @@ use bytestring::ByteString;
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
 pub use ids::ConnId;
 pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message};
+pub use persist::PersistSettings;
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
-use dispatch::{Queue, Subscription, TopicIndex};
+use dispatch::{Durable, Queue, Subscription, TopicIndex};
 use ids::{QueueKey, SubKey};
 use session::Conn;
 
@@ -81,6 +83,16 @@ pub enum Output {
     ResumeReading {
         /// The connection to read again.
         conn: ConnId,
+    },
+    /// Append `record` to the message store (only with a store: see
+    /// [`Broker::enable_persistence`]). Write records in ticket order, and report with
+    /// [`Broker::handle_synced`] the ticket through which they are synced: RECEIPTs for
+    /// persistent messages wait for it.
+    Persist {
+        /// Increases by one with every record.
+        ticket: u64,
+        /// What to write.
+        record: crate::store::Record,
     },
     /// Write what is queued for `conn`, then close it. The core has already forgotten the
     /// connection; later events for it are ignored.
@@ -218,6 +230,10 @@ pub struct Broker {
     blocked_conns: VecDeque<ConnId>,
     /// Set while parked connections are being retried.
     retrying: bool,
+    /// The store's side in the core, when the broker has a store.
+    persist: Option<persist::Persistence>,
+    /// Durable topic subscriptions by (client-id, subscription name).
+    durables: BTreeMap<(String, String), Durable>,
 }
 
 impl Broker {
@@ -253,6 +269,8 @@ impl Broker {
             memory: Arc::new(memory::MemoryGauge::default()),
             blocked_conns: VecDeque::new(),
             retrying: false,
+            persist: None,
+            durables: BTreeMap::new(),
         }
     }
 

@@ -662,6 +662,7 @@ impl CoreTask {
                         let _ = p.send(false);
                     }
                 }
+                Output::Persist { .. } => {}
             }
         }
     }
