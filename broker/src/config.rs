@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::connectors::{ConnectorConfig, DiscoveryConfig, validate_connectors};
 use crate::core::CoreConfig;
 use crate::security::SecurityConfig;
+use crate::store::StoreConfig;
 use crate::tls::TlsConfig;
 use crate::toml_config::positive;
 pub use crate::toml_config::{
@@ -117,6 +118,8 @@ pub struct BrokerConfig {
     pub metrics: MetricsConfig,
     /// `[redis]`: Redis pub/sub listeners.
     pub redis: RedisConfig,
+    /// `[store]`: the message store for persistent messages (off without `dir`).
+    pub store: StoreConfig,
 }
 
 impl BrokerConfig {
@@ -141,7 +144,8 @@ impl BrokerConfig {
             .validate()
             .map_err(|e| e.within("discovery"))?;
         self.metrics.validate().map_err(|e| e.within("metrics"))?;
-        self.redis.validate().map_err(|e| e.within("redis"))
+        self.redis.validate().map_err(|e| e.within("redis"))?;
+        self.store.validate().map_err(|e| e.within("store"))
     }
 }
 
@@ -395,6 +399,20 @@ mod tests {
         assert_eq!(
             at("[core.heartbeat]\ngrace_factor = nan\n"),
             (2, "core.heartbeat.grace_factor".into())
+        );
+        assert_eq!(at("[store]\ndir = ' '\n"), (2, "store.dir".into()));
+        assert_eq!(
+            at("[store]\ngroup_window_ms = 0\n"),
+            (2, "store.group_window_ms".into())
+        );
+        assert_eq!(
+            at("[store]\nsegment_bytes_max = 10\n"),
+            (2, "store.segment_bytes_max".into())
+        );
+        assert_eq!(at("[store]\nsync = 'never'\n"), (2, "store.sync".into()));
+        assert_eq!(
+            at("[store]\nfull_policy = 'drop'\n"),
+            (2, "store.full_policy".into())
         );
         assert_eq!(
             at("[core]\ndead_letter_queue = ''\n"),

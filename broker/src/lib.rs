@@ -11,6 +11,8 @@
 //!   it never reads a clock, spawns a task or touches a socket.
 //! - [`net`]: the [`net::Net`] trait, the only way the broker reaches the network.
 //! - [`server`]: the tokio shell that drives one [`core::Broker`] over a [`net::Net`].
+//! - [`store`]: the message store (a checksummed journal behind the [`store::Disk`] seam)
+//!   that the server keeps persistent messages in.
 //! - [`client`]: the failover STOMP client (server pools, reconnect policies).
 //! - [`connectors`]: network connectors: bridges to other brokers (demand forwarding,
 //!   store and forward, discovery).
@@ -29,5 +31,6 @@ pub mod proto;
 pub mod security;
 pub mod selector;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod toml_config;

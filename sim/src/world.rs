@@ -70,6 +70,8 @@ pub fn run(
             metrics: Default::default(),
             // Simulated clients speak STOMP only.
             redis: Default::default(),
+            // No simulated disk yet: persistent messages live in memory.
+            store: Default::default(),
         };
         config.core.broker_name = b.name.clone();
         // The checker explains losses by what brokers held and dropped.

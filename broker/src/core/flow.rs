@@ -29,6 +29,7 @@ enum NoRoom {
     Memory { used: u64, max: u64 },
     QueueBytes { queue: String, max: u64 },
     QueueMessages { queue: String, max: usize },
+    Store { used: u64, max: u64 },
 }
 
 impl std::fmt::Display for NoRoom {
@@ -42,6 +43,11 @@ impl std::fmt::Display for NoRoom {
             NoRoom::QueueBytes { queue, max } => {
                 write!(f, "queue {queue} is full (limits.queue_bytes_max = {max})")
             }
+            NoRoom::Store { used, max } => write!(
+                f,
+                "the message store is full ({used} bytes of persistent messages held, \
+                 store.bytes_max = {max})"
+            ),
             NoRoom::QueueMessages { queue, max } => {
                 write!(
                     f,
@@ -76,8 +82,13 @@ impl Broker {
         if conn.state != State::Connected || frame.command != Command::Send {
             return Some(frame);
         }
-        if self.no_room_for(&frame).is_none() {
-            return Some(frame);
+        match self.no_room_for(&frame) {
+            None => return Some(frame),
+            Some(why @ NoRoom::Store { .. }) if self.store_refuses_at_once() => {
+                self.refuse_send(conn_id, &frame, &why.to_string());
+                return None;
+            }
+            Some(_) => {}
         }
         let since_ms = self.now_ms;
         if let Some(conn) = self.conns.get_mut(&conn_id) {
@@ -108,6 +119,12 @@ impl Broker {
             });
         }
         let dest = Destination::parse(frame.headers.get("destination")?).ok()?;
+        if frame.headers.get("persistent") == Some("true")
+            && !dest.kind.is_temporary()
+            && let Some((used, max, _)) = self.store_full(dest.kind)
+        {
+            return Some(NoRoom::Store { used, max });
+        }
         if !dest.kind.is_queue() || dest.kind.is_temporary() {
             return None;
         }
@@ -162,6 +179,10 @@ impl Broker {
                 && let Some(why) = self.no_room_for(&frame)
             {
                 let waited = now_ms.saturating_sub(since_ms);
+                if matches!(why, NoRoom::Store { .. }) && self.store_refuses_at_once() {
+                    self.refuse_send(conn_id, &frame, &why.to_string());
+                    continue;
+                }
                 let Some(parked) = self.conns.get_mut(&conn_id).and_then(|c| c.parked.as_mut())
                 else {
                     return;
@@ -172,15 +193,11 @@ impl Broker {
                 }
                 expire = false;
                 parked.since_ms = now_ms;
-                let receipt = frame.headers.get_shared("receipt").cloned();
                 let msg = format!(
                     "{why}; the SEND waited {waited} ms for room \
                      (limits.send_fail_if_no_space_after_ms = {limit_ms})"
                 );
-                self.stats.sends_refused += 1;
-                self.stats.errors_sent += 1;
-                let error = error_frame(&msg, receipt, "the SEND frame was refused");
-                self.emit_control(conn_id, error);
+                self.refuse_send(conn_id, &frame, &msg);
                 continue;
             }
             // Whatever comes next starts its own wait from now.
@@ -189,6 +206,24 @@ impl Broker {
             }
             self.process_frame(conn_id, frame);
         }
+    }
+
+    /// Whether a persistent SEND that finds the store full gets an ERROR at once
+    /// (`store.full_policy = "error"`) rather than waiting.
+    fn store_refuses_at_once(&self) -> bool {
+        self.persist
+            .as_ref()
+            .is_some_and(|p| p.settings.full_policy == crate::store::FullPolicy::Error)
+    }
+
+    /// Answers a SEND that cannot be taken with an ERROR naming `why` (its receipt id
+    /// included); the session stays open.
+    fn refuse_send(&mut self, conn_id: ConnId, frame: &Frame, why: &str) {
+        let receipt = frame.headers.get_shared("receipt").cloned();
+        self.stats.sends_refused += 1;
+        self.stats.errors_sent += 1;
+        let error = error_frame(why, receipt, "the SEND frame was refused");
+        self.emit_control(conn_id, error);
     }
 
     /// Every parked frame of `conn_id` is handled: read from it again.

@@ -63,8 +63,10 @@ pub struct Message {
     pub priority: u8,
     /// Absolute expiry in epoch milliseconds, if any.
     pub expires_ms: Option<u64>,
-    /// Whether the sender asked for `persistent:true` (kept for a future store).
+    /// Whether the sender asked for `persistent:true`.
     pub persistent: bool,
+    /// The store's id for it, when it is persistent and the broker has a store.
+    pub persist_id: Option<u64>,
     /// `JMSXGroupID`, for message groups.
     pub group: Option<ByteString>,
     /// The connection that sent it (for `activemq.noLocal`), if local.
@@ -108,6 +110,7 @@ impl Message {
             priority,
             expires_ms,
             persistent,
+            persist_id: None,
             group,
             origin_conn,
             broker_path: Box::new([]),
@@ -135,6 +138,12 @@ impl Message {
     /// The same message, charged to `gauge` until the last handle to it is dropped.
     pub(crate) fn charged(mut self, gauge: &std::sync::Arc<super::memory::MemoryGauge>) -> Message {
         self.charge = Some(gauge.charge(self.size_bytes()));
+        self
+    }
+
+    /// The same message with the store id `id` (see [`Message::persist_id`]).
+    pub(crate) fn with_persist_id(mut self, id: Option<u64>) -> Message {
+        self.persist_id = id;
         self
     }
 

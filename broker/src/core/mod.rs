@@ -25,6 +25,7 @@ pub mod interbroker;
 pub mod interbroker_headers;
 pub mod memory;
 mod message;
+mod persist;
 mod request;
 mod session;
 mod transaction;
@@ -41,11 +42,12 @@ use bytestring::ByteString;
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
 pub use ids::ConnId;
 pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message};
+pub use persist::PersistSettings;
 pub use work::Work;
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
-use dispatch::{Queue, Subscription, TopicIndex};
+use dispatch::{Durable, Queue, Subscription, TopicIndex};
 use ids::{QueueKey, SubKey};
 use session::Conn;
 
@@ -83,6 +85,16 @@ pub enum Output {
     ResumeReading {
         /// The connection to read again.
         conn: ConnId,
+    },
+    /// Append `record` to the message store (only with a store: see
+    /// [`Broker::enable_persistence`]). Write records in ticket order, and report with
+    /// [`Broker::handle_synced`] the ticket through which they are synced: RECEIPTs for
+    /// persistent messages wait for it.
+    Persist {
+        /// Increases by one with every record.
+        ticket: u64,
+        /// What to write.
+        record: crate::store::Record,
     },
     /// Write what is queued for `conn`, then close it. The core has already forgotten the
     /// connection; later events for it are ignored.
@@ -229,6 +241,10 @@ pub struct Broker {
     retrying: bool,
     /// Operations performed, for a shell that models CPU.
     work: Work,
+    /// The store's side in the core, when the broker has a store.
+    persist: Option<persist::Persistence>,
+    /// Durable topic subscriptions by (client-id, subscription name).
+    durables: BTreeMap<(String, String), Durable>,
 }
 
 impl Broker {
@@ -265,6 +281,8 @@ impl Broker {
             blocked_conns: VecDeque::new(),
             retrying: false,
             work: Work::default(),
+            persist: None,
+            durables: BTreeMap::new(),
         }
     }
 

@@ -69,6 +69,9 @@ pub(super) struct Conn {
     pub(super) parked: Option<Parked>,
     /// The common name of the client certificate a TLS listener verified, if any.
     pub(super) certificate_cn: Option<String>,
+    /// CONNECT's `client-id` (ActiveMQ's JMS client id), which durable subscriptions
+    /// belong to.
+    pub(super) client_id: Option<ByteString>,
 }
 
 impl Conn {
@@ -137,6 +140,7 @@ impl Broker {
                 last_recv_ms: now_ms,
                 parked: None,
                 certificate_cn: None,
+                client_id: None,
             },
         );
         let address = peer_address(peer);
@@ -250,13 +254,24 @@ impl Broker {
         let was_blocked = !conn.has_room(max);
         let n = frames.min(conn.outbound_frames);
         conn.outbound_frames -= n;
+        let mut consumed = Vec::new();
         for _ in 0..n {
-            conn.inflight.pop_front();
+            if let Some(Some(u)) = conn.inflight.pop_front() {
+                consumed.push(u);
+            }
         }
         if conn.has_room(max) {
             conn.behind_since_ms = None;
         }
-        if was_blocked && conn.has_room(max) {
+        let room = conn.has_room(max);
+        // Auto-ack queue messages are consumed once written.
+        for u in consumed {
+            self.persist_ack(&u.queue, &u.message);
+        }
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        if was_blocked && room {
             let subs: Vec<SubKey> = conn.subs.values().copied().collect();
             self.pending_drains.extend(subs);
             self.run_drains();
@@ -288,6 +303,7 @@ impl Broker {
         let state = conn.state;
         let receipt = frame.headers.get_shared("receipt").cloned();
         let command = frame.command;
+        self.start_frame_persistence();
         let result = match (state, command) {
             (State::AwaitingConnect, Command::Connect | Command::Stomp) => {
                 self.on_connect(conn_id, &frame)
@@ -307,14 +323,8 @@ impl Broker {
             (State::Connected, Command::Commit) => self.on_commit(conn_id, &frame),
             (State::Connected, Command::Abort) => self.on_abort(conn_id, &frame),
             (State::Connected, Command::Disconnect) => {
-                if let Some(r) = receipt {
-                    self.emit_control(
-                        conn_id,
-                        Frame::new(Command::Receipt).header("receipt-id", r),
-                    );
-                }
-                self.outputs.push_back(Output::Close { conn: conn_id });
-                self.teardown(conn_id);
+                // After the receipts that wait for the store, if any.
+                self.answer_disconnect(conn_id, receipt);
                 return;
             }
             (_, other) => fatal(format!("{other} is a server frame; clients cannot send it")),
@@ -325,10 +335,8 @@ impl Broker {
                     receipt,
                     matches!(command, Command::Connect | Command::Stomp),
                 ) {
-                    self.emit_control(
-                        conn_id,
-                        Frame::new(Command::Receipt).header("receipt-id", r),
-                    );
+                    // Held until the store has synced what the frame wrote, if anything.
+                    self.answer_receipt(conn_id, r);
                 }
             }
             Err(FrameError::Fatal(msg)) => {
@@ -373,6 +381,18 @@ impl Broker {
             Ok(p) => p,
             Err(e) => return fatal(e.to_string()),
         };
+        let client_id = h.get_shared("client-id").cloned().filter(|c| !c.is_empty());
+        if let Some(id) = &client_id
+            && self
+                .conns
+                .iter()
+                .any(|(c, other)| *c != conn_id && other.client_id.as_ref() == Some(id))
+        {
+            return fatal(format!(
+                "client-id '{id}' is already connected (a client id belongs to one connection \
+                 at a time)"
+            ));
+        }
         let min = self.config.heartbeat.interval_ms_min;
         let sx = if cy == 0 { 0 } else { cy.max(min) };
         let sy = if cx == 0 { 0 } else { cx.max(min) };
@@ -393,6 +413,7 @@ impl Broker {
         };
         conn.state = State::Connected;
         conn.principal = Some(principal);
+        conn.client_id = client_id;
         let peer = conn.peer.clone();
         self.sessions_current += 1;
         self.forget_unauthenticated(&peer);
@@ -518,6 +539,7 @@ impl Broker {
         if conn.parked.is_some() {
             self.blocked_conns.retain(|c| *c != conn_id);
         }
+        self.forget_held(conn_id);
         if conn.state == State::AwaitingConnect {
             self.forget_unauthenticated(&conn.peer);
         } else {

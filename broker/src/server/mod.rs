@@ -15,6 +15,7 @@
 
 mod connection;
 pub mod cost;
+mod journal;
 mod metrics;
 pub mod redis;
 
@@ -35,6 +36,7 @@ use crate::core::{Broker, ConnId, DropReason, Message, Output, Stats};
 use crate::net::{Listener, SharedNet};
 use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
+use crate::store::{Disk, Recovered, StdDisk, Store};
 use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
 use cost::{CostProfile, CpuMeter};
@@ -172,6 +174,8 @@ pub struct Server {
     reloads: mpsc::Receiver<Reload>,
     /// The cost model's profile; `None` (the default) charges no CPU time.
     cost: Option<CostProfile>,
+    /// The message store, opened, with what it recovered.
+    storage: Option<(Store, Recovered)>,
 }
 
 /// A request to replace the running broker's users, groups and authorization.
@@ -218,8 +222,41 @@ impl Reloader {
 }
 
 impl Server {
-    /// Binds every `server.listen` address.
+    /// Opens the message store when `store.dir` is set (locking the directory and
+    /// recovering what it holds), then binds every `server.listen` address. A store
+    /// another broker holds, or one that cannot be read, is an error naming it.
     pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
+        let disk: Option<Box<dyn Disk>> = match &config.store.dir {
+            Some(dir) => Some(Box::new(
+                StdDisk::open(std::path::Path::new(dir)).map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
+        Server::bind_with_storage(net, config, disk).await
+    }
+
+    /// [`Server::bind`] with the store on `disk` (any [`Disk`]: a simulated one, say)
+    /// instead of `store.dir`; `None` keeps nothing on disk.
+    pub async fn bind_with_storage(
+        net: SharedNet,
+        config: BrokerConfig,
+        disk: Option<Box<dyn Disk>>,
+    ) -> io::Result<Server> {
+        let storage = match disk {
+            Some(disk) => {
+                let (store, recovered) =
+                    Store::open(disk, (&config.store).into()).map_err(io::Error::other)?;
+                tracing::info!(
+                    messages = recovered.messages.len(),
+                    durable_subscriptions = recovered.durables.len(),
+                    torn_tail = ?recovered.torn_tail,
+                    skipped_corrupt = recovered.skipped.len(),
+                    "message store opened"
+                );
+                Some((store, recovered))
+            }
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut acceptor = None;
         for entry in &config.server.listen {
@@ -287,6 +324,7 @@ impl Server {
             reloader: Reloader(reload_tx),
             reloads,
             cost: None,
+            storage,
         })
     }
 
@@ -344,11 +382,37 @@ impl Server {
             reloader,
             mut reloads,
             cost,
+            storage,
         } = self;
         // Handles given out stay usable while the server runs; this one is not needed.
         drop(reloader);
         let security = Security::from_config(&config.security);
-        let broker = Broker::new(config.core.clone(), security, clock.now_ms());
+        let mut broker = Broker::new(config.core.clone(), security, clock.now_ms());
+        // The store writer runs beside the core task; the core hands it records and
+        // hears back which are synced.
+        let mut store_writer = None;
+        let mut journal = None;
+        if let Some((store, recovered)) = storage {
+            broker.enable_persistence(crate::core::PersistSettings {
+                bytes_max: config.store.bytes_max,
+                full_policy: config.store.full_policy,
+            });
+            broker.restore(recovered);
+            let (batches_tx, batches_rx) = mpsc::channel(journal::STORE_BATCHES_MAX);
+            let (progress_tx, progress_rx) =
+                tokio::sync::watch::channel(journal::Progress::default());
+            store_writer = Some(tokio::spawn(journal::run(
+                store,
+                config.store.clone(),
+                batches_rx,
+                progress_tx,
+            )));
+            journal = Some(Journal {
+                batches: batches_tx,
+                progress: progress_rx,
+                pending: Vec::new(),
+            });
+        }
         let (inbox_tx, inbox_rx) = mpsc::channel(config.server.inbox_events_max.max(1));
         // Writers hold at most one unreported batch each, so this channel is bounded by
         // the number of connections; its capacity only sets when a writer waits.
@@ -431,6 +495,8 @@ impl Server {
             writer_capacity: writer_capacity(&config),
             observations,
             meter: cost.map(CpuMeter::new),
+            journal,
+            store_failed: None,
         };
         // On shutdown, network bridges disconnect first (bounded), while the core still
         // answers their DISCONNECT.
@@ -443,7 +509,11 @@ impl Server {
             .await;
             network.abort_all();
         };
-        let mut inbox_rx = core.run(inbox_rx, flush_rx, shutdown).await;
+        let (mut inbox_rx, store_failed) = core.run(inbox_rx, flush_rx, shutdown).await;
+        // The core task dropped its sender: the writer syncs what it has and ends.
+        if let Some(w) = store_writer {
+            let _ = w.await;
+        }
         // Stop accepting, then wait (bounded) until every connection task has finished
         // flushing and dropped its handle on the inbox.
         tasks.abort_all();
@@ -452,8 +522,22 @@ impl Server {
             while inbox_rx.recv().await.is_some() {}
         })
         .await;
-        Ok(())
+        match store_failed {
+            Some(e) => Err(io::Error::other(format!(
+                "the message store failed, so the broker stopped: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
+}
+
+/// The core task's side of the store writer.
+struct Journal {
+    batches: mpsc::Sender<journal::Batch>,
+    /// Cloned once by [`CoreTask::run`], which waits on it.
+    progress: tokio::sync::watch::Receiver<journal::Progress>,
+    /// Records routed but not yet handed over.
+    pending: journal::Batch,
 }
 
 /// Frames a writer channel must hold: the window, the topic burst allowance, and slack
@@ -593,6 +677,10 @@ struct CoreTask {
     observations: ObservationsHandle,
     /// The simulated CPU, when a cost profile is set.
     meter: Option<CpuMeter>,
+    /// The store writer, when the broker has a store.
+    journal: Option<Journal>,
+    /// Why the store failed, if it did (the broker stops).
+    store_failed: Option<String>,
 }
 
 impl Drop for CoreTask {
@@ -614,8 +702,11 @@ impl CoreTask {
         mut inbox: mpsc::Receiver<Event>,
         mut flushes: mpsc::Receiver<Flushed>,
         shutdown: impl Future<Output = ()>,
-    ) -> mpsc::Receiver<Event> {
+    ) -> (mpsc::Receiver<Event>, Option<String>) {
         tokio::pin!(shutdown);
+        // The store writer's reports (one receiver for the whole run, so that each report
+        // is seen once).
+        let mut progress = self.journal.as_ref().map(|j| j.progress.clone());
         let mut stats_at = tokio::time::Instant::now();
         // Whether something happened since the published snapshot.
         let mut stats_stale = false;
@@ -634,9 +725,30 @@ impl CoreTask {
                     std::future::pending::<()>().await;
                 }
             };
+            let synced = async {
+                match progress.as_mut() {
+                    Some(p) => match p.changed().await {
+                        Ok(()) => p.borrow_and_update().clone(),
+                        Err(_) => journal::Progress {
+                            synced: 0,
+                            failed: Some("the store writer ended".to_owned()),
+                        },
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                p = synced => {
+                    if let Some(e) = p.failed {
+                        tracing::error!("stopping: the message store failed: {e}");
+                        self.store_failed = Some(e);
+                        break;
+                    }
+                    self.broker.handle_synced(self.clock.now_ms(), p.synced);
+                    self.settle().await;
+                }
                 Some(f) = flushes.recv() => {
                     self.flushed(f);
                     self.settle().await;
@@ -670,6 +782,19 @@ impl CoreTask {
                 }
                 () = stats_due => {}
             }
+            // Hand this pass's records to the store writer (waiting while it is
+            // behind: the disk sets the pace).
+            if let Some(j) = self.journal.as_mut()
+                && !j.pending.is_empty()
+            {
+                let batch = std::mem::take(&mut j.pending);
+                if j.batches.send(batch).await.is_err() {
+                    let e = "the store writer ended".to_owned();
+                    tracing::error!("stopping: {e}");
+                    self.store_failed = Some(e);
+                    break;
+                }
+            }
             stats_stale = true;
             if stats_at.elapsed() >= STATS_PERIOD {
                 self.stats.set(self.current_stats());
@@ -683,7 +808,14 @@ impl CoreTask {
             let _ = w.try_send(WriterMsg::Close);
         }
         drop(flushes);
-        inbox
+        // Records of the last pass still go to the store; then the writer may end.
+        if let Some(mut j) = self.journal.take() {
+            let batch = std::mem::take(&mut j.pending);
+            if !batch.is_empty() {
+                let _ = j.batches.send(batch).await;
+            }
+        }
+        (inbox, self.store_failed.take())
     }
 
     fn flushed(&mut self, f: Flushed) {
@@ -779,6 +911,11 @@ impl CoreTask {
                 Output::ResumeReading { conn } => {
                     if let Some(p) = self.pauses.get(&conn) {
                         let _ = p.send(false);
+                    }
+                }
+                Output::Persist { ticket, record } => {
+                    if let Some(j) = self.journal.as_mut() {
+                        j.pending.push((ticket, record));
                     }
                 }
             }

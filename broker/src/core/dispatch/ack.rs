@@ -108,6 +108,13 @@ impl Broker {
                 conn.tags.remove(&u.tag);
             }
         }
+        if kind == AckKind::Ack {
+            for u in &removed {
+                if let Origin::Queue { queue, .. } = &u.origin {
+                    self.persist_ack(queue, &u.message);
+                }
+            }
+        }
         if let AckKind::Nack { requeue } = kind {
             for u in removed {
                 if let Origin::Queue { queue, key } = u.origin {

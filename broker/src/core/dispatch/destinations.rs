@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Queue, is_wildcard_key};
+use super::{Queue, is_durable_queue, is_wildcard_key};
 use crate::core::ids::{ConnId, QueueKey, SubKey};
 use crate::core::message::DropReason;
 use crate::core::session::{FrameError, FrameResult, Unflushed};
@@ -79,7 +79,7 @@ impl Broker {
                 ..Queue::default()
             },
         );
-        if key.kind == Kind::Queue {
+        if key.kind == Kind::Queue && !is_durable_queue(key) {
             let wild: Vec<SubKey> = self
                 .queue_wildcard_subs
                 .iter()

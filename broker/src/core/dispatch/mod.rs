@@ -17,6 +17,7 @@
 
 mod ack;
 mod destinations;
+mod durable;
 mod redelivery;
 mod send;
 mod subscribe;
@@ -35,6 +36,7 @@ use super::session::Conn;
 use crate::destination::Pattern;
 use crate::proto::AckMode;
 use crate::selector::Selector;
+pub(crate) use durable::Durable;
 
 /// Where an unacknowledged delivery came from.
 #[derive(Debug)]
@@ -79,6 +81,9 @@ pub(crate) struct Subscription {
     pub(super) network: Option<NetworkSub>,
     /// Set for a subscription to consumer advisories.
     pub(super) advisory: Option<AdvisoryFeed>,
+    /// Set for a durable topic subscription: (client-id, subscription name). It consumes
+    /// from the durable subscription's queue.
+    pub(super) durable: Option<(String, String)>,
 }
 
 impl Subscription {
@@ -102,7 +107,7 @@ impl Subscription {
     }
 
     fn delivery_destination(&self, message: &Message) -> ByteString {
-        if self.pattern.is_some() {
+        if self.pattern.is_some() || self.durable.is_some() {
             message.destination_text.clone()
         } else {
             self.dest_text.clone()
@@ -155,6 +160,9 @@ pub(crate) struct Queue {
     /// Waiting messages with an expiry, by expiry.
     expiries: BTreeSet<(u64, EntryKey)>,
     expiry_armed_ms: Option<u64>,
+    /// A durable subscription's queue: it lives as long as the subscription, consumer or
+    /// not.
+    durable: bool,
 }
 
 impl Queue {
@@ -238,7 +246,7 @@ impl Queue {
     }
 
     fn is_collectable(&self) -> bool {
-        self.owner.is_none() && self.direct == 0 && self.pending.is_empty()
+        self.owner.is_none() && self.direct == 0 && self.pending.is_empty() && !self.durable
     }
 }
 
@@ -257,4 +265,10 @@ struct AckTarget {
 
 fn is_wildcard_key(key: &QueueKey) -> bool {
     crate::destination::is_wildcard(&key.name)
+}
+
+/// Whether `key` is a durable subscription's internal queue (no client can name one: see
+/// [`crate::store::durable_queue_name`]); queue wildcards never match them.
+pub(super) fn is_durable_queue(key: &QueueKey) -> bool {
+    key.kind == crate::destination::Kind::Queue && key.name.contains(',')
 }

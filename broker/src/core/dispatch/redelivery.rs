@@ -24,6 +24,7 @@ impl Broker {
         if message.is_expired(self.now_ms) {
             self.stats.messages_expired += 1;
             self.record_drop(&message, DropReason::Expired);
+            self.persist_ack(&key, &message);
             return;
         }
         if redeliveries > self.config.limits.redeliveries_max {
@@ -44,6 +45,10 @@ impl Broker {
 
     pub(super) fn dead_letter(&mut self, from: &QueueKey, message: &Message) {
         self.stats.messages_dead_lettered += 1;
+        self.persist_ack(from, message);
+        let persist_id = message
+            .persist_id
+            .and_then(|_| self.next_persist_id(message.persistent));
         let dlq = QueueKey::queue(&self.config.dead_letter_queue);
         let mut headers = message.headers.clone();
         headers.push("original-destination", from.display());
@@ -58,10 +63,12 @@ impl Broker {
             message.persistent,
             None,
         )
-        .with_network(message.broker_path.to_vec(), message.origin_id.clone());
+        .with_network(message.broker_path.to_vec(), message.origin_id.clone())
+        .with_persist_id(persist_id);
         if self.ensure_queue(&dlq).is_ok() {
             let copy = Arc::new(copy);
             self.record_drop(&copy, DropReason::DeadLettered);
+            self.persist_enqueue(&copy, std::slice::from_ref(&dlq));
             let entry_key = self.entry_key(&copy);
             if !self.offer(&dlq, entry_key, &copy, 0) {
                 self.store(&dlq, entry_key, copy, 0);
@@ -76,14 +83,13 @@ impl Broker {
         };
         queue.expiry_armed_ms = None;
         let mut expired = 0;
+        let mut gone = Vec::new();
         while let Some(&(at, entry_key)) = queue.expiries.first() {
             if at > now_ms {
                 break;
             }
-            if let Some(entry) = queue.take(entry_key)
-                && self.config.record_drops
-            {
-                self.dropped.push((entry.message, DropReason::Expired));
+            if let Some(entry) = queue.take(entry_key) {
+                gone.push(entry.message);
             }
             expired += 1;
         }
@@ -92,6 +98,12 @@ impl Broker {
         if let Some(at) = next {
             queue.expiry_armed_ms = Some(at);
             self.set_timer(at, Timer::Expiry(key.clone()));
+        }
+        for message in gone {
+            self.persist_ack(key, &message);
+            if self.config.record_drops {
+                self.dropped.push((message, DropReason::Expired));
+            }
         }
         self.collect_queue(key);
     }
@@ -136,6 +148,7 @@ impl Broker {
                 if entry.message.is_expired(self.now_ms) {
                     self.stats.messages_expired += 1;
                     self.record_drop(&entry.message, DropReason::Expired);
+                    self.persist_ack(&q, &entry.message);
                     continue;
                 }
                 self.deliver_queued(&q, entry_key, entry.message, entry.redeliveries, sub_key);

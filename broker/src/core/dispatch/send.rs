@@ -70,6 +70,7 @@ impl Broker {
                 headers.remove(name);
             }
         }
+        let persist_id = self.next_persist_id(persistent && !key.kind.is_temporary());
         Message::new(
             self.message_id(),
             Destination::new(key.kind, key.name.clone()),
@@ -82,6 +83,7 @@ impl Broker {
             Some(conn_id),
         )
         .with_network(path, origin_id)
+        .with_persist_id(persist_id)
     }
 
     /// Delivers or stores a message sent to `key`.
@@ -100,9 +102,12 @@ impl Broker {
             self.ensure_queue(&key)?;
             let queue = self.queues.get(&key).map(Queue::pending_len).unwrap_or(0);
             let entry_key = self.entry_key(&message);
+            // On disk before any consumer can acknowledge it.
+            self.persist_enqueue(&message, std::slice::from_ref(&key));
             let delivered = self.offer(&key, entry_key, &message, 0);
             if !delivered {
                 if queue >= self.config.limits.queue_messages_max {
+                    self.persist_ack(&key, &message);
                     self.stats.sends_refused += 1;
                     self.record_drop(&message, DropReason::Refused);
                     self.collect_queue(&key);
@@ -117,6 +122,7 @@ impl Broker {
             Ok(())
         } else {
             self.publish(&key, &message);
+            self.publish_durable(&key, &message);
             Ok(())
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use super::{Origin, Subscription};
+use super::{Origin, Subscription, is_durable_queue};
 use crate::core::Broker;
 use crate::core::ids::{ConnId, QueueKey, SubKey};
 use crate::core::interbroker::{Action, NetworkSub, is_advisory};
@@ -79,6 +79,12 @@ impl Broker {
             }
         }
         self.authorize_use(conn_id, Operation::Read, &key)?;
+        let durable = self.open_durable(conn_id, frame, &key, wildcard)?;
+        let (selector, durable_key) = match durable {
+            // A durable subscription's selector is applied as messages enter its queue.
+            Some((k, q)) => (None, Some((k, q))),
+            None => (selector, None),
+        };
         let default_prefetch = if dest.kind.is_queue() {
             self.config.queue_prefetch_default
         } else {
@@ -101,7 +107,7 @@ impl Broker {
             id_header,
             dest_text,
             dest: key.clone(),
-            pattern: wildcard.then(|| Pattern::new(&dest.name)),
+            pattern: (wildcard && durable_key.is_none()).then(|| Pattern::new(&dest.name)),
             selector,
             eq,
             ack,
@@ -114,6 +120,7 @@ impl Broker {
             queues: BTreeSet::new(),
             network,
             advisory: None,
+            durable: durable_key.as_ref().map(|(k, _)| k.clone()),
         };
         self.network_subs += usize::from(sub.network.is_some());
         self.subs.insert(sub_key, sub);
@@ -125,13 +132,20 @@ impl Broker {
             self.start_advisory_feed(sub_key, h.get(ADVISORY_REPLAY) == Some("true"));
             return Ok(());
         }
-        if key.kind.is_queue() {
+        if let Some((durable, queue)) = durable_key {
+            self.attach(sub_key, &queue, true);
+            self.durable_came_online(&durable, sub_key);
+        } else if key.kind.is_queue() {
             if wildcard {
                 self.queue_wildcard_subs.insert(sub_key);
                 let matching: Vec<QueueKey> = self
                     .queues
                     .keys()
-                    .filter(|q| q.kind == Kind::Queue && Pattern::new(&key.name).matches(&q.name))
+                    .filter(|q| {
+                        q.kind == Kind::Queue
+                            && !is_durable_queue(q)
+                            && Pattern::new(&key.name).matches(&q.name)
+                    })
                     .cloned()
                     .collect();
                 for q in matching {
@@ -238,6 +252,9 @@ impl Broker {
         conn_id: ConnId,
         frame: &Frame,
     ) -> FrameResult {
+        if let Some(result) = self.close_durable(conn_id, frame) {
+            return result;
+        }
         let Some(conn) = self.conns.get(&conn_id) else {
             return Ok(());
         };
@@ -287,6 +304,9 @@ impl Broker {
         let Some(mut sub) = self.subs.remove(&sub_key) else {
             return;
         };
+        if let Some(durable) = &sub.durable {
+            self.durable_went_offline(durable, sub_key);
+        }
         self.network_subs -= usize::from(sub.network.is_some());
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.subs.remove(&client_id);

@@ -51,6 +51,8 @@ impl Broker {
             return fatal(format!("transaction '{tx}' is not open"));
         };
         let mut refused = Vec::new();
+        // Everything the commit stores is one record: all of it survives a crash, or none.
+        self.begin_persist_batch();
         for op in ops {
             match op {
                 TxOp::Send(key, message) => {
@@ -63,6 +65,7 @@ impl Broker {
                 TxOp::Ack { sub, tag, kind } => self.apply_ack(sub, tag, kind),
             }
         }
+        self.end_persist_batch();
         if refused.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,119 @@
+//! The store writer: a task that appends the core's records to the message store and
+//! syncs them per `[store] sync`, then reports the ticket through which everything is
+//! durable (or, with `interval_ms`, written) back to the core task.
+//!
+//! The store's calls block (a write, an fsync); they run on this task, never on the core
+//! task, so the broker goes on routing while a sync runs, and what arrives meanwhile
+//! shares the next sync (group commit comes for free under load). The channel from the
+//! core task holds at most [`STORE_BATCHES_MAX`] batches: when the disk falls behind, the
+//! core task waits to hand over a batch, and so stops taking new frames.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::store::{Record, Store, StoreConfig, SyncPolicy};
+
+/// Batches of records (one per pass of the core task) waiting for the store writer.
+pub(super) const STORE_BATCHES_MAX: usize = 64;
+
+/// Records of one pass of the core task, with their tickets.
+pub(super) type Batch = Vec<(u64, Record)>;
+
+/// What the writer reports.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Progress {
+    /// Every record through this ticket is synced (written, with `interval_ms`).
+    pub(super) synced: u64,
+    /// Set when the store failed: the broker must stop.
+    pub(super) failed: Option<String>,
+}
+
+/// Runs until the core task drops its sender, then syncs what it wrote and ends.
+pub(super) async fn run(
+    mut store: Store,
+    config: StoreConfig,
+    mut batches: mpsc::Receiver<Batch>,
+    progress: watch::Sender<Progress>,
+) {
+    if let Err(e) = serve(&mut store, &config, &mut batches, &progress).await {
+        tracing::error!("the message store failed: {e}");
+        progress.send_modify(|p| p.failed = Some(e.to_string()));
+        return;
+    }
+    if let Err(e) = store.sync() {
+        tracing::error!("the message store failed on its last sync: {e}");
+    }
+}
+
+async fn serve(
+    store: &mut Store,
+    config: &StoreConfig,
+    batches: &mut mpsc::Receiver<Batch>,
+    progress: &watch::Sender<Progress>,
+) -> Result<(), crate::store::StoreError> {
+    let interval = Duration::from_millis(config.interval_ms.max(1));
+    let window = Duration::from_millis(config.group_window_ms.max(1));
+    let mut next_interval_sync = tokio::time::Instant::now() + interval;
+    loop {
+        let mut last = None;
+        let mut records = 0usize;
+        // Wait for work (with `interval_ms`, or for the next periodic sync).
+        let first = match config.sync {
+            SyncPolicy::IntervalMs => {
+                tokio::select! {
+                    biased;
+                    b = batches.recv() => b,
+                    () = tokio::time::sleep_until(next_interval_sync) => {
+                        store.sync()?;
+                        next_interval_sync = tokio::time::Instant::now() + interval;
+                        continue;
+                    }
+                }
+            }
+            _ => batches.recv().await,
+        };
+        let Some(first) = first else {
+            return Ok(());
+        };
+        write(store, first, &mut last, &mut records)?;
+        if config.sync == SyncPolicy::Group {
+            // Group commit: wait a bounded window for more, unless the batch is full.
+            let deadline = tokio::time::Instant::now() + window;
+            while records < config.group_batch_max {
+                tokio::select! {
+                    biased;
+                    b = batches.recv() => match b {
+                        Some(b) => write(store, b, &mut last, &mut records)?,
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        // Whatever is already waiting shares this sync.
+        while let Ok(b) = batches.try_recv() {
+            write(store, b, &mut last, &mut records)?;
+        }
+        if config.sync != SyncPolicy::IntervalMs {
+            store.sync()?;
+        }
+        if let Some(ticket) = last {
+            progress.send_modify(|p| p.synced = p.synced.max(ticket));
+        }
+    }
+}
+
+fn write(
+    store: &mut Store,
+    batch: Batch,
+    last: &mut Option<u64>,
+    records: &mut usize,
+) -> Result<(), crate::store::StoreError> {
+    for (ticket, record) in batch {
+        store.append(&record)?;
+        *last = Some(ticket);
+        *records += 1;
+    }
+    Ok(())
+}

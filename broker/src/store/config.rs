@@ -1,0 +1,103 @@
+//! `[store]`: where persistent messages are kept and how hard the broker tries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::toml_config::{InvalidSetting, KeyPath, positive};
+
+/// When the journal is synced to disk, and so when a persistent SEND's RECEIPT goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum SyncPolicy {
+    /// Every record is synced before its RECEIPT: what was written while a sync ran
+    /// shares the next one. No receipted persistent message is lost on power failure.
+    #[serde(rename = "always")]
+    Always,
+    /// Group commit: records wait up to `group_window_ms` (or until `group_batch_max`
+    /// records wait) for one sync, then their RECEIPTs go out. Same promise as `always`,
+    /// fewer syncs, some latency.
+    #[serde(rename = "group")]
+    Group,
+    /// Records are written at once and synced every `interval_ms`; RECEIPTs go out after
+    /// the write, before the sync (ActiveMQ's `enableJournalDiskSyncs=false`): a process
+    /// crash loses nothing, a power failure loses up to `interval_ms` of receipted messages.
+    #[serde(rename = "interval_ms")]
+    IntervalMs,
+}
+
+/// What a persistent SEND gets when the store holds `bytes_max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FullPolicy {
+    /// It waits like a SEND that finds memory full (producer flow control), and gets an
+    /// ERROR after `core.limits.send_fail_if_no_space_after_ms`.
+    Block,
+    /// It gets an ERROR at once, naming `store.bytes_max`.
+    Error,
+}
+
+/// `[store]`. Without `dir` nothing is stored: `persistent:true` messages live in memory
+/// only, as before.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store directory (created if missing, locked while the broker runs).
+    pub dir: Option<String>,
+    /// When records are synced.
+    pub sync: SyncPolicy,
+    /// `group`: the longest a record waits for its sync, in milliseconds.
+    pub group_window_ms: u64,
+    /// `group`: sync at once when this many records wait.
+    pub group_batch_max: usize,
+    /// `interval_ms`: milliseconds between syncs.
+    pub interval_ms: u64,
+    /// Bytes of persistent messages the store may hold (not yet acknowledged).
+    pub bytes_max: u64,
+    /// What a persistent SEND gets when the store is full.
+    pub full_policy: FullPolicy,
+    /// Journal files roll over at this size; fully acknowledged old files are deleted.
+    pub segment_bytes_max: u64,
+    /// On start, skip a record whose checksum fails in the middle of a journal file
+    /// (logged with file and offset) instead of refusing to start. Skipped records are
+    /// lost: use it to get a broker back up after looking at the damage.
+    pub skip_corrupt: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            dir: None,
+            sync: SyncPolicy::Always,
+            group_window_ms: 2,
+            group_batch_max: 256,
+            interval_ms: 1_000,
+            bytes_max: 10 * 1024 * 1024 * 1024,
+            full_policy: FullPolicy::Block,
+            segment_bytes_max: 32 * 1024 * 1024,
+            skip_corrupt: false,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks what deserialization accepts but the store cannot use.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if let Some(dir) = &self.dir
+            && dir.trim().is_empty()
+        {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("dir"),
+                "must be a directory path (leave the key out to store nothing)",
+            ));
+        }
+        positive(self.group_window_ms, "group_window_ms")?;
+        positive(self.group_batch_max, "group_batch_max")?;
+        positive(self.interval_ms, "interval_ms")?;
+        positive(self.bytes_max, "bytes_max")?;
+        if self.segment_bytes_max < 4096 {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("segment_bytes_max"),
+                "must be at least 4096",
+            ));
+        }
+        Ok(())
+    }
+}

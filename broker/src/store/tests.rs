@@ -1,0 +1,269 @@
+//! The store against an in-memory disk: recovery, torn tails, corruption, versions,
+//! durable subscriptions, compaction.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::disk::mem::MemDisk;
+use super::record::{self, DurableSub, Record, StoredMessage};
+use super::{Disk, Recovered, Store, StoreError, StoreOptions, durable_queue_name, segment_name};
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        segment_bytes_max: 1 << 20,
+        skip_corrupt: false,
+    }
+}
+
+fn message(id: u64, queues: &[&str]) -> StoredMessage {
+    StoredMessage {
+        id,
+        queues: queues.iter().map(|q| Arc::from(*q)).collect(),
+        message_id: format!("ID:b-1-{id}"),
+        destination: "/queue/q".into(),
+        headers: vec![("persistent".into(), "true".into())],
+        body: Bytes::from(vec![b'x'; 100]),
+        priority: 4,
+        expires_ms: None,
+        broker_path: Vec::new(),
+        origin_id: None,
+    }
+}
+
+fn ack(id: u64, queue: &str) -> Record {
+    Record::Ack {
+        id,
+        queue: Arc::from(queue),
+    }
+}
+
+fn open(disk: &MemDisk, options: StoreOptions) -> Result<(Store, Recovered), StoreError> {
+    Store::open(Box::new(disk.clone()), options)
+}
+
+fn ids(r: &Recovered) -> Vec<u64> {
+    r.messages.iter().map(|m| m.id).collect()
+}
+
+fn journal_files(disk: &MemDisk) -> Vec<String> {
+    disk.list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("journal-"))
+        .collect()
+}
+
+#[test]
+fn unacknowledged_messages_come_back() {
+    let disk = MemDisk::default();
+    let (mut store, r) = open(&disk, options()).unwrap();
+    assert!(r.messages.is_empty());
+    assert_eq!(r.next_id, 1);
+    for id in 1..=4 {
+        store.append(&Record::Enqueue(message(id, &["q"]))).unwrap();
+    }
+    store.append(&ack(2, "q")).unwrap();
+    store.append(&ack(4, "q")).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let (_, r) = open(&disk, options()).unwrap();
+    assert_eq!(ids(&r), [1, 3]);
+    assert_eq!(r.next_id, 5);
+    assert_eq!(r.messages[0], message(1, &["q"]));
+}
+
+#[test]
+fn a_message_in_two_queues_lives_until_both_ack() {
+    let disk = MemDisk::default();
+    let (mut store, _) = open(&disk, options()).unwrap();
+    store
+        .append(&Record::Enqueue(message(1, &["a", "b"])))
+        .unwrap();
+    store.append(&ack(1, "a")).unwrap();
+    drop(store);
+    let (mut store, r) = open(&disk, options()).unwrap();
+    assert_eq!(r.messages[0].queues, [Arc::<str>::from("b")]);
+    store.append(&ack(1, "b")).unwrap();
+    drop(store);
+    assert!(open(&disk, options()).unwrap().1.messages.is_empty());
+}
+
+#[test]
+fn a_commit_applies_all_its_operations() {
+    let disk = MemDisk::default();
+    let (mut store, _) = open(&disk, options()).unwrap();
+    store.append(&Record::Enqueue(message(1, &["q"]))).unwrap();
+    store
+        .append(&Record::Commit(vec![
+            Record::Enqueue(message(2, &["q"])),
+            Record::Enqueue(message(3, &["q"])),
+            ack(1, "q"),
+        ]))
+        .unwrap();
+    drop(store);
+    assert_eq!(ids(&open(&disk, options()).unwrap().1), [2, 3]);
+}
+
+fn durable(client: &str, name: &str) -> DurableSub {
+    DurableSub {
+        client_id: client.into(),
+        name: name.into(),
+        destination: "/topic/t".into(),
+        selector: None,
+        no_local: false,
+    }
+}
+
+#[test]
+fn durable_subscriptions_and_their_messages_survive_until_removed() {
+    let disk = MemDisk::default();
+    let (mut store, _) = open(&disk, options()).unwrap();
+    let dq = durable_queue_name("c", "n");
+    store
+        .append(&Record::DurableAdd(durable("c", "n")))
+        .unwrap();
+    store
+        .append(&Record::DurableAdd(durable("c", "m")))
+        .unwrap();
+    store.append(&Record::Enqueue(message(1, &[&dq]))).unwrap();
+    drop(store);
+    let (mut store, r) = open(&disk, options()).unwrap();
+    assert_eq!(r.durables, [durable("c", "m"), durable("c", "n")]);
+    assert_eq!(ids(&r), [1]);
+    store
+        .append(&Record::DurableRemove {
+            client_id: "c".into(),
+            name: "n".into(),
+        })
+        .unwrap();
+    drop(store);
+    let (_, r) = open(&disk, options()).unwrap();
+    assert_eq!(r.durables, [durable("c", "m")]);
+    assert!(r.messages.is_empty());
+}
+
+#[test]
+fn a_torn_tail_is_discarded_and_the_file_made_whole() {
+    let disk = MemDisk::default();
+    let (mut store, _) = open(&disk, options()).unwrap();
+    store.append(&Record::Enqueue(message(1, &["q"]))).unwrap();
+    store.append(&Record::Enqueue(message(2, &["q"]))).unwrap();
+    drop(store);
+    let name = journal_files(&disk).pop().unwrap();
+    let full = disk.read(&name).unwrap().len();
+    for cut in [1, 9, 50] {
+        let copy = MemDisk::default();
+        for f in journal_files(&disk) {
+            let mut bytes = disk.read(&f).unwrap();
+            if f == name {
+                bytes.truncate(full - cut);
+            }
+            copy.0.lock().unwrap().insert(f, bytes);
+        }
+        let (_, r) = open(&copy, options()).unwrap();
+        assert_eq!(ids(&r), [1], "cut {cut}");
+        assert!(r.torn_tail.is_some());
+        // Opened again, the file is whole: nothing torn, nothing corrupt.
+        let (_, r) = open(&copy, options()).unwrap();
+        assert_eq!(ids(&r), [1]);
+        assert!(r.torn_tail.is_none());
+    }
+}
+
+#[test]
+fn a_bad_checksum_in_the_middle_names_file_and_offset() {
+    let disk = MemDisk::default();
+    let (mut store, _) = open(&disk, options()).unwrap();
+    for id in 1..=3 {
+        store.append(&Record::Enqueue(message(id, &["q"]))).unwrap();
+    }
+    drop(store);
+    let name = journal_files(&disk).pop().unwrap();
+    let mut bytes = disk.read(&name).unwrap();
+    let mut one = Vec::new();
+    record::encode(&Record::Enqueue(message(1, &["q"])), &mut one);
+    let second = record::FILE_HEADER_BYTES + one.len();
+    bytes[second + 40] ^= 0xff;
+    disk.0.lock().unwrap().insert(name.clone(), bytes);
+    let err = open(&disk, options()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("mem:{name}")) && text.contains(&format!("offset {second}")),
+        "{text}"
+    );
+    assert!(text.contains("store.skip_corrupt"), "{text}");
+    let skip = StoreOptions {
+        skip_corrupt: true,
+        ..options()
+    };
+    let (_, r) = open(&disk, skip).unwrap();
+    assert_eq!(ids(&r), [1, 3]);
+    assert_eq!(r.skipped, [(format!("mem:{name}"), second as u64)]);
+}
+
+#[test]
+fn newer_formats_and_foreign_journals_are_refused_by_name() {
+    let disk = MemDisk::default();
+    let mut header = record::MAGIC.to_vec();
+    header.extend_from_slice(&(record::FORMAT_VERSION + 1).to_le_bytes());
+    disk.0.lock().unwrap().insert(segment_name(1), header);
+    let text = open(&disk, options()).unwrap_err().to_string();
+    assert!(
+        text.contains("format version 2") && text.contains(&segment_name(1)),
+        "{text}"
+    );
+
+    let disk = MemDisk::default();
+    disk.0
+        .lock()
+        .unwrap()
+        .insert(segment_name(1), b"not a journal at all".to_vec());
+    assert!(matches!(
+        open(&disk, options()),
+        Err(StoreError::NotJournal { .. })
+    ));
+    // Files not named like journals are left alone.
+    let disk = MemDisk::default();
+    disk.0
+        .lock()
+        .unwrap()
+        .insert("README".into(), b"notes".to_vec());
+    assert!(open(&disk, options()).is_ok());
+    assert_eq!(disk.read("README").unwrap(), b"notes");
+}
+
+#[test]
+fn fully_acknowledged_files_are_deleted_and_durables_carried_forward() {
+    let disk = MemDisk::default();
+    let small = StoreOptions {
+        segment_bytes_max: 4096,
+        skip_corrupt: false,
+    };
+    let (mut store, _) = open(&disk, small).unwrap();
+    store
+        .append(&Record::DurableAdd(durable("c", "n")))
+        .unwrap();
+    // One message stays live in the first file; everything after is acknowledged.
+    store
+        .append(&Record::Enqueue(message(1, &["keep"])))
+        .unwrap();
+    for id in 2..200 {
+        store.append(&Record::Enqueue(message(id, &["q"]))).unwrap();
+        store.append(&ack(id, "q")).unwrap();
+    }
+    let files_pinned = journal_files(&disk).len();
+    assert!(files_pinned > 3, "{files_pinned}");
+    store.append(&ack(1, "keep")).unwrap();
+    for id in 200..260 {
+        store.append(&Record::Enqueue(message(id, &["q"]))).unwrap();
+        store.append(&ack(id, "q")).unwrap();
+    }
+    let files = journal_files(&disk).len();
+    assert!(files <= 2, "{files} files after compaction");
+    assert_eq!(store.segment_count(), files);
+    drop(store);
+    let (_, r) = open(&disk, small).unwrap();
+    assert!(r.messages.is_empty());
+    assert_eq!(r.durables, [durable("c", "n")]);
+}

@@ -1,0 +1,386 @@
+//! The message store from outside: the real `stampede-broker` binary, a store directory,
+//! persistent receipted messages, `kill -9` mid-stream, a restart on the same directory,
+//! and every receipted message delivered. Also durable subscriptions across a restart, a
+//! torn journal tail, a corrupt record in the middle, and a second broker on the same
+//! directory.
+
+// Real processes in real time: deadlines on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use stampede_broker::proto::{Command, Frame};
+use support::Raw;
+use tokio::io::AsyncWriteExt;
+
+/// How long a broker may take to write its ready file.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `stampede-broker` process on a store directory; SIGKILLed when dropped.
+struct Broker {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+/// The configuration of a broker on store `dir` with `extra` lines under `[store]`.
+fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[store]\ndir = \"{}\"\n{extra}\n",
+        dir.join("store").display()
+    )
+}
+
+/// Starts the broker; `Err` with its log when it exits before becoming ready.
+fn try_start(dir: &Path, name: &str, config_text: &str) -> Result<Broker, String> {
+    let ready = dir.join(format!("{name}.ready"));
+    let log = dir.join(format!("{name}.log"));
+    let cfg = dir.join(format!("{name}.toml"));
+    let _ = fs::remove_file(&ready);
+    fs::write(&cfg, config_text).unwrap();
+    let out = fs::File::create(&log).unwrap();
+    let err = out.try_clone().unwrap();
+    let child = Process::new(env!("CARGO_BIN_EXE_stampede-broker"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut broker = Broker {
+        child,
+        addr: String::new(),
+        log,
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            return Err(format!("exited with {status}:\n{}", broker.log_text()));
+        }
+        if let Ok(text) = fs::read_to_string(&ready)
+            && let Some(line) = text.lines().next()
+        {
+            broker.addr = line.trim().to_owned();
+            return Ok(broker);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready:\n{}", broker.log_text()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(dir: &Path, name: &str, config_text: &str) -> Broker {
+    try_start(dir, name, config_text).unwrap_or_else(|e| panic!("broker {name}: {e}"))
+}
+
+impl Broker {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(addr: &str, headers: &[(&str, &str)]) -> Raw {
+    let mut c = Raw::open(addr).await;
+    let mut f = Frame::new(Command::Connect).header("accept-version", "1.2");
+    for (k, v) in headers {
+        f = f.header(*k, *v);
+    }
+    c.write_frame(f).await;
+    let got = c.read_frame().await.expect("CONNECTED");
+    assert_eq!(got.command, Command::Connected, "{got:?}");
+    c.decoder.set_version(stampede_broker::proto::Version::V1_2);
+    c
+}
+
+fn persistent_send(dest: &str, seq: u64) -> Frame {
+    Frame::new(Command::Send)
+        .header("destination", dest)
+        .header("persistent", "true")
+        .header("receipt", format!("r{seq}"))
+        .body(format!("{seq}").into_bytes())
+}
+
+/// Pipelines `total` persistent receipted SENDs and SIGKILLs the broker once `kill_after`
+/// receipts came back (with the rest still in flight). Returns the receipted sequence
+/// numbers.
+async fn send_and_kill(broker: Broker, dest: &str, total: u64, kill_after: usize) -> BTreeSet<u64> {
+    let mut producer = connect(&broker.addr, &[]).await;
+    let mut bytes = bytes::BytesMut::new();
+    for seq in 0..total {
+        stampede_broker::proto::encode(
+            &persistent_send(dest, seq),
+            stampede_broker::proto::Version::V1_2,
+            &mut bytes,
+        );
+    }
+    // The writer runs on: the broker reads as fast as it takes messages.
+    let (mut read_half, mut write_half) = producer.stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write_half.write_all(&bytes).await;
+        write_half
+    });
+    let mut receipted = BTreeSet::new();
+    let mut buf = std::mem::take(&mut producer.buf);
+    let mut decoder = producer.decoder;
+    use tokio::io::AsyncReadExt;
+    while receipted.len() < kill_after {
+        match decoder.decode(&mut buf).unwrap() {
+            Some(stampede_broker::proto::Item::Frame(f)) => {
+                assert_eq!(f.command, Command::Receipt, "{f:?}");
+                let id = f.headers.get("receipt-id").unwrap();
+                receipted.insert(id[1..].parse::<u64>().unwrap());
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        let n = tokio::time::timeout(support::WAIT, read_half.read_buf(&mut buf))
+            .await
+            .expect("receipts keep coming")
+            .unwrap();
+        assert!(n > 0, "the broker closed the producer");
+    }
+    // Receipts already in the socket count too: the broker sent them before the crash.
+    broker.kill_9();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(stampede_broker::proto::Item::Frame(f))) if f.command == Command::Receipt => {
+                let id = f.headers.get("receipt-id").unwrap();
+                receipted.insert(id[1..].parse::<u64>().unwrap());
+                continue;
+            }
+            Ok(Some(_)) => continue,
+            _ => {}
+        }
+        match tokio::time::timeout(Duration::from_secs(2), read_half.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+    writer.abort();
+    receipted
+}
+
+/// Consumes `dest` until it stays quiet for a second; the bodies and whether every
+/// delivery was marked redelivered.
+async fn drain(addr: &str, dest: &str, headers: &[(&str, &str)]) -> (Vec<u64>, usize) {
+    let mut c = connect(addr, headers).await;
+    let mut sub = Frame::new(Command::Subscribe)
+        .header("id", "s")
+        .header("destination", dest);
+    for (k, v) in headers {
+        if k.starts_with("activemq.") {
+            sub = sub.header(*k, *v);
+        }
+    }
+    c.write_frame(sub).await;
+    let mut got = Vec::new();
+    let mut redelivered = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), c.read_frame()).await;
+        let Ok(Some(f)) = next else {
+            break;
+        };
+        assert_eq!(f.command, Command::Message, "{f:?}");
+        if f.headers.get("redelivered") == Some("true") {
+            redelivered += 1;
+        }
+        got.push(std::str::from_utf8(&f.body).unwrap().parse().unwrap());
+    }
+    (got, redelivered)
+}
+
+async fn kill_9_mid_stream(sync: &str) {
+    let dir = TempDir::new(&format!("persist-{sync}"));
+    let text = config(dir.path(), &format!("sync = \"{sync}\""));
+    let broker = start(dir.path(), "first", &text);
+    let receipted = send_and_kill(broker, "/queue/p", 20_000, 500).await;
+    assert!(receipted.len() >= 500);
+    let broker = start(dir.path(), "second", &text);
+    let (got, redelivered) = drain(&broker.addr, "/queue/p", &[]).await;
+    let delivered: BTreeSet<u64> = got.iter().copied().collect();
+    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} receipted messages lost (of {}), first {:?}; log:\n{}",
+        lost.len(),
+        receipted.len(),
+        &lost[..lost.len().min(10)],
+        broker.log_text()
+    );
+    assert_eq!(
+        redelivered,
+        got.len(),
+        "recovered messages are marked redelivered"
+    );
+    // In order: a queue keeps arrival order across the restart.
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+    eprintln!(
+        "sync={sync}: {} receipted before kill -9, {} delivered after restart",
+        receipted.len(),
+        got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_receipted_message_with_sync_always() {
+    kill_9_mid_stream("always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_receipted_message_with_group_commit() {
+    kill_9_mid_stream("group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_subscriber_gets_its_messages_after_a_restart() {
+    let dir = TempDir::new("persist-durable");
+    let text = config(dir.path(), "");
+    let broker = start(dir.path(), "first", &text);
+    let durable = [
+        ("client-id", "node-7"),
+        ("activemq.subscriptionName", "news-feed"),
+    ];
+    let mut c = connect(&broker.addr, &durable[..1]).await;
+    c.write_frame(
+        Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/topic/news")
+            .header("activemq.subscriptionName", "news-feed")
+            .header("receipt", "sub"),
+    )
+    .await;
+    assert_eq!(c.read_frame().await.unwrap().command, Command::Receipt);
+    c.write_frame(Frame::new(Command::Disconnect).header("receipt", "bye"))
+        .await;
+    assert_eq!(c.read_frame().await.unwrap().command, Command::Receipt);
+    let mut p = connect(&broker.addr, &[]).await;
+    for seq in 0..5 {
+        p.write_frame(persistent_send("/topic/news", seq)).await;
+        assert_eq!(p.read_frame().await.unwrap().command, Command::Receipt);
+    }
+    broker.kill_9();
+    let broker = start(dir.path(), "second", &text);
+    let (got, redelivered) = drain(&broker.addr, "/topic/news", &durable).await;
+    assert_eq!(got, [0, 1, 2, 3, 4], "log:\n{}", broker.log_text());
+    assert_eq!(redelivered, 5);
+}
+
+/// Sends `n` persistent receipted messages to `/queue/p`, then SIGKILLs the broker.
+async fn three_then_kill(dir: &Path, text: &str, n: u64) {
+    let broker = start(dir, "first", text);
+    let mut p = connect(&broker.addr, &[]).await;
+    for seq in 0..n {
+        p.write_frame(persistent_send("/queue/p", seq)).await;
+        assert_eq!(p.read_frame().await.unwrap().command, Command::Receipt);
+    }
+    broker.kill_9();
+}
+
+fn journal_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("journal-")
+        })
+        .collect();
+    files.sort();
+    // The newest is the empty one the broker opened last; the records are before it.
+    files
+        .into_iter()
+        .rev()
+        .find(|p| fs::metadata(p).unwrap().len() > 12)
+        .expect("a journal file with records")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_discarded_on_restart() {
+    let dir = TempDir::new("persist-torn");
+    let text = config(dir.path(), "");
+    three_then_kill(dir.path(), &text, 3).await;
+    // A crash in the middle of the next write: a record header promising 100 bytes,
+    // followed by 10.
+    // The first broker wrote into the newest file: the crash hit it mid-write.
+    let last = journal_file(dir.path());
+    let mut bytes = fs::read(&last).unwrap();
+    bytes.extend_from_slice(&100u32.to_le_bytes());
+    bytes.extend_from_slice(&[0xab; 14]);
+    fs::write(&last, bytes).unwrap();
+    let broker = start(dir.path(), "second", &text);
+    let (got, _) = drain(&broker.addr, "/queue/p", &[]).await;
+    assert_eq!(got, [0, 1, 2]);
+    assert!(broker.log_text().contains("torn"), "{}", broker.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_in_the_middle_stops_the_start_naming_file_and_offset() {
+    let dir = TempDir::new("persist-corrupt");
+    let text = config(dir.path(), "");
+    three_then_kill(dir.path(), &text, 3).await;
+    let file = journal_file(dir.path());
+    let mut bytes = fs::read(&file).unwrap();
+    // The first record starts after the 12-byte header; damage its body.
+    bytes[12 + 40] ^= 0xff;
+    fs::write(&file, &bytes).unwrap();
+    let error = match try_start(dir.path(), "second", &text) {
+        Ok(b) => panic!("the broker started on a corrupt journal:\n{}", b.log_text()),
+        Err(e) => e,
+    };
+    assert!(
+        error.contains(&file.display().to_string())
+            && error.contains("byte offset 12")
+            && error.contains("store.skip_corrupt"),
+        "{error}"
+    );
+    // With skip_corrupt the damaged message is skipped, the others delivered.
+    let skipping = config(dir.path(), "skip_corrupt = true");
+    let broker = start(dir.path(), "third", &skipping);
+    let (got, _) = drain(&broker.addr, "/queue/p", &[]).await;
+    assert_eq!(got, [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_on_the_same_store_refuses_to_start() {
+    let dir = TempDir::new("persist-lock");
+    let text = config(dir.path(), "");
+    let first = start(dir.path(), "first", &text);
+    let error = match try_start(dir.path(), "second", &text) {
+        Ok(b) => panic!("two brokers on one store:\n{}", b.log_text()),
+        Err(e) => e,
+    };
+    assert!(error.contains("in use by another broker"), "{error}");
+    // The first one still works.
+    let mut p = connect(&first.addr, &[]).await;
+    p.write_frame(persistent_send("/queue/p", 1)).await;
+    assert_eq!(p.read_frame().await.unwrap().command, Command::Receipt);
+}
