@@ -302,6 +302,74 @@ pub(crate) fn read_mcollective(text: &str) -> Result<Vec<McoRequest>, ReadError>
         .collect()
 }
 
+/// `broker_cpu.csv`: one row per second, `t_s` then the CPU time (µs) of each broker of
+/// [`RunReport::broker_cpu`] in that second.
+pub(crate) fn broker_cpu(report: &RunReport) -> String {
+    let mut header = vec!["t_s".to_string()];
+    header.extend(
+        report
+            .broker_cpu
+            .iter()
+            .map(|c| format!("cpu_us_{}", c.broker)),
+    );
+    let seconds = report
+        .broker_cpu
+        .iter()
+        .map(|c| c.per_second_us.len())
+        .max()
+        .unwrap_or(0);
+    let rows = (0..seconds).map(|t| {
+        let mut row = vec![t as u64];
+        row.extend(
+            report
+                .broker_cpu
+                .iter()
+                .map(|c| c.per_second_us.get(t).copied().unwrap_or(0)),
+        );
+        row
+    });
+    write_rows(&header, rows)
+}
+
+/// Parses `broker_cpu.csv` into each broker's per-second CPU time (µs), in the order of
+/// `brokers`; a header that names other brokers is an error.
+pub(crate) fn read_broker_cpu(
+    text: &str,
+    brokers: &[String],
+) -> Result<Vec<Vec<u64>>, (usize, String)> {
+    let mut expected = vec!["t_s".to_string()];
+    expected.extend(brokers.iter().map(|b| format!("cpu_us_{b}")));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    if !header
+        .iter()
+        .copied()
+        .eq(expected.iter().map(String::as_str))
+    {
+        return Err((
+            1,
+            format!("header {header:?} does not match: expected {expected:?}"),
+        ));
+    }
+    let mut out = vec![Vec::new(); brokers.len()];
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != expected.len() {
+            return Err((
+                n + 2,
+                format!("{} cells, expected {}", cells.len(), expected.len()),
+            ));
+        }
+        for (i, cell) in cells.iter().skip(1).enumerate() {
+            let v = cell
+                .parse::<u64>()
+                .map_err(|e| (n + 2, format!("column {}: {e}: {cell:?}", expected[i + 1])))?;
+            out[i].push(v);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

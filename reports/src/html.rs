@@ -235,6 +235,46 @@ fn connected_chart(r: &RunReport, end: f64) -> Chart {
     }
 }
 
+/// Chart 4 (with a cost model): each broker's CPU use per second, as % of one core.
+fn cpu_chart(r: &RunReport, end: f64) -> Chart {
+    let lines = r
+        .broker_cpu
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut l = run_line(c.broker.as_str(), i);
+            l.points = c
+                .per_second_us
+                .iter()
+                .enumerate()
+                .map(|(t, &us)| (t as f64 + 1.0, Some(us as f64 / 10_000.0)))
+                .collect();
+            l
+        })
+        .collect();
+    let max = r
+        .broker_cpu
+        .iter()
+        .map(|c| c.peak_second() * 100.0)
+        .fold(100.0, f64::max);
+    Chart {
+        title: "Broker CPU".into(),
+        x_desc: "time (s)".into(),
+        y_desc: "% of one core".into(),
+        x: time_axis(end),
+        y: Axis::linear(max, charts::fmt_axis_count),
+        y2: None,
+        bands: bands(&r.faults),
+        lines,
+        dots: vec![],
+        empty_note: r
+            .broker_cpu
+            .iter()
+            .all(|c| c.per_second_us.is_empty())
+            .then(|| "no CPU samples".to_string()),
+    }
+}
+
 /// A percentile-distribution chart of µs (or ms) histograms.
 fn distribution_chart(
     title: &str,
@@ -516,6 +556,15 @@ pub(crate) fn report_page(r: &RunReport) -> String {
         &connected_chart(r, end),
         "Nodes connected to each broker at the end of each second.",
     );
+    if !r.broker_cpu.is_empty() {
+        figure(
+            &mut out,
+            "cpu",
+            &cpu_chart(r, end),
+            "Simulated CPU each broker's core spent per second (its cost profile priced the work it did), \
+             as % of one core. At 100% the core is saturated: work queues and latency grows.",
+        );
+    }
     out.push_str("<h2 id=\"distribution\">Percentile distribution</h2>\n");
     figure(
         &mut out,

@@ -127,8 +127,8 @@ pub use compare::write_comparison;
 pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
-    Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoRequest, McoSummary,
-    Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary, RunReport, SecondSample,
+    BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoRequest,
+    McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary, RunReport, SecondSample,
     UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
     failover_histogram, latency_histogram,
 };
@@ -152,6 +152,8 @@ pub const FAILOVER_HGRM_FILE: &str = "failover_ms.hgrm";
 pub const MCOLLECTIVE_FILE: &str = "mcollective.csv";
 /// `report.html`.
 pub const HTML_FILE: &str = "report.html";
+/// `broker_cpu.csv` (only when the report has broker CPU).
+pub const BROKER_CPU_FILE: &str = "broker_cpu.csv";
 
 /// Writes the report files into `dir` (created if missing) and returns their paths in the
 /// order of the table in the crate documentation.
@@ -190,6 +192,15 @@ pub fn write_report(report: &RunReport, dir: &Path) -> io::Result<Vec<PathBuf>> 
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         },
+    }
+    if report.broker_cpu.is_empty() {
+        match fs::remove_file(dir.join(BROKER_CPU_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        put(BROKER_CPU_FILE, &csv::broker_cpu(report))?;
     }
     put(HTML_FILE, &html::report_page(report))?;
     Ok(written)
@@ -312,6 +323,19 @@ pub fn read_report(dir: &Path) -> Result<RunReport, ReportError> {
                 line,
                 message,
             })?;
+    }
+    if !report.broker_cpu.is_empty() {
+        let (path, text) = read(BROKER_CPU_FILE)?;
+        let names: Vec<String> = report.broker_cpu.iter().map(|c| c.broker.clone()).collect();
+        let series =
+            csv::read_broker_cpu(&text, &names).map_err(|(line, message)| ReportError::Csv {
+                path,
+                line,
+                message,
+            })?;
+        for (c, s) in report.broker_cpu.iter_mut().zip(series) {
+            c.per_second_us = s;
+        }
     }
     Ok(report)
 }

@@ -35,6 +35,7 @@ use crate::model::{
 ///   the same fault schedule).
 /// - `losses_by_fault`: summed per label, in first-seen order.
 /// - `brokers`: the union in first-seen order.
+/// - `broker_cpu`: summed per broker name (per second too), in first-seen order.
 /// - `replay_command`: the first one present.
 ///
 /// An empty slice gives [`RunReport::default`].
@@ -118,6 +119,20 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
             }
         }
         out.unexplained_lost = out.unexplained_lost.saturating_add(r.unexplained_lost);
+        for c in &r.broker_cpu {
+            match out.broker_cpu.iter_mut().find(|x| x.broker == c.broker) {
+                Some(acc) => {
+                    acc.busy_us = acc.busy_us.saturating_add(c.busy_us);
+                    if acc.per_second_us.len() < c.per_second_us.len() {
+                        acc.per_second_us.resize(c.per_second_us.len(), 0);
+                    }
+                    for (a, v) in acc.per_second_us.iter_mut().zip(&c.per_second_us) {
+                        *a = a.saturating_add(*v);
+                    }
+                }
+                None => out.broker_cpu.push(c.clone()),
+            }
+        }
         out.unexplained_losses
             .extend(r.unexplained_losses.iter().cloned());
         out.unexplained_losses.truncate(UNEXPLAINED_LISTED_MAX);

@@ -92,6 +92,37 @@ pub struct RunReport {
     pub brokers: Vec<String>,
     /// The command that replays this run, printed when an expectation fails.
     pub replay_command: Option<String>,
+    /// CPU each broker spent, when the brokers had a cost model (simulated CPU time)
+    /// or, live, when the broker's CPU was read; empty otherwise. In
+    /// [`RunReport::brokers`] order.
+    pub broker_cpu: Vec<BrokerCpu>,
+}
+
+/// The CPU one broker spent during a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerCpu {
+    /// The broker's name.
+    pub broker: String,
+    /// CPU time in all, in µs.
+    pub busy_us: u64,
+    /// CPU time per second of the run, in µs (`per_second_us[t]` covers `[t, t + 1)`).
+    pub per_second_us: Vec<u64>,
+}
+
+impl BrokerCpu {
+    /// Share of one core used over `seconds` (0 when `seconds` is not positive).
+    pub fn utilisation(&self, seconds: f64) -> f64 {
+        if seconds > 0.0 && seconds.is_finite() {
+            self.busy_us as f64 / (seconds * 1e6)
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of one core used in the busiest second.
+    pub fn peak_second(&self) -> f64 {
+        self.per_second_us.iter().copied().max().unwrap_or(0) as f64 / 1e6
+    }
 }
 
 impl RunReport {
@@ -143,6 +174,7 @@ impl RunReport {
             reorders: 0,
             brokers: Vec::new(),
             replay_command: None,
+            broker_cpu: Vec::new(),
         }
     }
 

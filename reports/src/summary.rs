@@ -33,6 +33,8 @@
 //!   "unexplained_losses": [ { "id", "sent_ms", "path" } ],     // the first 100
 //!   "failovers_unfinished": [ { "client", "since_ms" } ],
 //!   "replay_command": null | "stampede run …",
+//!   "broker_cpu": [ { "broker", "busy_us", "utilisation", "peak_second" } ],  // cost model
+//!                                        // only; per second in broker_cpu.csv
 //!   "wall_seconds": 3.2                  // the only nondeterministic field, always last
 //! }
 //! ```
@@ -47,8 +49,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoSummary, Measure,
-    MessageCounts, NetworkSummary, RunReport, UnexplainedLoss, UnfinishedFailover,
+    BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoSummary,
+    Measure, MessageCounts, NetworkSummary, RunReport, UnexplainedLoss, UnfinishedFailover,
 };
 use crate::stats::{HistogramStats, round3};
 
@@ -110,9 +112,26 @@ pub struct Summary {
     pub failovers_unfinished: Vec<UnfinishedJson>,
     /// [`RunReport::replay_command`].
     pub replay_command: Option<String>,
+    /// [`RunReport::broker_cpu`] without the per-second values (`broker_cpu.csv`).
+    #[serde(default)]
+    pub broker_cpu: Vec<BrokerCpuJson>,
     /// [`RunReport::wall_seconds`]; last so that a diff of two runs ends with it.
     #[serde(with = "finite_or_null")]
     pub wall_seconds: f64,
+}
+
+/// One entry of `broker_cpu` in `summary.json`: CPU time in all, the share of one core
+/// over the run and in the busiest second (3 decimals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerCpuJson {
+    /// The broker's name.
+    pub broker: String,
+    /// CPU time in all, in µs.
+    pub busy_us: u64,
+    /// Share of one core over the run.
+    pub utilisation: f64,
+    /// Share of one core in the busiest second.
+    pub peak_second: f64,
 }
 
 /// `messages` in `summary.json`.
@@ -410,6 +429,16 @@ impl Summary {
                 })
                 .collect(),
             replay_command: report.replay_command.clone(),
+            broker_cpu: report
+                .broker_cpu
+                .iter()
+                .map(|c| BrokerCpuJson {
+                    broker: c.broker.clone(),
+                    busy_us: c.busy_us,
+                    utilisation: round3(c.utilisation(report.sim_seconds)),
+                    peak_second: round3(c.peak_second()),
+                })
+                .collect(),
             wall_seconds: report.wall_seconds,
         }
     }
@@ -501,6 +530,15 @@ impl Summary {
         r.reorders = self.reorders;
         r.brokers = self.brokers.clone();
         r.replay_command = self.replay_command.clone();
+        r.broker_cpu = self
+            .broker_cpu
+            .iter()
+            .map(|c| BrokerCpu {
+                broker: c.broker.clone(),
+                busy_us: c.busy_us,
+                per_second_us: Vec::new(),
+            })
+            .collect();
         r
     }
 

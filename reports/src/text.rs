@@ -50,6 +50,15 @@ pub fn summary_text(report: &RunReport) -> String {
         "  throughput {:.1} msg/s delivered",
         report.throughput()
     );
+    for c in &report.broker_cpu {
+        let _ = writeln!(
+            out,
+            "  cpu        {}  {:.1}% of a core over the run, {:.1}% in the busiest second",
+            c.broker,
+            c.utilisation(report.sim_seconds) * 100.0,
+            c.peak_second() * 100.0,
+        );
+    }
     let line = |name: &str, s: HistogramStats, f: fn(u64) -> String| {
         if s.count == 0 {
             format!("  {name:<10} none recorded\n")

@@ -128,6 +128,7 @@ fn summary_json_has_the_documented_shape() {
             "unexplained_losses",
             "failovers_unfinished",
             "replay_command",
+            "broker_cpu",
             "wall_seconds",
         ]
     );
@@ -351,6 +352,24 @@ fn read_report_gives_back_what_was_written() {
     let dir = scratch("roundtrip-small");
     write_report(&small, &dir).unwrap();
     assert_eq!(read_report(&dir).unwrap(), small);
+    assert!(!dir.join("broker_cpu.csv").exists());
+
+    // With broker CPU (a cost model): per second in broker_cpu.csv, totals in summary.json.
+    let mut cpu = small_report();
+    cpu.broker_cpu = vec![stampede_reports::BrokerCpu {
+        broker: "broker-1".into(),
+        busy_us: 1_250_000,
+        per_second_us: vec![250_000, 1_000_000],
+    }];
+    let dir = scratch("roundtrip-cpu");
+    write_report(&cpu, &dir).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("broker_cpu.csv")).unwrap(),
+        "t_s,cpu_us_broker-1\n0,250000\n1,1000000\n"
+    );
+    assert_eq!(read_report(&dir).unwrap(), cpu);
+    let summary = fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert!(summary.contains("\"peak_second\": 1.0"), "{summary}");
 }
 
 #[test]

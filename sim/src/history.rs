@@ -201,6 +201,9 @@ pub struct History {
     pub bridged: Vec<BridgedDelivery>,
     /// Every broker incarnation's statistics handle (a restart adds one), by broker name.
     pub broker_stats: Vec<(String, stampede_broker::server::StatsHandle)>,
+    /// With a cost model: at each whole simulated second (ms), the CPU time (ns) each
+    /// broker had been charged so far, in scenario order.
+    pub cpu_samples: Vec<(u64, Vec<u64>)>,
     /// Every broker incarnation's observations handle, with its start (µs) and, once
     /// crashed, the crash time (µs); the world turns them into `incarnations`.
     pub broker_observers: Vec<(

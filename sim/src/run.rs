@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use stampede_reports::{
-    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL, RunReport,
-    UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
+    BrokerCpu, ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL,
+    RunReport, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
 };
 
 use crate::checker::{self, Analysis};
@@ -63,12 +63,45 @@ pub fn run(
         replay,
     );
     add_loss_paths(&mut report, scenario, &timeline, &history, &analysis);
+    report.broker_cpu = broker_cpu(scenario, &history);
     Ok(Outcome {
         report,
         analysis,
         history,
         timeline,
     })
+}
+
+/// Each broker's simulated CPU per second of the scenario, from the world's samples of
+/// the CPU time charged so far (taken at every whole simulated second); empty without
+/// a cost model.
+fn broker_cpu(scenario: &Scenario, history: &History) -> Vec<BrokerCpu> {
+    if !scenario.has_cost_model() {
+        return Vec::new();
+    }
+    let end_ms = (scenario.duration_s * 1000.0).round() as u64;
+    let samples: Vec<&Vec<u64>> = history
+        .cpu_samples
+        .iter()
+        .filter(|(at_ms, _)| *at_ms <= end_ms)
+        .map(|(_, busy)| busy)
+        .collect();
+    scenario
+        .brokers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let at = |k: usize| samples.get(k).and_then(|s| s.get(i)).copied().unwrap_or(0);
+            let per_second_us: Vec<u64> = (1..samples.len())
+                .map(|k| at(k).saturating_sub(at(k - 1)) / 1000)
+                .collect();
+            BrokerCpu {
+                broker: b.name.clone(),
+                busy_us: per_second_us.iter().sum(),
+                per_second_us,
+            }
+        })
+        .collect()
 }
 
 /// Lists the unexplained losses of a run by message, with their path.
@@ -200,5 +233,6 @@ pub(crate) fn to_report(
         reorders: a.reorders,
         brokers: scenario.brokers.iter().map(|b| b.name.clone()).collect(),
         replay_command: failed.then(|| replay.to_owned()),
+        broker_cpu: Vec::new(),
     }
 }

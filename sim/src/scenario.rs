@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
+use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, parse_toml};
 use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, validate_connectors};
 use stampede_broker::core::CoreConfig;
 use stampede_broker::security::SecurityConfig;
+use stampede_broker::server::cost::CostProfile;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
 /// MCollective frames. Fixed, so that every `expires` header is reproducible.
@@ -126,6 +127,40 @@ pub struct BrokerSpec {
     /// Announcing this broker for `multicast://` connectors (same keys as `[discovery]`).
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// A CPU cost profile file (`stampede calibrate` writes them), relative to the
+    /// scenario file's directory, e.g. `profiles/stampede-broker.toml`. With a profile
+    /// the broker's core spends simulated CPU time on its work (see
+    /// `stampede_broker::server::cost`); without one (and without `cost`) it is
+    /// infinitely fast, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// A cost profile written inline (`[brokers.cost]`, the keys of a profile file);
+    /// not together with `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostProfile>,
+    /// The cost profile in force: `cost`, or the file `profile` names, read when the
+    /// scenario was parsed.
+    #[serde(skip)]
+    pub cost_profile: Option<CostProfile>,
+}
+
+impl BrokerSpec {
+    /// Reads the profile this broker names (relative to `dir`), or takes the inline one.
+    fn load_profile(&self, dir: &Path) -> Result<Option<CostProfile>, String> {
+        match (&self.profile, &self.cost) {
+            (Some(_), Some(_)) => Err("give either `profile` or `[brokers.cost]`, not both".into()),
+            (None, inline) => Ok(inline.clone()),
+            (Some(file), None) => {
+                let path = dir.join(file);
+                if !path.is_file() {
+                    return Err(format!("no profile file at {}", path.display()));
+                }
+                CostProfile::load(&path)
+                    .map(Some)
+                    .map_err(|e| format!("bad profile: {e}"))
+            }
+        }
+    }
 }
 
 fn default_port() -> u16 {
@@ -559,14 +594,51 @@ pub struct Expectations {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file (and the cost profiles it names).
     pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
-        load_toml(path, Scenario::validate)
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        Scenario::parse(&text, &file)
     }
 
-    /// Parses and validates scenario text; `file` names it in errors.
+    /// Parses and validates scenario text; `file` names it in errors, and cost profile
+    /// paths are relative to its directory.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ConfigError> {
-        parse_toml(text, file, Scenario::validate)
+        let dir = Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut profiles = Vec::new();
+        let mut scenario: Scenario = parse_toml(text, file, |s: &Scenario| {
+            s.validate()?;
+            for (i, b) in s.brokers.iter().enumerate() {
+                let key = if b.profile.is_some() {
+                    "profile"
+                } else {
+                    "cost"
+                };
+                let p = b.load_profile(&dir).map_err(|message| InvalidSetting {
+                    path: KeyPath::root().key("brokers").index(i).key(key),
+                    message,
+                })?;
+                profiles.push(p);
+            }
+            Ok(())
+        })?;
+        for (b, p) in scenario.brokers.iter_mut().zip(profiles) {
+            b.cost_profile = p;
+        }
+        Ok(scenario)
+    }
+
+    /// Whether any broker spends simulated CPU time (has a cost profile).
+    pub fn has_cost_model(&self) -> bool {
+        self.brokers.iter().any(|b| b.cost_profile.is_some())
     }
 
     /// Every host name the scenario creates, in creation order.
@@ -679,6 +751,12 @@ impl Scenario {
                 path: join(&at.key("discovery"), &e.path),
                 message: e.message,
             })?;
+            if let Some(cost) = &b.cost {
+                cost.validate().map_err(|e| InvalidSetting {
+                    path: join(&at.key("cost"), &e.path),
+                    message: e.message,
+                })?;
+            }
             for (j, c) in b.connectors.iter().enumerate() {
                 let Ok(Peers::Static { servers, .. }) = c.peers() else {
                     continue;

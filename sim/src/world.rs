@@ -79,12 +79,17 @@ pub fn run(
         let epoch_ms = scenario.epoch_ms;
         let name = b.name.clone();
         let recorder = recorder.clone();
+        let cost = b.cost_profile.clone();
         sim.host(b.name.as_str(), move || {
             let config = config.clone();
             let name = name.clone();
             let recorder = recorder.clone();
+            let cost = cost.clone();
             async move {
-                let server = Server::bind(Arc::new(TurmoilNet), config).await?;
+                let mut server = Server::bind(Arc::new(TurmoilNet), config).await?;
+                if let Some(profile) = cost {
+                    server = server.with_cost_profile(profile);
+                }
                 let started_us = recorder.now_us();
                 {
                     let mut h = recorder.lock();
@@ -135,6 +140,7 @@ pub fn run(
         just_crashed: Vec::new(),
     };
     let total_ms = duration.as_millis() as u64;
+    let cost_model = scenario.has_cost_model();
     let mut next_action = 0;
     let mut next_report = 0u64;
     loop {
@@ -160,6 +166,9 @@ pub fn run(
             next_action += 1;
         }
         if now_ms >= next_report {
+            if cost_model {
+                sample_cpu(scenario, recorder, now_ms);
+            }
             progress(Progress {
                 sim_ms: now_ms.min(total_ms),
                 total_ms,
@@ -182,6 +191,24 @@ pub fn run(
     drop(sim);
     collect_incarnations(recorder);
     Ok(())
+}
+
+/// Records the CPU time each broker has been charged so far (summed over its
+/// incarnations, in scenario order), for the report's per-second broker CPU.
+fn sample_cpu(scenario: &Scenario, recorder: &Recorder, now_ms: u64) {
+    let mut h = recorder.lock();
+    let busy: Vec<u64> = scenario
+        .brokers
+        .iter()
+        .map(|b| {
+            h.broker_stats
+                .iter()
+                .filter(|(name, _)| *name == b.name)
+                .map(|(_, stats)| stats.get().cpu_busy_ns)
+                .sum()
+        })
+        .collect();
+    h.cpu_samples.push((now_ms, busy));
 }
 
 /// Turns every broker incarnation's published observations into history evidence.

@@ -256,6 +256,9 @@ pub fn plan(
             security: Default::default(),
             connectors: Vec::new(),
             discovery: Default::default(),
+            profile: None,
+            cost: None,
+            cost_profile: None,
         })
         .collect();
     Ok(Plan {

@@ -68,7 +68,7 @@ pub const METRICS: &[MetricDef] = &[
     ),
     m(
         "broker_cpu",
-        "busiest broker's CPU utilisation (0-1); needs the simulator's cost model (see broker_cpu())",
+        "busiest broker's CPU utilisation over the run (0-1); needs brokers with a cost profile",
         false,
     ),
 ];
@@ -136,14 +136,14 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     sorted.get(rank.min(sorted.len()) - 1).copied()
 }
 
-/// The hook for broker CPU: the busiest broker's utilisation, once reports carry it.
-///
-/// The simulator has no CPU cost model yet, so reports hold no broker CPU and this is
-/// `None` (the `broker_cpu` column stays empty and `sweep.html` says why). When the
-/// cost model adds broker CPU to `RunReport`, read it here; the column, the objective
-/// metric and the chart follow.
-pub fn broker_cpu(_report: &RunReport) -> Option<f64> {
-    None
+/// The busiest broker's share of one core over the run (its simulated CPU, from the
+/// brokers' cost profiles); `None` when the brokers had no cost model.
+pub fn broker_cpu(report: &RunReport) -> Option<f64> {
+    report
+        .broker_cpu
+        .iter()
+        .map(|c| c.utilisation(report.sim_seconds))
+        .reduce(f64::max)
 }
 
 /// The metrics of one finished run.

@@ -225,7 +225,8 @@ pub fn page(opts: &SweepOptions, command: &str, outcome: &super::SweepOutcome) -
                 lines,
                 empty_note: (!any).then(|| {
                     if *metric == "broker_cpu" {
-                        "no broker CPU in these reports: the simulator has no CPU cost model yet"
+                        "no broker CPU in these reports: the brokers have no cost profile \
+                         (`profile` or `[brokers.cost]` in the scenario)"
                             .to_owned()
                     } else {
                         format!("no data for {metric}")

@@ -1,0 +1,171 @@
+//! The cost model in the simulator: a broker with a cost profile spends simulated CPU on
+//! the work its core does, so it saturates at the load its profile predicts, and latency
+//! grows past that knee; a broker without one is as fast as ever.
+
+use stampede_reports::RunReport;
+use stampede_sim::run::run;
+use stampede_sim::scenario::Scenario;
+
+/// One producer and one consumer on a queue at `rate` messages per second for 20 s
+/// (sending from 2 s to 12 s), and the broker's cost section (TOML lines, may be empty).
+fn queue_scenario(rate: u32, cost: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "cost-model"
+seed = 7
+duration_s = 20
+
+[network]
+latency_ms = 1
+jitter_ms = 0
+
+[[brokers]]
+name = "broker-1"
+{cost}
+
+[[workload.queues]]
+name = "q"
+destination = "/queue/cost"
+producers = 1
+consumers = 1
+rate_per_s = {rate}
+message_bytes = 100
+ack = "auto"
+producer_servers = ["broker-1"]
+consumer_servers = ["broker-1"]
+start_s = 2
+stop_s = 12
+"#
+    );
+    Scenario::parse(&text, "cost-model.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// 1 ms of CPU per delivery: this broker's core can deliver 1,000 messages a second.
+const ONE_MS_PER_DELIVERY: &str = "[brokers.cost]\ndeliveries_ns = 1000000.0\n";
+
+fn simulate(scenario: &Scenario) -> RunReport {
+    run(scenario, scenario.seed, "test", &mut |_| {})
+        .expect("the simulation ran")
+        .report
+}
+
+fn p99_ms(r: &RunReport) -> f64 {
+    r.latency_us.value_at_quantile(0.99) as f64 / 1000.0
+}
+
+/// Delivered messages per second over the seconds in which the producer sent.
+fn delivered_while_sending(r: &RunReport) -> f64 {
+    let delivered: u64 = r
+        .seconds
+        .iter()
+        .filter(|s| (3..12).contains(&s.t_s))
+        .map(|s| s.delivered)
+        .sum();
+    delivered as f64 / 9.0
+}
+
+#[test]
+fn below_the_knee_the_cpu_follows_the_load_and_latency_stays_low() {
+    let r = simulate(&queue_scenario(500, ONE_MS_PER_DELIVERY));
+    assert_eq!(r.messages.lost, 0, "{}", stampede_reports::summary_text(&r));
+    let cpu = &r.broker_cpu[0];
+    // 5,000 deliveries at 1 ms each over 20 s, plus nothing else priced.
+    assert_eq!(cpu.busy_us, 5_000_000, "{cpu:?}");
+    let busiest = cpu.peak_second();
+    assert!(
+        (0.45..=0.55).contains(&busiest),
+        "half the capacity offered, busiest second {busiest}"
+    );
+    assert!(p99_ms(&r) < 20.0, "p99 {} ms below the knee", p99_ms(&r));
+}
+
+#[test]
+fn past_the_knee_the_broker_saturates_and_latency_grows() {
+    let r = simulate(&queue_scenario(1500, ONE_MS_PER_DELIVERY));
+    let cpu = &r.broker_cpu[0];
+    assert!(
+        cpu.peak_second() > 0.95,
+        "1.5x the capacity offered, busiest second {}",
+        cpu.peak_second()
+    );
+    // Throughput is capped at the profile's 1,000 deliveries a second ...
+    let rate = delivered_while_sending(&r);
+    assert!(
+        (900.0..=1050.0).contains(&rate),
+        "delivered {rate}/s, the profile allows 1,000/s"
+    );
+    // ... and the backlog grows by 500 messages a second for 10 s: the last messages
+    // wait about 5 s.
+    assert!(p99_ms(&r) > 3000.0, "p99 {} ms past the knee", p99_ms(&r));
+    assert_eq!(r.messages.lost, 0, "saturation delays, it does not lose");
+}
+
+#[test]
+fn without_a_profile_the_broker_is_infinitely_fast() {
+    let r = simulate(&queue_scenario(1500, ""));
+    assert!(r.broker_cpu.is_empty());
+    assert!(
+        p99_ms(&r) < 20.0,
+        "p99 {} ms without a cost model",
+        p99_ms(&r)
+    );
+    assert!(delivered_while_sending(&r) > 1400.0);
+}
+
+#[test]
+fn profile_files_are_read_relative_to_the_scenario_and_errors_are_located() {
+    let dir = std::env::temp_dir().join(format!("stampede-cost-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("profiles")).unwrap();
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "description = \"test\"\ndeliveries_ns = 2000.0\n",
+    )
+    .unwrap();
+    let body = |extra: &str| {
+        format!("name = \"x\"\nduration_s = 5\n\n[[brokers]]\nname = \"broker-1\"\n{extra}")
+    };
+    let file = dir.join("s.toml");
+    std::fs::write(&file, body("profile = \"profiles/p.toml\"\n")).unwrap();
+    let s = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.brokers[0].cost_profile.as_ref().unwrap().deliveries_ns,
+        2000.0
+    );
+
+    // A missing file: the scenario's file, line and key.
+    std::fs::write(&file, body("profile = \"profiles/none.toml\"\n")).unwrap();
+    let e = Scenario::load(&file).unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (6, "brokers[0].profile"), "{e}");
+    assert!(e.to_string().contains("no profile file"), "{e}");
+
+    // A bad profile: its own file, line and key appear in the message.
+    std::fs::write(dir.join("profiles/p.toml"), "deliveries_ns = -1.0\n").unwrap();
+    std::fs::write(&file, body("profile = \"profiles/p.toml\"\n")).unwrap();
+    let e = Scenario::load(&file).unwrap_err().to_string();
+    assert!(e.contains("p.toml:1: deliveries_ns"), "{e}");
+
+    // Both a file and an inline profile, and a bad inline cost.
+    let e = Scenario::parse(
+        &body("profile = \"p.toml\"\n[brokers.cost]\nacks_ns = 1.0\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+    let e = Scenario::parse(&body("[brokers.cost]\nacks_ns = -5.0\n"), "t.toml").unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (7, "brokers[0].cost.acks_ns"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_with_a_cost_model_is_deterministic() {
+    let s = queue_scenario(1500, ONE_MS_PER_DELIVERY);
+    let a = simulate(&s);
+    let b = simulate(&s);
+    assert_eq!(a.broker_cpu, b.broker_cpu);
+    assert_eq!(a.latency_us, b.latency_us);
+    assert_eq!(a.seconds, b.seconds);
+}
