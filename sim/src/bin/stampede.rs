@@ -139,6 +139,26 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Find the live knee: run once per rate (a list `1000,2000`, a step range
+        /// `1000..8000:1000` or a factor range `1000..64000*2`), in increasing order,
+        /// until --objective fails, then bisect; each run in OUT/rate-<R>/, the table
+        /// in OUT/knee.csv and OUT/knee.txt. Replaces --rate.
+        #[arg(long, value_name = "LIST", conflicts_with = "rate")]
+        rates: Option<String>,
+        /// With --rates: what a rate must meet, in `stampede sweep`'s objective
+        /// language over its metrics (throughput_msg_s, latency_p99_ms, loss_ratio,
+        /// mco_p99_ms, mco_reply_ratio, …).
+        #[arg(
+            long,
+            value_name = "EXPR",
+            default_value = "loss_ratio <= 0.001 and latency_p99_ms < 1000",
+            requires = "rates"
+        )]
+        objective: String,
+        /// With --rates: bisection steps between the last rate that held and the first
+        /// that failed.
+        #[arg(long, value_name = "N", default_value_t = 2, requires = "rates")]
+        bisect: u32,
     },
     /// Run a scenario over many seeds, each in its own process, and write explore.csv
     /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
@@ -370,6 +390,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             password,
             threads,
             quiet,
+            rates,
+            objective,
+            bisect,
         } => {
             let credentials = match (user, password) {
                 (Some(login), passcode) => Some(Credentials {
@@ -394,7 +417,17 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 credentials,
                 threads,
             };
-            load_command(&scenario, &opts, out, quiet)
+            match rates {
+                None => load_command(&scenario, &opts, out, quiet),
+                Some(rates) => {
+                    let rates = live::rates::parse_rates(&rates)
+                        .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
+                    let objective: Expr = objective
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--objective: {e}"))?;
+                    load_rates_command(&scenario, opts, out, quiet, &rates, &objective, bisect)
+                }
+            }
         }
         Command::Explore {
             scenario,
@@ -610,6 +643,58 @@ fn run_command(
     }
 }
 
+/// `stampede load --rates`: one live run per rate until the objective fails, then
+/// bisection; the knee table in OUT/knee.csv and OUT/knee.txt.
+fn load_rates_command(
+    path: &Path,
+    mut opts: LiveOptions,
+    out: Option<PathBuf>,
+    quiet: bool,
+    grid: &[f64],
+    objective: &Expr,
+    bisect: u32,
+) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("out/knee-{}", scenario.name)));
+    let mut done: Vec<live::rates::RatePoint> = Vec::new();
+    while let Some(rate) = live::rates::next_rate(grid, &done, bisect) {
+        opts.rate = Some(rate);
+        eprintln!("==> rate {rate}");
+        let dir = out.join(format!("rate-{rate}"));
+        let (outcome, _) = load_once(&scenario, &opts, Some(dir), quiet)?;
+        let metrics = live::rates::metrics_of(&outcome.report);
+        let ok = objective.holds(&metrics);
+        eprintln!(
+            "    rate {rate}: {} (delivered {:.1}/s, p99 {} ms)",
+            if ok {
+                "meets the objective"
+            } else {
+                "FAILS the objective"
+            },
+            outcome.report.throughput(),
+            metrics
+                .get("latency_p99_ms")
+                .map_or("-".to_string(), |v| format!("{v:.1}"))
+        );
+        done.push(live::rates::RatePoint {
+            rate,
+            metrics,
+            ok,
+            generator_cores: outcome.generator.cores(),
+            machine_cores: outcome.generator.machine_cores(),
+            cpus: outcome.generator.cpus,
+        });
+        std::fs::write(out.join("knee.csv"), live::rates::knee_csv(&done))
+            .with_context(|| format!("writing {}", out.join("knee.csv").display()))?;
+    }
+    let text = live::rates::knee_text(&opts.target.uri, objective, &done);
+    std::fs::write(out.join("knee.txt"), &text)
+        .with_context(|| format!("writing {}", out.join("knee.txt").display()))?;
+    println!("{text}");
+    println!("table: {}", out.join("knee.csv").display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn load_command(
     path: &Path,
     opts: &LiveOptions,
@@ -617,6 +702,24 @@ fn load_command(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (outcome, out) = load_once(&scenario, opts, out, quiet)?;
+    println!("report: {}", out.join("report.html").display());
+    if outcome.report.passed() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("\nan expectation failed (see the report)");
+        Ok(ExitCode::from(2))
+    }
+}
+
+/// One live run of `scenario` into `out`: the report, generator.json, and the summary
+/// on stdout.
+fn load_once(
+    scenario: &Scenario,
+    opts: &LiveOptions,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<(live::LiveOutcome, PathBuf)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.threads)
         .enable_all()
@@ -638,7 +741,7 @@ fn load_command(
             ));
         }
     };
-    let outcome = runtime.block_on(live::run(&scenario, opts, &progress))?;
+    let outcome = runtime.block_on(live::run(scenario, opts, &progress))?;
     bar.finish_and_clear();
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     for note in &outcome.plan.notes {
@@ -676,13 +779,7 @@ fn load_command(
             outcome.stale
         );
     }
-    println!("report: {}", out.join("report.html").display());
-    if outcome.report.passed() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("\nan expectation failed (see the report)");
-        Ok(ExitCode::from(2))
-    }
+    Ok((outcome, out))
 }
 
 /// A run's label in a comparison: the target's kind (`activemq`, …) or `simulation`,

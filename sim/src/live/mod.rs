@@ -33,6 +33,7 @@
 //! `target` set and `sim_seconds` the measured duration.
 
 pub mod generator;
+pub mod rates;
 pub mod shard;
 pub mod target;
 
