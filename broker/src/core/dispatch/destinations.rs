@@ -33,7 +33,12 @@ impl Broker {
         })
     }
 
-    pub(super) fn temp_name(&mut self, conn_id: ConnId, kind: Kind, local: &str) -> Arc<str> {
+    pub(in crate::core) fn temp_name(
+        &mut self,
+        conn_id: ConnId,
+        kind: Kind,
+        local: &str,
+    ) -> Arc<str> {
         let prefix = format!(
             "ID:{}-{}-{}",
             self.config.broker_name, self.incarnation, conn_id.0
@@ -160,7 +165,8 @@ impl Broker {
             needed.push(Operation::Admin);
         }
         for op in needed {
-            if !self.security.authorize(principal, op, key.kind, &key.name) {
+            let name = self.authorization_name(key.kind, &key.name);
+            if !self.security.authorize(principal, op, key.kind, name) {
                 self.stats.sends_refused += u64::from(op == Operation::Write);
                 return Err(FrameError::Refused(crate::security::denial_message(
                     principal,

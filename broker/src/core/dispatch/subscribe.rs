@@ -22,7 +22,17 @@ impl Broker {
         let Some(version) = self.conns.get(&conn_id).map(|c| c.version) else {
             return Ok(());
         };
-        let request = SubscribeRequest::parse(frame, version)?;
+        let routed = self.routed.take();
+        let mut request = SubscribeRequest::parse(frame, version)?;
+        let mut rabbit_pattern = None;
+        if let Some(r) = routed {
+            // Shown on MESSAGE frames, and (STOMP 1.0 without `id`) what UNSUBSCRIBE names.
+            if request.id_header.is_none() {
+                request.client_id = r.display.clone();
+            }
+            request.dest_text = r.display;
+            rabbit_pattern = r.pattern;
+        }
         let h = &frame.headers;
         let Some(conn) = self.conns.get(&conn_id) else {
             return Ok(());
@@ -107,7 +117,8 @@ impl Broker {
             id_header,
             dest_text,
             dest: key.clone(),
-            pattern: (wildcard && durable_key.is_none()).then(|| Pattern::new(&dest.name)),
+            pattern: (wildcard && durable_key.is_none())
+                .then(|| rabbit_pattern.unwrap_or_else(|| Pattern::new(&dest.name))),
             selector,
             eq,
             ack,
