@@ -384,10 +384,10 @@ impl Vhost {
             return self.exchange(text, "amq.topic", key, use_);
         }
         if let Some(name) = text.strip_prefix("/queue/") {
-            return self.queue(text, name, QueueUse::Declare(name.to_owned()));
+            return self.queue(name, QueueUse::Declare(name.to_owned()));
         }
         if let Some(name) = text.strip_prefix("/amq/queue/") {
-            return self.queue(text, name, QueueUse::Existing(name.to_owned()));
+            return self.queue(name, QueueUse::Existing(name.to_owned()));
         }
         if let Some(name) = text.strip_prefix("/reply-queue/") {
             if name.is_empty() {
@@ -395,19 +395,24 @@ impl Vhost {
             }
             return Ok(self.same(text, format!("/remote-temp-queue/{name}"), None));
         }
-        Err(format!(
-            "'{text}' is not a valid destination in vhost '{}' (RabbitMQ conventions: \
-             /exchange/, /queue/, /amq/queue/, /topic/, /temp-queue/, /reply-queue/)",
-            self.name
-        ))
+        if text.starts_with('/') {
+            return Err(format!(
+                "'{text}' is not a valid destination in vhost '{}' (RabbitMQ conventions: \
+                 /exchange/, /queue/, /amq/queue/, /topic/, /temp-queue/, /reply-queue/)",
+                self.name
+            ));
+        }
+        // RabbitMQ 3.10 takes a name without prefix as a queue's.
+        self.queue(text, QueueUse::Declare(text.to_owned()))
     }
 
-    fn queue(&self, text: &str, name: &str, use_: QueueUse) -> Result<Translated, String> {
+    /// A queue, shown as RabbitMQ shows a message from the default exchange: `/queue/<name>`.
+    fn queue(&self, name: &str, use_: QueueUse) -> Result<Translated, String> {
         if name.is_empty() {
             return Err("destination is empty".to_owned());
         }
         Ok(self.same(
-            text,
+            &format!("/queue/{name}"),
             format!("/queue/{}.{}", self.segment, escape_word(name)),
             Some(use_),
         ))
@@ -606,6 +611,7 @@ mod tests {
         let a = v.translate("/amq/queue/a.b*", Use::Subscribe).unwrap();
         assert_eq!(a.internal, q.internal);
         assert_eq!(a.queue, Some(QueueUse::Existing("a.b*".into())));
+        assert_eq!(a.display, "/queue/a.b*");
         assert_eq!(
             v.translate("/reply-queue/ID:b-1-2:x", Use::Send)
                 .unwrap()
@@ -626,10 +632,16 @@ mod tests {
         let e = v.translate("/exchange/nope/k", Use::Send).unwrap_err();
         assert_eq!(e, "NOT_FOUND - no exchange 'nope' in vhost '/mcollective'");
         assert!(
-            v.translate("plain", Use::Send)
+            v.translate("/plain", Use::Send)
                 .unwrap_err()
                 .contains("not a valid destination")
         );
+        let plain = v.translate("plain", Use::Send).unwrap();
+        assert_eq!(
+            plain.internal,
+            v.translate("/queue/plain", Use::Send).unwrap().internal
+        );
+        assert_eq!(plain.display, "/queue/plain");
         assert!(v.translate("/exchange//k", Use::Send).is_err());
         assert!(v.translate("/queue/", Use::Send).is_err());
     }

@@ -128,8 +128,9 @@ pub struct Stats {
     pub messages_dropped_slow: u64,
     /// Messages moved to the dead-letter queue.
     pub messages_dead_lettered: u64,
-    /// Messages refused (NACK `requeue:false`, or too many redeliveries) in a
-    /// RabbitMQ-convention vhost, and so dropped rather than dead-lettered.
+    /// Messages dropped in a RabbitMQ-convention vhost as RabbitMQ drops them: refused
+    /// (NACK `requeue:false`, or too many redeliveries) rather than dead-lettered, or
+    /// sent to an `/amq/queue/` that does not exist.
     pub messages_discarded: u64,
     /// Deliveries that were redeliveries.
     pub messages_redelivered: u64,

@@ -24,6 +24,9 @@ pub(super) struct Routed {
     pub(super) display: ByteString,
     /// How a RabbitMQ wildcard (or fanout) subscription matches internal names.
     pub(super) pattern: Option<Pattern>,
+    /// A SEND to a RabbitMQ queue that does not exist: taken and dropped, as RabbitMQ
+    /// drops an unroutable message.
+    pub(super) discard: bool,
 }
 
 impl Broker {
@@ -52,8 +55,12 @@ impl Broker {
         let vhost = self.vhosts.get(vh);
         let convention = vhost.convention;
         let t = vhost.translate(&text, use_).map_err(FrameError::Fatal)?;
+        let mut discard = false;
         match &t.queue {
             Some(QueueUse::Declare(name)) => self.declare_queue(vh, name)?,
+            Some(QueueUse::Existing(name)) if use_ == Use::Send => {
+                discard = !self.declared.contains(&(vh, name.clone()));
+            }
             Some(QueueUse::Existing(name)) => {
                 if !self.declared.contains(&(vh, name.clone())) {
                     return Err(FrameError::Fatal(format!(
@@ -72,6 +79,7 @@ impl Broker {
         self.routed = Some(Routed {
             display: ByteString::from(t.display),
             pattern: t.pattern,
+            discard,
         });
         Ok(())
     }

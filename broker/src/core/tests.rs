@@ -2526,7 +2526,8 @@ fn rabbitmq_queues_amq_queues_and_topics() {
     h.subscribe(c, "w", "/amq/queue/work.items", &[]);
     let got = h.messages(c);
     assert_eq!(got[0].body_str(), "w1");
-    assert_eq!(got[0].get("destination"), Some("/amq/queue/work.items"));
+    // Shown as RabbitMQ shows a default-exchange message.
+    assert_eq!(got[0].get("destination"), Some("/queue/work.items"));
     // A declared queue exists from the start.
     h.subscribe(c, "pre", "/amq/queue/preset", &[("receipt", "r")]);
     assert_eq!(h.take(c)[0].command, "RECEIPT");
@@ -2543,9 +2544,16 @@ fn rabbitmq_queues_amq_queues_and_topics() {
         Some("NOT_FOUND - no queue 'never' in vhost '/mcollective'")
     );
     assert!(h.is_closed(d));
-    // ActiveMQ-style names do not exist here.
+    // A SEND to an /amq/queue/ nobody declared is taken and dropped, as RabbitMQ drops it.
     let f = h.connect_host("/mcollective");
-    h.send(f, "plain.name", "x", &[]);
+    h.send(f, "/amq/queue/nowhere", "x", &[("receipt", "r")]);
+    assert_eq!(h.take(f)[0].command, "RECEIPT");
+    assert_eq!(h.broker.stats().messages_discarded, 1);
+    // A name without prefix is a queue (RabbitMQ 3.10); an unknown prefix is an error.
+    h.send(f, "plain.name", "p", &[]);
+    h.subscribe(c, "plain", "/queue/plain.name", &[]);
+    assert_eq!(h.bodies(c), ["p"]);
+    h.send(f, "/unknown/x", "x", &[]);
     assert_eq!(h.take(f)[0].command, "ERROR");
 }
 

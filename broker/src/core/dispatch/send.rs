@@ -23,6 +23,10 @@ impl Broker {
     pub(in crate::core) fn on_send(&mut self, conn_id: ConnId, frame: Frame) -> FrameResult {
         let routed = self.routed.take();
         let mut request = SendRequest::parse(&frame)?;
+        if routed.as_ref().is_some_and(|r| r.discard) {
+            self.stats.messages_discarded += 1;
+            return Ok(());
+        }
         request.display = routed.map(|r| r.display);
         let key = self.resolve(conn_id, &request.destination)?;
         self.authorize_use(conn_id, Operation::Write, &key)?;
