@@ -71,6 +71,9 @@ impl Broker {
             }
             None => {}
         }
+        if let Some(name) = t.internal.strip_prefix("/remote-temp-") {
+            self.check_temp_vhost(vh, name)?;
+        }
         if convention == Convention::RabbitMq && use_ == Use::Send {
             self.rabbitmq_send_headers(conn_id, frame)?;
         }
@@ -82,6 +85,27 @@ impl Broker {
             discard,
         });
         Ok(())
+    }
+
+    /// A temporary destination (`queue/<name>` or `topic/<name>` after `/remote-temp-`)
+    /// belongs to its owner's vhost: from another vhost it does not exist.
+    fn check_temp_vhost(&self, vh: VhostId, kind_and_name: &str) -> FrameResult {
+        let name = kind_and_name
+            .split_once('/')
+            .map_or(kind_and_name, |(_, n)| n);
+        let owner_vhost = self
+            .conns
+            .values()
+            .find(|c| c.temps.values().any(|n| &**n == name))
+            .map(|c| c.vhost);
+        match owner_vhost {
+            Some(v) if v != Some(vh) => Err(FrameError::Refused(format!(
+                "{} does not exist in vhost '{}'",
+                name,
+                self.vhosts.get(vh).name
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Records that RabbitMQ queue `name` exists in vhost `vh` (declared queues are

@@ -2585,6 +2585,25 @@ fn rabbitmq_temp_queue_reply_to_subscribes_the_sender_and_routes_replies() {
         assert_eq!(replies[0].body_str(), format!("reply-{round}"));
         assert_eq!(replies[0].get("subscription"), Some(reply_to));
     }
+    // From another vhost, the reply queue does not exist.
+    let elsewhere = h.connect_host("b");
+    h.send(
+        client,
+        "/exchange/mcollective_broadcast/rpcutil",
+        "r",
+        &[("reply-to", reply_to)],
+    );
+    let rt = h.messages(node)[0].get("reply-to").unwrap().to_owned();
+    let internal = rt.strip_prefix("/reply-queue/").unwrap();
+    h.send(
+        elsewhere,
+        &format!("/remote-temp-queue/{internal}"),
+        "x",
+        &[],
+    );
+    let e = h.take(elsewhere);
+    assert_eq!(e[0].command, "ERROR", "{e:?}");
+    assert!(h.take(client).is_empty(), "a reply crossed vhosts");
     // Nobody else may consume the reply queue.
     let thief = h.connect_host("/mcollective");
     h.send(
