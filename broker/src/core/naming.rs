@@ -61,15 +61,13 @@ impl Broker {
             Some(QueueUse::Existing(name)) if use_ == Use::Send => {
                 discard = !self.declared.contains(&(vh, name.clone()));
             }
-            Some(QueueUse::Existing(name)) => {
-                if !self.declared.contains(&(vh, name.clone())) {
-                    return Err(FrameError::Fatal(format!(
-                        "NOT_FOUND - no queue '{name}' in vhost '{}'",
-                        self.vhosts.get(vh).name
-                    )));
-                }
+            Some(QueueUse::Existing(name)) if !self.declared.contains(&(vh, name.clone())) => {
+                return Err(FrameError::Fatal(format!(
+                    "NOT_FOUND - no queue '{name}' in vhost '{}'",
+                    self.vhosts.get(vh).name
+                )));
             }
-            None => {}
+            Some(QueueUse::Existing(_)) | None => {}
         }
         if let Some(name) = t.internal.strip_prefix("/remote-temp-") {
             self.check_temp_vhost(vh, name)?;
