@@ -393,7 +393,12 @@ impl Vhost {
             if name.is_empty() {
                 return Err("destination is empty".to_owned());
             }
-            return Ok(self.same(text, format!("/remote-temp-queue/{name}"), None));
+            // Shown as RabbitMQ shows its reply queues: a queue of the default exchange.
+            return Ok(self.same(
+                &format!("/queue/{name}"),
+                format!("/remote-temp-queue/{name}"),
+                None,
+            ));
         }
         if text.starts_with('/') {
             return Err(format!(
@@ -431,6 +436,16 @@ impl Vhost {
                 self.name
             ));
         };
+        if key.contains('/') {
+            return Err(format!("'{text}' is not a valid exchange destination"));
+        }
+        // As RabbitMQ shows it on MESSAGE frames: amq.topic as `/topic/<key>`.
+        let shown = if exchange == "amq.topic" {
+            format!("/topic/{key}")
+        } else {
+            text.to_owned()
+        };
+        let text = shown.as_str();
         let base = format!("{}.{}", self.segment, escape_word(exchange));
         let literal_name = || {
             let mut name = base.clone();
@@ -619,6 +634,18 @@ mod tests {
             "/remote-temp-queue/ID:b-1-2:x"
         );
         assert_eq!(
+            v.translate("/reply-queue/ID:b-1-2:x", Use::Send)
+                .unwrap()
+                .display,
+            "/queue/ID:b-1-2:x"
+        );
+        assert_eq!(
+            v.translate("/exchange/amq.topic/k", Use::Send)
+                .unwrap()
+                .display,
+            "/topic/k"
+        );
+        assert_eq!(
             v.translate("/temp-queue/x", Use::Subscribe)
                 .unwrap()
                 .internal,
@@ -643,6 +670,7 @@ mod tests {
         );
         assert_eq!(plain.display, "/queue/plain");
         assert!(v.translate("/exchange//k", Use::Send).is_err());
+        assert!(v.translate("/exchange/amq.fanout/a/b", Use::Send).is_err());
         assert!(v.translate("/queue/", Use::Send).is_err());
     }
 

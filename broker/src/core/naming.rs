@@ -20,8 +20,10 @@ use crate::vhost::{Convention, QueueUse, Use, VhostId};
 /// What translation found out about a frame's destination, for its handler.
 #[derive(Debug)]
 pub(super) struct Routed {
-    /// The destination as the client wrote it (shown on MESSAGE frames).
+    /// The destination as MESSAGE frames show it (RabbitMQ's spelling in its vhosts).
     pub(super) display: ByteString,
+    /// The destination as the client wrote it (what a STOMP 1.0 UNSUBSCRIBE names).
+    pub(super) written: ByteString,
     /// How a RabbitMQ wildcard (or fanout) subscription matches internal names.
     pub(super) pattern: Option<Pattern>,
     /// A SEND to a RabbitMQ queue that does not exist: taken and dropped, as RabbitMQ
@@ -79,6 +81,7 @@ impl Broker {
         frame.headers.push("destination", t.internal);
         self.routed = Some(Routed {
             display: ByteString::from(t.display),
+            written: ByteString::from(text),
             pattern: t.pattern,
             discard,
         });
@@ -167,6 +170,14 @@ impl Broker {
             .headers
             .push("reply-to", format!("/reply-queue/{internal}"));
         Ok(())
+    }
+
+    /// Whether `conn` is in a RabbitMQ-convention vhost.
+    pub(super) fn in_rabbitmq_vhost(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.vhost)
+            .is_some_and(|v| self.vhosts.get(v).convention == Convention::RabbitMq)
     }
 
     /// The name authorization entries see: without the vhost's segment, so that one set

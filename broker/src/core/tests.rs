@@ -2535,6 +2535,25 @@ fn rabbitmq_queues_amq_queues_and_topics() {
     h.subscribe(c, "t", "/topic/stock.#", &[]);
     h.send(p, "/exchange/amq.topic/stock.nyse.ibm", "tick", &[]);
     assert_eq!(h.bodies(c), ["tick"]);
+    // MESSAGE frames show where a message was sent, as RabbitMQ reconstructs it.
+    let (old, _) = h.connect_with(&[("host", "/mcollective")]);
+    h.frame(
+        old,
+        Frame::new(Command::Subscribe).header("destination", "/exchange/amq.topic/news"),
+    );
+    h.send(p, "/topic/news", "n1", &[]);
+    let got = h.messages(old);
+    assert_eq!(got[0].get("destination"), Some("/topic/news"));
+    // A STOMP 1.0 UNSUBSCRIBE names what the client wrote.
+    h.frame(
+        old,
+        Frame::new(Command::Unsubscribe)
+            .header("destination", "/exchange/amq.topic/news")
+            .header("receipt", "u"),
+    );
+    assert_eq!(h.take(old)[0].command, "RECEIPT");
+    h.send(p, "/topic/news", "n2", &[]);
+    assert!(h.take(old).is_empty());
     // A queue nobody declared is NOT_FOUND.
     let d = h.connect_host("/mcollective");
     h.subscribe(d, "x", "/amq/queue/never", &[]);
@@ -2584,6 +2603,12 @@ fn rabbitmq_temp_queue_reply_to_subscribes_the_sender_and_routes_replies() {
         assert_eq!(replies[0].command, "MESSAGE");
         assert_eq!(replies[0].body_str(), format!("reply-{round}"));
         assert_eq!(replies[0].get("subscription"), Some(reply_to));
+        // As RabbitMQ shows a reply: a queue of the default exchange.
+        let internal = rewritten.strip_prefix("/reply-queue/").unwrap();
+        assert_eq!(
+            replies[0].get("destination"),
+            Some(format!("/queue/{internal}").as_str())
+        );
     }
     // From another vhost, the reply queue does not exist.
     let elsewhere = h.connect_host("b");

@@ -155,6 +155,8 @@ def case_temp_queue_reply(args):
         rep = ccol.take(1)[0]
         check(rep.body == "pong-%d" % n, "got %r" % rep.body)
         check(rep.headers.get("subscription") == reply_to, "subscription %r" % rep.headers)
+        # RabbitMQ shows a reply as a queue of the default exchange.
+        check(rep.headers.get("destination", "").startswith("/queue/"), "destination %r" % rep.headers)
     server.disconnect()
     client.disconnect()
 

@@ -26,9 +26,10 @@ impl Broker {
         let mut request = SubscribeRequest::parse(frame, version)?;
         let mut rabbit_pattern = None;
         if let Some(r) = routed {
-            // Shown on MESSAGE frames, and (STOMP 1.0 without `id`) what UNSUBSCRIBE names.
+            // What a STOMP 1.0 UNSUBSCRIBE without `id` names; the display is for MESSAGE
+            // frames.
             if request.id_header.is_none() {
-                request.client_id = r.display.clone();
+                request.client_id = r.written;
             }
             request.dest_text = r.display;
             rabbit_pattern = r.pattern;
@@ -109,6 +110,7 @@ impl Broker {
             s.equality()
                 .map(|(p, v)| (Arc::<str>::from(p), ByteString::from(v)))
         });
+        let show_sent = self.in_rabbitmq_vhost(conn_id);
         self.next_sub += 1;
         let sub_key = SubKey(self.next_sub);
         let sub = Subscription {
@@ -119,6 +121,7 @@ impl Broker {
             dest: key.clone(),
             pattern: (wildcard && durable_key.is_none())
                 .then(|| rabbit_pattern.unwrap_or_else(|| Pattern::new(&dest.name))),
+            show_sent,
             selector,
             eq,
             ack,
