@@ -52,8 +52,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$PORT" ] || usage
 case "$CONNECTOR" in activemq | rabbitmq) ;; *) echo "--connector must be activemq or rabbitmq" >&2; exit 2 ;; esac
-[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 2 ] && [ "$NODES" -le 99 ] || {
-    echo "--nodes must be 2..99 (the directed request targets node-01 and node-02)" >&2
+[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 2 ] && [ "$NODES" -le 999 ] || {
+    echo "--nodes must be 2..999 (the directed request targets node-01 and node-02)" >&2
     exit 2
 }
 
@@ -187,19 +187,20 @@ subscribed() {
     fi
     [ "${n:-0}" -ge 3 ]
 }
-deadline=$(($(date +%s) + 30))
+# Each mcollectived takes a fraction of a CPU second to start: more time for large fleets.
+deadline=$(($(date +%s) + 30 + NODES / 4))
 for i in $(seq 1 "$NODES"); do
     id=$(printf 'node-%02d' "$i")
     until subscribed "$WORK/$id.log" "$id"; do
         kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null || fail "mcollectived $id exited early: $(tail -n 5 "$WORK/$id.out" "$WORK/$id.log" 2>/dev/null)"
         [ "$(date +%s)" -lt "$deadline" ] ||
-            fail "$id did not subscribe within 30 s (is the broker accepting $USER_NAME on $HOST:$PORT?)"
+            fail "$id did not subscribe within $((30 + NODES / 4)) s (is the broker accepting $USER_NAME on $HOST:$PORT?)"
         sleep 0.2
     done
 done
 log "all $NODES nodes connected and subscribed (pids ${PIDS[*]})"
 
-want=$(for i in $(seq 1 "$NODES"); do printf 'node-%02d\n' "$i"; done)
+want=$(for i in $(seq 1 "$NODES"); do printf 'node-%02d\n' "$i"; done | sort)
 
 # 1. Broadcast: mco ping, retried until all N answer or ~30 s have passed.
 deadline=$(($(date +%s) + 30))
