@@ -6,7 +6,8 @@
 //! relative `expiration` (ms) becomes an absolute `expires`, and `reply-to:/temp-queue/x`
 //! subscribes the sender to its temporary queue `x` (subscription id `/temp-queue/x`,
 //! auto ack, once per connection) and is rewritten to `/reply-queue/<name>` for the
-//! receivers, whose replies come back to that subscription.
+//! receivers, whose replies come back to that subscription. A SUBSCRIBE's
+//! `prefetch-count` is its prefetch.
 
 use bytestring::ByteString;
 
@@ -76,6 +77,9 @@ impl Broker {
         }
         if convention == Convention::RabbitMq && use_ == Use::Send {
             self.rabbitmq_send_headers(conn_id, frame)?;
+        }
+        if convention == Convention::RabbitMq && use_ == Use::Subscribe {
+            rabbitmq_subscribe_headers(frame)?;
         }
         frame.headers.remove("destination");
         frame.headers.push("destination", t.internal);
@@ -206,4 +210,19 @@ impl Broker {
             None => Some(dlq.clone()),
         }
     }
+}
+
+/// RabbitMQ's `prefetch-count` (0 or absent: unlimited) as the core's prefetch.
+fn rabbitmq_subscribe_headers(frame: &mut Frame) -> FrameResult {
+    let Some(p) = frame.headers.get("prefetch-count") else {
+        return Ok(());
+    };
+    let n = p
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| FrameError::Fatal(format!("invalid prefetch-count header: '{p}'")))?;
+    if n > 0 && !frame.headers.contains("activemq.prefetchSize") {
+        frame.headers.push("activemq.prefetchSize", n.to_string());
+    }
+    Ok(())
 }

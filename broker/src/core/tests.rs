@@ -2554,6 +2554,17 @@ fn rabbitmq_queues_amq_queues_and_topics() {
     assert_eq!(h.take(old)[0].command, "RECEIPT");
     h.send(p, "/topic/news", "n2", &[]);
     assert!(h.take(old).is_empty());
+    // prefetch-count bounds unacknowledged deliveries.
+    h.send(p, "/queue/pf", "1", &[]);
+    h.send(p, "/queue/pf", "2", &[]);
+    let slow = h.connect_host("/mcollective");
+    h.subscribe(
+        slow,
+        "pf",
+        "/queue/pf",
+        &[("ack", "client"), ("prefetch-count", "1")],
+    );
+    assert_eq!(h.bodies(slow), ["1"]);
     // A queue nobody declared is NOT_FOUND.
     let d = h.connect_host("/mcollective");
     h.subscribe(d, "x", "/amq/queue/never", &[]);
