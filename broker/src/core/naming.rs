@@ -95,14 +95,25 @@ impl Broker {
     /// A temporary destination (`queue/<name>` or `topic/<name>` after `/remote-temp-`)
     /// belongs to its owner's vhost: from another vhost it does not exist.
     fn check_temp_vhost(&self, vh: VhostId, kind_and_name: &str) -> FrameResult {
-        let name = kind_and_name
+        let (kind, name) = kind_and_name
             .split_once('/')
-            .map_or(kind_and_name, |(_, n)| n);
-        let owner_vhost = self
-            .conns
-            .values()
-            .find(|c| c.temps.values().any(|n| &**n == name))
-            .map(|c| c.vhost);
+            .unwrap_or(("queue", kind_and_name));
+        // A reply to a temporary queue finds its owner through the queue (every reply of
+        // a fleet comes this way); a temporary topic, or a queue nobody consumes yet, is
+        // rare enough to search for.
+        let owner = if kind == "queue" {
+            self.temp_queue_owner(name)
+        } else {
+            None
+        };
+        let owner_vhost = match owner {
+            Some(c) => self.conns.get(&c).map(|c| c.vhost),
+            None => self
+                .conns
+                .values()
+                .find(|c| c.temps.values().any(|n| &**n == name))
+                .map(|c| c.vhost),
+        };
         match owner_vhost {
             Some(v) if v != Some(vh) => Err(FrameError::Refused(format!(
                 "{} does not exist in vhost '{}'",

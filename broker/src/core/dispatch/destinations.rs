@@ -104,6 +104,15 @@ impl Broker {
         Ok(())
     }
 
+    /// The connection that owns temporary queue `name`, while the queue exists.
+    pub(in crate::core) fn temp_queue_owner(&self, name: &str) -> Option<ConnId> {
+        let key = QueueKey {
+            kind: Kind::TempQueue,
+            name: Arc::from(name),
+        };
+        self.queues.get(&key).and_then(|q| q.owner)
+    }
+
     /// Removes a queue that has no direct consumers and no waiting messages.
     pub(in crate::core) fn collect_queue(&mut self, key: &QueueKey) {
         let collectable = self.queues.get(key).is_some_and(Queue::is_collectable);
