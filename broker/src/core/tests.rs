@@ -2681,3 +2681,60 @@ fn rabbitmq_expiration_is_relative_and_refused_messages_are_dropped() {
     );
     assert_eq!(h.broker.queue_depth("ActiveMQ.DLQ"), None);
 }
+
+#[test]
+fn odd_rabbitmq_destinations_get_an_answer_never_a_panic() {
+    let mut h = vhost_harness();
+    let watcher = h.connect_host("/mcollective");
+    h.subscribe(watcher, "all", "/exchange/mcollective_broadcast/#", &[]);
+    let odd = [
+        "/exchange/",
+        "/exchange/mcollective_broadcast/",
+        "/exchange/mcollective_broadcast/..",
+        "/exchange/mcollective_broadcast/#.#.*.#",
+        "/exchange/mcollective_broadcast/a,b.%2E.>",
+        "/exchange/amq.topic",
+        "/topic/",
+        "/queue/",
+        "/queue/%",
+        "/amq/queue/",
+        "/reply-queue/",
+        "/reply-queue/ID:nobody:x",
+        "/temp-queue/",
+        "/exchange/mcollective_directed/a/b",
+        "",
+    ];
+    for dest in odd {
+        for command in [Command::Send, Command::Subscribe] {
+            let c = h.connect_host("/mcollective");
+            let f = Frame::new(command)
+                .header("id", "s")
+                .header("destination", dest)
+                .header("receipt", "r");
+            h.frame(c, f);
+            let got = h.take(c);
+            // A SUBSCRIBE may also get what an earlier SEND left in its queue.
+            assert!(!got.is_empty(), "{command} {dest:?}: no answer");
+            assert!(
+                matches!(got[0].command, "RECEIPT" | "ERROR"),
+                "{command} {dest:?}: {got:?}"
+            );
+            if got[0].command == "ERROR" {
+                assert!(got[0].get("message").is_some(), "{got:?}");
+            }
+        }
+    }
+    // Every SEND that was taken reached the `#` binding, with the key it was sent with.
+    for m in h.messages(watcher) {
+        assert!(
+            m.get("destination")
+                .unwrap()
+                .starts_with("/exchange/mcollective_broadcast"),
+            "{m:?}"
+        );
+    }
+    // The broker still works.
+    let c = h.connect_host("/mcollective");
+    h.send(c, "/exchange/mcollective_broadcast/ok", "ok", &[]);
+    assert_eq!(h.bodies(watcher), ["ok"]);
+}
