@@ -162,6 +162,20 @@ enum Segment {
     One,
     /// `>`: the rest, zero or more segments; anything after it is ignored.
     Rest,
+    /// AMQP's `#` (RabbitMQ topic exchanges): zero or more segments, anywhere in the
+    /// pattern. Only [`Pattern::from_words`] makes it; ActiveMQ-style text never does.
+    Words,
+}
+
+/// One word of a pattern built by [`Pattern::from_words`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Word {
+    /// Matches exactly this segment.
+    Literal(String),
+    /// Matches exactly one segment (AMQP's and ActiveMQ's `*`).
+    One,
+    /// Matches zero or more segments, anywhere (AMQP's `#`).
+    Any,
 }
 
 impl Pattern {
@@ -185,6 +199,23 @@ impl Pattern {
         }
     }
 
+    /// A pattern from words already split and classified (RabbitMQ conventions, see
+    /// `crate::vhost`); `text` is how it is shown.
+    pub fn from_words(words: impl IntoIterator<Item = Word>, text: &str) -> Pattern {
+        let segments = words
+            .into_iter()
+            .map(|w| match w {
+                Word::Literal(l) => Segment::Literal(l.into()),
+                Word::One => Segment::One,
+                Word::Any => Segment::Words,
+            })
+            .collect();
+        Pattern {
+            segments,
+            text: Arc::from(text),
+        }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -199,10 +230,14 @@ impl Pattern {
 
     /// Whether `name` matches the pattern.
     pub fn matches(&self, name: &str) -> bool {
+        if self.segments.contains(&Segment::Words) {
+            return self.matches_words(name);
+        }
         let mut parts = name.split('.');
         for seg in &self.segments {
             match seg {
-                Segment::Rest => return true,
+                // `Words` never gets here (see above).
+                Segment::Rest | Segment::Words => return true,
                 Segment::One => {
                     if parts.next().is_none() {
                         return false;
@@ -215,6 +250,45 @@ impl Pattern {
             }
         }
         parts.next().is_none()
+    }
+}
+
+impl Pattern {
+    /// Matching with AMQP's `#` anywhere: which pattern prefixes can match which name
+    /// prefixes, one row per name segment (time and memory linear in pattern × name).
+    fn matches_words(&self, name: &str) -> bool {
+        let n = self.segments.len();
+        // `row[j]`: the first `j` pattern segments match the segments read so far.
+        let mut row = vec![false; n + 1];
+        row[0] = true;
+        close_over_words(&self.segments, &mut row);
+        for part in name.split('.') {
+            let mut next = vec![false; n + 1];
+            for (j, seg) in self.segments.iter().enumerate() {
+                if !row[j] {
+                    continue;
+                }
+                match seg {
+                    Segment::Literal(lit) if &**lit == part => next[j + 1] = true,
+                    Segment::Literal(_) => {}
+                    Segment::One => next[j + 1] = true,
+                    // `#` (and `>`, always last) takes this segment and may take more.
+                    Segment::Words | Segment::Rest => next[j] = true,
+                }
+            }
+            close_over_words(&self.segments, &mut next);
+            row = next;
+        }
+        row[n]
+    }
+}
+
+/// A `#` may match nothing: wherever `row[j]` holds before a `#`, `row[j + 1]` does too.
+fn close_over_words(segments: &[Segment], row: &mut [bool]) {
+    for (j, seg) in segments.iter().enumerate() {
+        if row[j] && matches!(seg, Segment::Words | Segment::Rest) {
+            row[j + 1] = true;
+        }
     }
 }
 

@@ -6,6 +6,9 @@
 //! - [`destination`]: destination names (`/queue/…`, `/topic/…`, temporary) and `*`/`>`
 //!   wildcard patterns.
 //! - [`selector`]: JMS selectors, parsed once and evaluated against message headers.
+//! - [`vhost`]: virtual hosts chosen by CONNECT's `host`, and RabbitMQ's STOMP
+//!   destinations (`/exchange/…`, `/amq/queue/…`, `/reply-queue/…`) translated into the
+//!   core's names.
 //! - [`security`]: users, groups and the ActiveMQ-style authorization map.
 //! - [`core`]: the broker state machine. Frames and `now` go in, frames to send come out;
 //!   it never reads a clock, spawns a task or touches a socket.
@@ -34,3 +37,4 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod toml_config;
+pub mod vhost;

@@ -233,6 +233,23 @@ fn errors_name_file_line_and_key() {
             3,
             "security.authorization[0].read[1]",
         ),
+        // Virtual hosts: an exchange type RabbitMQ's STOMP clients cannot route through,
+        // a reserved exchange name, a default that names no vhost.
+        (
+            "[[core.vhosts]]\nname = \"/m\"\nconvention = \"rabbitmq\"\n[[core.vhosts.exchanges]]\nname = \"x\"\ntype = \"headers\"\n",
+            6,
+            "core.vhosts[0].exchanges[0].type",
+        ),
+        (
+            "[[core.vhosts]]\nname = \"/m\"\nconvention = \"rabbitmq\"\n[[core.vhosts.exchanges]]\nname = \"amq.x\"\ntype = \"topic\"\n",
+            5,
+            "core.vhosts[0].exchanges[0].name",
+        ),
+        (
+            "[core]\ndefault_vhost = \"/\"\n[[core.vhosts]]\nname = \"/m\"\n",
+            2,
+            "core.default_vhost",
+        ),
     ];
     for (text, line, key) in cases {
         let e = BrokerConfig::parse(text, "t.toml").unwrap_err();

@@ -34,3 +34,48 @@ fn mco_ping_and_directed_rpc_with_three_nodes() {
     let run = common::run_bounded("mco_ping.sh with 3 nodes", cmd, TIMEOUT);
     common::assert_passed(&run, &broker);
 }
+
+/// MCollective's documented RabbitMQ setup: vhost `/mcollective` with the topic exchange
+/// `mcollective_broadcast` and the direct exchange `mcollective_directed`.
+const RABBITMQ_VHOST: &str = r#"
+[[core.vhosts]]
+name = "/mcollective"
+convention = "rabbitmq"
+
+[[core.vhosts.exchanges]]
+name = "mcollective_broadcast"
+type = "topic"
+
+[[core.vhosts.exchanges]]
+name = "mcollective_directed"
+type = "direct"
+"#;
+
+/// The same with `connector = rabbitmq`: broadcasts through the topic exchange, directed
+/// requests through the direct exchange, replies through `reply-to:/temp-queue/…` (which
+/// `mco` never subscribes to itself) answered on `/reply-queue/…`.
+#[test]
+fn mco_ping_and_directed_rpc_with_the_rabbitmq_connector() {
+    common::require_mcollective();
+    let config = format!("{AUTH_CONFIG}{RABBITMQ_VHOST}");
+    let broker = Broker::start_with_config("mco-rabbitmq", &config);
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(SCRIPT)
+        .args(["--host", &broker.host(), "--port", &broker.port()])
+        .args(["--user", "mcollective", "--password", "marionette"])
+        .args([
+            "--nodes",
+            "3",
+            "--connector",
+            "rabbitmq",
+            "--vhost",
+            "/mcollective",
+        ])
+        .env("TMPDIR", broker.dir());
+    let run = common::run_bounded(
+        "mco_ping.sh --connector rabbitmq with 3 nodes",
+        cmd,
+        TIMEOUT,
+    );
+    common::assert_passed(&run, &broker);
+}

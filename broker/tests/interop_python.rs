@@ -22,6 +22,7 @@ common::interop_cases!(Client::Python;
     ack_client_individual,
     nack_requeue,
     nack_dlq,
+    nack_dlq_python_false,
     tx_commit,
     tx_abort,
     tx_ack,

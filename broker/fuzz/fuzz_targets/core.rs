@@ -1,7 +1,9 @@
 //! The broker core driven by arbitrary frame sequences from up to eight connections with a
 //! fake clock: it never panics or loops (libFuzzer's timeout catches a hang), never writes
 //! to a connection after closing it, its connection gauge matches what the driver opened,
-//! and queued messages stay within `queue_messages_max` per queue.
+//! and queued messages stay within `queue_messages_max` per queue. Half the inputs run with
+//! virtual hosts (an ActiveMQ default and a RabbitMQ-convention vhost), whose names the
+//! destinations and `host` headers below reach.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -11,8 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use stampede_broker::core::{Broker, ConnId, CoreConfig, Output};
 use stampede_broker::proto::{Command, Frame};
 use stampede_broker::security::Security;
+use stampede_broker::vhost::{Convention, ExchangeConfig, ExchangeType, VhostConfig};
 
-const DESTINATIONS: [&str; 8] = [
+const DESTINATIONS: [&str; 16] = [
     "/queue/a",
     "/queue/b",
     "/topic/t",
@@ -21,8 +24,17 @@ const DESTINATIONS: [&str; 8] = [
     "/temp-queue/r",
     "/queue/ActiveMQ.DLQ",
     "/topic/ActiveMQ.Advisory.Consumer.Queue.a",
+    "/exchange/bcast/a.b",
+    "/exchange/bcast/a.#",
+    "/exchange/bcast/*.b",
+    "/exchange/direct/n1",
+    "/exchange/fan",
+    "/amq/queue/a",
+    "/topic/#",
+    "/reply-queue/ID:stampede-1700000000000-1:r",
 ];
-const HEADERS: [&str; 16] = [
+const HOSTS: [&str; 4] = ["a", "/r", "nowhere", ""];
+const HEADERS: [&str; 19] = [
     "id",
     "ack",
     "receipt",
@@ -39,6 +51,9 @@ const HEADERS: [&str; 16] = [
     "activemq.exclusive",
     "JMSXGroupID",
     "heart-beat",
+    "host",
+    "expiration",
+    "prefetch-count",
 ];
 const COMMANDS: [Command; 12] = [
     Command::Connect,
@@ -71,8 +86,44 @@ enum Op {
     },
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+#[derive(Arbitrary, Debug)]
+struct Input {
+    vhosts: bool,
+    ops: Vec<Op>,
+}
+
+/// An ActiveMQ-convention default vhost `a` and a RabbitMQ one `/r` with one exchange of
+/// each type.
+fn vhosts() -> Vec<VhostConfig> {
+    let x = |name: &str, kind| ExchangeConfig {
+        name: name.to_owned(),
+        kind,
+    };
+    vec![
+        VhostConfig {
+            name: "a".to_owned(),
+            ..VhostConfig::default()
+        },
+        VhostConfig {
+            name: "/r".to_owned(),
+            convention: Convention::RabbitMq,
+            exchanges: vec![
+                x("bcast", ExchangeType::Topic),
+                x("direct", ExchangeType::Direct),
+                x("fan", ExchangeType::Fanout),
+            ],
+            queues: vec!["a".to_owned()],
+        },
+    ]
+}
+
+fuzz_target!(|input: Input| {
+    let Input { vhosts: with_vhosts, ops } = input;
     let mut config = CoreConfig::default();
+    if with_vhosts {
+        config.vhosts = vhosts();
+        config.default_vhost = Some("a".to_owned());
+    }
     config.limits.queue_messages_max = 50;
     config.limits.outbound_frames_max = 20;
     config.limits.outbound_burst_frames_max = 10;
@@ -131,7 +182,13 @@ fuzz_target!(|ops: Vec<Op>| {
                     )
                     .header("accept-version", "1.0,1.1,1.2");
                 for (k, v) in headers.into_iter().take(8) {
-                    frame = frame.header(HEADERS[k as usize % HEADERS.len()], v);
+                    let name = HEADERS[k as usize % HEADERS.len()];
+                    // A host from the list, mostly: arbitrary ones all mean "unknown".
+                    let v = match (name, v.as_bytes().first()) {
+                        ("host", Some(b)) => HOSTS[*b as usize % HOSTS.len()].to_owned(),
+                        _ => v,
+                    };
+                    frame = frame.header(name, v);
                 }
                 broker.handle_frame(now, conn, frame.body(body));
             }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::FrameLimits;
 use crate::toml_config::{InvalidSetting, KeyPath, positive};
+use crate::vhost::VhostConfig;
 
 /// Everything the sans-IO core needs to know, with production defaults.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -29,6 +30,13 @@ pub struct CoreConfig {
     pub queue_prefetch_default: usize,
     /// Default prefetch for topic subscriptions in client ack modes.
     pub topic_prefetch_default: usize,
+    /// `[[core.vhosts]]`: virtual hosts, each an isolated namespace with its naming
+    /// convention (see [`crate::vhost`]). None (the default): one namespace, ActiveMQ's
+    /// names, and CONNECT's `host` is ignored.
+    pub vhosts: Vec<VhostConfig>,
+    /// The vhost a CONNECT without `host` gets (RabbitMQ's `/` is usual). Without it,
+    /// clients must name a vhost.
+    pub default_vhost: Option<String>,
     /// Simulator only: keep every message the core drops on purpose (expiry, slow
     /// consumer, refusal, dead-letter) for [`Broker::take_dropped`](super::Broker), so
     /// that a checker can explain losses by evidence. Never read from a configuration
@@ -55,6 +63,8 @@ impl Default for CoreConfig {
             dead_letter_queue: "ActiveMQ.DLQ".to_owned(),
             queue_prefetch_default: 1000,
             topic_prefetch_default: 32767,
+            vhosts: Vec::new(),
+            default_vhost: None,
             record_drops: false,
             test_drop_send_number: None,
         }
@@ -244,7 +254,8 @@ impl CoreConfig {
             InvalidSetting::new(KeyPath::root().key("dead_letter_queue"), message)
         })?;
         positive(self.queue_prefetch_default, "queue_prefetch_default")?;
-        positive(self.topic_prefetch_default, "topic_prefetch_default")
+        positive(self.topic_prefetch_default, "topic_prefetch_default")?;
+        crate::vhost::validate(&self.vhosts, self.default_vhost.as_deref())
     }
 }
 

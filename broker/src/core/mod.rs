@@ -25,6 +25,7 @@ pub mod interbroker;
 pub mod interbroker_headers;
 pub mod memory;
 mod message;
+mod naming;
 mod persist;
 mod request;
 mod session;
@@ -127,6 +128,10 @@ pub struct Stats {
     pub messages_dropped_slow: u64,
     /// Messages moved to the dead-letter queue.
     pub messages_dead_lettered: u64,
+    /// Messages dropped in a RabbitMQ-convention vhost as RabbitMQ drops them: refused
+    /// (NACK `requeue:false`, or too many redeliveries) rather than dead-lettered, or
+    /// sent to an `/amq/queue/` that does not exist.
+    pub messages_discarded: u64,
     /// Deliveries that were redeliveries.
     pub messages_redelivered: u64,
     /// SENDs refused (authorization, full queue).
@@ -245,11 +250,23 @@ pub struct Broker {
     persist: Option<persist::Persistence>,
     /// Durable topic subscriptions by (client-id, subscription name).
     durables: BTreeMap<(String, String), Durable>,
+    /// Virtual hosts (none: one namespace, ActiveMQ's names).
+    vhosts: crate::vhost::Vhosts,
+    /// RabbitMQ queues declared per vhost (by configuration or by `/queue/` use), which
+    /// `/amq/queue/` may name.
+    declared: BTreeSet<(crate::vhost::VhostId, String)>,
+    /// What translating the frame being handled found (see [`naming`]).
+    routed: Option<naming::Routed>,
 }
 
 impl Broker {
     /// A broker with no connections. `now_ms` marks its incarnation.
     pub fn new(config: CoreConfig, security: Security, now_ms: u64) -> Broker {
+        let vhosts = crate::vhost::Vhosts::new(&config.vhosts, config.default_vhost.as_deref());
+        let declared = vhosts
+            .iter()
+            .flat_map(|(id, v)| v.queues.iter().map(move |q| (id, q.clone())))
+            .collect();
         Broker {
             config,
             security,
@@ -283,6 +300,9 @@ impl Broker {
             work: Work::default(),
             persist: None,
             durables: BTreeMap::new(),
+            vhosts,
+            declared,
+            routed: None,
         }
     }
 

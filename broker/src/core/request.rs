@@ -26,6 +26,9 @@ pub(super) struct SendRequest {
     pub(super) priority: u8,
     /// `expires` in epoch milliseconds; `None` for none (or 0).
     pub(super) expires_ms: Option<u64>,
+    /// In a vhost: the destination as the client wrote it, for MESSAGE frames (set by
+    /// the handler from the translation, never by parsing).
+    pub(super) display: Option<ByteString>,
 }
 
 impl SendRequest {
@@ -62,6 +65,7 @@ impl SendRequest {
             transaction: h.get_shared("transaction").cloned(),
             priority,
             expires_ms,
+            display: None,
         })
     }
 }

@@ -72,6 +72,8 @@ pub(super) struct Conn {
     /// CONNECT's `client-id` (ActiveMQ's JMS client id), which durable subscriptions
     /// belong to.
     pub(super) client_id: Option<ByteString>,
+    /// The vhost CONNECT chose (`None` without vhosts).
+    pub(super) vhost: Option<crate::vhost::VhostId>,
 }
 
 impl Conn {
@@ -141,6 +143,7 @@ impl Broker {
                 parked: None,
                 certificate_cn: None,
                 client_id: None,
+                vhost: None,
             },
         );
         let address = peer_address(peer);
@@ -296,7 +299,7 @@ impl Broker {
     }
 
     /// Handles one frame of a connection that has nothing parked before it.
-    pub(super) fn process_frame(&mut self, conn_id: ConnId, frame: Frame) {
+    pub(super) fn process_frame(&mut self, conn_id: ConnId, mut frame: Frame) {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
@@ -314,8 +317,12 @@ impl Broker {
             (State::Connected, Command::Connect | Command::Stomp) => {
                 fatal("the session is already connected")
             }
-            (State::Connected, Command::Send) => self.on_send(conn_id, frame),
-            (State::Connected, Command::Subscribe) => self.on_subscribe(conn_id, &frame),
+            (State::Connected, Command::Send) => self
+                .translate_frame(conn_id, &mut frame)
+                .and_then(|()| self.on_send(conn_id, frame)),
+            (State::Connected, Command::Subscribe) => self
+                .translate_frame(conn_id, &mut frame)
+                .and_then(|()| self.on_subscribe(conn_id, &frame)),
             (State::Connected, Command::Unsubscribe) => self.on_unsubscribe(conn_id, &frame),
             (State::Connected, Command::Ack) => self.on_ack(conn_id, &frame, false),
             (State::Connected, Command::Nack) => self.on_ack(conn_id, &frame, true),
@@ -381,6 +388,7 @@ impl Broker {
             Ok(p) => p,
             Err(e) => return fatal(e.to_string()),
         };
+        let vhost = self.select_vhost(h.get("host"))?;
         let client_id = h.get_shared("client-id").cloned().filter(|c| !c.is_empty());
         if let Some(id) = &client_id
             && self
@@ -414,6 +422,7 @@ impl Broker {
         conn.state = State::Connected;
         conn.principal = Some(principal);
         conn.client_id = client_id;
+        conn.vhost = vhost;
         let peer = conn.peer.clone();
         self.sessions_current += 1;
         self.forget_unauthenticated(&peer);

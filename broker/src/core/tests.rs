@@ -2314,3 +2314,427 @@ fn stored_messages_and_durables_come_back_after_a_restart() {
     assert_eq!(got[1].get("destination"), Some("/topic/news.today"));
     assert_eq!(got.len(), 2);
 }
+
+// ----- Virtual hosts ----------------------------------------------------------------------
+
+fn vhost(name: &str, convention: crate::vhost::Convention) -> crate::vhost::VhostConfig {
+    crate::vhost::VhostConfig {
+        name: name.to_owned(),
+        convention,
+        ..crate::vhost::VhostConfig::default()
+    }
+}
+
+/// A broker with ActiveMQ-convention vhosts `a` (the default) and `b`, and MCollective's
+/// RabbitMQ vhost `/mcollective` with its two exchanges, a fanout and a declared queue.
+fn vhost_harness() -> Harness {
+    use crate::vhost::{Convention, ExchangeConfig, ExchangeType};
+    let x = |name: &str, kind| ExchangeConfig {
+        name: name.to_owned(),
+        kind,
+    };
+    let mut rabbit = vhost("/mcollective", Convention::RabbitMq);
+    rabbit.exchanges = vec![
+        x("mcollective_broadcast", ExchangeType::Topic),
+        x("mcollective_directed", ExchangeType::Direct),
+        x("everyone", ExchangeType::Fanout),
+    ];
+    rabbit.queues = vec!["preset".to_owned()];
+    let config = CoreConfig {
+        vhosts: vec![
+            vhost("a", Convention::ActiveMq),
+            vhost("b", Convention::ActiveMq),
+            rabbit,
+        ],
+        default_vhost: Some("a".to_owned()),
+        ..CoreConfig::default()
+    };
+    Harness::with(config, Security::open())
+}
+
+impl Harness {
+    fn connect_host(&mut self, host: &str) -> ConnId {
+        let (c, connected) = self.connect_with(&[("accept-version", "1.2"), ("host", host)]);
+        assert_eq!(connected.command, "CONNECTED", "{connected:?}");
+        c
+    }
+}
+
+#[test]
+fn vhosts_are_isolated_namespaces_chosen_by_host() {
+    let mut h = vhost_harness();
+    let a = h.connect_host("a");
+    h.subscribe(a, "q", "/queue/q", &[]);
+    h.subscribe(a, "all", "/topic/>", &[]);
+    let b = h.connect_host("b");
+    h.subscribe(b, "q", "/queue/q", &[]);
+    // The same names in vhost b are other destinations.
+    h.send(b, "/queue/q", "from-b", &[]);
+    h.send(b, "/topic/t", "topic-b", &[]);
+    assert!(h.take(a).is_empty(), "vhost a saw vhost b's messages");
+    assert_eq!(h.bodies(b), ["from-b"]);
+    // A client without host, or with a host the broker does not know, is in the default
+    // vhost (ActiveMQ's convention ignores host), and names read as the client wrote them.
+    let plain = h.connect();
+    h.send(plain, "/queue/q", "q-a", &[]);
+    let unknown = h.connect_host("broker.example.com");
+    h.send(unknown, "/topic/x.y", "topic-a", &[]);
+    let got = h.messages(a);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].body_str(), got[0].get("destination")),
+        ("q-a", Some("/queue/q"))
+    );
+    assert_eq!(
+        (got[1].body_str(), got[1].get("destination")),
+        ("topic-a", Some("/topic/x.y"))
+    );
+    assert!(h.take(b).is_empty());
+    // Dead letters stay in their vhost too.
+    h.subscribe(b, "work", "/queue/work", &[("ack", "client-individual")]);
+    h.send(b, "/queue/work", "poison", &[]);
+    let m = h.messages(b);
+    h.frame(
+        b,
+        Frame::new(Command::Nack)
+            .header("id", m[0].get("ack").unwrap())
+            .header("requeue", "False"),
+    );
+    assert_eq!(h.broker.queue_depth("b.ActiveMQ.DLQ"), Some(1));
+    assert_eq!(h.broker.queue_depth("ActiveMQ.DLQ"), None);
+}
+
+#[test]
+fn an_unknown_vhost_is_refused_when_the_default_follows_rabbitmq() {
+    use crate::vhost::Convention;
+    let config = CoreConfig {
+        vhosts: vec![vhost("/", Convention::RabbitMq)],
+        default_vhost: Some("/".to_owned()),
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with(config, Security::open());
+    let (c, e) = h.connect_with(&[("accept-version", "1.1"), ("host", "/nope")]);
+    assert_eq!(e.command, "ERROR");
+    assert!(
+        e.get("message")
+            .unwrap()
+            .starts_with("Virtual host '/nope' access denied"),
+        "{e:?}"
+    );
+    assert!(h.is_closed(c));
+    // No host: the default.
+    let ok = h.connect();
+    h.send(ok, "/queue/q", "m", &[("receipt", "r")]);
+    assert_eq!(h.take(ok)[0].command, "RECEIPT");
+    // Without a default, a client must name its vhost.
+    let config = CoreConfig {
+        vhosts: vec![vhost("/", Convention::RabbitMq)],
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with(config, Security::open());
+    let (c, e) = h.connect_with(&[("accept-version", "1.1")]);
+    assert_eq!(e.command, "ERROR", "{e:?}");
+    assert!(h.is_closed(c));
+}
+
+#[test]
+fn rabbitmq_exchanges_route_by_their_type() {
+    let mut h = vhost_harness();
+    let node1 = h.connect_host("/mcollective");
+    let node2 = h.connect_host("/mcollective");
+    let x = "/exchange/mcollective_broadcast";
+    h.subscribe(node1, "rpcutil", &format!("{x}/rpcutil"), &[]);
+    h.subscribe(node1, "star", &format!("{x}/a.*.c"), &[]);
+    h.subscribe(node2, "hash", &format!("{x}/a.#"), &[]);
+    h.subscribe(
+        node1,
+        "d",
+        "/exchange/mcollective_directed/node1.example.com",
+        &[],
+    );
+    h.subscribe(
+        node2,
+        "d",
+        "/exchange/mcollective_directed/node2.example.com",
+        &[],
+    );
+    h.subscribe(node2, "f", "/exchange/everyone/ignored", &[]);
+    let client = h.connect_host("/mcollective");
+    h.send(client, &format!("{x}/rpcutil"), "bcast", &[]);
+    let got = h.messages(node1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].get("destination"),
+        Some("/exchange/mcollective_broadcast/rpcutil")
+    );
+    assert_eq!(got[0].get("subscription"), Some("rpcutil"));
+    assert!(h.take(node2).is_empty());
+    h.send(client, &format!("{x}/a.b.c"), "abc", &[]);
+    let n1 = h.messages(node1);
+    let n2 = h.messages(node2);
+    assert_eq!((n1.len(), n1[0].get("subscription")), (1, Some("star")));
+    // A wildcard subscription shows the key the message was published with.
+    assert_eq!(
+        n1[0].get("destination"),
+        Some("/exchange/mcollective_broadcast/a.b.c")
+    );
+    assert_eq!((n2.len(), n2[0].get("subscription")), (1, Some("hash")));
+    h.send(client, &format!("{x}/a.b.b.c"), "abbc", &[]);
+    assert!(h.take(node1).is_empty(), "`*` is one word");
+    assert_eq!(h.bodies(node2), ["abbc"]);
+    // Direct: the exact key, dots and all.
+    h.send(
+        client,
+        "/exchange/mcollective_directed/node2.example.com",
+        "to-2",
+        &[],
+    );
+    assert!(h.take(node1).is_empty());
+    assert_eq!(h.bodies(node2), ["to-2"]);
+    h.send(
+        client,
+        "/exchange/mcollective_directed/node2",
+        "to-none",
+        &[],
+    );
+    assert!(h.take(node1).is_empty() && h.take(node2).is_empty());
+    // Fanout: every binding, whatever the key.
+    h.send(client, "/exchange/everyone/anything.at.all", "fan", &[]);
+    assert_eq!(h.bodies(node2), ["fan"]);
+    // The same exchange name in another vhost is not this one.
+    let other = h.connect_host("b");
+    h.send(other, &format!("{x}/rpcutil"), "elsewhere", &[]);
+    assert!(h.take(node1).is_empty());
+    // A missing exchange is RabbitMQ's NOT_FOUND, then a close.
+    h.send(client, "/exchange/missing/k", "x", &[]);
+    let e = h.take(client);
+    assert_eq!(e[0].command, "ERROR");
+    assert_eq!(
+        e[0].get("message"),
+        Some("NOT_FOUND - no exchange 'missing' in vhost '/mcollective'")
+    );
+    assert!(h.is_closed(client));
+}
+
+#[test]
+fn rabbitmq_queues_amq_queues_and_topics() {
+    let mut h = vhost_harness();
+    let p = h.connect_host("/mcollective");
+    // /queue/ declares a shared queue that buffers until a consumer comes.
+    h.send(p, "/queue/work.items", "w1", &[]);
+    let c = h.connect_host("/mcollective");
+    h.subscribe(c, "w", "/amq/queue/work.items", &[]);
+    let got = h.messages(c);
+    assert_eq!(got[0].body_str(), "w1");
+    // Shown as RabbitMQ shows a default-exchange message.
+    assert_eq!(got[0].get("destination"), Some("/queue/work.items"));
+    // A declared queue exists from the start.
+    h.subscribe(c, "pre", "/amq/queue/preset", &[("receipt", "r")]);
+    assert_eq!(h.take(c)[0].command, "RECEIPT");
+    // /topic/ is amq.topic, with AMQP wildcards.
+    h.subscribe(c, "t", "/topic/stock.#", &[]);
+    h.send(p, "/exchange/amq.topic/stock.nyse.ibm", "tick", &[]);
+    assert_eq!(h.bodies(c), ["tick"]);
+    // MESSAGE frames show where a message was sent, as RabbitMQ reconstructs it.
+    let (old, _) = h.connect_with(&[("host", "/mcollective")]);
+    h.frame(
+        old,
+        Frame::new(Command::Subscribe).header("destination", "/exchange/amq.topic/news"),
+    );
+    h.send(p, "/topic/news", "n1", &[]);
+    let got = h.messages(old);
+    assert_eq!(got[0].get("destination"), Some("/topic/news"));
+    // A STOMP 1.0 UNSUBSCRIBE names what the client wrote.
+    h.frame(
+        old,
+        Frame::new(Command::Unsubscribe)
+            .header("destination", "/exchange/amq.topic/news")
+            .header("receipt", "u"),
+    );
+    assert_eq!(h.take(old)[0].command, "RECEIPT");
+    h.send(p, "/topic/news", "n2", &[]);
+    assert!(h.take(old).is_empty());
+    // prefetch-count bounds unacknowledged deliveries.
+    h.send(p, "/queue/pf", "1", &[]);
+    h.send(p, "/queue/pf", "2", &[]);
+    let slow = h.connect_host("/mcollective");
+    h.subscribe(
+        slow,
+        "pf",
+        "/queue/pf",
+        &[("ack", "client"), ("prefetch-count", "1")],
+    );
+    assert_eq!(h.bodies(slow), ["1"]);
+    // A queue nobody declared is NOT_FOUND.
+    let d = h.connect_host("/mcollective");
+    h.subscribe(d, "x", "/amq/queue/never", &[]);
+    let e = h.take(d);
+    assert_eq!(
+        e[0].get("message"),
+        Some("NOT_FOUND - no queue 'never' in vhost '/mcollective'")
+    );
+    assert!(h.is_closed(d));
+    // A SEND to an /amq/queue/ nobody declared is taken and dropped, as RabbitMQ drops it.
+    let f = h.connect_host("/mcollective");
+    h.send(f, "/amq/queue/nowhere", "x", &[("receipt", "r")]);
+    assert_eq!(h.take(f)[0].command, "RECEIPT");
+    assert_eq!(h.broker.stats().messages_discarded, 1);
+    // A name without prefix is a queue (RabbitMQ 3.10); an unknown prefix is an error.
+    h.send(f, "plain.name", "p", &[]);
+    h.subscribe(c, "plain", "/queue/plain.name", &[]);
+    assert_eq!(h.bodies(c), ["p"]);
+    h.send(f, "/unknown/x", "x", &[]);
+    assert_eq!(h.take(f)[0].command, "ERROR");
+}
+
+#[test]
+fn rabbitmq_temp_queue_reply_to_subscribes_the_sender_and_routes_replies() {
+    let mut h = vhost_harness();
+    let node = h.connect_host("/mcollective");
+    h.subscribe(node, "rpc", "/exchange/mcollective_broadcast/rpcutil", &[]);
+    // MCollective's client: STOMP 1.0, never subscribes to its reply queue.
+    let (client, connected) = h.connect_with(&[("host", "/mcollective")]);
+    assert_eq!(connected.command, "CONNECTED");
+    let reply_to = "/temp-queue/mcollective_reply_rpcutil";
+    for round in 0..2 {
+        h.send(
+            client,
+            "/exchange/mcollective_broadcast/rpcutil",
+            "request",
+            &[("reply-to", reply_to), ("mc_sender", "admin")],
+        );
+        let req = h.messages(node);
+        assert_eq!(req.len(), 1, "round {round}");
+        let rewritten = req[0].get("reply-to").unwrap().to_owned();
+        assert!(rewritten.starts_with("/reply-queue/"), "{rewritten}");
+        assert_eq!(req[0].get("mc_sender"), Some("admin"));
+        h.send(node, &rewritten, &format!("reply-{round}"), &[]);
+        let replies = h.take(client);
+        assert_eq!(replies.len(), 1, "round {round}: {replies:?}");
+        assert_eq!(replies[0].command, "MESSAGE");
+        assert_eq!(replies[0].body_str(), format!("reply-{round}"));
+        assert_eq!(replies[0].get("subscription"), Some(reply_to));
+        // As RabbitMQ shows a reply: a queue of the default exchange.
+        let internal = rewritten.strip_prefix("/reply-queue/").unwrap();
+        assert_eq!(
+            replies[0].get("destination"),
+            Some(format!("/queue/{internal}").as_str())
+        );
+    }
+    // From another vhost, the reply queue does not exist.
+    let elsewhere = h.connect_host("b");
+    h.send(
+        client,
+        "/exchange/mcollective_broadcast/rpcutil",
+        "r",
+        &[("reply-to", reply_to)],
+    );
+    let rt = h.messages(node)[0].get("reply-to").unwrap().to_owned();
+    let internal = rt.strip_prefix("/reply-queue/").unwrap();
+    h.send(
+        elsewhere,
+        &format!("/remote-temp-queue/{internal}"),
+        "x",
+        &[],
+    );
+    let e = h.take(elsewhere);
+    assert_eq!(e[0].command, "ERROR", "{e:?}");
+    assert!(h.take(client).is_empty(), "a reply crossed vhosts");
+    // Nobody else may consume the reply queue.
+    let thief = h.connect_host("/mcollective");
+    h.send(
+        client,
+        "/exchange/mcollective_broadcast/rpcutil",
+        "r",
+        &[("reply-to", reply_to)],
+    );
+    let rewritten = h.messages(node)[0].get("reply-to").unwrap().to_owned();
+    h.subscribe(thief, "steal", &rewritten, &[]);
+    assert_eq!(h.take(thief)[0].command, "ERROR");
+}
+
+#[test]
+fn rabbitmq_expiration_is_relative_and_refused_messages_are_dropped() {
+    let mut h = vhost_harness();
+    let p = h.connect_host("/mcollective");
+    h.send(p, "/queue/q", "short", &[("expiration", "1000")]);
+    h.send(p, "/queue/q", "long", &[("expiration", "60000")]);
+    h.advance(2_000);
+    let c = h.connect_host("/mcollective");
+    h.subscribe(c, "s", "/queue/q", &[("ack", "client-individual")]);
+    let got = h.messages(c);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body_str(), "long");
+    assert_eq!(got[0].get("expiration"), Some("60000"));
+    // NACK requeue:false: RabbitMQ drops it (no dead-letter exchange), counted.
+    h.frame(
+        c,
+        Frame::new(Command::Nack)
+            .header("id", got[0].get("ack").unwrap())
+            .header("requeue", "false"),
+    );
+    assert!(h.take(c).is_empty());
+    let stats = h.broker.stats();
+    assert_eq!(
+        (stats.messages_discarded, stats.messages_dead_lettered),
+        (1, 0)
+    );
+    assert_eq!(h.broker.queue_depth("ActiveMQ.DLQ"), None);
+}
+
+#[test]
+fn odd_rabbitmq_destinations_get_an_answer_never_a_panic() {
+    let mut h = vhost_harness();
+    let watcher = h.connect_host("/mcollective");
+    h.subscribe(watcher, "all", "/exchange/mcollective_broadcast/#", &[]);
+    let odd = [
+        "/exchange/",
+        "/exchange/mcollective_broadcast/",
+        "/exchange/mcollective_broadcast/..",
+        "/exchange/mcollective_broadcast/#.#.*.#",
+        "/exchange/mcollective_broadcast/a,b.%2E.>",
+        "/exchange/amq.topic",
+        "/topic/",
+        "/queue/",
+        "/queue/%",
+        "/amq/queue/",
+        "/reply-queue/",
+        "/reply-queue/ID:nobody:x",
+        "/temp-queue/",
+        "/exchange/mcollective_directed/a/b",
+        "",
+    ];
+    for dest in odd {
+        for command in [Command::Send, Command::Subscribe] {
+            let c = h.connect_host("/mcollective");
+            let f = Frame::new(command)
+                .header("id", "s")
+                .header("destination", dest)
+                .header("receipt", "r");
+            h.frame(c, f);
+            let got = h.take(c);
+            // A SUBSCRIBE may also get what an earlier SEND left in its queue.
+            assert!(!got.is_empty(), "{command} {dest:?}: no answer");
+            assert!(
+                matches!(got[0].command, "RECEIPT" | "ERROR"),
+                "{command} {dest:?}: {got:?}"
+            );
+            if got[0].command == "ERROR" {
+                assert!(got[0].get("message").is_some(), "{got:?}");
+            }
+        }
+    }
+    // Every SEND that was taken reached the `#` binding, with the key it was sent with.
+    for m in h.messages(watcher) {
+        assert!(
+            m.get("destination")
+                .unwrap()
+                .starts_with("/exchange/mcollective_broadcast"),
+            "{m:?}"
+        );
+    }
+    // The broker still works.
+    let c = h.connect_host("/mcollective");
+    h.send(c, "/exchange/mcollective_broadcast/ok", "ok", &[]);
+    assert_eq!(h.bodies(watcher), ["ok"]);
+}

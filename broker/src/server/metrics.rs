@@ -146,7 +146,7 @@ pub(super) fn render(
         let _ = writeln!(out, "stampede_{name}{{broker=\"{broker}\"}} {value}");
     };
     let s = stats;
-    let counters: [(&str, &str, u64); 18] = [
+    let counters: [(&str, &str, u64); 19] = [
         (
             "connections_opened_total",
             "Connections accepted.",
@@ -186,6 +186,11 @@ pub(super) fn render(
             "messages_dead_lettered_total",
             "Messages moved to the dead-letter queue.",
             s.messages_dead_lettered,
+        ),
+        (
+            "messages_discarded_total",
+            "Messages dropped as RabbitMQ drops them (refused, or sent to a missing queue).",
+            s.messages_discarded,
         ),
         (
             "messages_dropped_slow_total",

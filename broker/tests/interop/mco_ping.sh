@@ -3,16 +3,24 @@
 #
 #   mco_ping.sh --host 127.0.0.1 --port 61613 --user mcollective --password marionette --nodes 3 [--keep]
 #               [--ssl-ca CA.pem --ssl-cert CERT.pem --ssl-key KEY.pem]
+#               [--connector rabbitmq --vhost /mcollective]
 #
 # With --ssl-*, every node and the client connect over TLS with MCollective's
 # plugin.activemq.pool.1.ssl = 1 and .ssl.ca/.ssl.cert/.ssl.key (verified TLS).
 #
-# Starts N mcollectived daemons (identities node-01..node-NN, activemq connector, psk
-# security, yaml facts) in the foreground as background jobs of this script, then:
+# With --connector rabbitmq, every node and the client use MCollective's rabbitmq connector
+# (plugin.rabbitmq.*, CONNECT host = --vhost, default `/`): broadcasts to
+# /exchange/mcollective_broadcast/<agent>, directed requests to
+# /exchange/mcollective_directed/<identity>, replies through reply-to:/temp-queue/…; the
+# broker needs that vhost with MCollective's two exchanges.
+#
+# Starts N mcollectived daemons (identities node-01..node-NN, activemq connector by default,
+# psk security, yaml facts) in the foreground as background jobs of this script, then:
 #   1. `mco ping` until all N nodes answer (retries for up to ~30 s while the nodes subscribe);
 #      asserts exactly N distinct replies, all from our nodes;
 #   2. `mco rpc rpcutil ping -I node-01 -I node-02` (directed: one SEND per node to
-#      /queue/mcollective.nodes, each node reads it through its `mc_identity = '<id>'` selector);
+#      /queue/mcollective.nodes, each node reads it through its `mc_identity = '<id>'` selector;
+#      with rabbitmq, one SEND per node to its key on the direct exchange);
 #      asserts that both answered and nobody else did.
 # Every daemon it started is stopped on exit (trap EXIT), by the pids it recorded; it never
 # touches other processes. Work files go to a fresh temp dir, removed on exit unless --keep.
@@ -20,6 +28,7 @@
 set -euo pipefail
 
 HOST=127.0.0.1 PORT="" USER_NAME="" PASSWORD="" NODES=3 KEEP=0 SSL_CA="" SSL_CERT="" SSL_KEY=""
+CONNECTOR=activemq VHOST=/
 usage() {
     echo "usage: $0 --port PORT [--host HOST] [--user USER] [--password PASSWORD] [--nodes N] [--keep]" >&2
     exit 2
@@ -35,13 +44,16 @@ while [ $# -gt 0 ]; do
         --ssl-ca) SSL_CA=${2:?}; shift 2 ;;
         --ssl-cert) SSL_CERT=${2:?}; shift 2 ;;
         --ssl-key) SSL_KEY=${2:?}; shift 2 ;;
+        --connector) CONNECTOR=${2:?}; shift 2 ;;
+        --vhost) VHOST=${2:?}; shift 2 ;;
         -h | --help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
 [ -n "$PORT" ] || usage
-[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 2 ] && [ "$NODES" -le 99 ] || {
-    echo "--nodes must be 2..99 (the directed request targets node-01 and node-02)" >&2
+case "$CONNECTOR" in activemq | rabbitmq) ;; *) echo "--connector must be activemq or rabbitmq" >&2; exit 2 ;; esac
+[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 2 ] && [ "$NODES" -le 999 ] || {
+    echo "--nodes must be 2..999 (the directed request targets node-01 and node-02)" >&2
     exit 2
 }
 
@@ -109,18 +121,21 @@ collectives = mcollective
 libdir = /usr/share/mcollective/plugins
 securityprovider = psk
 plugin.psk = $PSK
-connector = activemq
-plugin.activemq.pool.size = 1
-plugin.activemq.pool.1.host = $HOST
-plugin.activemq.pool.1.port = $PORT
-plugin.activemq.pool.1.user = $USER_NAME
-plugin.activemq.pool.1.password = $PASSWORD
-plugin.activemq.initial_reconnect_delay = 0.1
-plugin.activemq.max_reconnect_delay = 2.0
+connector = $CONNECTOR
+plugin.$CONNECTOR.pool.size = 1
+plugin.$CONNECTOR.pool.1.host = $HOST
+plugin.$CONNECTOR.pool.1.port = $PORT
+plugin.$CONNECTOR.pool.1.user = $USER_NAME
+plugin.$CONNECTOR.pool.1.password = $PASSWORD
+plugin.$CONNECTOR.initial_reconnect_delay = 0.1
+plugin.$CONNECTOR.max_reconnect_delay = 2.0
 direct_addressing = 1
 factsource = yaml
 plugin.yaml = $WORK/facts.yaml
 EOF
+    if [ "$CONNECTOR" = rabbitmq ]; then
+        echo "plugin.rabbitmq.vhost = $VHOST"
+    fi
     if [ -n "$SSL_CA" ]; then
         cat <<EOF
 plugin.activemq.pool.1.ssl = 1
@@ -133,7 +148,7 @@ EOF
 
 printf 'interop: stampede\nrole: test-node\n' >"$WORK/facts.yaml"
 
-log "starting $NODES mcollectived against $HOST:$PORT (work dir $WORK)"
+log "starting $NODES mcollectived ($CONNECTOR connector) against $HOST:$PORT (work dir $WORK)"
 for i in $(seq 1 "$NODES"); do
     id=$(printf 'node-%02d' "$i")
     {
@@ -156,28 +171,36 @@ done
     echo "loglevel = warn"
 } >"$WORK/client.cfg"
 
-# Wait until every node has logged its three subscriptions (the selector subscription on
-# /queue/mcollective.nodes and the discovery + rpcutil agent topics), so the first ping counts.
+# Wait until every node has logged its three subscriptions (the directed one: the selector
+# subscription on /queue/mcollective.nodes or its key on the direct exchange; and the
+# discovery + rpcutil agents' broadcasts), so the first ping counts.
 subscribed() {
     local n
-    n=$(grep -c -e "Subscribing to /queue/mcollective.nodes" \
-        -e "Subscribing to /topic/mcollective.discovery.agent" \
-        -e "Subscribing to /topic/mcollective.rpcutil.agent" "$1" 2>/dev/null || true)
+    if [ "$CONNECTOR" = rabbitmq ]; then
+        n=$(grep -c -e "Subscribing to /exchange/mcollective_directed/$2 " \
+            -e "Subscribing to /exchange/mcollective_broadcast/discovery " \
+            -e "Subscribing to /exchange/mcollective_broadcast/rpcutil " "$1" 2>/dev/null || true)
+    else
+        n=$(grep -c -e "Subscribing to /queue/mcollective.nodes" \
+            -e "Subscribing to /topic/mcollective.discovery.agent" \
+            -e "Subscribing to /topic/mcollective.rpcutil.agent" "$1" 2>/dev/null || true)
+    fi
     [ "${n:-0}" -ge 3 ]
 }
-deadline=$(($(date +%s) + 30))
+# Each mcollectived takes a fraction of a CPU second to start: more time for large fleets.
+deadline=$(($(date +%s) + 30 + NODES / 4))
 for i in $(seq 1 "$NODES"); do
     id=$(printf 'node-%02d' "$i")
-    until subscribed "$WORK/$id.log"; do
+    until subscribed "$WORK/$id.log" "$id"; do
         kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null || fail "mcollectived $id exited early: $(tail -n 5 "$WORK/$id.out" "$WORK/$id.log" 2>/dev/null)"
         [ "$(date +%s)" -lt "$deadline" ] ||
-            fail "$id did not subscribe within 30 s (is the broker accepting $USER_NAME on $HOST:$PORT?)"
+            fail "$id did not subscribe within $((30 + NODES / 4)) s (is the broker accepting $USER_NAME on $HOST:$PORT?)"
         sleep 0.2
     done
 done
 log "all $NODES nodes connected and subscribed (pids ${PIDS[*]})"
 
-want=$(for i in $(seq 1 "$NODES"); do printf 'node-%02d\n' "$i"; done)
+want=$(for i in $(seq 1 "$NODES"); do printf 'node-%02d\n' "$i"; done | sort)
 
 # 1. Broadcast: mco ping, retried until all N answer or ~30 s have passed.
 deadline=$(($(date +%s) + 30))

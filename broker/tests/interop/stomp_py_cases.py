@@ -585,18 +585,29 @@ def _check_queue_holds_only_marker(args, q, producer):
 @case
 def nack_dlq(args):
     """NACK with requeue:false sends the message to /queue/ActiveMQ.DLQ instead of back to the queue."""
-    q = queue("nack-dlq")
+    _nack_dlq(args, "nack-dlq", "1.1", "false")
+
+
+@case
+def nack_dlq_python_false(args):
+    """NACK with Python's False (stomp.py writes the header as requeue:False) dead-letters too."""
+    _nack_dlq(args, "nack-dlq-py", "1.2", False)
+
+
+def _nack_dlq(args, name, version, requeue):
+    q = queue(name)
     producer = Client(args, "producer").connect()
     # persistent:true because ActiveMQ (the reference broker) dead-letters persistent messages only.
-    producer.send(q, "poison", interop_run=RUN, persistent="true")
-    consumer = Client(args, "consumer", version="1.1").connect()
+    # Each case tags its message with its own queue name: the DLQ is shared by the broker.
+    producer.send(q, "poison", interop_run=RUN, interop_queue=name, persistent="true")
+    consumer = Client(args, "consumer", version=version).connect()
     consumer.subscribe(q, ack="client-individual")
     first = consumer.col.wait_messages(1)[0]
-    consumer.nack(first, requeue="false")
+    consumer.nack(first, requeue=requeue)
     consumer.col.quiet("a redelivery after NACK requeue:false")
     dlq = Client(args, "dlq-reader").connect()
     # The DLQ is shared by everything on the broker: only look at this run's message.
-    dlq.subscribe("/queue/ActiveMQ.DLQ", selector="interop_run = '%s'" % RUN)
+    dlq.subscribe("/queue/ActiveMQ.DLQ", selector="interop_run = '%s' AND interop_queue = '%s'" % (RUN, name))
     got = dlq.col.wait_messages(1)
     check(bodies(got) == ["poison"], "DLQ got %r" % bodies(got))
     consumer.disconnect()

@@ -33,7 +33,12 @@ impl Broker {
         })
     }
 
-    pub(super) fn temp_name(&mut self, conn_id: ConnId, kind: Kind, local: &str) -> Arc<str> {
+    pub(in crate::core) fn temp_name(
+        &mut self,
+        conn_id: ConnId,
+        kind: Kind,
+        local: &str,
+    ) -> Arc<str> {
         let prefix = format!(
             "ID:{}-{}-{}",
             self.config.broker_name, self.incarnation, conn_id.0
@@ -99,6 +104,15 @@ impl Broker {
         Ok(())
     }
 
+    /// The connection that owns temporary queue `name`, while the queue exists.
+    pub(in crate::core) fn temp_queue_owner(&self, name: &str) -> Option<ConnId> {
+        let key = QueueKey {
+            kind: Kind::TempQueue,
+            name: Arc::from(name),
+        };
+        self.queues.get(&key).and_then(|q| q.owner)
+    }
+
     /// Removes a queue that has no direct consumers and no waiting messages.
     pub(in crate::core) fn collect_queue(&mut self, key: &QueueKey) {
         let collectable = self.queues.get(key).is_some_and(Queue::is_collectable);
@@ -160,7 +174,8 @@ impl Broker {
             needed.push(Operation::Admin);
         }
         for op in needed {
-            if !self.security.authorize(principal, op, key.kind, &key.name) {
+            let name = self.authorization_name(key.kind, &key.name);
+            if !self.security.authorize(principal, op, key.kind, name) {
                 self.stats.sends_refused += u64::from(op == Operation::Write);
                 return Err(FrameError::Refused(crate::security::denial_message(
                     principal,

@@ -65,6 +65,9 @@ pub(crate) struct Subscription {
     /// Resolved destination; for wildcard subscriptions the name is the pattern.
     pub(super) dest: QueueKey,
     pub(super) pattern: Option<Pattern>,
+    /// MESSAGE frames show where each message was sent rather than what the subscription
+    /// names (RabbitMQ's way, in its vhosts).
+    pub(super) show_sent: bool,
     pub(super) selector: Option<Selector>,
     /// For `ident = 'literal'` selectors: the indexed pair.
     eq: Option<(Arc<str>, ByteString)>,
@@ -107,7 +110,7 @@ impl Subscription {
     }
 
     fn delivery_destination(&self, message: &Message) -> ByteString {
-        if self.pattern.is_some() || self.durable.is_some() {
+        if self.pattern.is_some() || self.durable.is_some() || self.show_sent {
             message.destination_text.clone()
         } else {
             self.dest_text.clone()

@@ -44,12 +44,17 @@ impl Broker {
     }
 
     pub(super) fn dead_letter(&mut self, from: &QueueKey, message: &Message) {
-        self.stats.messages_dead_lettered += 1;
         self.persist_ack(from, message);
+        let Some(dlq) = self.dead_letter_queue_for(from.kind, &from.name) else {
+            // A RabbitMQ-convention vhost: dropped, as RabbitMQ drops it.
+            self.stats.messages_discarded += 1;
+            return;
+        };
+        self.stats.messages_dead_lettered += 1;
         let persist_id = message
             .persist_id
             .and_then(|_| self.next_persist_id(message.persistent));
-        let dlq = QueueKey::queue(&self.config.dead_letter_queue);
+        let dlq = QueueKey::queue(&dlq);
         let mut headers = message.headers.clone();
         headers.push("original-destination", from.display());
         let copy = Message::new(

@@ -21,7 +21,13 @@ use crate::security::Operation;
 
 impl Broker {
     pub(in crate::core) fn on_send(&mut self, conn_id: ConnId, frame: Frame) -> FrameResult {
-        let request = SendRequest::parse(&frame)?;
+        let routed = self.routed.take();
+        let mut request = SendRequest::parse(&frame)?;
+        if routed.as_ref().is_some_and(|r| r.discard) {
+            self.stats.messages_discarded += 1;
+            return Ok(());
+        }
+        request.display = routed.map(|r| r.display);
         let key = self.resolve(conn_id, &request.destination)?;
         self.authorize_use(conn_id, Operation::Write, &key)?;
         let message = Arc::new(
@@ -74,7 +80,10 @@ impl Broker {
         Message::new(
             self.message_id(),
             Destination::new(key.kind, key.name.clone()),
-            ByteString::from(key.display()),
+            request
+                .display
+                .clone()
+                .unwrap_or_else(|| ByteString::from(key.display())),
             headers,
             body,
             request.priority,

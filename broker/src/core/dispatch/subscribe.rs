@@ -22,7 +22,18 @@ impl Broker {
         let Some(version) = self.conns.get(&conn_id).map(|c| c.version) else {
             return Ok(());
         };
-        let request = SubscribeRequest::parse(frame, version)?;
+        let routed = self.routed.take();
+        let mut request = SubscribeRequest::parse(frame, version)?;
+        let mut rabbit_pattern = None;
+        if let Some(r) = routed {
+            // What a STOMP 1.0 UNSUBSCRIBE without `id` names; the display is for MESSAGE
+            // frames.
+            if request.id_header.is_none() {
+                request.client_id = r.written;
+            }
+            request.dest_text = r.display;
+            rabbit_pattern = r.pattern;
+        }
         let h = &frame.headers;
         let Some(conn) = self.conns.get(&conn_id) else {
             return Ok(());
@@ -99,6 +110,7 @@ impl Broker {
             s.equality()
                 .map(|(p, v)| (Arc::<str>::from(p), ByteString::from(v)))
         });
+        let show_sent = self.in_rabbitmq_vhost(conn_id);
         self.next_sub += 1;
         let sub_key = SubKey(self.next_sub);
         let sub = Subscription {
@@ -107,7 +119,9 @@ impl Broker {
             id_header,
             dest_text,
             dest: key.clone(),
-            pattern: (wildcard && durable_key.is_none()).then(|| Pattern::new(&dest.name)),
+            pattern: (wildcard && durable_key.is_none())
+                .then(|| rabbit_pattern.unwrap_or_else(|| Pattern::new(&dest.name))),
+            show_sent,
             selector,
             eq,
             ack,

@@ -1,0 +1,239 @@
+//! The core's side of virtual hosts (see [`crate::vhost`]): choosing a session's vhost at
+//! CONNECT, and translating the destinations of its SEND and SUBSCRIBE frames into
+//! internal names before the handlers see them. Without vhosts nothing here acts.
+//!
+//! In a RabbitMQ-convention vhost a SEND also gets RabbitMQ's header meanings: a
+//! relative `expiration` (ms) becomes an absolute `expires`, and `reply-to:/temp-queue/x`
+//! subscribes the sender to its temporary queue `x` (subscription id `/temp-queue/x`,
+//! auto ack, once per connection) and is rewritten to `/reply-queue/<name>` for the
+//! receivers, whose replies come back to that subscription. A SUBSCRIBE's
+//! `prefetch-count` is its prefetch.
+
+use bytestring::ByteString;
+
+use super::Broker;
+use super::ids::ConnId;
+use super::session::{FrameError, FrameResult};
+use crate::destination::{Kind, Pattern};
+use crate::proto::{Command, Frame};
+use crate::vhost::{Convention, QueueUse, Use, VhostId};
+
+/// What translation found out about a frame's destination, for its handler.
+#[derive(Debug)]
+pub(super) struct Routed {
+    /// The destination as MESSAGE frames show it (RabbitMQ's spelling in its vhosts).
+    pub(super) display: ByteString,
+    /// The destination as the client wrote it (what a STOMP 1.0 UNSUBSCRIBE names).
+    pub(super) written: ByteString,
+    /// How a RabbitMQ wildcard (or fanout) subscription matches internal names.
+    pub(super) pattern: Option<Pattern>,
+    /// A SEND to a RabbitMQ queue that does not exist: taken and dropped, as RabbitMQ
+    /// drops an unroutable message.
+    pub(super) discard: bool,
+}
+
+impl Broker {
+    /// The vhost of a CONNECT: `Ok(None)` without vhosts.
+    pub(super) fn select_vhost(&self, host: Option<&str>) -> Result<Option<VhostId>, FrameError> {
+        self.vhosts.select(host).map_err(FrameError::Fatal)
+    }
+
+    /// Translates the `destination` of a SEND or SUBSCRIBE of a session in a vhost (and
+    /// applies RabbitMQ's SEND headers), leaving what the handler needs in
+    /// `self.routed`.
+    pub(super) fn translate_frame(&mut self, conn_id: ConnId, frame: &mut Frame) -> FrameResult {
+        self.routed = None;
+        let Some(vh) = self.conns.get(&conn_id).and_then(|c| c.vhost) else {
+            return Ok(());
+        };
+        let use_ = match frame.command {
+            Command::Send => Use::Send,
+            Command::Subscribe => Use::Subscribe,
+            _ => return Ok(()),
+        };
+        let Some(text) = frame.headers.get("destination").map(str::to_owned) else {
+            // The request's own check names the missing header.
+            return Ok(());
+        };
+        let vhost = self.vhosts.get(vh);
+        let convention = vhost.convention;
+        let t = vhost.translate(&text, use_).map_err(FrameError::Fatal)?;
+        let mut discard = false;
+        match &t.queue {
+            Some(QueueUse::Declare(name)) => self.declare_queue(vh, name)?,
+            Some(QueueUse::Existing(name)) if use_ == Use::Send => {
+                discard = !self.declared.contains(&(vh, name.clone()));
+            }
+            Some(QueueUse::Existing(name)) if !self.declared.contains(&(vh, name.clone())) => {
+                return Err(FrameError::Fatal(format!(
+                    "NOT_FOUND - no queue '{name}' in vhost '{}'",
+                    self.vhosts.get(vh).name
+                )));
+            }
+            Some(QueueUse::Existing(_)) | None => {}
+        }
+        if let Some(name) = t.internal.strip_prefix("/remote-temp-") {
+            self.check_temp_vhost(vh, name)?;
+        }
+        if convention == Convention::RabbitMq && use_ == Use::Send {
+            self.rabbitmq_send_headers(conn_id, frame)?;
+        }
+        if convention == Convention::RabbitMq && use_ == Use::Subscribe {
+            rabbitmq_subscribe_headers(frame)?;
+        }
+        frame.headers.remove("destination");
+        frame.headers.push("destination", t.internal);
+        self.routed = Some(Routed {
+            display: ByteString::from(t.display),
+            written: ByteString::from(text),
+            pattern: t.pattern,
+            discard,
+        });
+        Ok(())
+    }
+
+    /// A temporary destination (`queue/<name>` or `topic/<name>` after `/remote-temp-`)
+    /// belongs to its owner's vhost: from another vhost it does not exist.
+    fn check_temp_vhost(&self, vh: VhostId, kind_and_name: &str) -> FrameResult {
+        let (kind, name) = kind_and_name
+            .split_once('/')
+            .unwrap_or(("queue", kind_and_name));
+        // A reply to a temporary queue finds its owner through the queue (every reply of
+        // a fleet comes this way); a temporary topic, or a queue nobody consumes yet, is
+        // rare enough to search for.
+        let owner = if kind == "queue" {
+            self.temp_queue_owner(name)
+        } else {
+            None
+        };
+        let owner_vhost = match owner {
+            Some(c) => self.conns.get(&c).map(|c| c.vhost),
+            None => self
+                .conns
+                .values()
+                .find(|c| c.temps.values().any(|n| &**n == name))
+                .map(|c| c.vhost),
+        };
+        match owner_vhost {
+            Some(v) if v != Some(vh) => Err(FrameError::Refused(format!(
+                "{} does not exist in vhost '{}'",
+                name,
+                self.vhosts.get(vh).name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that RabbitMQ queue `name` exists in vhost `vh` (declared queues are
+    /// bounded by `limits.destinations_max`, as queues are).
+    pub(super) fn declare_queue(&mut self, vh: VhostId, name: &str) -> FrameResult {
+        let key = (vh, name.to_owned());
+        if self.declared.contains(&key) {
+            return Ok(());
+        }
+        if self.declared.len() >= self.config.limits.destinations_max {
+            return Err(FrameError::Refused(format!(
+                "cannot declare queue '{name}': too many queues (limits.destinations_max = {})",
+                self.config.limits.destinations_max
+            )));
+        }
+        self.declared.insert(key);
+        Ok(())
+    }
+
+    fn rabbitmq_send_headers(&mut self, conn_id: ConnId, frame: &mut Frame) -> FrameResult {
+        if let Some(e) = frame.headers.get("expiration") {
+            let ttl_ms = e.trim().parse::<u64>().map_err(|_| {
+                FrameError::Fatal(format!(
+                    "invalid expiration header: '{e}' (relative milliseconds)"
+                ))
+            })?;
+            frame.headers.remove("expires");
+            frame.headers.push(
+                "expires",
+                self.now_ms.saturating_add(ttl_ms).max(1).to_string(),
+            );
+        }
+        let Some(local) = frame
+            .headers
+            .get("reply-to")
+            .and_then(|r| r.strip_prefix("/temp-queue/"))
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        if local.is_empty() {
+            return Err(FrameError::Fatal(
+                "reply-to:/temp-queue/ names no queue".into(),
+            ));
+        }
+        let id = format!("/temp-queue/{local}");
+        let subscribed = self
+            .conns
+            .get(&conn_id)
+            .is_some_and(|c| c.subs.contains_key(id.as_str()));
+        if !subscribed {
+            let sub = Frame::new(Command::Subscribe)
+                .header("id", id.clone())
+                .header("destination", id)
+                .header("ack", "auto");
+            self.on_subscribe(conn_id, &sub)?;
+        }
+        let internal = self.temp_name(conn_id, Kind::TempQueue, &local);
+        frame.headers.remove("reply-to");
+        frame
+            .headers
+            .push("reply-to", format!("/reply-queue/{internal}"));
+        Ok(())
+    }
+
+    /// Whether `conn` is in a RabbitMQ-convention vhost.
+    pub(super) fn in_rabbitmq_vhost(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.vhost)
+            .is_some_and(|v| self.vhosts.get(v).convention == Convention::RabbitMq)
+    }
+
+    /// The name authorization entries see: without the vhost's segment, so that one set
+    /// of entries serves every vhost.
+    pub(super) fn authorization_name<'a>(&self, kind: Kind, name: &'a str) -> &'a str {
+        if self.vhosts.is_empty() || kind.is_temporary() {
+            return name;
+        }
+        match name.split_once('.') {
+            Some((first, rest)) if self.vhosts.owning(first).is_some() => rest,
+            _ => name,
+        }
+    }
+
+    /// Where a refused message from queue `name` goes: `Some(dlq)` (the dead-letter queue,
+    /// inside the queue's vhost for an ActiveMQ-convention one) or `None` to drop it, as
+    /// RabbitMQ drops a rejected message when its queue names no dead-letter exchange.
+    pub(super) fn dead_letter_queue_for(&self, kind: Kind, name: &str) -> Option<String> {
+        let dlq = &self.config.dead_letter_queue;
+        if self.vhosts.is_empty() || kind.is_temporary() {
+            return Some(dlq.clone());
+        }
+        match self.vhosts.owning(name) {
+            Some(v) if v.convention == Convention::RabbitMq => None,
+            Some(v) => Some(format!("{}.{dlq}", v.segment)),
+            None => Some(dlq.clone()),
+        }
+    }
+}
+
+/// RabbitMQ's `prefetch-count` (0 or absent: unlimited) as the core's prefetch.
+fn rabbitmq_subscribe_headers(frame: &mut Frame) -> FrameResult {
+    let Some(p) = frame.headers.get("prefetch-count") else {
+        return Ok(());
+    };
+    let n = p
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| FrameError::Fatal(format!("invalid prefetch-count header: '{p}'")))?;
+    if n > 0 && !frame.headers.contains("activemq.prefetchSize") {
+        frame.headers.push("activemq.prefetchSize", n.to_string());
+    }
+    Ok(())
+}
