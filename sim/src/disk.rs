@@ -19,6 +19,7 @@
 //! - **Power loss** (`power-loss`): turmoil's crash as it is: pending writes and entries
 //!   never synced are gone; what was synced survives.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use stampede_broker::store::{AppendFile, Disk};
 use turmoil::fs::FsHandle;
 use turmoil::fs::shim::std::fs;
+
+use crate::scenario::Scenario;
 
 /// The store directory on a simulated host when the scenario names none.
 pub const DEFAULT_DIR: &str = "/var/lib/stampede/store";
@@ -123,6 +126,19 @@ impl Disk for SimDisk {
     fn describe(&self, name: &str) -> String {
         self.path(name).display().to_string()
     }
+}
+
+/// A [`DiskSlot`] for every broker of `scenario` that has a `[brokers.store]`, by name.
+pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
+    scenario
+        .brokers
+        .iter()
+        .filter_map(|b| {
+            let store = b.store.as_ref()?;
+            let dir = store.dir.as_deref().unwrap_or(DEFAULT_DIR);
+            Some((b.name.clone(), DiskSlot::new(dir)))
+        })
+        .collect()
 }
 
 /// One broker's simulated store, shared between its host (each incarnation opens the

@@ -6,7 +6,12 @@
 //!
 //! Semantics (turmoil's, documented because they matter for reading results):
 //! - `crash` kills a broker's process: its peers' connections see EOF at once; packets sent
-//!   to it wait until it restarts (then get reset). Its in-memory messages are lost.
+//!   to it wait until it restarts (then get reset). Its in-memory messages are lost; what it
+//!   wrote to its store survives, synced or not (the operating system kept it).
+//! - `power-loss` is a `crash` whose store also loses what it had not synced (turmoil's
+//!   file-system crash). The network side is the same as `crash`'s: peers see their
+//!   connections close (a real power loss would leave them silent until heart-beats
+//!   time out).
 //! - `partition` drops packets between the groups; a `connect` across it is refused at
 //!   once; established connections across it stall for good (turmoil has no
 //!   retransmission), so peers notice only through heart-beat timeouts.
@@ -34,8 +39,10 @@ pub struct Action {
 /// An operation on the simulated world; host lists are resolved names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// Kill brokers.
+    /// Kill brokers (process death: their stores keep what they wrote).
     Crash(Vec<String>),
+    /// Cut brokers' power (their stores keep only what they synced).
+    PowerLoss(Vec<String>),
     /// Restart brokers.
     Restart(Vec<String>),
     /// Two-way partition.
@@ -132,7 +139,7 @@ impl Timeline {
         let b = resolve(&f.b, hosts);
         let targets = resolve(&f.target, brokers);
         let label = f.label.clone().unwrap_or_else(|| match f.kind {
-            FaultKind::Crash | FaultKind::Restart => {
+            FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
@@ -145,9 +152,14 @@ impl Timeline {
             k => format!("{} {} / {}", k.as_str(), f.a.join(","), f.b.join(",")),
         });
         match f.kind {
-            FaultKind::Crash => {
-                let w = self.open("crash", label, at, end);
-                self.push(at, Op::Crash(targets.clone()), Some(w));
+            FaultKind::Crash | FaultKind::PowerLoss => {
+                let (kind, op) = if f.kind == FaultKind::Crash {
+                    ("crash", Op::Crash(targets.clone()))
+                } else {
+                    ("power-loss", Op::PowerLoss(targets.clone()))
+                };
+                let w = self.open(kind, label, at, end);
+                self.push(at, op, Some(w));
                 if let Some(e) = end {
                     self.push(e, Op::Restart(targets), Some(w));
                 }
@@ -180,7 +192,9 @@ impl Timeline {
             }
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
-                let w = self.close_matching("crash", at);
+                let w = self
+                    .close_matching("crash", at)
+                    .or_else(|| self.close_matching("power-loss", at));
                 self.push(at, Op::Restart(targets), w);
             }
             FaultKind::Heal => {
@@ -227,6 +241,8 @@ impl Timeline {
             ("partition-oneway", w.partition_oneway),
             ("hold", w.hold),
             ("latency", w.latency),
+            // Last, so that a weight of 0 leaves every other draw as it was.
+            ("power-loss", w.power_loss),
         ];
         let total: f64 = kinds.iter().map(|k| k.1).sum();
         let end_ms = secs_to_ms(n.end_s);
@@ -247,10 +263,15 @@ impl Timeline {
                 (!from.is_empty()).then(|| from[rng.random_range(0..from.len())].clone())
             };
             match kind {
-                "crash" => {
+                "crash" | "power-loss" => {
                     if let Some(b) = broker(&mut rng, &crashable) {
-                        let win = self.open("crash", format!("crash {b}"), now, Some(stop));
-                        self.push(now, Op::Crash(vec![b.clone()]), Some(win));
+                        let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
+                        let op = if kind == "crash" {
+                            Op::Crash(vec![b.clone()])
+                        } else {
+                            Op::PowerLoss(vec![b.clone()])
+                        };
+                        self.push(now, op, Some(win));
                         self.push(stop, Op::Restart(vec![b]), Some(win));
                     }
                 }

@@ -108,6 +108,7 @@ impl H {
             broker: "b1".into(),
             started_us: 0,
             crashed_us: crashed_s.map(|s| s * S),
+            power_loss: false,
             held,
             dropped: Vec::new(),
         });
@@ -119,6 +120,7 @@ impl H {
             broker: "b1".into(),
             started_us: 0,
             crashed_us: None,
+            power_loss: false,
             held: Vec::new(),
             dropped: vec![(m, why)],
         });

@@ -256,6 +256,7 @@ pub fn plan(
             security: Default::default(),
             connectors: Vec::new(),
             discovery: Default::default(),
+            store: None,
         })
         .collect();
     Ok(Plan {
