@@ -407,6 +407,71 @@ b = ["broker-1"]
     }
 
     #[test]
+    fn power_loss_is_a_crash_window_of_its_own_and_restart_closes_it() {
+        let s = scenario(
+            r#"
+[[faults]]
+at_s = 60
+kind = "power-loss"
+target = ["broker-2"]
+[[faults]]
+at_s = 70
+kind = "restart"
+target = ["broker-2"]
+"#,
+        );
+        let t = Timeline::build(&s, 1);
+        assert_eq!(t.windows.len(), 1);
+        assert_eq!(t.windows[0].kind, "power-loss");
+        assert_eq!(t.windows[0].label, "power-loss broker-2");
+        assert_eq!(t.windows[0].end_ms, Some(70_000));
+        let ops: Vec<&Op> = t.actions.iter().map(|a| &a.op).collect();
+        assert_eq!(
+            ops,
+            [
+                &Op::PowerLoss(vec!["broker-2".into()]),
+                &Op::Restart(vec!["broker-2".into()])
+            ]
+        );
+        let bad = Scenario::parse(
+            "name = \"t\"\nduration_s = 10\n[[brokers]]\nname = \"b\"\n[[faults]]\nat_s = 1\nkind = \"power-loss\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("faults[0].target") && bad.contains("power-loss"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn nemesis_draws_power_losses_by_weight_and_a_zero_weight_changes_nothing() {
+        let only = scenario(
+            r#"
+[nemesis]
+start_s = 30
+end_s = 200
+weights = { power_loss = 1 }
+"#,
+        );
+        let t = Timeline::build(&only, 7);
+        assert!(!t.windows.is_empty());
+        assert!(
+            t.windows.iter().all(|w| w.kind == "power-loss"),
+            "{:?}",
+            t.windows
+        );
+        assert!(t.actions.iter().any(|a| matches!(a.op, Op::PowerLoss(_))));
+        let base = "weights = { crash = 1, partition = 1, hold = 1, latency = 1 }";
+        let mix = |w: &str| scenario(&format!("[nemesis]\nstart_s = 30\nend_s = 200\n{w}\n"));
+        assert_eq!(
+            Timeline::build(&mix(base), 7),
+            Timeline::build(&mix(&base.replace(" }", ", power_loss = 0 }")), 7)
+        );
+    }
+
+    #[test]
     fn nemesis_is_deterministic_per_seed_and_heals_at_the_end() {
         let s = scenario(
             r#"
