@@ -254,8 +254,7 @@ mod tests {
         for _ in 0..10 {
             sim.step().unwrap();
         }
-        let seen = seen.lock().unwrap().clone();
-        seen
+        seen.lock().unwrap().clone()
     }
 
     #[test]
