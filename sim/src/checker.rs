@@ -34,6 +34,7 @@ use crate::history::{
     RequestKind, SendOutcome, SendRecord,
 };
 use crate::scenario::Scenario;
+use stampede_broker::store::SyncPolicy;
 
 /// One MCollective round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,11 +74,20 @@ pub struct Verdict {
 /// Why a unit was lost, as the run's evidence shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cause {
-    /// A broker held it (queued, unacknowledged or unflushed) when it was crashed.
+    /// A broker held it (queued, unacknowledged or unflushed) when it was crashed. For a
+    /// broker with a store, not a receipted persistent message: the store must keep those.
     Crashed {
         /// The broker.
         broker: String,
         /// When it was crashed (µs).
+        at_us: u64,
+    },
+    /// A broker with `sync = "interval_ms"` held it, receipted and persistent but not yet
+    /// synced, when its power was cut: the risk that sync policy takes.
+    PowerLoss {
+        /// The broker.
+        broker: String,
+        /// When its power was cut (µs).
         at_us: u64,
     },
     /// A broker expired it (its TTL passed).
@@ -146,6 +156,7 @@ impl Cause {
     pub fn label(&self) -> &'static str {
         match self {
             Cause::Crashed { .. } => "crash",
+            Cause::PowerLoss { .. } => "power-loss",
             Cause::Expired { .. } => "expired",
             Cause::SlowConsumer { .. } => "slow-consumer",
             Cause::Refused { .. } => "refused",
@@ -158,9 +169,11 @@ impl Cause {
         }
     }
 
-    /// Every label, in report order.
-    pub const LABELS: [&'static str; 10] = [
+    /// Every label, in report order (`power-loss` is reported only when some loss has it,
+    /// so that reports of runs without stores keep their shape).
+    pub const LABELS: [&'static str; 11] = [
         "crash",
+        "power-loss",
         "expired",
         "slow-consumer",
         "refused",
@@ -176,6 +189,7 @@ impl Cause {
     fn at_us(&self) -> Option<u64> {
         match self {
             Cause::Crashed { at_us, .. }
+            | Cause::PowerLoss { at_us, .. }
             | Cause::TargetDisconnected { at_us, .. }
             | Cause::NoRoute { at_us, .. } => Some(*at_us),
             Cause::StrandedSend { cut_us, .. } | Cause::StrandedDelivery { cut_us, .. } => {
@@ -280,6 +294,7 @@ impl Analysis {
                 None => unexplained += 1,
             }
         }
+        out.retain(|(label, n)| *label != "power-loss" || *n > 0);
         out.push((stampede_reports::UNEXPLAINED_LABEL, unexplained));
         out
     }
@@ -334,8 +349,12 @@ struct Ctx<'a> {
     received_by: BTreeMap<ClientId, Vec<(u64, u64)>>,
     /// Per request: the brokers of the nodes it reached.
     reached: BTreeMap<u64, BTreeSet<String>>,
+    /// Sync policy of every broker with a store.
+    stores: BTreeMap<&'a str, SyncPolicy>,
     /// Broker evidence per held message: crashes (broker, µs), drops, held at the end.
     crashed_with: BTreeMap<HeldRef, (String, u64)>,
+    /// Receipted persistent messages a power loss took from an `interval_ms` store.
+    power_lost: BTreeMap<HeldRef, (String, u64)>,
     dropped: BTreeMap<HeldRef, (String, DropReason)>,
     held_at_end: BTreeMap<HeldRef, String>,
 }
@@ -364,7 +383,13 @@ impl<'a> Ctx<'a> {
             written_by: BTreeMap::new(),
             received_by: BTreeMap::new(),
             reached: BTreeMap::new(),
+            stores: scenario
+                .brokers
+                .iter()
+                .filter_map(|b| Some((b.name.as_str(), b.store.as_ref()?.sync)))
+                .collect(),
             crashed_with: BTreeMap::new(),
+            power_lost: BTreeMap::new(),
             dropped: BTreeMap::new(),
             held_at_end: BTreeMap::new(),
         };
@@ -421,7 +446,8 @@ impl<'a> Ctx<'a> {
     }
 
     fn index_brokers(&mut self) {
-        for inc in &self.history.incarnations {
+        let incarnations = &self.history.incarnations;
+        for (i, inc) in incarnations.iter().enumerate() {
             for (m, why) in &inc.dropped {
                 self.dropped
                     .entry(m.clone())
@@ -429,7 +455,32 @@ impl<'a> Ctx<'a> {
             }
             match inc.crashed_us {
                 Some(at) => {
+                    let store = self.stores.get(inc.broker.as_str()).copied();
                     for m in &inc.held {
+                        if let Some(sync) = store {
+                            // Recovered by the store: what the next incarnations did
+                            // with it is the evidence, not this crash.
+                            let later = incarnations[i + 1..]
+                                .iter()
+                                .filter(|l| l.broker == inc.broker);
+                            if later
+                                .clone()
+                                .any(|l| l.held.contains(m) || l.dropped.iter().any(|d| &d.0 == m))
+                            {
+                                continue;
+                            }
+                            // The store promised to keep a receipted persistent message
+                            // through a crash, and through a power loss unless it syncs
+                            // only every `interval_ms`.
+                            if self.promised(m) {
+                                if inc.power_loss && sync == SyncPolicy::IntervalMs {
+                                    self.power_lost
+                                        .entry(m.clone())
+                                        .or_insert_with(|| (inc.broker.clone(), at));
+                                }
+                                continue;
+                            }
+                        }
                         self.crashed_with
                             .entry(m.clone())
                             .or_insert_with(|| (inc.broker.clone(), at));
@@ -470,6 +521,22 @@ impl<'a> Ctx<'a> {
         (from != to && !reached).then_some(Cause::NoRoute { from, to, at_us: t })
     }
 
+    /// A queue-workload message sent `persistent:true` and confirmed by a RECEIPT.
+    fn promised(&self, m: &HeldRef) -> bool {
+        let HeldRef::Message(id) = m else {
+            return false;
+        };
+        self.sends.get(id).is_some_and(|s| {
+            s.outcome == SendOutcome::Confirmed
+                && self
+                    .scenario
+                    .workload
+                    .queues
+                    .get(usize::from(s.workload))
+                    .is_some_and(|q| q.persistent)
+        })
+    }
+
     /// What the brokers say about a held message: how they lost it, if they did.
     fn broker_evidence(&self, keys: &[HeldRef]) -> Option<Cause> {
         for k in keys {
@@ -486,6 +553,14 @@ impl<'a> Ctx<'a> {
         for k in keys {
             if let Some((broker, at_us)) = self.crashed_with.get(k) {
                 return Some(Cause::Crashed {
+                    broker: broker.clone(),
+                    at_us: *at_us,
+                });
+            }
+        }
+        for k in keys {
+            if let Some((broker, at_us)) = self.power_lost.get(k) {
+                return Some(Cause::PowerLoss {
                     broker: broker.clone(),
                     at_us: *at_us,
                 });

@@ -548,6 +548,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
         };
         let (kind, target, a, b, latency_ms) = match &open.op {
             Op::Crash(t) => (FaultKind::Crash, t.clone(), vec![], vec![], None),
+            Op::PowerLoss(t) => (FaultKind::PowerLoss, t.clone(), vec![], vec![], None),
             Op::Partition(a, b) => (FaultKind::Partition, vec![], a.clone(), b.clone(), None),
             Op::PartitionOneway(a, b) => (
                 FaultKind::PartitionOneway,

@@ -6,7 +6,12 @@
 //!
 //! Semantics (turmoil's, documented because they matter for reading results):
 //! - `crash` kills a broker's process: its peers' connections see EOF at once; packets sent
-//!   to it wait until it restarts (then get reset). Its in-memory messages are lost.
+//!   to it wait until it restarts (then get reset). Its in-memory messages are lost; what it
+//!   wrote to its store survives, synced or not (the operating system kept it).
+//! - `power-loss` is a `crash` whose store also loses what it had not synced (turmoil's
+//!   file-system crash). The network side is the same as `crash`'s: peers see their
+//!   connections close (a real power loss would leave them silent until heart-beats
+//!   time out).
 //! - `partition` drops packets between the groups; a `connect` across it is refused at
 //!   once; established connections across it stall for good (turmoil has no
 //!   retransmission), so peers notice only through heart-beat timeouts.
@@ -34,8 +39,10 @@ pub struct Action {
 /// An operation on the simulated world; host lists are resolved names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// Kill brokers.
+    /// Kill brokers (process death: their stores keep what they wrote).
     Crash(Vec<String>),
+    /// Cut brokers' power (their stores keep only what they synced).
+    PowerLoss(Vec<String>),
     /// Restart brokers.
     Restart(Vec<String>),
     /// Two-way partition.
@@ -132,7 +139,7 @@ impl Timeline {
         let b = resolve(&f.b, hosts);
         let targets = resolve(&f.target, brokers);
         let label = f.label.clone().unwrap_or_else(|| match f.kind {
-            FaultKind::Crash | FaultKind::Restart => {
+            FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
@@ -145,9 +152,14 @@ impl Timeline {
             k => format!("{} {} / {}", k.as_str(), f.a.join(","), f.b.join(",")),
         });
         match f.kind {
-            FaultKind::Crash => {
-                let w = self.open("crash", label, at, end);
-                self.push(at, Op::Crash(targets.clone()), Some(w));
+            FaultKind::Crash | FaultKind::PowerLoss => {
+                let (kind, op) = if f.kind == FaultKind::Crash {
+                    ("crash", Op::Crash(targets.clone()))
+                } else {
+                    ("power-loss", Op::PowerLoss(targets.clone()))
+                };
+                let w = self.open(kind, label, at, end);
+                self.push(at, op, Some(w));
                 if let Some(e) = end {
                     self.push(e, Op::Restart(targets), Some(w));
                 }
@@ -180,7 +192,9 @@ impl Timeline {
             }
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
-                let w = self.close_matching("crash", at);
+                let w = self
+                    .close_matching("crash", at)
+                    .or_else(|| self.close_matching("power-loss", at));
                 self.push(at, Op::Restart(targets), w);
             }
             FaultKind::Heal => {
@@ -227,6 +241,8 @@ impl Timeline {
             ("partition-oneway", w.partition_oneway),
             ("hold", w.hold),
             ("latency", w.latency),
+            // Last, so that a weight of 0 leaves every other draw as it was.
+            ("power-loss", w.power_loss),
         ];
         let total: f64 = kinds.iter().map(|k| k.1).sum();
         let end_ms = secs_to_ms(n.end_s);
@@ -247,10 +263,15 @@ impl Timeline {
                 (!from.is_empty()).then(|| from[rng.random_range(0..from.len())].clone())
             };
             match kind {
-                "crash" => {
+                "crash" | "power-loss" => {
                     if let Some(b) = broker(&mut rng, &crashable) {
-                        let win = self.open("crash", format!("crash {b}"), now, Some(stop));
-                        self.push(now, Op::Crash(vec![b.clone()]), Some(win));
+                        let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
+                        let op = if kind == "crash" {
+                            Op::Crash(vec![b.clone()])
+                        } else {
+                            Op::PowerLoss(vec![b.clone()])
+                        };
+                        self.push(now, op, Some(win));
                         self.push(stop, Op::Restart(vec![b]), Some(win));
                     }
                 }
@@ -383,6 +404,71 @@ b = ["broker-1"]
         assert_eq!(t.window_at(92_000, 0), None);
         assert_eq!(t.window_at(92_000, 5_000), Some(0));
         assert_eq!(t.window_at(110_000, 0), Some(1));
+    }
+
+    #[test]
+    fn power_loss_is_a_crash_window_of_its_own_and_restart_closes_it() {
+        let s = scenario(
+            r#"
+[[faults]]
+at_s = 60
+kind = "power-loss"
+target = ["broker-2"]
+[[faults]]
+at_s = 70
+kind = "restart"
+target = ["broker-2"]
+"#,
+        );
+        let t = Timeline::build(&s, 1);
+        assert_eq!(t.windows.len(), 1);
+        assert_eq!(t.windows[0].kind, "power-loss");
+        assert_eq!(t.windows[0].label, "power-loss broker-2");
+        assert_eq!(t.windows[0].end_ms, Some(70_000));
+        let ops: Vec<&Op> = t.actions.iter().map(|a| &a.op).collect();
+        assert_eq!(
+            ops,
+            [
+                &Op::PowerLoss(vec!["broker-2".into()]),
+                &Op::Restart(vec!["broker-2".into()])
+            ]
+        );
+        let bad = Scenario::parse(
+            "name = \"t\"\nduration_s = 10\n[[brokers]]\nname = \"b\"\n[[faults]]\nat_s = 1\nkind = \"power-loss\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("faults[0].target") && bad.contains("power-loss"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn nemesis_draws_power_losses_by_weight_and_a_zero_weight_changes_nothing() {
+        let only = scenario(
+            r#"
+[nemesis]
+start_s = 30
+end_s = 200
+weights = { power_loss = 1 }
+"#,
+        );
+        let t = Timeline::build(&only, 7);
+        assert!(!t.windows.is_empty());
+        assert!(
+            t.windows.iter().all(|w| w.kind == "power-loss"),
+            "{:?}",
+            t.windows
+        );
+        assert!(t.actions.iter().any(|a| matches!(a.op, Op::PowerLoss(_))));
+        let base = "weights = { crash = 1, partition = 1, hold = 1, latency = 1 }";
+        let mix = |w: &str| scenario(&format!("[nemesis]\nstart_s = 30\nend_s = 200\n{w}\n"));
+        assert_eq!(
+            Timeline::build(&mix(base), 7),
+            Timeline::build(&mix(&base.replace(" }", ", power_loss = 0 }")), 7)
+        );
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub struct Incarnation {
     pub started_us: u64,
     /// When it was crashed (µs); `None` if it ran to the end of the run.
     pub crashed_us: Option<u64>,
+    /// Whether that crash was a power loss (its store lost what it had not synced).
+    pub power_loss: bool,
     /// What it held when it crashed (or at the end of the run).
     pub held: Vec<HeldRef>,
     /// What it dropped on purpose, and why.
@@ -205,7 +207,8 @@ pub struct History {
     /// broker had been charged so far, in scenario order.
     pub cpu_samples: Vec<(u64, Vec<u64>)>,
     /// Every broker incarnation's observations handle, with its start (µs) and, once
-    /// crashed, the crash time (µs); the world turns them into `incarnations`.
+    /// crashed, the crash time (µs); the world turns them into `incarnations` (with
+    /// `power_losses`).
     pub broker_observers: Vec<(
         String,
         u64,
@@ -214,6 +217,8 @@ pub struct History {
     )>,
     /// Every broker incarnation with what it held and dropped (simulated runs only).
     pub incarnations: Vec<Incarnation>,
+    /// Crashes that were power losses: (broker, crash time µs).
+    pub power_losses: Vec<(String, u64)>,
     /// Consumers of each queue workload (by index in the scenario).
     pub consumers_by_workload: BTreeMap<u16, Vec<ClientId>>,
     /// Faults applied, with simulated time (ms) and a description, in order.

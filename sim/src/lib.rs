@@ -7,6 +7,9 @@
 //! - [`seed`]: one seed, many independent random streams.
 //! - [`net`]: [`net::TurmoilNet`], the broker's `Net` over simulated TCP (the only module
 //!   that touches `turmoil::net`).
+//! - [`disk`]: [`disk::SimDisk`], the message store's `Disk` on turmoil's simulated file
+//!   system (the only module that touches `turmoil::fs`), and the flush that tells a
+//!   process crash from a power loss.
 //! - [`world`]: builds the turmoil world (broker hosts run the real broker server; racks
 //!   carry many client nodes each) and steps it, applying faults.
 //! - [`fault`]: the fault timeline (explicit faults and the seeded nemesis) and its windows.
@@ -43,6 +46,7 @@ compile_error!(
 
 pub mod checker;
 pub mod dialect;
+pub mod disk;
 pub mod explore;
 pub mod fault;
 pub mod history;

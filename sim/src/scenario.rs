@@ -13,6 +13,7 @@ use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, valid
 use stampede_broker::core::CoreConfig;
 use stampede_broker::security::SecurityConfig;
 use stampede_broker::server::cost::CostProfile;
+use stampede_broker::store::StoreConfig;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
 /// MCollective frames. Fixed, so that every `expires` header is reproducible.
@@ -127,6 +128,11 @@ pub struct BrokerSpec {
     /// Announcing this broker for `multicast://` connectors (same keys as `[discovery]`).
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// A message store on the broker's simulated disk (same keys as `[store]`; `dir` is a
+    /// path on the simulated host, default `/var/lib/stampede/store`). Absent: no store,
+    /// persistent messages live in memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
     /// A CPU cost profile file (`stampede calibrate` writes them), relative to the
     /// scenario file's directory, e.g. `profiles/stampede-broker.toml`. With a profile
     /// the broker's core spends simulated CPU time on its work (see
@@ -387,6 +393,10 @@ pub struct QueueSpec {
     /// When producers start.
     #[serde(default = "default_queue_start_s")]
     pub start_s: f64,
+    /// When consumers subscribe (default: at once). Later, messages wait in the queue
+    /// meanwhile (through a broker crash, say).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consumer_start_s: f64,
     /// When producers stop (default: 10 s before the end, leaving time to drain).
     #[serde(default)]
     pub stop_s: Option<f64>,
@@ -415,8 +425,12 @@ fn default_queue_heartbeat_s() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
-    /// Kill the broker process (peers see their connections close).
+    /// Kill the broker process (peers see their connections close). What it wrote to its
+    /// store survives, synced or not: the operating system kept it.
     Crash,
+    /// Cut the broker machine's power: like `crash`, and what its store had not synced is
+    /// lost too.
+    PowerLoss,
     /// Start a crashed broker again.
     Restart,
     /// Cut both directions between groups `a` and `b`.
@@ -441,6 +455,7 @@ impl FaultKind {
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Crash => "crash",
+            FaultKind::PowerLoss => "power-loss",
             FaultKind::Restart => "restart",
             FaultKind::Partition => "partition",
             FaultKind::PartitionOneway => "partition-oneway",
@@ -461,7 +476,7 @@ pub struct FaultSpec {
     pub at_s: f64,
     /// What.
     pub kind: FaultKind,
-    /// Brokers to crash or restart.
+    /// Brokers to crash, cut the power of, or restart.
     #[serde(default)]
     pub target: Vec<String>,
     /// One side (host names or `*` patterns).
@@ -496,8 +511,8 @@ pub struct NemesisSpec {
     /// How long each fault lasts (uniform range; the minimum is the fault's stability).
     #[serde(default = "default_nemesis_duration")]
     pub duration_s: [f64; 2],
-    /// Relative weights of fault kinds: `crash`, `partition`, `partition-oneway`, `hold`,
-    /// `latency`.
+    /// Relative weights of fault kinds: `crash`, `power_loss`, `partition`,
+    /// `partition-oneway`, `hold`, `latency`.
     pub weights: NemesisWeights,
     /// Brokers that may crash (patterns).
     #[serde(default = "default_broker_pattern")]
@@ -540,6 +555,13 @@ pub struct NemesisWeights {
     pub hold: f64,
     /// Latency then restore.
     pub latency: f64,
+    /// Broker power loss then restart (drawn like a crash, from `crash_targets`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub power_loss: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// `[expectations]`: every key present becomes one named check.
@@ -757,6 +779,20 @@ impl Scenario {
                     message: e.message,
                 })?;
             }
+            if let Some(store) = &b.store {
+                store.validate().map_err(|e| InvalidSetting {
+                    path: join(&at.key("store"), &e.path),
+                    message: e.message,
+                })?;
+                if let Some(dir) = &store.dir
+                    && !dir.starts_with('/')
+                {
+                    return bad(
+                        at.key("store").key("dir"),
+                        format!("must be an absolute path on the simulated host, not '{dir}'"),
+                    );
+                }
+            }
             for (j, c) in b.connectors.iter().enumerate() {
                 let Ok(Peers::Static { servers, .. }) = c.peers() else {
                     continue;
@@ -878,6 +914,9 @@ impl Scenario {
             if !(q.rate_per_s > 0.0 && q.rate_per_s <= 100_000.0) {
                 return bad(p.key("rate_per_s"), "must be in (0, 100000]".into());
             }
+            if !(q.consumer_start_s >= 0.0 && q.consumer_start_s <= self.duration_s) {
+                return bad(p.key("consumer_start_s"), "must be within the run".into());
+            }
             if q.producers == 0 && q.consumers == 0 {
                 return bad(p.key("producers"), "needs producers or consumers".into());
             }
@@ -894,11 +933,11 @@ impl Scenario {
                 return bad(p.key("at_s"), "must be within the run".into());
             }
             match f.kind {
-                FaultKind::Crash | FaultKind::Restart => {
+                FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
                     if f.target.is_empty() {
                         return bad(
                             p.key("target"),
-                            "names the brokers to crash or restart".into(),
+                            format!("a {} names the brokers it acts on", f.kind.as_str()),
                         );
                     }
                     for t in &f.target {
@@ -952,7 +991,14 @@ impl Scenario {
             }
         }
         let w = &n.weights;
-        let weights = [w.crash, w.partition, w.partition_oneway, w.hold, w.latency];
+        let weights = [
+            w.crash,
+            w.power_loss,
+            w.partition,
+            w.partition_oneway,
+            w.hold,
+            w.latency,
+        ];
         if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
             return bad(
                 p.key("weights"),

@@ -10,6 +10,7 @@ use stampede_broker::clock::Clock;
 use stampede_broker::config::{BrokerConfig, ServerConfig};
 use stampede_broker::server::Server;
 
+use crate::disk::DiskSlot;
 use crate::fault::{Op, Timeline};
 use stampede_broker::core::Message;
 
@@ -56,6 +57,8 @@ pub fn run(
         .tcp_capacity(16_384)
         .build();
 
+    // Brokers with a store keep it on their host's simulated disk.
+    let disks = crate::disk::slots(scenario);
     for b in &scenario.brokers {
         let mut config = BrokerConfig {
             server: ServerConfig {
@@ -70,8 +73,8 @@ pub fn run(
             metrics: Default::default(),
             // Simulated clients speak STOMP only.
             redis: Default::default(),
-            // No simulated disk yet: persistent messages live in memory.
-            store: Default::default(),
+            // Without a store (the default), persistent messages live in memory only.
+            store: b.store.clone().unwrap_or_default(),
         };
         config.core.broker_name = b.name.clone();
         // The checker explains losses by what brokers held and dropped.
@@ -80,13 +83,17 @@ pub fn run(
         let name = b.name.clone();
         let recorder = recorder.clone();
         let cost = b.cost_profile.clone();
+        let disk = disks.get(&b.name).cloned();
         sim.host(b.name.as_str(), move || {
             let config = config.clone();
             let name = name.clone();
             let recorder = recorder.clone();
             let cost = cost.clone();
+            let disk = disk.clone();
             async move {
-                let mut server = Server::bind(Arc::new(TurmoilNet), config).await?;
+                let disk = disk.map(|d| d.open()).transpose()?;
+                let mut server =
+                    Server::bind_with_storage(Arc::new(TurmoilNet), config, disk).await?;
                 if let Some(profile) = cost {
                     server = server.with_cost_profile(profile);
                 }
@@ -136,6 +143,7 @@ pub fn run(
 
     let mut world = Applier {
         scenario,
+        disks,
         crashed: BTreeSet::new(),
         just_crashed: Vec::new(),
     };
@@ -152,7 +160,10 @@ pub fn run(
             let what = world.apply(&mut sim, &action.op);
             let mut h = recorder.lock();
             // A crash dropped the broker's core task, which published what it held.
-            for crashed in world.just_crashed.drain(..) {
+            for (crashed, power_loss) in world.just_crashed.drain(..) {
+                if power_loss {
+                    h.power_losses.push((crashed.clone(), now_ms * 1000));
+                }
                 if let Some(o) = h
                     .broker_observers
                     .iter_mut()
@@ -224,10 +235,13 @@ fn collect_incarnations(recorder: &Recorder) {
     let observers = std::mem::take(&mut h.broker_observers);
     for (broker, started_us, crashed_us, handle) in observers {
         let seen = handle.get().unwrap_or_default();
+        let power_loss =
+            crashed_us.is_some_and(|at| h.power_losses.contains(&(broker.clone(), at)));
         h.incarnations.push(Incarnation {
             broker,
             started_us,
             crashed_us,
+            power_loss,
             held: seen
                 .held
                 .iter()
@@ -274,9 +288,11 @@ fn expand(patterns: &[String], scenario: &Scenario) -> Vec<String> {
 /// `heal-all` can undo everything.
 struct Applier<'a> {
     scenario: &'a Scenario,
+    /// The simulated stores of brokers that have one.
+    disks: BTreeMap<String, DiskSlot>,
     crashed: BTreeSet<String>,
-    /// Brokers crashed by the last operation applied.
-    just_crashed: Vec<String>,
+    /// Brokers crashed by the last operation applied (`true`: by a power loss).
+    just_crashed: Vec<(String, bool)>,
 }
 
 impl Applier<'_> {
@@ -314,14 +330,23 @@ impl Applier<'_> {
 
     fn apply(&mut self, sim: &mut turmoil::Sim<'_>, op: &Op) -> String {
         match op {
-            Op::Crash(hosts) => {
+            Op::Crash(hosts) | Op::PowerLoss(hosts) => {
+                let power_loss = matches!(op, Op::PowerLoss(_));
                 for h in hosts {
                     if self.crashed.insert(h.clone()) {
+                        // A process crash leaves the operating system, which writes what
+                        // the store wrote; a power loss leaves only what it synced.
+                        if let (false, Some(disk)) = (power_loss, self.disks.get(h))
+                            && let Err(e) = disk.flush()
+                        {
+                            tracing::error!("flushing {h}'s simulated disk failed: {e}");
+                        }
                         sim.crash(h.as_str());
-                        self.just_crashed.push(h.clone());
+                        self.just_crashed.push((h.clone(), power_loss));
                     }
                 }
-                format!("crash {}", hosts.join(","))
+                let what = if power_loss { "power-loss" } else { "crash" };
+                format!("{what} {}", hosts.join(","))
             }
             Op::Restart(hosts) => {
                 for h in hosts {

@@ -62,6 +62,15 @@ fn broker_crash_failover_loses_only_in_the_crash_window() {
 }
 
 #[test]
+fn broker_crash_persistent_recovers_every_receipted_message_from_its_store() {
+    let o = run_catalog("broker-crash-persistent.toml", None);
+    assert_eq!(o.report.messages.lost, 0);
+    // The crash held messages, which the restarted broker recovered and delivered.
+    assert!(!o.history.incarnations[0].held.is_empty());
+    assert!(o.report.messages.delivered >= 3000);
+}
+
+#[test]
 fn queue_competing_consumers_survive_a_broker_restart() {
     let o = run_catalog("queue-competing-consumers-crash.toml", None);
     // All three consumers took part.

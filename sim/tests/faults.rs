@@ -263,3 +263,75 @@ kind = "heal-all"
     let last = o.analysis.rounds.last().unwrap();
     assert_eq!(last.received, 40, "{last:?}");
 }
+
+/// One broker with a store syncing every second (`interval_ms`), a producer of receipted
+/// persistent messages, consumers that subscribe only after the broker is back; `kind`
+/// hits the broker at 12 s for 5 s.
+fn store_scenario(kind: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "fault-self-test-store"
+duration_s = 40
+[[brokers]]
+name = "broker-1"
+[brokers.store]
+sync = "interval_ms"
+interval_ms = 1000
+[[workload.queues]]
+name = "q"
+destination = "/queue/q"
+producers = 1
+consumers = 1
+rate_per_s = 50
+persistent = true
+receipts = true
+ack = "client-individual"
+producer_servers = ["broker-1"]
+consumer_servers = ["broker-1"]
+consumer_start_s = 20
+stop_s = 30
+[[faults]]
+at_s = 12
+kind = "{kind}"
+target = ["broker-1"]
+duration_s = 5
+"#
+    );
+    Scenario::parse(&text, "self-test-store.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn power_loss_closes_connections_like_a_crash_and_drops_what_the_store_had_not_synced() {
+    let crash = go(&store_scenario("crash"));
+    let power = go(&store_scenario("power-loss"));
+    assert_eq!(applied(&power, "power-loss broker-1"), 1);
+    assert_eq!(applied(&power, "restart broker-1"), 1);
+    assert_eq!(applied(&power, "broker-1 started"), 2);
+    // Both end the producer's connection at once.
+    for o in [&crash, &power] {
+        let producer = o
+            .history
+            .clients
+            .iter()
+            .position(|c| c.role == Role::Producer)
+            .unwrap();
+        let cut = o.history.events.iter().any(|(at, c, e)| {
+            c.0 as usize == producer
+                && (12_000_000..12_100_000).contains(at)
+                && matches!(e, ClientEvent::Disconnected { .. })
+        });
+        assert!(cut, "{:?}", o.history.applied);
+    }
+    // The crash keeps everything the broker wrote (the operating system had it); the
+    // power loss takes what was written since the last sync, and only that.
+    assert_eq!(crash.report.messages.lost, 0);
+    let lost = power.report.messages.lost;
+    assert!((1..=50).contains(&lost), "lost {lost}");
+    assert!(
+        power
+            .analysis
+            .losses
+            .iter()
+            .all(|l| l.cause.as_ref().is_some_and(|c| c.label() == "power-loss"))
+    );
+}

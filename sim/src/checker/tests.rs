@@ -108,6 +108,7 @@ impl H {
             broker: "b1".into(),
             started_us: 0,
             crashed_us: crashed_s.map(|s| s * S),
+            power_loss: false,
             held,
             dropped: Vec::new(),
         });
@@ -119,6 +120,7 @@ impl H {
             broker: "b1".into(),
             started_us: 0,
             crashed_us: None,
+            power_loss: false,
             held: Vec::new(),
             dropped: vec![(m, why)],
         });
@@ -247,6 +249,52 @@ fn a_loss_held_by_a_crashed_broker_is_charged_to_the_crash() {
         })
     );
     assert!(verdict(&a, "unexplained_lost_max").ok);
+}
+
+#[test]
+fn a_store_broker_crash_explains_no_receipted_persistent_loss_and_recovery_moves_the_evidence() {
+    for (sync, power_loss, expected) in [
+        (SyncPolicy::Always, false, None),
+        (SyncPolicy::Always, true, None),
+        (SyncPolicy::IntervalMs, false, None),
+        (
+            SyncPolicy::IntervalMs,
+            true,
+            Some(Cause::PowerLoss {
+                broker: "b1".into(),
+                at_us: 5 * S,
+            }),
+        ),
+    ] {
+        let mut s = scenario(false, true, "");
+        s.workload.queues[0].persistent = true;
+        s.brokers[0].store = Some(stampede_broker::store::StoreConfig {
+            sync,
+            ..Default::default()
+        });
+        let mut h = H::new();
+        h.send(1, 1, SendOutcome::Confirmed, false);
+        h.send(2, 1, SendOutcome::Confirmed, false);
+        // Both held at the crash; message 2 recovered by the restart and still held at
+        // the end.
+        h.incarnation(Some(5), vec![HeldRef::Message(1), HeldRef::Message(2)]);
+        h.0.incarnations[0].power_loss = power_loss;
+        h.incarnation(None, vec![HeldRef::Message(2)]);
+        let a = check(&s, &h.0);
+        let what = format!("{sync:?}, power loss {power_loss}");
+        assert_eq!(a.losses.len(), 2, "{what}");
+        // The store promised to keep message 1: a crash does not explain its loss.
+        assert_eq!(a.losses[0].cause, expected, "{what}");
+        assert_eq!(
+            a.losses[1].cause,
+            Some(Cause::HeldAtEnd {
+                broker: "b1".into()
+            }),
+            "{what}"
+        );
+        let power_row = a.losses_by_cause().iter().any(|(l, _)| *l == "power-loss");
+        assert_eq!(power_row, expected.is_some(), "{what}");
+    }
 }
 
 #[test]

@@ -260,6 +260,7 @@ pub fn plan(
             profile: None,
             cost: None,
             cost_profile: None,
+            store: None,
         })
         .collect();
     Ok(Plan {

@@ -87,38 +87,56 @@ pub(super) fn build(
     let dialect = env.dialect;
     let run_tag: Option<Arc<str>> = env.run_tag.as_deref().map(Arc::from);
     let timebase = recorder.timebase();
+    let consumer_start = Duration::from_secs_f64(spec.consumer_start_s);
     hosts.push(Host::new(host, async move {
-        for (id, config) in consumers {
-            let (client, mut messages) = start_client(dialect, &net, config, &recorder, id);
-            let ack = spec.ack;
-            let sub = SubscribeSpec::new(spec.destination.clone())
-                .id("0")
-                .ack(ack);
-            let _ = client.subscribe(sub).await;
-            let recorder = recorder.clone();
-            let run_tag = run_tag.clone();
-            tokio::spawn(async move {
-                while let Some(msg) = messages.recv().await {
-                    record_path(&recorder, id, &client, &msg);
-                    let stale = match (&run_tag, msg.header("x-sim-run")) {
-                        (Some(ours), theirs) => theirs != Some(&**ours),
-                        (None, _) => false,
-                    };
-                    let id_header = msg.header("x-sim-id").and_then(|v| v.parse::<u64>().ok());
-                    if stale {
-                        recorder.lock().stale += 1;
-                    } else if let Some(mid) = id_header {
-                        recorder.lock().deliveries.push(DeliveryRecord {
-                            id: mid,
-                            consumer: id,
-                            at_us: timebase.now_us(),
-                            redelivered: msg.header("redelivered") == Some("true"),
-                        });
-                    }
-                    if ack != AckMode::Auto {
-                        let _ = client.ack(&msg).await;
-                    }
+        // Consumers subscribe at once, or from their own task at `consumer_start_s`
+        // (producers start on their own schedule either way).
+        let start_consumers = {
+            let (net, recorder, spec, run_tag) =
+                (net.clone(), recorder.clone(), spec.clone(), run_tag.clone());
+            async move {
+                for (id, config) in consumers {
+                    let (client, mut messages) = start_client(dialect, &net, config, &recorder, id);
+                    let ack = spec.ack;
+                    let sub = SubscribeSpec::new(spec.destination.clone())
+                        .id("0")
+                        .ack(ack);
+                    let _ = client.subscribe(sub).await;
+                    let recorder = recorder.clone();
+                    let run_tag = run_tag.clone();
+                    tokio::spawn(async move {
+                        while let Some(msg) = messages.recv().await {
+                            record_path(&recorder, id, &client, &msg);
+                            let stale = match (&run_tag, msg.header("x-sim-run")) {
+                                (Some(ours), theirs) => theirs != Some(&**ours),
+                                (None, _) => false,
+                            };
+                            let id_header =
+                                msg.header("x-sim-id").and_then(|v| v.parse::<u64>().ok());
+                            if stale {
+                                recorder.lock().stale += 1;
+                            } else if let Some(mid) = id_header {
+                                recorder.lock().deliveries.push(DeliveryRecord {
+                                    id: mid,
+                                    consumer: id,
+                                    at_us: timebase.now_us(),
+                                    redelivered: msg.header("redelivered") == Some("true"),
+                                });
+                            }
+                            if ack != AckMode::Auto {
+                                let _ = client.ack(&msg).await;
+                            }
+                        }
+                    });
                 }
+            }
+        };
+        if consumer_start.is_zero() {
+            start_consumers.await;
+        } else {
+            tokio::spawn(async move {
+                timebase.sleep_until(consumer_start).await;
+                start_consumers.await;
             });
         }
         for (index, id, config) in producers {

@@ -1,0 +1,330 @@
+//! [`SimDisk`]: the message store's [`Disk`] on turmoil's simulated file system
+//! (`unstable-fs`), so that a simulated broker keeps its journal the way a real one does and
+//! a restart recovers it. This is the only module that touches `turmoil::fs`.
+//!
+//! Every call runs on the calling task, inside the broker's simulated host (the store
+//! writer task calls it; there are no threads): turmoil finds the host's file system
+//! through the simulation's current host. Each host has its own file system, which
+//! outlives the host's crashes.
+//!
+//! Durability is turmoil's: a write is *pending* until the file is synced, a creation,
+//! rename or removal until the directory is synced. What a crash keeps depends on the
+//! fault:
+//!
+//! - **Process crash** (`crash`): the operating system survives and keeps what it accepted
+//!   (its page cache reaches the disk later), so everything written survives, synced or
+//!   not. turmoil's own crash drops pending writes (a power loss), so before a process
+//!   crash the world calls [`DiskSlot::flush`], which syncs every file of the store
+//!   directory and the directory itself, and only then crashes the host.
+//! - **Power loss** (`power-loss`): turmoil's crash as it is: pending writes and entries
+//!   never synced are gone; what was synced survives.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use stampede_broker::store::{AppendFile, Disk};
+use turmoil::fs::FsHandle;
+use turmoil::fs::shim::std::fs;
+
+use crate::scenario::Scenario;
+
+/// The store directory on a simulated host when the scenario names none.
+pub const DEFAULT_DIR: &str = "/var/lib/stampede/store";
+
+/// A store directory on the current simulated host's file system.
+#[derive(Debug)]
+pub struct SimDisk {
+    dir: PathBuf,
+}
+
+impl SimDisk {
+    /// Opens `dir` on the current host's file system, creating it (and its parents) if
+    /// needed and making their entries durable, as an installer would have. Must run
+    /// inside a simulated host.
+    pub fn open(dir: &str) -> io::Result<SimDisk> {
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the simulated store directory must be absolute: {}",
+                    dir.display()
+                ),
+            ));
+        }
+        fs::create_dir_all(&dir)?;
+        // Each new directory's entry lives in its parent: sync from the root down.
+        let mut chain: Vec<&Path> = dir.ancestors().collect();
+        chain.reverse();
+        for d in chain {
+            fs::sync_dir(d)?;
+        }
+        Ok(SimDisk { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// A simulated file open for appending.
+struct SimFile(fs::File);
+
+impl AppendFile for SimFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Disk for SimDisk {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        // turmoil lists a directory in hash order; the store must not depend on it.
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        fs::File::open(self.path(name))?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn create(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(self.path(name))?;
+        Ok(Box::new(SimFile(file)))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.path(from), self.path(to))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path(name))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        fs::sync_dir(&self.dir)
+    }
+
+    fn describe(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+/// A [`DiskSlot`] for every broker of `scenario` that has a `[brokers.store]`, by name.
+pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
+    scenario
+        .brokers
+        .iter()
+        .filter_map(|b| {
+            let store = b.store.as_ref()?;
+            let dir = store.dir.as_deref().unwrap_or(DEFAULT_DIR);
+            Some((b.name.clone(), DiskSlot::new(dir)))
+        })
+        .collect()
+}
+
+/// One broker's simulated store, shared between its host (each incarnation opens the
+/// disk through it) and the world's step loop (which flushes it before a process crash).
+#[derive(Clone, Debug)]
+pub struct DiskSlot {
+    dir: String,
+    /// The host's file system, captured by the latest incarnation (turmoil reaches a
+    /// host's file system from outside the host only through such a handle).
+    fs: Arc<Mutex<Option<FsHandleBox>>>,
+}
+
+/// [`FsHandle`] without `Debug`.
+struct FsHandleBox(FsHandle);
+
+impl std::fmt::Debug for FsHandleBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FsHandle")
+    }
+}
+
+impl DiskSlot {
+    /// A slot for the store directory `dir` (absolute, on the broker's host).
+    pub fn new(dir: &str) -> DiskSlot {
+        DiskSlot {
+            dir: dir.to_owned(),
+            fs: Arc::default(),
+        }
+    }
+
+    /// Opens the store directory on the current host (inside the broker's host).
+    pub fn open(&self) -> io::Result<Box<dyn Disk>> {
+        let disk = SimDisk::open(&self.dir)?;
+        *self.fs.lock().unwrap_or_else(|p| p.into_inner()) = Some(FsHandleBox(FsHandle::current()));
+        Ok(Box::new(disk))
+    }
+
+    /// What the operating system does with its page cache when only the process died:
+    /// writes every file of the store directory and the directory's entries to the disk.
+    /// Called from the step loop (outside every host) just before a process crash; does
+    /// nothing if the broker never opened its store.
+    ///
+    /// It enters the host's file system through turmoil's [`FsHandle`]. No random draw is
+    /// made (turmoil draws only for configured fault probabilities, and the simulator
+    /// configures none), so the run stays a function of its seed.
+    pub fn flush(&self) -> io::Result<()> {
+        let guard = self.fs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(FsHandleBox(handle)) = guard.as_ref() else {
+            return Ok(());
+        };
+        let _entered = handle.enter();
+        let dir = Path::new(&self.dir);
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            files.push(entry?.path());
+        }
+        files.sort();
+        for path in files {
+            if fs::metadata(&path)?.is_file() {
+                fs::File::open(&path)?.sync_all()?;
+            }
+        }
+        fs::sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use stampede_broker::store::{Record, Store, StoreOptions, StoredMessage};
+
+    use super::DiskSlot;
+
+    /// What each incarnation of the host found in `journal` when it started.
+    type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// A host that, on its first start, writes "AAAA" synced and "BBBB" unsynced to one
+    /// file, and on every start records what the file holds; it is crashed once between
+    /// the writes and the crash (`process_crash`: the disk is flushed first).
+    fn crash_once(process_crash: bool) -> Vec<Vec<u8>> {
+        let mut sim = turmoil::Builder::new().rng_seed(1).build();
+        let slot = DiskSlot::new("/data/store");
+        let seen: Seen = Arc::default();
+        let (s, sl) = (seen.clone(), slot.clone());
+        sim.host("broker", move || {
+            let (seen, slot) = (s.clone(), sl.clone());
+            async move {
+                let disk = slot.open()?;
+                let found = disk.read("journal").unwrap_or_default();
+                let first = seen.lock().unwrap().is_empty();
+                seen.lock().unwrap().push(found);
+                if first {
+                    let mut f = disk.create("journal")?;
+                    f.append(b"AAAA")?;
+                    f.sync()?;
+                    disk.sync_dir()?;
+                    f.append(b"BBBB")?;
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        for _ in 0..10 {
+            sim.step().unwrap();
+        }
+        if process_crash {
+            slot.flush().unwrap();
+        }
+        sim.crash("broker");
+        sim.bounce("broker");
+        for _ in 0..10 {
+            sim.step().unwrap();
+        }
+        seen.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn power_loss_keeps_only_what_was_synced() {
+        let seen = crash_once(false);
+        assert_eq!(seen, vec![b"".to_vec(), b"AAAA".to_vec()]);
+    }
+
+    #[test]
+    fn process_crash_keeps_what_was_written() {
+        let seen = crash_once(true);
+        assert_eq!(seen, vec![b"".to_vec(), b"AAAABBBB".to_vec()]);
+    }
+
+    #[test]
+    fn the_store_recovers_from_a_simulated_disk() {
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(1)
+            .tick_duration(Duration::from_millis(1))
+            .build();
+        let slot = DiskSlot::new("/store");
+        let recovered: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (r, sl) = (recovered.clone(), slot.clone());
+        sim.host("broker", move || {
+            let (recovered, slot) = (r.clone(), sl.clone());
+            async move {
+                let options = StoreOptions {
+                    segment_bytes_max: 4096,
+                    skip_corrupt: false,
+                };
+                let (mut store, got) = Store::open(slot.open()?, options)?;
+                let first = recovered.lock().unwrap().is_empty();
+                recovered.lock().unwrap().push(got.messages.len());
+                if first {
+                    // Enough messages to roll over several 4 KiB segments; two acked.
+                    for id in 1..=40u64 {
+                        let m = StoredMessage {
+                            id,
+                            queues: vec![Arc::from("/queue/a")],
+                            message_id: format!("m-{id}"),
+                            destination: "/queue/a".into(),
+                            headers: vec![("x-sim-id".into(), id.to_string())],
+                            body: vec![b'x'; 200].into(),
+                            priority: 4,
+                            expires_ms: None,
+                            broker_path: Vec::new(),
+                            origin_id: None,
+                        };
+                        store.append(&Record::Enqueue(m))?;
+                    }
+                    for id in [3u64, 7] {
+                        store.append(&Record::Ack {
+                            id,
+                            queue: Arc::from("/queue/a"),
+                        })?;
+                    }
+                    store.sync()?;
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        for _ in 0..10 {
+            sim.step().unwrap();
+        }
+        sim.crash("broker");
+        sim.bounce("broker");
+        for _ in 0..10 {
+            sim.step().unwrap();
+        }
+        assert_eq!(*recovered.lock().unwrap(), vec![0, 38]);
+    }
+}
