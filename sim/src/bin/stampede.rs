@@ -179,8 +179,8 @@ enum Command {
     /// MESSAGE frames delivered, ACKs, heart-beats, connections opened and closed).
     ///
     /// Fit: non-negative least squares of each run's CPU on frames_in, bytes_in,
-    /// bytes_out, heartbeats, deliveries and connections (every other cost 0); the
-    /// residuals and R² are printed. R² < 0.9 writes the profile anyway, with
+    /// bytes_out, heartbeats, deliveries and connections (with the broker's counters
+    /// also events; every other cost 0); the residuals and R² are printed. R² < 0.9 writes the profile anyway, with
     /// fit_poor = true and a warning. The profile starts with a comment giving this
     /// command.
     #[command(verbatim_doc_comment)]
@@ -982,7 +982,12 @@ fn calibrate_command(
             c.idle_cores
         ),
         format!(
-            "Non-negative least squares over frames_in, bytes_in, bytes_out, heartbeats, deliveries, connections (other costs 0); R² {:.4}.",
+            "Non-negative least squares over {}heartbeats, deliveries, connections, frames_in, bytes_in, bytes_out (other costs 0); R² {:.4}.",
+            if matches!(c.work_source, WorkSource::Metrics(_)) {
+                "events, "
+            } else {
+                ""
+            },
             fit.r2
         ),
         String::new(),
