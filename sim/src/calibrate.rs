@@ -53,7 +53,8 @@ use crate::scenario::Scenario;
 /// An R² below this marks the fit poor (`fit_poor = true`).
 pub const R2_POOR: f64 = 0.9;
 
-/// Seconds of idle CPU measured before the workloads (the broker's background rate).
+/// Seconds of idle CPU measured before the workloads (the broker's background rate), by
+/// default.
 pub const BASELINE_S: f64 = 3.0;
 
 /// Pause after each run before the CPU and counters are read again, so that the broker
@@ -972,6 +973,11 @@ pub struct CalibrateOptions {
     pub credentials: Option<Credentials>,
     /// Worker threads of the generator.
     pub threads: usize,
+    /// Seconds of idle CPU measured after the warm-up ([`BASELINE_S`]).
+    pub baseline_s: f64,
+    /// Run only the first this many [`workloads`] (the warm-up included), for quick
+    /// checks; `None`: all.
+    pub workloads_max: Option<usize>,
 }
 
 /// The result of a calibration.
@@ -1008,7 +1014,10 @@ pub fn calibrate(
     );
     // Fail before any load when the CPU cannot be read.
     opts.cpu.read_s()?;
-    let workloads = workloads(opts.duration_s, opts.scale)?;
+    let mut workloads = workloads(opts.duration_s, opts.scale)?;
+    if let Some(n) = opts.workloads_max {
+        workloads.truncate(n);
+    }
     let live_opts = LiveOptions {
         target: opts.target.clone(),
         kind: opts.kind,
@@ -1043,7 +1052,7 @@ pub fn calibrate(
             // After the warm-up: the broker's idle rate.
             let a = opts.cpu.read_s()?;
             let t = wall_now();
-            std::thread::sleep(Duration::from_secs_f64(BASELINE_S));
+            std::thread::sleep(Duration::from_secs_f64(opts.baseline_s.max(0.1)));
             let b = opts.cpu.read_s()?;
             idle_cores = ((b - a) / t.elapsed().as_secs_f64()).max(0.0);
             say(format!(
@@ -1100,12 +1109,16 @@ pub fn calibrate(
             raw_cpu_s: raw,
         };
         say(format!(
-            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores); events {}, frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
+            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
             w.name,
             wall_s,
             raw,
             raw / wall_s.max(1e-9),
-            work.events,
+            if work.events > 0 {
+                format!("events {}, ", work.events)
+            } else {
+                String::new()
+            },
             work.frames_in,
             work.frames_out,
             work.deliveries,
@@ -1322,6 +1335,8 @@ mod tests {
             scale: 1.0,
             credentials: None,
             threads: 1,
+            baseline_s: BASELINE_S,
+            workloads_max: None,
         };
         let e = calibrate(&opts, &|_| {}).unwrap_err().to_string();
         assert!(e.contains("Redis targets are not supported"), "{e}");

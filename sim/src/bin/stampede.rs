@@ -532,6 +532,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 scale,
                 credentials,
                 threads,
+                baseline_s: calibrate::BASELINE_S,
+                workloads_max: None,
             };
             calibrate_command(&opts, description, &out)
         }
