@@ -790,11 +790,12 @@ fn least_squares_on(a: &[Vec<f64>], b: &[f64], b_norm: f64, passive: &[bool]) ->
         if g[col][col].abs() < 1e-12 {
             continue;
         }
-        for row in 0..k {
+        let pivot_row = g[col].clone();
+        for (row, r) in g.iter_mut().enumerate() {
             if row != col {
-                let f = g[row][col] / g[col][col];
-                for c in col..=k {
-                    g[row][c] -= f * g[col][c];
+                let f = r[col] / pivot_row[col];
+                for (v, p) in r.iter_mut().zip(&pivot_row).skip(col) {
+                    *v -= f * p;
                 }
             }
         }
