@@ -17,6 +17,7 @@
 //! - [`dialect`]: how workloads talk to a target broker (STOMP with ActiveMQ's or
 //!   RabbitMQ's conventions, or Redis pub/sub).
 //! - [`live`]: `stampede load`: the same workloads against real brokers over real TCP.
+//! - [`calibrate`]: `stampede calibrate`: a broker's cost profile fitted from live runs.
 //! - [`history`]: what clients attempted and observed, in simulated time.
 //! - [`checker`]: counts, losses by fault window, reorders, failover times, expectations.
 //! - [`run`]: one run from scenario to report.
@@ -44,6 +45,7 @@ compile_error!(
      or add the flag to it, e.g. RUSTFLAGS=\"$RUSTFLAGS --cfg tokio_unstable\"."
 );
 
+pub mod calibrate;
 pub mod checker;
 pub mod dialect;
 pub mod disk;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use stampede_broker::client::Credentials;
 use stampede_reports::RunReport;
+use stampede_sim::calibrate::{self, CalibrateOptions, CpuSource, WorkSource};
 use stampede_sim::explore::{self, Seeds};
 use stampede_sim::live::generator::{GeneratorRow, GeneratorStats, generator_csv};
 use stampede_sim::live::shard::Shard;
@@ -159,6 +160,69 @@ enum Command {
         /// that failed.
         #[arg(long, value_name = "N", default_value_t = 2, requires = "rates")]
         bisect: u32,
+    },
+    /// Fit a broker's cost profile (nanoseconds of CPU per operation kind, for the
+    /// simulator's `[[brokers]] profile = "profiles/<name>.toml"`) from short live
+    /// workloads against it: a discarded warm-up, the broker's idle CPU rate (3 s), then
+    /// fan-out 1 -> 800 at 1 and 4 broadcasts/s, queue 1 -> 1 (20 B at 1,000 and 5,000
+    /// msg/s, 1 KiB at 3,000), queue 10 -> 10 (1 KiB, 3,000 msg/s), directed
+    /// request/reply at 100 and 400 requests/s, 600 idle connections with 1 s heart-beats
+    /// and 1,200 without (about 100 s in all with the default --duration).
+    ///
+    /// CPU: utime + stime of /proc/PID/stat (--pid, or the process listening on the
+    /// target's port), or what --cpu-command prints (CPU seconds; for a remote broker,
+    /// e.g. "ssh host cat /proc/PID/stat | awk '{print ($14+$15)/100}'"). The idle rate
+    /// times each run's wall time is subtracted.
+    ///
+    /// Work: from stampede-broker's stampede_work_*_total counters when --metrics
+    /// answers; otherwise counted on the client side (frames and bytes each way,
+    /// MESSAGE frames delivered, ACKs, heart-beats, connections opened and closed).
+    ///
+    /// Fit: non-negative least squares of each run's CPU on frames_in, bytes_in,
+    /// bytes_out, heartbeats, deliveries and connections (with the broker's counters
+    /// also events; every other cost 0); the residuals and R² are printed. R² < 0.9 writes the profile anyway, with
+    /// fit_poor = true and a warning. The profile starts with a comment giving this
+    /// command.
+    #[command(verbatim_doc_comment)]
+    Calibrate {
+        /// The broker: tcp://HOST:PORT (or HOST:PORT).
+        #[arg(long)]
+        target: String,
+        /// stampede, activemq or rabbitmq (default: from CONNECTED's server header).
+        #[arg(long, value_name = "KIND")]
+        target_kind: Option<TargetKind>,
+        /// The broker's process id (default: the process listening on the target's port,
+        /// found through /proc/net/tcp and /proc/*/fd).
+        #[arg(long, conflicts_with = "cpu_command")]
+        pid: Option<u32>,
+        /// A shell command printing the broker's CPU seconds so far (its last word).
+        #[arg(long, value_name = "CMD")]
+        cpu_command: Option<String>,
+        /// stampede-broker's Prometheus endpoint (HOST:PORT of `[metrics] listen`):
+        /// count the work from its stampede_work_*_total counters.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
+        /// Seconds of load per workload.
+        #[arg(long, value_name = "S", default_value_t = 4.0)]
+        duration: f64,
+        /// Multiply every rate and node count by this (0 < F <= 1; quick checks).
+        #[arg(long, value_name = "F", default_value_t = 1.0)]
+        scale: f64,
+        /// A description for the profile (default: the broker, its version, the machine).
+        #[arg(long)]
+        description: Option<String>,
+        /// STOMP login (default: guest for RabbitMQ, none otherwise).
+        #[arg(long)]
+        user: Option<String>,
+        /// STOMP passcode.
+        #[arg(long)]
+        password: Option<String>,
+        /// Worker threads of the generator (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The profile to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run a scenario over many seeds, each in its own process, and write explore.csv
     /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
@@ -428,6 +492,50 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     load_rates_command(&scenario, opts, out, quiet, &rates, &objective, bisect)
                 }
             }
+        }
+        Command::Calibrate {
+            target,
+            target_kind,
+            pid,
+            cpu_command,
+            metrics,
+            duration,
+            scale,
+            description,
+            user,
+            password,
+            threads,
+            out,
+        } => {
+            let credentials = credentials(user, password)?;
+            let target = TargetUri::parse(&target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+            let cpu = match (pid, cpu_command) {
+                (Some(pid), _) => CpuSource::Pid(pid),
+                (None, Some(cmd)) => CpuSource::Command(cmd),
+                (None, None) => {
+                    let port = target.servers.first().map_or(0, |s| s.1);
+                    let pid = calibrate::pid_listening_on(port)
+                        .context("finding the broker's process (give --pid or --cpu-command)")?;
+                    eprintln!("broker process: pid {pid} (listening on port {port})");
+                    CpuSource::Pid(pid)
+                }
+            };
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let opts = CalibrateOptions {
+                target,
+                kind: target_kind,
+                cpu,
+                metrics,
+                duration_s: duration,
+                scale,
+                credentials,
+                threads,
+                baseline_s: calibrate::BASELINE_S,
+                workloads_max: None,
+            };
+            calibrate_command(&opts, description, &out)
         }
         Command::Explore {
             scenario,
@@ -780,6 +888,132 @@ fn load_once(
         );
     }
     Ok((outcome, out))
+}
+
+/// `--user` and `--password` as credentials.
+fn credentials(
+    user: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<Credentials>> {
+    match (user, password) {
+        (Some(login), passcode) => Ok(Some(Credentials {
+            login,
+            passcode: passcode.unwrap_or_default(),
+        })),
+        (None, Some(_)) => anyhow::bail!("--password needs --user"),
+        (None, None) => Ok(None),
+    }
+}
+
+fn calibrate_command(
+    opts: &CalibrateOptions,
+    description: Option<String>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    // The command that made the profile, for its header.
+    let command = std::iter::once("stampede".to_owned())
+        .chain(std::env::args().skip(1).map(|a| explore::shell_word(&a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!(
+        "calibrating {} (CPU from {}); {} s of load per workload",
+        opts.target.uri,
+        opts.cpu.describe(),
+        opts.duration_s
+    );
+    let c = calibrate::calibrate(opts, &|line| eprintln!("  {line}"))?;
+    let source = match &c.work_source {
+        WorkSource::Metrics(addr) => format!("the broker's stampede_work_*_total counters ({addr}/metrics)"),
+        WorkSource::Client => "the client side (frames, bytes, MESSAGEs, ACKs, heart-beats and connections seen by the workloads)".to_owned(),
+    };
+    let machine = format!(
+        "{} CPU(s), {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l
+                .strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+            .unwrap_or_else(|| "unknown CPU".to_owned())
+    );
+    let description = description.unwrap_or_else(|| {
+        format!(
+            "{} ({}), calibrated on {machine}",
+            c.kind,
+            c.server.as_deref().unwrap_or("no server header")
+        )
+    });
+    let fit = &c.fit;
+    println!("\n{}", fit.table());
+    println!(
+        "R² = {:.4} over {} workloads; work counted from {source}",
+        fit.r2,
+        c.samples.len()
+    );
+    for (key, ns) in stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs() {
+        if ns > 0.0 {
+            println!("  {key:<28} {ns:>12.3}");
+        }
+    }
+    if fit.poor() {
+        eprintln!(
+            "warning: the fit is poor (R² {:.3} < {}): the profile is written with fit_poor = true; use it with care",
+            fit.r2,
+            calibrate::R2_POOR
+        );
+    }
+    let date = {
+        // The profile's date (live mode: the wall clock).
+        #[allow(clippy::disallowed_methods)]
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        civil_date(secs)
+    };
+    let mut header = vec![
+        format!(
+            "Cost profile of {} made by `stampede calibrate` on {date}:",
+            c.kind
+        ),
+        format!("  {command}"),
+        format!("Machine: {machine}."),
+        format!("Work counted from {source}."),
+        format!(
+            "Broker CPU from {}, less its idle rate ({:.3} cores) times each run's wall time.",
+            opts.cpu.describe(),
+            c.idle_cores
+        ),
+        format!(
+            "Non-negative least squares over {}heartbeats, deliveries, connections, frames_in, bytes_in, bytes_out (other costs 0); R² {:.4}.",
+            if matches!(c.work_source, WorkSource::Metrics(_)) {
+                "events, "
+            } else {
+                ""
+            },
+            fit.r2
+        ),
+        String::new(),
+    ];
+    header.extend(fit.table().lines().map(str::to_owned));
+    let text = calibrate::profile_text(fit, &description, &header)?;
+    calibrate::write_profile(out, &text)?;
+    println!("profile: {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+fn civil_date(secs: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// A run's label in a comparison: the target's kind (`activemq`, …) or `simulation`,

@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use stampede_broker::client::{ClientEvent, Credentials};
-use stampede_broker::net::TokioNet;
+use stampede_broker::net::{SharedNet, TokioNet};
 use stampede_reports::RunReport;
 
 use crate::checker::{self, Analysis};
@@ -310,6 +310,17 @@ pub async fn run(
     opts: &LiveOptions,
     progress: &(dyn Fn(LiveProgress) + Send + Sync),
 ) -> anyhow::Result<LiveOutcome> {
+    run_on(scenario, opts, Arc::new(TokioNet), progress).await
+}
+
+/// [`run`] with the workloads' connections opened through `net` (a real network: a
+/// wrapper of [`TokioNet`] that counts what crosses it, as `stampede calibrate` does).
+pub async fn run_on(
+    scenario: &Scenario,
+    opts: &LiveOptions,
+    net: SharedNet,
+    progress: &(dyn Fn(LiveProgress) + Send + Sync),
+) -> anyhow::Result<LiveOutcome> {
     let servers = opts.target.servers.clone();
     anyhow::ensure!(!servers.is_empty(), "the target names no server");
     let (kind, probed, failures) = probe_target(opts, &servers).await?;
@@ -328,7 +339,7 @@ pub async fn run(
     plan.scenario.epoch_ms = epoch_ms;
     let run_tag = format!("{}-{}-{}", scenario.name, std::process::id(), epoch_ms);
     let env = Env {
-        net: Arc::new(TokioNet),
+        net,
         brokers: plan
             .scenario
             .brokers

@@ -1,0 +1,1433 @@
+//! `stampede calibrate`: fits a broker's [`CostProfile`] (nanoseconds of CPU per operation
+//! kind) from live runs against it.
+//!
+//! Calibration drives a fixed set of short live workloads ([`workloads`]: MCollective
+//! fan-out 1 → 800 at two rates, queue 1 → 1 with 20 B and 1 KiB bodies, queue 10 → 10,
+//! directed request/reply at two rates, idle connections with and without 1 s
+//! heart-beats), each through the live load mode's machinery ([`crate::live::run_on`]).
+//! Around each run it reads
+//!
+//! - the broker's **CPU time**: `utime + stime` of `/proc/PID/stat` ([`CpuSource::Pid`];
+//!   the pid given, or the process listening on the target's port found through
+//!   `/proc/net/tcp{,6}` and `/proc/*/fd`), or the seconds a user command prints
+//!   ([`CpuSource::Command`], for brokers on other machines);
+//! - the **work** the run caused ([`Work`]): from the broker's own `stampede_work_*_total`
+//!   counters on its Prometheus endpoint when the target is stampede-broker and `--metrics`
+//!   answers ([`WorkSource::Metrics`]), otherwise counted on the client side
+//!   ([`WorkSource::Client`]): every byte the workloads' connections carry passes through
+//!   [`CountingNet`], which splits the streams into STOMP frames and counts frames and
+//!   frame bytes each way (`frames_in`/`bytes_in` are what clients wrote, `frames_out`/
+//!   `bytes_out` what they read), MESSAGE frames read (`deliveries`), ACK/NACK frames
+//!   written (`acks`), heart-beat EOLs both ways, and connections opened and closed. The
+//!   client side cannot see `events`, `subscriptions_matched` or `selectors_evaluated`.
+//!
+//! Both are read over the whole run (setup, load and drain) plus a short settle, and the
+//! broker's idle CPU rate (measured for [`BASELINE_S`] before the workloads, after a
+//! discarded warm-up run) times the run's wall time is subtracted, so a JVM's background
+//! threads are not charged to the operations. The costs are then fitted by non-negative
+//! least squares ([`nnls`]) over a reduced basis ([`BASIS`]: the counters these workloads
+//! can tell apart; every other cost is 0), and the fit's residuals and R² are printed. An
+//! R² below [`R2_POOR`] sets `fit_poor = true` with a warning; the profile is written
+//! either way, with a header comment giving the command that made it.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::Context;
+use stampede_broker::client::Credentials;
+use stampede_broker::core::Work;
+use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, TokioNet};
+use stampede_broker::server::cost::CostProfile;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::live::shard::Shard;
+use crate::live::target::{TargetKind, TargetUri};
+use crate::live::{self, LiveOptions};
+use crate::scenario::Scenario;
+
+/// An R² below this marks the fit poor (`fit_poor = true`).
+pub const R2_POOR: f64 = 0.9;
+
+/// Seconds of idle CPU measured before the workloads (the broker's background rate), by
+/// default.
+pub const BASELINE_S: f64 = 3.0;
+
+/// Pause after each run before the CPU and counters are read again, so that the broker
+/// has handled the closing connections.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// `USER_HZ`: clock ticks per second of `/proc` CPU times (100 on every Linux ABI this
+/// runs on).
+const USER_HZ: f64 = 100.0;
+
+/// The operation kinds fitted, as indices into [`Work::counts`]: frames and bytes each
+/// way (bytes and deliveries stand for the frames written, so `frames_out` is left out),
+/// heart-beats and connections. `events`, `subscriptions_matched` and
+/// `selectors_evaluated` move with frames in these workloads (the client side cannot see
+/// them at all), `acks` and `bridge_hops` do not occur.
+pub const BASIS: [usize; 6] = [1, 2, 4, 5, 8, 11];
+
+/// The basis when the broker's own counters are read: [`BASIS`] plus `events` (wake-ups
+/// of the core task, which the client side cannot see), so that the cost of a message
+/// handled alone, at a low rate, and of one handled in a batch can differ.
+pub const BASIS_METRICS: [usize; 7] = [0, 1, 2, 4, 5, 8, 11];
+
+/// How long one HTTP request to the metrics endpoint may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ------------------------------------------------------------------------------- CPU
+
+/// Where the broker's CPU time comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuSource {
+    /// `utime + stime` of `/proc/PID/stat`.
+    Pid(u32),
+    /// A shell command (`sh -c`) that prints the broker's CPU seconds so far.
+    Command(String),
+}
+
+impl CpuSource {
+    /// The broker's CPU seconds so far.
+    pub fn read_s(&self) -> anyhow::Result<f64> {
+        match self {
+            CpuSource::Pid(pid) => proc_cpu_seconds(*pid),
+            CpuSource::Command(cmd) => command_cpu_seconds(cmd),
+        }
+    }
+
+    /// For people: `pid 123` or `--cpu-command '…'`.
+    pub fn describe(&self) -> String {
+        match self {
+            CpuSource::Pid(pid) => format!("/proc/{pid}/stat"),
+            CpuSource::Command(cmd) => format!("--cpu-command {}", crate::explore::shell_word(cmd)),
+        }
+    }
+}
+
+/// `(utime, stime)` in clock ticks from the text of a `/proc/PID/stat` file (fields 14
+/// and 15; the command name in field 2 is in parentheses and may hold spaces or `)`).
+pub fn parse_proc_stat(text: &str) -> Result<(u64, u64), String> {
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| "no ')' after the command name".to_owned())?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the line, index 0 here; utime (14) is 11.
+    let tick = |i: usize, name: &str| -> Result<u64, String> {
+        let v = fields
+            .get(i)
+            .ok_or_else(|| format!("too few fields: no {name}"))?;
+        v.parse()
+            .map_err(|_| format!("{name} is '{v}', not a number of clock ticks"))
+    };
+    Ok((tick(11, "utime")?, tick(12, "stime")?))
+}
+
+/// CPU seconds (user + system) process `pid` used so far.
+pub fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read the CPU time of pid {pid} ({path}); is the broker running, and is --pid its process id?")
+    })?;
+    let (u, s) = parse_proc_stat(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    Ok((u + s) as f64 / USER_HZ)
+}
+
+/// Runs `cmd` with `sh -c` and reads the CPU seconds it prints (the last word of its
+/// output).
+pub fn command_cpu_seconds(cmd: &str) -> anyhow::Result<f64> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .with_context(|| format!("cannot run --cpu-command {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "--cpu-command {cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_cpu_seconds(&text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--cpu-command {cmd:?} printed {:?}, not CPU seconds (a number >= 0)",
+            text.trim()
+        )
+    })
+}
+
+/// The number of seconds in a command's output: its last word, a finite number ≥ 0.
+pub fn parse_cpu_seconds(text: &str) -> Option<f64> {
+    let v: f64 = text.split_whitespace().last()?.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+/// Socket inodes listening on `port` in the text of `/proc/net/tcp` or `/proc/net/tcp6`.
+pub fn listening_inodes(proc_net_tcp: &str, port: u16) -> Vec<u64> {
+    proc_net_tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let local = f.get(1)?;
+            let (_, p) = local.rsplit_once(':')?;
+            let p = u16::from_str_radix(p, 16).ok()?;
+            // State 0A is LISTEN.
+            (p == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// The pid of the process listening on TCP `port` of this machine.
+pub fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
+    let mut inodes = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    anyhow::ensure!(
+        !inodes.is_empty(),
+        "no process listens on TCP port {port} of this machine (per /proc/net/tcp); give --pid PID, or --cpu-command CMD for a remote broker"
+    );
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let procs = std::fs::read_dir("/proc").context("cannot list /proc")?;
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && wanted.iter().any(|w| link.as_os_str() == w.as_str())
+            {
+                return Ok(pid);
+            }
+        }
+    }
+    anyhow::bail!(
+        "a socket listens on port {port}, but no process whose file descriptors this user can read holds it; give --pid PID (or run as the broker's user)"
+    )
+}
+
+// ------------------------------------------------------------------------- counting net
+
+/// A [`Net`] over real TCP that counts what the workloads' connections carry, as the
+/// broker would count it ([`Work`], from the broker's side: what clients write is `_in`).
+#[derive(Clone, Debug, Default)]
+pub struct CountingNet {
+    counts: Arc<Mutex<Work>>,
+}
+
+impl CountingNet {
+    /// A net with zero counts.
+    pub fn new() -> CountingNet {
+        CountingNet::default()
+    }
+
+    /// What was counted so far.
+    pub fn counts(&self) -> Work {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Net for CountingNet {
+    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        TokioNet.bind(addr)
+    }
+
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let inner = TokioNet.connect(addr).await?;
+            self.counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .connections += 1;
+            Ok(Box::new(CountingStream {
+                inner,
+                counts: self.counts.clone(),
+                read: FrameScanner::default(),
+                written: FrameScanner::default(),
+            }) as BoxStream)
+        })
+    }
+}
+
+/// Where a [`FrameScanner`] is in a STOMP byte stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ScanState {
+    /// Between frames: an EOL here is a heart-beat.
+    #[default]
+    Idle,
+    /// Just after a frame's NUL: one EOL here ends the frame (ActiveMQ writes `\0\n`).
+    AfterNul,
+    /// In the command line of a frame.
+    Command,
+    /// In a header line.
+    Headers,
+    /// In a body of `content-length` bytes (this many left).
+    Counted(u64),
+    /// In a body without `content-length`, or after a counted one: up to the NUL.
+    Body,
+}
+
+/// The longest header line a [`FrameScanner`] keeps to look for `content-length`.
+const HEADER_KEPT_BYTES_MAX: usize = 64;
+
+/// Splits one direction of a STOMP stream into frames and heart-beats, honouring
+/// `content-length` (bodies may hold NUL bytes).
+#[derive(Clone, Debug, Default)]
+pub struct FrameScanner {
+    state: ScanState,
+    frame_bytes: u64,
+    command: Vec<u8>,
+    line: Vec<u8>,
+    content_length: Option<u64>,
+}
+
+/// What a [`FrameScanner`] saw in some bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Whole frames.
+    pub frames: u64,
+    /// Their bytes, from the command to the NUL.
+    pub bytes: u64,
+    /// Heart-beat EOLs.
+    pub heartbeats: u64,
+    /// MESSAGE frames.
+    pub messages: u64,
+    /// ACK and NACK frames.
+    pub acks: u64,
+}
+
+impl FrameScanner {
+    /// Scans the next bytes of the stream.
+    pub fn scan(&mut self, bytes: &[u8]) -> Scanned {
+        let mut out = Scanned::default();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match self.state {
+                ScanState::Idle | ScanState::AfterNul => {
+                    if b == b'\n' {
+                        if self.state == ScanState::Idle {
+                            out.heartbeats += 1;
+                        }
+                        self.state = ScanState::Idle;
+                    } else if b != b'\r' && b != 0 {
+                        self.state = ScanState::Command;
+                        self.command.clear();
+                        self.command.push(b);
+                        self.content_length = None;
+                        self.frame_bytes = 1;
+                    }
+                    i += 1;
+                }
+                ScanState::Command => {
+                    self.frame_bytes += 1;
+                    if b == b'\n' {
+                        self.state = ScanState::Headers;
+                        self.line.clear();
+                    } else if b == 0 {
+                        self.end_frame(&mut out);
+                    } else if b != b'\r' && self.command.len() < 16 {
+                        self.command.push(b);
+                    }
+                    i += 1;
+                }
+                ScanState::Headers => {
+                    self.frame_bytes += 1;
+                    if b == b'\n' {
+                        if self.line.is_empty() || self.line == b"\r" {
+                            self.state = match self.content_length {
+                                Some(n) => ScanState::Counted(n),
+                                None => ScanState::Body,
+                            };
+                        } else if self.content_length.is_none() {
+                            self.content_length = parse_content_length(&self.line);
+                        }
+                        self.line.clear();
+                    } else if b == 0 {
+                        self.end_frame(&mut out);
+                    } else if self.line.len() < HEADER_KEPT_BYTES_MAX {
+                        self.line.push(b);
+                    }
+                    i += 1;
+                }
+                ScanState::Counted(left) => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    self.frame_bytes += take;
+                    i += take as usize;
+                    self.state = if take == left {
+                        ScanState::Body
+                    } else {
+                        ScanState::Counted(left - take)
+                    };
+                }
+                ScanState::Body => {
+                    let rest = &bytes[i..];
+                    match rest.iter().position(|c| *c == 0) {
+                        Some(n) => {
+                            self.frame_bytes += n as u64 + 1;
+                            self.end_frame(&mut out);
+                            i += n + 1;
+                        }
+                        None => {
+                            self.frame_bytes += rest.len() as u64;
+                            i = bytes.len();
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn end_frame(&mut self, out: &mut Scanned) {
+        out.frames += 1;
+        out.bytes += self.frame_bytes;
+        match self.command.as_slice() {
+            b"MESSAGE" => out.messages += 1,
+            b"ACK" | b"NACK" => out.acks += 1,
+            _ => {}
+        }
+        self.frame_bytes = 0;
+        self.state = ScanState::AfterNul;
+    }
+}
+
+/// The value of a `content-length:N` header line (the first one counts, as STOMP says).
+fn parse_content_length(line: &[u8]) -> Option<u64> {
+    let v = line.strip_prefix(b"content-length:")?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// A connection whose bytes are scanned into the shared counts.
+struct CountingStream {
+    inner: BoxStream,
+    counts: Arc<Mutex<Work>>,
+    read: FrameScanner,
+    written: FrameScanner,
+}
+
+impl CountingStream {
+    fn add(&self, s: Scanned, written: bool) {
+        if s == Scanned::default() {
+            return;
+        }
+        let mut w = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        w.heartbeats += s.heartbeats;
+        if written {
+            w.frames_in += s.frames;
+            w.bytes_in += s.bytes;
+            w.acks += s.acks;
+        } else {
+            w.frames_out += s.frames;
+            w.bytes_out += s.bytes;
+            w.deliveries += s.messages;
+        }
+    }
+}
+
+impl Drop for CountingStream {
+    fn drop(&mut self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connections += 1;
+    }
+}
+
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let s = this.read.scan(&buf.filled()[before..]);
+            this.add(s, false);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            let s = this.written.scan(&buf[..n]);
+            this.add(s, true);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+// ------------------------------------------------------------------------------ metrics
+
+/// The `stampede_work_<kind>_total` counters in a Prometheus text exposition (summed
+/// over brokers); `None` when there are none.
+pub fn parse_metrics(text: &str) -> Option<Work> {
+    let mut values = [0u64; 12];
+    let names: Vec<&str> = Work::default().counts().iter().map(|(n, _)| *n).collect();
+    let mut found = false;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("stampede_work_") else {
+            continue;
+        };
+        let Some((name, tail)) = rest.split_once("_total") else {
+            continue;
+        };
+        let Some(i) = names.iter().position(|n| *n == name) else {
+            continue;
+        };
+        let Some(v) = tail
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        values[i] += v as u64;
+        found = true;
+    }
+    found.then(|| work_from_array(values))
+}
+
+/// A [`Work`] from counts in [`Work::counts`] order.
+pub fn work_from_array(v: [u64; 12]) -> Work {
+    Work {
+        events: v[0],
+        frames_in: v[1],
+        bytes_in: v[2],
+        frames_out: v[3],
+        bytes_out: v[4],
+        heartbeats: v[5],
+        subscriptions_matched: v[6],
+        selectors_evaluated: v[7],
+        deliveries: v[8],
+        acks: v[9],
+        bridge_hops: v[10],
+        connections: v[11],
+    }
+}
+
+/// `GET /metrics` from `addr` (`host:port`) and its work counters (blocking).
+pub fn fetch_metrics(addr: &str) -> anyhow::Result<Work> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .with_context(|| format!("--metrics {addr}: not host:port"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--metrics {addr}: no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, METRICS_TIMEOUT)
+        .with_context(|| format!("cannot connect to the metrics endpoint {addr}"))?;
+    s.set_read_timeout(Some(METRICS_TIMEOUT))?;
+    s.set_write_timeout(Some(METRICS_TIMEOUT))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .with_context(|| format!("writing to the metrics endpoint {addr}"))?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)
+        .with_context(|| format!("reading the metrics endpoint {addr}"))?;
+    let text = String::from_utf8_lossy(&body);
+    parse_metrics(&text)
+        .ok_or_else(|| anyhow::anyhow!("{addr}/metrics has no stampede_work_*_total counters"))
+}
+
+// ---------------------------------------------------------------------------- workloads
+
+/// One calibration workload: a bench scenario with its rates and sizes set.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// A short name (`fanout-800@2/s`).
+    pub name: String,
+    /// The scenario run live.
+    pub scenario: Scenario,
+    /// Whether it is fitted (the warm-up run is not).
+    pub fitted: bool,
+}
+
+const FANOUT: &str = include_str!("../../scenarios/bench-fanout-800.toml");
+const QUEUE_1X1_20B: &str = include_str!("../../scenarios/bench-queue-1x1-20b.toml");
+const QUEUE_1X1_1K: &str = include_str!("../../scenarios/bench-queue-1x1-1k.toml");
+const QUEUE_10X10_1K: &str = include_str!("../../scenarios/bench-queue-10x10-1k.toml");
+const REQUEST_REPLY: &str = include_str!("../../scenarios/bench-request-reply.toml");
+const CONNECTIONS: &str = include_str!("../../scenarios/bench-connections-2000.toml");
+
+/// Node start-up spread of the calibration runs (seconds): short, the setup is measured
+/// like the rest.
+const START_SPREAD_S: f64 = 2.0;
+
+/// The calibration workloads, each measured for `duration_s` seconds of load; `scale`
+/// (0 < scale ≤ 1) multiplies every rate and node count, for a quick run (tests).
+pub fn workloads(duration_s: f64, scale: f64) -> anyhow::Result<Vec<Workload>> {
+    anyhow::ensure!(
+        duration_s > 0.0 && duration_s.is_finite(),
+        "--duration must be > 0"
+    );
+    anyhow::ensure!(scale > 0.0 && scale <= 1.0, "the scale must be in (0, 1]");
+    let load = |text: &str, file: &str| -> anyhow::Result<Scenario> {
+        let mut s = Scenario::parse(text, file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        s.duration_s = duration_s;
+        for r in &mut s.racks {
+            r.start_spread_s = r.start_spread_s.min(START_SPREAD_S);
+            r.nodes = ((f64::from(r.nodes) * scale).round() as u32).max(1);
+        }
+        Ok(s)
+    };
+    let mut out = Vec::new();
+    let mut queue = |text: &str, file: &str, name: &str, rate: f64, fitted: bool| {
+        let mut s = load(text, file)?;
+        for q in &mut s.workload.queues {
+            q.rate_per_s = rate * scale;
+        }
+        out.push(Workload {
+            name: format!("{name}@{}/s", rate * scale),
+            scenario: s,
+            fitted,
+        });
+        anyhow::Ok(())
+    };
+    queue(
+        QUEUE_1X1_1K,
+        "bench-queue-1x1-1k.toml",
+        "warm-up queue-1x1-1k",
+        2000.0,
+        false,
+    )?;
+    queue(
+        QUEUE_1X1_20B,
+        "bench-queue-1x1-20b.toml",
+        "queue-1x1-20b",
+        1000.0,
+        true,
+    )?;
+    queue(
+        QUEUE_1X1_20B,
+        "bench-queue-1x1-20b.toml",
+        "queue-1x1-20b",
+        5000.0,
+        true,
+    )?;
+    queue(
+        QUEUE_1X1_1K,
+        "bench-queue-1x1-1k.toml",
+        "queue-1x1-1k",
+        3000.0,
+        true,
+    )?;
+    // 10 producers at 300/s each: 3,000 msg/s over 20 connections.
+    queue(
+        QUEUE_10X10_1K,
+        "bench-queue-10x10-1k.toml",
+        "queue-10x10-1k",
+        300.0,
+        true,
+    )?;
+    for per_s in [1.0, 4.0] {
+        let mut s = load(FANOUT, "bench-fanout-800.toml")?;
+        if let Some(m) = &mut s.workload.mcollective {
+            m.discovery_interval_s = 1.0 / (per_s * scale);
+        }
+        out.push(Workload {
+            name: format!("fanout-800@{}/s", per_s * scale),
+            scenario: s,
+            fitted: true,
+        });
+    }
+    for per_s in [100.0, 400.0] {
+        let mut s = load(REQUEST_REPLY, "bench-request-reply.toml")?;
+        if let Some(m) = &mut s.workload.mcollective {
+            // Each request goes to `directed_targets` nodes: per_s requests in all.
+            m.directed_interval_s = m.directed_targets as f64 / (per_s * scale);
+        }
+        out.push(Workload {
+            name: format!("request-reply@{}/s", per_s * scale),
+            scenario: s,
+            fitted: true,
+        });
+    }
+    for (nodes, hb) in [(600u32, 1u64), (1200, 0)] {
+        let mut s = load(CONNECTIONS, "bench-connections-2000.toml")?;
+        for r in &mut s.racks {
+            r.nodes = ((f64::from(nodes) * scale).round() as u32).max(1);
+            r.heartbeat_s = hb;
+            r.heartbeat_read_timeout = hb > 0;
+        }
+        if let Some(m) = &mut s.workload.mcollective {
+            m.discovery_timeout_s = 1.0;
+        }
+        s.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(Workload {
+            name: if hb > 0 {
+                format!("idle-{}-hb{hb}s", s.node_count())
+            } else {
+                format!("idle-{}-no-hb", s.node_count())
+            },
+            scenario: s,
+            fitted: true,
+        });
+    }
+    Ok(out)
+}
+
+// --------------------------------------------------------------------------------- fit
+
+/// Non-negative least squares (Lawson and Hanson's active-set method): the `x ≥ 0`
+/// minimising `|A x − b|`, for `a` given as rows. Columns are scaled to unit norm inside,
+/// so costs of very different sizes (per byte, per connection) fit together.
+pub fn nnls(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
+    let m = a.len();
+    let n = a.first().map_or(0, Vec::len);
+    if n == 0 {
+        return Vec::new();
+    }
+    let norms: Vec<f64> = (0..n)
+        .map(|j| (0..m).map(|i| a[i][j] * a[i][j]).sum::<f64>().sqrt())
+        .collect();
+    let scaled: Vec<Vec<f64>> = a
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&norms)
+                .map(|(v, n)| if *n > 0.0 { v / n } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let b_norm = b.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+    let tol = 1e-10 * (m.max(n) as f64);
+    let mut x = vec![0.0; n];
+    let mut passive = vec![false; n];
+    let gradient = |x: &[f64]| -> Vec<f64> {
+        let r: Vec<f64> = (0..m)
+            .map(|i| b[i] / b_norm - (0..n).map(|j| scaled[i][j] * x[j]).sum::<f64>())
+            .collect();
+        (0..n)
+            .map(|j| (0..m).map(|i| scaled[i][j] * r[i]).sum())
+            .collect()
+    };
+    for _ in 0..(3 * n + 10) {
+        let w = gradient(&x);
+        let next = (0..n)
+            .filter(|j| !passive[*j] && norms[*j] > 0.0 && w[*j] > tol)
+            .max_by(|p, q| w[*p].total_cmp(&w[*q]));
+        let Some(j) = next else { break };
+        passive[j] = true;
+        for _ in 0..(3 * n + 10) {
+            let s = least_squares_on(&scaled, b, b_norm, &passive);
+            if (0..n).all(|k| !passive[k] || s[k] > tol) {
+                x = s;
+                break;
+            }
+            // Step towards s until the first passive variable reaches 0.
+            let alpha = (0..n)
+                .filter(|k| passive[*k] && s[*k] <= tol)
+                .map(|k| x[k] / (x[k] - s[k]))
+                .filter(|v| v.is_finite())
+                .fold(1.0f64, f64::min)
+                .max(0.0);
+            for k in 0..n {
+                x[k] += alpha * (s[k] - x[k]);
+                if passive[k] && x[k] <= tol {
+                    passive[k] = false;
+                    x[k] = 0.0;
+                }
+            }
+        }
+    }
+    x.iter()
+        .zip(&norms)
+        .map(|(v, n)| if *n > 0.0 { v / n * b_norm } else { 0.0 })
+        .collect()
+}
+
+/// Unconstrained least squares on the passive columns (the others 0), by the normal
+/// equations with partial pivoting; a column that is a combination of others gets 0.
+fn least_squares_on(a: &[Vec<f64>], b: &[f64], b_norm: f64, passive: &[bool]) -> Vec<f64> {
+    let cols: Vec<usize> = (0..passive.len()).filter(|j| passive[*j]).collect();
+    let k = cols.len();
+    let mut g = vec![vec![0.0; k + 1]; k];
+    for (p, &cp) in cols.iter().enumerate() {
+        for (q, &cq) in cols.iter().enumerate() {
+            g[p][q] = a.iter().map(|row| row[cp] * row[cq]).sum();
+        }
+        g[p][k] = a.iter().zip(b).map(|(row, v)| row[cp] * v / b_norm).sum();
+    }
+    for col in 0..k {
+        let pivot = (col..k)
+            .max_by(|p, q| g[*p][col].abs().total_cmp(&g[*q][col].abs()))
+            .unwrap_or(col);
+        g.swap(col, pivot);
+        if g[col][col].abs() < 1e-12 {
+            continue;
+        }
+        let pivot_row = g[col].clone();
+        for (row, r) in g.iter_mut().enumerate() {
+            if row != col {
+                let f = r[col] / pivot_row[col];
+                for (v, p) in r.iter_mut().zip(&pivot_row).skip(col) {
+                    *v -= f * p;
+                }
+            }
+        }
+    }
+    let mut x = vec![0.0; passive.len()];
+    for (p, &cp) in cols.iter().enumerate() {
+        x[cp] = if g[p][p].abs() < 1e-12 {
+            0.0
+        } else {
+            g[p][k] / g[p][p]
+        };
+    }
+    x
+}
+
+/// One workload's measurements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The workload's name.
+    pub name: String,
+    /// Broker CPU seconds over the run, less the idle rate times its wall time.
+    pub cpu_s: f64,
+    /// The work the run caused (what the fit uses).
+    pub work: Work,
+    /// The work counted on the client side (the same as `work` without metrics).
+    pub client: Work,
+    /// Wall seconds between the two readings.
+    pub wall_s: f64,
+    /// Broker CPU seconds before subtracting the idle rate.
+    pub raw_cpu_s: f64,
+}
+
+/// A fitted profile and how well it fits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    /// Nanoseconds per operation kind, in [`Work::counts`] order (0 outside the basis).
+    pub ns: [f64; 12],
+    /// The coefficient of determination over the samples.
+    pub r2: f64,
+    /// `(workload, measured CPU s, fitted CPU s)` per sample.
+    pub rows: Vec<(String, f64, f64)>,
+}
+
+impl Fit {
+    /// Whether R² is below [`R2_POOR`].
+    pub fn poor(&self) -> bool {
+        self.r2.is_nan() || self.r2 < R2_POOR
+    }
+
+    /// The residual table, for people.
+    pub fn table(&self) -> String {
+        let mut t = format!(
+            "{:<28} {:>12} {:>12} {:>12} {:>8}\n",
+            "workload", "measured ms", "fitted ms", "residual ms", "resid %"
+        );
+        for (name, y, f) in &self.rows {
+            let pct = if *y != 0.0 { (y - f) / y * 100.0 } else { 0.0 };
+            let _ = writeln!(
+                t,
+                "{name:<28} {:>12.1} {:>12.1} {:>12.1} {:>7.1}%",
+                y * 1e3,
+                f * 1e3,
+                (y - f) * 1e3,
+                pct
+            );
+        }
+        t
+    }
+}
+
+/// Fits the costs of the `basis` kinds to `samples` by [`nnls`].
+pub fn fit(samples: &[Sample], basis: &[usize]) -> Fit {
+    let rows: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            let c = s.work.counts();
+            basis.iter().map(|j| c[*j].1 as f64).collect()
+        })
+        .collect();
+    let y: Vec<f64> = samples.iter().map(|s| s.cpu_s * 1e9).collect();
+    let x = nnls(&rows, &y);
+    let mut ns = [0.0; 12];
+    for (j, v) in basis.iter().zip(&x) {
+        ns[*j] = *v;
+    }
+    let fitted: Vec<f64> = rows
+        .iter()
+        .map(|r| r.iter().zip(&x).map(|(a, b)| a * b).sum())
+        .collect();
+    let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
+    let ss_tot: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    let ss_res: f64 = y.iter().zip(&fitted).map(|(a, f)| (a - f).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else if ss_res == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    Fit {
+        ns,
+        r2,
+        rows: samples
+            .iter()
+            .zip(&fitted)
+            .map(|(s, f)| (s.name.clone(), s.cpu_s, f / 1e9))
+            .collect(),
+    }
+}
+
+/// The profile file: a header comment (`header` lines, each prefixed `# `), then the
+/// profile's keys. The text is checked with [`CostProfile::parse`].
+pub fn profile_text(fit: &Fit, description: &str, header: &[String]) -> anyhow::Result<String> {
+    let mut t = String::new();
+    for line in header {
+        for l in line.lines() {
+            let _ = writeln!(t, "{}", format!("# {l}").trim_end());
+        }
+    }
+    let _ = writeln!(t, "description = {}", toml_string(description));
+    let _ = writeln!(t, "fit_poor = {}", fit.poor());
+    if fit.r2.is_finite() {
+        let _ = writeln!(t, "r2 = {:.4}", fit.r2);
+    }
+    let names = Work::default().counts();
+    for (i, (name, _)) in names.iter().enumerate() {
+        let _ = writeln!(t, "{name}_ns = {:.3}", fit.ns[i]);
+    }
+    CostProfile::parse(&t, "the calibrated profile")
+        .map_err(|e| anyhow::anyhow!("the fitted profile does not parse back: {e}"))?;
+    Ok(t)
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+// ---------------------------------------------------------------------------- the run
+
+/// Where the work counts came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkSource {
+    /// The broker's `stampede_work_*_total` counters at this `host:port`.
+    Metrics(String),
+    /// Counted on the client side ([`CountingNet`]).
+    Client,
+}
+
+/// What `stampede calibrate` was asked to do.
+#[derive(Clone, Debug)]
+pub struct CalibrateOptions {
+    /// The broker.
+    pub target: TargetUri,
+    /// Its kind (`None`: from CONNECTED's `server` header).
+    pub kind: Option<TargetKind>,
+    /// Where its CPU time comes from.
+    pub cpu: CpuSource,
+    /// Its metrics endpoint (`host:port`), for stampede-broker.
+    pub metrics: Option<String>,
+    /// Seconds of load per workload.
+    pub duration_s: f64,
+    /// Scale of rates and node counts (1 for a real calibration).
+    pub scale: f64,
+    /// Login and passcode.
+    pub credentials: Option<Credentials>,
+    /// Worker threads of the generator.
+    pub threads: usize,
+    /// Seconds of idle CPU measured after the warm-up ([`BASELINE_S`]).
+    pub baseline_s: f64,
+    /// Run only the first this many [`workloads`] (the warm-up included), for quick
+    /// checks; `None`: all.
+    pub workloads_max: Option<usize>,
+}
+
+/// The result of a calibration.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    /// The fit.
+    pub fit: Fit,
+    /// The measurements (fitted workloads only).
+    pub samples: Vec<Sample>,
+    /// The target's kind.
+    pub kind: TargetKind,
+    /// Its CONNECTED `server` header, if it sent one.
+    pub server: Option<String>,
+    /// Where the counts came from.
+    pub work_source: WorkSource,
+    /// The broker's idle CPU rate (cores).
+    pub idle_cores: f64,
+}
+
+/// Runs the calibration workloads against the target and fits the profile. Each
+/// workload runs on a tokio runtime of its own, shut down after it, so that nothing a
+/// workload started outlives it. `say` gets one line per step.
+pub fn calibrate(
+    opts: &CalibrateOptions,
+    say: &(dyn Fn(String) + Send + Sync),
+) -> anyhow::Result<Calibration> {
+    anyhow::ensure!(
+        !opts.target.redis && opts.kind != Some(TargetKind::Redis),
+        "calibration drives STOMP workloads: Redis targets are not supported (--target-kind stampede|activemq|rabbitmq)"
+    );
+    anyhow::ensure!(
+        !opts.target.servers.is_empty(),
+        "the target names no server"
+    );
+    // Fail before any load when the CPU cannot be read.
+    opts.cpu.read_s()?;
+    let mut workloads = workloads(opts.duration_s, opts.scale)?;
+    if let Some(n) = opts.workloads_max {
+        workloads.truncate(n);
+    }
+    let live_opts = LiveOptions {
+        target: opts.target.clone(),
+        kind: opts.kind,
+        duration_s: Some(opts.duration_s),
+        warmup_s: 0.0,
+        drain_s: 0.5,
+        rate: None,
+        shard: Shard::default(),
+        seed: None,
+        credentials: opts.credentials.clone(),
+        threads: opts.threads,
+    };
+    let mut work_source = WorkSource::Client;
+    if let Some(addr) = &opts.metrics {
+        match fetch_metrics(addr) {
+            Ok(_) => work_source = WorkSource::Metrics(addr.clone()),
+            Err(e) => say(format!(
+                "note: {e:#}; counting the work on the client side instead"
+            )),
+        }
+    }
+    let read_metrics = || match &work_source {
+        WorkSource::Metrics(addr) => fetch_metrics(addr).map(Some),
+        WorkSource::Client => Ok(None),
+    };
+    let mut samples = Vec::new();
+    let mut idle_cores = 0.0;
+    let mut kind = opts.kind;
+    let mut server = None;
+    for (n, w) in workloads.iter().enumerate() {
+        if n == 1 {
+            // After the warm-up: the broker's idle rate.
+            let a = opts.cpu.read_s()?;
+            let t = wall_now();
+            std::thread::sleep(Duration::from_secs_f64(opts.baseline_s.max(0.1)));
+            let b = opts.cpu.read_s()?;
+            idle_cores = ((b - a) / t.elapsed().as_secs_f64()).max(0.0);
+            say(format!(
+                "idle: the broker used {idle_cores:.3} core(s) with no load"
+            ));
+        }
+        let mut run_opts = live_opts.clone();
+        run_opts.kind = kind;
+        let net = CountingNet::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.threads)
+            .enable_all()
+            .build()
+            .context("cannot start the tokio runtime")?;
+        let cpu0 = opts.cpu.read_s()?;
+        let metrics0 = read_metrics()?;
+        let t = wall_now();
+        let outcome = runtime
+            .block_on(live::run_on(
+                &w.scenario,
+                &run_opts,
+                Arc::new(net.clone()),
+                &|_| {},
+            ))
+            .with_context(|| format!("workload {}", w.name));
+        // Whatever the workload left running (connections, timers) stops here.
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        let outcome = outcome?;
+        std::thread::sleep(SETTLE);
+        let cpu1 = opts.cpu.read_s()?;
+        let metrics1 = read_metrics()?;
+        let wall_s = t.elapsed().as_secs_f64();
+        kind = Some(outcome.kind);
+        if server.is_none() {
+            server = outcome
+                .report
+                .target
+                .as_deref()
+                .and_then(|t| t.rsplit_once(" ("))
+                .map(|(_, s)| s.trim_end_matches(')').to_owned());
+        }
+        let client = net.counts();
+        let work = match (metrics0, metrics1) {
+            (Some(a), Some(b)) => b.since(&a),
+            _ => client,
+        };
+        let raw = (cpu1 - cpu0).max(0.0);
+        let sample = Sample {
+            name: w.name.clone(),
+            cpu_s: (raw - idle_cores * wall_s).max(0.0),
+            work,
+            client,
+            wall_s,
+            raw_cpu_s: raw,
+        };
+        say(format!(
+            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
+            w.name,
+            wall_s,
+            raw,
+            raw / wall_s.max(1e-9),
+            if work.events > 0 {
+                format!("events {}, ", work.events)
+            } else {
+                String::new()
+            },
+            work.frames_in,
+            work.frames_out,
+            work.deliveries,
+            work.heartbeats,
+            work.connections,
+            if w.fitted { "" } else { " (not fitted)" }
+        ));
+        if work != client {
+            say(format!(
+                "{:<26} client side counted frames in {} out {}, deliveries {}, heart-beats {}, connections {}",
+                "",
+                client.frames_in,
+                client.frames_out,
+                client.deliveries,
+                client.heartbeats,
+                client.connections
+            ));
+        }
+        if w.fitted {
+            samples.push(sample);
+        }
+    }
+    let basis: &[usize] = match work_source {
+        WorkSource::Metrics(_) => &BASIS_METRICS,
+        WorkSource::Client => &BASIS,
+    };
+    let fit = fit(&samples, basis);
+    Ok(Calibration {
+        fit,
+        samples,
+        kind: kind.unwrap_or(TargetKind::Stampede),
+        server,
+        work_source,
+        idle_cores,
+    })
+}
+
+/// A wall clock for the idle rate and the runs' wall time (live mode only).
+#[allow(clippy::disallowed_methods)]
+fn wall_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Writes `text` to `out`, creating its directory.
+pub fn write_profile(out: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, work: Work, truth: &[f64; 12]) -> Sample {
+        let p = CostProfile::from_ns_array(*truth);
+        Sample {
+            name: name.into(),
+            cpu_s: p.cost_ns(&work) / 1e9,
+            work,
+            client: work,
+            wall_s: 1.0,
+            raw_cpu_s: 0.0,
+        }
+    }
+
+    fn synthetic(truth: &[f64; 12]) -> Vec<Sample> {
+        // Ten workloads with independent mixes of the basis counters.
+        (0..10u64)
+            .map(|i| {
+                let w = Work {
+                    frames_in: 1_000 + 700 * i + (i * i * 130) % 900,
+                    bytes_in: 20_000 * (1 + (i * 7) % 5) + 1_000 * i,
+                    bytes_out: 400_000 * (1 + (i * 3) % 7),
+                    heartbeats: 5_000 * ((i * 5) % 4),
+                    deliveries: 2_000 + 900 * ((i * 11) % 6) + 50 * i,
+                    connections: 100 * (1 + (i * 13) % 9),
+                    frames_out: 10,
+                    ..Work::default()
+                };
+                sample(&format!("w{i}"), w, truth)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nnls_recovers_known_costs() {
+        let mut truth = [0.0; 12];
+        truth[1] = 4_000.0; // frames_in
+        truth[2] = 1.5; // bytes_in
+        truth[4] = 0.8; // bytes_out
+        truth[5] = 300.0; // heartbeats
+        truth[8] = 2_500.0; // deliveries
+        truth[11] = 60_000.0; // connections
+        let f = fit(&synthetic(&truth), &BASIS);
+        for j in BASIS {
+            let rel = (f.ns[j] - truth[j]).abs() / truth[j];
+            assert!(rel < 1e-6, "kind {j}: fitted {} vs {}", f.ns[j], truth[j]);
+        }
+        assert!(f.r2 > 0.999_999, "{}", f.r2);
+        assert!(!f.poor());
+        // Outside the basis: zero.
+        assert_eq!(f.ns[3], 0.0);
+    }
+
+    #[test]
+    fn nnls_never_goes_negative() {
+        // y = 2·x0 exactly, x1 correlated but would take a negative coefficient in
+        // plain least squares.
+        let a = vec![
+            vec![1.0, 1.0],
+            vec![2.0, 1.0],
+            vec![3.0, 3.5],
+            vec![4.0, 3.0],
+        ];
+        let b = vec![2.0, 4.5, 5.0, 8.0];
+        let x = nnls(&a, &b);
+        assert!(x.iter().all(|v| *v >= 0.0), "{x:?}");
+        assert_eq!(x[1], 0.0, "{x:?}");
+        // Plain least squares gives x1 = -0.825; with x1 = 0 the best x0 is Σab/Σa² = 58/30.
+        assert!((x[0] - 58.0 / 30.0).abs() < 1e-9, "{x:?}");
+    }
+
+    #[test]
+    fn a_poor_fit_is_flagged_and_still_written() {
+        let mut truth = [0.0; 12];
+        truth[1] = 4_000.0;
+        let mut s = synthetic(&truth);
+        // CPU unrelated to the counts: alternate high and low.
+        for (i, x) in s.iter_mut().enumerate() {
+            x.cpu_s = if i % 2 == 0 { 5.0 } else { 0.1 };
+        }
+        let f = fit(&s, &BASIS);
+        assert!(f.r2 < R2_POOR, "{}", f.r2);
+        assert!(f.poor());
+        let text = profile_text(&f, "poor", &["made by a test".into()]).unwrap();
+        assert!(text.starts_with("# made by a test\n"), "{text}");
+        let p = CostProfile::parse(&text, "p").unwrap();
+        assert!(p.fit_poor);
+        assert_eq!(p.r2.map(|r| r < R2_POOR), Some(true));
+    }
+
+    #[test]
+    fn the_profile_text_parses_back_with_the_fitted_costs() {
+        let mut truth = [0.0; 12];
+        truth[8] = 1234.5;
+        truth[2] = 0.25;
+        let f = fit(&synthetic(&truth), &BASIS);
+        let text = profile_text(&f, "a \"quoted\" broker", &["cmd".into()]).unwrap();
+        let p = CostProfile::parse(&text, "p").unwrap();
+        assert_eq!(p.description, "a \"quoted\" broker");
+        assert!((p.deliveries_ns - 1234.5).abs() < 1e-3, "{text}");
+        assert!((p.bytes_in_ns - 0.25).abs() < 1e-3, "{text}");
+        assert!(!p.fit_poor);
+    }
+
+    #[test]
+    fn proc_stat_parses_utime_and_stime() {
+        // A command name with spaces and a parenthesis, as /proc allows.
+        let line = "4242 (java (x) y) S 1 4242 4242 0 -1 4194560 123 0 0 0 \
+                    1500 250 0 0 20 0 40 0 1000 0 0";
+        assert_eq!(parse_proc_stat(line), Ok((1500, 250)));
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(parse_proc_stat(&own).is_ok());
+        assert!(
+            parse_proc_stat("12 (x) S 1 2")
+                .unwrap_err()
+                .contains("utime")
+        );
+        assert!(parse_proc_stat("garbage").is_err());
+        let e = parse_proc_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 3").unwrap_err();
+        assert!(e.contains("utime is 'abc'"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_pid_is_a_clear_error() {
+        // Above the largest pid Linux hands out (2^22).
+        let e = proc_cpu_seconds(4_194_999).unwrap_err().to_string();
+        assert!(e.contains("pid 4194999") && e.contains("--pid"), "{e}");
+        let e = CpuSource::Command("echo not-a-number".into())
+            .read_s()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not CPU seconds"), "{e}");
+        let e = CpuSource::Command("exit 3".into())
+            .read_s()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("failed"), "{e}");
+        assert_eq!(
+            CpuSource::Command("echo cpu 12.5".into()).read_s().unwrap(),
+            12.5
+        );
+        assert_eq!(parse_cpu_seconds("-1"), None);
+    }
+
+    #[test]
+    fn an_unknown_target_kind_is_refused() {
+        let e = "kafka".parse::<TargetKind>().unwrap_err();
+        assert!(e.contains("unknown target kind 'kafka'"), "{e}");
+    }
+
+    #[test]
+    fn redis_targets_are_refused_before_any_load() {
+        let opts = CalibrateOptions {
+            target: TargetUri::parse("redis://127.0.0.1:1").unwrap(),
+            kind: None,
+            cpu: CpuSource::Pid(std::process::id()),
+            metrics: None,
+            duration_s: 1.0,
+            scale: 1.0,
+            credentials: None,
+            threads: 1,
+            baseline_s: BASELINE_S,
+            workloads_max: None,
+        };
+        let e = calibrate(&opts, &|_| {}).unwrap_err().to_string();
+        assert!(e.contains("Redis targets are not supported"), "{e}");
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:F3D5 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 98765 1 0 100 0 0 10 0\n\
+   1: 0100007F:F3D5 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 11111 1 0 20 4 30 10 -1\n\
+   2: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 22222 1 0 100 0 0 10 0\n";
+        // 0xF3D5 = 62421; the established connection on that port is not a listener.
+        assert_eq!(listening_inodes(text, 62421), [98765]);
+        assert_eq!(listening_inodes(text, 22), [22222]);
+        assert!(listening_inodes(text, 80).is_empty());
+    }
+
+    #[test]
+    fn our_own_listener_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(pid_listening_on(port).unwrap(), std::process::id());
+        drop(l);
+        let e = pid_listening_on(port).unwrap_err().to_string();
+        assert!(e.contains("no process listens"), "{e}");
+    }
+
+    #[test]
+    fn the_scanner_splits_frames_heartbeats_and_commands() {
+        let mut s = FrameScanner::default();
+        // ActiveMQ's trailing EOL after NUL is not a heart-beat; the lone EOLs are.
+        let stream = b"CONNECTED\nversion:1.1\n\n\0\n\nMESSAGE\ndestination:/q/a\n\nhello\0\n\r\nACK\nid:1\n\n\0";
+        let mut total = Scanned::default();
+        // Split anywhere: the counts do not change.
+        for chunk in stream.chunks(3) {
+            let x = s.scan(chunk);
+            total.frames += x.frames;
+            total.bytes += x.bytes;
+            total.heartbeats += x.heartbeats;
+            total.messages += x.messages;
+            total.acks += x.acks;
+        }
+        assert_eq!(total.frames, 3);
+        assert_eq!(total.heartbeats, 2);
+        assert_eq!(total.messages, 1);
+        assert_eq!(total.acks, 1);
+        let sizes = "CONNECTED\nversion:1.1\n\n\0".len()
+            + "MESSAGE\ndestination:/q/a\n\nhello\0".len()
+            + "ACK\nid:1\n\n\0".len();
+        assert_eq!(total.bytes, sizes as u64);
+    }
+
+    #[test]
+    fn the_scanner_honours_content_length() {
+        let mut s = FrameScanner::default();
+        let mut stream = b"MESSAGE\ndestination:/t/x\ncontent-length:5\n\n".to_vec();
+        stream.extend_from_slice(b"a\0b\0c\0");
+        stream.extend_from_slice(b"\nSEND\ncontent-length:0\n\n\0");
+        let mut frames = 0;
+        let mut messages = 0;
+        for chunk in stream.chunks(2) {
+            let x = s.scan(chunk);
+            frames += x.frames;
+            messages += x.messages;
+        }
+        assert_eq!((frames, messages), (2, 1));
+    }
+
+    #[test]
+    fn metrics_text_gives_the_work_counters() {
+        let text = "# HELP stampede_work_events_total Core work\n\
+            # TYPE stampede_work_events_total counter\n\
+            stampede_work_events_total{broker=\"b\"} 17\n\
+            stampede_work_deliveries_total{broker=\"b\"} 5\n\
+            stampede_work_deliveries_total{broker=\"c\"} 2\n\
+            stampede_connections 3\n";
+        let w = parse_metrics(text).unwrap();
+        assert_eq!((w.events, w.deliveries, w.frames_in), (17, 7, 0));
+        assert_eq!(parse_metrics("stampede_connections 3\n"), None);
+    }
+
+    #[test]
+    fn the_workloads_are_valid_scenarios() {
+        let w = workloads(4.0, 1.0).unwrap();
+        assert_eq!(w.len(), 11);
+        assert_eq!(w.iter().filter(|w| !w.fitted).count(), 1);
+        for x in &w {
+            x.scenario.validate().unwrap();
+        }
+        assert!(workloads(0.0, 1.0).is_err());
+        assert!(workloads(1.0, 0.0).is_err());
+    }
+}
