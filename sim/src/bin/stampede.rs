@@ -278,7 +278,8 @@ enum Command {
     /// mco_reply_ratio, mco_complete_ratio, mco_requests, latency_p50_ms,
     /// latency_p99_ms, latency_max_ms, attempted, delivered, lost, loss_ratio,
     /// unexplained_lost, duplicated, throughput_msg_s, failover_p99_ms,
-    /// expectations_failed, broker_cpu (empty until the simulator has a cost model).
+    /// expectations_failed, broker_cpu (the busiest broker's share of a core; needs
+    /// brokers with a cost profile).
     ///
     /// Across machines: --emit-jobs FILE writes one `stampede run` command per missing
     /// run (the grid, or, once the grid's results are collected, the next bisection
