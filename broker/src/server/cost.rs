@@ -25,6 +25,10 @@ use crate::toml_config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_
 /// nearest the end of its work (half of turmoil's 1 ms tick: rounding to nearest).
 const RELEASE_LEAD: Duration = Duration::from_micros(500);
 
+/// Gaps up to this long between the end of the CPU's work and the next event count as
+/// the rounding of the simulation's 1 ms tick, not as idle time.
+const TICK_SLACK: Duration = Duration::from_millis(1);
+
 /// Nanoseconds of CPU per operation kind (the keys are [`Work`]'s counters with `_ns`),
 /// plus what calibration recorded about its fit. TOML, unknown keys refused.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -178,7 +182,13 @@ impl CpuMeter {
         self.carry_ns = exact - ns;
         let ns = ns as u64;
         self.busy_ns = self.busy_ns.saturating_add(ns);
-        let start = self.busy_until.filter(|b| *b > now).unwrap_or(now);
+        // A gap shorter than a tick since the CPU finished is the tick's rounding of the
+        // core's last wait (it woke at the next tick, not when its work ended), not idle
+        // time: the work starts where the last ended, so a saturated core stays busy.
+        let start = match self.busy_until {
+            Some(b) if b + TICK_SLACK >= now => b,
+            _ => now,
+        };
         let done = start + Duration::from_nanos(ns);
         self.busy_until = Some(done);
         let release = done.checked_sub(RELEASE_LEAD)?;
@@ -242,5 +252,30 @@ mod tests {
         // Nothing new, later than the backlog's end: idle, released at once.
         assert_eq!(m.charge(w, t0 + Duration::from_millis(5)), None);
         assert_eq!(m.busy_ns(), 2_100_000);
+    }
+
+    #[test]
+    fn a_saturated_core_woken_on_tick_boundaries_loses_no_capacity() {
+        // Events of 0.3 ms always waiting; the core wakes only on whole milliseconds, as
+        // under turmoil's 1 ms tick. Over a simulated second it must do a second of work.
+        let p = CostProfile::from_ns_array([
+            300_000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ]);
+        let mut m = CpuMeter::new(p);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut w = Work::default();
+        while now - t0 < Duration::from_secs(1) {
+            w.events += 1;
+            if let Some(at) = m.charge(w, now) {
+                let ms = (at - t0).as_nanos().div_ceil(1_000_000) as u64;
+                now = t0 + Duration::from_millis(ms);
+            }
+        }
+        let done = w.events as f64 * 0.3e-3;
+        assert!(
+            done >= 0.99,
+            "a saturated core did {done:.3} s of work in 1 s of simulated time"
+        );
     }
 }
