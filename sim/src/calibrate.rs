@@ -1361,8 +1361,15 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         assert_eq!(pid_listening_on(port).unwrap(), std::process::id());
         drop(l);
-        let e = pid_listening_on(port).unwrap_err().to_string();
-        assert!(e.contains("no process listens"), "{e}");
+        // Once closed the port is free, and a test running beside this one may take it at
+        // once: only "not found" or "held by someone we cannot see" are certain.
+        if let Err(e) = pid_listening_on(port) {
+            let e = e.to_string();
+            assert!(
+                e.contains("no process listens") || e.contains("give --pid"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
