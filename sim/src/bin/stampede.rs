@@ -771,7 +771,7 @@ fn load_rates_command(
         eprintln!("==> rate {rate}");
         let dir = out.join(format!("rate-{rate}"));
         let (outcome, _) = load_once(&scenario, &opts, Some(dir), quiet)?;
-        let metrics = live::rates::metrics_of(&outcome.report);
+        let metrics = sweep::metrics::of(&outcome.report);
         let ok = objective.holds(&metrics);
         eprintln!(
             "    rate {rate}: {} (delivered {:.1}/s, p99 {} ms)",

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::sweep::metrics::{self, Metrics};
+use crate::sweep::metrics::Metrics;
 use crate::sweep::objective::Expr;
 
 /// One measured rate.
@@ -215,11 +215,6 @@ pub fn knee_text(target: &str, objective: &Expr, done: &[RatePoint]) -> String {
         );
     }
     out
-}
-
-/// The metrics of a live report (the sweep's definitions).
-pub fn metrics_of(report: &stampede_reports::RunReport) -> Metrics {
-    metrics::of(report)
 }
 
 #[cfg(test)]
