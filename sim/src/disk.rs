@@ -17,26 +17,63 @@
 //!   crash the world calls [`DiskSlot::flush`], which syncs every file of the store
 //!   directory and the directory itself, and only then crashes the host.
 //! - **Power loss** (`power-loss`): turmoil's crash as it is: pending writes and entries
-//!   never synced are gone; what was synced survives.
+//!   never synced are gone, or torn (a prefix of their blocks survives, `[disk]
+//!   torn_write_block_bytes`); what was synced survives.
+//!
+//! Disk faults (`disk-error`, `disk-full`, `slow-disk`) act through the [`DiskSlot`]'s
+//! shared [`DiskFault`]: every operation checks it, so an EIO or ENOSPC reaches the store
+//! exactly as a real one would, and a slow disk reports its extra sync time through
+//! [`Disk::take_sync_delay`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use stampede_broker::store::{AppendFile, Disk};
 use turmoil::fs::FsHandle;
 use turmoil::fs::shim::std::fs;
 
+use crate::fault::DiskFault;
 use crate::scenario::Scenario;
 
 /// The store directory on a simulated host when the scenario names none.
 pub const DEFAULT_DIR: &str = "/var/lib/stampede/store";
 
+/// A disk fault and the sync time it owes, shared by a slot, its disk and its files.
+#[derive(Debug, Default)]
+struct FaultState {
+    fault: DiskFault,
+    /// Extra sync time not yet reported through `take_sync_delay`.
+    owed: Duration,
+}
+
+type SharedFault = Arc<Mutex<FaultState>>;
+
+fn lock(f: &SharedFault) -> std::sync::MutexGuard<'_, FaultState> {
+    f.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error `op` meets under the current fault, if any (`write`: it would take space).
+fn injected(f: &SharedFault, write: bool) -> io::Result<()> {
+    match lock(f).fault {
+        DiskFault::Error => Err(io::Error::from_raw_os_error(EIO)),
+        DiskFault::Full if write => Err(io::Error::from_raw_os_error(ENOSPC)),
+        _ => Ok(()),
+    }
+}
+
+/// EIO and ENOSPC, as Linux numbers them.
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
 /// A store directory on the current simulated host's file system.
 #[derive(Debug)]
 pub struct SimDisk {
     dir: PathBuf,
+    fault: SharedFault,
 }
 
 impl SimDisk {
@@ -44,6 +81,11 @@ impl SimDisk {
     /// needed and making their entries durable, as an installer would have. Must run
     /// inside a simulated host.
     pub fn open(dir: &str) -> io::Result<SimDisk> {
+        SimDisk::open_with(dir, SharedFault::default())
+    }
+
+    fn open_with(dir: &str, fault: SharedFault) -> io::Result<SimDisk> {
+        injected(&fault, false)?;
         let dir = PathBuf::from(dir);
         if !dir.is_absolute() {
             return Err(io::Error::new(
@@ -61,7 +103,7 @@ impl SimDisk {
         for d in chain {
             fs::sync_dir(d)?;
         }
-        Ok(SimDisk { dir })
+        Ok(SimDisk { dir, fault })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -70,15 +112,22 @@ impl SimDisk {
 }
 
 /// A simulated file open for appending.
-struct SimFile(fs::File);
+struct SimFile(fs::File, SharedFault);
 
 impl AppendFile for SimFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        injected(&self.1, true)?;
         self.0.write_all(bytes)
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        injected(&self.1, false)?;
+        self.0.sync_data()?;
+        let mut f = lock(&self.1);
+        if let DiskFault::SlowMs(ms) = f.fault {
+            f.owed += Duration::from_millis(ms);
+        }
+        Ok(())
     }
 }
 
@@ -97,34 +146,43 @@ impl Disk for SimDisk {
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        injected(&self.fault, false)?;
         let mut bytes = Vec::new();
         fs::File::open(self.path(name))?.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        injected(&self.fault, true)?;
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(self.path(name))?;
-        Ok(Box::new(SimFile(file)))
+        Ok(Box::new(SimFile(file, self.fault.clone())))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        injected(&self.fault, false)?;
         fs::rename(self.path(from), self.path(to))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
+        injected(&self.fault, false)?;
         fs::remove_file(self.path(name))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        injected(&self.fault, false)?;
         fs::sync_dir(&self.dir)
     }
 
     fn describe(&self, name: &str) -> String {
         self.path(name).display().to_string()
+    }
+
+    fn take_sync_delay(&self) -> Duration {
+        std::mem::take(&mut lock(&self.fault).owed)
     }
 }
 
@@ -149,6 +207,10 @@ pub struct DiskSlot {
     /// The host's file system, captured by the latest incarnation (turmoil reaches a
     /// host's file system from outside the host only through such a handle).
     fs: Arc<Mutex<Option<FsHandleBox>>>,
+    /// The disk fault in effect (set by the world's step loop).
+    fault: SharedFault,
+    /// The broker stopped because its store failed, and waits for a restart.
+    stopped: Arc<AtomicBool>,
 }
 
 /// [`FsHandle`] without `Debug`.
@@ -166,12 +228,34 @@ impl DiskSlot {
         DiskSlot {
             dir: dir.to_owned(),
             fs: Arc::default(),
+            fault: SharedFault::default(),
+            stopped: Arc::default(),
         }
+    }
+
+    /// Puts `fault` into effect on this disk (`DiskFault::None` repairs it).
+    pub fn set_fault(&self, fault: DiskFault) {
+        lock(&self.fault).fault = fault;
+    }
+
+    /// Whether a fault is in effect that makes the store fail.
+    pub fn failing(&self) -> bool {
+        matches!(lock(&self.fault).fault, DiskFault::Error | DiskFault::Full)
+    }
+
+    /// Records that the broker stopped because its store failed.
+    pub fn mark_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the broker had stopped, clearing the mark.
+    pub fn take_stopped(&self) -> bool {
+        self.stopped.swap(false, Ordering::SeqCst)
     }
 
     /// Opens the store directory on the current host (inside the broker's host).
     pub fn open(&self) -> io::Result<Box<dyn Disk>> {
-        let disk = SimDisk::open(&self.dir)?;
+        let disk = SimDisk::open_with(&self.dir, self.fault.clone())?;
         *self.fs.lock().unwrap_or_else(|p| p.into_inner()) = Some(FsHandleBox(FsHandle::current()));
         Ok(Box::new(disk))
     }
@@ -181,9 +265,9 @@ impl DiskSlot {
     /// Called from the step loop (outside every host) just before a process crash; does
     /// nothing if the broker never opened its store.
     ///
-    /// It enters the host's file system through turmoil's [`FsHandle`]. No random draw is
-    /// made (turmoil draws only for configured fault probabilities, and the simulator
-    /// configures none), so the run stays a function of its seed.
+    /// It enters the host's file system through turmoil's [`FsHandle`]. It draws nothing
+    /// at random (turmoil draws only to tear unsynced writes at a crash, from its seeded
+    /// generator), so the run stays a function of its seed.
     pub fn flush(&self) -> io::Result<()> {
         let guard = self.fs.lock().unwrap_or_else(|p| p.into_inner());
         let Some(FsHandleBox(handle)) = guard.as_ref() else {

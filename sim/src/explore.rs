@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stampede_reports::RunReport;
 
-use crate::fault::{Op, Timeline};
+use crate::fault::{DiskFault, Op, Timeline};
 use crate::scenario::{FaultKind, FaultSpec, Scenario};
 
 /// The file with one row per seed.
@@ -559,6 +559,13 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             ),
             Op::Hold(a, b) => (FaultKind::Hold, vec![], a.clone(), b.clone(), None),
             Op::Latency(a, b, ms) => (FaultKind::Latency, vec![], a.clone(), b.clone(), *ms),
+            Op::Disk(t, DiskFault::Error) => {
+                (FaultKind::DiskError, t.clone(), vec![], vec![], None)
+            }
+            Op::Disk(t, DiskFault::Full) => (FaultKind::DiskFull, t.clone(), vec![], vec![], None),
+            Op::Disk(t, DiskFault::SlowMs(ms)) => {
+                (FaultKind::SlowDisk, t.clone(), vec![], vec![], Some(*ms))
+            }
             _ => continue,
         };
         out.faults.push(FaultSpec {

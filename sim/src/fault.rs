@@ -57,8 +57,25 @@ pub enum Op {
     Release(Vec<String>, Vec<String>),
     /// Set one-way latency (ms) between the groups; `None` restores the configured one.
     Latency(Vec<String>, Vec<String>, Option<u64>),
-    /// Heal everything and restart every crashed broker.
+    /// A disk fault on brokers' stores; `DiskFault::None` repairs it (and starts a broker
+    /// the fault stopped).
+    Disk(Vec<String>, DiskFault),
+    /// Heal everything, restart every crashed broker, repair every disk.
     HealAll,
+}
+
+/// What a broker's store disk does wrong (a `disk-*` fault).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskFault {
+    /// Nothing: a repaired disk.
+    #[default]
+    None,
+    /// Writes, syncs and reads fail with EIO.
+    Error,
+    /// Writes fail with ENOSPC.
+    Full,
+    /// Every sync takes this many milliseconds longer.
+    SlowMs(u64),
 }
 
 /// A period during which a fault was in effect.
@@ -105,7 +122,13 @@ impl Timeline {
             t.add_explicit(f, &hosts, &brokers);
         }
         if let Some(n) = &scenario.nemesis {
-            t.add_nemesis(n, seed, &hosts, &brokers);
+            let with_store: Vec<String> = scenario
+                .brokers
+                .iter()
+                .filter(|b| b.store.is_some())
+                .map(|b| b.name.clone())
+                .collect();
+            t.add_nemesis(n, seed, &hosts, &brokers, &with_store);
         }
         // Stable sort keeps undo-then-redo order for equal times.
         t.actions.sort_by_key(|a| a.at_ms);
@@ -143,6 +166,14 @@ impl Timeline {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
+            FaultKind::DiskError | FaultKind::DiskFull => {
+                format!("{} {}", f.kind.as_str(), targets.join(","))
+            }
+            FaultKind::SlowDisk => format!(
+                "slow-disk +{}ms {}",
+                f.latency_ms.unwrap_or(0),
+                targets.join(",")
+            ),
             FaultKind::Latency => format!(
                 "latency {}ms {} / {}",
                 f.latency_ms.unwrap_or(0),
@@ -190,6 +221,18 @@ impl Timeline {
                     self.push(e, Op::Latency(a, b, None), Some(w));
                 }
             }
+            FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk => {
+                let fault = match f.kind {
+                    FaultKind::DiskError => DiskFault::Error,
+                    FaultKind::DiskFull => DiskFault::Full,
+                    _ => DiskFault::SlowMs(f.latency_ms.unwrap_or(0)),
+                };
+                let w = self.open(f.kind.as_str(), label, at, end);
+                self.push(at, Op::Disk(targets.clone(), fault), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::Disk(targets, DiskFault::None), Some(w));
+                }
+            }
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
                 let w = self
@@ -227,7 +270,14 @@ impl Timeline {
         Some(i)
     }
 
-    fn add_nemesis(&mut self, n: &NemesisSpec, seed: u64, hosts: &[String], brokers: &[String]) {
+    fn add_nemesis(
+        &mut self,
+        n: &NemesisSpec,
+        seed: u64,
+        hosts: &[String],
+        brokers: &[String],
+        with_store: &[String],
+    ) {
         let mut rng = SmallRng::seed_from_u64(seed::derive(seed, "nemesis"));
         let crashable = resolve(&n.crash_targets, brokers);
         let edges: Vec<String> = resolve(&n.partition_hosts, hosts)
@@ -243,6 +293,7 @@ impl Timeline {
             ("latency", w.latency),
             // Last, so that a weight of 0 leaves every other draw as it was.
             ("power-loss", w.power_loss),
+            ("disk-error", w.disk_error),
         ];
         let total: f64 = kinds.iter().map(|k| k.1).sum();
         let end_ms = secs_to_ms(n.end_s);
@@ -263,6 +314,18 @@ impl Timeline {
                 (!from.is_empty()).then(|| from[rng.random_range(0..from.len())].clone())
             };
             match kind {
+                "disk-error" => {
+                    let stored: Vec<String> = crashable
+                        .iter()
+                        .filter(|b| with_store.contains(b))
+                        .cloned()
+                        .collect();
+                    if let Some(b) = broker(&mut rng, &stored) {
+                        let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
+                        self.push(now, Op::Disk(vec![b.clone()], DiskFault::Error), Some(win));
+                        self.push(stop, Op::Disk(vec![b], DiskFault::None), Some(win));
+                    }
+                }
                 "crash" | "power-loss" => {
                     if let Some(b) = broker(&mut rng, &crashable) {
                         let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));

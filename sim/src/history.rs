@@ -67,6 +67,9 @@ pub struct SendRecord {
     pub intended_us: u64,
     /// When the send call returned (µs), if it did.
     pub sent_us: Option<u64>,
+    /// For a SEND with a receipt: when its outcome was known (the RECEIPT, the ERROR or
+    /// the lost connection), in µs.
+    pub settled_us: Option<u64>,
     /// How it ended.
     pub outcome: SendOutcome,
     /// Whether it went to a topic (then every consumer of its workload should get it).

@@ -42,6 +42,9 @@ pub struct Scenario {
     /// Latency and links.
     #[serde(default)]
     pub network: NetworkSpec,
+    /// The simulated disks of brokers with a store.
+    #[serde(default, skip_serializing_if = "DiskSpec::is_default")]
+    pub disk: DiskSpec,
     /// The brokers.
     pub brokers: Vec<BrokerSpec>,
     /// Hosts of client nodes (MCollective servers), each with many nodes.
@@ -69,6 +72,31 @@ fn default_tick_ms() -> u64 {
 }
 fn default_epoch_ms() -> u64 {
     DEFAULT_EPOCH_MS
+}
+
+/// `[disk]`: how the simulated disks of brokers with a store behave.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskSpec {
+    /// On a power loss, each write not yet synced survives as a random number of its
+    /// first blocks of this size (turmoil's torn writes), so the journal's tail can be cut
+    /// short, or zero-filled with later writes present. 0: unsynced writes vanish whole.
+    pub torn_write_block_bytes: u64,
+}
+
+impl DiskSpec {
+    fn is_default(&self) -> bool {
+        *self == DiskSpec::default()
+    }
+}
+
+impl Default for DiskSpec {
+    fn default() -> Self {
+        // A disk sector: writes are atomic within one, no more.
+        DiskSpec {
+            torn_write_block_bytes: 512,
+        }
+    }
 }
 
 /// `[network]`.
@@ -445,8 +473,18 @@ pub enum FaultKind {
     Release,
     /// Set latency between `a` and `b`.
     Latency,
+    /// The broker's store disk answers every write and sync with EIO (and a restart's
+    /// read of the journal too); the broker stops, as ActiveMQ's default I/O exception
+    /// handler stops it. At the end of the window the disk is repaired and a stopped
+    /// broker is started again (its supervisor).
+    DiskError,
+    /// The broker's store disk is full: every write fails with ENOSPC; as `disk-error`
+    /// otherwise.
+    DiskFull,
+    /// Every sync of the broker's store takes `latency_ms` longer, for the window.
+    SlowDisk,
     /// Heal every partition, release every hold, restore latencies, restart every
-    /// crashed broker.
+    /// crashed broker, repair every disk.
     HealAll,
 }
 
@@ -463,6 +501,9 @@ impl FaultKind {
             FaultKind::Hold => "hold",
             FaultKind::Release => "release",
             FaultKind::Latency => "latency",
+            FaultKind::DiskError => "disk-error",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::SlowDisk => "slow-disk",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -485,7 +526,7 @@ pub struct FaultSpec {
     /// The other side.
     #[serde(default)]
     pub b: Vec<String>,
-    /// For `latency`: one-way milliseconds.
+    /// For `latency`: one-way milliseconds; for `slow-disk`: added to every sync.
     #[serde(default)]
     pub latency_ms: Option<u64>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
@@ -512,7 +553,7 @@ pub struct NemesisSpec {
     #[serde(default = "default_nemesis_duration")]
     pub duration_s: [f64; 2],
     /// Relative weights of fault kinds: `crash`, `power_loss`, `partition`,
-    /// `partition-oneway`, `hold`, `latency`.
+    /// `partition-oneway`, `hold`, `latency`, `disk_error`.
     pub weights: NemesisWeights,
     /// Brokers that may crash (patterns).
     #[serde(default = "default_broker_pattern")]
@@ -558,6 +599,10 @@ pub struct NemesisWeights {
     /// Broker power loss then restart (drawn like a crash, from `crash_targets`).
     #[serde(skip_serializing_if = "is_zero")]
     pub power_loss: f64,
+    /// A failing store disk (EIO) then repaired, on one of `crash_targets` that has a
+    /// store (none has one: nothing is drawn).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub disk_error: f64,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -946,6 +991,26 @@ impl Scenario {
                         }
                     }
                 }
+                FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk => {
+                    if f.target.is_empty() {
+                        return bad(
+                            p.key("target"),
+                            format!("a {} names the brokers it acts on", f.kind.as_str()),
+                        );
+                    }
+                    for t in &f.target {
+                        if !self
+                            .brokers
+                            .iter()
+                            .any(|b| glob(t, &b.name) && b.store.is_some())
+                        {
+                            return bad(
+                                p.key("target"),
+                                format!("'{t}' matches no broker with a [brokers.store]"),
+                            );
+                        }
+                    }
+                }
                 FaultKind::HealAll => {}
                 _ => {
                     if f.a.is_empty() || f.b.is_empty() {
@@ -958,10 +1023,11 @@ impl Scenario {
                     match_any(hosts, p.key("b"), &f.b)?;
                 }
             }
-            if f.kind == FaultKind::Latency && f.latency_ms.is_none() {
+            if matches!(f.kind, FaultKind::Latency | FaultKind::SlowDisk) && f.latency_ms.is_none()
+            {
                 return bad(
                     p.key("latency_ms"),
-                    "a latency fault needs latency_ms".into(),
+                    format!("a {} fault needs latency_ms", f.kind.as_str()),
                 );
             }
             if let Some(d) = f.duration_s
@@ -998,6 +1064,7 @@ impl Scenario {
             w.partition_oneway,
             w.hold,
             w.latency,
+            w.disk_error,
         ];
         if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
             return bad(

@@ -3,15 +3,18 @@
 //! workload; the step loop that advances it and applies the fault timeline.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stampede_broker::clock::Clock;
 use stampede_broker::config::{BrokerConfig, ServerConfig};
 use stampede_broker::server::Server;
+use stampede_broker::server::cost::CostProfile;
+use stampede_broker::store::Disk;
 
 use crate::disk::DiskSlot;
-use crate::fault::{Op, Timeline};
+use crate::fault::{DiskFault, Op, Timeline};
 use stampede_broker::core::Message;
 
 use crate::history::{ClientId, HeldRef, Incarnation, Recorder, Role};
@@ -45,7 +48,13 @@ pub fn run(
     let tick = Duration::from_millis(scenario.tick_ms);
     let latency = Duration::from_millis(scenario.network.latency_ms);
     let jitter = Duration::from_millis(scenario.network.jitter_ms);
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    if scenario.disk.torn_write_block_bytes > 0 {
+        builder
+            .fs()
+            .block_size(scenario.disk.torn_write_block_bytes);
+    }
+    let mut sim = builder
         .rng_seed(seed::derive(seed, "turmoil"))
         .epoch(UNIX_EPOCH + Duration::from_millis(scenario.epoch_ms))
         .simulation_duration(duration + WIND_DOWN)
@@ -91,32 +100,21 @@ pub fn run(
             let cost = cost.clone();
             let disk = disk.clone();
             async move {
-                let disk = disk.map(|d| d.open()).transpose()?;
-                let mut server =
-                    Server::bind_with_storage(Arc::new(TurmoilNet), config, disk).await?;
-                if let Some(profile) = cost {
-                    server = server.with_cost_profile(profile);
+                let Some(slot) = disk else {
+                    return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
+                };
+                // A broker whose store fails stops, as ActiveMQ's default I/O exception
+                // handler stops it; its host waits for the repair to start it again.
+                let opened = slot.open().map_err(io::Error::other);
+                let outcome = match opened {
+                    Ok(d) => serve(config, Some(d), cost, &name, &recorder, epoch_ms).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    stopped(&recorder, &name, &e);
+                    slot.mark_stopped();
+                    std::future::pending::<()>().await;
                 }
-                let started_us = recorder.now_us();
-                {
-                    let mut h = recorder.lock();
-                    h.broker_stats.push((name.clone(), server.stats()));
-                    h.broker_observers.push((
-                        name.clone(),
-                        started_us,
-                        None,
-                        server.observations(),
-                    ));
-                }
-                let now_ms =
-                    epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
-                recorder
-                    .lock()
-                    .applied
-                    .push((now_ms - epoch_ms, format!("{name} started")));
-                server
-                    .run(Clock::starting_at(now_ms), std::future::pending())
-                    .await?;
                 Ok(())
             }
         });
@@ -202,6 +200,55 @@ pub fn run(
     drop(sim);
     collect_incarnations(recorder);
     Ok(())
+}
+
+/// One incarnation of broker `name`: binds (opening `disk`'s journal), registers its
+/// stats and observations, and routes until its host is crashed, or until its store
+/// fails (an error).
+async fn serve(
+    config: BrokerConfig,
+    disk: Option<Box<dyn Disk>>,
+    cost: Option<CostProfile>,
+    name: &str,
+    recorder: &Recorder,
+    epoch_ms: u64,
+) -> io::Result<()> {
+    let mut server = Server::bind_with_storage(Arc::new(TurmoilNet), config, disk).await?;
+    if let Some(profile) = cost {
+        server = server.with_cost_profile(profile);
+    }
+    let started_us = recorder.now_us();
+    {
+        let mut h = recorder.lock();
+        h.broker_stats.push((name.to_owned(), server.stats()));
+        h.broker_observers
+            .push((name.to_owned(), started_us, None, server.observations()));
+    }
+    let now_ms = epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+    recorder
+        .lock()
+        .applied
+        .push((now_ms - epoch_ms, format!("{name} started")));
+    server
+        .run(Clock::starting_at(now_ms), std::future::pending())
+        .await
+}
+
+/// Records that broker `name` stopped because its store failed: its incarnation ends now
+/// (the checker treats what it held as a crash's), and the timeline says why.
+fn stopped(recorder: &Recorder, name: &str, e: &io::Error) {
+    let now_us = recorder.now_us();
+    let mut h = recorder.lock();
+    if let Some(o) = h
+        .broker_observers
+        .iter_mut()
+        .rev()
+        .find(|o| o.0 == name && o.2.is_none())
+    {
+        o.2 = Some(now_us);
+    }
+    h.applied
+        .push((now_us / 1000, format!("{name} stopped: {e}")));
 }
 
 /// Records the CPU time each broker has been charged so far (summed over its
@@ -328,6 +375,22 @@ impl Applier<'_> {
         out
     }
 
+    /// Puts `fault` on broker `b`'s store disk. A repair starts the broker again if its
+    /// store's failure had stopped it (and no crash fault holds it down): the operating
+    /// system writes out what it had accepted, and the supervisor restarts the process.
+    fn set_disk_fault(&mut self, sim: &mut turmoil::Sim<'_>, b: &str, fault: DiskFault) {
+        let Some(disk) = self.disks.get(b) else {
+            return;
+        };
+        disk.set_fault(fault);
+        if fault == DiskFault::None && disk.take_stopped() && !self.crashed.contains(b) {
+            if let Err(e) = disk.flush() {
+                tracing::error!("flushing {b}'s simulated disk failed: {e}");
+            }
+            sim.bounce(b);
+        }
+    }
+
     fn apply(&mut self, sim: &mut turmoil::Sim<'_>, op: &Op) -> String {
         match op {
             Op::Crash(hosts) | Op::PowerLoss(hosts) => {
@@ -400,7 +463,22 @@ impl Applier<'_> {
                     None => format!("latency restored {} / {}", a.join(","), b.join(",")),
                 }
             }
+            Op::Disk(brokers, fault) => {
+                for b in brokers {
+                    self.set_disk_fault(sim, b, *fault);
+                }
+                match fault {
+                    DiskFault::None => format!("disk repaired {}", brokers.join(",")),
+                    DiskFault::Error => format!("disk-error {}", brokers.join(",")),
+                    DiskFault::Full => format!("disk-full {}", brokers.join(",")),
+                    DiskFault::SlowMs(ms) => format!("slow-disk +{ms}ms {}", brokers.join(",")),
+                }
+            }
             Op::HealAll => {
+                let brokers: Vec<String> = self.disks.keys().cloned().collect();
+                for b in brokers {
+                    self.set_disk_fault(sim, &b, DiskFault::None);
+                }
                 let hosts = self.scenario.hosts();
                 for (x, y) in Self::pairs(&hosts, &hosts) {
                     sim.repair(x.as_str(), y.as_str());

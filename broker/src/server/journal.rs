@@ -65,7 +65,7 @@ async fn serve(
                     biased;
                     b = batches.recv() => b,
                     () = tokio::time::sleep_until(next_interval_sync) => {
-                        store.sync()?;
+                        sync(store).await?;
                         next_interval_sync = tokio::time::Instant::now() + interval;
                         continue;
                     }
@@ -96,12 +96,23 @@ async fn serve(
             write(store, b, &mut last, &mut records)?;
         }
         if config.sync != SyncPolicy::IntervalMs {
-            store.sync()?;
+            sync(store).await?;
         }
         if let Some(ticket) = last {
             progress.send_modify(|p| p.synced = p.synced.max(ticket));
         }
     }
+}
+
+/// Syncs, then waits out what the disk says the sync took beyond the call (a simulated
+/// slow disk), so that nothing is reported synced before the disk would have finished.
+async fn sync(store: &mut Store) -> Result<(), crate::store::StoreError> {
+    store.sync()?;
+    let delay = store.take_sync_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
 }
 
 fn write(

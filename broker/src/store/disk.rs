@@ -38,6 +38,13 @@ pub trait Disk: Send {
     fn sync_dir(&self) -> io::Result<()>;
     /// How `name` is shown in messages (its full path).
     fn describe(&self, name: &str) -> String;
+    /// Time the syncs since the last call took beyond the calls themselves, for the
+    /// store writer to wait out on its own task. A real disk spends a sync's time inside
+    /// `sync`, so this is zero; a simulated slow disk (which cannot block a simulated
+    /// host) reports its latency here instead.
+    fn take_sync_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The name of the lock file in a store directory.

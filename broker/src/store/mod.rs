@@ -14,10 +14,17 @@
 //! none of the messages enqueued in them is still live (acknowledgements in a deleted
 //! file can only concern messages of that file or older ones).
 //!
-//! Recovery rules: a record cut short (or failing its checksum) at the very end of the
-//! newest file is a torn write from a crash and is discarded (the file is rewritten
-//! without it); a record failing its checksum anywhere else is corruption, and
-//! [`Store::open`] refuses with the file and byte offset unless `skip_corrupt` is set.
+//! Recovery rules. After every sync the next write starts with a *sync mark*: how many
+//! bytes of the file were durable then. Damage in the newest file that no later sync mark
+//! vouches for (no mark after it claims the damaged bytes synced) is a torn tail: writes
+//! the disk had not synced when the power went, whatever state they reached the platter
+//! in (cut short, zero-filled holes, later blocks present and earlier ones missing). It
+//! and everything after it are discarded and the file is rewritten without them; they
+//! were never acknowledged as durable. Damage in synced bytes, or in any older file
+//! (a file is synced before the next one starts), is corruption, and [`Store::open`]
+//! refuses with the file and byte offset unless `skip_corrupt` is set. Files written in
+//! format version 1, which has no marks, keep the old rule: only a record cut short at
+//! the very end of the newest file is torn.
 //! A journal written by a newer format version is refused by name. Other files in the
 //! directory are left alone (logged once).
 
@@ -233,6 +240,10 @@ pub struct Store {
     buf: Vec<u8>,
     /// Appended since the last sync.
     dirty: bool,
+    /// The active file's length at its last sync.
+    synced_bytes: u64,
+    /// A sync happened since the last sync mark: the next write starts with one.
+    mark_due: bool,
 }
 
 impl Store {
@@ -313,6 +324,8 @@ impl Store {
             index,
             buf: Vec::new(),
             dirty: false,
+            synced_bytes: record::FILE_HEADER_BYTES as u64,
+            mark_due: false,
         };
         store.write_durables()?;
         store.sync()?;
@@ -341,7 +354,15 @@ impl Store {
             source,
         })?;
         self.dirty = false;
+        self.synced_bytes = self.active_bytes;
+        self.mark_due = true;
         Ok(())
+    }
+
+    /// Extra time the syncs since the last call took, to be waited out by the caller
+    /// (nonzero only on a simulated slow disk: [`Disk::take_sync_delay`]).
+    pub fn take_sync_delay(&self) -> std::time::Duration {
+        self.disk.take_sync_delay()
     }
 
     /// Journal files in use now (for logs and tests).
@@ -356,6 +377,9 @@ impl Store {
 
     fn write(&mut self, record: &Record) -> Result<(), StoreError> {
         self.buf.clear();
+        if std::mem::take(&mut self.mark_due) {
+            record::encode_sync_mark(self.synced_bytes, &mut self.buf);
+        }
         record::encode(record, &mut self.buf);
         let name = segment_name(self.active_seq);
         self.active
@@ -383,6 +407,9 @@ impl Store {
         self.active = new_segment(self.disk.as_ref(), seq)?;
         self.active_seq = seq;
         self.active_bytes = record::FILE_HEADER_BYTES as u64;
+        // The new file was created durable with its header; nothing more to vouch for.
+        self.synced_bytes = self.active_bytes;
+        self.mark_due = false;
         self.index.per_segment.insert(seq, 0);
         self.write_durables()?;
         self.compact()
@@ -453,6 +480,17 @@ fn new_segment(disk: &dyn Disk, seq: u64) -> Result<Box<dyn AppendFile>, StoreEr
     Ok(f)
 }
 
+/// Whether a sync mark after byte `at` of `bytes` claims `at` synced. Damage can leave
+/// later entries unframed, so every offset is tried: a mark is found by its fixed frame
+/// and checksum, and counts only if it claims no more than its own offset (a mark can
+/// only vouch for bytes before it).
+fn vouched_for(bytes: &[u8], at: usize) -> bool {
+    (at + 1..bytes.len()).any(|x| {
+        record::sync_mark_at(&bytes[x..])
+            .is_some_and(|claim| claim > at as u64 && claim <= x as u64)
+    })
+}
+
 /// Reads one file's records into `apply`; returns how many bytes are valid (less than the
 /// file only for a torn tail of the newest file).
 fn read_segment(
@@ -487,25 +525,32 @@ fn read_segment(
     }
     let mut at = record::FILE_HEADER_BYTES;
     while at < bytes.len() {
-        match record::decode(&bytes[at..]) {
-            Ok((rec, used)) => {
+        match record::decode_entry(&bytes[at..]) {
+            Ok((record::Entry::Record(rec), used)) => {
                 apply(rec);
                 at += used;
             }
+            Ok((record::Entry::SyncedTo(_), used)) => at += used,
             Err(e) => {
                 let len = bytes
                     .get(at..at + 4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
                 let end = len.map(|l| at + record::RECORD_HEADER_BYTES + l);
-                // Torn: the newest file ends inside this record, or right after it.
-                let at_end = end.is_none_or(|end| end >= bytes.len());
                 let bad_length = matches!(e, record::DecodeError::Length(_));
-                if newest && at_end && !bad_length {
+                let torn = if version >= record::SYNC_MARKS_SINCE {
+                    // Nothing after it says these bytes were ever synced.
+                    newest && !vouched_for(bytes, at)
+                } else {
+                    // Version 1: the newest file ends inside this record, or right after it.
+                    newest && end.is_none_or(|end| end >= bytes.len()) && !bad_length
+                };
+                if torn {
                     recovered.torn_tail = Some((file.to_owned(), at as u64));
                     tracing::warn!(
                         file,
                         offset = at,
-                        "discarding a torn record at the end of the journal"
+                        discarded_bytes = bytes.len() - at,
+                        "discarding a torn tail of the journal (written after its last sync)"
                     );
                     return Ok(at);
                 }

@@ -5,6 +5,11 @@
 //! `length` counts the payload and the CRC (crc32fast, IEEE) covers the kind byte and the
 //! payload. Integers are little-endian; strings and byte strings are a `u32` length and
 //! their bytes. Decoding never panics: bad input is a [`DecodeError`].
+//!
+//! Besides [`Record`]s, a file from format version 2 on holds *sync marks*
+//! ([`Entry::SyncedTo`]): written first after every sync, each says how many bytes of its
+//! file were durable when it was written. Recovery uses them to tell a torn tail (damage
+//! after the last sync: discarded) from corruption of synced data (refused).
 
 use std::sync::Arc;
 
@@ -14,7 +19,9 @@ use thiserror::Error;
 /// The first bytes of every journal file.
 pub const MAGIC: &[u8; 8] = b"STMPJRNL";
 /// The journal format this broker writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format with sync marks.
+pub const SYNC_MARKS_SINCE: u32 = 2;
 /// Bytes of the file header: magic and version.
 pub const FILE_HEADER_BYTES: usize = MAGIC.len() + 4;
 /// Bytes before a record's payload: length, CRC and kind.
@@ -28,6 +35,9 @@ const KIND_ACK: u8 = 2;
 const KIND_COMMIT: u8 = 3;
 const KIND_DURABLE_ADD: u8 = 4;
 const KIND_DURABLE_REMOVE: u8 = 5;
+const KIND_SYNCED_TO: u8 = 6;
+/// Bytes of a framed sync mark.
+pub const SYNC_MARK_BYTES: usize = RECORD_HEADER_BYTES + 8;
 
 /// A persistent message as the journal keeps it, with the queues that still hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,8 +223,55 @@ fn encode_payload(record: &Record, out: &mut Vec<u8>) -> u8 {
     }
 }
 
-/// Decodes the framed record at the start of `bytes`: the record and the bytes it took.
-pub fn decode(bytes: &[u8]) -> Result<(Record, usize), DecodeError> {
+/// One framed entry of a journal file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A record.
+    Record(Record),
+    /// A sync mark: the first this many bytes of the file were synced before it was
+    /// written.
+    SyncedTo(u64),
+}
+
+/// Appends a sync mark claiming the first `offset` bytes of its file durable.
+pub fn encode_sync_mark(offset: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.push(KIND_SYNCED_TO);
+    put_u64(out, offset);
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The sync mark framed at the start of `bytes`, if one is there whole and checks out.
+pub fn sync_mark_at(bytes: &[u8]) -> Option<u64> {
+    let b = bytes.get(..SYNC_MARK_BYTES)?;
+    if b[..4] != 8u32.to_le_bytes() || b[8] != KIND_SYNCED_TO {
+        return None;
+    }
+    let stored = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    if crc32fast::hash(&b[8..]) != stored {
+        return None;
+    }
+    Some(u64::from_le_bytes(b[9..17].try_into().ok()?))
+}
+
+/// Decodes the framed entry (record or sync mark) at the start of `bytes`, and the bytes
+/// it took.
+pub fn decode_entry(bytes: &[u8]) -> Result<(Entry, usize), DecodeError> {
+    if bytes.len() >= RECORD_HEADER_BYTES && bytes[8] == KIND_SYNCED_TO {
+        let (header, r) = frame(bytes)?;
+        let b: [u8; 8] = r
+            .try_into()
+            .map_err(|_| DecodeError::Malformed("a sync mark is 8 bytes"))?;
+        return Ok((Entry::SyncedTo(u64::from_le_bytes(b)), header));
+    }
+    decode(bytes).map(|(r, used)| (Entry::Record(r), used))
+}
+
+/// Checks the frame at the start of `bytes`: its end and its payload.
+fn frame(bytes: &[u8]) -> Result<(usize, &[u8]), DecodeError> {
     if bytes.len() < RECORD_HEADER_BYTES {
         return Err(DecodeError::Short);
     }
@@ -231,9 +288,13 @@ pub fn decode(bytes: &[u8]) -> Result<(Record, usize), DecodeError> {
     if computed != stored {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    let mut r = Reader {
-        bytes: &bytes[RECORD_HEADER_BYTES..end],
-    };
+    Ok((end, &bytes[RECORD_HEADER_BYTES..end]))
+}
+
+/// Decodes the framed record at the start of `bytes`: the record and the bytes it took.
+pub fn decode(bytes: &[u8]) -> Result<(Record, usize), DecodeError> {
+    let (end, payload) = frame(bytes)?;
+    let mut r = Reader { bytes: payload };
     let record = decode_payload(bytes[8], &mut r, true)?;
     if !r.bytes.is_empty() {
         return Err(DecodeError::Malformed("trailing bytes"));

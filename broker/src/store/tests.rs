@@ -175,15 +175,18 @@ fn a_torn_tail_is_discarded_and_the_file_made_whole() {
 fn a_bad_checksum_in_the_middle_names_file_and_offset() {
     let disk = MemDisk::default();
     let (mut store, _) = open(&disk, options()).unwrap();
+    // Synced one by one (sync = always): every record is vouched for by the next mark.
     for id in 1..=3 {
         store.append(&Record::Enqueue(message(id, &["q"]))).unwrap();
+        store.sync().unwrap();
     }
     drop(store);
     let name = journal_files(&disk).pop().unwrap();
     let mut bytes = disk.read(&name).unwrap();
     let mut one = Vec::new();
     record::encode(&Record::Enqueue(message(1, &["q"])), &mut one);
-    let second = record::FILE_HEADER_BYTES + one.len();
+    // The second record follows the sync mark written after the first one's sync.
+    let second = record::FILE_HEADER_BYTES + one.len() + record::SYNC_MARK_BYTES;
     bytes[second + 40] ^= 0xff;
     disk.0.lock().unwrap().insert(name.clone(), bytes);
     let err = open(&disk, options()).unwrap_err();
@@ -210,7 +213,8 @@ fn newer_formats_and_foreign_journals_are_refused_by_name() {
     disk.0.lock().unwrap().insert(segment_name(1), header);
     let text = open(&disk, options()).unwrap_err().to_string();
     assert!(
-        text.contains("format version 2") && text.contains(&segment_name(1)),
+        text.contains(&format!("format version {}", record::FORMAT_VERSION + 1))
+            && text.contains(&segment_name(1)),
         "{text}"
     );
 
@@ -266,4 +270,119 @@ fn fully_acknowledged_files_are_deleted_and_durables_carried_forward() {
     let (_, r) = open(&disk, small).unwrap();
     assert!(r.messages.is_empty());
     assert_eq!(r.durables, [durable("c", "n")]);
+}
+
+/// The bytes each `append` wrote, as (offset, length), found by replaying the appends'
+/// encoding: a sync mark (when one is due) and the record.
+fn spans(records: &[(Record, bool)]) -> Vec<(usize, usize)> {
+    let mut at = record::FILE_HEADER_BYTES;
+    let mut mark = false;
+    let mut out = Vec::new();
+    for (r, sync_after) in records {
+        let mut b = Vec::new();
+        if mark {
+            record::encode_sync_mark(0, &mut b);
+        }
+        record::encode(r, &mut b);
+        out.push((at, b.len()));
+        at += b.len();
+        mark = *sync_after;
+    }
+    out
+}
+
+/// Appends `records` (syncing after those marked), drops the store, and returns the
+/// journal's name and bytes.
+fn written(disk: &MemDisk, records: &[(Record, bool)]) -> (String, Vec<u8>) {
+    let (mut store, _) = open(disk, options()).unwrap();
+    for (r, sync_after) in records {
+        store.append(r).unwrap();
+        if *sync_after {
+            store.sync().unwrap();
+        }
+    }
+    drop(store);
+    let name = journal_files(disk).pop().unwrap();
+    let bytes = disk.read(&name).unwrap();
+    (name, bytes)
+}
+
+#[test]
+fn a_power_loss_hole_before_surviving_unsynced_writes_is_a_torn_tail() {
+    // Two synced messages, then two unsynced ones. A power loss kept the fourth write's
+    // blocks but not the third's: a zero-filled hole with valid bytes after it.
+    let records: Vec<(Record, bool)> = (1..=4)
+        .map(|id| (Record::Enqueue(message(id, &["q"])), id <= 2))
+        .collect();
+    let disk = MemDisk::default();
+    let (name, mut bytes) = written(&disk, &records);
+    let (third, len) = spans(&records)[2];
+    assert_eq!(bytes.len(), spans(&records)[3].0 + spans(&records)[3].1);
+    bytes[third..third + len].fill(0);
+    disk.0.lock().unwrap().insert(name.clone(), bytes);
+    let (_, r) = open(&disk, options()).expect("a torn tail, not corruption");
+    assert_eq!(ids(&r), [1, 2]);
+    assert_eq!(r.torn_tail, Some((format!("mem:{name}"), third as u64)));
+    // The file was made whole: opened again, nothing is torn.
+    let (_, r) = open(&disk, options()).unwrap();
+    assert_eq!(ids(&r), [1, 2]);
+    assert!(r.torn_tail.is_none());
+}
+
+#[test]
+fn damage_to_synced_bytes_is_corruption_even_in_the_newest_file() {
+    // The second message was synced, and the mark before the third vouches for it: a
+    // flipped byte there is corruption, however it looks.
+    let records: Vec<(Record, bool)> = (1..=3)
+        .map(|id| (Record::Enqueue(message(id, &["q"])), id <= 2))
+        .collect();
+    for fill_zero in [false, true] {
+        let disk = MemDisk::default();
+        let (name, mut bytes) = written(&disk, &records);
+        // The second write is a sync mark and the record.
+        let (second, len) = spans(&records)[1];
+        let expected = if fill_zero {
+            bytes[second..second + len].fill(0);
+            second
+        } else {
+            bytes[second + record::SYNC_MARK_BYTES + 40] ^= 0xff;
+            second + record::SYNC_MARK_BYTES
+        };
+        disk.0.lock().unwrap().insert(name.clone(), bytes);
+        let err = open(&disk, options()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { offset, .. } if *offset == expected as u64),
+            "zero-filled {fill_zero}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_version_1_journal_is_read_with_its_own_rules() {
+    // Written by the first format: no sync marks.
+    let mut bytes = record::MAGIC.to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    for id in 1..=3 {
+        record::encode(&Record::Enqueue(message(id, &["q"])), &mut bytes);
+    }
+    let whole = bytes.len();
+    let disk = MemDisk::default();
+    disk.0
+        .lock()
+        .unwrap()
+        .insert(segment_name(1), bytes.clone());
+    let (_, r) = open(&disk, options()).unwrap();
+    assert_eq!(ids(&r), [1, 2, 3]);
+    // A damaged middle record is corruption there: version 1 cannot tell synced bytes.
+    let mut one = Vec::new();
+    record::encode(&Record::Enqueue(message(1, &["q"])), &mut one);
+    let second = record::FILE_HEADER_BYTES + one.len();
+    bytes[second + 40] ^= 0xff;
+    assert_eq!(bytes.len(), whole);
+    let disk = MemDisk::default();
+    disk.0.lock().unwrap().insert(segment_name(1), bytes);
+    assert!(matches!(
+        open(&disk, options()),
+        Err(StoreError::Corrupt { .. })
+    ));
 }

@@ -86,6 +86,7 @@ impl H {
             seq: id,
             intended_us: at_s * S,
             sent_us: Some(at_s * S),
+            settled_us: None,
             outcome,
             topic,
             workload: 0,

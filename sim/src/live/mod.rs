@@ -691,6 +691,7 @@ mod tests {
             seq: id,
             intended_us,
             sent_us: Some(intended_us + 5),
+            settled_us: Some(intended_us + 5),
             outcome: SendOutcome::Confirmed,
             topic: false,
             workload: 0,

@@ -175,6 +175,7 @@ pub(super) fn build(
                             seq,
                             intended_us: intended.as_micros() as u64,
                             sent_us: None,
+                            settled_us: None,
                             outcome: SendOutcome::Pending,
                             topic,
                             workload,
@@ -192,9 +193,11 @@ pub(super) fn build(
                         tokio::spawn(async move {
                             let sent_at = timebase.now_us();
                             let outcome = client.send_with_receipt(&dest, headers, payload).await;
+                            let settled = timebase.now_us();
                             let mut h = recorder.lock();
                             let r = &mut h.sends[record_index];
                             r.sent_us = Some(sent_at);
+                            r.settled_us = Some(settled);
                             r.outcome = match outcome {
                                 Outcome::Confirmed => SendOutcome::Confirmed,
                                 Outcome::Failed(_) => SendOutcome::Failed,
