@@ -1249,6 +1249,38 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
     }
 
     #[test]
+    fn disk_faults_need_a_broker_with_a_store_and_slow_disk_a_latency() {
+        let fault = |kind: &str, extra: &str| {
+            format!("\n[[faults]]\nat_s = 1\nkind = \"{kind}\"\ntarget = [\"broker-1\"]\n{extra}")
+        };
+        let text = format!("{MINIMAL}{}", fault("disk-error", ""));
+        let e = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
+        assert!(e.message.contains("[brokers.store]"), "{e}");
+        let stored = MINIMAL.replace(
+            "name = \"broker-1\"\n",
+            "name = \"broker-1\"\n[brokers.store]\nsync = \"always\"\n",
+        );
+        for kind in ["disk-error", "disk-full"] {
+            Scenario::parse(&format!("{stored}{}", fault(kind, "")), "s.toml").unwrap();
+        }
+        let e =
+            Scenario::parse(&format!("{stored}{}", fault("slow-disk", "")), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].latency_ms", "{e}");
+        Scenario::parse(
+            &format!("{stored}{}", fault("slow-disk", "latency_ms = 50")),
+            "s.toml",
+        )
+        .unwrap();
+        let e = Scenario::parse(
+            &format!("{stored}\n[disk]\ntorn_write_block_bytes = \"big\"\n"),
+            "s.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "disk.torn_write_block_bytes", "{e}");
+    }
+
+    #[test]
     fn glob_patterns() {
         assert!(glob("broker-*", "broker-12"));
         assert!(glob("*", "anything"));
