@@ -61,6 +61,8 @@ use super::frame::{Command, Frame, Headers, Version};
 
 /// The header that frames bodies.
 const CONTENT_LENGTH: &str = "content-length";
+/// Frames up to this size are copied out of the read buffer (see `Decoder::finish`).
+const FRAME_COPY_BYTES_MAX: usize = 8 * 1024;
 
 /// Error payloads quoting peer input are cut to this many characters.
 const QUOTE_CHARS_MAX: usize = 40;
@@ -561,7 +563,17 @@ impl Decoder {
         body_start: usize,
         body_end: usize,
     ) -> Result<Frame, DecodeError> {
-        let bytes = buf.split_to(body_end + 1).freeze();
+        // Headers and body are slices of the frame's bytes. A small frame is first copied
+        // out of the read buffer: as slices of it, a queued message would keep the whole
+        // read chunk alive (16 KiB for a 100-byte frame), which the broker's byte limits
+        // would not see.
+        let bytes = if body_end < FRAME_COPY_BYTES_MAX {
+            let frame = Bytes::copy_from_slice(&buf[..=body_end]);
+            buf.advance(body_end + 1);
+            frame
+        } else {
+            buf.split_to(body_end + 1).freeze()
+        };
         let mut headers = Headers::with_capacity(self.headers.len());
         for raw in &self.headers {
             let name = header_string(&bytes, raw.start, raw.colon, raw.name_escaped, escaping)?;
@@ -1403,16 +1415,45 @@ mod tests {
     }
 
     #[test]
-    fn decoded_frames_share_the_input_buffer() {
-        let mut buf = BytesMut::from(&b"SEND\ndestination:/queue/a\nx:a\\nb\n\nhello\0"[..]);
+    fn small_frames_are_copied_out_of_the_read_buffer_and_large_ones_shared() {
+        let small = b"SEND\ndestination:/queue/a\n\nhello\0";
+        let mut buf = BytesMut::from(&small[..]);
         let range = buf.as_ptr_range();
+        let mut decoder = Decoder::new(FrameLimits::default());
+        let Ok(Some(Item::Frame(frame))) = decoder.decode(&mut buf) else {
+            panic!("no frame");
+        };
+        assert!(
+            !range.contains(&frame.body.as_ptr()),
+            "a small frame pins the buffer"
+        );
+        assert_eq!(&frame.body[..], b"hello");
+        let mut large = b"SEND\ndestination:/queue/a\n\n".to_vec();
+        large.extend(std::iter::repeat_n(b'x', FRAME_COPY_BYTES_MAX));
+        large.push(0);
+        let mut buf = BytesMut::from(&large[..]);
+        let range = buf.as_ptr_range();
+        let Ok(Some(Item::Frame(frame))) = decoder.decode(&mut buf) else {
+            panic!("no frame");
+        };
+        assert!(
+            range.contains(&frame.body.as_ptr()),
+            "a large body was copied"
+        );
+    }
+
+    #[test]
+    fn decoded_frames_share_their_bytes() {
+        let mut buf = BytesMut::from(&b"SEND\ndestination:/queue/a\nx:a\\nb\n\nhello\0"[..]);
         let mut decoder = Decoder::new(FrameLimits::default());
         decoder.set_version(Version::V1_2);
         let Ok(Some(Item::Frame(frame))) = decoder.decode(&mut buf) else {
             panic!("no frame");
         };
+        // One allocation holds the frame: body and header names point into it.
+        let start = frame.body.as_ptr() as usize - "SEND\ndestination:/queue/a\nx:a\\nb\n\n".len();
+        let range = start as *const u8..(start + 40) as *const u8;
         let inside = |p: *const u8| range.contains(&p);
-        assert!(inside(frame.body.as_ptr()), "body was copied");
         let (name, value) = frame.headers.iter().next().expect("a header");
         assert!(inside(name.as_bytes().as_ptr()), "name was copied");
         assert!(inside(value.as_bytes().as_ptr()), "value was copied");

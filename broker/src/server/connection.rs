@@ -18,6 +18,10 @@ use crate::proto::{Command, Decoder, Frame, FrameLimits, Item, Version, encode};
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// A writer batches at most this many bytes before writing.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// An idle connection keeps buffers of at most this many bytes: a reader whose buffer
+/// holds no partial frame, and a writer with nothing queued, give larger ones back, so
+/// that ten thousand idle connections do not each hold a read chunk and a write batch.
+const IDLE_BUFFER_BYTES: usize = 1024;
 
 /// What the core task tells a writer.
 #[derive(Debug)]
@@ -134,7 +138,11 @@ impl Reader {
         let conn = self.conn;
         let inbox = self.inbox.clone();
         let mut decoder = Decoder::new(self.limits);
-        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut buf = BytesMut::new();
+        // How much room to make before the next read: a whole chunk while reads fill
+        // what they are given (a stream of frames), a small buffer while they do not (an
+        // idle connection's heart-beats, the odd request).
+        let mut want = IDLE_BUFFER_BYTES;
         loop {
             // Producer flow control: read nothing more until the core has room.
             while *self.paused.borrow_and_update() {
@@ -144,7 +152,8 @@ impl Reader {
                     r = self.paused.changed() => if r.is_err() { return },
                 }
             }
-            buf.reserve(READ_CHUNK_BYTES);
+            buf.reserve(want);
+            let spare = buf.capacity() - buf.len();
             let n = tokio::select! {
                 biased;
                 _ = &mut *stop => return,
@@ -155,7 +164,14 @@ impl Reader {
                     let _ = inbox.send(Event::Closed { conn }).await;
                     return;
                 }
-                Ok(n) => self.traffic.read(n),
+                Ok(n) => {
+                    self.traffic.read(n);
+                    want = if n >= spare {
+                        READ_CHUNK_BYTES
+                    } else {
+                        IDLE_BUFFER_BYTES
+                    };
+                }
             }
             let mut beat = false;
             loop {
@@ -179,6 +195,12 @@ impl Reader {
                         return;
                     }
                 }
+            }
+            // Nothing partial left after a quiet read: give the chunk back rather than
+            // keep it for a connection that may stay idle.
+            if buf.is_empty() && want == IDLE_BUFFER_BYTES && buf.capacity() > 2 * IDLE_BUFFER_BYTES
+            {
+                buf = BytesMut::new();
             }
             // What is left is part of a frame still coming: it counts against the
             // broker's memory limit until it is complete.
@@ -220,7 +242,7 @@ impl Writer {
             write_timeout,
             encoding,
         } = self;
-        let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+        let mut buf = BytesMut::new();
         loop {
             let Some(first) = rx.recv().await else {
                 break;
@@ -252,6 +274,10 @@ impl Writer {
                     Ok(Ok(())) => {
                         traffic.wrote(buf.len());
                         buf.clear();
+                        // Nothing more queued: an idle connection keeps no batch buffer.
+                        if rx.is_empty() && buf.capacity() > IDLE_BUFFER_BYTES {
+                            buf = BytesMut::new();
+                        }
                     }
                     Ok(Err(_)) | Err(_) => {
                         tracing::debug!(%conn, "write failed or timed out; closing");
