@@ -117,17 +117,42 @@ impl FromStr for Seeds {
     }
 }
 
-/// The command that replays one seed of `scenario` (with the shortened duration, if any).
-pub fn replay_command(scenario: &Path, seed: u64, duration_s: Option<f64>) -> String {
+/// What every seed's `stampede run` is given besides its seed: a shortened duration and
+/// `--set` overrides (each `KEY=VALUE`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFlags {
+    /// `--duration`.
+    pub duration_s: Option<f64>,
+    /// `--set` arguments, in order.
+    pub sets: Vec<String>,
+}
+
+impl RunFlags {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(d) = self.duration_s {
+            args.push("--duration".to_owned());
+            args.push(d.to_string());
+        }
+        for s in &self.sets {
+            args.push("--set".to_owned());
+            args.push(s.clone());
+        }
+        args
+    }
+}
+
+/// The command that replays one seed of `scenario` (with the same flags).
+pub fn replay_command(scenario: &Path, seed: u64, flags: &RunFlags) -> String {
     let mut c = format!("stampede run {} --seed {seed}", scenario.display());
-    if let Some(d) = duration_s {
-        let _ = write!(c, " --duration {d}");
+    for a in flags.args() {
+        let _ = write!(c, " {}", shell_word(&a));
     }
     c
 }
 
 /// The arguments (after the program) of the `run` that computes one seed into `out`.
-pub fn run_args(scenario: &Path, seed: u64, duration_s: Option<f64>, out: &Path) -> Vec<String> {
+pub fn run_args(scenario: &Path, seed: u64, flags: &RunFlags, out: &Path) -> Vec<String> {
     let mut args = vec![
         "run".to_owned(),
         scenario.display().to_string(),
@@ -137,10 +162,7 @@ pub fn run_args(scenario: &Path, seed: u64, duration_s: Option<f64>, out: &Path)
         "--out".to_owned(),
         out.display().to_string(),
     ];
-    if let Some(d) = duration_s {
-        args.push("--duration".to_owned());
-        args.push(d.to_string());
-    }
+    args.extend(flags.args());
     args
 }
 
@@ -163,7 +185,7 @@ pub fn job_commands(
     program: &str,
     scenario: &Path,
     seeds: &[u64],
-    duration_s: Option<f64>,
+    flags: &RunFlags,
     out: &Path,
 ) -> Vec<String> {
     seeds
@@ -171,7 +193,7 @@ pub fn job_commands(
         .map(|&seed| {
             let dir = out.join(SEEDS_DIR).join(seed.to_string());
             std::iter::once(program.to_owned())
-                .chain(run_args(scenario, seed, duration_s, &dir))
+                .chain(run_args(scenario, seed, flags, &dir))
                 .map(|a| shell_word(&a))
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -259,7 +281,7 @@ pub fn read_table(path: &Path) -> Result<Vec<SeedResult>, ExploreError> {
 
 /// The text summary: counts, failures by expectation, the worst failover p99, and the
 /// replay command of every failing seed.
-pub fn summary(scenario: &Path, duration_s: Option<f64>, rows: &[SeedResult]) -> String {
+pub fn summary(scenario: &Path, flags: &RunFlags, rows: &[SeedResult]) -> String {
     let mut out = String::new();
     let failing: Vec<&SeedResult> = rows.iter().filter(|r| !r.passed()).collect();
     let _ = writeln!(
@@ -308,7 +330,7 @@ pub fn summary(scenario: &Path, duration_s: Option<f64>, rows: &[SeedResult]) ->
             let _ = writeln!(
                 out,
                 "  {}    # {} {}",
-                replay_command(scenario, r.seed, duration_s),
+                replay_command(scenario, r.seed, flags),
                 r.verdict,
                 r.failed_expectations
             );
@@ -378,8 +400,8 @@ pub struct ExploreOptions {
     pub jobs: usize,
     /// The output directory.
     pub out: PathBuf,
-    /// A shortened duration, passed on to every run.
-    pub duration_s: Option<f64>,
+    /// A shortened duration and overrides, passed on to every run.
+    pub flags: RunFlags,
 }
 
 /// Progress of an exploration, after each finished seed.
@@ -473,7 +495,7 @@ fn start(opts: &ExploreOptions, seeds_dir: &Path, seed: u64) -> Result<Running, 
     let log_path = partial.join("run.log");
     let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
     let err_log = log.try_clone().map_err(io_err(&log_path))?;
-    let args = run_args(&opts.scenario, seed, opts.duration_s, &partial);
+    let args = run_args(&opts.scenario, seed, &opts.flags, &partial);
     let child = Command::new(&opts.program)
         .args(&args)
         .stdin(Stdio::null())

@@ -250,6 +250,10 @@ enum Command {
         /// Override the simulated duration in seconds of every run.
         #[arg(long, value_name = "S")]
         duration: Option<f64>,
+        /// Change a scenario key in every run (repeatable), as `stampede run --set` does,
+        /// e.g. `--set brokers.0.store.sync=group`.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<Override>,
         /// Print one command per seed (writing to OUT/seeds/<seed>) and run nothing.
         #[arg(long, conflicts_with = "collect")]
         emit_jobs: bool,
@@ -544,6 +548,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             jobs,
             out,
             duration,
+            set,
             emit_jobs,
             collect,
             shrink,
@@ -555,6 +560,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 jobs,
                 out,
                 duration,
+                set,
                 emit_jobs,
                 collect,
                 shrink,
@@ -1137,6 +1143,7 @@ struct ExploreArgs {
     jobs: Option<usize>,
     out: Option<PathBuf>,
     duration: Option<f64>,
+    set: Vec<Override>,
     emit_jobs: bool,
     collect: Vec<PathBuf>,
     shrink: bool,
@@ -1156,14 +1163,28 @@ fn load_with_duration(path: &Path, duration: Option<f64>) -> anyhow::Result<Scen
 }
 
 fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
-    let scenario = load_with_duration(path, args.duration)?;
+    let mut scenario = overrides::load(path, &args.set)?;
+    if let Some(d) = args.duration {
+        scenario.duration_s = d;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
+    }
+    anyhow::ensure!(
+        !args.shrink || args.set.is_empty(),
+        "--shrink does not take --set: shrink a scenario file with the change written in it"
+    );
+    let flags = explore::RunFlags {
+        duration_s: args.duration,
+        sets: args.set.iter().map(Override::arg).collect(),
+    };
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("out/explore-{}", scenario.name)));
     if args.emit_jobs {
         let seeds = args.seeds.as_ref().context("--emit-jobs needs --seeds")?;
-        for line in explore::job_commands("stampede", path, &seeds.0, args.duration, &out) {
+        for line in explore::job_commands("stampede", path, &seeds.0, &flags, &out) {
             println!("{line}");
         }
         return Ok(ExitCode::SUCCESS);
@@ -1183,7 +1204,7 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
             seeds: seeds.0,
             jobs,
             out: out.clone(),
-            duration_s: args.duration,
+            flags: flags.clone(),
         };
         let bar = progress_bar(
             args.quiet,
@@ -1231,7 +1252,7 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let table = out.join(explore::TABLE_FILE);
     explore::write_table(&table, &rows)?;
-    let text = explore::summary(path, args.duration, &rows);
+    let text = explore::summary(path, &flags, &rows);
     std::fs::write(out.join(explore::SUMMARY_FILE), &text)
         .with_context(|| format!("writing {}", out.join(explore::SUMMARY_FILE).display()))?;
     print!("{text}");
