@@ -596,6 +596,7 @@ pub(crate) fn report_page(r: &RunReport) -> String {
     }
 
     faults_section(&mut out, r);
+    broker_counters_section(&mut out, r);
     mcollective_section(&mut out, r, end);
 
     out.push_str(
@@ -682,6 +683,64 @@ fn ratio_span(v: f64, base: f64) -> String {
 }
 
 /// Fault windows and the losses attributed to them.
+/// The broker's own counters beside the clients' (live mode, stampede-broker, `--metrics`).
+fn broker_counters_section(out: &mut String, r: &RunReport) {
+    if r.broker_counters.is_empty() {
+        return;
+    }
+    out.push_str("<h2 id=\"broker-counters\">The broker's own counters</h2>\n");
+    let mut pairs = String::new();
+    for (series, what, clients) in crate::text::beside(r) {
+        let _ = writeln!(
+            pairs,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            escape(series),
+            series_value(r, series),
+            escape(what),
+            clients
+        );
+    }
+    if !pairs.is_empty() {
+        out.push_str(
+            "<table>\n<tr><th>broker</th><th class=\"num\">during the run</th><th>clients</th>\
+             <th class=\"num\">count</th></tr>\n",
+        );
+        out.push_str(&pairs);
+        out.push_str("</table>\n");
+    }
+    out.push_str(
+        "<p class=\"note\">Read from the broker's Prometheus endpoint before and after the run \
+         (setup, warm-up, measured window and drain), so the broker's counts cover more than the \
+         clients' measured window. Every series:</p>\n<table>\n<tr><th>series</th>\
+         <th class=\"num\">before</th><th class=\"num\">after</th><th class=\"num\">change</th></tr>\n",
+    );
+    for c in &r.broker_counters {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&c.series),
+            c.before,
+            c.after,
+            c.delta()
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+/// A series' count during the run (a counter) or its value at the end (a gauge).
+fn series_value(r: &RunReport, series: &str) -> String {
+    r.broker_counters
+        .iter()
+        .find(|c| c.series == series)
+        .map_or("–".to_owned(), |c| {
+            if c.is_counter() {
+                c.delta().to_string()
+            } else {
+                c.after.to_string()
+            }
+        })
+}
+
 fn faults_section(out: &mut String, r: &RunReport) {
     out.push_str("<h2 id=\"faults\">Faults and losses</h2>\n");
     if r.faults.is_empty() {

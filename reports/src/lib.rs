@@ -127,9 +127,9 @@ pub use compare::write_comparison;
 pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
-    BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoRequest,
-    McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary, RunReport, SecondSample,
-    UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
+    BrokerCounter, BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName,
+    McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary, RunReport,
+    SecondSample, UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
     failover_histogram, latency_histogram,
 };
 pub use stats::HistogramStats;

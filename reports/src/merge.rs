@@ -36,6 +36,8 @@ use crate::model::{
 /// - `losses_by_fault`: summed per label, in first-seen order.
 /// - `brokers`: the union in first-seen order.
 /// - `broker_cpu`: summed per broker name (per second too), in first-seen order.
+/// - `broker_counters`: one broker read by every shard, so per series the earliest
+///   `before` and the latest `after`, not a sum.
 /// - `replay_command`: the first one present.
 ///
 /// An empty slice gives [`RunReport::default`].
@@ -131,6 +133,20 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
                     }
                 }
                 None => out.broker_cpu.push(c.clone()),
+            }
+        }
+        // Shards read the same broker: its counters over the union of their windows.
+        for c in &r.broker_counters {
+            match out
+                .broker_counters
+                .iter_mut()
+                .find(|x| x.series == c.series)
+            {
+                Some(acc) => {
+                    acc.before = acc.before.min(c.before);
+                    acc.after = acc.after.max(c.after);
+                }
+                None => out.broker_counters.push(c.clone()),
             }
         }
         out.unexplained_losses

@@ -96,6 +96,39 @@ pub struct RunReport {
     /// or, live, when the broker's CPU was read; empty otherwise. In
     /// [`RunReport::brokers`] order.
     pub broker_cpu: Vec<BrokerCpu>,
+    /// Live mode against stampede-broker with `--metrics`: the broker's own counters and
+    /// gauges, read from its Prometheus endpoint before and after the run, to set beside
+    /// what the clients saw. Empty otherwise.
+    pub broker_counters: Vec<BrokerCounter>,
+}
+
+/// One series of the broker's Prometheus endpoint (`messages_received_total`, or
+/// `queue_messages{destination="/queue/a"}`, without the `stampede_` prefix and the
+/// `broker` label), read before and after a live run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerCounter {
+    /// The series.
+    pub series: String,
+    /// Its value when the run started.
+    pub before: f64,
+    /// Its value when the run ended.
+    pub after: f64,
+}
+
+impl BrokerCounter {
+    /// What a counter (`*_total`) counted during the run; a gauge's change.
+    pub fn delta(&self) -> f64 {
+        self.after - self.before
+    }
+
+    /// Whether the series is a counter (its delta is the run's count) rather than a
+    /// gauge (its value at the end is what matters).
+    pub fn is_counter(&self) -> bool {
+        self.series
+            .split('{')
+            .next()
+            .is_some_and(|n| n.ends_with("_total"))
+    }
 }
 
 /// The CPU one broker spent during a run.
@@ -175,6 +208,7 @@ impl RunReport {
             brokers: Vec::new(),
             replay_command: None,
             broker_cpu: Vec::new(),
+            broker_counters: Vec::new(),
         }
     }
 

@@ -33,6 +33,8 @@
 //!   "unexplained_losses": [ { "id", "sent_ms", "path" } ],     // the first 100
 //!   "failovers_unfinished": [ { "client", "since_ms" } ],
 //!   "replay_command": null | "stampede run …",
+//!   "broker_counters": [ { "series", "before", "after" } ],  // live, stampede-broker
+//!                                        // with --metrics: its /metrics around the run
 //!   "broker_cpu": [ { "broker", "busy_us", "utilisation", "peak_second" } ],  // cost model
 //!                                        // only; per second in broker_cpu.csv
 //!   "wall_seconds": 3.2                  // the only nondeterministic field, always last
@@ -115,6 +117,10 @@ pub struct Summary {
     /// [`RunReport::broker_cpu`] without the per-second values (`broker_cpu.csv`).
     #[serde(default)]
     pub broker_cpu: Vec<BrokerCpuJson>,
+    /// [`RunReport::broker_counters`] (live mode against stampede-broker with
+    /// `--metrics`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_counters: Vec<crate::model::BrokerCounter>,
     /// [`RunReport::wall_seconds`]; last so that a diff of two runs ends with it.
     #[serde(with = "finite_or_null")]
     pub wall_seconds: f64,
@@ -439,6 +445,7 @@ impl Summary {
                     peak_second: round3(c.peak_second()),
                 })
                 .collect(),
+            broker_counters: report.broker_counters.clone(),
             wall_seconds: report.wall_seconds,
         }
     }
@@ -539,6 +546,7 @@ impl Summary {
                 per_second_us: Vec::new(),
             })
             .collect();
+        r.broker_counters = self.broker_counters.clone();
         r
     }
 

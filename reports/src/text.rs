@@ -59,6 +59,37 @@ pub fn summary_text(report: &RunReport) -> String {
             c.peak_second() * 100.0,
         );
     }
+    if !report.broker_counters.is_empty() {
+        let get = |series: &str, counter: bool| {
+            report
+                .broker_counters
+                .iter()
+                .find(|c| c.series == series)
+                .map(|c| if counter { c.delta() } else { c.after })
+        };
+        let mut parts = Vec::new();
+        for (series, what, clients) in beside(report) {
+            if let Some(v) = get(series, true) {
+                parts.push(format!("{} {v} ({what} {clients})", short(series)));
+            }
+        }
+        for series in [
+            "messages_expired_total",
+            "messages_redelivered_total",
+            "messages_dead_lettered_total",
+            "sends_blocked_total",
+        ] {
+            if let Some(v) = get(series, true) {
+                parts.push(format!("{} {v}", short(series)));
+            }
+        }
+        for series in ["connections", "memory_used_bytes"] {
+            if let Some(v) = get(series, false) {
+                parts.push(format!("{series} at the end {v}"));
+            }
+        }
+        let _ = writeln!(out, "  broker     {}", parts.join("  "));
+    }
     let line = |name: &str, s: HistogramStats, f: fn(u64) -> String| {
         if s.count == 0 {
             format!("  {name:<10} none recorded\n")
@@ -170,10 +201,53 @@ pub fn summary_text(report: &RunReport) -> String {
     out
 }
 
+/// The broker's counters that have a client-side counterpart: (series, what the clients
+/// counted, their count).
+pub(crate) fn beside(report: &RunReport) -> Vec<(&'static str, &'static str, u64)> {
+    let m = &report.messages;
+    [
+        ("messages_received_total", "clients attempted", m.attempted),
+        ("messages_delivered_total", "clients received", m.delivered),
+    ]
+    .into_iter()
+    .filter(|(series, _, _)| report.broker_counters.iter().any(|c| c.series == *series))
+    .collect()
+}
+
+/// A counter's name without `messages_` and `_total`, for the summary line.
+fn short(series: &str) -> &str {
+    let s = series.strip_suffix("_total").unwrap_or(series);
+    s.strip_prefix("messages_").unwrap_or(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{ExpectationResult, FaultWindow};
+
+    #[test]
+    fn the_brokers_own_counters_stand_beside_the_clients() {
+        let mut r = RunReport::new("live", 1);
+        r.messages.attempted = 100;
+        r.messages.delivered = 98;
+        assert!(!summary_text(&r).contains("broker "));
+        let c = |series: &str, before: f64, after: f64| crate::model::BrokerCounter {
+            series: series.into(),
+            before,
+            after,
+        };
+        r.broker_counters = vec![
+            c("messages_received_total", 10.0, 115.0),
+            c("messages_delivered_total", 10.0, 110.0),
+            c("messages_expired_total", 0.0, 2.0),
+            c("connections", 1.0, 4.0),
+        ];
+        let text = summary_text(&r);
+        assert!(
+            text.contains("  broker     received 105 (clients attempted 100)  delivered 100 (clients received 98)  expired 2  connections at the end 4"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn marks_expectations_and_prints_replay_on_failure() {

@@ -77,9 +77,6 @@ pub const BASIS: [usize; 6] = [1, 2, 4, 5, 8, 11];
 /// handled alone, at a low rate, and of one handled in a batch can differ.
 pub const BASIS_METRICS: [usize; 7] = [0, 1, 2, 4, 5, 8, 11];
 
-/// How long one HTTP request to the metrics endpoint may take.
-const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
-
 // ------------------------------------------------------------------------------- CPU
 
 /// Where the broker's CPU time comes from.
@@ -542,23 +539,7 @@ pub fn work_from_array(v: [u64; 12]) -> Work {
 
 /// `GET /metrics` from `addr` (`host:port`) and its work counters (blocking).
 pub fn fetch_metrics(addr: &str) -> anyhow::Result<Work> {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let sock = addr
-        .to_socket_addrs()
-        .with_context(|| format!("--metrics {addr}: not host:port"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("--metrics {addr}: no address"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, METRICS_TIMEOUT)
-        .with_context(|| format!("cannot connect to the metrics endpoint {addr}"))?;
-    s.set_read_timeout(Some(METRICS_TIMEOUT))?;
-    s.set_write_timeout(Some(METRICS_TIMEOUT))?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .with_context(|| format!("writing to the metrics endpoint {addr}"))?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)
-        .with_context(|| format!("reading the metrics endpoint {addr}"))?;
-    let text = String::from_utf8_lossy(&body);
+    let text = crate::live::scrape::get(addr)?;
     parse_metrics(&text)
         .ok_or_else(|| anyhow::anyhow!("{addr}/metrics has no stampede_work_*_total counters"))
 }
@@ -1030,6 +1011,8 @@ pub fn calibrate(
         seed: None,
         credentials: opts.credentials.clone(),
         threads: opts.threads,
+        // The work counters are read here, around each workload.
+        metrics: None,
     };
     let mut work_source = WorkSource::Client;
     if let Some(addr) = &opts.metrics {

@@ -234,5 +234,6 @@ pub(crate) fn to_report(
         brokers: scenario.brokers.iter().map(|b| b.name.clone()).collect(),
         replay_command: failed.then(|| replay.to_owned()),
         broker_cpu: Vec::new(),
+        broker_counters: Vec::new(),
     }
 }

@@ -21,8 +21,9 @@ use std::time::Instant;
 use stampede_reports::read_report;
 
 /// The port variables of `scripts/peers/peer`.
-const PORT_VARS: [&str; 8] = [
+const PORT_VARS: [&str; 9] = [
     "STAMPEDE_PORT",
+    "STAMPEDE_METRICS_PORT",
     "ACTIVEMQ_PORT",
     "ACTIVEMQ_OPENWIRE_PORT",
     "RABBITMQ_PORT",
@@ -277,12 +278,45 @@ fn live_load_against_stampede_activemq_rabbitmq_and_redis() {
     eprintln!("peer ports: {:?}", peers.ports);
 
     let mut dirs = Vec::new();
+    let metrics = format!(
+        "127.0.0.1:{}",
+        peers
+            .ports
+            .iter()
+            .find(|(v, _)| *v == "STAMPEDE_METRICS_PORT")
+            .expect("a metrics port")
+            .1
+    );
     for kind in ["stampede", "activemq", "rabbitmq"] {
         peers.start(kind);
         let dir = work.join(format!("out-{kind}"));
-        load(&scenario, &peers.uri(kind), kind, &dir, &[]);
+        let extra: &[&str] = if kind == "stampede" {
+            &["--metrics", &metrics]
+        } else {
+            &[]
+        };
+        load(&scenario, &peers.uri(kind), kind, &dir, extra);
         dirs.push(dir);
     }
+    // The broker's own counters, read around the run, sit beside the clients' counts:
+    // it received at least every SEND the clients got a receipt for in the window, and
+    // delivered at least what they received.
+    let r = read_report(&dirs[0]).expect("the stampede report");
+    let count = |series: &str| {
+        r.broker_counters
+            .iter()
+            .find(|c| c.series == series)
+            .unwrap_or_else(|| panic!("no {series} in {:?}", r.broker_counters))
+            .delta()
+    };
+    assert!(
+        count("messages_received_total") >= r.messages.acknowledged as f64,
+        "{:?}",
+        r.broker_counters
+    );
+    assert!(count("messages_delivered_total") >= r.messages.delivered as f64);
+    let html = std::fs::read_to_string(dirs[0].join("report.html")).expect("report.html");
+    assert!(html.contains("The broker's own counters"));
     peers.start("redis");
     let dir = work.join("out-redis");
     load(&mco_scenario, &peers.uri("redis"), "redis", &dir, &[]);

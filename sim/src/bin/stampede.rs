@@ -134,6 +134,12 @@ enum Command {
         /// STOMP passcode.
         #[arg(long)]
         password: Option<String>,
+        /// stampede-broker's Prometheus endpoint (HOST:PORT of its `[metrics] listen`):
+        /// read before and after the run, and the broker's own counters (messages
+        /// received and delivered, expired, redelivered, connections, memory…) go into the
+        /// report beside the clients' counts.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
         /// Worker threads of the generator (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
@@ -458,6 +464,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             user,
             password,
             threads,
+            metrics,
             quiet,
             rates,
             objective,
@@ -485,6 +492,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 seed,
                 credentials,
                 threads,
+                metrics,
             };
             match rates {
                 None => load_command(&scenario, &opts, out, quiet),
@@ -856,8 +864,15 @@ fn load_once(
             ));
         }
     };
-    let outcome = runtime.block_on(live::run(scenario, opts, &progress))?;
+    let scrape =
+        |addr: &String| -> anyhow::Result<_> { Ok(live::scrape::parse(&live::scrape::get(addr)?)) };
+    let before = opts.metrics.as_ref().map(scrape).transpose()?;
+    let mut outcome = runtime.block_on(live::run(scenario, opts, &progress))?;
     bar.finish_and_clear();
+    if let (Some(addr), Some(before)) = (&opts.metrics, &before) {
+        let after = scrape(addr)?;
+        outcome.report.broker_counters = live::scrape::counters(before, &after);
+    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     for note in &outcome.plan.notes {
         eprintln!("note: {note}");

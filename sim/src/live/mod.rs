@@ -34,6 +34,7 @@
 
 pub mod generator;
 pub mod rates;
+pub mod scrape;
 pub mod shard;
 pub mod target;
 
@@ -94,6 +95,9 @@ pub struct LiveOptions {
     pub credentials: Option<Credentials>,
     /// Worker threads of the runtime the run is on (reported only).
     pub threads: usize,
+    /// stampede-broker's Prometheus endpoint (`host:port`): read before and after the
+    /// run into the report's broker counters.
+    pub metrics: Option<String>,
 }
 
 /// A scenario adapted to a live run, and what was changed.
@@ -774,6 +778,7 @@ mod tests {
             seed: None,
             credentials: None,
             threads: 1,
+            metrics: None,
         };
         let p = plan(&s, &opts, &opts.target.servers).unwrap();
         assert!(p.scenario.faults.is_empty());
