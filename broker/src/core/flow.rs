@@ -136,7 +136,7 @@ impl Broker {
                 max: limits.queue_bytes_max,
             });
         }
-        if queue.pending_len() >= limits.queue_messages_max {
+        if self.queue_len(&key) >= limits.queue_messages_max {
             return Some(NoRoom::QueueMessages {
                 queue: key.display().to_string(),
                 max: limits.queue_messages_max,

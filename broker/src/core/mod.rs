@@ -206,6 +206,10 @@ pub struct Broker {
     conns: BTreeMap<ConnId, Conn>,
     subs: BTreeMap<SubKey, Subscription>,
     queues: BTreeMap<QueueKey, Queue>,
+    /// Messages of each queue delivered and not yet acknowledged. They still belong to the
+    /// queue (a consumer that leaves gives them back), so they count against its
+    /// `queue_messages_max`, as ActiveMQ's queue size counts dispatched messages.
+    inflight: BTreeMap<QueueKey, usize>,
     topics: TopicIndex,
     /// Wildcard subscriptions on queues, attached to every matching queue as it appears.
     queue_wildcard_subs: BTreeSet<SubKey>,
@@ -274,6 +278,7 @@ impl Broker {
             conns: BTreeMap::new(),
             subs: BTreeMap::new(),
             queues: BTreeMap::new(),
+            inflight: BTreeMap::new(),
             topics: TopicIndex::default(),
             queue_wildcard_subs: BTreeSet::new(),
             advisory_subs: BTreeSet::new(),

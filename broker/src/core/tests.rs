@@ -633,6 +633,45 @@ fn full_queue_holds_the_producer_then_refuses_after_the_timeout() {
 }
 
 #[test]
+fn delivered_unacknowledged_messages_count_against_the_queue_limit() {
+    // Found by the core fuzz target: a consumer's unacknowledged messages went back to the
+    // queue when it left, and the queue held more than queue_messages_max.
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 3;
+    let mut h = Harness::with(config, Security::open());
+    let c = h.connect();
+    h.subscribe(c, "s", "/queue/q", &[("ack", "client-individual")]);
+    let p = h.connect();
+    for i in 1..=4 {
+        h.send(
+            p,
+            "/queue/q",
+            &i.to_string(),
+            &[("receipt", &format!("r{i}"))],
+        );
+    }
+    // Three are delivered and unacknowledged: the queue is full, the fourth SEND waits.
+    assert_eq!(h.bodies(c), ["1", "2", "3"]);
+    assert_eq!(h.take(p).len(), 3, "three receipts");
+    assert!(h.paused.contains(&p));
+    // The consumer leaves: its three messages are back, and no more than the limit.
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    assert_eq!(h.broker.queue_depth("q"), Some(3));
+    assert!(h.take(p).is_empty(), "the fourth still waits");
+    // Another consumer acknowledges one: room for the fourth.
+    let d = h.connect();
+    h.subscribe(d, "t", "/queue/q", &[("ack", "client-individual")]);
+    let got = h.messages(d);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let ack = got[0].get("ack").unwrap().to_owned();
+    h.frame(d, Frame::new(Command::Ack).header("id", ack.as_str()));
+    let receipts = h.take(p);
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(receipts[0].get("receipt-id"), Some("r4"));
+}
+
+#[test]
 fn a_waiting_send_goes_through_once_a_consumer_makes_room() {
     let mut config = CoreConfig::default();
     config.limits.queue_messages_max = 2;

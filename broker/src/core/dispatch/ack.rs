@@ -108,6 +108,11 @@ impl Broker {
                 conn.tags.remove(&u.tag);
             }
         }
+        for u in &removed {
+            if let Origin::Queue { queue, .. } = &u.origin {
+                self.settle_inflight(queue);
+            }
+        }
         if kind == AckKind::Ack {
             for u in &removed {
                 if let Origin::Queue { queue, .. } = &u.origin {

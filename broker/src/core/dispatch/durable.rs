@@ -232,7 +232,7 @@ impl Broker {
             .collect();
         let mut targets = Vec::with_capacity(wanted.len());
         for q in wanted {
-            let depth = self.queues.get(&q).map_or(0, |q| q.pending_len());
+            let depth = self.queue_len(&q);
             if depth >= max {
                 tracing::warn!(
                     queue = %q.display(),

@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use super::SharedMessage;
 use super::ids::{ConnId, EntryKey, QueueKey, SubKey};
 use super::interbroker::{AdvisoryFeed, NetworkSub, is_advisory};
 use super::message::Message;
 use super::session::Conn;
+use super::{Broker, SharedMessage};
 use crate::destination::Pattern;
 use crate::proto::AckMode;
 use crate::selector::Selector;
@@ -166,6 +166,24 @@ pub(crate) struct Queue {
     /// A durable subscription's queue: it lives as long as the subscription, consumer or
     /// not.
     durable: bool,
+}
+
+impl Broker {
+    /// Messages `queue` holds: waiting, and delivered but not yet acknowledged.
+    pub(crate) fn queue_len(&self, queue: &QueueKey) -> usize {
+        self.queues.get(queue).map_or(0, Queue::pending_len)
+            + self.inflight.get(queue).copied().unwrap_or(0)
+    }
+
+    /// One delivery from `queue` was acknowledged, refused or taken back.
+    pub(super) fn settle_inflight(&mut self, queue: &QueueKey) {
+        if let Some(n) = self.inflight.get_mut(queue) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.inflight.remove(queue);
+            }
+        }
+    }
 }
 
 impl Queue {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use super::{Entry, Origin, Queue, Unacked};
+use super::{Entry, Origin, Unacked};
 use crate::core::ids::{ConnId, EntryKey, QueueKey, SubKey};
 use crate::core::interbroker::parse_path;
 use crate::core::interbroker_headers::{BROKER_PATH_HEADER, ORIGIN_ID_HEADER};
@@ -109,7 +109,7 @@ impl Broker {
         }
         if key.kind.is_queue() {
             self.ensure_queue(&key)?;
-            let queue = self.queues.get(&key).map(Queue::pending_len).unwrap_or(0);
+            let queue = self.queue_len(&key);
             let entry_key = self.entry_key(&message);
             // On disk before any consumer can acknowledge it.
             self.persist_enqueue(&message, std::slice::from_ref(&key));
@@ -322,6 +322,9 @@ impl Broker {
             origin_id,
         };
         if client_mode {
+            if let Origin::Queue { queue, .. } = &origin {
+                *self.inflight.entry(queue.clone()).or_insert(0) += 1;
+            }
             sub.unacked.push_back(Unacked {
                 tag,
                 message,

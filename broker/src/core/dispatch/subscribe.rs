@@ -330,6 +330,7 @@ impl Broker {
         }
         for u in sub.unacked.drain(..) {
             if let Origin::Queue { queue, key } = u.origin {
+                self.settle_inflight(&queue);
                 self.requeue(queue, key, u.message, u.redeliveries + 1);
             }
         }
