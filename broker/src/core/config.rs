@@ -105,7 +105,8 @@ pub struct Limits {
     pub transaction_frames_max: usize,
     /// Queues and topics that may exist at once.
     pub destinations_max: usize,
-    /// Messages one queue may hold, waiting or delivered and not yet acknowledged; a SEND
+    /// Messages one queue may hold, waiting or delivered and not yet acknowledged (or, in
+    /// `auto` mode, not yet written); a SEND
     /// to a queue this full waits for room (producer flow control), then is refused after
     /// `send_fail_if_no_space_after_ms`.
     pub queue_messages_max: usize,

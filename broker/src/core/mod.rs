@@ -206,7 +206,8 @@ pub struct Broker {
     conns: BTreeMap<ConnId, Conn>,
     subs: BTreeMap<SubKey, Subscription>,
     queues: BTreeMap<QueueKey, Queue>,
-    /// Messages of each queue delivered and not yet acknowledged. They still belong to the
+    /// Messages of each queue delivered and not yet acknowledged (client modes) or not yet
+    /// reported written (auto mode). They still belong to the
     /// queue (a consumer that leaves gives them back), so they count against its
     /// `queue_messages_max`, as ActiveMQ's queue size counts dispatched messages.
     inflight: BTreeMap<QueueKey, usize>,

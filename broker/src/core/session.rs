@@ -269,6 +269,7 @@ impl Broker {
         let room = conn.has_room(max);
         // Auto-ack queue messages are consumed once written.
         for u in consumed {
+            self.settle_inflight(&u.queue);
             self.persist_ack(&u.queue, &u.message);
         }
         let Some(conn) = self.conns.get(&conn_id) else {
@@ -559,6 +560,7 @@ impl Broker {
             self.remove_subscription(sub);
         }
         for u in conn.inflight.drain(..).flatten() {
+            self.settle_inflight(&u.queue);
             self.requeue(u.queue, u.key, u.message, u.redeliveries + 1);
         }
         for ((kind, _), internal) in std::mem::take(&mut conn.temps) {

@@ -672,6 +672,33 @@ fn delivered_unacknowledged_messages_count_against_the_queue_limit() {
 }
 
 #[test]
+fn written_but_unflushed_auto_ack_deliveries_count_against_the_queue_limit_too() {
+    // Auto-ack deliveries still in the connection's outbound buffer go back to the queue
+    // if it dies before writing them, so they are the queue's until written.
+    let mut config = CoreConfig::default();
+    config.limits.queue_messages_max = 3;
+    let mut h = Harness::with(config, Security::open());
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for i in 1..=4 {
+        h.send(
+            p,
+            "/queue/q",
+            &i.to_string(),
+            &[("receipt", &format!("r{i}"))],
+        );
+    }
+    assert_eq!(h.bodies(c), ["1", "2", "3"]);
+    assert_eq!(h.take(p).len(), 3, "the fourth SEND waits");
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    assert_eq!(h.broker.queue_depth("q"), Some(3));
+    assert!(h.take(p).is_empty());
+}
+
+#[test]
 fn a_waiting_send_goes_through_once_a_consumer_makes_room() {
     let mut config = CoreConfig::default();
     config.limits.queue_messages_max = 2;

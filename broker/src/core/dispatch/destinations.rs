@@ -252,6 +252,9 @@ impl Broker {
                 self.work.bytes_out += d.wire_bytes_estimate();
             }
         }
+        if let Some(u) = &unflushed {
+            *self.inflight.entry(u.queue.clone()).or_insert(0) += 1;
+        }
         conn.inflight.push_back(unflushed);
         if conn.behind_since_ms.is_none() && !conn.has_room(self.config.limits.outbound_frames_max)
         {
