@@ -52,6 +52,8 @@ fn every_bench_scenario_is_in_this_test() {
             "bench-queue-10x10-20b.toml",
             "bench-queue-1x1-1k.toml",
             "bench-queue-1x1-20b.toml",
+            "bench-queue-persistent-10x10-1k.toml",
+            "bench-queue-persistent-1x1-1k.toml",
             "bench-request-reply.toml",
         ]
     );
@@ -79,6 +81,8 @@ fn bench_queues_deliver_everything() {
         "bench-queue-1x1-1k.toml",
         "bench-queue-10x10-20b.toml",
         "bench-queue-10x10-1k.toml",
+        "bench-queue-persistent-1x1-1k.toml",
+        "bench-queue-persistent-10x10-1k.toml",
     ] {
         let r = run_bench(file, 5.0);
         assert_eq!(r.messages.delivered, r.messages.attempted, "{file}");
