@@ -474,12 +474,12 @@ pub enum FaultKind {
     /// Set latency between `a` and `b`.
     Latency,
     /// The broker's store disk answers every write and sync with EIO (and a restart's
-    /// read of the journal too); the broker stops, as ActiveMQ's default I/O exception
+    /// read of the journal too); the broker stops, as ActiveMQ's default IOException
     /// handler stops it. At the end of the window the disk is repaired and a stopped
     /// broker is started again (its supervisor).
     DiskError,
     /// The broker's store disk is full: every write fails with ENOSPC; as `disk-error`
-    /// otherwise.
+    /// otherwise (stampede-broker stops; ActiveMQ would wait for space).
     DiskFull,
     /// Every sync of the broker's store takes `latency_ms` longer, for the window.
     SlowDisk,

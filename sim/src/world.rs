@@ -103,8 +103,8 @@ pub fn run(
                 let Some(slot) = disk else {
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
-                // A broker whose store fails stops, as ActiveMQ's default I/O exception
-                // handler stops it; its host waits for the repair to start it again.
+                // A broker whose store fails stops (for an EIO as ActiveMQ does; on a full
+                // disk ActiveMQ would wait for space); its host waits for the repair.
                 let opened = slot.open().map_err(io::Error::other);
                 let outcome = match opened {
                     Ok(d) => serve(config, Some(d), cost, &name, &recorder, epoch_ms).await,
