@@ -28,7 +28,10 @@ fuzz_target!(|input: (u8, Vec<u16>, &[u8])| {
     decoder.set_version(version);
     let mut buf = BytesMut::new();
     let mut at = 0;
-    let mut cuts: Vec<usize> = splits.iter().map(|s| *s as usize % (data.len() + 1)).collect();
+    let mut cuts: Vec<usize> = splits
+        .iter()
+        .map(|s| *s as usize % (data.len() + 1))
+        .collect();
     cuts.sort_unstable();
     cuts.push(data.len());
     for cut in cuts {

@@ -118,7 +118,10 @@ fn vhosts() -> Vec<VhostConfig> {
 }
 
 fuzz_target!(|input: Input| {
-    let Input { vhosts: with_vhosts, ops } = input;
+    let Input {
+        vhosts: with_vhosts,
+        ops,
+    } = input;
     let mut config = CoreConfig::default();
     if with_vhosts {
         config.vhosts = vhosts();
@@ -196,10 +199,16 @@ fuzz_target!(|input: Input| {
         while let Some(out) = broker.poll_output() {
             match out {
                 Output::Send { conn, .. } => {
-                    assert!(!closed.contains(&conn), "a frame for {conn:?} after its close");
+                    assert!(
+                        !closed.contains(&conn),
+                        "a frame for {conn:?} after its close"
+                    );
                 }
                 Output::PauseReading { conn } | Output::ResumeReading { conn } => {
-                    assert!(!closed.contains(&conn), "flow control for {conn:?} after its close");
+                    assert!(
+                        !closed.contains(&conn),
+                        "flow control for {conn:?} after its close"
+                    );
                 }
                 // The fuzzed broker has no store, so it never asks for a record.
                 Output::Persist { .. } => unreachable!("a record without a store"),

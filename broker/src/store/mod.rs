@@ -287,7 +287,15 @@ impl Store {
                 &mut recovered,
                 |record| index.apply(*seq, &record, &mut Some(&mut bodies)),
             )?;
-            if valid < bytes.len() {
+            if valid < record::FILE_HEADER_BYTES {
+                // Created, its header never whole (a crash right after a rollover): it
+                // holds nothing, and left in place it would no longer be the newest file
+                // once this start adds one, and the next start would refuse it.
+                disk.remove(name)
+                    .and_then(|()| disk.sync_dir())
+                    .map_err(io(format!("remove the empty {file}")))?;
+                index.per_segment.remove(seq);
+            } else if valid < bytes.len() {
                 // A torn tail: keep the valid prefix only, so that the file is whole
                 // before newer files follow it.
                 let tmp = format!("{name}.tmp");
