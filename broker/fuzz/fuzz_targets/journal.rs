@@ -5,83 +5,16 @@
 //! same messages and durable subscriptions, with nothing torn.
 #![no_main]
 
-use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use stampede_broker::store::disk::mem::MemDisk;
 use stampede_broker::store::record::{FILE_HEADER_BYTES, FORMAT_VERSION, MAGIC};
 use stampede_broker::store::{
-    AppendFile, Disk, DurableSub, Record, Recovered, Store, StoreOptions, StoredMessage,
-    segment_name,
+    DurableSub, Record, Recovered, Store, StoreOptions, StoredMessage, segment_name,
 };
-
-/// An in-memory store directory.
-#[derive(Clone, Default)]
-struct Mem(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-struct MemFile(Mem, String);
-
-impl AppendFile for MemFile {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut files = self.0.0.lock().unwrap();
-        files
-            .get_mut(&self.1)
-            .ok_or(io::ErrorKind::NotFound)?
-            .extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Disk for Mem {
-    fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.0.lock().unwrap().keys().cloned().collect())
-    }
-
-    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.0
-            .lock()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| io::ErrorKind::NotFound.into())
-    }
-
-    fn create(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
-        self.0.lock().unwrap().insert(name.to_owned(), Vec::new());
-        Ok(Box::new(MemFile(self.clone(), name.to_owned())))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let mut files = self.0.lock().unwrap();
-        let data = files.remove(from).ok_or(io::ErrorKind::NotFound)?;
-        files.insert(to.to_owned(), data);
-        Ok(())
-    }
-
-    fn remove(&self, name: &str) -> io::Result<()> {
-        self.0
-            .lock()
-            .unwrap()
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| io::ErrorKind::NotFound.into())
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn describe(&self, name: &str) -> String {
-        format!("mem:{name}")
-    }
-}
 
 /// A record the writing phase appends.
 #[derive(Arbitrary, Debug)]
@@ -136,7 +69,12 @@ fn message(id: u8, queue: u8, body: u16) -> StoredMessage {
 }
 
 /// Writes `writes` through a store on an empty `disk`, then damages its newest file.
-fn write_and_damage(disk: &Mem, writes: Vec<Write>, damage: Vec<Damage>, options: StoreOptions) {
+fn write_and_damage(
+    disk: &MemDisk,
+    writes: Vec<Write>,
+    damage: Vec<Damage>,
+    options: StoreOptions,
+) {
     let Ok((mut store, _)) = Store::open(Box::new(disk.clone()), options) else {
         panic!("an empty directory opens");
     };
@@ -205,7 +143,7 @@ fn found(r: &Recovered) -> (Vec<(u64, Vec<String>)>, usize) {
 }
 
 fuzz_target!(|input: Input| {
-    let disk = Mem::default();
+    let disk = MemDisk::default();
     let options = match input {
         Input::Raw {
             files,

@@ -147,9 +147,9 @@ impl Disk for StdDisk {
     }
 }
 
-/// An in-memory disk for unit tests: what was appended is what is read back.
-#[cfg(test)]
-pub(crate) mod mem {
+/// An in-memory disk for tests and the journal fuzz target: what was appended is what is
+/// read back, and a sync changes nothing.
+pub mod mem {
     use std::collections::BTreeMap;
     use std::io;
     use std::sync::{Arc, Mutex};
@@ -158,7 +158,7 @@ pub(crate) mod mem {
 
     /// Files by name; clones share them.
     #[derive(Clone, Default)]
-    pub(crate) struct MemDisk(pub(crate) Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+    pub struct MemDisk(pub Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
 
     struct MemFile {
         disk: MemDisk,

@@ -700,13 +700,7 @@ fn run_command(
     set: &[Override],
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut scenario = overrides::load(path, set)?;
-    if let Some(d) = duration {
-        scenario.duration_s = d;
-        scenario
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
-    }
+    let scenario = load_with_duration(path, set, duration)?;
     let seed = seed.unwrap_or(scenario.seed);
     let out = out.unwrap_or_else(|| PathBuf::from(format!("out/{}-{seed}", scenario.name)));
     let mut replay = format!("stampede run {} --seed {seed}", path.display());
@@ -1165,9 +1159,13 @@ struct ExploreArgs {
     quiet: bool,
 }
 
-/// Loads a scenario and applies a `--duration` override, as `run` does.
-fn load_with_duration(path: &Path, duration: Option<f64>) -> anyhow::Result<Scenario> {
-    let mut scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Loads a scenario with its `--set` overrides and a `--duration` override.
+fn load_with_duration(
+    path: &Path,
+    set: &[Override],
+    duration: Option<f64>,
+) -> anyhow::Result<Scenario> {
+    let mut scenario = overrides::load(path, set)?;
     if let Some(d) = duration {
         scenario.duration_s = d;
         scenario
@@ -1178,13 +1176,7 @@ fn load_with_duration(path: &Path, duration: Option<f64>) -> anyhow::Result<Scen
 }
 
 fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
-    let mut scenario = overrides::load(path, &args.set)?;
-    if let Some(d) = args.duration {
-        scenario.duration_s = d;
-        scenario
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
-    }
+    let scenario = load_with_duration(path, &args.set, args.duration)?;
     anyhow::ensure!(
         !args.shrink || args.set.is_empty(),
         "--shrink does not take --set: shrink a scenario file with the change written in it"
@@ -1336,7 +1328,7 @@ fn shrink_command(
     max_runs: usize,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let scenario = load_with_duration(path, duration)?;
+    let scenario = load_with_duration(path, &[], duration)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("out/shrink-{}-{seed}", scenario.name)));
     let bar = if quiet {
         ProgressBar::hidden()
@@ -1494,13 +1486,7 @@ fn sweep_command(path: &Path, args: &SweepArgs) -> anyhow::Result<ExitCode> {
         .map(|v| v.parse::<Vary>())
         .collect::<Result<Vec<_>, _>>()?;
     let objective: Expr = args.objective.parse()?;
-    let mut scenario = overrides::load(path, &args.set)?;
-    if let Some(d) = args.duration {
-        scenario.duration_s = d;
-        scenario
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
-    }
+    let scenario = load_with_duration(path, &args.set, args.duration)?;
     let seeds = args
         .seeds
         .as_ref()
