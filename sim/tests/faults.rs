@@ -264,19 +264,18 @@ kind = "heal-all"
     assert_eq!(last.received, 40, "{last:?}");
 }
 
-/// One broker with a store syncing every second (`interval_ms`), a producer of receipted
-/// persistent messages, consumers that subscribe only after the broker is back; `kind`
-/// hits the broker at 12 s for 5 s.
-fn store_scenario(kind: &str) -> Scenario {
+/// One broker with a store (`sync` keys), a producer of receipted persistent messages
+/// and a consumer (`consumer` keys); the fault `fault` (its keys) hits the broker at 12 s
+/// for 5 s.
+fn one_broker_with_a_store(name: &str, sync: &str, consumer: &str, fault: &str) -> Scenario {
     let text = format!(
         r#"
-name = "fault-self-test-store"
+name = "{name}"
 duration_s = 40
 [[brokers]]
 name = "broker-1"
 [brokers.store]
-sync = "interval_ms"
-interval_ms = 1000
+{sync}
 [[workload.queues]]
 name = "q"
 destination = "/queue/q"
@@ -288,16 +287,27 @@ receipts = true
 ack = "client-individual"
 producer_servers = ["broker-1"]
 consumer_servers = ["broker-1"]
-consumer_start_s = 20
+{consumer}
 stop_s = 30
 [[faults]]
 at_s = 12
-kind = "{kind}"
 target = ["broker-1"]
 duration_s = 5
+{fault}
 "#
     );
-    Scenario::parse(&text, "self-test-store.toml").unwrap_or_else(|e| panic!("{e}"))
+    Scenario::parse(&text, &format!("{name}.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A store syncing every second (`interval_ms`); the consumer subscribes only after the
+/// broker is back (20 s); `kind` hits the broker.
+fn store_scenario(kind: &str) -> Scenario {
+    one_broker_with_a_store(
+        "fault-self-test-store",
+        "sync = \"interval_ms\"\ninterval_ms = 1000",
+        "consumer_start_s = 20",
+        &format!("kind = \"{kind}\""),
+    )
 }
 
 #[test]
@@ -336,39 +346,15 @@ fn power_loss_closes_connections_like_a_crash_and_drops_what_the_store_had_not_s
     );
 }
 
-/// One broker with a store syncing every persistent SEND (`always`), a producer of
-/// receipted persistent messages and a consumer from the start; the disk fault `kind`
-/// (with `extra` keys) hits the broker's store at 12 s for 5 s.
+/// A store syncing every persistent SEND (`always`) and a consumer from the start; the
+/// disk fault `kind` (with `extra` keys) hits the broker's store.
 fn disk_scenario(kind: &str, extra: &str) -> Scenario {
-    let text = format!(
-        r#"
-name = "fault-self-test-disk"
-duration_s = 40
-[[brokers]]
-name = "broker-1"
-[brokers.store]
-sync = "always"
-[[workload.queues]]
-name = "q"
-destination = "/queue/q"
-producers = 1
-consumers = 1
-rate_per_s = 50
-persistent = true
-receipts = true
-ack = "client-individual"
-producer_servers = ["broker-1"]
-consumer_servers = ["broker-1"]
-stop_s = 30
-[[faults]]
-at_s = 12
-kind = "{kind}"
-target = ["broker-1"]
-duration_s = 5
-{extra}
-"#
-    );
-    Scenario::parse(&text, "self-test-disk.toml").unwrap_or_else(|e| panic!("{e}"))
+    one_broker_with_a_store(
+        "fault-self-test-disk",
+        "sync = \"always\"",
+        "",
+        &format!("kind = \"{kind}\"\n{extra}"),
+    )
 }
 
 /// Receipted SENDs whose outcome was known within `[from_s, to_s)`.
