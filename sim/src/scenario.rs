@@ -978,36 +978,35 @@ impl Scenario {
                 return bad(p.key("at_s"), "must be within the run".into());
             }
             match f.kind {
-                FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
+                FaultKind::Crash
+                | FaultKind::PowerLoss
+                | FaultKind::Restart
+                | FaultKind::DiskError
+                | FaultKind::DiskFull
+                | FaultKind::SlowDisk => {
                     if f.target.is_empty() {
                         return bad(
                             p.key("target"),
                             format!("a {} names the brokers it acts on", f.kind.as_str()),
                         );
                     }
-                    for t in &f.target {
-                        if !self.brokers.iter().any(|b| glob(t, &b.name)) {
-                            return bad(p.key("target"), format!("'{t}' matches no broker"));
-                        }
-                    }
-                }
-                FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk => {
-                    if f.target.is_empty() {
-                        return bad(
-                            p.key("target"),
-                            format!("a {} names the brokers it acts on", f.kind.as_str()),
-                        );
-                    }
+                    // Disk faults act on a broker's store, so they need one.
+                    let disk = matches!(
+                        f.kind,
+                        FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk
+                    );
                     for t in &f.target {
                         if !self
                             .brokers
                             .iter()
-                            .any(|b| glob(t, &b.name) && b.store.is_some())
+                            .any(|b| glob(t, &b.name) && (!disk || b.store.is_some()))
                         {
-                            return bad(
-                                p.key("target"),
-                                format!("'{t}' matches no broker with a [brokers.store]"),
-                            );
+                            let what = if disk {
+                                "broker with a [brokers.store]"
+                            } else {
+                                "broker"
+                            };
+                            return bad(p.key("target"), format!("'{t}' matches no {what}"));
                         }
                     }
                 }
