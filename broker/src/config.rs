@@ -36,6 +36,12 @@ pub struct ServerConfig {
     pub write_timeout_ms: u64,
     /// Events buffered towards the core task before connection readers wait.
     pub inbox_events_max: usize,
+    /// Connections the kernel queues for the STOMP and Redis listeners before the server
+    /// accepts them (`listen(2)`'s backlog, capped by `net.core.somaxconn`). When a
+    /// failover storm outruns it, the SYNs that do not fit are dropped and those clients
+    /// retry after 1 s. ActiveMQ's transport `backlog` defaults to 5000, RabbitMQ's
+    /// `tcp_listen_options.backlog` to 128, std's `TcpListener::bind` uses 128.
+    pub listen_backlog_connections: u32,
     /// `[server.tls]`: the certificate for `ssl://` listeners.
     pub tls: TlsConfig,
 }
@@ -46,6 +52,7 @@ impl Default for ServerConfig {
             listen: vec!["127.0.0.1:61613".to_owned()],
             write_timeout_ms: 30_000,
             inbox_events_max: 4_096,
+            listen_backlog_connections: 4_096,
             tls: TlsConfig::default(),
         }
     }

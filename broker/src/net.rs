@@ -47,6 +47,19 @@ pub trait Datagrams: Send + Sync + 'static {
 pub trait Net: Send + Sync + 'static {
     /// Binds a listener on `addr` (`host:port`).
     fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
+    /// Binds a listener whose queue of connections not yet accepted holds up to `backlog`
+    /// of them (the kernel may cap it, at `net.core.somaxconn` on Linux). A connection
+    /// that arrives when the queue is full is not refused: its SYN is dropped, and the
+    /// client retries after TCP's 1 s initial timeout, then 3 s, 7 s… Networks without
+    /// such a queue keep this default, which ignores `backlog`.
+    fn bind_with_backlog<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        let _ = backlog;
+        self.bind(addr)
+    }
     /// Opens a connection to `addr` (`host:port`).
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>>;
     /// Binds a UDP socket on `addr` (`host:port`) that may send to broadcast addresses
@@ -96,6 +109,40 @@ impl Net for TokioNet {
         Box::pin(async move {
             let l = tokio::net::TcpListener::bind(addr).await?;
             Ok(Box::new(TokioListener(l)) as Box<dyn Listener>)
+        })
+    }
+
+    fn bind_with_backlog<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            // What `TcpListener::bind` does (the first address that binds, SO_REUSEADDR
+            // as std sets it on Unix), with our backlog instead of std's 128.
+            let mut last = None;
+            for sa in tokio::net::lookup_host(addr).await? {
+                let socket = if sa.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                #[cfg(unix)]
+                socket.set_reuseaddr(true)?;
+                match socket.bind(sa) {
+                    Ok(()) => {
+                        let l = socket.listen(backlog)?;
+                        return Ok(Box::new(TokioListener(l)) as Box<dyn Listener>);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{addr} resolves to no address"),
+                )
+            }))
         })
     }
 
@@ -180,5 +227,32 @@ mod tests {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from, a.local_addr().unwrap());
         assert!(net.bind_udp("not an address", None).await.is_err());
+    }
+
+    /// The backlog is the listener's: with std's 128, the 130th connection nobody has
+    /// accepted yet has its SYN dropped and waits for TCP's 1 s retransmission. A
+    /// failover storm of a few hundred clients met exactly that.
+    #[tokio::test]
+    async fn a_listener_queues_as_many_unaccepted_connections_as_its_backlog() {
+        let net = TokioNet;
+        let listener = net.bind_with_backlog("127.0.0.1:0", 1024).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // The kernel caps the backlog at net.core.somaxconn (4096 by default since Linux
+        // 5.4); stay under it.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        let n = 400.min(cap.saturating_sub(8));
+        let mut held = Vec::new();
+        for i in 0..n {
+            // Far below the 1 s a dropped SYN costs, far above a loopback handshake.
+            let c = tokio::time::timeout(std::time::Duration::from_millis(900), net.connect(&addr))
+                .await
+                .unwrap_or_else(|_| panic!("connection {i} was not queued"))
+                .unwrap();
+            held.push(c);
+        }
+        drop(listener);
     }
 }

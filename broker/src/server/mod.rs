@@ -274,7 +274,7 @@ impl Server {
                 }
             };
             let l = net
-                .bind(addr)
+                .bind_with_backlog(addr, config.server.listen_backlog_connections)
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             let secure = if tls.is_some() { " over TLS" } else { "" };
@@ -286,7 +286,8 @@ impl Server {
             });
         }
         for addr in &config.redis.listen {
-            let l = net.bind(addr).await.map_err(|e| {
+            let backlog = config.server.listen_backlog_connections;
+            let l = net.bind_with_backlog(addr, backlog).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen for Redis on {addr}: {e}"))
             })?;
             tracing::info!(addr = %l.local_addr()?, "listening for Redis pub/sub");
