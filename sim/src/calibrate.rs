@@ -1013,6 +1013,7 @@ pub fn calibrate(
         threads: opts.threads,
         // The work counters are read here, around each workload.
         metrics: None,
+        faults_via: None,
     };
     let mut work_source = WorkSource::Client;
     if let Some(addr) = &opts.metrics {

@@ -140,6 +140,14 @@ enum Command {
         /// report beside the clients' counts.
         #[arg(long, value_name = "HOST:PORT")]
         metrics: Option<String>,
+        /// Apply the scenario's crash, restart, hold, release and heal-all faults to the
+        /// target's brokers (one server per scenario broker, in order) by running
+        /// `sh -c 'CMD ACTION HOST:PORT'` at each fault's time from the start of the
+        /// measured window; e.g. 'scripts/peers/peer fault' (crash = SIGKILL, restart,
+        /// hold = SIGSTOP, release = SIGCONT). Other fault kinds and the nemesis are
+        /// ignored with a note. Brokers left crashed or held are restored at the end.
+        #[arg(long, value_name = "CMD", conflicts_with = "shard")]
+        faults_via: Option<String>,
         /// Worker threads of the generator (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
@@ -465,6 +473,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             password,
             threads,
             metrics,
+            faults_via,
             quiet,
             rates,
             objective,
@@ -493,6 +502,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 credentials,
                 threads,
                 metrics,
+                faults_via,
             };
             match rates {
                 None => load_command(&scenario, &opts, out, quiet),

@@ -32,6 +32,7 @@
 //! window starts at 0; then the simulator's checker and report code make the report, with
 //! `target` set and `sim_seconds` the measured duration.
 
+pub mod faults;
 pub mod generator;
 pub mod rates;
 pub mod scrape;
@@ -50,7 +51,7 @@ use stampede_reports::RunReport;
 use crate::checker::{self, Analysis};
 use crate::fault::Timeline;
 use crate::history::{History, Recorder};
-use crate::scenario::{BrokerSpec, Scenario};
+use crate::scenario::{BrokerSpec, FaultKind, Scenario, glob};
 use crate::workload::{self, Env};
 use generator::{CpuSample, GeneratorStats};
 use shard::Shard;
@@ -98,6 +99,9 @@ pub struct LiveOptions {
     /// stampede-broker's Prometheus endpoint (`host:port`): read before and after the
     /// run into the report's broker counters.
     pub metrics: Option<String>,
+    /// `--faults-via`: the command that applies the scenario's broker faults to the
+    /// target's brokers ([`faults`]); `None`: faults are dropped.
+    pub faults_via: Option<String>,
 }
 
 /// A scenario adapted to a live run, and what was changed.
@@ -142,7 +146,10 @@ pub fn plan(
 ) -> anyhow::Result<Plan> {
     let mut s = original.clone();
     let mut notes = Vec::new();
-    if !s.faults.is_empty() || s.nemesis.is_some() {
+    let live_faults = opts.faults_via.is_some();
+    if live_faults {
+        keep_live_faults(&mut s, &mut notes);
+    } else if !s.faults.is_empty() || s.nemesis.is_some() {
         notes.push(format!(
             "{} fault(s){} ignored: faults are applied only in the simulator",
             s.faults.len(),
@@ -157,12 +164,16 @@ pub fn plan(
     }
     let e = &mut s.expectations;
     let mut dropped = Vec::new();
+    let no_faults = s.faults.is_empty();
     for (name, present) in [
         ("delivered_min", e.delivered_min.take().is_some()),
-        ("failover_count_min", e.failover_count_min.take().is_some()),
+        (
+            "failover_count_min",
+            no_faults && e.failover_count_min.take().is_some(),
+        ),
         (
             "failover_p99_ms_max",
-            e.failover_p99_ms_max.take().is_some(),
+            no_faults && e.failover_p99_ms_max.take().is_some(),
         ),
         ("fault_losses_min", e.fault_losses_min.take().is_some()),
     ] {
@@ -172,8 +183,22 @@ pub fn plan(
     }
     if !dropped.is_empty() {
         notes.push(format!(
-            "expectation(s) {} not checked: they depend on faults or the simulated duration",
-            dropped.join(", ")
+            "expectation(s) {} not checked: they depend on {}the simulated duration",
+            dropped.join(", "),
+            if live_faults {
+                "what a crashed broker held (a real broker does not report it) or "
+            } else {
+                "faults or "
+            }
+        ));
+    }
+    if !no_faults && let Some(lost_max) = e.lost_max {
+        // The checker explains a loss by what the crashed broker held; a killed real
+        // broker cannot say, so live losses in a fault run have no cause. They are bounded
+        // by the scenario's lost_max instead of 0.
+        e.unexplained_lost_max = Some(e.unexplained_lost_max.unwrap_or(0).max(lost_max));
+        notes.push(format!(
+            "unexplained_lost_max raised to lost_max ({lost_max}): a killed real broker does not report what it held, so no live loss can be explained by it"
         ));
     }
     if let Some(r) = opts.rate {
@@ -183,6 +208,25 @@ pub fn plan(
         }
         if let Some(m) = &mut s.workload.mcollective {
             m.discovery_interval_s = 1.0 / r;
+        }
+    }
+    if !s.faults.is_empty() {
+        // The simulator's workloads start at their `start_s`; a live run's start with the
+        // setup phase's end. Faults keep their distance from the first workload's start.
+        let first = s
+            .workload
+            .queues
+            .iter()
+            .map(|q| q.start_s)
+            .chain(s.workload.mcollective.iter().map(|m| m.start_s))
+            .fold(f64::INFINITY, f64::min);
+        if first.is_finite() && first > 0.0 {
+            for f in &mut s.faults {
+                f.at_s = (f.at_s - first).max(0.0);
+            }
+            notes.push(format!(
+                "fault times are counted from the first workload's start ({first} s in the scenario): the measured window starts with the workloads"
+            ));
         }
     }
     opts.shard
@@ -229,6 +273,19 @@ pub fn plan(
     let names: Vec<String> = servers.iter().map(|(h, p)| format!("{h}:{p}")).collect();
     let by_index = s.brokers.len() == names.len();
     let old: Vec<String> = s.brokers.iter().map(|b| b.name.clone()).collect();
+    // Fault groups name hosts or patterns: resolve them against the scenario's hosts,
+    // then rename the brokers.
+    let hosts_before = s.hosts();
+    let map_hosts = |patterns: &[String]| -> Vec<String> {
+        hosts_before
+            .iter()
+            .filter(|h| patterns.iter().any(|p| glob(p, h)))
+            .map(|h| match old.iter().position(|o| o == h) {
+                Some(i) => names[i].clone(),
+                None => h.clone(),
+            })
+            .collect()
+    };
     let map_pool = |pool: &[String]| -> Vec<String> {
         if by_index {
             pool.iter()
@@ -250,6 +307,19 @@ pub fn plan(
     for q in &mut s.workload.queues {
         q.producer_servers = map_pool(&q.producer_servers);
         q.consumer_servers = map_pool(&q.consumer_servers);
+    }
+    if !s.faults.is_empty() {
+        anyhow::ensure!(
+            by_index,
+            "--faults-via needs one target server per scenario broker ({} brokers, {} servers), so that each fault reaches the broker it names",
+            old.len(),
+            names.len()
+        );
+        for f in &mut s.faults {
+            for group in [&mut f.target, &mut f.a, &mut f.b] {
+                *group = map_hosts(group);
+            }
+        }
     }
     s.brokers = servers
         .iter()
@@ -356,7 +426,24 @@ pub async fn run_on(
         credentials: opts.credentials.clone().or(kind.default_credentials()),
         heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
     };
-    let measured = run_workloads(&plan, seed, &env, opts.threads, progress).await?;
+    let measured = run_workloads(
+        &plan,
+        seed,
+        &env,
+        opts.threads,
+        opts.faults_via.as_deref(),
+        progress,
+    )
+    .await?;
+    for a in &measured.faults {
+        plan.notes.push(format!("fault: {}", a.describe()));
+    }
+    if let Some(failed) = measured.faults.iter().find(|a| a.outcome.is_err()) {
+        anyhow::bail!(
+            "a live fault failed, so the run does not show what the scenario asked for: {}",
+            failed.describe()
+        );
+    }
     let stale = measured.history.stale;
     let (mut report, analysis) =
         analyse_window(&plan, seed, measured.history, measured.wall_seconds);
@@ -457,6 +544,38 @@ async fn probe_target(
     Ok((kind, probed, failures))
 }
 
+/// With `--faults-via`: keeps the faults a live run can apply (see [`faults`]), drops the
+/// others and the nemesis, and says so in `notes`.
+fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
+    let mut dropped = BTreeSet::new();
+    s.faults.retain(|f| {
+        let keep = faults::supported(f.kind);
+        if !keep {
+            dropped.insert(f.kind.as_str());
+        }
+        keep
+    });
+    if !dropped.is_empty() {
+        notes.push(format!(
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release and heal-all only",
+            dropped.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if s.nemesis.take().is_some() {
+        notes.push(
+            "the nemesis ignored: live runs apply the scenario's explicit faults only".to_owned(),
+        );
+    }
+    if s.faults
+        .iter()
+        .any(|f| matches!(f.kind, FaultKind::Hold | FaultKind::Release))
+    {
+        notes.push(
+            "hold and release freeze and thaw the whole broker process (SIGSTOP/SIGCONT): it is held from every peer, not only from the fault's other group".to_owned(),
+        );
+    }
+}
+
 /// What [`run_workloads`] measured.
 struct Measured {
     /// The whole history, setup to drain.
@@ -465,6 +584,8 @@ struct Measured {
     wall_seconds: f64,
     /// The generator's CPU use over the measured window.
     generator: GeneratorStats,
+    /// The live faults applied, in order (with `--faults-via`).
+    faults: Vec<faults::Applied>,
 }
 
 /// Runs every workload of `plan` over `env` to its end, reporting progress, and samples
@@ -474,6 +595,7 @@ async fn run_workloads(
     seed: u64,
     env: &Env,
     threads: usize,
+    faults_via: Option<&str>,
     progress: &(dyn Fn(LiveProgress) + Send + Sync),
 ) -> anyhow::Result<Measured> {
     let recorder = Recorder::live();
@@ -510,20 +632,66 @@ async fn run_workloads(
             }
         }
     };
-    tokio::select! {
-        biased;
-        () = all_done => {}
-        () = tokio::time::sleep(total + WIND_DOWN) => {
-            anyhow::bail!("the workloads did not finish within {:?} of the planned end", WIND_DOWN);
+    // Live faults, from the start of the measured window.
+    let fault_state = std::sync::Mutex::new(faults::LiveState::default());
+    let applied = std::sync::Mutex::new(Vec::new());
+    let servers: Vec<String> = plan
+        .scenario
+        .brokers
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    let timeline = Timeline::build(&plan.scenario, seed);
+    let apply_faults = async {
+        if let Some(cmd) = faults_via {
+            faults::apply(
+                cmd,
+                &timeline,
+                &servers,
+                timebase,
+                window.0,
+                &fault_state,
+                &applied,
+            )
+            .await;
         }
-        () = progress_ticker(&recorder, plan, progress) => {}
+        std::future::pending::<()>().await
+    };
+    let finished = tokio::select! {
+        biased;
+        () = all_done => Ok(()),
+        () = tokio::time::sleep(total + WIND_DOWN) => Err(anyhow::anyhow!(
+            "the workloads did not finish within {:?} of the planned end", WIND_DOWN
+        )),
+        () = progress_ticker(&recorder, plan, progress) => Ok(()),
+        () = apply_faults => Ok(()),
+    };
+    // Whatever happened, leave the brokers as the run found them.
+    if let Some(cmd) = faults_via {
+        let undo = fault_state.lock().expect("the fault state lock").undo_all();
+        for (action, server) in undo {
+            let started_ms = (timebase.now_us() / 1000).saturating_sub(window.0.as_millis() as u64);
+            let outcome = faults::run_command(cmd, action, &server).await;
+            applied
+                .lock()
+                .expect("the applied list lock")
+                .push(faults::Applied {
+                    planned_ms: started_ms,
+                    started_ms,
+                    action,
+                    server,
+                    outcome,
+                });
+        }
     }
+    finished?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let (a, b, window_wall) = cpu.await.context("the CPU sampler failed")?;
     Ok(Measured {
         history: recorder.take(),
         wall_seconds,
         generator: GeneratorStats::between(a, b, window_wall, threads),
+        faults: applied.into_inner().expect("the applied list lock"),
     })
 }
 
@@ -686,6 +854,7 @@ pub fn cut(mut h: History, from_us: u64, to_us: u64) -> History {
 mod tests {
     use super::*;
     use crate::history::{ClientId, DeliveryRecord, SendOutcome, SendRecord};
+    use crate::scenario::FaultSpec;
     use stampede_broker::client::DisconnectReason;
 
     fn send(id: u64, intended_us: u64) -> SendRecord {
@@ -779,6 +948,7 @@ mod tests {
             credentials: None,
             threads: 1,
             metrics: None,
+            faults_via: None,
         };
         let p = plan(&s, &opts, &opts.target.servers).unwrap();
         assert!(p.scenario.faults.is_empty());
@@ -798,5 +968,56 @@ mod tests {
         assert_eq!(p.scenario.duration_s, p.total_s());
         let names: Vec<&str> = p.scenario.brokers.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn with_faults_via_the_crash_stays_renamed_and_shifted_and_the_rest_goes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/broker-crash-failover.toml");
+        let mut s = Scenario::load(&path).unwrap();
+        s.faults.push(FaultSpec {
+            at_s: 40.0,
+            kind: FaultKind::Partition,
+            target: Vec::new(),
+            a: vec!["rack-*".to_owned()],
+            b: vec!["broker-2".to_owned()],
+            latency_ms: None,
+            duration_s: Some(5.0),
+            label: None,
+        });
+        let target = TargetUri::parse("failover:(tcp://a:1,tcp://b:2)").unwrap();
+        let opts = LiveOptions {
+            target: target.clone(),
+            kind: Some(TargetKind::Stampede),
+            duration_s: None,
+            warmup_s: 0.0,
+            drain_s: 2.0,
+            rate: None,
+            shard: Shard::default(),
+            seed: None,
+            credentials: None,
+            threads: 1,
+            metrics: None,
+            faults_via: Some("true".to_owned()),
+        };
+        let p = plan(&s, &opts, &target.servers).unwrap();
+        // The crash at 30 s, 2 s after the producers' start, names the first server.
+        assert_eq!(p.scenario.faults.len(), 1, "{:?}", p.notes);
+        let f = &p.scenario.faults[0];
+        assert_eq!((f.kind, f.at_s), (FaultKind::Crash, 28.0));
+        assert_eq!(f.target, ["a:1"]);
+        assert!(
+            p.notes.iter().any(|n| n.contains("partition ignored")),
+            "{:?}",
+            p.notes
+        );
+        let e = &p.scenario.expectations;
+        assert_eq!(e.failover_count_min, Some(200));
+        assert!(e.fault_losses_min.is_none());
+        assert_eq!(e.unexplained_lost_max, Some(2800));
+        // One server for two brokers cannot take a fault per broker.
+        let one = TargetUri::parse("tcp://a:1").unwrap();
+        let e = plan(&s, &opts, &one.servers).unwrap_err().to_string();
+        assert!(e.contains("one target server per scenario broker"), "{e}");
     }
 }
