@@ -10,7 +10,9 @@
 //! | `throughput_msg_s` | delivered per second of run time, 3 decimals |
 //! | `latency_p50_us`, `latency_p99_us`, `latency_p999_us`, `latency_max_us` | end-to-end latency |
 //! | `send_delay_p99_us` | p99 of the send delay |
-//! | `failover_p99_ms` | p99 of the failover time |
+//! | `failover_count`, `failover_p50_ms`, `failover_p99_ms` | failovers, and percentiles of their time |
+//! | `mco_reply_ratio` | MCollective replies received over expected, 4 decimals |
+//! | `mco_fault_reply_ratio` | the same over requests sent while a fault window was open |
 //! | `acknowledged`, `unexpected`, `duplicated`, `recovered`, `reorders` | the remaining counts |
 //! | `scenario`, `seed`, `sim_seconds` (3 decimals), `passed` (`true`/`false`) | the run itself |
 //!
@@ -33,7 +35,7 @@ pub const COMPARE_HTML_FILE: &str = "compare.html";
 pub const COMPARE_CSV_FILE: &str = "compare.csv";
 
 /// The header of `compare.csv`.
-pub const COMPARE_CSV_HEADER: [&str; 21] = [
+pub const COMPARE_CSV_HEADER: [&str; 25] = [
     "label",
     "target",
     "attempted",
@@ -45,7 +47,11 @@ pub const COMPARE_CSV_HEADER: [&str; 21] = [
     "latency_p999_us",
     "latency_max_us",
     "send_delay_p99_us",
+    "failover_count",
+    "failover_p50_ms",
     "failover_p99_ms",
+    "mco_reply_ratio",
+    "mco_fault_reply_ratio",
     "acknowledged",
     "unexpected",
     "duplicated",
@@ -83,7 +89,11 @@ struct CompareRecord<'a> {
     latency_p999_us: Option<u64>,
     latency_max_us: Option<u64>,
     send_delay_p99_us: Option<u64>,
+    failover_count: u64,
+    failover_p50_ms: Option<u64>,
     failover_p99_ms: Option<u64>,
+    mco_reply_ratio: Option<String>,
+    mco_fault_reply_ratio: Option<String>,
     acknowledged: u64,
     unexpected: u64,
     duplicated: u64,
@@ -115,7 +125,11 @@ pub fn compare_csv(reports: &[(String, RunReport)]) -> String {
             latency_p999_us: pct(&lat, lat.p999),
             latency_max_us: pct(&lat, lat.max),
             send_delay_p99_us: pct(&sd, sd.p99),
+            failover_count: fo.count,
+            failover_p50_ms: pct(&fo, fo.p50),
             failover_p99_ms: pct(&fo, fo.p99),
+            mco_reply_ratio: r.mco_reply_ratio().map(|v| format!("{v:.4}")),
+            mco_fault_reply_ratio: r.mco_reply_ratio_during_faults().map(|v| format!("{v:.4}")),
             acknowledged: m.acknowledged,
             unexpected: m.unexpected,
             duplicated: m.duplicated,

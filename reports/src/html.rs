@@ -967,6 +967,7 @@ pub(crate) fn compare_page(runs: &[(String, RunReport)]) -> String {
     compare_header(&mut out, runs);
     compare_runs_table(&mut out, runs);
     compare_messages_table(&mut out, runs);
+    compare_failover_table(&mut out, runs);
 
     out.push_str("<h2 id=\"latency\">Latency</h2>\n");
     let refs: Vec<(&str, &RunReport)> = runs.iter().map(|(l, r)| (l.as_str(), r)).collect();
@@ -1102,6 +1103,86 @@ fn compare_messages_table(out: &mut String, runs: &[(String, RunReport)]) {
         let _ = write!(out, "<td class=\"num\">{:.1}{ratio}</td>", r.throughput());
     }
     out.push_str("<td class=\"expl\">delivered per second</td></tr>\n</table>\n");
+}
+
+/// "Failover": how many clients failed over and how long it took, and the MCollective
+/// reply coverage overall and while faults were open, side by side with ratios against
+/// the first run. Left out when no run had a failover or a request.
+fn compare_failover_table(out: &mut String, runs: &[(String, RunReport)]) {
+    let any = runs
+        .iter()
+        .any(|(_, r)| !r.failover_ms.is_empty() || r.mco_reply_ratio().is_some());
+    if !any {
+        return;
+    }
+    out.push_str("<h2 id=\"failover\">Failover</h2>\n<table>\n<tr><th>measure</th>");
+    for (l, _) in runs {
+        let _ = write!(out, "<th class=\"num\">{}</th>", escape(l));
+    }
+    out.push_str("<th>meaning</th></tr>\n");
+    type Measure = fn(&RunReport) -> Option<f64>;
+    let rows: [(&str, &str, Measure, bool); 6] = [
+        (
+            "failovers",
+            "clients that lost a connection and got one again",
+            |r| Some(r.failover_ms.len() as f64),
+            false,
+        ),
+        (
+            "failover p50 (ms)",
+            "from losing the connection to being subscribed again",
+            |r| (!r.failover_ms.is_empty()).then(|| r.failover_ms.value_at_quantile(0.5) as f64),
+            false,
+        ),
+        (
+            "failover p99 (ms)",
+            "",
+            |r| (!r.failover_ms.is_empty()).then(|| r.failover_ms.value_at_quantile(0.99) as f64),
+            false,
+        ),
+        (
+            "failover max (ms)",
+            "",
+            |r| (!r.failover_ms.is_empty()).then(|| r.failover_ms.max() as f64),
+            false,
+        ),
+        (
+            "MCollective replies",
+            "received over expected, every request",
+            |r| r.mco_reply_ratio(),
+            true,
+        ),
+        (
+            "… during faults",
+            "requests sent while a fault window was open",
+            |r| r.mco_reply_ratio_during_faults(),
+            true,
+        ),
+    ];
+    for (name, meaning, measure, ratio_row) in rows {
+        let _ = write!(out, "<tr><td>{}</td>", escape(name));
+        let base = runs.first().and_then(|(_, r)| measure(r));
+        for (ri, (_, r)) in runs.iter().enumerate() {
+            let cell = match measure(r) {
+                None => "no data".to_owned(),
+                Some(v) => {
+                    let text = if ratio_row {
+                        format!("{:.2}%", v * 100.0)
+                    } else {
+                        format!("{v:.0}")
+                    };
+                    let ratio = match base {
+                        Some(b) if ri > 0 => ratio_span(v, b),
+                        _ => String::new(),
+                    };
+                    format!("{text}{ratio}")
+                }
+            };
+            let _ = write!(out, "<td class=\"num\">{cell}</td>");
+        }
+        let _ = writeln!(out, "<td class=\"expl\">{}</td></tr>", escape(meaning));
+    }
+    out.push_str("</table>\n");
 }
 
 /// p99 latency per second, one line per run.

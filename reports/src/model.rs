@@ -226,6 +226,32 @@ impl RunReport {
             0.0
         }
     }
+
+    /// MCollective replies received over replies expected, over every request; `None`
+    /// without requests.
+    pub fn mco_reply_ratio(&self) -> Option<f64> {
+        let m = self.mcollective.as_ref()?;
+        (m.replies_expected > 0).then(|| m.replies_received as f64 / m.replies_expected as f64)
+    }
+
+    /// The reply coverage of the faults: replies received over replies expected for the
+    /// requests sent while a fault window was open (a window that never healed stays open
+    /// to the end of the run); `None` when no request was.
+    pub fn mco_reply_ratio_during_faults(&self) -> Option<f64> {
+        let m = self.mcollective.as_ref()?;
+        let (mut expected, mut received) = (0u64, 0u64);
+        for r in &m.per_request {
+            let inside = self
+                .faults
+                .iter()
+                .any(|f| r.sent_ms >= f.start_ms && f.end_ms.is_none_or(|end| r.sent_ms < end));
+            if inside {
+                expected += r.expected;
+                received += r.received;
+            }
+        }
+        (expected > 0).then(|| received as f64 / expected as f64)
+    }
 }
 
 impl Default for RunReport {

@@ -34,7 +34,8 @@ fn compare_csv_has_one_row_per_run() {
     assert_eq!(
         lines[0],
         "label,target,attempted,delivered,lost,throughput_msg_s,latency_p50_us,latency_p99_us,\
-         latency_p999_us,latency_max_us,send_delay_p99_us,failover_p99_ms,acknowledged,unexpected,\
+         latency_p999_us,latency_max_us,send_delay_p99_us,failover_count,failover_p50_ms,\
+         failover_p99_ms,mco_reply_ratio,mco_fault_reply_ratio,acknowledged,unexpected,\
          duplicated,recovered,reorders,scenario,seed,sim_seconds,passed"
     );
     assert_eq!(COMPARE_CSV_HEADER.join(","), lines[0]);
@@ -60,11 +61,41 @@ fn compare_csv_has_one_row_per_run() {
         cols[10],
         whole.send_delay_us.value_at_quantile(0.99).to_string()
     );
+    assert_eq!(cols[11], whole.failover_ms.len().to_string());
     assert_eq!(
-        cols[11],
+        cols[12],
+        whole.failover_ms.value_at_quantile(0.5).to_string()
+    );
+    assert_eq!(
+        cols[13],
         whole.failover_ms.value_at_quantile(0.99).to_string()
     );
-    assert_eq!(cols[20], "false");
+    let m = whole.mcollective.as_ref().unwrap();
+    assert_eq!(
+        cols[14],
+        format!(
+            "{:.4}",
+            m.replies_received as f64 / m.replies_expected as f64
+        )
+    );
+    // Requests sent while a fault window was open, counted by hand.
+    let (mut expected, mut received) = (0, 0);
+    for r in &m.per_request {
+        if whole
+            .faults
+            .iter()
+            .any(|f| r.sent_ms >= f.start_ms && f.end_ms.is_none_or(|e| r.sent_ms < e))
+        {
+            expected += r.expected;
+            received += r.received;
+        }
+    }
+    assert!(expected > 0 && received < expected, "{received}/{expected}");
+    assert_eq!(
+        cols[15],
+        format!("{:.4}", received as f64 / expected as f64)
+    );
+    assert_eq!(cols[24], "false");
     // The label with a comma is quoted.
     assert!(lines[2].starts_with("\"activemq, half\",activemq tcp://127.0.0.1:61613,"));
 }
@@ -73,7 +104,10 @@ fn compare_csv_has_one_row_per_run() {
 fn empty_runs_leave_percentile_cells_empty() {
     let text = compare_csv(&[("empty".to_string(), common::empty())]);
     let row = text.lines().nth(1).unwrap();
-    assert_eq!(row, "empty,,0,0,0,0.000,,,,,,,0,0,0,0,0,empty,0,0.000,true");
+    assert_eq!(
+        row,
+        "empty,,0,0,0,0.000,,,,,,0,,,,,0,0,0,0,0,empty,0,0.000,true"
+    );
 }
 
 #[test]
@@ -97,6 +131,16 @@ fn compare_html_has_one_series_per_run_and_ratios() {
     assert!(html.contains("12000 <span class=\"ratio\">×0.50</span>"));
     assert!(html.contains("crash broker-2"));
     assert!(!html.contains("<script"));
+    // The failover table: counts, percentiles and reply coverage during the faults.
+    assert!(html.contains("<h2 id=\"failover\">Failover</h2>"));
+    let reply = format!(
+        "{:.2}%",
+        runs[0].1.mco_reply_ratio_during_faults().unwrap() * 100.0
+    );
+    assert!(
+        html.contains(&format!("<td class=\"num\">{reply}</td>")),
+        "{reply}"
+    );
 
     // Deterministic.
     let again = scratch("html-again");
