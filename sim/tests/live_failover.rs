@@ -1,0 +1,270 @@
+//! `stampede load --faults-via`: a scenario's broker crash applied to real stampede-broker
+//! processes (two instances started by `scripts/peers/peer` on loopback ports that were
+//! free when the test began), with `scripts/peers/peer fault` as the command.
+//!
+//! Asserts that the crash and the restart ran at their times, that the nodes on the
+//! crashed broker failed over and the run's report shows the fault window, that the
+//! crashed broker is running again afterwards, and that a fault command that fails fails
+//! the run. Everything the test started is stopped when it ends, also when it fails.
+
+// Live mode against real brokers: elapsed times are on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use stampede_reports::read_report;
+
+/// Two brokers; 20 nodes start on broker-1 and fail over to broker-2 when it crashes, 2 s
+/// after the queue workload (on broker-2, so nothing it sends is lost) started; broker-1
+/// restarts 3 s later.
+const SCENARIO: &str = r#"
+name = "live-failover"
+description = "Live failover test: broker-1 crashes and restarts."
+duration_s = 10
+
+[[brokers]]
+name = "broker-1"
+[[brokers]]
+name = "broker-2"
+
+[[racks]]
+name = "rack-1"
+nodes = 20
+servers = ["broker-1", "broker-2"]
+heartbeat_s = 30
+start_spread_s = 1
+
+[[workload.queues]]
+name = "work"
+destination = "/queue/live-failover.work"
+producers = 1
+consumers = 1
+rate_per_s = 50
+message_bytes = 128
+receipts = true
+ack = "client-individual"
+producer_servers = ["broker-2", "broker-1"]
+consumer_servers = ["broker-2", "broker-1"]
+policy = "activemq"
+reconnect = { randomize = false }
+
+[[faults]]
+at_s = 4
+kind = "crash"
+target = ["broker-1"]
+duration_s = 3
+
+[expectations]
+failover_count_min = 20
+lost_max = 0
+unexpected_max = 0
+"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `stampede-broker` from the same build as this test.
+fn broker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("stampede-broker"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "no stampede-broker next to the tests at {}: run the workspace's tests \
+         (`cargo test --workspace`, as scripts/test does) or `cargo build -p stampede-broker` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A loopback port that is free, and so is the one 100 above it (instance 2's).
+fn free_pair() -> (TcpListener, TcpListener) {
+    loop {
+        let a = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = a.local_addr().expect("bound").port();
+        if port > u16::MAX - 100 {
+            continue;
+        }
+        if let Ok(b) = TcpListener::bind(("127.0.0.1", port + 100)) {
+            return (a, b);
+        }
+    }
+}
+
+/// Two stampede-broker instances; both stopped when dropped.
+struct Pair {
+    state: PathBuf,
+    ports: Vec<(&'static str, String)>,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let stomp = free_pair();
+        let metrics = free_pair();
+        let ports = vec![
+            (
+                "STAMPEDE_PORT",
+                stomp.0.local_addr().unwrap().port().to_string(),
+            ),
+            (
+                "STAMPEDE_METRICS_PORT",
+                metrics.0.local_addr().unwrap().port().to_string(),
+            ),
+        ];
+        drop((stomp, metrics));
+        let state =
+            std::env::temp_dir().join(format!("stampede-live-failover-{}", std::process::id()));
+        let pair = Pair { state, ports };
+        let out = pair
+            .peer(&["start", "stampede", "stampede@2"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe("peer start", &out));
+        pair
+    }
+
+    fn peer(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("scripts/peers/peer"))
+            .args(args)
+            .env("PEERS_STATE", &self.state)
+            .env("STAMPEDE_BROKER_BIN", broker_bin());
+        for (k, v) in &self.ports {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn uri(&self) -> String {
+        let out = self
+            .peer(&["uri", "stampede", "stampede@2"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `stampede load` of `scenario` with `--faults-via CMD`, where CMD runs with this
+    /// pair's environment.
+    fn load(&self, scenario: &Path, faults_via: &str, out_dir: &Path, duration: &str) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stampede"));
+        c.args([
+            "load",
+            scenario.to_str().unwrap(),
+            "--target",
+            &self.uri(),
+            "--target-kind",
+            "stampede",
+            "--warmup",
+            "0",
+            "--duration",
+            duration,
+            "--quiet",
+            "--faults-via",
+            faults_via,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "warn")
+        .env("PEERS_STATE", &self.state)
+        .env("STAMPEDE_BROKER_BIN", broker_bin());
+        for (k, v) in &self.ports {
+            c.env(k, v);
+        }
+        c.output().expect("stampede runs")
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if let Ok(out) = self.peer(&["stop", "stampede", "stampede@2"]).output() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        if std::env::var_os("STAMPEDE_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_crash_and_restart_reach_real_brokers_and_the_clients_fail_over() {
+    let pair = Pair::start();
+    std::fs::create_dir_all(&pair.state).unwrap();
+    let scenario = pair.state.join("live-failover.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let first = format!("127.0.0.1:{}", pair.ports[0].1);
+    let peer = repo().join("scripts/peers/peer");
+    let via = format!("bash {} fault", peer.display());
+
+    let out_dir = pair.state.join("run");
+    let out = pair.load(&scenario, &via, &out_dir, "10");
+    let what = describe("stampede load --faults-via", &out);
+    assert!(out.status.success(), "{what}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Crash at 4 s after the queue's start (2 s in the scenario), restart 3 s later.
+    for line in [
+        format!("fault: crash {first} at "),
+        format!("fault: restart {first} at "),
+    ] {
+        let found = stderr
+            .lines()
+            .find(|l| l.contains(&line))
+            .unwrap_or_else(|| panic!("no `{line}` note\n{what}"));
+        assert!(found.contains("done in"), "{found}\n{what}");
+    }
+    assert!(stderr.contains("(planned 2.000 s)"), "{what}");
+    assert!(stderr.contains("(planned 5.000 s)"), "{what}");
+
+    let r = read_report(&out_dir).unwrap();
+    assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
+    assert_eq!(r.faults[0].kind, "crash");
+    assert_eq!(
+        (r.faults[0].start_ms, r.faults[0].end_ms),
+        (2_000, Some(5_000))
+    );
+    // Every node on broker-1 failed over.
+    assert!(
+        r.failover_ms.len() >= 20,
+        "{} failovers\n{what}",
+        r.failover_ms.len()
+    );
+    assert!(
+        r.failovers_unfinished.is_empty(),
+        "{:?}",
+        r.failovers_unfinished
+    );
+    assert!(
+        r.messages.acknowledged > 0 && r.messages.lost == 0,
+        "{what}"
+    );
+    // broker-1 runs again.
+    let check = pair.peer(&["check", "stampede"]).output().unwrap();
+    assert!(check.status.success(), "{}", describe("peer check", &check));
+
+    // A fault command that fails fails the run, with the command's words.
+    let out = pair.load(
+        &scenario,
+        "echo cannot reach the broker >&2; false",
+        &pair.state.join("bad"),
+        "4",
+    );
+    let what = describe("stampede load --faults-via false", &out);
+    assert!(!out.status.success(), "{what}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a live fault failed"), "{what}");
+    assert!(stderr.contains("cannot reach the broker"), "{what}");
+}
