@@ -276,3 +276,51 @@ fn shrink_writes_a_smaller_scenario_that_fails_the_same_way() {
         report.expectations
     );
 }
+
+/// A failure that only `--set` brings (the file expects nothing of the replies) shrinks
+/// too, and the shrunk file has the overrides written in, so that it fails on its own.
+#[test]
+fn shrink_takes_the_overrides_of_the_failing_run_into_the_shrunk_file() {
+    let dir = workdir("shrink-set");
+    let scenario = dir.join("lenient.toml");
+    std::fs::write(
+        &scenario,
+        BROKEN.replace("mco_reply_ratio_min = 1.0\n", "unexpected_max = 0\n"),
+    )
+    .unwrap();
+    let out = dir.join("shrunk");
+    let o = stampede(&[
+        "shrink",
+        s(&scenario),
+        "--seed",
+        "1",
+        "--set",
+        "expectations.mco_reply_ratio_min=1.0",
+        "--set",
+        "racks.nodes=3",
+        "--max-runs",
+        "8",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let file = out.join("shrunk.toml");
+    let shrunk = Scenario::load(&file).unwrap();
+    assert_eq!(shrunk.expectations.mco_reply_ratio_min, Some(1.0));
+    assert!(
+        shrunk.racks.iter().all(|r| r.nodes <= 3),
+        "{:?}",
+        shrunk.racks
+    );
+    let o = stampede(&[
+        "run",
+        s(&file),
+        "--seed",
+        "1",
+        "--quiet",
+        "--out",
+        s(&dir.join("replay")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -375,6 +375,10 @@ enum Command {
         /// Override the simulated duration in seconds (as given to `run`).
         #[arg(long, value_name = "S")]
         duration: Option<f64>,
+        /// Change a scenario key before it is validated (repeatable; see `run --set`), as
+        /// the failing run had it; the shrunk file has the change written in it.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<Override>,
         /// Output directory (default: out/shrink-<scenario>-<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -590,6 +594,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             seed,
             expectation,
             duration,
+            set,
             out,
             max_runs,
             quiet,
@@ -598,6 +603,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             seed,
             expectation.as_deref(),
             duration,
+            &set,
             out,
             max_runs,
             quiet,
@@ -1187,10 +1193,6 @@ fn load_with_duration(
 
 fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
     let scenario = load_with_duration(path, &args.set, args.duration)?;
-    anyhow::ensure!(
-        !args.shrink || args.set.is_empty(),
-        "--shrink does not take --set: shrink a scenario file with the change written in it"
-    );
     let flags = explore::RunFlags {
         duration_s: args.duration,
         sets: args.set.iter().map(Override::arg).collect(),
@@ -1284,6 +1286,7 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
             r.seed,
             None,
             args.duration,
+            &args.set,
             Some(out.join(format!("shrink-{}", r.seed))),
             150,
             args.quiet,
@@ -1334,11 +1337,12 @@ fn shrink_command(
     seed: u64,
     expectation: Option<&str>,
     duration: Option<f64>,
+    set: &[Override],
     out: Option<PathBuf>,
     max_runs: usize,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let scenario = load_with_duration(path, &[], duration)?;
+    let scenario = load_with_duration(path, set, duration)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("out/shrink-{}-{seed}", scenario.name)));
     let bar = if quiet {
         ProgressBar::hidden()
@@ -1401,8 +1405,19 @@ fn shrink_command(
     bar.finish_and_clear();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let file = out.join("shrunk.toml");
-    let original_text =
+    let mut original_text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if !set.is_empty() {
+        // The shrunk file starts from the scenario as the failing run had it: the file
+        // with the overrides written in (its comments are lost then).
+        let mut doc: toml::Table = original_text
+            .parse()
+            .with_context(|| format!("reading {}", path.display()))?;
+        for o in set {
+            overrides::apply(&mut doc, o).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        original_text = toml::to_string(&doc).context("writing the overridden scenario")?;
+    }
     let text = explore::shrunk_file(&shrunk.scenario, path, &original_text, seed, &target, &file)?;
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     // The file, read back as `stampede run` will read it, must fail the same way.
