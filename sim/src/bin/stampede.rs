@@ -600,13 +600,15 @@ fn real_main() -> anyhow::Result<ExitCode> {
             quiet,
         } => shrink_command(
             &scenario,
-            seed,
-            expectation.as_deref(),
-            duration,
-            &set,
-            out,
-            max_runs,
-            quiet,
+            ShrinkArgs {
+                seed,
+                expectation: expectation.as_deref(),
+                duration,
+                set: &set,
+                out,
+                max_runs,
+                quiet,
+            },
         ),
         Command::Sweep {
             scenario,
@@ -1283,13 +1285,15 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
         println!("\nshrinking seed {}:", r.seed);
         shrink_command(
             path,
-            r.seed,
-            None,
-            args.duration,
-            &args.set,
-            Some(out.join(format!("shrink-{}", r.seed))),
-            150,
-            args.quiet,
+            ShrinkArgs {
+                seed: r.seed,
+                expectation: None,
+                duration: args.duration,
+                set: &args.set,
+                out: Some(out.join(format!("shrink-{}", r.seed))),
+                max_runs: 150,
+                quiet: args.quiet,
+            },
         )?;
     }
     Ok(if rows.iter().all(explore::SeedResult::passed) {
@@ -1332,16 +1336,27 @@ fn failed_expectations(scenario: &Scenario, seed: u64) -> Option<Verdicts> {
     Some(Verdicts { failed, causes })
 }
 
-fn shrink_command(
-    path: &Path,
+/// What `stampede shrink` (or `explore --shrink`) was asked to do.
+struct ShrinkArgs<'a> {
     seed: u64,
-    expectation: Option<&str>,
+    expectation: Option<&'a str>,
     duration: Option<f64>,
-    set: &[Override],
+    set: &'a [Override],
     out: Option<PathBuf>,
     max_runs: usize,
     quiet: bool,
-) -> anyhow::Result<ExitCode> {
+}
+
+fn shrink_command(path: &Path, args: ShrinkArgs<'_>) -> anyhow::Result<ExitCode> {
+    let ShrinkArgs {
+        seed,
+        expectation,
+        duration,
+        set,
+        out,
+        max_runs,
+        quiet,
+    } = args;
     let scenario = load_with_duration(path, set, duration)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("out/shrink-{}-{seed}", scenario.name)));
     let bar = if quiet {
