@@ -92,9 +92,10 @@ fn broker_cpu(scenario: &Scenario, history: &History) -> Vec<BrokerCpu> {
         .enumerate()
         .map(|(i, b)| {
             let at = |k: usize| samples.get(k).and_then(|s| s.get(i)).copied().unwrap_or(0);
-            let per_second_us: Vec<u64> = (1..samples.len())
+            let charged: Vec<u64> = (1..samples.len())
                 .map(|k| at(k).saturating_sub(at(k - 1)) / 1000)
                 .collect();
+            let per_second_us = spread_over_seconds(&charged);
             BrokerCpu {
                 broker: b.name.clone(),
                 busy_us: per_second_us.iter().sum(),
@@ -102,6 +103,29 @@ fn broker_cpu(scenario: &Scenario, history: &History) -> Vec<BrokerCpu> {
             }
         })
         .collect()
+}
+
+/// One simulated CPU does at most a second of work per second. The samples read the
+/// broker's published counters, which may be up to 100 ms old, so a saturated second can
+/// show a little more than it held and the next a little less: the excess is carried into
+/// the following seconds (the total stays what was charged; what is left at the end
+/// stays in the last second).
+fn spread_over_seconds(charged_us: &[u64]) -> Vec<u64> {
+    const SECOND_US: u64 = 1_000_000;
+    let mut carry = 0u64;
+    let mut out: Vec<u64> = charged_us
+        .iter()
+        .map(|&c| {
+            let due = c + carry;
+            let done = due.min(SECOND_US);
+            carry = due - done;
+            done
+        })
+        .collect();
+    if let Some(last) = out.last_mut() {
+        *last += carry;
+    }
+    out
 }
 
 /// Lists the unexplained losses of a run by message, with their path.
@@ -235,5 +259,21 @@ pub(crate) fn to_report(
         replay_command: failed.then(|| replay.to_owned()),
         broker_cpu: Vec::new(),
         broker_counters: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_over_seconds;
+
+    #[test]
+    fn a_second_never_shows_more_cpu_than_it_has_and_nothing_is_lost() {
+        // A sample taken late makes one second read 1.08 s and the next 0.92 s.
+        let got = spread_over_seconds(&[400_000, 1_080_000, 920_000, 1_050_000, 100_000]);
+        assert_eq!(got, [400_000, 1_000_000, 1_000_000, 1_000_000, 150_000]);
+        assert_eq!(got.iter().sum::<u64>(), 3_550_000);
+        // What is still due at the end stays in the last second.
+        assert_eq!(spread_over_seconds(&[1_200_000]), [1_200_000]);
+        assert!(spread_over_seconds(&[]).is_empty());
     }
 }
