@@ -3,29 +3,15 @@
 //! the broker's process is found from its port, and the fitted profile has costs and
 //! parses with `CostProfile::parse`.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::broker_bin;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use stampede_broker::server::cost::CostProfile;
 use stampede_sim::calibrate::{self, CalibrateOptions, CpuSource, WorkSource};
 use stampede_sim::live::target::{TargetKind, TargetUri};
-
-/// `stampede-broker` from the same build as this test.
-fn broker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("stampede-broker"))
-        .expect("the test binary lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "no stampede-broker next to the tests at {}: `cargo build -p stampede-broker` first",
-        bin.display()
-    );
-    bin
-}
 
 /// The broker; killed when dropped.
 struct Broker(Child);

@@ -10,6 +10,9 @@
 // Live mode against real brokers: elapsed times are on the wall clock.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+use common::{broker_bin, repo};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -61,27 +64,6 @@ failover_count_min = 20
 lost_max = 0
 unexpected_max = 0
 "#;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `stampede-broker` from the same build as this test.
-fn broker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("stampede-broker"))
-        .expect("the test binary lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "no stampede-broker next to the tests at {}: run the workspace's tests \
-         (`cargo test --workspace`, as scripts/test does) or `cargo build -p stampede-broker` first",
-        bin.display()
-    );
-    bin
-}
 
 /// A loopback port that is free, and so is the one 100 above it (instance 2's).
 fn free_pair() -> (TcpListener, TcpListener) {

@@ -14,6 +14,9 @@
 // Live mode against real brokers: elapsed times are on the wall clock.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+use common::{broker_bin, repo};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -98,29 +101,6 @@ fn mco_only(text: &str) -> String {
     let expectations = tail.find("[expectations]").expect("expectations follow");
     format!("{}{}", &text[..cut], &tail[expectations..])
         .replace("name = \"live-smoke\"", "name = \"live-smoke-mco\"")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `stampede-broker` from the same build as this test (cargo builds every binary of the
-/// workspace before it runs `cargo test --workspace`'s tests).
-fn broker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/live_smoke-<hash> -> target/<profile>/stampede-broker
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("stampede-broker"))
-        .expect("the test binary lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "no stampede-broker next to the tests at {}: run the workspace's tests \
-         (`cargo test --workspace`, as scripts/test does) or `cargo build -p stampede-broker` first",
-        bin.display()
-    );
-    bin
 }
 
 /// The peers of this test; stops them all when dropped (also on a failed assertion).
