@@ -24,6 +24,7 @@ pub mod driver;
 pub mod events;
 pub mod mcollective;
 pub mod policy;
+pub mod roboconf;
 pub mod servers;
 pub mod session;
 pub mod uri;
