@@ -250,6 +250,22 @@ fn errors_name_file_line_and_key() {
             2,
             "core.default_vhost",
         ),
+        // Master/slave: an unknown mode, a retry interval of zero or over an hour.
+        (
+            "[store]\ndir = \"/s\"\nmaster_slave = \"replicated-someday\"\n",
+            3,
+            "store.master_slave",
+        ),
+        (
+            "[store]\nmaster_slave = \"shared-store\"\nlock_acquire_interval_ms = 0\n",
+            3,
+            "store.lock_acquire_interval_ms",
+        ),
+        (
+            "[store]\nlock_acquire_interval_ms = 3600001\n",
+            2,
+            "store.lock_acquire_interval_ms",
+        ),
     ];
     for (text, line, key) in cases {
         let e = BrokerConfig::parse(text, "t.toml").unwrap_err();

@@ -29,6 +29,7 @@ struct Broker {
     child: Child,
     addr: String,
     log: PathBuf,
+    ready: PathBuf,
 }
 
 /// The configuration of a broker on store `dir` with `extra` lines under `[store]`.
@@ -41,6 +42,13 @@ fn config(dir: &Path, extra: &str) -> String {
 
 /// Starts the broker; `Err` with its log when it exits before becoming ready.
 fn try_start(dir: &Path, name: &str, config_text: &str) -> Result<Broker, String> {
+    let mut broker = spawn(dir, name, config_text);
+    broker.wait_ready(READY_TIMEOUT)?;
+    Ok(broker)
+}
+
+/// Starts the broker and returns at once (it writes `<name>.ready` once listening).
+fn spawn(dir: &Path, name: &str, config_text: &str) -> Broker {
     let ready = dir.join(format!("{name}.ready"));
     let log = dir.join(format!("{name}.log"));
     let cfg = dir.join(format!("{name}.toml"));
@@ -59,26 +67,11 @@ fn try_start(dir: &Path, name: &str, config_text: &str) -> Result<Broker, String
         .stderr(err)
         .spawn()
         .unwrap();
-    let mut broker = Broker {
+    Broker {
         child,
         addr: String::new(),
         log,
-    };
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(status) = broker.child.try_wait().unwrap() {
-            return Err(format!("exited with {status}:\n{}", broker.log_text()));
-        }
-        if let Ok(text) = fs::read_to_string(&ready)
-            && let Some(line) = text.lines().next()
-        {
-            broker.addr = line.trim().to_owned();
-            return Ok(broker);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("not ready:\n{}", broker.log_text()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        ready,
     }
 }
 
@@ -87,6 +80,27 @@ fn start(dir: &Path, name: &str, config_text: &str) -> Broker {
 }
 
 impl Broker {
+    /// Waits up to `timeout` for the ready file and takes the address from it; `Err` with
+    /// the log when the broker exits first or the time runs out.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("exited with {status}:\n{}", self.log_text()));
+            }
+            if let Ok(text) = fs::read_to_string(&self.ready)
+                && let Some(line) = text.lines().next()
+            {
+                self.addr = line.trim().to_owned();
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready:\n{}", self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -383,4 +397,79 @@ async fn a_second_broker_on_the_same_store_refuses_to_start() {
     let mut p = connect(&first.addr, &[]).await;
     p.write_frame(persistent_send("/queue/p", 1)).await;
     assert_eq!(p.read_frame().await.unwrap().command, Command::Receipt);
+}
+
+/// A loopback port that was free a moment ago: a slave is told its port before it binds,
+/// so that clients can name it in their failover lists.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Shared-store master/slave: a second broker on the same store directory waits as a
+/// slave with its port closed; when the master is SIGKILLed mid-stream it takes the lock,
+/// opens its port and delivers every message the master receipted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_store_slave_takes_over_a_killed_master_with_every_receipted_message() {
+    let dir = TempDir::new("persist-master-slave");
+    let shared = "master_slave = \"shared-store\"\nlock_acquire_interval_ms = 100";
+    let master = start(dir.path(), "master", &config(dir.path(), shared));
+    let port = free_port();
+    let slave_text = config(dir.path(), shared).replace(
+        "listen = [\"127.0.0.1:0\"]",
+        &format!("listen = [\"127.0.0.1:{port}\"]"),
+    );
+    let mut slave = spawn(dir.path(), "slave", &slave_text);
+    // The slave says it waits, and stays closed while it does.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !slave.log_text().contains("waiting as its slave") {
+        assert!(
+            slave.child.try_wait().unwrap().is_none(),
+            "the slave exited:\n{}",
+            slave.log_text()
+        );
+        assert!(Instant::now() < deadline, "{}", slave.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!slave.ready.exists(), "the slave serves beside the master");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the slave's port is open while the master lives"
+    );
+    let receipted = send_and_kill(master, "/queue/p", 20_000, 500).await;
+    let killed = Instant::now();
+    slave
+        .wait_ready(Duration::from_secs(10))
+        .expect("the slave takes over");
+    let takeover = killed.elapsed();
+    assert_eq!(slave.addr, format!("127.0.0.1:{port}"));
+    assert!(
+        slave.log_text().contains("now the master"),
+        "{}",
+        slave.log_text()
+    );
+    let (got, _) = drain(&slave.addr, "/queue/p", &[]).await;
+    let delivered: BTreeSet<u64> = got.iter().copied().collect();
+    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} receipted messages lost (of {}), first {:?}; slave log:\n{}",
+        lost.len(),
+        receipted.len(),
+        &lost[..lost.len().min(10)],
+        slave.log_text()
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+    eprintln!(
+        "master/slave: {} receipted before kill -9, {} delivered by the slave, which served \
+         {} ms after the kill",
+        receipted.len(),
+        got.len(),
+        takeover.as_millis()
+    );
 }

@@ -32,7 +32,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Once listening, write the bound addresses here (one `host:port` per line).
+    /// Once listening, write the bound addresses here (one `host:port` per line). A
+    /// shared-store slave writes it when it has become the master.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
 
@@ -76,7 +77,15 @@ async fn serve(
     ready_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let running = config.clone();
-    let server = Server::bind(Arc::new(TokioNet), config).await?;
+    // A shared-store slave waits inside `bind` until it becomes the master; SIGINT or
+    // SIGTERM ends the wait.
+    let server = tokio::select! {
+        server = Server::bind(Arc::new(TokioNet), config) => server?,
+        () = shutdown_signal() => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
+    };
     if let Some(path) = config_path {
         tokio::spawn(reload_on_sighup(path, running, server.reloader()));
     }

@@ -36,7 +36,7 @@ use crate::core::{Broker, ConnId, DropReason, Message, Output, Stats};
 use crate::net::{Listener, SharedNet};
 use crate::proto::{DecodeError, Frame};
 use crate::security::Security;
-use crate::store::{Disk, Recovered, StdDisk, Store};
+use crate::store::{Disk, MasterSlave, Recovered, StdDisk, Store, StoreConfig, StoreError};
 use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
 use cost::{CostProfile, CpuMeter};
@@ -162,6 +162,41 @@ impl ObservationsHandle {
     }
 }
 
+/// Opens and locks the store directory `dir`; as a shared-store slave, waits until the
+/// master's lock is released.
+async fn lock_store(dir: &str, store: &StoreConfig) -> io::Result<StdDisk> {
+    let mut waited = false;
+    loop {
+        match StdDisk::open(std::path::Path::new(dir)) {
+            Ok(disk) => {
+                if waited {
+                    tracing::info!(dir, "took the store's lock: this broker is now the master");
+                }
+                return Ok(disk);
+            }
+            Err(StoreError::Locked { .. }) if store.master_slave == MasterSlave::SharedStore => {
+                if !waited {
+                    tracing::info!(
+                        dir,
+                        retry_ms = store.lock_acquire_interval_ms,
+                        "another broker (the master) holds the store: waiting as its slave, \
+                         with no listener open"
+                    );
+                    waited = true;
+                }
+                tokio::time::sleep(Duration::from_millis(store.lock_acquire_interval_ms)).await;
+            }
+            Err(e @ StoreError::Locked { .. }) => {
+                return Err(io::Error::other(format!(
+                    "{e}, or set store.master_slave = \"shared-store\" to run this broker as \
+                     its slave"
+                )));
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+}
+
 /// A bound, not yet running broker server.
 pub struct Server {
     net: SharedNet,
@@ -225,11 +260,13 @@ impl Server {
     /// Opens the message store when `store.dir` is set (locking the directory and
     /// recovering what it holds), then binds every `server.listen` address. A store
     /// another broker holds, or one that cannot be read, is an error naming it.
+    ///
+    /// With `store.master_slave = "shared-store"`, a store another broker holds is not an
+    /// error: this broker waits as that master's slave, with nothing bound, until it takes
+    /// the lock (so this future may take as long as the master lives).
     pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
         let disk: Option<Box<dyn Disk>> = match &config.store.dir {
-            Some(dir) => Some(Box::new(
-                StdDisk::open(std::path::Path::new(dir)).map_err(io::Error::other)?,
-            )),
+            Some(dir) => Some(Box::new(lock_store(dir, &config.store).await?)),
             None => None,
         };
         Server::bind_with_storage(net, config, disk).await

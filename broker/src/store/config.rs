@@ -34,6 +34,21 @@ pub enum FullPolicy {
     Error,
 }
 
+/// What a broker does when another broker holds its store directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MasterSlave {
+    /// It refuses to start: one broker per store.
+    None,
+    /// Shared-store master/slave, as ActiveMQ's shared file system master/slave: the broker
+    /// that holds the directory's lock is the master; another one on the same directory
+    /// waits as its slave, with no listener open, tries the lock every
+    /// `lock_acquire_interval_ms`, and when the master dies (the operating system releases
+    /// its lock) recovers the store and opens its listeners. Clients find whichever is
+    /// master through a failover list naming both.
+    SharedStore,
+}
+
 /// `[store]`. Without `dir` nothing is stored: `persistent:true` messages live in memory
 /// only, as before.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -59,6 +74,12 @@ pub struct StoreConfig {
     /// (logged with file and offset) instead of refusing to start. Skipped records are
     /// lost: use it to get a broker back up after looking at the damage.
     pub skip_corrupt: bool,
+    /// `none` refuses to start on a directory another broker holds; `shared-store` waits
+    /// for it as a slave.
+    pub master_slave: MasterSlave,
+    /// `shared-store`: milliseconds between a slave's attempts to take the lock
+    /// (ActiveMQ's `lockAcquireSleepInterval`, 10 s there; a try here is one system call).
+    pub lock_acquire_interval_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -73,6 +94,8 @@ impl Default for StoreConfig {
             full_policy: FullPolicy::Block,
             segment_bytes_max: 32 * 1024 * 1024,
             skip_corrupt: false,
+            master_slave: MasterSlave::None,
+            lock_acquire_interval_ms: 1_000,
         }
     }
 }
@@ -92,6 +115,13 @@ impl StoreConfig {
         positive(self.group_batch_max, "group_batch_max")?;
         positive(self.interval_ms, "interval_ms")?;
         positive(self.bytes_max, "bytes_max")?;
+        positive(self.lock_acquire_interval_ms, "lock_acquire_interval_ms")?;
+        if self.lock_acquire_interval_ms > 3_600_000 {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("lock_acquire_interval_ms"),
+                "must be at most 3600000 (an hour)",
+            ));
+        }
         if self.segment_bytes_max < 4096 {
             return Err(InvalidSetting::new(
                 KeyPath::root().key("segment_bytes_max"),

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use config::{FullPolicy, StoreConfig, SyncPolicy};
+pub use config::{FullPolicy, MasterSlave, StoreConfig, SyncPolicy};
 pub use disk::{AppendFile, Disk, StdDisk};
 pub use record::{DurableSub, Record, StoredMessage, durable_queue_name};
 
