@@ -20,6 +20,14 @@
 //!   never synced are gone, or torn (a prefix of their blocks survives, `[disk]
 //!   torn_write_block_bytes`); what was synced survives.
 //!
+//! Brokers with `store.master_slave = "shared-store"` and the same `dir` mount one
+//! [`SharedStorage`] instead: a directory outside every host, as a SAN or an NFS export is,
+//! with the directory's lock that makes one of them the master. Its rules are NFS's: a
+//! creation, rename or removal is done when the call returns (NFS makes them synchronous),
+//! and data written is safe once synced (COMMIT). A broker's process crash loses nothing it
+//! wrote (its operating system sends it on); its power loss loses what it had written and
+//! not synced (whole: no torn blocks), and releases its lock.
+//!
 //! Disk faults (`disk-error`, `disk-full`, `slow-disk`) act through the [`DiskSlot`]'s
 //! shared [`DiskFault`]: every operation checks it, so an EIO or ENOSPC reaches the store
 //! exactly as a real one would, and a slow disk reports its extra sync time through
@@ -32,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stampede_broker::store::{AppendFile, Disk};
+use stampede_broker::store::{AppendFile, Disk, MasterSlave};
 use turmoil::fs::FsHandle;
 use turmoil::fs::shim::std::fs;
 
@@ -187,16 +195,198 @@ impl Disk for SimDisk {
 }
 
 /// A [`DiskSlot`] for every broker of `scenario` that has a `[brokers.store]`, by name.
+/// Brokers with `master_slave = "shared-store"` and the same `dir` share one
+/// [`SharedStorage`] (and its disk faults).
 pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
+    let mut shared: BTreeMap<String, (SharedStorage, SharedFault)> = BTreeMap::new();
     scenario
         .brokers
         .iter()
         .filter_map(|b| {
             let store = b.store.as_ref()?;
             let dir = store.dir.as_deref().unwrap_or(DEFAULT_DIR);
-            Some((b.name.clone(), DiskSlot::new(dir)))
+            let mut slot = DiskSlot::new(dir);
+            if store.master_slave == MasterSlave::SharedStore {
+                let (storage, fault) = shared.entry(dir.to_owned()).or_default().clone();
+                slot.fault = fault;
+                slot.shared = Some(SharedState {
+                    storage,
+                    broker: b.name.clone(),
+                    retry: Duration::from_millis(store.lock_acquire_interval_ms),
+                });
+            }
+            Some((b.name.clone(), slot))
         })
         .collect()
+}
+
+/// A store directory on shared storage that several simulated brokers mount (see the
+/// module's documentation). Cheap to clone; clones are the same directory.
+#[derive(Clone, Debug, Default)]
+pub struct SharedStorage(Arc<Mutex<SharedDir>>);
+
+#[derive(Debug, Default)]
+struct SharedDir {
+    /// The directory's entries.
+    files: BTreeMap<String, Inode>,
+    /// The broker that holds the directory's lock: the master.
+    lock: Option<String>,
+}
+
+/// A file's contents, shared by its directory entry and its open handles (a renamed or
+/// removed file stays writable through a handle, as on a real file system).
+type Inode = Arc<Mutex<SharedFile>>;
+
+#[derive(Debug, Default)]
+struct SharedFile {
+    bytes: Vec<u8>,
+    /// How many of `bytes` were synced.
+    synced: usize,
+    /// Who wrote the bytes after `synced` (their client cache holds them until a sync).
+    writer: Option<String>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SharedStorage {
+    /// Takes the lock for `broker` if nobody (or `broker` itself) holds it.
+    pub fn try_lock(&self, broker: &str) -> bool {
+        let mut dir = locked(&self.0);
+        match &dir.lock {
+            Some(holder) => holder == broker,
+            None => {
+                dir.lock = Some(broker.to_owned());
+                true
+            }
+        }
+    }
+
+    /// Releases `broker`'s lock, if it holds it (its process ended).
+    pub fn release(&self, broker: &str) {
+        let mut dir = locked(&self.0);
+        if dir.lock.as_deref() == Some(broker) {
+            dir.lock = None;
+        }
+    }
+
+    /// `broker`'s power failed: what it wrote and had not synced never reached the storage.
+    pub fn drop_unsynced(&self, broker: &str) {
+        let dir = locked(&self.0);
+        for inode in dir.files.values() {
+            let mut f = locked(inode);
+            if f.writer.as_deref() == Some(broker) {
+                let synced = f.synced;
+                f.bytes.truncate(synced);
+                f.writer = None;
+            }
+        }
+    }
+}
+
+/// One broker's mount of a [`SharedStorage`].
+#[derive(Debug)]
+struct SharedDisk {
+    storage: SharedStorage,
+    broker: String,
+    dir: String,
+    fault: SharedFault,
+}
+
+struct SharedAppend {
+    inode: Inode,
+    broker: String,
+    fault: SharedFault,
+}
+
+impl AppendFile for SharedAppend {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        injected(&self.fault, true)?;
+        let mut f = locked(&self.inode);
+        f.bytes.extend_from_slice(bytes);
+        f.writer = Some(self.broker.clone());
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        injected(&self.fault, false)?;
+        let mut f = locked(&self.inode);
+        f.synced = f.bytes.len();
+        f.writer = None;
+        drop(f);
+        let mut f = lock(&self.fault);
+        if let DiskFault::SlowMs(ms) = f.fault {
+            f.owed += Duration::from_millis(ms);
+        }
+        Ok(())
+    }
+}
+
+impl Disk for SharedDisk {
+    fn list(&self) -> io::Result<Vec<String>> {
+        injected(&self.fault, false)?;
+        Ok(locked(&self.storage.0).files.keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        injected(&self.fault, false)?;
+        let dir = locked(&self.storage.0);
+        let inode = dir.files.get(name).ok_or(io::ErrorKind::NotFound)?;
+        Ok(locked(inode).bytes.clone())
+    }
+
+    fn create(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        injected(&self.fault, true)?;
+        let inode = Inode::default();
+        locked(&self.storage.0)
+            .files
+            .insert(name.to_owned(), inode.clone());
+        Ok(Box::new(SharedAppend {
+            inode,
+            broker: self.broker.clone(),
+            fault: self.fault.clone(),
+        }))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        injected(&self.fault, false)?;
+        let mut dir = locked(&self.storage.0);
+        let inode = dir.files.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        dir.files.insert(to.to_owned(), inode);
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        injected(&self.fault, false)?;
+        locked(&self.storage.0)
+            .files
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        injected(&self.fault, false)
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("{}/{name} (shared)", self.dir)
+    }
+
+    fn take_sync_delay(&self) -> Duration {
+        std::mem::take(&mut lock(&self.fault).owed)
+    }
+}
+
+/// A slot's part in a shared store.
+#[derive(Clone, Debug)]
+struct SharedState {
+    storage: SharedStorage,
+    /// The broker this slot belongs to.
+    broker: String,
+    /// How long a slave waits between tries of the lock.
+    retry: Duration,
 }
 
 /// One broker's simulated store, shared between its host (each incarnation opens the
@@ -211,6 +401,8 @@ pub struct DiskSlot {
     fault: SharedFault,
     /// The broker stopped because its store failed, and waits for a restart.
     stopped: Arc<AtomicBool>,
+    /// `Some` when the store is on shared storage (master/slave).
+    shared: Option<SharedState>,
 }
 
 /// [`FsHandle`] without `Debug`.
@@ -230,6 +422,38 @@ impl DiskSlot {
             fs: Arc::default(),
             fault: SharedFault::default(),
             stopped: Arc::default(),
+            shared: None,
+        }
+    }
+
+    /// Whether the store is on shared storage (a master/slave pair's).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Waits, as a slave, until this broker holds the shared store's lock; returns at once
+    /// for a store of its own. `waiting` runs once if it has to wait.
+    pub async fn become_master(&self, waiting: impl FnOnce()) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if shared.storage.try_lock(&shared.broker) {
+            return;
+        }
+        waiting();
+        while !shared.storage.try_lock(&shared.broker) {
+            tokio::time::sleep(shared.retry).await;
+        }
+    }
+
+    /// The broker's process ended (crash, power loss, or its store failed): its lock on a
+    /// shared store is released; on a power loss its unsynced writes are gone too.
+    pub fn process_ended(&self, power_loss: bool) {
+        if let Some(shared) = &self.shared {
+            if power_loss {
+                shared.storage.drop_unsynced(&shared.broker);
+            }
+            shared.storage.release(&shared.broker);
         }
     }
 
@@ -255,6 +479,15 @@ impl DiskSlot {
 
     /// Opens the store directory on the current host (inside the broker's host).
     pub fn open(&self) -> io::Result<Box<dyn Disk>> {
+        if let Some(shared) = &self.shared {
+            injected(&self.fault, false)?;
+            return Ok(Box::new(SharedDisk {
+                storage: shared.storage.clone(),
+                broker: shared.broker.clone(),
+                dir: self.dir.clone(),
+                fault: self.fault.clone(),
+            }));
+        }
         let disk = SimDisk::open_with(&self.dir, self.fault.clone())?;
         *self.fs.lock().unwrap_or_else(|p| p.into_inner()) = Some(FsHandleBox(FsHandle::current()));
         Ok(Box::new(disk))
@@ -269,6 +502,10 @@ impl DiskSlot {
     /// at random (turmoil draws only to tear unsynced writes at a crash, from its seeded
     /// generator), so the run stays a function of its seed.
     pub fn flush(&self) -> io::Result<()> {
+        if self.shared.is_some() {
+            // Shared storage already has everything the broker wrote.
+            return Ok(());
+        }
         let guard = self.fs.lock().unwrap_or_else(|p| p.into_inner());
         let Some(FsHandleBox(handle)) = guard.as_ref() else {
             return Ok(());
@@ -294,7 +531,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use stampede_broker::store::{Record, Store, StoreOptions, StoredMessage};
+    use stampede_broker::store::{Disk, Record, Store, StoreOptions, StoredMessage};
 
     use super::DiskSlot;
 
@@ -339,6 +576,47 @@ mod tests {
             sim.step().unwrap();
         }
         seen.lock().unwrap().clone()
+    }
+
+    /// Two mounts of one shared store: one lock between them, a file either can read, and
+    /// a power loss that drops only the victim's unsynced writes.
+    #[test]
+    fn a_shared_store_has_one_lock_and_loses_only_the_victims_unsynced_writes() {
+        let storage = super::SharedStorage::default();
+        let mount = |broker: &str| super::SharedDisk {
+            storage: storage.clone(),
+            broker: broker.to_owned(),
+            dir: "/s".to_owned(),
+            fault: Default::default(),
+        };
+        let (a, b) = (mount("a"), mount("b"));
+        assert!(storage.try_lock("a"));
+        assert!(!storage.try_lock("b"));
+        assert!(storage.try_lock("a"), "the holder may take it again");
+
+        let mut fa = a.create("journal-a.tmp").unwrap();
+        fa.append(b"synced").unwrap();
+        fa.sync().unwrap();
+        fa.append(b"+cached").unwrap();
+        // A rename is done when it returns, and the open handle follows the file.
+        a.rename("journal-a.tmp", "journal-a").unwrap();
+        fa.append(b"+more").unwrap();
+        let mut fb = b.create("journal-b").unwrap();
+        fb.append(b"b's").unwrap();
+        assert_eq!(b.read("journal-a").unwrap(), b"synced+cached+more");
+        assert_eq!(a.list().unwrap(), ["journal-a", "journal-b"]);
+
+        storage.drop_unsynced("a");
+        storage.release("b");
+        assert!(!storage.try_lock("b"), "b never held it");
+        storage.release("a");
+        assert!(storage.try_lock("b"));
+        assert_eq!(b.read("journal-a").unwrap(), b"synced");
+        assert_eq!(
+            a.read("journal-b").unwrap(),
+            b"b's",
+            "b's power did not fail"
+        );
     }
 
     #[test]

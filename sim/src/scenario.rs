@@ -13,7 +13,7 @@ use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, valid
 use stampede_broker::core::CoreConfig;
 use stampede_broker::security::SecurityConfig;
 use stampede_broker::server::cost::CostProfile;
-use stampede_broker::store::{MasterSlave, StoreConfig};
+use stampede_broker::store::StoreConfig;
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
 /// MCollective frames. Fixed, so that every `expires` header is reproducible.
@@ -158,7 +158,9 @@ pub struct BrokerSpec {
     pub discovery: DiscoveryConfig,
     /// A message store on the broker's simulated disk (same keys as `[store]`; `dir` is a
     /// path on the simulated host, default `/var/lib/stampede/store`). Absent: no store,
-    /// persistent messages live in memory only.
+    /// persistent messages live in memory only. Brokers with `master_slave =
+    /// "shared-store"` and the same `dir` share one store outside their hosts (see
+    /// `crate::disk::SharedStorage`): a master/slave pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreConfig>,
     /// A CPU cost profile file (`stampede calibrate` writes them), relative to the
@@ -829,14 +831,6 @@ impl Scenario {
                     path: join(&at.key("store"), &e.path),
                     message: e.message,
                 })?;
-                if store.master_slave != MasterSlave::None {
-                    return bad(
-                        at.key("store").key("master_slave"),
-                        "master/slave is not simulated yet (each simulated broker has a disk of \
-                         its own); leave the key out"
-                            .to_owned(),
-                    );
-                }
                 if let Some(dir) = &store.dir
                     && !dir.starts_with('/')
                 {
@@ -1253,20 +1247,6 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].a", "{e}");
-    }
-
-    #[test]
-    fn master_slave_is_refused_until_it_is_simulated() {
-        let text = MINIMAL.replace(
-            "name = \"broker-1\"\n",
-            "name = \"broker-1\"\n[brokers.store]\nmaster_slave = \"shared-store\"\n",
-        );
-        let e = Scenario::parse(&text, "s.toml").unwrap_err();
-        assert!(
-            e.to_string().contains("brokers[0].store.master_slave"),
-            "{e}"
-        );
-        assert!(e.message.contains("not simulated yet"), "{e}");
     }
 
     #[test]

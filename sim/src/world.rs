@@ -103,6 +103,12 @@ pub fn run(
                 let Some(slot) = disk else {
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
+                // On a shared store, a slave waits for the master's lock with nothing bound.
+                slot.become_master(|| note(&recorder, format!("{name} waits as slave")))
+                    .await;
+                if slot.is_shared() {
+                    note(&recorder, format!("{name} holds the shared store's lock"));
+                }
                 // A broker whose store fails stops (for an EIO as ActiveMQ does; on a full
                 // disk ActiveMQ would wait for space); its host waits for the repair.
                 let opened = slot.open().map_err(io::Error::other);
@@ -113,6 +119,8 @@ pub fn run(
                 if let Err(e) = outcome {
                     stopped(&recorder, &name, &e);
                     slot.mark_stopped();
+                    // The process exited: its lock on a shared store is free.
+                    slot.process_ended(false);
                     std::future::pending::<()>().await;
                 }
                 Ok(())
@@ -232,6 +240,12 @@ async fn serve(
     server
         .run(Clock::starting_at(now_ms), std::future::pending())
         .await
+}
+
+/// Adds `what` to the run's timeline, at the current simulated time.
+fn note(recorder: &Recorder, what: String) {
+    let now_ms = recorder.now_us() / 1000;
+    recorder.lock().applied.push((now_ms, what));
 }
 
 /// Records that broker `name` stopped because its store failed: its incarnation ends now
@@ -378,16 +392,26 @@ impl Applier<'_> {
     /// Puts `fault` on broker `b`'s store disk. A repair starts the broker again if its
     /// store's failure had stopped it (and no crash fault holds it down): the operating
     /// system writes out what it had accepted, and the supervisor restarts the process.
+    ///
+    /// A shared store's fault is every broker's on it, and so is its repair.
     fn set_disk_fault(&mut self, sim: &mut turmoil::Sim<'_>, b: &str, fault: DiskFault) {
         let Some(disk) = self.disks.get(b) else {
             return;
         };
         disk.set_fault(fault);
-        if fault == DiskFault::None && disk.take_stopped() && !self.crashed.contains(b) {
-            if let Err(e) = disk.flush() {
-                tracing::error!("flushing {b}'s simulated disk failed: {e}");
+        if fault != DiskFault::None {
+            return;
+        }
+        for (name, disk) in &self.disks {
+            if disk.failing() {
+                continue;
             }
-            sim.bounce(b);
+            if disk.take_stopped() && !self.crashed.contains(name) {
+                if let Err(e) = disk.flush() {
+                    tracing::error!("flushing {name}'s simulated disk failed: {e}");
+                }
+                sim.bounce(name.as_str());
+            }
         }
     }
 
@@ -403,6 +427,9 @@ impl Applier<'_> {
                             && let Err(e) = disk.flush()
                         {
                             tracing::error!("flushing {h}'s simulated disk failed: {e}");
+                        }
+                        if let Some(disk) = self.disks.get(h) {
+                            disk.process_ended(power_loss);
                         }
                         sim.crash(h.as_str());
                         self.just_crashed.push((h.clone(), power_loss));
