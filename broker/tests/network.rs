@@ -12,11 +12,11 @@ use stampede_broker::client::{
 };
 use stampede_broker::clock::Clock;
 use stampede_broker::config::BrokerConfig;
-use stampede_broker::connectors::ConnectorConfig;
+use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, NetworkChanges};
 use stampede_broker::core::Stats;
 use stampede_broker::net::TokioNet;
 use stampede_broker::proto::Headers;
-use stampede_broker::server::{Server, StatsHandle};
+use stampede_broker::server::{ReloadError, Reloader, Server, StatsHandle};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
@@ -29,6 +29,7 @@ const QUIET: Duration = Duration::from_millis(600);
 struct Running {
     port: u16,
     stats: StatsHandle,
+    reloader: Reloader,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -101,6 +102,7 @@ async fn start(config: BrokerConfig) -> Running {
         .unwrap();
     let server = Server::bind(Arc::new(TokioNet), config).await.unwrap();
     let stats = server.stats();
+    let reloader = server.reloader();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         server
@@ -113,6 +115,7 @@ async fn start(config: BrokerConfig) -> Running {
     Running {
         port,
         stats,
+        reloader,
         stop: Some(tx),
         task,
     }
@@ -514,4 +517,103 @@ fn connector_configuration_errors_name_file_line_and_key() {
         err("[discovery]\ngroup = 'g'\naddress = '10.0.0.1:6155'\n"),
         "broker.toml:3: discovery.address: `10.0.0.1:6155` is not a multicast address (224.0.0.0/4) or 255.255.255.255"
     );
+}
+
+/// Connectors added, changed and removed while the broker runs (what SIGHUP does): an
+/// added one starts bridging, an unchanged one keeps its connection through a reload, a
+/// changed one reconnects, a removed one stops carrying messages; invalid connectors are
+/// refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_are_added_changed_and_removed_at_run_time() {
+    let b = start(config("B", free_port().await)).await;
+    let c = start(config("C", free_port().await)).await;
+    let a = start(config("A", free_port().await)).await;
+    let changes = |started: &[&str], stopped: &[&str], restarted: &[&str]| NetworkChanges {
+        started: started.iter().map(|s| s.to_string()).collect(),
+        stopped: stopped.iter().map(|s| s.to_string()).collect(),
+        restarted: restarted.iter().map(|s| s.to_string()).collect(),
+    };
+    let none = DiscoveryConfig::default();
+
+    let (on_b_client, mut on_b) = client(b.addr()).await;
+    on_b_client
+        .subscribe(SubscribeSpec::new("/topic/news"))
+        .await
+        .unwrap();
+    let (on_c_client, mut on_c) = client(c.addr()).await;
+    on_c_client
+        .subscribe(SubscribeSpec::new("/topic/news"))
+        .await
+        .unwrap();
+    let (producer, _p) = client(a.addr()).await;
+    send(&producer, "/topic/news", "before", &[]).await;
+    nothing(&mut on_b).await;
+
+    // Added: A starts bridging to B.
+    let to_b = connector("to-b", &[b.port]);
+    let got = a
+        .reloader
+        .reload_network(std::slice::from_ref(&to_b), &none)
+        .await;
+    assert_eq!(got.unwrap(), changes(&["to-b"], &[], &[]));
+    until("demand from B", &a, |s| {
+        s.network_subscriptions_current == 1
+    })
+    .await;
+    send(&producer, "/topic/news", "one", &[]).await;
+    assert_eq!(next(&mut on_b).await.text(), Some("one"));
+    nothing(&mut on_c).await;
+
+    // Another added; the unchanged one keeps its connection to B.
+    let b_opened = b.stats().connections_opened;
+    let to_c = connector("to-c", &[c.port]);
+    let both = [to_b.clone(), to_c.clone()];
+    let got = a.reloader.reload_network(&both, &none).await;
+    assert_eq!(got.unwrap(), changes(&["to-c"], &[], &[]));
+    until("demand from C", &a, |s| {
+        s.network_subscriptions_current == 2
+    })
+    .await;
+    send(&producer, "/topic/news", "two", &[]).await;
+    assert_eq!(next(&mut on_b).await.text(), Some("two"));
+    assert_eq!(next(&mut on_c).await.text(), Some("two"));
+    assert_eq!(b.stats().connections_opened, b_opened, "to-b reconnected");
+
+    // Changed: it reconnects with its new settings and carries messages again.
+    let mut to_b_slower = to_b.clone();
+    to_b_slower.heartbeat_ms = 2_000;
+    let got = a
+        .reloader
+        .reload_network(&[to_b_slower.clone(), to_c.clone()], &none)
+        .await;
+    assert_eq!(got.unwrap(), changes(&[], &[], &["to-b"]));
+    until("to-b back", &b, |s| s.connections_opened > b_opened).await;
+    until("demand from both", &a, |s| {
+        s.network_subscriptions_current == 2
+    })
+    .await;
+    send(&producer, "/topic/news", "three", &[]).await;
+    assert_eq!(next(&mut on_b).await.text(), Some("three"));
+    assert_eq!(next(&mut on_c).await.text(), Some("three"));
+
+    // Invalid (a name used twice): refused, nothing changes.
+    let twice = [to_c.clone(), to_c.clone()];
+    match a.reloader.reload_network(&twice, &none).await {
+        Err(ReloadError::Invalid(e)) => assert!(e.contains("used twice"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    send(&producer, "/topic/news", "four", &[]).await;
+    assert_eq!(next(&mut on_b).await.text(), Some("four"));
+    assert_eq!(next(&mut on_c).await.text(), Some("four"));
+
+    // Removed: nothing crosses any more, and the demand is gone.
+    let got = a.reloader.reload_network(&[], &none).await;
+    assert_eq!(got.unwrap(), changes(&[], &["to-b", "to-c"], &[]));
+    until("no demand", &a, |s| s.network_subscriptions_current == 0).await;
+    send(&producer, "/topic/news", "after", &[]).await;
+    nothing(&mut on_b).await;
+    nothing(&mut on_c).await;
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
 }

@@ -152,3 +152,48 @@ async fn sighup_tightens_permissions_for_live_sessions_and_a_broken_file_changes
     let mut again = login(&addr).await;
     assert_eq!(send(&mut again, "5").await.command, Stomp::Error);
 }
+
+/// SIGHUP applies added and removed connectors without the restart warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_starts_and_stops_network_connectors() {
+    let broker = Broker::start_with_config("reload-network", BEFORE);
+    let config = broker.dir().join("broker.toml");
+    // A connector to a port nobody listens on: its bridge keeps retrying, which is enough
+    // to see it started and stopped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let with = format!(
+        "{BEFORE}\n[[connectors]]\nname = \"to-nowhere\"\nuri = \"static:(tcp://127.0.0.1:{port})\"\n"
+    );
+    fs::write(&config, &with).unwrap();
+    hangup(&broker);
+    wait_for_log(&broker, "reloaded network connectors", 1);
+    let log = plain(&broker.log_tail(50));
+    assert!(log.contains("started=[\"to-nowhere\"]"), "{log}");
+    fs::write(&config, BEFORE).unwrap();
+    hangup(&broker);
+    wait_for_log(&broker, "reloaded network connectors", 2);
+    let log = plain(&broker.log_tail(50));
+    assert!(log.contains("stopped=[\"to-nowhere\"]"), "{log}");
+    assert!(!log.contains("restart the broker"), "{log}");
+}
+
+/// `text` without its terminal colour sequences (ESC `[` … `m`).
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -114,9 +114,10 @@ async fn serve(
 }
 
 /// On every SIGHUP, reads the configuration file again and applies its users, groups and
-/// authorization (from each session's next frame; connections stay up). A file that does
-/// not load is refused whole, with its file:line:key error, and the old rules stay.
-/// Other sections need a restart, and a warning says so when they changed.
+/// authorization (from each session's next frame; connections stay up), and its network
+/// connectors and discovery settings (changed connectors restart, others keep running).
+/// A file that does not load is refused whole, with its file:line:key error, and the old
+/// rules stay. Other sections need a restart, and a warning says so when they changed.
 async fn reload_on_sighup(path: PathBuf, mut running: BrokerConfig, reloader: Reloader) {
     #[cfg(unix)]
     {
@@ -137,15 +138,32 @@ async fn reload_on_sighup(path: PathBuf, mut running: BrokerConfig, reloader: Re
                 tracing::error!("configuration reload refused, the old rules stay: {e}");
                 continue;
             }
+            if fresh.connectors != running.connectors || fresh.discovery != running.discovery {
+                match reloader
+                    .reload_network(&fresh.connectors, &fresh.discovery)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!("reloaded network connectors from {}", path.display());
+                        running.connectors = fresh.connectors.clone();
+                        running.discovery = fresh.discovery.clone();
+                    }
+                    Err(e) => {
+                        tracing::error!("network connector reload refused, the old ones run: {e}")
+                    }
+                }
+            }
             let mut others = fresh.clone();
             others.security = running.security.clone();
+            others.connectors = running.connectors.clone();
+            others.discovery = running.discovery.clone();
             // Command-line overrides were applied to `running`, not to the file.
             others.server.listen = running.server.listen.clone();
             others.core.broker_name = running.core.broker_name.clone();
             if others != running {
                 tracing::warn!(
-                    "{}: only [security] (users, groups, authorization) is reloaded; \
-                     restart the broker to apply the other changes",
+                    "{}: only [security] (users, groups, authorization), [[connectors]] and \
+                     [discovery] are reloaded; restart the broker to apply the other changes",
                     path.display()
                 );
             }

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
+use crate::connectors::{ConnectorConfig, DiscoveryConfig, Network, NetworkChanges};
 use crate::core::{Broker, ConnId, DropReason, Message, Output, Stats};
 use crate::net::{Listener, SharedNet};
 use crate::proto::{DecodeError, Frame};
@@ -213,10 +214,19 @@ pub struct Server {
     storage: Option<(Store, Recovered)>,
 }
 
-/// A request to replace the running broker's users, groups and authorization.
-struct Reload {
-    security: Security,
-    done: tokio::sync::oneshot::Sender<()>,
+/// A request to change the running broker.
+enum Reload {
+    /// Replace its users, groups and authorization.
+    Security {
+        security: Security,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Replace its connectors and discovery settings.
+    Network {
+        connectors: Vec<ConnectorConfig>,
+        discovery: DiscoveryConfig,
+        done: tokio::sync::oneshot::Sender<NetworkChanges>,
+    },
 }
 
 /// Why a reload was not applied.
@@ -249,7 +259,30 @@ impl Reloader {
         let (done, applied) = tokio::sync::oneshot::channel();
         let security = Security::from_config(config);
         self.0
-            .send(Reload { security, done })
+            .send(Reload::Security { security, done })
+            .await
+            .map_err(|_| ReloadError::NotRunning)?;
+        applied.await.map_err(|_| ReloadError::NotRunning)
+    }
+
+    /// Validates `connectors` and, if they are valid, makes them (with `discovery`) the
+    /// running network: connectors that are gone or changed stop (their bridges
+    /// disconnect), new and changed ones start, unchanged ones keep their connections.
+    /// Returns what changed once it is done; invalid connectors change nothing.
+    pub async fn reload_network(
+        &self,
+        connectors: &[ConnectorConfig],
+        discovery: &DiscoveryConfig,
+    ) -> Result<NetworkChanges, ReloadError> {
+        crate::connectors::validate_connectors(connectors)
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let (done, applied) = tokio::sync::oneshot::channel();
+        self.0
+            .send(Reload::Network {
+                connectors: connectors.to_vec(),
+                discovery: discovery.clone(),
+                done,
+            })
             .await
             .map_err(|_| ReloadError::NotRunning)?;
         applied.await.map_err(|_| ReloadError::NotRunning)
@@ -466,22 +499,23 @@ impl Server {
                 .min(Semaphore::MAX_PERMITS),
         ));
         let mut tasks = JoinSet::new();
-        // Network connectors run beside the broker and stop before it.
-        let (stop_network, network_stopped) = tokio::sync::watch::channel(false);
-        let mut network = JoinSet::new();
-        if let Some(bound) = listeners
+        // Network connectors run beside the broker, in their own task (which applies
+        // reloads to them), and stop before it.
+        let network = listeners
             .iter()
             .find(|b| b.tls.is_none())
             .or(listeners.first())
             .and_then(|b| b.listener.local_addr().ok())
-        {
-            let connectors = crate::connectors::StartConfig {
-                broker_name: &config.core.broker_name,
-                connectors: &config.connectors,
-                discovery: &config.discovery,
-            };
-            crate::connectors::start(&net, connectors, bound, &mut network, &network_stopped);
-        }
+            .map(|bound| {
+                let connectors = crate::connectors::StartConfig {
+                    broker_name: &config.core.broker_name,
+                    connectors: &config.connectors,
+                    discovery: &config.discovery,
+                };
+                Network::start(&net, connectors, bound)
+            });
+        let (network_tx, network_rx) = mpsc::channel(4);
+        let network_task = tokio::spawn(run_network(network, network_rx));
         let traffic = Arc::new(metrics::Traffic::default());
         let links = connection::Links {
             inbox: inbox_tx.clone(),
@@ -513,10 +547,28 @@ impl Server {
         }
         {
             let inbox = inbox_tx.clone();
+            let network = network_tx.clone();
             tasks.spawn(async move {
-                while let Some(Reload { security, done }) = reloads.recv().await {
-                    let event = Event::ReloadSecurity { security, done };
-                    if inbox.send(event).await.is_err() {
+                while let Some(reload) = reloads.recv().await {
+                    let sent = match reload {
+                        Reload::Security { security, done } => {
+                            let event = Event::ReloadSecurity { security, done };
+                            inbox.send(event).await.is_ok()
+                        }
+                        Reload::Network {
+                            connectors,
+                            discovery,
+                            done,
+                        } => {
+                            let apply = NetworkCommand::Apply {
+                                connectors,
+                                discovery,
+                                done,
+                            };
+                            network.send(apply).await.is_ok()
+                        }
+                    };
+                    if !sent {
                         break;
                     }
                 }
@@ -540,12 +592,8 @@ impl Server {
         // answers their DISCONNECT.
         let shutdown = async move {
             shutdown.await;
-            let _ = stop_network.send(true);
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-                while network.join_next().await.is_some() {}
-            })
-            .await;
-            network.abort_all();
+            let _ = network_tx.send(NetworkCommand::Stop).await;
+            let _ = network_task.await;
         };
         let (mut inbox_rx, store_failed) = core.run(inbox_rx, flush_rx, shutdown).await;
         // The core task dropped its sender: the writer syncs what it has and ends.
@@ -566,6 +614,50 @@ impl Server {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// What the network task is asked to do.
+enum NetworkCommand {
+    /// Make these the running connectors and discovery settings.
+    Apply {
+        connectors: Vec<ConnectorConfig>,
+        discovery: DiscoveryConfig,
+        done: tokio::sync::oneshot::Sender<NetworkChanges>,
+    },
+    /// Stop every connector (bounded by [`SHUTDOWN_GRACE`]) and end.
+    Stop,
+}
+
+/// Owns the broker's [`Network`] (`None` when it has no listener to bridge to) and applies
+/// reloads to it until told to stop; then stops it.
+async fn run_network(mut network: Option<Network>, mut commands: mpsc::Receiver<NetworkCommand>) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            NetworkCommand::Apply {
+                connectors,
+                discovery,
+                done,
+            } => {
+                let changes = match &mut network {
+                    Some(n) => n.apply(&connectors, &discovery, SHUTDOWN_GRACE).await,
+                    None => NetworkChanges::default(),
+                };
+                if !changes.is_empty() {
+                    tracing::info!(
+                        started = ?changes.started,
+                        stopped = ?changes.stopped,
+                        restarted = ?changes.restarted,
+                        "network connectors reloaded"
+                    );
+                }
+                let _ = done.send(changes);
+            }
+            NetworkCommand::Stop => break,
+        }
+    }
+    if let Some(n) = network {
+        n.stop(SHUTDOWN_GRACE).await;
     }
 }
 
