@@ -45,6 +45,9 @@ pub struct Scenario {
     /// The simulated disks of brokers with a store.
     #[serde(default, skip_serializing_if = "DiskSpec::is_default")]
     pub disk: DiskSpec,
+    /// What the simulated fleet talks to (live runs take it from `--target` instead).
+    #[serde(default, skip_serializing_if = "Middleware::is_default")]
+    pub middleware: Middleware,
     /// The brokers.
     pub brokers: Vec<BrokerSpec>,
     /// Hosts of client nodes (MCollective servers), each with many nodes.
@@ -63,6 +66,33 @@ pub struct Scenario {
     #[serde(default)]
     pub expectations: Expectations,
 }
+
+/// The middleware of a simulated fleet: which of MCollective's connectors its clients
+/// follow, and what every simulated stampede-broker serves for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Middleware {
+    /// STOMP with ActiveMQ's destination names (MCollective's `activemq` connector).
+    #[default]
+    Activemq,
+    /// STOMP with rabbitmq_stomp's conventions (MCollective's `rabbitmq` connector): a
+    /// broker without `[[brokers.core.vhosts]]` gets a RabbitMQ-convention vhost `/` with
+    /// the collective's `<c>_broadcast` (topic) and `<c>_directed` (direct) exchanges.
+    Rabbitmq,
+    /// Redis pub/sub (MCollective's `redis` connector): every broker also listens for
+    /// RESP on port 6379, and clients speak it; queue workloads must use `/topic/` and
+    /// `ack = "auto"`.
+    Redis,
+}
+
+impl Middleware {
+    fn is_default(&self) -> bool {
+        *self == Middleware::Activemq
+    }
+}
+
+/// The port simulated brokers accept Redis pub/sub on (`middleware = "redis"`).
+pub const REDIS_PORT: u16 = 6379;
 
 fn default_seed() -> u64 {
     1
@@ -966,6 +996,22 @@ impl Scenario {
             }
             if q.producers == 0 && q.consumers == 0 {
                 return bad(p.key("producers"), "needs producers or consumers".into());
+            }
+            if self.middleware == Middleware::Redis {
+                if !q.destination.starts_with("/topic/") {
+                    return bad(
+                        p.key("destination"),
+                        "Redis pub/sub has no queues (middleware = \"redis\"): use /topic/".into(),
+                    );
+                }
+                if q.ack != AckMode::Auto {
+                    return bad(
+                        p.key("ack"),
+                        "Redis pub/sub has no acknowledgements (middleware = \"redis\"): \
+                         use \"auto\""
+                            .into(),
+                    );
+                }
             }
         }
         Ok(())

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stampede_broker::clock::Clock;
-use stampede_broker::config::{BrokerConfig, ServerConfig};
+use stampede_broker::config::{BrokerConfig, RedisConfig, ServerConfig};
 use stampede_broker::server::Server;
 use stampede_broker::server::cost::CostProfile;
 use stampede_broker::store::Disk;
+use stampede_broker::vhost::{Convention, ExchangeConfig, ExchangeType, VhostConfig};
 
 use crate::disk::DiskSlot;
 use crate::fault::{DiskFault, Op, Timeline};
@@ -19,7 +20,7 @@ use stampede_broker::core::Message;
 
 use crate::history::{ClientId, HeldRef, Incarnation, Recorder, Role};
 use crate::net::TurmoilNet;
-use crate::scenario::{Scenario, glob};
+use crate::scenario::{Middleware, REDIS_PORT, Scenario, glob};
 use crate::seed;
 use crate::workload;
 use crate::workload::mcollective;
@@ -80,12 +81,22 @@ pub fn run(
             discovery: b.discovery.clone(),
             // Simulated brokers are observed through their stats handle, not over HTTP.
             metrics: Default::default(),
-            // Simulated clients speak STOMP only.
-            redis: Default::default(),
+            // Redis pub/sub beside STOMP when the fleet uses it.
+            redis: match scenario.middleware {
+                Middleware::Redis => RedisConfig {
+                    listen: vec![format!("0.0.0.0:{REDIS_PORT}")],
+                    ..RedisConfig::default()
+                },
+                Middleware::Activemq | Middleware::Rabbitmq => RedisConfig::default(),
+            },
             // Without a store (the default), persistent messages live in memory only.
             store: b.store.clone().unwrap_or_default(),
         };
         config.core.broker_name = b.name.clone();
+        if scenario.middleware == Middleware::Rabbitmq && config.core.vhosts.is_empty() {
+            config.core.vhosts = vec![rabbitmq_vhost(scenario)];
+            config.core.default_vhost = Some("/".to_owned());
+        }
         // The checker explains losses by what brokers held and dropped.
         config.core.record_drops = true;
         let epoch_ms = scenario.epoch_ms;
@@ -208,6 +219,29 @@ pub fn run(
     drop(sim);
     collect_incarnations(recorder);
     Ok(())
+}
+
+/// The vhost a `middleware = "rabbitmq"` fleet expects: `/`, RabbitMQ's conventions, and
+/// the exchanges MCollective's `rabbitmq` connector documents for its collective.
+fn rabbitmq_vhost(scenario: &Scenario) -> VhostConfig {
+    let collective = scenario
+        .workload
+        .mcollective
+        .as_ref()
+        .map_or("mcollective", |m| m.collective.as_str());
+    let exchange = |suffix: &str, kind| ExchangeConfig {
+        name: format!("{collective}_{suffix}"),
+        kind,
+    };
+    VhostConfig {
+        name: "/".to_owned(),
+        convention: Convention::RabbitMq,
+        exchanges: vec![
+            exchange("broadcast", ExchangeType::Topic),
+            exchange("directed", ExchangeType::Direct),
+        ],
+        queues: Vec::new(),
+    }
 }
 
 /// One incarnation of broker `name`: binds (opening `disk`'s journal), registers its

@@ -29,7 +29,7 @@ use stampede_broker::net::SharedNet;
 use crate::dialect::{Conn, Dialect, Inbound, Inbox};
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
-use crate::scenario::{Policy, ReconnectSpec, Scenario};
+use crate::scenario::{Middleware, Policy, REDIS_PORT, ReconnectSpec, Scenario};
 
 /// Where the workloads run: the network their clients use and where each broker is.
 #[derive(Clone)]
@@ -53,15 +53,26 @@ pub struct Env {
 
 impl Env {
     /// The simulated world: brokers are turmoil hosts named after themselves.
+    /// The scenario's `middleware` chooses the dialect (and, for Redis, the brokers'
+    /// Redis port).
     pub fn simulated(scenario: &Scenario) -> Env {
+        let dialect = match scenario.middleware {
+            Middleware::Activemq => Dialect::ActiveMq,
+            Middleware::Rabbitmq => Dialect::RabbitMq,
+            Middleware::Redis => Dialect::Redis,
+        };
+        let port = |b: &crate::scenario::BrokerSpec| match scenario.middleware {
+            Middleware::Redis => REDIS_PORT,
+            Middleware::Activemq | Middleware::Rabbitmq => b.port,
+        };
         Env {
             net: Arc::new(TurmoilNet),
             brokers: scenario
                 .brokers
                 .iter()
-                .map(|b| (b.name.clone(), (b.name.clone(), b.port)))
+                .map(|b| (b.name.clone(), (b.name.clone(), port(b))))
                 .collect(),
-            dialect: Dialect::ActiveMq,
+            dialect,
             run_tag: None,
             credentials: None,
             heartbeat_grace_factor: None,
