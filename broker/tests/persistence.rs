@@ -409,20 +409,26 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A shared-store master (started, serving on an ephemeral port) and its slave (spawned on
+/// the store in `dir`, told to listen on the returned port once it is master).
+fn shared_store_pair(dir: &Path) -> (Broker, Broker, u16) {
+    let shared = "master_slave = \"shared-store\"\nlock_acquire_interval_ms = 100";
+    let master = start(dir, "master", &config(dir, shared));
+    let port = free_port();
+    let slave_text = config(dir, shared).replace(
+        "listen = [\"127.0.0.1:0\"]",
+        &format!("listen = [\"127.0.0.1:{port}\"]"),
+    );
+    (master, spawn(dir, "slave", &slave_text), port)
+}
+
 /// Shared-store master/slave: a second broker on the same store directory waits as a
 /// slave with its port closed; when the master is SIGKILLed mid-stream it takes the lock,
 /// opens its port and delivers every message the master receipted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_store_slave_takes_over_a_killed_master_with_every_receipted_message() {
     let dir = TempDir::new("persist-master-slave");
-    let shared = "master_slave = \"shared-store\"\nlock_acquire_interval_ms = 100";
-    let master = start(dir.path(), "master", &config(dir.path(), shared));
-    let port = free_port();
-    let slave_text = config(dir.path(), shared).replace(
-        "listen = [\"127.0.0.1:0\"]",
-        &format!("listen = [\"127.0.0.1:{port}\"]"),
-    );
-    let mut slave = spawn(dir.path(), "slave", &slave_text);
+    let (master, mut slave, port) = shared_store_pair(dir.path());
     // The slave says it waits, and stays closed while it does.
     let deadline = Instant::now() + READY_TIMEOUT;
     while !slave.log_text().contains("waiting as its slave") {
@@ -484,14 +490,7 @@ async fn the_stomp_gem_fails_over_from_a_killed_master_to_its_slave() {
     use std::io::{BufRead, BufReader};
 
     let dir = TempDir::new("persist-gem-master-slave");
-    let shared = "master_slave = \"shared-store\"\nlock_acquire_interval_ms = 100";
-    let master = start(dir.path(), "master", &config(dir.path(), shared));
-    let port = free_port();
-    let slave_text = config(dir.path(), shared).replace(
-        "listen = [\"127.0.0.1:0\"]",
-        &format!("listen = [\"127.0.0.1:{port}\"]"),
-    );
-    let mut slave = spawn(dir.path(), "slave", &slave_text);
+    let (master, mut slave, port) = shared_store_pair(dir.path());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/stomp_gem_master_slave.rb"
