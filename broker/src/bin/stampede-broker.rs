@@ -80,11 +80,12 @@ async fn serve(
     // A shared-store slave waits inside `bind` until it becomes the master; SIGINT or
     // SIGTERM ends the wait.
     let server = tokio::select! {
-        server = Server::bind(Arc::new(TokioNet), config) => server?,
+        biased;
         () = shutdown_signal() => {
             tracing::info!("stopped before serving");
             return Ok(());
         }
+        server = Server::bind(Arc::new(TokioNet), config) => server?,
     };
     if let Some(path) = config_path {
         tokio::spawn(reload_on_sighup(path, running, server.reloader()));

@@ -402,6 +402,17 @@ pub async fn run_on(
     for f in &failures {
         plan.notes.push(format!("not answering: {f}"));
     }
+    if scenario.middleware != crate::scenario::Middleware::default() {
+        plan.notes.push(format!(
+            "middleware = \"{}\" ignored: live clients speak the target's dialect ({:?})",
+            match scenario.middleware {
+                crate::scenario::Middleware::Activemq => "activemq",
+                crate::scenario::Middleware::Rabbitmq => "rabbitmq",
+                crate::scenario::Middleware::Redis => "redis",
+            },
+            kind.dialect()
+        ));
+    }
     let seed = opts.seed.unwrap_or(scenario.seed);
     // Live mode runs against a real broker in real time: the run's epoch is the system
     // clock's. This module never runs in the simulator.
