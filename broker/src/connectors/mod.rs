@@ -1,11 +1,11 @@
 //! Network of brokers: connectors that bridge this broker to others, ActiveMQ style.
 //!
 //! A *connector* (`[[connectors]]` in the configuration, [`ConnectorConfig`]) runs beside
-//! the broker, started by [`Server::run`](crate::server::Server::run) (a [`Network`]) over the same
-//! [`Net`](crate::net::Net), so it works over real TCP and in the simulator alike. It
-//! makes one [`bridge`] per remote broker: listed in a `static:(…)` URI, or found on a
-//! discovery group (`multicast://<group>`, see [`discovery`]). Bridges speak STOMP through
-//! the project's failover client, to this broker and to the remote one.
+//! the broker in a [`Network`] that [`Server::run`](crate::server::Server::run) starts,
+//! over the same [`Net`](crate::net::Net), so it works over real TCP and in the simulator
+//! alike. It makes one [`bridge`] per remote broker: listed in a `static:(…)` URI, or
+//! found on a discovery group (`multicast://<group>`, see [`discovery`]). Bridges speak
+//! STOMP through the project's failover client, to this broker and to the remote one.
 //!
 //! Demand flows by consumer advisories and messages by demand subscriptions; the core
 //! enforces the loop and TTL rules (see [`crate::core::interbroker`]). What a bridge user
