@@ -433,7 +433,12 @@ impl DiskSlot {
 
     /// Waits, as a slave, until this broker holds the shared store's lock; returns at once
     /// for a store of its own. `waiting` runs once if it has to wait.
-    pub async fn become_master(&self, waiting: impl FnOnce()) {
+    ///
+    /// The first retry comes after `phase` (less than one interval, drawn from the seed),
+    /// then one every interval: a real slave's tries are not in step with the master's
+    /// death, and without the offset every fault at a round time would find a slave
+    /// trying at that very instant.
+    pub async fn become_master(&self, phase: Duration, waiting: impl FnOnce()) {
         let Some(shared) = &self.shared else {
             return;
         };
@@ -441,9 +446,15 @@ impl DiskSlot {
             return;
         }
         waiting();
+        tokio::time::sleep(phase).await;
         while !shared.storage.try_lock(&shared.broker) {
             tokio::time::sleep(shared.retry).await;
         }
+    }
+
+    /// A shared store's lock retry interval (`None` for a store of its own).
+    pub fn lock_retry(&self) -> Option<Duration> {
+        self.shared.as_ref().map(|s| s.retry)
     }
 
     /// The broker's process ended (crash, power loss, or its store failed): its lock on a

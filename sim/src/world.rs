@@ -104,6 +104,14 @@ pub fn run(
         let recorder = recorder.clone();
         let cost = b.cost_profile.clone();
         let disk = disks.get(&b.name).cloned();
+        // A shared-store slave's lock tries start at an offset drawn from the seed.
+        let phase = disk
+            .as_ref()
+            .and_then(DiskSlot::lock_retry)
+            .map_or(Duration::ZERO, |retry| {
+                let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX).max(1);
+                Duration::from_millis(seed::derive(seed, &format!("lock-phase/{}", b.name)) % ms)
+            });
         sim.host(b.name.as_str(), move || {
             let config = config.clone();
             let name = name.clone();
@@ -115,7 +123,7 @@ pub fn run(
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
                 // On a shared store, a slave waits for the master's lock with nothing bound.
-                slot.become_master(|| note(&recorder, format!("{name} waits as slave")))
+                slot.become_master(phase, || note(&recorder, format!("{name} waits as slave")))
                     .await;
                 if slot.is_shared() {
                     note(&recorder, format!("{name} holds the shared store's lock"));
