@@ -568,6 +568,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
         let Some(open) = t.actions.iter().find(|a| a.window == Some(i)) else {
             continue;
         };
+        let mut skew_ms = None;
         let (kind, target, a, b, latency_ms) = match &open.op {
             Op::Crash(t) => (FaultKind::Crash, t.clone(), vec![], vec![], None),
             Op::PowerLoss(t) => (FaultKind::PowerLoss, t.clone(), vec![], vec![], None),
@@ -588,6 +589,10 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             Op::Disk(t, DiskFault::SlowMs(ms)) => {
                 (FaultKind::SlowDisk, t.clone(), vec![], vec![], Some(*ms))
             }
+            Op::ClockSkew(t, ms) => {
+                skew_ms = *ms;
+                (FaultKind::ClockSkew, t.clone(), vec![], vec![], None)
+            }
             _ => continue,
         };
         out.faults.push(FaultSpec {
@@ -597,6 +602,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             a,
             b,
             latency_ms,
+            skew_ms,
             duration_s: w.end_ms.map(|e| secs(e - w.start_ms)),
             label: Some(w.label.clone()),
         });
@@ -609,6 +615,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             a: vec![],
             b: vec![],
             latency_ms: None,
+            skew_ms: None,
             duration_s: None,
             label: None,
         });

@@ -5,19 +5,23 @@
 //! timeline. The world applies them between simulation steps through turmoil's `Sim`.
 //!
 //! Semantics (turmoil's, documented because they matter for reading results):
-//! - `crash` kills a broker's process: its peers' connections see EOF at once; packets sent
-//!   to it wait until it restarts (then get reset). Its in-memory messages are lost; what it
-//!   wrote to its store survives, synced or not (the operating system kept it).
-//! - `power-loss` is a `crash` whose store also loses what it had not synced (turmoil's
-//!   file-system crash). The network side is the same as `crash`'s: peers see their
-//!   connections close (a real power loss would leave them silent until heart-beats
-//!   time out).
+//! - `crash` kills a broker's process and leaves its machine up: its peers' connections
+//!   see EOF at once, and a connect to it is refused at once (turmoil's host runs on with
+//!   nothing bound; a real operating system answers with RST). Its in-memory messages are
+//!   lost; what it wrote to its store survives, synced or not (the operating system kept
+//!   it).
+//! - `power-loss` takes the machine down: its store also loses what it had not synced
+//!   (turmoil's file-system crash), peers see their connections close (a real power loss
+//!   would leave them silent until heart-beats time out), and a connect to it waits
+//!   unanswered until it restarts (a real client gives up at its connect timeout).
 //! - `partition` drops packets between the groups; a `connect` across it is refused at
 //!   once; established connections across it stall for good (turmoil has no
 //!   retransmission), so peers notice only through heart-beat timeouts.
 //! - `hold` queues packets and `release` delivers them in order: nothing is lost, like TCP
 //!   retransmitting after a short outage.
 //! - `latency` sets the one-way latency of the links between the groups.
+//! - `clock-skew` moves the clocks of racks' nodes (nothing else: brokers and `mco`
+//!   clients keep theirs); a node judges a request's age by its own clock.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -60,7 +64,11 @@ pub enum Op {
     /// A disk fault on brokers' stores; `DiskFault::None` repairs it (and starts a broker
     /// the fault stopped).
     Disk(Vec<String>, DiskFault),
-    /// Heal everything, restart every crashed broker, repair every disk.
+    /// Jump the clocks of racks' nodes by this many milliseconds (on top of their
+    /// configured skew); `None` sets them right again.
+    ClockSkew(Vec<String>, Option<i64>),
+    /// Heal everything, restart every crashed broker, repair every disk, set every
+    /// clock right.
     HealAll,
 }
 
@@ -117,9 +125,10 @@ impl Timeline {
     pub fn build(scenario: &Scenario, seed: u64) -> Timeline {
         let hosts = scenario.hosts();
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
+        let racks: Vec<String> = scenario.racks.iter().map(|r| r.name.clone()).collect();
         let mut t = Timeline::default();
         for f in &scenario.faults {
-            t.add_explicit(f, &hosts, &brokers);
+            t.add_explicit(f, &hosts, &brokers, &racks);
         }
         if let Some(n) = &scenario.nemesis {
             let with_store: Vec<String> = scenario
@@ -155,17 +164,31 @@ impl Timeline {
         self.actions.push(Action { at_ms, op, window });
     }
 
-    fn add_explicit(&mut self, f: &FaultSpec, hosts: &[String], brokers: &[String]) {
+    fn add_explicit(
+        &mut self,
+        f: &FaultSpec,
+        hosts: &[String],
+        brokers: &[String],
+        racks: &[String],
+    ) {
         let at = secs_to_ms(f.at_s);
         let end = f.duration_s.map(|d| at + secs_to_ms(d));
         let a = resolve(&f.a, hosts);
         let b = resolve(&f.b, hosts);
-        let targets = resolve(&f.target, brokers);
+        let targets = match f.kind {
+            FaultKind::ClockSkew => resolve(&f.target, racks),
+            _ => resolve(&f.target, brokers),
+        };
         let label = f.label.clone().unwrap_or_else(|| match f.kind {
             FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
+            FaultKind::ClockSkew => format!(
+                "clock-skew {:+}ms {}",
+                f.skew_ms.unwrap_or(0),
+                targets.join(",")
+            ),
             FaultKind::DiskError | FaultKind::DiskFull => {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
@@ -231,6 +254,13 @@ impl Timeline {
                 self.push(at, Op::Disk(targets.clone(), fault), Some(w));
                 if let Some(e) = end {
                     self.push(e, Op::Disk(targets, DiskFault::None), Some(w));
+                }
+            }
+            FaultKind::ClockSkew => {
+                let w = self.open("clock-skew", label, at, end);
+                self.push(at, Op::ClockSkew(targets.clone(), f.skew_ms), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::ClockSkew(targets, None), Some(w));
                 }
             }
             // Undo actions close the most recent open window of the matching kind.

@@ -481,6 +481,9 @@ fn default_queue_heartbeat_s() -> u64 {
     5
 }
 
+/// The largest clock jump a `clock-skew` fault may give, in milliseconds (one year).
+pub const SKEW_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
+
 /// Kinds of faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -515,8 +518,14 @@ pub enum FaultKind {
     DiskFull,
     /// Every sync of the broker's store takes `latency_ms` longer, for the window.
     SlowDisk,
+    /// The clocks of racks' nodes (`target`) jump by `skew_ms` (ahead when positive)
+    /// for the window, on top of their `clock_skew_ms`: an NTP failure or a VM resumed
+    /// from a snapshot. A node drops a request that its own clock says is older than the
+    /// request's TTL (MCollective's `Message#validate`), so a jump ahead beyond the TTL
+    /// silences the rack's replies while the network is fine.
+    ClockSkew,
     /// Heal every partition, release every hold, restore latencies, restart every
-    /// crashed broker, repair every disk.
+    /// crashed broker, repair every disk, and set every clock right.
     HealAll,
 }
 
@@ -536,6 +545,7 @@ impl FaultKind {
             FaultKind::DiskError => "disk-error",
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::ClockSkew => "clock-skew",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -561,6 +571,10 @@ pub struct FaultSpec {
     /// For `latency`: one-way milliseconds; for `slow-disk`: added to every sync.
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// For `clock-skew`: how far the nodes' clocks jump, in milliseconds (negative:
+    /// behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_ms: Option<i64>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
     #[serde(default)]
     pub duration_s: Option<f64>,
@@ -1059,6 +1073,34 @@ impl Scenario {
                     }
                 }
                 FaultKind::HealAll => {}
+                FaultKind::ClockSkew => {
+                    if f.target.is_empty() {
+                        return bad(
+                            p.key("target"),
+                            "a clock-skew names the racks it acts on".into(),
+                        );
+                    }
+                    for t in &f.target {
+                        if !self.racks.iter().any(|r| glob(t, &r.name)) {
+                            return bad(p.key("target"), format!("'{t}' matches no rack"));
+                        }
+                    }
+                    match f.skew_ms {
+                        None => {
+                            return bad(
+                                p.key("skew_ms"),
+                                "a clock-skew fault needs skew_ms".into(),
+                            );
+                        }
+                        Some(ms) if ms.unsigned_abs() > SKEW_MS_MAX => {
+                            return bad(
+                                p.key("skew_ms"),
+                                format!("must be within ±{SKEW_MS_MAX} (one year)"),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                }
                 _ => {
                     if f.a.is_empty() || f.b.is_empty() {
                         return bad(
@@ -1075,6 +1117,15 @@ impl Scenario {
                 return bad(
                     p.key("latency_ms"),
                     format!("a {} fault needs latency_ms", f.kind.as_str()),
+                );
+            }
+            if f.skew_ms.is_some() && f.kind != FaultKind::ClockSkew {
+                return bad(
+                    p.key("skew_ms"),
+                    format!(
+                        "only a clock-skew fault takes skew_ms, not a {}",
+                        f.kind.as_str()
+                    ),
                 );
             }
             if let Some(d) = f.duration_s
@@ -1293,6 +1344,31 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&text, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].a", "{e}");
+    }
+
+    #[test]
+    fn clock_skew_needs_racks_and_a_bounded_skew() {
+        let fault = |target: &str, extra: &str| {
+            format!(
+                "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"clock-skew\"\ntarget = [\"{target}\"]\n{extra}"
+            )
+        };
+        let s = Scenario::parse(&fault("rack-*", "skew_ms = -90000"), "s.toml").unwrap();
+        assert_eq!(s.faults[0].skew_ms, Some(-90_000));
+        let e = Scenario::parse(&fault("broker-1", "skew_ms = 1"), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
+        assert!(e.message.contains("matches no rack"), "{e}");
+        let e = Scenario::parse(&fault("rack-1", ""), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].skew_ms", "{e}");
+        let e = Scenario::parse(&fault("rack-1", "skew_ms = 9223372036854775807"), "s.toml")
+            .unwrap_err();
+        assert_eq!(e.key, "faults[0].skew_ms", "{e}");
+        assert_eq!(e.line, 17, "{e}");
+        let crash = format!(
+            "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"crash\"\ntarget = [\"broker-1\"]\nskew_ms = 5\n"
+        );
+        let e = Scenario::parse(&crash, "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].skew_ms", "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use stampede_broker::clock::Clock;
@@ -69,6 +70,12 @@ pub fn run(
 
     // Brokers with a store keep it on their host's simulated disk.
     let disks = crate::disk::slots(scenario);
+    // A broker whose process a `crash` killed: its host runs on, with nothing bound.
+    let process_dead: BTreeMap<String, Arc<AtomicBool>> = scenario
+        .brokers
+        .iter()
+        .map(|b| (b.name.clone(), Arc::new(AtomicBool::new(false))))
+        .collect();
     for b in &scenario.brokers {
         let mut config = BrokerConfig {
             server: ServerConfig {
@@ -112,13 +119,21 @@ pub fn run(
                 let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX).max(1);
                 Duration::from_millis(seed::derive(seed, &format!("lock-phase/{}", b.name)) % ms)
             });
+        let dead = process_dead.get(&b.name).cloned().unwrap_or_default();
         sim.host(b.name.as_str(), move || {
             let config = config.clone();
             let name = name.clone();
             let recorder = recorder.clone();
             let cost = cost.clone();
             let disk = disk.clone();
+            let dead = dead.load(Ordering::Relaxed);
             async move {
+                if dead {
+                    // The machine is up and its process is not: a connect is refused at
+                    // once (turmoil drops a SYN for an unbound port, which the client
+                    // sees as a refusal), as an operating system answers with RST.
+                    std::future::pending::<()>().await;
+                }
                 let Some(slot) = disk else {
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
@@ -169,6 +184,8 @@ pub fn run(
     let mut world = Applier {
         scenario,
         disks,
+        rack_clocks: env.rack_clocks.clone(),
+        process_dead,
         crashed: BTreeSet::new(),
         just_crashed: Vec::new(),
     };
@@ -393,6 +410,11 @@ struct Applier<'a> {
     scenario: &'a Scenario,
     /// The simulated stores of brokers that have one.
     disks: BTreeMap<String, DiskSlot>,
+    /// The racks' clock jumps, which `clock-skew` sets.
+    rack_clocks: workload::RackClocks,
+    /// Per broker: whether its host's software starts as a dead process (after a
+    /// `crash`) rather than the broker.
+    process_dead: BTreeMap<String, Arc<AtomicBool>>,
     crashed: BTreeSet<String>,
     /// Brokers crashed by the last operation applied (`true`: by a power loss).
     just_crashed: Vec<(String, bool)>,
@@ -409,6 +431,13 @@ impl Applier<'_> {
             }
         }
         Duration::from_millis(ms)
+    }
+
+    /// Whether broker `h`'s host starts, at its next bounce, as a dead process.
+    fn set_process_dead(&self, h: &str, dead: bool) {
+        if let Some(flag) = self.process_dead.get(h) {
+            flag.store(dead, Ordering::Relaxed);
+        }
     }
 
     /// Restores the configured latency (and jitter) of the link between `a` and `b`.
@@ -474,6 +503,13 @@ impl Applier<'_> {
                             disk.process_ended(power_loss);
                         }
                         sim.crash(h.as_str());
+                        if !power_loss {
+                            // A process died, not its machine: the host runs on with
+                            // nothing bound, so connects are refused at once. After a
+                            // power loss the machine is silent until it restarts.
+                            self.set_process_dead(h, true);
+                            sim.bounce(h.as_str());
+                        }
                         self.just_crashed.push((h.clone(), power_loss));
                     }
                 }
@@ -483,6 +519,7 @@ impl Applier<'_> {
             Op::Restart(hosts) => {
                 for h in hosts {
                     if self.crashed.remove(h) {
+                        self.set_process_dead(h, false);
                         sim.bounce(h.as_str());
                     }
                 }
@@ -543,7 +580,17 @@ impl Applier<'_> {
                     DiskFault::SlowMs(ms) => format!("slow-disk +{ms}ms {}", brokers.join(",")),
                 }
             }
+            Op::ClockSkew(racks, ms) => {
+                for r in racks {
+                    self.rack_clocks.set(r, ms.unwrap_or(0));
+                }
+                match ms {
+                    Some(ms) => format!("clock-skew {ms:+}ms {}", racks.join(",")),
+                    None => format!("clocks set right {}", racks.join(",")),
+                }
+            }
             Op::HealAll => {
+                self.rack_clocks.reset_all();
                 let brokers: Vec<String> = self.disks.keys().cloned().collect();
                 for b in brokers {
                     self.set_disk_fault(sim, &b, DiskFault::None);
@@ -555,6 +602,7 @@ impl Applier<'_> {
                     self.restore_latency(sim, &x, &y);
                 }
                 for h in std::mem::take(&mut self.crashed) {
+                    self.set_process_dead(&h, false);
                     sim.bounce(h.as_str());
                 }
                 "heal-all".to_owned()

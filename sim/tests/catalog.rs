@@ -187,3 +187,12 @@ fn network_mesh_crash_moves_demand_to_the_surviving_broker() {
     let m = o.report.mcollective.as_ref().unwrap();
     assert_eq!(m.replies_received, m.replies_expected);
 }
+
+#[test]
+fn mcollective_clock_skew_silences_exactly_the_skewed_rack() {
+    let o = run_catalog("mcollective-clock-skew.toml", None);
+    let m = o.report.mcollective.as_ref().unwrap();
+    // Six discoveries fall in the minute of wrong clocks, each missing rack-b's 400.
+    assert_eq!(m.replies_expected - m.replies_received, 6 * 400, "{m:?}");
+    assert_eq!(o.report.messages.lost, 0);
+}

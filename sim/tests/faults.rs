@@ -233,6 +233,47 @@ duration_s = 10
     assert!(after.max() < 10_000, "after {}", after.max());
 }
 
+/// Replies from rack-1's or rack-2's nodes that arrived between `from_s` and `to_s`.
+fn replies_from(o: &Outcome, rack: &str, from_s: f64, to_s: f64) -> usize {
+    o.history
+        .replies
+        .iter()
+        .filter(|r| {
+            o.history.clients[r.node.0 as usize].name.starts_with(rack)
+                && r.at_us as f64 >= from_s * 1e6
+                && (r.at_us as f64) < to_s * 1e6
+        })
+        .count()
+}
+
+#[test]
+fn clock_skew_silences_the_racks_nodes_while_their_clocks_are_wrong() {
+    let skewed = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 12
+kind = "clock-skew"
+target = ["rack-1"]
+skew_ms = 120000
+duration_s = 10
+"#,
+    ));
+    assert_eq!(applied(&skewed, "clock-skew +120000ms rack-1"), 1);
+    assert_eq!(applied(&skewed, "clocks set right rack-1"), 1);
+    // The requests of 15 s and 20 s are two minutes old by rack-1's clocks, past their
+    // TTL: its nodes drop them, and rack-2's answer as usual.
+    assert_eq!(replies_from(&skewed, "rack-1", 12.0, 22.0), 0);
+    assert!(replies_from(&skewed, "rack-2", 12.0, 22.0) >= 40);
+    // Once the clocks are right, rack-1 answers again; nothing was lost on the wire.
+    assert!(replies_from(&skewed, "rack-1", 24.0, 45.0) >= 40);
+    assert_eq!(skewed.report.messages.lost, 0);
+    assert!(rack1_disconnects(&skewed, 0.0, 45.0).is_empty());
+    // Without the fault, rack-1 answers in the same window.
+    let control = go(&scenario(2, ""));
+    assert!(replies_from(&control, "rack-1", 12.0, 22.0) >= 40);
+}
+
 #[test]
 fn heal_all_undoes_partitions_and_restarts_brokers() {
     let o = go(&scenario(
@@ -344,6 +385,47 @@ fn power_loss_closes_connections_like_a_crash_and_drops_what_the_store_had_not_s
             .iter()
             .all(|l| l.cause.as_ref().is_some_and(|c| c.label() == "power-loss"))
     );
+}
+
+/// Attempts of the producer that ended with a refused connect between 12 s and 17 s (the
+/// fault's window).
+fn refused_in_window(o: &Outcome) -> usize {
+    let producer = o
+        .history
+        .clients
+        .iter()
+        .position(|c| c.role == Role::Producer)
+        .unwrap();
+    o.history
+        .events
+        .iter()
+        .filter(|(at, c, e)| {
+            c.0 as usize == producer
+                && (12_000_000..17_000_000).contains(at)
+                && matches!(
+                    e,
+                    ClientEvent::Disconnected {
+                        reason: DisconnectReason::ConnectFailed(_)
+                    }
+                )
+        })
+        .count()
+}
+
+#[test]
+fn a_crashed_process_refuses_connects_at_once_and_a_powered_off_machine_is_silent() {
+    // After a crash the machine is up and nothing listens: the operating system refuses
+    // every connect at once, so the producer's back-off tries are each refused.
+    let crash = go(&store_scenario("crash"));
+    let refused = refused_in_window(&crash);
+    assert!(
+        refused >= 3,
+        "refused {refused}: {:?}",
+        crash.history.applied
+    );
+    // After a power loss nothing answers: the first try waits until the restart.
+    let power = go(&store_scenario("power-loss"));
+    assert_eq!(refused_in_window(&power), 0, "{:?}", power.history.applied);
 }
 
 /// A store syncing every persistent SEND (`always`) and a consumer from the start; the

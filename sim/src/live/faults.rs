@@ -162,7 +162,8 @@ impl LiveState {
             | Op::PartitionOneway(..)
             | Op::Heal(..)
             | Op::Latency(..)
-            | Op::Disk(..) => {}
+            | Op::Disk(..)
+            | Op::ClockSkew(..) => {}
         }
         out
     }

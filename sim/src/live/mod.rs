@@ -52,7 +52,7 @@ use crate::checker::{self, Analysis};
 use crate::fault::Timeline;
 use crate::history::{History, Recorder};
 use crate::scenario::{BrokerSpec, FaultKind, Scenario, glob};
-use crate::workload::{self, Env};
+use crate::workload::{self, Env, RackClocks};
 use generator::{CpuSample, GeneratorStats};
 use shard::Shard;
 use target::{Probed, TargetKind, TargetUri};
@@ -436,6 +436,8 @@ pub async fn run_on(
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
         heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
+        // Clock-skew faults are not applied live (the plan dropped them).
+        rack_clocks: RackClocks::for_racks(&plan.scenario),
     };
     let measured = run_workloads(
         &plan,
@@ -993,6 +995,7 @@ mod tests {
             a: vec!["rack-*".to_owned()],
             b: vec!["broker-2".to_owned()],
             latency_ms: None,
+            skew_ms: None,
             duration_s: Some(5.0),
             label: None,
         });

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -120,6 +121,7 @@ pub(super) fn build(
                 config,
                 start,
                 skew_ms,
+                clock_jump_ms: env.rack_clocks.cell(&rack.name),
                 seed: node_seed,
                 versioned_ids: rack.heartbeat_s > 0,
             });
@@ -197,6 +199,8 @@ struct Node {
     config: stampede_broker::client::ClientConfig,
     start: Duration,
     skew_ms: i64,
+    /// The rack's current clock jump (`clock-skew` faults), added to `skew_ms`.
+    clock_jump_ms: Arc<AtomicI64>,
     seed: u64,
     /// STOMP 1.1 (heart-beats on): subscriptions carry ids as MCollective sets them.
     versioned_ids: bool,
@@ -250,9 +254,12 @@ async fn run_node(
                 });
                 // Message#validate: the node drops requests older than their TTL by its
                 // own (possibly skewed) clock.
-                let node_now_ms = (epoch_ms + at_us / 1000) as i64 + node.skew_ms;
+                let node_now_ms = i64::try_from(epoch_ms + at_us / 1000)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(node.skew_ms)
+                    .saturating_add(node.clock_jump_ms.load(Ordering::Relaxed));
                 let msgtime_ms = field(msg.body(), "t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(node_now_ms);
-                if node_now_ms - msgtime_ms > spec.ttl_s as i64 * 1000 {
+                if node_now_ms.saturating_sub(msgtime_ms) > (spec.ttl_s as i64).saturating_mul(1000) {
                     continue;
                 }
                 let Some(reply_to) = msg.header("reply-to").map(str::to_owned) else {

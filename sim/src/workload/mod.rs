@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use stampede_broker::client::{
@@ -49,6 +50,46 @@ pub struct Env {
     /// Heart-beat read grace (× the negotiated interval) instead of MCollective's 1.5.
     /// Live runs use more: ActiveMQ writes its heart-beats up to two intervals apart.
     pub heartbeat_grace_factor: Option<f64>,
+    /// How far each rack's node clocks have jumped (`clock-skew` faults).
+    pub rack_clocks: RackClocks,
+}
+
+/// Per rack, how far its nodes' clocks have jumped from their configured skew, in
+/// milliseconds: the world's `clock-skew` faults set it between steps, and the nodes
+/// read it when they judge a request's age.
+#[derive(Clone, Debug, Default)]
+pub struct RackClocks(Arc<BTreeMap<String, Arc<AtomicI64>>>);
+
+impl RackClocks {
+    /// Every rack of `scenario`, with its clocks right.
+    pub fn for_racks(scenario: &Scenario) -> RackClocks {
+        RackClocks(Arc::new(
+            scenario
+                .racks
+                .iter()
+                .map(|r| (r.name.clone(), Arc::new(AtomicI64::new(0))))
+                .collect(),
+        ))
+    }
+
+    /// Moves rack `rack`'s clocks `ms` from their configured skew (0: set right).
+    pub fn set(&self, rack: &str, ms: i64) {
+        if let Some(c) = self.0.get(rack) {
+            c.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets every rack's clocks right.
+    pub fn reset_all(&self) {
+        for c in self.0.values() {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Rack `rack`'s jump, for its nodes to read.
+    fn cell(&self, rack: &str) -> Arc<AtomicI64> {
+        self.0.get(rack).cloned().unwrap_or_default()
+    }
 }
 
 impl Env {
@@ -76,6 +117,7 @@ impl Env {
             run_tag: None,
             credentials: None,
             heartbeat_grace_factor: None,
+            rack_clocks: RackClocks::for_racks(scenario),
         }
     }
 }
