@@ -1,6 +1,46 @@
 //! `stampede`: run scenarios in the simulator or against real brokers, and write, compare
 //! and merge reports.
 
+/// `print!` to standard output. After the reader closed the pipe (`stampede run … | head
+/// -1`), output is dropped instead of panicking, and the command still ends with its own
+/// exit status (2 for a failed expectation).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if !STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            stdout_result(write!(std::io::stdout(), $($arg)*));
+        }
+    }};
+}
+
+/// `println!` with [`out!`]'s handling of a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if !STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            stdout_result(writeln!(std::io::stdout(), $($arg)*));
+        }
+    }};
+}
+
+/// Standard output was a pipe that its reader closed.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes a closed pipe (later output is dropped); any other write error is reported on
+/// standard error and ends the process with status 1.
+fn stdout_result(r: std::io::Result<()>) {
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -444,9 +484,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
         } => run_command(&scenario, seed, out, duration, &set, quiet),
         Command::Check { scenario, set } => {
             let s = overrides::load(&scenario, &set)?;
-            println!("{}: ok", scenario.display());
-            println!("  {}", s.description.trim());
-            println!(
+            outln!("{}: ok", scenario.display());
+            outln!("  {}", s.description.trim());
+            outln!(
                 "  {} s simulated, seed {}, {} broker(s), {} rack(s) with {} node(s), {} fault(s){}",
                 s.duration_s,
                 s.seed,
@@ -676,8 +716,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     ),
                 )?;
             }
-            println!("{}", stampede_reports::summary_text(&merged));
-            println!(
+            outln!("{}", stampede_reports::summary_text(&merged));
+            outln!(
                 "merged {} report(s): {}",
                 reports.len(),
                 out.join("report.html").display()
@@ -697,12 +737,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
             entries.sort();
             for p in entries {
                 match Scenario::load(&p) {
-                    Ok(s) => println!(
+                    Ok(s) => outln!(
                         "{:<44} {}",
                         p.display(),
                         s.description.lines().next().unwrap_or("").trim()
                     ),
-                    Err(e) => println!("{:<44} INVALID: {e}", p.display()),
+                    Err(e) => outln!("{:<44} INVALID: {e}", p.display()),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -755,14 +795,14 @@ fn run_command(
         std::fs::write(&file, overrides::overrides_file(set))
             .with_context(|| format!("writing {}", file.display()))?;
     }
-    println!("{}", stampede_reports::summary_text(&outcome.report));
-    println!(
+    outln!("{}", stampede_reports::summary_text(&outcome.report));
+    outln!(
         "{:.1} simulated seconds in {:.1} s of wall time ({:.1} sim-s/s)",
         outcome.report.sim_seconds,
         outcome.report.wall_seconds,
         outcome.report.sim_seconds / outcome.report.wall_seconds.max(1e-9)
     );
-    println!("report: {}", out.join("report.html").display());
+    outln!("report: {}", out.join("report.html").display());
     for f in files {
         tracing::debug!("wrote {}", f.display());
     }
@@ -825,8 +865,8 @@ fn load_rates_command(
     let text = live::rates::knee_text(&opts.target.uri, objective, &done);
     std::fs::write(out.join("knee.txt"), &text)
         .with_context(|| format!("writing {}", out.join("knee.txt").display()))?;
-    println!("{text}");
-    println!("table: {}", out.join("knee.csv").display());
+    outln!("{text}");
+    outln!("table: {}", out.join("knee.csv").display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -838,7 +878,7 @@ fn load_command(
 ) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (outcome, out) = load_once(&scenario, opts, out, quiet)?;
-    println!("report: {}", out.join("report.html").display());
+    outln!("report: {}", out.join("report.html").display());
     if outcome.report.passed() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -902,13 +942,16 @@ fn load_once(
         .then(|| outcome.report.send_delay_us.value_at_quantile(0.99));
     std::fs::write(out.join("generator.json"), outcome.generator.to_json(p99))
         .with_context(|| format!("writing {}", out.join("generator.json").display()))?;
-    println!("{}", stampede_reports::summary_text(&outcome.report));
+    outln!("{}", stampede_reports::summary_text(&outcome.report));
     let g = &outcome.generator;
-    println!(
+    outln!(
         "phases: setup {:.1} s, warm-up {:.1} s, measured {:.1} s, drain {:.1} s",
-        outcome.plan.setup_s, outcome.plan.warmup_s, outcome.plan.measure_s, outcome.plan.drain_s
+        outcome.plan.setup_s,
+        outcome.plan.warmup_s,
+        outcome.plan.measure_s,
+        outcome.plan.drain_s
     );
-    println!(
+    outln!(
         "generator: {:.2} core(s) of {} ({} worker threads); whole machine {:.2} core(s) busy",
         g.cores(),
         g.cpus,
@@ -916,7 +959,7 @@ fn load_once(
         g.machine_cores()
     );
     if outcome.stale > 0 {
-        println!(
+        outln!(
             "{} stale message(s) from an earlier run were consumed and ignored",
             outcome.stale
         );
@@ -978,15 +1021,15 @@ fn calibrate_command(
         )
     });
     let fit = &c.fit;
-    println!("\n{}", fit.table());
-    println!(
+    outln!("\n{}", fit.table());
+    outln!(
         "R² = {:.4} over {} workloads; work counted from {source}",
         fit.r2,
         c.samples.len()
     );
     for (key, ns) in stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs() {
         if ns > 0.0 {
-            println!("  {key:<28} {ns:>12.3}");
+            outln!("  {key:<28} {ns:>12.3}");
         }
     }
     if fit.poor() {
@@ -1031,7 +1074,7 @@ fn calibrate_command(
     header.extend(fit.table().lines().map(str::to_owned));
     let text = calibrate::profile_text(fit, &description, &header)?;
     calibrate::write_profile(out, &text)?;
-    println!("profile: {}", out.display());
+    outln!("profile: {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1112,14 +1155,14 @@ fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
         };
         stampede_reports::write_comparison(&group, &dir)
             .with_context(|| format!("writing {}", dir.display()))?;
-        println!("{scenario}: {}", dir.join("compare.html").display());
+        outln!("{scenario}: {}", dir.join("compare.html").display());
         let base = &group[0].1;
         let base_p99 =
             (!base.latency_us.is_empty()).then(|| base.latency_us.value_at_quantile(0.99));
         for (label, r) in &group {
             let p99 = (!r.latency_us.is_empty()).then(|| r.latency_us.value_at_quantile(0.99));
             let thr = r.throughput();
-            println!(
+            outln!(
                 "  {label:<24} delivered {:>9.1} msg/s ({:>5.2}x)  p99 {:>10}  ({})  lost {}",
                 thr,
                 if base.throughput() > 0.0 {
@@ -1160,7 +1203,7 @@ fn compare_command(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
     if !generator_rows.is_empty() {
         std::fs::write(out.join("generator.csv"), generator_csv(&generator_rows)?)?;
     }
-    println!("comparison: {}", out.display());
+    outln!("comparison: {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1206,7 +1249,7 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
     if args.emit_jobs {
         let seeds = args.seeds.as_ref().context("--emit-jobs needs --seeds")?;
         for line in explore::job_commands("stampede", path, &seeds.0, &flags, &out) {
-            println!("{line}");
+            outln!("{line}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -1276,13 +1319,13 @@ fn explore_command(path: &Path, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
     let text = explore::summary(path, &flags, &rows);
     std::fs::write(out.join(explore::SUMMARY_FILE), &text)
         .with_context(|| format!("writing {}", out.join(explore::SUMMARY_FILE).display()))?;
-    print!("{text}");
-    println!("table: {}", table.display());
+    out!("{text}");
+    outln!("table: {}", table.display());
     let first_failure = rows.iter().find(|r| r.verdict == "fail");
     if args.shrink
         && let Some(r) = first_failure
     {
-        println!("\nshrinking seed {}:", r.seed);
+        outln!("\nshrinking seed {}:", r.seed);
         shrink_command(
             path,
             ShrinkArgs {
@@ -1444,18 +1487,18 @@ fn shrink_command(path: &Path, args: ShrinkArgs<'_>) -> anyhow::Result<ExitCode>
         file.display(),
         again
     );
-    println!(
+    outln!(
         "shrunk seed {seed} of {} in {} run(s), still failing `{target}`:",
         path.display(),
         shrunk.runs + 1
     );
-    println!("  from {}", explore::size(&scenario));
-    println!("  to   {}", explore::size(&shrunk.scenario));
+    outln!("  from {}", explore::size(&scenario));
+    outln!("  to   {}", explore::size(&shrunk.scenario));
     for step in &shrunk.steps {
-        println!("  - {step}");
+        outln!("  - {step}");
     }
-    println!("wrote {}; replay it with:", file.display());
-    println!("  stampede run {} --seed {seed}", file.display());
+    outln!("wrote {}; replay it with:", file.display());
+    outln!("  stampede run {} --seed {seed}", file.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1567,7 +1610,7 @@ fn sweep_command(path: &Path, args: &SweepArgs) -> anyhow::Result<ExitCode> {
     if !args.collect.is_empty() {
         let (copied, skipped) =
             sweep::runner::collect(&opts.spec, &opts.scenario_name, &opts.varies, &args.collect)?;
-        println!("collected {copied} run(s) into {}", out.display());
+        outln!("collected {copied} run(s) into {}", out.display());
         for s in skipped {
             eprintln!("note: {} is not a run of this sweep; skipped", s.display());
         }
@@ -1605,7 +1648,7 @@ fn sweep_command(path: &Path, args: &SweepArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         if file.as_os_str() == "-" {
-            print!("{text}");
+            out!("{text}");
         } else {
             std::fs::write(file, &text).with_context(|| format!("writing {}", file.display()))?;
             eprintln!(
@@ -1629,11 +1672,11 @@ fn sweep_command(path: &Path, args: &SweepArgs) -> anyhow::Result<ExitCode> {
     let text = sweep::table::summary(&opts, &description, &outcome);
     std::fs::write(out.join(sweep::table::SUMMARY_FILE), &text)
         .with_context(|| format!("writing {}", out.join(sweep::table::SUMMARY_FILE).display()))?;
-    print!("{text}");
+    out!("{text}");
     if outcome.resumed > 0 {
-        println!("({} run(s) reused from {})", outcome.resumed, out.display());
+        outln!("({} run(s) reused from {})", outcome.resumed, out.display());
     }
-    println!("table: {}\npage:  {}", table.display(), html.display());
+    outln!("table: {}\npage:  {}", table.display(), html.display());
     Ok(if outcome.rows.iter().any(|r| r.error.is_some()) {
         ExitCode::from(2)
     } else {
