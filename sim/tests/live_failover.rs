@@ -132,7 +132,7 @@ impl Pair {
     }
 
     /// `stampede load` of `scenario` with `--faults-via CMD`, where CMD runs with this
-    /// pair's environment.
+    /// pair's environment; an empty CMD runs without `--faults-via`.
     fn load(&self, scenario: &Path, faults_via: &str, out_dir: &Path, duration: &str) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stampede"));
         c.args([
@@ -147,14 +147,15 @@ impl Pair {
             "--duration",
             duration,
             "--quiet",
-            "--faults-via",
-            faults_via,
             "--out",
             out_dir.to_str().unwrap(),
         ])
         .env("RUST_LOG", "warn")
         .env("PEERS_STATE", &self.state)
         .env("STAMPEDE_BROKER_BIN", broker_bin());
+        if !faults_via.is_empty() {
+            c.args(["--faults-via", faults_via]);
+        }
         for (k, v) in &self.ports {
             c.env(k, v);
         }
@@ -249,4 +250,71 @@ fn a_crash_and_restart_reach_real_brokers_and_the_clients_fail_over() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a live fault failed"), "{what}");
     assert!(stderr.contains("cannot reach the broker"), "{what}");
+}
+
+/// Two racks of 10 nodes on a real broker (the pair's first); rack-b's node clocks jump
+/// 90 s ahead (past the requests' 60 s TTL) from 2 s to 12 s after the discoveries start.
+const CLOCK_SKEW: &str = r#"
+name = "live-clock-skew"
+description = "Live clock skew: rack-b's nodes drop requests while their clocks are wrong."
+duration_s = 16
+
+[[brokers]]
+name = "broker-1"
+[[brokers]]
+name = "broker-2"
+
+[[racks]]
+name = "rack-a"
+nodes = 10
+servers = ["broker-1", "broker-2"]
+start_spread_s = 1
+[[racks]]
+name = "rack-b"
+nodes = 10
+servers = ["broker-1", "broker-2"]
+start_spread_s = 1
+
+[workload.mcollective]
+agents = ["discovery"]
+clients = [{ name = "mco", servers = ["broker-1", "broker-2"] }]
+discovery_interval_s = 1
+discovery_timeout_s = 1
+ttl_s = 60
+start_s = 1
+
+[[faults]]
+at_s = 3
+kind = "clock-skew"
+target = ["rack-b"]
+skew_ms = 90000
+duration_s = 10
+
+[expectations]
+mco_healthy_reply_ratio_min = 1.0
+mco_fault_reply_ratio_min = 0.5
+mco_fault_reply_ratio_max = 0.5
+"#;
+
+#[test]
+fn a_clock_skew_is_applied_to_the_generators_own_nodes_without_faults_via() {
+    let pair = Pair::start();
+    std::fs::create_dir_all(&pair.state).unwrap();
+    let scenario = pair.state.join("live-clock-skew.toml");
+    std::fs::write(&scenario, CLOCK_SKEW).unwrap();
+    let out_dir = pair.state.join("skew");
+    let out = pair.load(&scenario, "", &out_dir, "16");
+    let what = describe("stampede load (clock-skew)", &out);
+    // The expectations hold: every node answers outside the window, and well inside it
+    // exactly rack-a's half does, from real brokers.
+    assert!(out.status.success(), "{what}");
+    let r = read_report(&out_dir).unwrap_or_else(|e| panic!("{e}\n{what}"));
+    let m = r.mcollective.as_ref().expect("an MCollective summary");
+    assert!(m.replies_received < m.replies_expected, "{m:?}\n{what}");
+    assert_eq!(r.messages.lost, 0, "{what}");
+    assert!(
+        r.faults.iter().any(|f| f.label.starts_with("clock-skew")),
+        "{:?}",
+        r.faults
+    );
 }

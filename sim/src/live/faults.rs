@@ -16,6 +16,9 @@
 //! | `hold` | SIGSTOP: the process is frozen, its connections stay open | holds packets between the groups |
 //! | `release` | SIGCONT | releases them |
 //!
+//! A `clock-skew` acts on the load generator's own nodes, not on a broker: a live run
+//! applies it itself at its time, with or without `--faults-via` ([`client_side`]).
+//!
 //! `heal-all` restarts every broker the run crashed and releases every one it held. A held
 //! broker is held from everyone, not only from the fault's other group. Faults the
 //! live world cannot apply (power loss, partitions, latency, disk faults, the nemesis)
@@ -29,6 +32,7 @@ use std::time::Duration;
 use crate::fault::{Op, Timeline};
 use crate::history::Timebase;
 use crate::scenario::FaultKind;
+use crate::workload::RackClocks;
 
 /// How long one action may take (a restart waits for the broker to answer).
 pub const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
@@ -67,7 +71,41 @@ pub fn supported(kind: FaultKind) -> bool {
             | FaultKind::Hold
             | FaultKind::Release
             | FaultKind::HealAll
-    )
+    ) || client_side(kind)
+}
+
+/// Whether a fault of this kind acts on the load generator's own simulated clients, not
+/// on brokers or the network: a live run applies it itself, with or without
+/// `--faults-via` ([`apply_client_side`]).
+pub fn client_side(kind: FaultKind) -> bool {
+    kind == FaultKind::ClockSkew
+}
+
+/// Applies `timeline`'s client-side actions (`clock-skew`, and the clock part of
+/// `heal-all`) to the generator's nodes through `clocks`, each at `origin` plus its time.
+/// Returns when the timeline is exhausted.
+pub async fn apply_client_side(
+    timeline: &Timeline,
+    clocks: &RackClocks,
+    timebase: Timebase,
+    origin: Duration,
+) {
+    for a in &timeline.actions {
+        if !matches!(a.op, Op::ClockSkew(..) | Op::HealAll) {
+            continue;
+        }
+        timebase
+            .sleep_until(origin + Duration::from_millis(a.at_ms))
+            .await;
+        match &a.op {
+            Op::ClockSkew(racks, ms) => {
+                for r in racks {
+                    clocks.set(r, ms.unwrap_or(0));
+                }
+            }
+            _ => clocks.reset_all(),
+        }
+    }
 }
 
 /// What happened to one action.

@@ -9,8 +9,9 @@
 //!   names as many servers as the scenario has brokers, one each in order; otherwise
 //!   every pool becomes the whole server list (failover between them). The report's
 //!   brokers are the target's `host:port`s.
-//! - **Faults** cannot be applied to a real broker from here: they are ignored, with a
-//!   note, and so are the expectations that only faults can satisfy (`failover_count_min`,
+//! - **Faults** on brokers and the network are applied only with `--faults-via`
+//!   ([`faults`]); otherwise they are ignored, with a note (a `clock-skew`, which acts on
+//!   the generator's own nodes, is always applied), and so are the expectations that only faults can satisfy (`failover_count_min`,
 //!   `failover_p99_ms_max`, `fault_losses_min`) or that depend on the simulated duration
 //!   (`delivered_min`).
 //! - **Time.** `epoch_ms` is the real clock at the start (so `expires` means what the
@@ -149,22 +150,27 @@ pub fn plan(
     let live_faults = opts.faults_via.is_some();
     if live_faults {
         keep_live_faults(&mut s, &mut notes);
-    } else if !s.faults.is_empty() || s.nemesis.is_some() {
-        notes.push(format!(
-            "{} fault(s){} ignored: faults are applied only in the simulator",
-            s.faults.len(),
-            if s.nemesis.is_some() {
-                " and the nemesis"
-            } else {
-                ""
-            }
-        ));
-        s.faults.clear();
+    } else {
+        // Client-side faults (clock-skew) act on the generator's own nodes: kept.
+        let before = s.faults.len();
+        s.faults.retain(|f| faults::client_side(f.kind));
+        let ignored = before - s.faults.len();
+        if ignored > 0 || s.nemesis.is_some() {
+            notes.push(format!(
+                "{ignored} fault(s){} ignored: faults on brokers and the network are applied only in the simulator (or with --faults-via)",
+                if s.nemesis.is_some() {
+                    " and the nemesis"
+                } else {
+                    ""
+                }
+            ));
+        }
         s.nemesis = None;
     }
     let e = &mut s.expectations;
     let mut dropped = Vec::new();
-    let no_faults = s.faults.is_empty();
+    // Only faults on brokers move clients between brokers or lose what a broker held.
+    let no_faults = s.faults.iter().all(|f| faults::client_side(f.kind));
     for (name, present) in [
         ("delivered_min", e.delivered_min.take().is_some()),
         (
@@ -436,7 +442,7 @@ pub async fn run_on(
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
         heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
-        // Clock-skew faults are not applied live (the plan dropped them).
+        // Clock-skew faults move these (faults::apply_client_side).
         rack_clocks: RackClocks::for_racks(&plan.scenario),
     };
     let measured = run_workloads(
@@ -570,7 +576,7 @@ fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
     });
     if !dropped.is_empty() {
         notes.push(format!(
-            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release and heal-all only",
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew and heal-all only",
             dropped.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
@@ -670,6 +676,10 @@ async fn run_workloads(
         }
         std::future::pending::<()>().await
     };
+    let apply_client_faults = async {
+        faults::apply_client_side(&timeline, &env.rack_clocks, timebase, window.0).await;
+        std::future::pending::<()>().await
+    };
     let finished = tokio::select! {
         biased;
         () = all_done => Ok(()),
@@ -678,6 +688,7 @@ async fn run_workloads(
         )),
         () = progress_ticker(&recorder, plan, progress) => Ok(()),
         () = apply_faults => Ok(()),
+        () = apply_client_faults => Ok(()),
     };
     // Whatever happened, leave the brokers as the run found them.
     if let Some(cmd) = faults_via {
