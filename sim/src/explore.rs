@@ -603,6 +603,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             b,
             latency_ms,
             skew_ms,
+            fraction: None,
             duration_s: w.end_ms.map(|e| secs(e - w.start_ms)),
             label: Some(w.label.clone()),
         });
@@ -616,6 +617,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             b: vec![],
             latency_ms: None,
             skew_ms: None,
+            fraction: None,
             duration_s: None,
             label: None,
         });

@@ -22,6 +22,9 @@
 //! - `latency` sets the one-way latency of the links between the groups.
 //! - `clock-skew` moves the clocks of racks' nodes (nothing else: brokers and `mco`
 //!   clients keep theirs); a node judges a request's age by its own clock.
+//! - `isolate-nodes` cuts single nodes of a rack host off, below turmoil (whose faults act
+//!   on whole hosts): their connections stall for good, as across a `partition`, and
+//!   their connects fail until the window ends.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -67,6 +70,10 @@ pub enum Op {
     /// Jump the clocks of racks' nodes by this many milliseconds (on top of their
     /// configured skew); `None` sets them right again.
     ClockSkew(Vec<String>, Option<i64>),
+    /// Cut these nodes (rack, node indices in the rack) off the network.
+    IsolateNodes(Vec<(String, Vec<u32>)>),
+    /// Connect them again (their stalled connections stay stalled).
+    ReconnectNodes(Vec<(String, Vec<u32>)>),
     /// Heal everything, restart every crashed broker, repair every disk, set every
     /// clock right.
     HealAll,
@@ -127,8 +134,11 @@ impl Timeline {
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
         let racks: Vec<String> = scenario.racks.iter().map(|r| r.name.clone()).collect();
         let mut t = Timeline::default();
-        for f in &scenario.faults {
+        for (i, f) in scenario.faults.iter().enumerate() {
             t.add_explicit(f, &hosts, &brokers, &racks);
+            if f.kind == FaultKind::IsolateNodes {
+                t.add_isolation(f, scenario, seed, i);
+            }
         }
         if let Some(n) = &scenario.nemesis {
             let with_store: Vec<String> = scenario
@@ -142,6 +152,45 @@ impl Timeline {
         // Stable sort keeps undo-then-redo order for equal times.
         t.actions.sort_by_key(|a| a.at_ms);
         t
+    }
+
+    /// An `isolate-nodes` fault: which nodes of each target rack (a seeded sample of
+    /// `fraction` of them, at least one), cut at its start and connected at its end.
+    fn add_isolation(&mut self, f: &FaultSpec, scenario: &Scenario, seed: u64, index: usize) {
+        let at = secs_to_ms(f.at_s);
+        let end = f.duration_s.map(|d| at + secs_to_ms(d));
+        let fraction = f.fraction.unwrap_or(1.0);
+        let mut rng = SmallRng::seed_from_u64(seed::derive(seed, &format!("isolate/{index}")));
+        let mut nodes = Vec::new();
+        let mut count = 0;
+        for r in scenario
+            .racks
+            .iter()
+            .filter(|r| f.target.iter().any(|p| glob(p, &r.name)))
+        {
+            let n = r.nodes as usize;
+            let k = ((n as f64 * fraction).round() as usize).clamp(1, n);
+            let mut chosen: Vec<u32> = rand::seq::index::sample(&mut rng, n, k)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            chosen.sort_unstable();
+            count += chosen.len();
+            nodes.push((r.name.clone(), chosen));
+        }
+        let names: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+        let label = f.label.clone().unwrap_or_else(|| {
+            format!(
+                "isolate-nodes {count} of {} ({:.0}%)",
+                names.join(","),
+                fraction * 100.0
+            )
+        });
+        let w = self.open("isolate-nodes", label, at, end);
+        self.push(at, Op::IsolateNodes(nodes.clone()), Some(w));
+        if let Some(e) = end {
+            self.push(e, Op::ReconnectNodes(nodes), Some(w));
+        }
     }
 
     fn open(
@@ -184,6 +233,8 @@ impl Timeline {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
+            // Labelled by `add_isolation`, which knows the nodes.
+            FaultKind::IsolateNodes => String::new(),
             FaultKind::ClockSkew => format!(
                 "clock-skew {:+}ms {}",
                 f.skew_ms.unwrap_or(0),
@@ -263,6 +314,8 @@ impl Timeline {
                     self.push(e, Op::ClockSkew(targets, None), Some(w));
                 }
             }
+            // Needs the racks' sizes and the seed: `add_isolation`.
+            FaultKind::IsolateNodes => {}
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
                 let w = self

@@ -524,8 +524,16 @@ pub enum FaultKind {
     /// request's TTL (MCollective's `Message#validate`), so a jump ahead beyond the TTL
     /// silences the rack's replies while the network is fine.
     ClockSkew,
+    /// A share (`fraction`, default all) of racks' nodes (`target`), chosen from the seed,
+    /// is cut off from the network for the window: their connections stall for good (as
+    /// across a partition: nothing more arrives either way) and their connects fail,
+    /// while the rest of the rack is unaffected. A node notices only through heart-beats
+    /// and reconnects after the window. One machine's network cable, not the rack's
+    /// switch.
+    IsolateNodes,
     /// Heal every partition, release every hold, restore latencies, restart every
-    /// crashed broker, repair every disk, and set every clock right.
+    /// crashed broker, repair every disk, set every clock right and reconnect every
+    /// isolated node.
     HealAll,
 }
 
@@ -546,6 +554,7 @@ impl FaultKind {
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
             FaultKind::ClockSkew => "clock-skew",
+            FaultKind::IsolateNodes => "isolate-nodes",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -575,6 +584,10 @@ pub struct FaultSpec {
     /// behind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skew_ms: Option<i64>,
+    /// For `isolate-nodes`: the share of each target rack's nodes cut off (0 < f <= 1;
+    /// default 1, the whole rack). At least one node of each rack is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
     #[serde(default)]
     pub duration_s: Option<f64>,
@@ -1073,6 +1086,24 @@ impl Scenario {
                     }
                 }
                 FaultKind::HealAll => {}
+                FaultKind::IsolateNodes => {
+                    if f.target.is_empty() {
+                        return bad(
+                            p.key("target"),
+                            "an isolate-nodes names the racks it acts on".into(),
+                        );
+                    }
+                    for t in &f.target {
+                        if !self.racks.iter().any(|r| glob(t, &r.name)) {
+                            return bad(p.key("target"), format!("'{t}' matches no rack"));
+                        }
+                    }
+                    if let Some(x) = f.fraction
+                        && !(x > 0.0 && x <= 1.0)
+                    {
+                        return bad(p.key("fraction"), "must be > 0 and <= 1".into());
+                    }
+                }
                 FaultKind::ClockSkew => {
                     if f.target.is_empty() {
                         return bad(
@@ -1117,6 +1148,15 @@ impl Scenario {
                 return bad(
                     p.key("latency_ms"),
                     format!("a {} fault needs latency_ms", f.kind.as_str()),
+                );
+            }
+            if f.fraction.is_some() && f.kind != FaultKind::IsolateNodes {
+                return bad(
+                    p.key("fraction"),
+                    format!(
+                        "only an isolate-nodes fault takes fraction, not a {}",
+                        f.kind.as_str()
+                    ),
                 );
             }
             if f.skew_ms.is_some() && f.kind != FaultKind::ClockSkew {
@@ -1369,6 +1409,30 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&crash, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].skew_ms", "{e}");
+    }
+
+    #[test]
+    fn isolate_nodes_needs_racks_and_a_fraction_in_range() {
+        let fault = |target: &str, extra: &str| {
+            format!(
+                "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"isolate-nodes\"\ntarget = [\"{target}\"]\n{extra}"
+            )
+        };
+        let s = Scenario::parse(&fault("rack-1", "fraction = 0.5"), "s.toml").unwrap();
+        assert_eq!(s.faults[0].fraction, Some(0.5));
+        Scenario::parse(&fault("rack-*", ""), "s.toml").unwrap();
+        let e = Scenario::parse(&fault("mco", ""), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
+        for bad in ["0", "1.5", "-0.1", "nan"] {
+            let e = Scenario::parse(&fault("rack-1", &format!("fraction = {bad}")), "s.toml")
+                .unwrap_err();
+            assert_eq!(e.key, "faults[0].fraction", "{bad}: {e}");
+        }
+        let latency = format!(
+            "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"latency\"\na = [\"rack-1\"]\nb = [\"broker-1\"]\nlatency_ms = 5\nfraction = 0.5\n"
+        );
+        let e = Scenario::parse(&latency, "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].fraction", "{e}");
     }
 
     #[test]

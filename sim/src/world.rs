@@ -185,6 +185,7 @@ pub fn run(
         scenario,
         disks,
         rack_clocks: env.rack_clocks.clone(),
+        node_links: env.node_links.clone(),
         process_dead,
         crashed: BTreeSet::new(),
         just_crashed: Vec::new(),
@@ -412,6 +413,8 @@ struct Applier<'a> {
     disks: BTreeMap<String, DiskSlot>,
     /// The racks' clock jumps, which `clock-skew` sets.
     rack_clocks: workload::RackClocks,
+    /// The nodes' cables, which `isolate-nodes` cuts.
+    node_links: workload::NodeLinks,
     /// Per broker: whether its host's software starts as a dead process (after a
     /// `crash`) rather than the broker.
     process_dead: BTreeMap<String, Arc<AtomicBool>>,
@@ -589,8 +592,17 @@ impl Applier<'_> {
                     None => format!("clocks set right {}", racks.join(",")),
                 }
             }
+            Op::IsolateNodes(nodes) | Op::ReconnectNodes(nodes) => {
+                let cut = matches!(op, Op::IsolateNodes(_));
+                self.node_links.set(nodes, cut);
+                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
+                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+                let what = if cut { "isolate" } else { "reconnect" };
+                format!("{what} {count} node(s) of {}", racks.join(","))
+            }
             Op::HealAll => {
                 self.rack_clocks.reset_all();
+                self.node_links.connect_all();
                 let brokers: Vec<String> = self.disks.keys().cloned().collect();
                 for b in brokers {
                     self.set_disk_fault(sim, &b, DiskFault::None);

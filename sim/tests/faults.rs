@@ -275,6 +275,77 @@ duration_s = 10
 }
 
 #[test]
+fn isolate_nodes_cuts_off_a_seeded_share_of_a_rack_and_nobody_else() {
+    let o = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 12
+kind = "isolate-nodes"
+target = ["rack-1"]
+fraction = 0.25
+duration_s = 10
+"#,
+    ));
+    assert_eq!(applied(&o, "isolate 5 node(s) of rack-1"), 1);
+    assert_eq!(applied(&o, "reconnect 5 node(s) of rack-1"), 1);
+    // What the cut-off nodes missed is lost, and every loss has its cause.
+    assert!(o.report.messages.lost > 0);
+    assert_eq!(
+        o.report.unexplained_lost, 0,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+    // Five of rack-1's 20 nodes notice through heart-beats (2 s, read grace 1.5), and only
+    // they; rack-2 never notices anything.
+    let d = rack1_disconnects(&o, 12.0, 22.0);
+    let timeouts = d
+        .iter()
+        .filter(|r| **r == DisconnectReason::HeartbeatTimeout)
+        .count();
+    assert_eq!(timeouts, 5, "{d:?}");
+    // Then their reconnects fail at once while the cable is out, and nobody else's do.
+    let nodes = rack1_nodes(&o);
+    let affected: std::collections::BTreeSet<ClientId> = o
+        .history
+        .events
+        .iter()
+        .filter(|(at, c, e)| {
+            nodes.contains(c)
+                && (12_000_000..22_000_000).contains(at)
+                && matches!(e, ClientEvent::Disconnected { .. })
+        })
+        .map(|(_, c, _)| *c)
+        .collect();
+    assert_eq!(affected.len(), 5, "{affected:?}");
+    assert!(
+        d.iter().all(|r| match r {
+            DisconnectReason::HeartbeatTimeout => true,
+            DisconnectReason::ConnectFailed(e) => e.contains("isolated"),
+            _ => false,
+        }),
+        "{d:?}"
+    );
+    // While cut off they answer nothing; the other 15 and rack-2 answer every request.
+    // (After the first heart-beat window, 16 s on.)
+    let control = go(&scenario(2, ""));
+    let healthy = replies_from(&control, "rack-1", 16.0, 22.0);
+    assert!(healthy >= 20, "{healthy}");
+    assert_eq!(replies_from(&o, "rack-1", 16.0, 22.0), healthy * 15 / 20);
+    assert_eq!(
+        replies_from(&o, "rack-2", 12.0, 22.0),
+        replies_from(&control, "rack-2", 12.0, 22.0)
+    );
+    // After the window they are back, on one broker or the other.
+    let c = connected_at(&o, 35);
+    assert_eq!(c.iter().sum::<u64>(), 40 + 2, "{c:?}");
+    assert_eq!(
+        replies_from(&o, "rack-1", 35.0, 45.0),
+        replies_from(&control, "rack-1", 35.0, 45.0)
+    );
+}
+
+#[test]
 fn heal_all_undoes_partitions_and_restarts_brokers() {
     let o = go(&scenario(
         2,

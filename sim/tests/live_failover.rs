@@ -86,7 +86,8 @@ struct Pair {
 }
 
 impl Pair {
-    fn start() -> Pair {
+    /// Starts the pair; `name` keeps its state apart from other tests' pairs.
+    fn start(name: &str) -> Pair {
         let stomp = free_pair();
         let metrics = free_pair();
         let ports = vec![
@@ -100,8 +101,7 @@ impl Pair {
             ),
         ];
         drop((stomp, metrics));
-        let state =
-            std::env::temp_dir().join(format!("stampede-live-failover-{}", std::process::id()));
+        let state = std::env::temp_dir().join(format!("stampede-{name}-{}", std::process::id()));
         let pair = Pair { state, ports };
         let out = pair
             .peer(&["start", "stampede", "stampede@2"])
@@ -185,7 +185,7 @@ fn describe(what: &str, out: &Output) -> String {
 
 #[test]
 fn a_crash_and_restart_reach_real_brokers_and_the_clients_fail_over() {
-    let pair = Pair::start();
+    let pair = Pair::start("live-failover");
     std::fs::create_dir_all(&pair.state).unwrap();
     let scenario = pair.state.join("live-failover.toml");
     std::fs::write(&scenario, SCENARIO).unwrap();
@@ -298,7 +298,7 @@ mco_fault_reply_ratio_max = 0.5
 
 #[test]
 fn a_clock_skew_is_applied_to_the_generators_own_nodes_without_faults_via() {
-    let pair = Pair::start();
+    let pair = Pair::start("live-clock-skew");
     std::fs::create_dir_all(&pair.state).unwrap();
     let scenario = pair.state.join("live-clock-skew.toml");
     std::fs::write(&scenario, CLOCK_SKEW).unwrap();

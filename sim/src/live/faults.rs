@@ -16,8 +16,9 @@
 //! | `hold` | SIGSTOP: the process is frozen, its connections stay open | holds packets between the groups |
 //! | `release` | SIGCONT | releases them |
 //!
-//! A `clock-skew` acts on the load generator's own nodes, not on a broker: a live run
-//! applies it itself at its time, with or without `--faults-via` ([`client_side`]).
+//! A `clock-skew` or an `isolate-nodes` acts on the load generator's own nodes, not on a
+//! broker: a live run applies it itself at its time, with or without `--faults-via`
+//! ([`client_side`]).
 //!
 //! `heal-all` restarts every broker the run crashed and releases every one it held. A held
 //! broker is held from everyone, not only from the fault's other group. Faults the
@@ -32,7 +33,7 @@ use std::time::Duration;
 use crate::fault::{Op, Timeline};
 use crate::history::Timebase;
 use crate::scenario::FaultKind;
-use crate::workload::RackClocks;
+use crate::workload::{NodeLinks, RackClocks};
 
 /// How long one action may take (a restart waits for the broker to answer).
 pub const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
@@ -78,20 +79,25 @@ pub fn supported(kind: FaultKind) -> bool {
 /// on brokers or the network: a live run applies it itself, with or without
 /// `--faults-via` ([`apply_client_side`]).
 pub fn client_side(kind: FaultKind) -> bool {
-    kind == FaultKind::ClockSkew
+    matches!(kind, FaultKind::ClockSkew | FaultKind::IsolateNodes)
 }
 
-/// Applies `timeline`'s client-side actions (`clock-skew`, and the clock part of
-/// `heal-all`) to the generator's nodes through `clocks`, each at `origin` plus its time.
+/// Applies `timeline`'s client-side actions (`clock-skew`, `isolate-nodes`, and their
+/// part of `heal-all`) to the generator's nodes through `clocks` and `links`, each at
+/// `origin` plus its time.
 /// Returns when the timeline is exhausted.
 pub async fn apply_client_side(
     timeline: &Timeline,
     clocks: &RackClocks,
+    links: &NodeLinks,
     timebase: Timebase,
     origin: Duration,
 ) {
     for a in &timeline.actions {
-        if !matches!(a.op, Op::ClockSkew(..) | Op::HealAll) {
+        if !matches!(
+            a.op,
+            Op::ClockSkew(..) | Op::IsolateNodes(_) | Op::ReconnectNodes(_) | Op::HealAll
+        ) {
             continue;
         }
         timebase
@@ -103,7 +109,12 @@ pub async fn apply_client_side(
                     clocks.set(r, ms.unwrap_or(0));
                 }
             }
-            _ => clocks.reset_all(),
+            Op::IsolateNodes(nodes) => links.set(nodes, true),
+            Op::ReconnectNodes(nodes) => links.set(nodes, false),
+            _ => {
+                clocks.reset_all();
+                links.connect_all();
+            }
         }
     }
 }
@@ -201,7 +212,9 @@ impl LiveState {
             | Op::Heal(..)
             | Op::Latency(..)
             | Op::Disk(..)
-            | Op::ClockSkew(..) => {}
+            | Op::ClockSkew(..)
+            | Op::IsolateNodes(_)
+            | Op::ReconnectNodes(_) => {}
         }
         out
     }

@@ -53,7 +53,7 @@ use crate::checker::{self, Analysis};
 use crate::fault::Timeline;
 use crate::history::{History, Recorder};
 use crate::scenario::{BrokerSpec, FaultKind, Scenario, glob};
-use crate::workload::{self, Env, RackClocks};
+use crate::workload::{self, Env, NodeLinks, RackClocks};
 use generator::{CpuSample, GeneratorStats};
 use shard::Shard;
 use target::{Probed, TargetKind, TargetUri};
@@ -444,6 +444,8 @@ pub async fn run_on(
         heartbeat_grace_factor: Some(LIVE_HEARTBEAT_GRACE_FACTOR),
         // Clock-skew faults move these (faults::apply_client_side).
         rack_clocks: RackClocks::for_racks(&plan.scenario),
+        // Isolate-nodes faults cut these (faults::apply_client_side).
+        node_links: NodeLinks::for_racks(&plan.scenario),
     };
     let measured = run_workloads(
         &plan,
@@ -576,7 +578,7 @@ fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
     });
     if !dropped.is_empty() {
         notes.push(format!(
-            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew and heal-all only",
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes and heal-all only",
             dropped.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
@@ -677,7 +679,14 @@ async fn run_workloads(
         std::future::pending::<()>().await
     };
     let apply_client_faults = async {
-        faults::apply_client_side(&timeline, &env.rack_clocks, timebase, window.0).await;
+        faults::apply_client_side(
+            &timeline,
+            &env.rack_clocks,
+            &env.node_links,
+            timebase,
+            window.0,
+        )
+        .await;
         std::future::pending::<()>().await
     };
     let finished = tokio::select! {
@@ -1007,6 +1016,7 @@ mod tests {
             b: vec!["broker-2".to_owned()],
             latency_ms: None,
             skew_ms: None,
+            fraction: None,
             duration_s: Some(5.0),
             label: None,
         });

@@ -25,6 +25,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::proto::Headers;
 
+use super::link::LinkNet;
 use super::{ClientSpec, Env, Host, client_config, record_path, start_client};
 use stampede_broker::net::SharedNet;
 
@@ -122,6 +123,7 @@ pub(super) fn build(
                 start,
                 skew_ms,
                 clock_jump_ms: env.rack_clocks.cell(&rack.name),
+                net: LinkNet::shared(env.net.clone(), env.node_links.link(&rack.name, i as usize)),
                 seed: node_seed,
                 versioned_ids: rack.heartbeat_s > 0,
             });
@@ -129,14 +131,12 @@ pub(super) fn build(
         let recorder = recorder.clone();
         let spec = Arc::new(spec.clone());
         let epoch_ms = scenario.epoch_ms;
-        let net = env.net.clone();
         let dialect = env.dialect;
         hosts.push(Host::new(rack.name.clone(), async move {
             for node in nodes {
                 tokio::spawn(run_node(
                     node,
                     dialect,
-                    net.clone(),
                     spec.clone(),
                     recorder.clone(),
                     epoch_ms,
@@ -201,6 +201,8 @@ struct Node {
     skew_ms: i64,
     /// The rack's current clock jump (`clock-skew` faults), added to `skew_ms`.
     clock_jump_ms: Arc<AtomicI64>,
+    /// The network through the node's own cable (`isolate-nodes` faults).
+    net: SharedNet,
     seed: u64,
     /// STOMP 1.1 (heart-beats on): subscriptions carry ids as MCollective sets them.
     versioned_ids: bool,
@@ -209,7 +211,6 @@ struct Node {
 async fn run_node(
     node: Node,
     dialect: Dialect,
-    net: SharedNet,
     spec: Arc<McoSpec>,
     recorder: Recorder,
     epoch_ms: u64,
@@ -217,7 +218,7 @@ async fn run_node(
 ) {
     let timebase = recorder.timebase();
     timebase.sleep_until(node.start).await;
-    let (client, mut messages) = start_client(dialect, &net, node.config, &recorder, node.id);
+    let (client, mut messages) = start_client(dialect, &node.net, node.config, &recorder, node.id);
     let c = &spec.collective;
     for sub in dialect.mco_node_subscriptions(c, &node.identity, &spec.agents, node.versioned_ids) {
         let _ = client.subscribe(sub).await;

@@ -9,6 +9,7 @@
 //! (`stampede load`, [`crate::live`]) run the same code over real TCP; the [`Dialect`] in the
 //! [`Env`] holds what differs between target brokers.
 
+pub mod link;
 pub mod mcollective;
 pub mod queue;
 
@@ -31,6 +32,7 @@ use crate::dialect::{Conn, Dialect, Inbound, Inbox};
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Middleware, Policy, REDIS_PORT, ReconnectSpec, Scenario};
+use link::Link;
 
 /// Where the workloads run: the network their clients use and where each broker is.
 #[derive(Clone)]
@@ -52,6 +54,59 @@ pub struct Env {
     pub heartbeat_grace_factor: Option<f64>,
     /// How far each rack's node clocks have jumped (`clock-skew` faults).
     pub rack_clocks: RackClocks,
+    /// Every node's network cable (`isolate-nodes` faults).
+    pub node_links: NodeLinks,
+}
+
+/// Per rack, one [`Link`] per node, in node order: `isolate-nodes` faults cut and connect
+/// them, and each node's client connects through its own.
+#[derive(Clone, Debug, Default)]
+pub struct NodeLinks(Arc<BTreeMap<String, Vec<Arc<Link>>>>);
+
+impl NodeLinks {
+    /// A link for every node of `scenario`'s racks, all connected.
+    pub fn for_racks(scenario: &Scenario) -> NodeLinks {
+        NodeLinks(Arc::new(
+            scenario
+                .racks
+                .iter()
+                .map(|r| {
+                    let links = (0..r.nodes).map(|_| Arc::new(Link::default())).collect();
+                    (r.name.clone(), links)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Cuts (`cut`) or connects the links of these nodes (rack, indices).
+    pub fn set(&self, nodes: &[(String, Vec<u32>)], cut: bool) {
+        for (rack, indices) in nodes {
+            let Some(links) = self.0.get(rack) else {
+                continue;
+            };
+            for i in indices {
+                if let Some(l) = links.get(*i as usize) {
+                    if cut { l.cut() } else { l.connect() }
+                }
+            }
+        }
+    }
+
+    /// Connects every link.
+    pub fn connect_all(&self) {
+        for l in self.0.values().flatten() {
+            l.connect();
+        }
+    }
+
+    /// Node `index` of rack `rack`'s link (a fresh one if the scenario has no such node).
+    fn link(&self, rack: &str, index: usize) -> Arc<Link> {
+        self.0
+            .get(rack)
+            .and_then(|l| l.get(index))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Per rack, how far its nodes' clocks have jumped from their configured skew, in
@@ -118,6 +173,7 @@ impl Env {
             credentials: None,
             heartbeat_grace_factor: None,
             rack_clocks: RackClocks::for_racks(scenario),
+            node_links: NodeLinks::for_racks(scenario),
         }
     }
 }
