@@ -5,8 +5,10 @@
 //! turmoil `partition`), and every connection it had when the cut came is severed for
 //! good: nothing it writes leaves (the bytes vanish, as packets into a partition), and
 //! nothing more is read from it (what the broker sends waits in the connection until the
-//! broker gives up, as behind a silent peer). The node notices only through heart-beats,
-//! like a real node whose cable was pulled; once the link is connected again its new
+//! broker gives up, as behind a silent peer). The node notices through its heart-beat
+//! read timeout if it has one, like a real node whose cable was pulled; without one it
+//! notices at its first read or write after the cable is back, which fails with a reset
+//! (the broker closed its end meanwhile). Once the link is connected again its new
 //! connections work.
 //!
 //! The same wrapper runs live (over `TokioNet`), so that `isolate-nodes` is applied to the
@@ -113,6 +115,16 @@ impl Net for LinkNet {
     }
 }
 
+/// What a write on a severed connection meets once the cable is back: the broker heard
+/// nothing from the node for the whole cut and closed its end, and a kernel answers a
+/// segment for a closed connection with RST.
+fn reset() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "connection reset: the broker closed it while this node was cut off",
+    )
+}
+
 /// A connection that a cut after its birth severs.
 struct LinkStream {
     /// `None` only once dropped.
@@ -158,8 +170,12 @@ impl AsyncRead for LinkStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if self.severed() {
+            if !self.link.is_cut() {
+                return Poll::Ready(Err(reset()));
+            }
             // Nothing arrives any more, and nothing will wake this read: the node's
-            // heart-beat timer is what ends the connection, as on a real pulled cable.
+            // heart-beat timer, or its first write once the cable is back, is what ends
+            // the connection, as on a real pulled cable.
             return Poll::Pending;
         }
         self.inner().poll_read(cx, buf)
@@ -173,6 +189,9 @@ impl AsyncWrite for LinkStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.severed() {
+            if !self.link.is_cut() {
+                return Poll::Ready(Err(reset()));
+            }
             // Accepted by the local stack, never delivered.
             return Poll::Ready(Ok(buf.len()));
         }
