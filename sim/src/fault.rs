@@ -79,6 +79,17 @@ pub enum Op {
     HealAll,
 }
 
+impl Op {
+    /// Whether the operation acts on the nodes themselves (their clocks or their cables),
+    /// wholly or in part: what [`crate::workload::apply_to_nodes`] applies.
+    pub fn acts_on_nodes(&self) -> bool {
+        matches!(
+            self,
+            Op::ClockSkew(..) | Op::IsolateNodes(_) | Op::ReconnectNodes(_) | Op::HealAll
+        )
+    }
+}
+
 /// What a broker's store disk does wrong (a `disk-*` fault).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DiskFault {

@@ -1087,17 +1087,7 @@ impl Scenario {
                 }
                 FaultKind::HealAll => {}
                 FaultKind::IsolateNodes => {
-                    if f.target.is_empty() {
-                        return bad(
-                            p.key("target"),
-                            "an isolate-nodes names the racks it acts on".into(),
-                        );
-                    }
-                    for t in &f.target {
-                        if !self.racks.iter().any(|r| glob(t, &r.name)) {
-                            return bad(p.key("target"), format!("'{t}' matches no rack"));
-                        }
-                    }
+                    self.check_rack_targets(&p, f)?;
                     if let Some(x) = f.fraction
                         && !(x > 0.0 && x <= 1.0)
                     {
@@ -1105,17 +1095,7 @@ impl Scenario {
                     }
                 }
                 FaultKind::ClockSkew => {
-                    if f.target.is_empty() {
-                        return bad(
-                            p.key("target"),
-                            "a clock-skew names the racks it acts on".into(),
-                        );
-                    }
-                    for t in &f.target {
-                        if !self.racks.iter().any(|r| glob(t, &r.name)) {
-                            return bad(p.key("target"), format!("'{t}' matches no rack"));
-                        }
-                    }
+                    self.check_rack_targets(&p, f)?;
                     match f.skew_ms {
                         None => {
                             return bad(
@@ -1172,6 +1152,23 @@ impl Scenario {
                 && (d.is_nan() || d <= 0.0)
             {
                 return bad(p.key("duration_s"), "must be > 0".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A fault on nodes (`clock-skew`, `isolate-nodes`): `target` names racks, and each
+    /// pattern matches one.
+    fn check_rack_targets(&self, p: &KeyPath, f: &FaultSpec) -> Result<(), InvalidSetting> {
+        if f.target.is_empty() {
+            return bad(
+                p.key("target"),
+                format!("{} needs `target`: the racks it acts on", f.kind.as_str()),
+            );
+        }
+        for t in &f.target {
+            if !self.racks.iter().any(|r| glob(t, &r.name)) {
+                return bad(p.key("target"), format!("'{t}' matches no rack"));
             }
         }
         Ok(())

@@ -584,9 +584,7 @@ impl Applier<'_> {
                 }
             }
             Op::ClockSkew(racks, ms) => {
-                for r in racks {
-                    self.rack_clocks.set(r, ms.unwrap_or(0));
-                }
+                workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
                 match ms {
                     Some(ms) => format!("clock-skew {ms:+}ms {}", racks.join(",")),
                     None => format!("clocks set right {}", racks.join(",")),
@@ -594,15 +592,14 @@ impl Applier<'_> {
             }
             Op::IsolateNodes(nodes) | Op::ReconnectNodes(nodes) => {
                 let cut = matches!(op, Op::IsolateNodes(_));
-                self.node_links.set(nodes, cut);
+                workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
                 let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
                 let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
                 let what = if cut { "isolate" } else { "reconnect" };
                 format!("{what} {count} node(s) of {}", racks.join(","))
             }
             Op::HealAll => {
-                self.rack_clocks.reset_all();
-                self.node_links.connect_all();
+                workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
                 let brokers: Vec<String> = self.disks.keys().cloned().collect();
                 for b in brokers {
                     self.set_disk_fault(sim, &b, DiskFault::None);

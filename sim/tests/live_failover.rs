@@ -252,6 +252,22 @@ fn a_crash_and_restart_reach_real_brokers_and_the_clients_fail_over() {
     assert!(stderr.contains("cannot reach the broker"), "{what}");
 }
 
+/// Runs `text` (a 16 s scenario named `name`) with `stampede load` against a fresh pair,
+/// without `--faults-via`; asserts that it passed its expectations and returns its report
+/// with the run's output for messages.
+fn load_without_faults_via(name: &str, text: &str) -> (stampede_reports::RunReport, String) {
+    let pair = Pair::start(name);
+    std::fs::create_dir_all(&pair.state).unwrap();
+    let scenario = pair.state.join(format!("{name}.toml"));
+    std::fs::write(&scenario, text).unwrap();
+    let out_dir = pair.state.join("run");
+    let out = pair.load(&scenario, "", &out_dir, "16");
+    let what = describe(&format!("stampede load ({name})"), &out);
+    assert!(out.status.success(), "{what}");
+    let r = read_report(&out_dir).unwrap_or_else(|e| panic!("{e}\n{what}"));
+    (r, what)
+}
+
 /// Two racks of 10 nodes on a real broker (the pair's first); rack-b's node clocks jump
 /// 90 s ahead (past the requests' 60 s TTL) from 2 s to 12 s after the discoveries start.
 const CLOCK_SKEW: &str = r#"
@@ -298,17 +314,9 @@ mco_fault_reply_ratio_max = 0.5
 
 #[test]
 fn a_clock_skew_is_applied_to_the_generators_own_nodes_without_faults_via() {
-    let pair = Pair::start("live-clock-skew");
-    std::fs::create_dir_all(&pair.state).unwrap();
-    let scenario = pair.state.join("live-clock-skew.toml");
-    std::fs::write(&scenario, CLOCK_SKEW).unwrap();
-    let out_dir = pair.state.join("skew");
-    let out = pair.load(&scenario, "", &out_dir, "16");
-    let what = describe("stampede load (clock-skew)", &out);
     // The expectations hold: every node answers outside the window, and well inside it
     // exactly rack-a's half does, from real brokers.
-    assert!(out.status.success(), "{what}");
-    let r = read_report(&out_dir).unwrap_or_else(|e| panic!("{e}\n{what}"));
+    let (r, what) = load_without_faults_via("live-clock-skew", CLOCK_SKEW);
     let m = r.mcollective.as_ref().expect("an MCollective summary");
     assert!(m.replies_received < m.replies_expected, "{m:?}\n{what}");
     assert_eq!(r.messages.lost, 0, "{what}");
@@ -364,17 +372,9 @@ mco_final_reply_ratio_min = 1.0
 
 #[test]
 fn isolate_nodes_cuts_the_generators_own_nodes_off_a_real_broker() {
-    let pair = Pair::start("live-isolate-nodes");
-    std::fs::create_dir_all(&pair.state).unwrap();
-    let scenario = pair.state.join("live-isolate-nodes.toml");
-    std::fs::write(&scenario, ISOLATE).unwrap();
-    let out_dir = pair.state.join("isolate");
-    let out = pair.load(&scenario, "", &out_dir, "16");
-    let what = describe("stampede load (isolate-nodes)", &out);
     // Well inside the window exactly the other three quarters answer; the five cut-off
     // nodes notice through heart-beats, come back after it, and answer the last request.
-    assert!(out.status.success(), "{what}");
-    let r = read_report(&out_dir).unwrap_or_else(|e| panic!("{e}\n{what}"));
+    let (r, what) = load_without_faults_via("live-isolate-nodes", ISOLATE);
     assert!(r.messages.lost > 0, "{what}");
     assert_eq!(r.unexplained_lost, 0, "{what}");
     assert!(r.failover_ms.len() >= 5, "{what}");

@@ -15,12 +15,12 @@ macro_rules! out {
 
 /// `println!` with [`out!`]'s handling of a closed pipe.
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if !STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
-            stdout_result(writeln!(std::io::stdout(), $($arg)*));
-        }
-    }};
+    () => {
+        out!("\n")
+    };
+    ($($arg:tt)*) => {
+        out!("{}\n", format_args!($($arg)*))
+    };
 }
 
 /// Standard output was a pipe that its reader closed.

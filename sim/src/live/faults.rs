@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::fault::{Op, Timeline};
 use crate::history::Timebase;
 use crate::scenario::FaultKind;
-use crate::workload::{NodeLinks, RackClocks};
+use crate::workload::{NodeLinks, RackClocks, apply_to_nodes};
 
 /// How long one action may take (a restart waits for the broker to answer).
 pub const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
@@ -93,29 +93,11 @@ pub async fn apply_client_side(
     timebase: Timebase,
     origin: Duration,
 ) {
-    for a in &timeline.actions {
-        if !matches!(
-            a.op,
-            Op::ClockSkew(..) | Op::IsolateNodes(_) | Op::ReconnectNodes(_) | Op::HealAll
-        ) {
-            continue;
-        }
+    for a in timeline.actions.iter().filter(|a| a.op.acts_on_nodes()) {
         timebase
             .sleep_until(origin + Duration::from_millis(a.at_ms))
             .await;
-        match &a.op {
-            Op::ClockSkew(racks, ms) => {
-                for r in racks {
-                    clocks.set(r, ms.unwrap_or(0));
-                }
-            }
-            Op::IsolateNodes(nodes) => links.set(nodes, true),
-            Op::ReconnectNodes(nodes) => links.set(nodes, false),
-            _ => {
-                clocks.reset_all();
-                links.connect_all();
-            }
-        }
+        apply_to_nodes(&a.op, clocks, links);
     }
 }
 

@@ -29,6 +29,7 @@ use stampede_broker::core::interbroker::headers::BROKER_PATH_HEADER;
 use stampede_broker::net::SharedNet;
 
 use crate::dialect::{Conn, Dialect, Inbound, Inbox};
+use crate::fault::Op;
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Middleware, Policy, REDIS_PORT, ReconnectSpec, Scenario};
@@ -56,6 +57,27 @@ pub struct Env {
     pub rack_clocks: RackClocks,
     /// Every node's network cable (`isolate-nodes` faults).
     pub node_links: NodeLinks,
+}
+
+/// Applies the part of `op` that acts on the nodes themselves: a `clock-skew` moves their
+/// clocks, an `isolate-nodes` cuts or connects their cables, a `heal-all` sets every clock
+/// right and connects every cable. Anything else is left to whoever drives the brokers
+/// and the network. The simulator's step loop and a live run both call it.
+pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
+    match op {
+        Op::ClockSkew(racks, ms) => {
+            for r in racks {
+                clocks.set(r, ms.unwrap_or(0));
+            }
+        }
+        Op::IsolateNodes(nodes) => links.set(nodes, true),
+        Op::ReconnectNodes(nodes) => links.set(nodes, false),
+        Op::HealAll => {
+            clocks.reset_all();
+            links.connect_all();
+        }
+        _ => {}
+    }
 }
 
 /// Per rack, one [`Link`] per node, in node order: `isolate-nodes` faults cut and connect
