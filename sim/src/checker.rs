@@ -131,6 +131,15 @@ pub enum Cause {
         /// When the target saw the connection end (µs).
         cut_us: u64,
     },
+    /// The target's process was killed (`crash-nodes`): its connection, open when the
+    /// message was written, ended with it and nothing written later arrived on it; or, for
+    /// a topic unit, it was down from such a crash when the message was written.
+    TargetCrashed {
+        /// The target.
+        client: ClientId,
+        /// When it was killed (µs).
+        at_us: u64,
+    },
     /// A topic unit whose target had no connection when the message was written.
     TargetDisconnected {
         /// The target.
@@ -164,14 +173,15 @@ impl Cause {
             Cause::HeldAtEnd { .. } => "held-at-end",
             Cause::StrandedSend { .. } => "stranded-send",
             Cause::StrandedDelivery { .. } => "stranded-delivery",
+            Cause::TargetCrashed { .. } => "target-crashed",
             Cause::TargetDisconnected { .. } => "target-disconnected",
             Cause::NoRoute { .. } => "no-route",
         }
     }
 
-    /// Every label, in report order (`power-loss` is reported only when some loss has it,
-    /// so that reports of runs without stores keep their shape).
-    pub const LABELS: [&'static str; 11] = [
+    /// Every label, in report order (`power-loss` and `target-crashed` are reported only
+    /// when some loss has them, so that reports of runs without them keep their shape).
+    pub const LABELS: [&'static str; 12] = [
         "crash",
         "power-loss",
         "expired",
@@ -181,6 +191,7 @@ impl Cause {
         "held-at-end",
         "stranded-send",
         "stranded-delivery",
+        "target-crashed",
         "target-disconnected",
         "no-route",
     ];
@@ -190,6 +201,7 @@ impl Cause {
         match self {
             Cause::Crashed { at_us, .. }
             | Cause::PowerLoss { at_us, .. }
+            | Cause::TargetCrashed { at_us, .. }
             | Cause::TargetDisconnected { at_us, .. }
             | Cause::NoRoute { at_us, .. } => Some(*at_us),
             Cause::StrandedSend { cut_us, .. } | Cause::StrandedDelivery { cut_us, .. } => {
@@ -294,11 +306,14 @@ impl Analysis {
                 None => unexplained += 1,
             }
         }
-        out.retain(|(label, n)| *label != "power-loss" || *n > 0);
+        out.retain(|(label, n)| !OPTIONAL_LABELS.contains(label) || *n > 0);
         out.push((stampede_reports::UNEXPLAINED_LABEL, unexplained));
         out
     }
 }
+
+/// Cause labels reported only when some loss has them.
+const OPTIONAL_LABELS: [&str; 2] = ["power-loss", "target-crashed"];
 
 /// Time after a fault window during which MCollective rounds do not count as healthy.
 const SETTLE_MS: u64 = 5_000;
@@ -318,6 +333,8 @@ struct Span {
     broker: Option<String>,
     /// Whether the client ended it itself.
     shutdown: bool,
+    /// Whether the client's process died with it (`crash-nodes`).
+    crashed: bool,
 }
 
 impl Span {
@@ -626,6 +643,9 @@ impl<'a> Ctx<'a> {
             return Some(c);
         }
         for target in targets {
+            if let Some(c) = self.target_crashed(*target, t, topic) {
+                return Some(c);
+            }
             if topic && self.span_at(*target, t).is_none() {
                 return Some(Cause::TargetDisconnected {
                     client: *target,
@@ -637,6 +657,30 @@ impl<'a> Ctx<'a> {
             }
         }
         None
+    }
+
+    /// The target's process was killed while its connection open at `t` carried the
+    /// unit (nothing written after `t` arrived before the crash), or, for a `topic` unit,
+    /// it was down at `t` because its last connection had ended in a crash.
+    fn target_crashed(&self, target: ClientId, t: u64, topic: bool) -> Option<Cause> {
+        let spans = self.spans.get(&target)?;
+        let span = match spans.iter().find(|s| s.contains(t)) {
+            Some(s) => s,
+            None if topic => spans.iter().rev().find(|s| s.up_us <= t)?,
+            None => return None,
+        };
+        if !span.crashed {
+            return None;
+        }
+        let at = span.down_us?;
+        let later_arrived = self.received_by.get(&target).is_some_and(|r| {
+            r.iter()
+                .any(|(got, written)| *got >= span.up_us && *got <= at && *written > t)
+        });
+        (!later_arrived).then_some(Cause::TargetCrashed {
+            client: target,
+            at_us: at,
+        })
     }
 
     /// The path of a lost unit as the history shows it, for the report.
@@ -669,32 +713,52 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Every client's connections, from its events.
+/// Every client's events and process crashes (`None`), in time order; at the same time
+/// an event comes before a crash (a dead process records no events).
+fn client_timeline(history: &History) -> Vec<(u64, ClientId, Option<&ClientEvent>)> {
+    let mut out: Vec<(u64, ClientId, Option<&ClientEvent>)> = history
+        .events
+        .iter()
+        .map(|(at, c, ev)| (*at, *c, Some(ev)))
+        .chain(history.crashes.iter().map(|(at, c)| (*at, *c, None)))
+        .collect();
+    out.sort_by_key(|e| e.0);
+    out
+}
+
+/// Every client's connections, from its events and crashes.
 fn spans(history: &History) -> BTreeMap<ClientId, Vec<Span>> {
-    let mut events: Vec<&(u64, ClientId, ClientEvent)> = history.events.iter().collect();
-    events.sort_by_key(|e| e.0);
     let mut out: BTreeMap<ClientId, Vec<Span>> = BTreeMap::new();
-    for (at, client, ev) in events {
+    for (at, client, ev) in client_timeline(history) {
         match ev {
-            ClientEvent::Connected { server } => {
+            Some(ClientEvent::Connected { server }) => {
                 let broker = history
                     .clients
                     .get(client.0 as usize)
                     .and_then(|c| c.pool.get(*server))
                     .cloned();
-                out.entry(*client).or_default().push(Span {
-                    up_us: *at,
+                out.entry(client).or_default().push(Span {
+                    up_us: at,
                     down_us: None,
                     broker,
                     shutdown: false,
+                    crashed: false,
                 });
             }
-            ClientEvent::Disconnected { reason } => {
-                if let Some(s) = out.get_mut(client).and_then(|v| v.last_mut())
+            Some(ClientEvent::Disconnected { reason }) => {
+                if let Some(s) = out.get_mut(&client).and_then(|v| v.last_mut())
                     && s.down_us.is_none()
                 {
-                    s.down_us = Some(*at);
+                    s.down_us = Some(at);
                     s.shutdown = *reason == DisconnectReason::Shutdown;
+                }
+            }
+            None => {
+                if let Some(s) = out.get_mut(&client).and_then(|v| v.last_mut())
+                    && s.down_us.is_none()
+                {
+                    s.down_us = Some(at);
+                    s.crashed = true;
                 }
             }
             _ => {}
@@ -1060,8 +1124,7 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
     let brokers = &ctx.brokers;
     let mut down_since: BTreeMap<ClientId, u64> = BTreeMap::new();
     let mut broker_of: BTreeMap<ClientId, usize> = BTreeMap::new();
-    let mut events: Vec<&(u64, ClientId, ClientEvent)> = history.events.iter().collect();
-    events.sort_by_key(|e| e.0);
+    let events = client_timeline(history);
     let mut next_second = 0usize;
     let snapshot =
         |a: &mut Analysis, upto: usize, next: &mut usize, broker_of: &BTreeMap<ClientId, usize>| {
@@ -1076,29 +1139,35 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
         };
     let end_us = (ctx.scenario.duration_s * 1e6) as u64;
     for (at, client, ev) in events {
-        snapshot(a, (*at / 1_000_000) as usize, &mut next_second, &broker_of);
+        snapshot(a, (at / 1_000_000) as usize, &mut next_second, &broker_of);
         let Some(info) = history.clients.get(client.0 as usize) else {
             continue;
         };
         match ev {
-            ClientEvent::Connected { server } => {
+            Some(ClientEvent::Connected { server }) => {
                 if let Some(name) = info.pool.get(*server)
                     && let Some(b) = brokers.iter().position(|x| x == name)
                 {
-                    broker_of.insert(*client, b);
+                    broker_of.insert(client, b);
                 }
             }
-            ClientEvent::Resubscribed { .. } => {
-                if let Some(t0) = down_since.remove(client) {
+            Some(ClientEvent::Resubscribed { .. }) => {
+                if let Some(t0) = down_since.remove(&client) {
                     record(&mut a.failover_ms, (at - t0) / 1000);
                 }
             }
-            ClientEvent::Disconnected { reason } => {
-                broker_of.remove(client);
+            Some(ClientEvent::Disconnected { reason }) => {
+                broker_of.remove(&client);
                 // A client that shuts itself down at the end is not failing over.
-                if *reason != DisconnectReason::Shutdown && *at <= end_us {
-                    down_since.entry(*client).or_insert(*at);
+                if *reason != DisconnectReason::Shutdown && at <= end_us {
+                    down_since.entry(client).or_insert(at);
                 }
+            }
+            // A dead process is not failing over either: it connects afresh when it is
+            // started again.
+            None => {
+                broker_of.remove(&client);
+                down_since.remove(&client);
             }
             _ => {}
         }

@@ -25,6 +25,9 @@
 //! - `isolate-nodes` cuts single nodes of a rack host off, below turmoil (whose faults act
 //!   on whole hosts): their connections stall for good, as across a `partition`, and
 //!   their connects fail until the window ends.
+//! - `crash-nodes` kills single nodes' `mcollectived` processes: their connections close
+//!   at once (the broker sees them end), requests they had taken and not answered go
+//!   unanswered, and they start again, as new processes, when the window ends.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -74,8 +77,12 @@ pub enum Op {
     IsolateNodes(Vec<(String, Vec<u32>)>),
     /// Connect them again (their stalled connections stay stalled).
     ReconnectNodes(Vec<(String, Vec<u32>)>),
-    /// Heal everything, restart every crashed broker, repair every disk, set every
-    /// clock right.
+    /// Kill these nodes' processes (rack, node indices in the rack).
+    CrashNodes(Vec<(String, Vec<u32>)>),
+    /// Start them again.
+    StartNodes(Vec<(String, Vec<u32>)>),
+    /// Heal everything, restart every crashed broker and node, repair every disk, set
+    /// every clock right.
     HealAll,
 }
 
@@ -85,7 +92,12 @@ impl Op {
     pub fn acts_on_nodes(&self) -> bool {
         matches!(
             self,
-            Op::ClockSkew(..) | Op::IsolateNodes(_) | Op::ReconnectNodes(_) | Op::HealAll
+            Op::ClockSkew(..)
+                | Op::IsolateNodes(_)
+                | Op::ReconnectNodes(_)
+                | Op::CrashNodes(_)
+                | Op::StartNodes(_)
+                | Op::HealAll
         )
     }
 }
@@ -147,8 +159,8 @@ impl Timeline {
         let mut t = Timeline::default();
         for (i, f) in scenario.faults.iter().enumerate() {
             t.add_explicit(f, &hosts, &brokers, &racks);
-            if f.kind == FaultKind::IsolateNodes {
-                t.add_isolation(f, scenario, seed, i);
+            if matches!(f.kind, FaultKind::IsolateNodes | FaultKind::CrashNodes) {
+                t.add_node_fault(f, scenario, seed, i);
             }
         }
         if let Some(n) = &scenario.nemesis {
@@ -165,13 +177,19 @@ impl Timeline {
         t
     }
 
-    /// An `isolate-nodes` fault: which nodes of each target rack (a seeded sample of
-    /// `fraction` of them, at least one), cut at its start and connected at its end.
-    fn add_isolation(&mut self, f: &FaultSpec, scenario: &Scenario, seed: u64, index: usize) {
+    /// An `isolate-nodes` or `crash-nodes` fault: which nodes of each target rack (a
+    /// seeded sample of `fraction` of them, at least one), cut (or killed) at its start
+    /// and connected (or started) at its end.
+    fn add_node_fault(&mut self, f: &FaultSpec, scenario: &Scenario, seed: u64, index: usize) {
         let at = secs_to_ms(f.at_s);
         let end = f.duration_s.map(|d| at + secs_to_ms(d));
         let fraction = f.fraction.unwrap_or(1.0);
-        let mut rng = SmallRng::seed_from_u64(seed::derive(seed, &format!("isolate/{index}")));
+        // Isolations keep their original stream name, so existing runs draw the same nodes.
+        let stream = match f.kind {
+            FaultKind::CrashNodes => format!("crash-nodes/{index}"),
+            _ => format!("isolate/{index}"),
+        };
+        let mut rng = SmallRng::seed_from_u64(seed::derive(seed, &stream));
         let mut nodes = Vec::new();
         let mut count = 0;
         for r in scenario
@@ -190,17 +208,22 @@ impl Timeline {
             nodes.push((r.name.clone(), chosen));
         }
         let names: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+        let kind = f.kind.as_str();
         let label = f.label.clone().unwrap_or_else(|| {
             format!(
-                "isolate-nodes {count} of {} ({:.0}%)",
+                "{kind} {count} of {} ({:.0}%)",
                 names.join(","),
                 fraction * 100.0
             )
         });
-        let w = self.open("isolate-nodes", label, at, end);
-        self.push(at, Op::IsolateNodes(nodes.clone()), Some(w));
+        let (start, undo) = match f.kind {
+            FaultKind::CrashNodes => (Op::CrashNodes(nodes.clone()), Op::StartNodes(nodes)),
+            _ => (Op::IsolateNodes(nodes.clone()), Op::ReconnectNodes(nodes)),
+        };
+        let w = self.open(kind, label, at, end);
+        self.push(at, start, Some(w));
         if let Some(e) = end {
-            self.push(e, Op::ReconnectNodes(nodes), Some(w));
+            self.push(e, undo, Some(w));
         }
     }
 
@@ -244,8 +267,8 @@ impl Timeline {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
-            // Labelled by `add_isolation`, which knows the nodes.
-            FaultKind::IsolateNodes => String::new(),
+            // Labelled by `add_node_fault`, which knows the nodes.
+            FaultKind::IsolateNodes | FaultKind::CrashNodes => String::new(),
             FaultKind::ClockSkew => format!(
                 "clock-skew {:+}ms {}",
                 f.skew_ms.unwrap_or(0),
@@ -325,8 +348,8 @@ impl Timeline {
                     self.push(e, Op::ClockSkew(targets, None), Some(w));
                 }
             }
-            // Needs the racks' sizes and the seed: `add_isolation`.
-            FaultKind::IsolateNodes => {}
+            // Needs the racks' sizes and the seed: `add_node_fault`.
+            FaultKind::IsolateNodes | FaultKind::CrashNodes => {}
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
                 let w = self

@@ -192,6 +192,9 @@ pub struct History {
     pub clients: Vec<ClientInfo>,
     /// Client connection events.
     pub events: Vec<(u64, ClientId, ClientEvent)>,
+    /// Clients whose process was killed (`crash-nodes`), with the time (µs): their
+    /// connection ended then, and their client's later events were not recorded.
+    pub crashes: Vec<(u64, ClientId)>,
     /// Messages attempted by queue-workload producers.
     pub sends: Vec<SendRecord>,
     /// Deliveries observed by queue-workload consumers.
@@ -304,6 +307,12 @@ impl Recorder {
     pub fn event(&self, client: ClientId, event: ClientEvent) {
         let now = self.now_us();
         self.lock().events.push((now, client, event));
+    }
+
+    /// Records that `client`'s process was killed now (its connection ends with it).
+    pub fn crashed(&self, client: ClientId) {
+        let now = self.now_us();
+        self.lock().crashes.push((now, client));
     }
 
     /// Records the broker path of a delivery to `client`, if it has one; `server` is

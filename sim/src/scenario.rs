@@ -531,9 +531,15 @@ pub enum FaultKind {
     /// and reconnects after the window. One machine's network cable, not the rack's
     /// switch.
     IsolateNodes,
+    /// A share (`fraction`, default all) of racks' nodes (`target`), chosen from the seed,
+    /// crash: each `mcollectived` process dies, so its connection closes at once (the
+    /// broker sees it end) and whatever it had taken and not answered goes unanswered.
+    /// At the end of the window (`duration_s`; without one, never) each starts again as a
+    /// new process, as its supervisor would start it: it connects and subscribes afresh.
+    CrashNodes,
     /// Heal every partition, release every hold, restore latencies, restart every
-    /// crashed broker, repair every disk, set every clock right and reconnect every
-    /// isolated node.
+    /// crashed broker and node, repair every disk, set every clock right and reconnect
+    /// every isolated node.
     HealAll,
 }
 
@@ -555,6 +561,7 @@ impl FaultKind {
             FaultKind::SlowDisk => "slow-disk",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::IsolateNodes => "isolate-nodes",
+            FaultKind::CrashNodes => "crash-nodes",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -584,8 +591,9 @@ pub struct FaultSpec {
     /// behind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skew_ms: Option<i64>,
-    /// For `isolate-nodes`: the share of each target rack's nodes cut off (0 < f <= 1;
-    /// default 1, the whole rack). At least one node of each rack is.
+    /// For `isolate-nodes` and `crash-nodes`: the share of each target rack's nodes cut
+    /// off or crashed (0 < f <= 1; default 1, the whole rack). At least one node of each
+    /// rack is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
@@ -1086,7 +1094,7 @@ impl Scenario {
                     }
                 }
                 FaultKind::HealAll => {}
-                FaultKind::IsolateNodes => {
+                FaultKind::IsolateNodes | FaultKind::CrashNodes => {
                     self.check_rack_targets(&p, f)?;
                     if let Some(x) = f.fraction
                         && !(x > 0.0 && x <= 1.0)
@@ -1130,11 +1138,13 @@ impl Scenario {
                     format!("a {} fault needs latency_ms", f.kind.as_str()),
                 );
             }
-            if f.fraction.is_some() && f.kind != FaultKind::IsolateNodes {
+            if f.fraction.is_some()
+                && !matches!(f.kind, FaultKind::IsolateNodes | FaultKind::CrashNodes)
+            {
                 return bad(
                     p.key("fraction"),
                     format!(
-                        "only an isolate-nodes fault takes fraction, not a {}",
+                        "only isolate-nodes and crash-nodes faults take fraction, not a {}",
                         f.kind.as_str()
                     ),
                 );
@@ -1157,7 +1167,7 @@ impl Scenario {
         Ok(())
     }
 
-    /// A fault on nodes (`clock-skew`, `isolate-nodes`): `target` names racks, and each
+    /// A fault on nodes (`clock-skew`, `isolate-nodes`, `crash-nodes`): `target` names racks, and each
     /// pattern matches one.
     fn check_rack_targets(&self, p: &KeyPath, f: &FaultSpec) -> Result<(), InvalidSetting> {
         if f.target.is_empty() {
@@ -1409,21 +1419,26 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
     }
 
     #[test]
-    fn isolate_nodes_needs_racks_and_a_fraction_in_range() {
-        let fault = |target: &str, extra: &str| {
-            format!(
-                "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"isolate-nodes\"\ntarget = [\"{target}\"]\n{extra}"
-            )
-        };
-        let s = Scenario::parse(&fault("rack-1", "fraction = 0.5"), "s.toml").unwrap();
-        assert_eq!(s.faults[0].fraction, Some(0.5));
-        Scenario::parse(&fault("rack-*", ""), "s.toml").unwrap();
-        let e = Scenario::parse(&fault("mco", ""), "s.toml").unwrap_err();
-        assert_eq!(e.key, "faults[0].target", "{e}");
-        for bad in ["0", "1.5", "-0.1", "nan"] {
-            let e = Scenario::parse(&fault("rack-1", &format!("fraction = {bad}")), "s.toml")
-                .unwrap_err();
-            assert_eq!(e.key, "faults[0].fraction", "{bad}: {e}");
+    fn node_faults_need_racks_and_a_fraction_in_range() {
+        for kind in ["isolate-nodes", "crash-nodes"] {
+            let fault = |target: &str, extra: &str| {
+                format!(
+                    "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"{kind}\"\ntarget = [\"{target}\"]\n{extra}"
+                )
+            };
+            let s = Scenario::parse(&fault("rack-1", "fraction = 0.5"), "s.toml").unwrap();
+            assert_eq!(s.faults[0].fraction, Some(0.5));
+            assert_eq!(s.faults[0].kind.as_str(), kind);
+            Scenario::parse(&fault("rack-*", ""), "s.toml").unwrap();
+            let e = Scenario::parse(&fault("mco", ""), "s.toml").unwrap_err();
+            assert_eq!(e.key, "faults[0].target", "{kind}: {e}");
+            let e = Scenario::parse(&fault("broker-1", ""), "s.toml").unwrap_err();
+            assert_eq!(e.key, "faults[0].target", "{kind}: {e}");
+            for bad in ["0", "1.5", "-0.1", "nan"] {
+                let e = Scenario::parse(&fault("rack-1", &format!("fraction = {bad}")), "s.toml")
+                    .unwrap_err();
+                assert_eq!(e.key, "faults[0].fraction", "{kind} {bad}: {e}");
+            }
         }
         let latency = format!(
             "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"latency\"\na = [\"rack-1\"]\nb = [\"broker-1\"]\nlatency_ms = 5\nfraction = 0.5\n"

@@ -413,7 +413,8 @@ struct Applier<'a> {
     disks: BTreeMap<String, DiskSlot>,
     /// The racks' clock jumps, which `clock-skew` sets.
     rack_clocks: workload::RackClocks,
-    /// The nodes' cables, which `isolate-nodes` cuts.
+    /// The nodes' cables and processes, which `isolate-nodes` cuts and `crash-nodes`
+    /// kills.
     node_links: workload::NodeLinks,
     /// Per broker: whether its host's software starts as a dead process (after a
     /// `crash`) rather than the broker.
@@ -596,6 +597,14 @@ impl Applier<'_> {
                 let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
                 let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
                 let what = if cut { "isolate" } else { "reconnect" };
+                format!("{what} {count} node(s) of {}", racks.join(","))
+            }
+            Op::CrashNodes(nodes) | Op::StartNodes(nodes) => {
+                let crash = matches!(op, Op::CrashNodes(_));
+                workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
+                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
+                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+                let what = if crash { "crash" } else { "start" };
                 format!("{what} {count} node(s) of {}", racks.join(","))
             }
             Op::HealAll => {

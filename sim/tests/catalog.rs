@@ -210,3 +210,22 @@ fn mcollective_isolate_nodes_silences_exactly_the_cut_off_tenth() {
     assert_eq!(o.report.unexplained_lost, 0);
     assert_eq!(o.report.failover_ms.len(), 80);
 }
+
+#[test]
+fn mcollective_crash_nodes_silences_exactly_the_crashed_tenth() {
+    let o = run_catalog("mcollective-crash-nodes.toml", None);
+    // The 80 dead nodes miss the six discoveries of the window, each loss blamed on the
+    // crash; started again, they connect afresh (no failover) and answer to the end.
+    let lost = o.report.messages.lost;
+    assert!(lost >= 80 * 5, "{lost}");
+    assert_eq!(o.report.unexplained_lost, 0);
+    let crashed = o
+        .report
+        .losses_by_cause
+        .iter()
+        .find(|l| l.label == "target-crashed")
+        .map_or(0, |l| l.lost);
+    assert_eq!(crashed, lost, "{:?}", o.report.losses_by_cause);
+    assert_eq!(o.report.failover_ms.len(), 0);
+    assert_eq!(o.history.crashes.len(), 80);
+}

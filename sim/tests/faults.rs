@@ -345,6 +345,108 @@ duration_s = 10
     );
 }
 
+/// The last incarnation's counters of each broker, by name.
+fn broker_stats(o: &Outcome, broker: &str) -> stampede_broker::core::Stats {
+    o.history
+        .broker_stats
+        .iter()
+        .rev()
+        .find(|(b, _)| b == broker)
+        .map(|(_, s)| s.get())
+        .unwrap()
+}
+
+#[test]
+fn crash_nodes_kills_a_seeded_share_of_a_rack_and_starts_it_again() {
+    let fault = r#"
+[[faults]]
+at_s = 12
+kind = "crash-nodes"
+target = ["rack-1"]
+fraction = 0.25
+duration_s = 10
+"#;
+    let o = go(&scenario(2, fault));
+    let control = go(&scenario(2, ""));
+    assert_eq!(applied(&o, "crash 5 node(s) of rack-1"), 1);
+    assert_eq!(applied(&o, "start 5 node(s) of rack-1"), 1);
+    let nodes = rack1_nodes(&o);
+    assert_eq!(o.history.crashes.len(), 5, "{:?}", o.history.crashes);
+    assert!(
+        o.history
+            .crashes
+            .iter()
+            .all(|(at, c)| nodes.contains(c) && (12_000_000..12_010_000).contains(at)),
+        "{:?}",
+        o.history.crashes
+    );
+    // A dead process records nothing: no disconnect, no failed connect.
+    assert!(rack1_disconnects(&o, 0.0, 45.0).is_empty());
+    // From the crash on, the dead five answer nothing; the other 15 and rack-2 answer as
+    // in the control run.
+    let healthy = replies_from(&control, "rack-1", 12.5, 22.0);
+    assert!(healthy >= 20, "{healthy}");
+    assert_eq!(replies_from(&o, "rack-1", 12.5, 22.0), healthy * 15 / 20);
+    assert_eq!(
+        replies_from(&o, "rack-2", 12.0, 22.0),
+        replies_from(&control, "rack-2", 12.0, 22.0)
+    );
+    assert_eq!(connected_at(&o, 15), vec![15 + 1, 20 + 1]);
+    // Started again, they connect afresh (five more connections on broker-1) and answer
+    // every request; a restart is not a failover.
+    assert_eq!(
+        broker_stats(&o, "broker-1").connections_opened,
+        broker_stats(&control, "broker-1").connections_opened + 5
+    );
+    assert_eq!(connected_at(&o, 30), vec![20 + 1, 20 + 1]);
+    assert_eq!(
+        replies_from(&o, "rack-1", 30.0, 45.0),
+        replies_from(&control, "rack-1", 30.0, 45.0)
+    );
+    assert_eq!(o.report.failover_ms.len(), 0);
+    assert!(o.report.failovers_unfinished.is_empty());
+    // The requests they missed are lost, each blamed on the crash.
+    assert!(o.report.messages.lost > 0);
+    assert_eq!(
+        o.report.unexplained_lost, 0,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+    let crashed = o
+        .report
+        .losses_by_cause
+        .iter()
+        .find(|l| l.label == "target-crashed")
+        .map_or(0, |l| l.lost);
+    assert_eq!(
+        crashed, o.report.messages.lost,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+}
+
+#[test]
+fn crashed_nodes_connections_end_on_the_broker_at_once() {
+    // No heart-beats: a broker that heard of no close would keep the dead connections
+    // to the end of the run.
+    let o = go(&scenario(
+        0,
+        r#"
+[[faults]]
+at_s = 12
+kind = "crash-nodes"
+target = ["rack-1"]
+fraction = 0.25
+"#,
+    ));
+    assert_eq!(applied(&o, "crash 5 node(s) of rack-1"), 1);
+    assert_eq!(broker_stats(&o, "broker-1").connections_current, 15 + 1);
+    assert_eq!(broker_stats(&o, "broker-2").connections_current, 20 + 1);
+    // Never started again: they are down at the end, but not failing over.
+    assert_eq!(connected_at(&o, 40), vec![15 + 1, 20 + 1]);
+    assert!(o.report.failovers_unfinished.is_empty());
+}
+
 #[test]
 fn heal_all_undoes_partitions_and_restarts_brokers() {
     let o = go(&scenario(

@@ -379,3 +379,34 @@ fn isolate_nodes_cuts_the_generators_own_nodes_off_a_real_broker() {
     assert_eq!(r.unexplained_lost, 0, "{what}");
     assert!(r.failover_ms.len() >= 5, "{what}");
 }
+
+/// The isolate-nodes run's fleet, but a quarter of the nodes' processes crash from 2 s to
+/// 10 s after the discoveries start, and start again after.
+fn crash_nodes_scenario() -> String {
+    ISOLATE
+        .replace("live-isolate-nodes", "live-crash-nodes")
+        .replace(
+            "Live isolate-nodes: a quarter of the nodes lose their network for 8 s.",
+            "Live crash-nodes: a quarter of the nodes' processes die for 8 s.",
+        )
+        .replace("kind = \"isolate-nodes\"", "kind = \"crash-nodes\"")
+}
+
+#[test]
+fn crash_nodes_kills_the_generators_own_nodes_on_a_real_broker() {
+    // Well inside the window exactly the other three quarters answer; the five dead nodes
+    // start again as new processes after it (no failover) and answer the last request.
+    let text = crash_nodes_scenario();
+    assert!(text.contains("crash-nodes"));
+    let (r, what) = load_without_faults_via("live-crash-nodes", &text);
+    assert!(r.messages.lost > 0, "{what}");
+    assert_eq!(r.unexplained_lost, 0, "{what}");
+    assert!(
+        r.losses_by_cause
+            .iter()
+            .any(|l| l.label == "target-crashed" && l.lost > 0),
+        "{:?}\n{what}",
+        r.losses_by_cause
+    );
+    assert_eq!(r.failover_ms.len(), 0, "{what}");
+}

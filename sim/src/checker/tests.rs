@@ -401,6 +401,59 @@ fn a_topic_message_for_a_disconnected_consumer_is_explained() {
 }
 
 #[test]
+fn a_delivery_due_at_a_crashed_target_is_blamed_on_the_crash() {
+    let s = scenario(true, false, "");
+    let mut h = H::new();
+    // Consumer b's process is killed at 5 s and nothing written after 1 s reached it.
+    h.send(1, 1, SendOutcome::Written, true)
+        .deliver(1, 1, 2 * S);
+    h.0.crashes.push((5 * S, ClientId(2)));
+    let a = check(&s, &h.0);
+    assert_eq!(
+        a.losses[0].cause,
+        Some(Cause::TargetCrashed {
+            client: ClientId(2),
+            at_us: 5 * S
+        })
+    );
+    // A crash is not a failover, and a client dead at the end is not unfinished.
+    assert!(a.failovers_unfinished.is_empty());
+    assert_eq!(a.failover_ms.len(), 0);
+    // Written while it was dead (before its restart at 20 s): the crash again.
+    let mut h = H::new();
+    h.send(1, 8, SendOutcome::Written, true)
+        .deliver(1, 1, 9 * S)
+        .event(20, 2, ClientEvent::Connected { server: 0 });
+    h.0.crashes.push((5 * S, ClientId(2)));
+    let a = check(&s, &h.0);
+    assert_eq!(causes(&a), [Some("target-crashed")]);
+    assert_eq!(
+        a.losses_by_cause()
+            .iter()
+            .find(|(l, _)| *l == "target-crashed")
+            .map(|(_, n)| *n),
+        Some(1)
+    );
+    // A message written later arrived before the crash: this one was not stranded by it.
+    let mut h = H::new();
+    h.send(1, 1, SendOutcome::Written, true)
+        .send(2, 2, SendOutcome::Written, true)
+        .deliver(1, 1, 2 * S)
+        .deliver(2, 1, 3 * S)
+        .deliver(2, 2, 3 * S);
+    h.0.crashes.push((5 * S, ClientId(2)));
+    let a = check(&s, &h.0);
+    assert_eq!(causes(&a), [None]);
+    // Without crashes the label is not reported at all.
+    let a = check(&s, &H::new().0);
+    assert!(
+        a.losses_by_cause()
+            .iter()
+            .all(|(l, _)| *l != "target-crashed")
+    );
+}
+
+#[test]
 fn directed_requests_count_per_target_whatever_happened_to_the_other_sends() {
     let s = scenario(false, false, "");
     let mut h = H::new();

@@ -230,6 +230,19 @@ impl Dialect {
         recorder: &Recorder,
         id: ClientId,
     ) -> (Conn, Inbox) {
+        self.start_gated(net, config, recorder, id, || true)
+    }
+
+    /// [`Dialect::start`], forwarding only the events that happen while `live` holds: a
+    /// killed process's client still winds down, and the history must not hear of it.
+    pub fn start_gated(
+        self,
+        net: &SharedNet,
+        config: ClientConfig,
+        recorder: &Recorder,
+        id: ClientId,
+        live: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> (Conn, Inbox) {
         match self {
             Dialect::ActiveMq | Dialect::RabbitMq => {
                 let (client, streams) = Client::start(net.clone(), config);
@@ -237,7 +250,9 @@ impl Dialect {
                 let recorder = recorder.clone();
                 tokio::spawn(async move {
                     while let Some(ev) = events.recv().await {
-                        recorder.event(id, ev);
+                        if live() {
+                            recorder.event(id, ev);
+                        }
                     }
                 });
                 (Conn::Stomp(client), Inbox::Stomp(streams.messages))
@@ -245,7 +260,11 @@ impl Dialect {
             Dialect::Redis => {
                 let (client, messages) = redis::RedisClient::start(net.clone(), config, {
                     let recorder = recorder.clone();
-                    move |ev| recorder.event(id, ev)
+                    move |ev| {
+                        if live() {
+                            recorder.event(id, ev)
+                        }
+                    }
                 });
                 (Conn::Redis(client), Inbox::Redis(messages))
             }

@@ -16,7 +16,7 @@
 //! | `hold` | SIGSTOP: the process is frozen, its connections stay open | holds packets between the groups |
 //! | `release` | SIGCONT | releases them |
 //!
-//! A `clock-skew` or an `isolate-nodes` acts on the load generator's own nodes, not on a
+//! A `clock-skew`, an `isolate-nodes` or a `crash-nodes` acts on the load generator's own nodes, not on a
 //! broker: a live run applies it itself at its time, with or without `--faults-via`
 //! ([`client_side`]).
 //!
@@ -79,10 +79,13 @@ pub fn supported(kind: FaultKind) -> bool {
 /// on brokers or the network: a live run applies it itself, with or without
 /// `--faults-via` ([`apply_client_side`]).
 pub fn client_side(kind: FaultKind) -> bool {
-    matches!(kind, FaultKind::ClockSkew | FaultKind::IsolateNodes)
+    matches!(
+        kind,
+        FaultKind::ClockSkew | FaultKind::IsolateNodes | FaultKind::CrashNodes
+    )
 }
 
-/// Applies `timeline`'s client-side actions (`clock-skew`, `isolate-nodes`, and their
+/// Applies `timeline`'s client-side actions (`clock-skew`, `isolate-nodes`, `crash-nodes`, and their
 /// part of `heal-all`) to the generator's nodes through `clocks` and `links`, each at
 /// `origin` plus its time.
 /// Returns when the timeline is exhausted.
@@ -196,7 +199,9 @@ impl LiveState {
             | Op::Disk(..)
             | Op::ClockSkew(..)
             | Op::IsolateNodes(_)
-            | Op::ReconnectNodes(_) => {}
+            | Op::ReconnectNodes(_)
+            | Op::CrashNodes(_)
+            | Op::StartNodes(_) => {}
         }
         out
     }

@@ -578,7 +578,7 @@ fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
     });
     if !dropped.is_empty() {
         notes.push(format!(
-            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes and heal-all only",
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes, crash-nodes and heal-all only",
             dropped.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }

@@ -1,4 +1,5 @@
-//! One node's network cable: a [`Net`] wrapper that an `isolate-nodes` fault can cut.
+//! One node's network cable and process: a [`Net`] wrapper that an `isolate-nodes` fault
+//! can cut and a `crash-nodes` fault can kill.
 //!
 //! Turmoil's faults act on whole hosts, and a rack host carries hundreds of nodes; this
 //! cuts single nodes. While a node's link is cut, its connects fail at once (as across a
@@ -10,6 +11,11 @@
 //! notices at its first read or write after the cable is back, which fails with a reset
 //! (the broker closed its end meanwhile). Once the link is connected again its new
 //! connections work.
+//!
+//! A killed node is a crashed `mcollectived`: its kernel closes its connections at once
+//! (the broker sees them end), nothing more is read or written on them, and connects fail
+//! until it is started again. The node's task watches [`Link::lives`] to stop and start
+//! the process itself.
 //!
 //! The same wrapper runs live (over `TokioNet`), so that `isolate-nodes` is applied to the
 //! generator's own nodes there too.
@@ -24,11 +30,24 @@ use std::task::{Context, Poll};
 use stampede_broker::net::{BoxFuture, BoxStream, Datagrams, Listener, Net, SharedNet};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Whether a node's cable is pulled, and how many times it has been.
+/// Whether a node's process runs, and how many times it has died.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Life {
+    /// The process is down (crashed, not started again yet).
+    pub dead: bool,
+    /// How many times it has died.
+    pub deaths: u64,
+}
+
+/// Whether a node's cable is pulled (and how many times it has been), and whether its
+/// process runs.
 #[derive(Default)]
 pub struct Link {
     cut: AtomicBool,
     cuts: AtomicU64,
+    /// Whether the node's process is down, and how many times it has died; the node's
+    /// task watches both.
+    life: tokio::sync::watch::Sender<Life>,
     /// Severed connections the node has let go of. Closing them would tell the broker
     /// (a FIN), which no pulled cable does; they are closed when the cable is back.
     severed: Mutex<Vec<BoxStream>>,
@@ -39,6 +58,7 @@ impl std::fmt::Debug for Link {
         f.debug_struct("Link")
             .field("cut", &self.is_cut())
             .field("cuts", &self.cuts())
+            .field("life", &self.life())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +88,40 @@ impl Link {
     fn cuts(&self) -> u64 {
         self.cuts.load(Ordering::Relaxed)
     }
+
+    /// Kills the node's process: its connections close at once and connects fail until
+    /// [`Link::start`]. A dead process stays dead.
+    pub fn kill(&self) {
+        self.life.send_if_modified(|l| {
+            if l.dead {
+                return false;
+            }
+            l.dead = true;
+            l.deaths += 1;
+            true
+        });
+    }
+
+    /// Starts the node's process again (nothing if it runs).
+    pub fn start(&self) {
+        self.life
+            .send_if_modified(|l| std::mem::replace(&mut l.dead, false));
+    }
+
+    /// The process's state now.
+    pub fn life(&self) -> Life {
+        *self.life.borrow()
+    }
+
+    /// A receiver that sees every change of the process's state (the node's task waits
+    /// on it).
+    pub fn lives(&self) -> tokio::sync::watch::Receiver<Life> {
+        self.life.subscribe()
+    }
+
+    fn deaths(&self) -> u64 {
+        self.life.borrow().deaths
+    }
 }
 
 /// `inner` seen through one node's [`Link`].
@@ -96,12 +150,19 @@ impl Net for LinkNet {
                     format!("{addr}: this node is isolated from the network"),
                 ));
             }
+            let life = self.link.life();
+            if life.dead {
+                return Err(io::Error::other(format!(
+                    "{addr}: this node's process is down"
+                )));
+            }
             let born = self.link.cuts();
             let stream = self.inner.connect(addr).await?;
             Ok(Box::new(LinkStream {
                 inner: Some(stream),
                 link: self.link.clone(),
                 born,
+                life: life.deaths,
             }) as BoxStream)
         })
     }
@@ -132,11 +193,33 @@ struct LinkStream {
     link: Arc<Link>,
     /// The link's cut count when it was opened.
     born: u64,
+    /// The process's death count when it was opened.
+    life: u64,
 }
 
 impl LinkStream {
     fn severed(&self) -> bool {
         self.link.cuts() != self.born
+    }
+
+    /// Whether the process that opened it has died; if so, its kernel closes it now (the
+    /// broker sees the connection end) and nothing more passes.
+    fn killed(&mut self) -> bool {
+        if self.link.deaths() == self.life {
+            return false;
+        }
+        if let Some(inner) = self.inner.take()
+            && self.severed()
+            && self.link.is_cut()
+        {
+            // Behind a pulled cable the broker hears of no close either.
+            self.link
+                .severed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(inner);
+        }
+        true
     }
 
     fn inner(&mut self) -> Pin<&mut BoxStream> {
@@ -151,6 +234,7 @@ impl LinkStream {
 impl Drop for LinkStream {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take()
+            && self.link.deaths() == self.life
             && self.severed()
             && self.link.is_cut()
         {
@@ -169,6 +253,10 @@ impl AsyncRead for LinkStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.killed() {
+            // A dead process reads nothing; only its client's shutdown ends this.
+            return Poll::Pending;
+        }
         if self.severed() {
             if !self.link.is_cut() {
                 return Poll::Ready(Err(reset()));
@@ -188,6 +276,10 @@ impl AsyncWrite for LinkStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.killed() {
+            // A dead process writes nothing.
+            return Poll::Ready(Ok(buf.len()));
+        }
         if self.severed() {
             if !self.link.is_cut() {
                 return Poll::Ready(Err(reset()));
@@ -199,14 +291,14 @@ impl AsyncWrite for LinkStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.severed() {
+        if self.killed() || self.severed() {
             return Poll::Ready(Ok(()));
         }
         self.inner().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.severed() {
+        if self.killed() || self.severed() {
             return Poll::Ready(Ok(()));
         }
         self.inner().poll_shutdown(cx)

@@ -25,11 +25,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::proto::Headers;
 
-use super::link::LinkNet;
+use super::link::{Life, Link, LinkNet};
 use super::{ClientSpec, Env, Host, client_config, record_path, start_client};
 use stampede_broker::net::SharedNet;
 
-use crate::dialect::{Conn, Dialect, Subscription};
+use crate::dialect::{Conn, Dialect, Inbox, Subscription};
 
 use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
@@ -116,6 +116,7 @@ pub(super) fn build(
                 .clock_skew_ms
                 .map_or(0, |[lo, hi]| rng.random_range(lo..=hi));
             let start = Duration::from_secs_f64(rng.random_range(0.0..=rack.start_spread_s));
+            let link = env.node_links.link(&rack.name, i as usize);
             nodes.push(Node {
                 id,
                 identity: ident,
@@ -123,7 +124,8 @@ pub(super) fn build(
                 start,
                 skew_ms,
                 clock_jump_ms: env.rack_clocks.cell(&rack.name),
-                net: LinkNet::shared(env.net.clone(), env.node_links.link(&rack.name, i as usize)),
+                net: LinkNet::shared(env.net.clone(), link.clone()),
+                link,
                 seed: node_seed,
                 versioned_ids: rack.heartbeat_s > 0,
             });
@@ -203,11 +205,15 @@ struct Node {
     clock_jump_ms: Arc<AtomicI64>,
     /// The network through the node's own cable (`isolate-nodes` faults).
     net: SharedNet,
+    /// The node's cable and process (`crash-nodes` kills the process).
+    link: Arc<Link>,
     seed: u64,
     /// STOMP 1.1 (heart-beats on): subscriptions carry ids as MCollective sets them.
     versioned_ids: bool,
 }
 
+/// Runs a node for the whole run: one process life after another, as `crash-nodes`
+/// kills the process and starts it again.
 async fn run_node(
     node: Node,
     dialect: Dialect,
@@ -218,79 +224,191 @@ async fn run_node(
 ) {
     let timebase = recorder.timebase();
     timebase.sleep_until(node.start).await;
-    let (client, mut messages) = start_client(dialect, &node.net, node.config, &recorder, node.id);
-    let c = &spec.collective;
-    for sub in dialect.mco_node_subscriptions(c, &node.identity, &spec.agents, node.versioned_ids) {
-        let _ = client.subscribe(sub).await;
-    }
-    if !active {
-        // Connected and subscribed; nothing else to do.
-        while messages.recv().await.is_some() {}
-        return;
-    }
+    let mut lives = node.link.lives();
     let mut rng = SmallRng::seed_from_u64(seed::derive(node.seed, "behaviour"));
-    let registration = (spec.registration_interval_s > 0.0)
-        .then(|| Duration::from_secs_f64(spec.registration_interval_s));
-    let mut next_registration = registration.map(|_| tokio::time::Instant::now());
     loop {
-        let registration_due = async {
-            match next_registration {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        // A process killed before it was first started waits for its start.
+        let born = match lives.wait_for(|l| !l.dead).await {
+            Ok(l) => l.deaths,
+            Err(_) => return,
+        };
+        let mut config = node.config.clone();
+        if born > 0 {
+            // A new process: its own back-off draws.
+            config.seed = seed::derive(node.seed, &format!("life/{born}"));
+        }
+        let link = node.link.clone();
+        let (client, messages) =
+            dialect.start_gated(&node.net, config, &recorder, node.id, move || {
+                link.life()
+                    == Life {
+                        dead: false,
+                        deaths: born,
+                    }
+            });
+        let life = NodeLife {
+            node: &node,
+            dialect,
+            spec: &spec,
+            recorder: &recorder,
+            epoch_ms,
+            client,
+            born,
+        };
+        if !life.run(messages, &mut lives, &mut rng, active).await {
+            return;
+        }
+        // The process died: whatever it had taken and not answered dies with it (the
+        // reply tasks are aborted with `life`), and its connection closes.
+        recorder.crashed(node.id);
+    }
+}
+
+/// One life of a node's process, from its start to its death or the end of the run.
+struct NodeLife<'a> {
+    node: &'a Node,
+    dialect: Dialect,
+    spec: &'a McoSpec,
+    recorder: &'a Recorder,
+    epoch_ms: u64,
+    client: Conn,
+    /// The process's death count when this life began.
+    born: u64,
+}
+
+impl NodeLife<'_> {
+    /// Subscribes and serves requests until the process is killed (true) or the run
+    /// ends (false).
+    async fn run(
+        self,
+        mut messages: Inbox,
+        lives: &mut tokio::sync::watch::Receiver<Life>,
+        rng: &mut SmallRng,
+        active: bool,
+    ) -> bool {
+        // A kill and a start between two looks still end this life.
+        let born = self.born;
+        let died = async {
+            let _ = lives.wait_for(|l| l.dead || l.deaths != born).await;
+        };
+        tokio::pin!(died);
+        let node = self.node;
+        let spec = self.spec;
+        let c = &spec.collective;
+        let subscribe = async {
+            for sub in self.dialect.mco_node_subscriptions(
+                c,
+                &node.identity,
+                &spec.agents,
+                node.versioned_ids,
+            ) {
+                let _ = self.client.subscribe(sub).await;
             }
         };
         tokio::select! {
             biased;
-            msg = messages.recv() => {
-                let Some(msg) = msg else { return };
-                record_path(&recorder, node.id, &client, &msg);
-                let Some(request) = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok()) else {
-                    continue;
-                };
-                let at_us = timebase.now_us();
-                recorder.lock().request_deliveries.push(McoObservation {
-                    request,
-                    node: node.id,
-                    at_us,
-                });
-                // Message#validate: the node drops requests older than their TTL by its
-                // own (possibly skewed) clock.
-                let node_now_ms = i64::try_from(epoch_ms + at_us / 1000)
-                    .unwrap_or(i64::MAX)
-                    .saturating_add(node.skew_ms)
-                    .saturating_add(node.clock_jump_ms.load(Ordering::Relaxed));
-                let msgtime_ms = field(msg.body(), "t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(node_now_ms);
-                if node_now_ms.saturating_sub(msgtime_ms) > (spec.ttl_s as i64).saturating_mul(1000) {
-                    continue;
+            () = &mut died => return true,
+            () = subscribe => {}
+        }
+        if !active {
+            // Connected and subscribed; nothing else to do.
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut died => return true,
+                    msg = messages.recv() => if msg.is_none() { return false },
                 }
-                let Some(reply_to) = msg.header("reply-to").map(str::to_owned) else {
-                    continue;
-                };
-                let delay = Duration::from_millis(rng.random_range(spec.reply_delay_ms[0]..=spec.reply_delay_ms[1]));
-                let client = client.clone();
-                let identity = node.identity.clone();
-                let reply_bytes = spec.reply_bytes;
-                let ttl_s = spec.ttl_s;
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let now_ms = epoch_ms + timebase.now_us() / 1000;
-                    let mut headers = Headers::new();
-                    dialect.mco_time_headers(&mut headers, now_ms, ttl_s);
-                    headers.push("mc_sender", identity.clone());
-                    let b = body(&format!("req={request};node={identity}"), reply_bytes);
-                    let _ = client.send(&reply_to, headers, b).await;
-                });
-            }
-            () = registration_due => {
-                let now_ms = epoch_ms + timebase.now_us() / 1000;
-                let mut headers = Headers::new();
-                dialect.mco_time_headers(&mut headers, now_ms, spec.ttl_s);
-                headers.push("mc_sender", node.identity.clone());
-                let dest = dialect.mco_broadcast(c, "registration");
-                let _ = client.send(&dest, headers, body(&format!("reg={}", node.identity), spec.request_bytes)).await;
-                next_registration = registration.map(|d| tokio::time::Instant::now() + d);
             }
         }
+        let timebase = self.recorder.timebase();
+        let registration = (spec.registration_interval_s > 0.0)
+            .then(|| Duration::from_secs_f64(spec.registration_interval_s));
+        let mut next_registration = registration.map(|_| tokio::time::Instant::now());
+        let mut replies = tokio::task::JoinSet::new();
+        loop {
+            let registration_due = async {
+                match next_registration {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut died => return true,
+                // Finished reply tasks are let go of, so the set stays as small as the
+                // replies in flight.
+                Some(_) = replies.join_next(), if !replies.is_empty() => {}
+                msg = messages.recv() => {
+                    let Some(msg) = msg else { return false };
+                    if let Some(reply) = self.take_request(&msg, rng) {
+                        replies.spawn(reply);
+                    }
+                }
+                () = registration_due => {
+                    let now_ms = self.epoch_ms + timebase.now_us() / 1000;
+                    let mut headers = Headers::new();
+                    self.dialect.mco_time_headers(&mut headers, now_ms, spec.ttl_s);
+                    headers.push("mc_sender", node.identity.clone());
+                    let dest = self.dialect.mco_broadcast(c, "registration");
+                    let _ = self.client.send(&dest, headers, body(&format!("reg={}", node.identity), spec.request_bytes)).await;
+                    next_registration = registration.map(|d| tokio::time::Instant::now() + d);
+                }
+            }
+        }
+    }
+
+    /// Records a request the node received and, unless it is too old by the node's clock
+    /// or has nowhere to reply to, returns the task that answers it.
+    fn take_request(
+        &self,
+        msg: &crate::dialect::Inbound,
+        rng: &mut SmallRng,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let node = self.node;
+        let spec = self.spec;
+        let timebase = self.recorder.timebase();
+        record_path(self.recorder, node.id, &self.client, msg);
+        let request = field(msg.body(), "req").and_then(|r| r.parse::<u64>().ok())?;
+        let at_us = timebase.now_us();
+        self.recorder
+            .lock()
+            .request_deliveries
+            .push(McoObservation {
+                request,
+                node: node.id,
+                at_us,
+            });
+        // Message#validate: the node drops requests older than their TTL by its own
+        // (possibly skewed) clock.
+        let node_now_ms = i64::try_from(self.epoch_ms + at_us / 1000)
+            .unwrap_or(i64::MAX)
+            .saturating_add(node.skew_ms)
+            .saturating_add(node.clock_jump_ms.load(Ordering::Relaxed));
+        let msgtime_ms = field(msg.body(), "t")
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(node_now_ms);
+        if node_now_ms.saturating_sub(msgtime_ms) > (spec.ttl_s as i64).saturating_mul(1000) {
+            return None;
+        }
+        let reply_to = msg.header("reply-to")?.to_owned();
+        let delay = Duration::from_millis(
+            rng.random_range(spec.reply_delay_ms[0]..=spec.reply_delay_ms[1]),
+        );
+        let client = self.client.clone();
+        let identity = node.identity.clone();
+        let reply_bytes = spec.reply_bytes;
+        let ttl_s = spec.ttl_s;
+        let dialect = self.dialect;
+        let epoch_ms = self.epoch_ms;
+        Some(async move {
+            tokio::time::sleep(delay).await;
+            let now_ms = epoch_ms + timebase.now_us() / 1000;
+            let mut headers = Headers::new();
+            dialect.mco_time_headers(&mut headers, now_ms, ttl_s);
+            headers.push("mc_sender", identity.clone());
+            let b = body(&format!("req={request};node={identity}"), reply_bytes);
+            let _ = client.send(&reply_to, headers, b).await;
+        })
     }
 }
 

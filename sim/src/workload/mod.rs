@@ -55,13 +55,15 @@ pub struct Env {
     pub heartbeat_grace_factor: Option<f64>,
     /// How far each rack's node clocks have jumped (`clock-skew` faults).
     pub rack_clocks: RackClocks,
-    /// Every node's network cable (`isolate-nodes` faults).
+    /// Every node's network cable and process (`isolate-nodes` and `crash-nodes`
+    /// faults).
     pub node_links: NodeLinks,
 }
 
 /// Applies the part of `op` that acts on the nodes themselves: a `clock-skew` moves their
-/// clocks, an `isolate-nodes` cuts or connects their cables, a `heal-all` sets every clock
-/// right and connects every cable. Anything else is left to whoever drives the brokers
+/// clocks, an `isolate-nodes` cuts or connects their cables, a `crash-nodes` kills or
+/// starts their processes, a `heal-all` sets every clock right, connects every cable and
+/// starts every process. Anything else is left to whoever drives the brokers
 /// and the network. The simulator's step loop and a live run both call it.
 pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
     match op {
@@ -72,6 +74,8 @@ pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
         }
         Op::IsolateNodes(nodes) => links.set(nodes, true),
         Op::ReconnectNodes(nodes) => links.set(nodes, false),
+        Op::CrashNodes(nodes) => links.set_dead(nodes, true),
+        Op::StartNodes(nodes) => links.set_dead(nodes, false),
         Op::HealAll => {
             clocks.reset_all();
             links.connect_all();
@@ -102,22 +106,32 @@ impl NodeLinks {
 
     /// Cuts (`cut`) or connects the links of these nodes (rack, indices).
     pub fn set(&self, nodes: &[(String, Vec<u32>)], cut: bool) {
+        self.each(nodes, |l| if cut { l.cut() } else { l.connect() });
+    }
+
+    /// Kills (`dead`) or starts the processes of these nodes (rack, indices).
+    pub fn set_dead(&self, nodes: &[(String, Vec<u32>)], dead: bool) {
+        self.each(nodes, |l| if dead { l.kill() } else { l.start() });
+    }
+
+    fn each(&self, nodes: &[(String, Vec<u32>)], f: impl Fn(&Link)) {
         for (rack, indices) in nodes {
             let Some(links) = self.0.get(rack) else {
                 continue;
             };
             for i in indices {
                 if let Some(l) = links.get(*i as usize) {
-                    if cut { l.cut() } else { l.connect() }
+                    f(l);
                 }
             }
         }
     }
 
-    /// Connects every link.
+    /// Connects every link and starts every dead process.
     pub fn connect_all(&self) {
         for l in self.0.values().flatten() {
             l.connect();
+            l.start();
         }
     }
 
