@@ -146,6 +146,7 @@ impl BrokerConfig {
         validate_server(&self.server).map_err(|e| e.within("server"))?;
         self.core.validate().map_err(|e| e.within("core"))?;
         self.security.validate().map_err(|e| e.within("security"))?;
+        validate_permission_vhosts(self).map_err(|e| e.within("security"))?;
         validate_connectors(&self.connectors)?;
         self.discovery
             .validate()
@@ -154,6 +155,51 @@ impl BrokerConfig {
         self.redis.validate().map_err(|e| e.within("redis"))?;
         self.store.validate().map_err(|e| e.within("store"))
     }
+}
+
+/// Each `[[security.permissions]]` entry names a RabbitMQ-convention vhost of
+/// `[[core.vhosts]]` (ActiveMQ-convention vhosts keep `[[security.authorization]]`).
+/// Paths are relative to `[security]`.
+fn validate_permission_vhosts(config: &BrokerConfig) -> Result<(), InvalidSetting> {
+    use crate::vhost::Convention;
+    for (i, entry) in config.security.permissions.iter().enumerate() {
+        let at = || KeyPath::root().key("permissions").index(i).key("vhost");
+        match config.core.vhosts.iter().find(|v| v.name == entry.vhost) {
+            None => {
+                let names: Vec<&str> = config
+                    .core
+                    .vhosts
+                    .iter()
+                    .filter(|v| v.convention == Convention::RabbitMq)
+                    .map(|v| v.name.as_str())
+                    .collect();
+                return Err(InvalidSetting::new(
+                    at(),
+                    format!(
+                        "`{}` is not one of [[core.vhosts]] (RabbitMQ-convention vhosts: {})",
+                        entry.vhost,
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            }
+            Some(v) if v.convention != Convention::RabbitMq => {
+                return Err(InvalidSetting::new(
+                    at(),
+                    format!(
+                        "vhost `{}` follows the activemq convention; permissions govern \
+                         rabbitmq-convention vhosts (use [[security.authorization]] there)",
+                        entry.vhost
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// `[server]`: usable listen addresses and non-zero sizes.
@@ -484,6 +530,62 @@ mod tests {
         assert_eq!(
             at("[server]\nlisten = ['127.0.0.1:1', '127.0.0.1:1']\n"),
             (2, "server.listen[1]".into())
+        );
+    }
+
+    const PERMISSIONS_BASE: &str = "[[core.vhosts]]\nname = '/'\nconvention = 'rabbitmq'\n\n\
+        [[core.vhosts]]\nname = 'amq'\n\n\
+        [[security.users]]\nname = 'bob'\npassword = 'p'\n\n";
+
+    #[test]
+    fn permissions_are_read_and_checked_with_file_line_and_key() {
+        let good = format!(
+            "{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'bob'\nvhost = '/'\n\
+             configure = '^$'\nwrite = '^app$'\nread = '.*'\n"
+        );
+        let config = BrokerConfig::parse(&good, "broker.toml").unwrap();
+        assert_eq!(config.security.permissions[0].write, "^app$");
+        // Lines 1-11 are the base; the entry starts on line 12.
+        let bad_regex = format!(
+            "{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'bob'\nvhost = '/'\n\
+             write = '^(app'\n"
+        );
+        let e = error(&bad_regex);
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (15, "security.permissions[0].write")
+        );
+        assert!(e.message.contains("not a regular expression"), "{e}");
+        assert!(e.to_string().starts_with("broker.toml:15: "), "{e}");
+        let unknown_vhost =
+            format!("{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'bob'\nvhost = '/nope'\n");
+        let e = error(&unknown_vhost);
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (14, "security.permissions[0].vhost")
+        );
+        assert!(e.message.contains("not one of [[core.vhosts]]"), "{e}");
+        let activemq_vhost =
+            format!("{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'bob'\nvhost = 'amq'\n");
+        let e = error(&activemq_vhost);
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (14, "security.permissions[0].vhost")
+        );
+        assert!(e.message.contains("activemq convention"), "{e}");
+        let unknown_user =
+            format!("{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'eve'\nvhost = '/'\n");
+        let e = error(&unknown_user);
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (13, "security.permissions[0].user")
+        );
+        let unknown_key = format!(
+            "{PERMISSIONS_BASE}[[security.permissions]]\nuser = 'bob'\nvhost = '/'\nwrites = ''\n"
+        );
+        assert_eq!(
+            at(&unknown_key),
+            (15, "security.permissions[0].writes".into())
         );
     }
 }

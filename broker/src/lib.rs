@@ -30,6 +30,7 @@ pub mod connectors;
 pub mod core;
 pub mod destination;
 pub mod net;
+pub mod permissions;
 pub mod proto;
 pub mod security;
 pub mod selector;

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::destination::{Kind, Pattern, is_wildcard};
+use crate::permissions::{PermissionConfig, Permissions};
 use crate::toml_config::{InvalidSetting, KeyPath};
 
 /// The topics network connectors use for advisories (consumer and producer announcements).
@@ -234,6 +235,10 @@ pub struct SecurityConfig {
     pub anonymous_groups: Vec<String>,
     /// Whether every principal may read, write and create `ActiveMQ.Advisory.>` topics.
     pub allow_advisory_topics: bool,
+    /// RabbitMQ-style per-vhost permissions (`[[security.permissions]]`). Once there is
+    /// one, every RabbitMQ-convention vhost is governed by them instead of by
+    /// `authorization` (see [`crate::permissions`]).
+    pub permissions: Vec<PermissionConfig>,
 }
 
 impl Default for SecurityConfig {
@@ -244,6 +249,7 @@ impl Default for SecurityConfig {
             allow_anonymous: false,
             anonymous_groups: Vec::new(),
             allow_advisory_topics: true,
+            permissions: Vec::new(),
         }
     }
 }
@@ -281,6 +287,19 @@ impl SecurityConfig {
         )?;
         for (i, entry) in self.authorization.iter().enumerate() {
             check_entry(entry, &KeyPath::root().key("authorization").index(i))?;
+        }
+        crate::permissions::validate(&self.permissions)?;
+        for (i, entry) in self.permissions.iter().enumerate() {
+            if !seen.contains_key(entry.user.as_str()) {
+                return Err(InvalidSetting::new(
+                    KeyPath::root().key("permissions").index(i).key("user"),
+                    format!(
+                        "`{}` is not one of [[security.users]] (permissions are given to \
+                         users who log in with a password or a certificate)",
+                        entry.user
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -509,6 +528,8 @@ pub struct Security {
     anonymous_groups: Vec<Arc<str>>,
     /// `None`: no authorization entries, everything is allowed.
     rules: Option<Rules>,
+    /// Per-vhost permissions; when not empty they govern every RabbitMQ-convention vhost.
+    permissions: Permissions,
 }
 
 impl Security {
@@ -579,7 +600,13 @@ impl Security {
             allow_anonymous: config.allow_anonymous,
             anonymous_groups,
             rules,
+            permissions: Permissions::from_config(&config.permissions),
         }
+    }
+
+    /// The per-vhost permissions (empty when `[[security.permissions]]` has no entry).
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
     }
 
     /// Whether users are configured (so a CONNECT needs credentials unless anonymous

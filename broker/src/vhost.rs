@@ -224,6 +224,24 @@ pub enum QueueUse {
     Existing(String),
 }
 
+/// The RabbitMQ resource a destination names, which permissions are checked on (see
+/// [`crate::permissions`]; the core works out which access each frame needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// `/exchange/<X>/…`, or `/topic/…` (exchange `amq.topic`): a SEND publishes to the
+    /// exchange; a SUBSCRIBE declares a subscription queue and binds it to the exchange.
+    Exchange(String),
+    /// `/queue/<N>`, `/amq/queue/<N>` or a name without prefix: a queue, which a SEND
+    /// reaches through the default exchange (`amq.default`).
+    Queue(String),
+    /// `/reply-queue/<T>`: another connection's reply queue, through the default exchange.
+    ReplyQueue(String),
+    /// `/temp-queue/<x>` and the other temporary names: this connection's own queue `x`.
+    Temporary(String),
+    /// A destination of an ActiveMQ-convention vhost: no RabbitMQ resource.
+    None,
+}
+
 /// A client's destination, translated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Translated {
@@ -236,6 +254,8 @@ pub struct Translated {
     pub pattern: Option<Pattern>,
     /// The queue it declares or needs, if any.
     pub queue: Option<QueueUse>,
+    /// The RabbitMQ resource it names.
+    pub resource: Resource,
 }
 
 impl Vhosts {
@@ -336,8 +356,12 @@ impl Vhost {
             "/remote-temp-queue/",
             "/remote-temp-topic/",
         ] {
-            if text.starts_with(p) {
-                return Ok(self.same(text, text.to_owned(), None));
+            if let Some(local) = text.strip_prefix(p) {
+                let mut t = self.same(text, text.to_owned(), None);
+                if self.convention == Convention::RabbitMq {
+                    t.resource = Resource::Temporary(local.to_owned());
+                }
+                return Ok(t);
             }
         }
         match self.convention {
@@ -352,6 +376,7 @@ impl Vhost {
             display: text.to_owned(),
             pattern: None,
             queue,
+            resource: Resource::None,
         }
     }
 
@@ -394,11 +419,13 @@ impl Vhost {
                 return Err("destination is empty".to_owned());
             }
             // Shown as RabbitMQ shows its reply queues: a queue of the default exchange.
-            return Ok(self.same(
+            let mut t = self.same(
                 &format!("/queue/{name}"),
                 format!("/remote-temp-queue/{name}"),
                 None,
-            ));
+            );
+            t.resource = Resource::ReplyQueue(name.to_owned());
+            return Ok(t);
         }
         if text.starts_with('/') {
             return Err(format!(
@@ -416,11 +443,13 @@ impl Vhost {
         if name.is_empty() {
             return Err("destination is empty".to_owned());
         }
-        Ok(self.same(
+        let mut t = self.same(
             &format!("/queue/{name}"),
             format!("/queue/{}.{}", self.segment, escape_word(name)),
             Some(use_),
-        ))
+        );
+        t.resource = Resource::Queue(name.to_owned());
+        Ok(t)
     }
 
     fn exchange(
@@ -455,9 +484,14 @@ impl Vhost {
             }
             name
         };
+        let resource = Resource::Exchange(exchange.to_owned());
+        let literal = |internal: String| Translated {
+            resource: resource.clone(),
+            ..self.same(text, internal, None)
+        };
         let words: Vec<Word> = match (use_, kind) {
             (Use::Send, _) | (Use::Subscribe, ExchangeType::Direct) => {
-                return Ok(self.same(text, format!("/topic/{}", literal_name()), None));
+                return Ok(literal(format!("/topic/{}", literal_name())));
             }
             (Use::Subscribe, ExchangeType::Fanout) => vec![Word::Any],
             (Use::Subscribe, ExchangeType::Topic) => key
@@ -470,7 +504,7 @@ impl Vhost {
                 .collect(),
         };
         if words.iter().all(|w| matches!(w, Word::Literal(_))) {
-            return Ok(self.same(text, format!("/topic/{}", literal_name()), None));
+            return Ok(literal(format!("/topic/{}", literal_name())));
         }
         // The internal text only needs to read as a wildcard (`*`, `>`) to the core; the
         // pattern decides what matches.
@@ -494,6 +528,7 @@ impl Vhost {
             display: text.to_owned(),
             pattern: Some(pattern),
             queue: None,
+            resource,
         })
     }
 }
@@ -651,6 +686,60 @@ mod tests {
                 .internal,
             "/temp-queue/x"
         );
+    }
+
+    #[test]
+    fn destinations_record_the_rabbitmq_resource_they_touch() {
+        let v = rabbit();
+        let resource = |text: &str, use_: Use| v.translate(text, use_).unwrap().resource;
+        let exchange = |n: &str| Resource::Exchange(n.to_owned());
+        assert_eq!(
+            resource("/exchange/mcollective_broadcast/a.*", Use::Subscribe),
+            exchange("mcollective_broadcast")
+        );
+        assert_eq!(
+            resource("/exchange/mcollective_directed/n1", Use::Send),
+            exchange("mcollective_directed")
+        );
+        assert_eq!(
+            resource("/topic/x.#", Use::Subscribe),
+            exchange("amq.topic")
+        );
+        assert_eq!(resource("/topic/x", Use::Send), exchange("amq.topic"));
+        assert_eq!(
+            resource("/queue/a.b", Use::Send),
+            Resource::Queue("a.b".into())
+        );
+        assert_eq!(
+            resource("/amq/queue/q", Use::Subscribe),
+            Resource::Queue("q".into())
+        );
+        assert_eq!(
+            resource("plain", Use::Send),
+            Resource::Queue("plain".into())
+        );
+        assert_eq!(
+            resource("/reply-queue/ID:b-1-2:x", Use::Send),
+            Resource::ReplyQueue("ID:b-1-2:x".into())
+        );
+        assert_eq!(
+            resource("/temp-queue/r", Use::Subscribe),
+            Resource::Temporary("r".into())
+        );
+        let amq = Vhosts::new(
+            &[VhostConfig {
+                name: "a".into(),
+                ..VhostConfig::default()
+            }],
+            None,
+        );
+        let a = amq.get(VhostId(0));
+        for text in ["/queue/q", "/topic/t", "/temp-queue/r"] {
+            assert_eq!(
+                a.translate(text, Use::Send).unwrap().resource,
+                Resource::None
+            );
+        }
     }
 
     #[test]

@@ -288,3 +288,37 @@ fn empty_file_gives_defaults() {
         BrokerConfig::default()
     );
 }
+
+/// The commented `[[security.permissions]]` entry of the example loads once uncommented
+/// (beside the vhost and user it names) and grants what its comment says.
+#[test]
+fn example_permissions_entry_loads_and_means_what_it_says() {
+    use stampede_broker::permissions::{Access, Need, ResourceKind};
+    let text = example_text();
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("#   [[security.permissions]]"))
+        .take_while(|l| l.starts_with("#   "))
+        .map(|l| format!("{}\n", &l["#   ".len()..]))
+        .collect();
+    assert!(entry.contains("configure = "), "{entry}");
+    let config = format!(
+        "[[core.vhosts]]\nname = \"/mcollective\"\nconvention = \"rabbitmq\"\n\
+         [[security.users]]\nname = \"server\"\npassword = \"p\"\n{entry}"
+    );
+    let config = BrokerConfig::parse(&config, "example").unwrap();
+    let security = Security::from_config(&config.security);
+    let check = |access, kind, name: &str| {
+        security
+            .permissions()
+            .check("server", "/mcollective", &[Need::new(access, kind, name)])
+            .is_ok()
+    };
+    use Access::{Configure, Read, Write};
+    use ResourceKind::{Exchange, Queue};
+    assert!(check(Configure, Queue, "stomp-subscription-rpc"));
+    assert!(check(Read, Exchange, "mcollective_broadcast"));
+    assert!(check(Write, Exchange, "amq.default"));
+    assert!(!check(Configure, Queue, "mcollective_broadcast"));
+    assert!(!check(Read, Queue, "someone-elses-queue"));
+}

@@ -8,6 +8,12 @@
 //! auto ack, once per connection) and is rewritten to `/reply-queue/<name>` for the
 //! receivers, whose replies come back to that subscription. A SUBSCRIBE's
 //! `prefetch-count` is its prefetch.
+//!
+//! Once `[[security.permissions]]` has an entry, every RabbitMQ-convention vhost is
+//! governed by permissions (see [`crate::permissions`]) rather than by the authorization
+//! map: CONNECT needs an entry for the user and vhost, and each SEND and SUBSCRIBE needs
+//! what the same operation needs in RabbitMQ ([`needs`]), checked here before anything
+//! is declared.
 
 use bytestring::ByteString;
 
@@ -15,8 +21,13 @@ use super::Broker;
 use super::ids::ConnId;
 use super::session::{FrameError, FrameResult};
 use crate::destination::{Kind, Pattern};
+use crate::permissions::{Access, Need, ResourceKind};
 use crate::proto::{Command, Frame};
-use crate::vhost::{Convention, QueueUse, Use, VhostId};
+use crate::security::Principal;
+use crate::vhost::{Convention, QueueUse, Resource, Use, VhostId};
+
+/// RabbitMQ's name for the default exchange, which `/queue/` and reply sends go through.
+const DEFAULT_EXCHANGE: &str = "amq.default";
 
 /// What translation found out about a frame's destination, for its handler.
 #[derive(Debug)]
@@ -58,6 +69,17 @@ impl Broker {
         let vhost = self.vhosts.get(vh);
         let convention = vhost.convention;
         let t = vhost.translate(&text, use_).map_err(FrameError::Fatal)?;
+        if self.governed(vh) {
+            let reply_to = match use_ {
+                Use::Send => frame
+                    .headers
+                    .get("reply-to")
+                    .and_then(|r| r.strip_prefix("/temp-queue/")),
+                Use::Subscribe => None,
+            };
+            let needs = needs(&t.resource, t.queue.as_ref(), use_, frame, reply_to);
+            self.check_permissions(conn_id, vh, &needs)?;
+        }
         let mut discard = false;
         match &t.queue {
             Some(QueueUse::Declare(name)) => self.declare_queue(vh, name)?,
@@ -187,6 +209,64 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether vhost `vh` is governed by permissions: it follows RabbitMQ's convention
+    /// and `[[security.permissions]]` has an entry.
+    fn governed(&self, vh: VhostId) -> bool {
+        !self.security.permissions().is_empty()
+            && self.vhosts.get(vh).convention == Convention::RabbitMq
+    }
+
+    /// Whether `conn`'s vhost is governed by permissions (so the authorization map does
+    /// not apply to it).
+    pub(super) fn governed_by_permissions(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.vhost)
+            .is_some_and(|v| self.governed(v))
+    }
+
+    /// At CONNECT: a user with no permissions entry for a governed vhost may not enter
+    /// it, and gets RabbitMQ's `Bad CONNECT` refusal.
+    pub(super) fn check_vhost_access(
+        &self,
+        principal: &Principal,
+        vh: Option<VhostId>,
+    ) -> FrameResult {
+        let Some(vh) = vh.filter(|v| self.governed(*v)) else {
+            return Ok(());
+        };
+        let name = &self.vhosts.get(vh).name;
+        let may = permission_user(principal)
+            .is_some_and(|u| self.security.permissions().may_enter(u, name));
+        if may {
+            return Ok(());
+        }
+        Err(FrameError::Denied {
+            message: "Bad CONNECT",
+            body: format!("Virtual host '{name}' access denied"),
+        })
+    }
+
+    /// Checks `needs` for the user of `conn` in vhost `vh`; a refusal is RabbitMQ's
+    /// `access_refused`.
+    fn check_permissions(&self, conn: ConnId, vh: VhostId, needs: &[Need]) -> FrameResult {
+        let principal = self.conns.get(&conn).and_then(|c| c.principal.as_ref());
+        let user = principal.and_then(permission_user);
+        let vhost = &self.vhosts.get(vh).name;
+        // A session without a user with permissions is checked as a user no entry names.
+        let result = self
+            .security
+            .permissions()
+            .check(user.unwrap_or(""), vhost, needs);
+        result.map_err(|mut refusal| {
+            refusal.user = principal.map_or("anonymous", Principal::name).to_owned();
+            FrameError::Denied {
+                message: "access_refused",
+                body: refusal.to_string(),
+            }
+        })
+    }
+
     /// Whether `conn` is in a RabbitMQ-convention vhost.
     pub(super) fn in_rabbitmq_vhost(&self, conn: ConnId) -> bool {
         self.conns
@@ -221,6 +301,85 @@ impl Broker {
             None => Some(dlq.clone()),
         }
     }
+}
+
+/// The user whose permissions apply to `principal`: only one who proved who they are.
+fn permission_user(principal: &Principal) -> Option<&str> {
+    principal
+        .user
+        .as_deref()
+        .filter(|_| principal.authenticated)
+}
+
+/// What a SEND or SUBSCRIBE of `resource` needs, in the order RabbitMQ's STOMP plugin
+/// meets the checks (declare, bind, consume; declare, publish):
+///
+/// - SEND to an exchange (`/exchange/`, `/topic/`): write on the exchange;
+/// - SEND to `/queue/N` (which declares N): configure on queue N, write on `amq.default`;
+///   to `/amq/queue/N` or `/reply-queue/…`: write on `amq.default`;
+/// - SUBSCRIBE to `/queue/N`: configure and read on queue N; to `/amq/queue/N`: read on
+///   it;
+/// - SUBSCRIBE to an exchange: configure, write and read on the subscription queue
+///   (`stomp-subscription-<id>`), read on the exchange;
+/// - a temporary queue `x` (`/temp-queue/x`, or `reply-to:/temp-queue/x` on a SEND)
+///   is the queue `amq.gen-x`: configure and read on it (declare, consume), and a SEND to
+///   it also writes to `amq.default`.
+fn needs(
+    resource: &Resource,
+    queue: Option<&QueueUse>,
+    use_: Use,
+    frame: &Frame,
+    reply_to: Option<&str>,
+) -> Vec<Need> {
+    use Access::{Configure, Read, Write};
+    use ResourceKind::{Exchange, Queue};
+    let temp = |local: &str| format!("amq.gen-{local}");
+    let declares = matches!(queue, Some(QueueUse::Declare(_)));
+    let mut needs = Vec::new();
+    match (use_, resource) {
+        (_, Resource::None) => {}
+        (Use::Send, Resource::Exchange(x)) => needs.push(Need::new(Write, Exchange, x)),
+        (Use::Send, Resource::Queue(q)) => {
+            if declares {
+                needs.push(Need::new(Configure, Queue, q));
+            }
+            needs.push(Need::new(Write, Exchange, DEFAULT_EXCHANGE));
+        }
+        (Use::Send, Resource::ReplyQueue(_)) => {
+            needs.push(Need::new(Write, Exchange, DEFAULT_EXCHANGE));
+        }
+        (Use::Send, Resource::Temporary(local)) => {
+            needs.push(Need::new(Configure, Queue, temp(local)));
+            needs.push(Need::new(Write, Exchange, DEFAULT_EXCHANGE));
+        }
+        (Use::Subscribe, Resource::Exchange(x)) => {
+            let id = frame
+                .headers
+                .get("id")
+                .or_else(|| frame.headers.get("destination"))
+                .unwrap_or_default();
+            let q = format!("stomp-subscription-{id}");
+            needs.push(Need::new(Configure, Queue, q.clone()));
+            needs.push(Need::new(Write, Queue, q.clone()));
+            needs.push(Need::new(Read, Exchange, x));
+            needs.push(Need::new(Read, Queue, q));
+        }
+        (Use::Subscribe, Resource::Queue(q) | Resource::ReplyQueue(q)) => {
+            if declares {
+                needs.push(Need::new(Configure, Queue, q));
+            }
+            needs.push(Need::new(Read, Queue, q));
+        }
+        (Use::Subscribe, Resource::Temporary(local)) => {
+            needs.push(Need::new(Configure, Queue, temp(local)));
+            needs.push(Need::new(Read, Queue, temp(local)));
+        }
+    }
+    if let Some(local) = reply_to.filter(|l| !l.is_empty()) {
+        needs.push(Need::new(Configure, Queue, temp(local)));
+        needs.push(Need::new(Read, Queue, temp(local)));
+    }
+    needs
 }
 
 /// RabbitMQ's `prefetch-count` (0 or absent: unlimited) as the core's prefetch.

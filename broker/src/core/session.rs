@@ -108,6 +108,15 @@ pub(super) enum FrameError {
     /// A refused operation on a healthy session (authorization, full queue): ERROR, and
     /// the connection stays open, as ActiveMQ does.
     Refused(String),
+    /// Refused by a RabbitMQ-convention vhost's permissions: ERROR with RabbitMQ's
+    /// `message` header (`access_refused`, `Bad CONNECT`) and `body` as its text, then
+    /// close, as RabbitMQ closes the connection.
+    Denied {
+        /// The ERROR's `message` header.
+        message: &'static str,
+        /// The ERROR's body (one line).
+        body: String,
+    },
 }
 
 pub(super) type FrameResult = Result<(), FrameError>;
@@ -356,6 +365,21 @@ impl Broker {
                 let frame = error_frame(&msg, receipt, &format!("the {command} frame was refused"));
                 self.emit_control(conn_id, frame);
             }
+            Err(FrameError::Denied { message, body }) => {
+                if let Some(c) = self.conns.get(&conn_id) {
+                    tracing::info!(conn = %conn_id, peer = %c.peer, "{command} refused: {body}");
+                }
+                self.stats.errors_sent += 1;
+                self.stats.sends_refused += u64::from(command == Command::Send);
+                let mut frame = Frame::new(Command::Error).header("message", message);
+                if let Some(r) = receipt {
+                    frame = frame.header("receipt-id", r);
+                }
+                let frame = frame.header("content-type", "text/plain").body(body);
+                self.emit_control(conn_id, frame);
+                self.outputs.push_back(Output::Close { conn: conn_id });
+                self.teardown(conn_id);
+            }
         }
         self.run_drains();
     }
@@ -390,6 +414,7 @@ impl Broker {
             Err(e) => return fatal(e.to_string()),
         };
         let vhost = self.select_vhost(h.get("host"))?;
+        self.check_vhost_access(&principal, vhost)?;
         let client_id = h.get_shared("client-id").cloned().filter(|c| !c.is_empty());
         if let Some(id) = &client_id
             && self

@@ -2804,3 +2804,131 @@ fn odd_rabbitmq_destinations_get_an_answer_never_a_panic() {
     h.send(c, "/exchange/mcollective_broadcast/ok", "ok", &[]);
     assert_eq!(h.bodies(watcher), ["ok"]);
 }
+
+/// The vhost harness's broker with users `server` and `client` and RabbitMQ-style
+/// permissions for MCollective in `/mcollective` (as the example configuration's
+/// commented entry): servers consume the agent exchanges and answer through the default
+/// exchange, clients publish to the exchanges and read their reply queues.
+fn permissions_harness(client_write: &str) -> Harness {
+    let mut h = vhost_harness();
+    h.broker
+        .handle_reload_security(h.now_ms, permissions_security(client_write));
+    h
+}
+
+fn permissions_security(client_write: &str) -> Security {
+    let text = format!(
+        r#"
+[[users]]
+name = "server"
+password = "s"
+[[users]]
+name = "client"
+password = "c"
+[[permissions]]
+user = "server"
+vhost = "/mcollective"
+configure = "^stomp-subscription-"
+write = "^(stomp-subscription-.*|amq\\.default)$"
+read = "^(stomp-subscription-.*|mcollective_.*)$"
+[[permissions]]
+user = "client"
+vhost = "/mcollective"
+configure = "^amq\\.gen-"
+write = "{client_write}"
+read = "^amq\\.gen-"
+"#
+    );
+    let mut config: crate::security::SecurityConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    config.allow_anonymous = true;
+    Security::from_config(&config)
+}
+
+impl Harness {
+    fn login_host(&mut self, user: &str, password: &str, host: &str) -> (ConnId, Rendered) {
+        self.connect_with(&[
+            ("accept-version", "1.2"),
+            ("host", host),
+            ("login", user),
+            ("passcode", password),
+        ])
+    }
+}
+
+#[test]
+fn permissions_govern_rabbitmq_vhosts_from_connect_to_reply() {
+    let mut h = permissions_harness("^mcollective_");
+    let (node, ok) = h.login_host("server", "s", "/mcollective");
+    assert_eq!(ok.command, "CONNECTED", "{ok:?}");
+    h.subscribe(node, "rpc", "/exchange/mcollective_broadcast/rpcutil", &[]);
+    assert!(h.take(node).is_empty(), "the subscription is allowed");
+    let (client, ok) = h.login_host("client", "c", "/mcollective");
+    assert_eq!(ok.command, "CONNECTED", "{ok:?}");
+    h.send(
+        client,
+        "/exchange/mcollective_broadcast/rpcutil",
+        "request",
+        &[("reply-to", "/temp-queue/r")],
+    );
+    let req = h.messages(node);
+    assert_eq!(req.len(), 1);
+    let reply_to = req[0].get("reply-to").unwrap().to_owned();
+    h.send(node, &reply_to, "reply", &[]);
+    assert_eq!(h.bodies(client), ["reply"]);
+
+    // The client may not consume the agents' exchange: declaring its subscription queue
+    // is refused first, with RabbitMQ's words, and the connection closes without a
+    // receipt.
+    h.subscribe(
+        client,
+        "spy",
+        "/exchange/mcollective_broadcast/#",
+        &[("receipt", "9")],
+    );
+    let e = h.take(client);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].command, "ERROR");
+    assert_eq!(e[0].get("message"), Some("access_refused"));
+    assert_eq!(
+        e[0].body_str(),
+        "ACCESS_REFUSED - configure access to queue 'stomp-subscription-spy' in vhost \
+         '/mcollective' refused for user 'client'"
+    );
+    assert!(h.is_closed(client));
+
+    // Anonymous sessions have no permissions: they cannot enter a governed vhost.
+    let (anon, refused) = h.connect_with(&[("accept-version", "1.2"), ("host", "/mcollective")]);
+    assert_eq!(refused.command, "ERROR");
+    assert_eq!(refused.get("message"), Some("Bad CONNECT"));
+    assert_eq!(
+        refused.body_str(),
+        "Virtual host '/mcollective' access denied"
+    );
+    assert!(h.is_closed(anon));
+    // ActiveMQ-convention vhosts keep the (here empty, so open) authorization map.
+    let (amq, ok) = h.login_host("client", "c", "a");
+    assert_eq!(ok.command, "CONNECTED", "{ok:?}");
+    h.subscribe(amq, "q", "/queue/jobs", &[]);
+    h.send(amq, "/queue/jobs", "job", &[]);
+    assert_eq!(h.bodies(amq), ["job"]);
+
+    // A reload that takes the client's write away refuses its next request.
+    h.broker
+        .handle_reload_security(h.now_ms, permissions_security(""));
+    let (client, ok) = h.login_host("client", "c", "/mcollective");
+    assert_eq!(ok.command, "CONNECTED", "{ok:?}");
+    h.send(client, "/exchange/mcollective_broadcast/rpcutil", "r", &[]);
+    let e = h.take(client);
+    assert_eq!(e[0].get("message"), Some("access_refused"));
+    assert_eq!(
+        e[0].body_str(),
+        "ACCESS_REFUSED - write access to exchange 'mcollective_broadcast' in vhost \
+         '/mcollective' refused for user 'client'"
+    );
+    assert!(h.is_closed(client));
+    assert!(
+        h.take(node).is_empty(),
+        "the refused request was not delivered"
+    );
+}

@@ -161,6 +161,10 @@ impl Broker {
         op: Operation,
         key: &QueueKey,
     ) -> FrameResult {
+        // Vhosts governed by permissions were checked when the destination was translated.
+        if self.governed_by_permissions(conn_id) {
+            return Ok(());
+        }
         let Some(principal) = self.conns.get(&conn_id).and_then(|c| c.principal.as_ref()) else {
             return Ok(());
         };
