@@ -8,8 +8,6 @@ mod common;
 mod support;
 
 use std::fs;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::Broker;
 use stampede_broker::proto::{Command as Stomp, Frame};
@@ -103,30 +101,6 @@ read = ".*"
 
 fn config(permissions: &str) -> String {
     format!("{BASE}{permissions}")
-}
-
-fn hangup(broker: &Broker) {
-    let status = Command::new("kill")
-        .args(["-HUP", &broker.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-/// Waits until the broker's log has `needle` `count` times.
-fn wait_for_log(broker: &Broker, needle: &str, count: usize) {
-    #[allow(clippy::disallowed_methods)] // a real process in real time
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = broker.log_tail(10_000);
-        if log.matches(needle).count() >= count {
-            return;
-        }
-        #[allow(clippy::disallowed_methods)]
-        let late = Instant::now() > deadline;
-        assert!(!late, "no {needle:?} in the log:\n{log}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Sends CONNECT for `user` to `vhost` and returns the connection and the answer.
@@ -270,8 +244,8 @@ async fn permissions_refuse_connects_and_frames_and_follow_reloads() {
 
     // Tightened: alice has no entry any more, carol may not publish to `app`.
     fs::write(&path, config(TIGHTENED)).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "reloaded users, groups and authorization", 1);
+    broker.hangup();
+    broker.wait_for_log("reloaded users, groups and authorization", 1);
     assert_connect_refused(&addr, "alice", "/").await;
     let mut carol = login(&addr, "carol").await;
     assert_refused(
@@ -283,8 +257,8 @@ async fn permissions_refuse_connects_and_frames_and_follow_reloads() {
 
     // A file that does not load changes nothing, and the log names file, line and key.
     fs::write(&path, config(BROKEN)).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "configuration reload refused", 1);
+    broker.hangup();
+    broker.wait_for_log("configuration reload refused", 1);
     let log = broker.log_tail(50);
     let line = config(BROKEN)
         .lines()

@@ -7,8 +7,6 @@ mod common;
 mod support;
 
 use std::fs;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::Broker;
 use stampede_broker::proto::{Command as Stomp, Frame};
@@ -55,30 +53,6 @@ name = "alice"
 password = 5
 "#;
 
-fn hangup(broker: &Broker) {
-    let status = Command::new("kill")
-        .args(["-HUP", &broker.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-/// Waits until the broker's log has `needle` `count` times.
-fn wait_for_log(broker: &Broker, needle: &str, count: usize) {
-    #[allow(clippy::disallowed_methods)] // a real process in real time
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = broker.log_tail(10_000);
-        if log.matches(needle).count() >= count {
-            return;
-        }
-        #[allow(clippy::disallowed_methods)]
-        let late = Instant::now() > deadline;
-        assert!(!late, "no {needle:?} in the log:\n{log}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 async fn login(addr: &str) -> Raw {
     let mut c = Raw::open(addr).await;
     c.write_frame(
@@ -113,8 +87,8 @@ async fn sighup_tightens_permissions_for_live_sessions_and_a_broken_file_changes
     assert_eq!(send(&mut alice, "1").await.command, Stomp::Receipt);
 
     fs::write(&config, TIGHTENED).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "reloaded users, groups and authorization", 1);
+    broker.hangup();
+    broker.wait_for_log("reloaded users, groups and authorization", 1);
     let refused = send(&mut alice, "2").await;
     assert_eq!(refused.command, Stomp::Error, "{refused:?}");
     assert!(
@@ -140,8 +114,8 @@ async fn sighup_tightens_permissions_for_live_sessions_and_a_broken_file_changes
     assert_eq!(got, [Stomp::Message, Stomp::Receipt]);
 
     fs::write(&config, BROKEN).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "configuration reload refused", 1);
+    broker.hangup();
+    broker.wait_for_log("configuration reload refused", 1);
     let log = broker.log_tail(50);
     assert!(
         log.contains("broker.toml:7: security.users[0].password"),
@@ -168,13 +142,13 @@ async fn sighup_starts_and_stops_network_connectors() {
         "{BEFORE}\n[[connectors]]\nname = \"to-nowhere\"\nuri = \"static:(tcp://127.0.0.1:{port})\"\n"
     );
     fs::write(&config, &with).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "reloaded network connectors", 1);
+    broker.hangup();
+    broker.wait_for_log("reloaded network connectors", 1);
     let log = plain(&broker.log_tail(50));
     assert!(log.contains("started=[\"to-nowhere\"]"), "{log}");
     fs::write(&config, BEFORE).unwrap();
-    hangup(&broker);
-    wait_for_log(&broker, "reloaded network connectors", 2);
+    broker.hangup();
+    broker.wait_for_log("reloaded network connectors", 2);
     let log = plain(&broker.log_tail(50));
     assert!(log.contains("stopped=[\"to-nowhere\"]"), "{log}");
     assert!(!log.contains("restart the broker"), "{log}");

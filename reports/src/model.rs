@@ -181,6 +181,14 @@ impl RunReport {
             .map(|l| l.lost)
     }
 
+    /// The lost messages whose cause has this label (0 when none has).
+    pub fn lost_to(&self, cause: &str) -> u64 {
+        self.losses_by_cause
+            .iter()
+            .find(|l| l.label == cause)
+            .map_or(0, |l| l.lost)
+    }
+
     /// An empty report for `scenario` and `seed`: no messages, no seconds, empty
     /// histograms with the standard bounds.
     pub fn new(scenario: impl Into<String>, seed: u64) -> Self {

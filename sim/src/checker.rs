@@ -614,13 +614,18 @@ impl<'a> Ctx<'a> {
     fn stranded_delivery(&self, target: ClientId, t: u64) -> Option<Cause> {
         let span = self.span_at(target, t)?;
         let cut = span.cut()?;
-        let later_arrived = self.received_by.get(&target).is_some_and(|r| {
-            r.iter()
-                .any(|(at, written)| *at >= span.up_us && *at <= cut && *written > t)
-        });
-        (!later_arrived).then_some(Cause::StrandedDelivery {
+        (!self.later_arrived(target, span, cut, t)).then_some(Cause::StrandedDelivery {
             client: target,
             cut_us: cut,
+        })
+    }
+
+    /// Whether something written after `t` arrived at `target` on `span` before `until`
+    /// (TCP keeps order, so it proves that what was written at `t` was not stranded).
+    fn later_arrived(&self, target: ClientId, span: &Span, until: u64, t: u64) -> bool {
+        self.received_by.get(&target).is_some_and(|r| {
+            r.iter()
+                .any(|(at, written)| *at >= span.up_us && *at <= until && *written > t)
         })
     }
 
@@ -673,11 +678,7 @@ impl<'a> Ctx<'a> {
             return None;
         }
         let at = span.down_us?;
-        let later_arrived = self.received_by.get(&target).is_some_and(|r| {
-            r.iter()
-                .any(|(got, written)| *got >= span.up_us && *got <= at && *written > t)
-        });
-        (!later_arrived).then_some(Cause::TargetCrashed {
+        (!self.later_arrived(target, span, at, t)).then_some(Cause::TargetCrashed {
             client: target,
             at_us: at,
         })

@@ -219,13 +219,12 @@ fn mcollective_crash_nodes_silences_exactly_the_crashed_tenth() {
     let lost = o.report.messages.lost;
     assert!(lost >= 80 * 5, "{lost}");
     assert_eq!(o.report.unexplained_lost, 0);
-    let crashed = o
-        .report
-        .losses_by_cause
-        .iter()
-        .find(|l| l.label == "target-crashed")
-        .map_or(0, |l| l.lost);
-    assert_eq!(crashed, lost, "{:?}", o.report.losses_by_cause);
+    assert_eq!(
+        o.report.lost_to("target-crashed"),
+        lost,
+        "{:?}",
+        o.report.losses_by_cause
+    );
     assert_eq!(o.report.failover_ms.len(), 0);
     assert_eq!(o.history.crashes.len(), 80);
 }

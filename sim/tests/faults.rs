@@ -412,14 +412,9 @@ duration_s = 10
         "{:?}",
         o.report.losses_by_cause
     );
-    let crashed = o
-        .report
-        .losses_by_cause
-        .iter()
-        .find(|l| l.label == "target-crashed")
-        .map_or(0, |l| l.lost);
     assert_eq!(
-        crashed, o.report.messages.lost,
+        o.report.lost_to("target-crashed"),
+        o.report.messages.lost,
         "{:?}",
         o.report.losses_by_cause
     );

@@ -402,9 +402,7 @@ fn crash_nodes_kills_the_generators_own_nodes_on_a_real_broker() {
     assert!(r.messages.lost > 0, "{what}");
     assert_eq!(r.unexplained_lost, 0, "{what}");
     assert!(
-        r.losses_by_cause
-            .iter()
-            .any(|l| l.label == "target-crashed" && l.lost > 0),
+        r.lost_to("target-crashed") > 0,
         "{:?}\n{what}",
         r.losses_by_cause
     );

@@ -1,7 +1,8 @@
 //! Helpers shared by the interop tests (`tests/interop_*.rs`).
 //!
 //! - [`Broker`]: runs the real `stampede-broker` binary on an ephemeral loopback port, waits
-//!   for its ready file, and kills it when dropped.
+//!   for its ready file, sends it SIGHUP and waits for its log (`hangup`, `wait_for_log`),
+//!   and kills it when dropped.
 //! - [`TempDir`]: a unique directory under the system temp dir, removed when dropped.
 //! - [`run_bounded`]: runs a child process with a hard time limit, capturing its output.
 //! - `require_*`: fail (never skip) when a Debian client package is missing.
@@ -276,6 +277,31 @@ impl Broker {
     /// The broker's process id (for signals).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends the broker SIGHUP (reload its configuration).
+    pub(crate) fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (up to 10 s) until the broker's log has `needle` `count` times.
+    pub(crate) fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_tail(10_000);
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                Instant::now() <= deadline,
+                "no {needle:?} in the log:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The last `lines` lines the broker wrote to stdout/stderr.

@@ -208,18 +208,23 @@ impl LinkStream {
         if self.link.deaths() == self.life {
             return false;
         }
+        self.close();
+        true
+    }
+
+    /// Lets go of the connection: closes it, unless it is severed behind a pulled cable,
+    /// where the broker hears of no close; then it is kept until the cable is back.
+    fn close(&mut self) {
         if let Some(inner) = self.inner.take()
             && self.severed()
             && self.link.is_cut()
         {
-            // Behind a pulled cable the broker hears of no close either.
             self.link
                 .severed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(inner);
         }
-        true
     }
 
     fn inner(&mut self) -> Pin<&mut BoxStream> {
@@ -233,17 +238,7 @@ impl LinkStream {
 
 impl Drop for LinkStream {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take()
-            && self.link.deaths() == self.life
-            && self.severed()
-            && self.link.is_cut()
-        {
-            self.link
-                .severed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(inner);
-        }
+        self.close();
     }
 }
 
