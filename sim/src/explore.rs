@@ -604,6 +604,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             latency_ms,
             skew_ms,
             fraction: None,
+            from: Vec::new(),
             duration_s: w.end_ms.map(|e| secs(e - w.start_ms)),
             label: Some(w.label.clone()),
         });
@@ -618,6 +619,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             latency_ms: None,
             skew_ms: None,
             fraction: None,
+            from: Vec::new(),
             duration_s: None,
             label: None,
         });

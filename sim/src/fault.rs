@@ -24,7 +24,8 @@
 //!   clients keep theirs); a node judges a request's age by its own clock.
 //! - `isolate-nodes` cuts single nodes of a rack host off, below turmoil (whose faults act
 //!   on whole hosts): their connections stall for good, as across a `partition`, and
-//!   their connects fail until the window ends.
+//!   their connects fail until the window ends. With `from` brokers, only their paths to
+//!   those brokers are cut: they fail over to the others in their pools.
 //! - `crash-nodes` kills single nodes' `mcollectived` processes: their connections close
 //!   at once (the broker sees them end), requests they had taken and not answered go
 //!   unanswered, and they start again, as new processes, when the window ends.
@@ -73,10 +74,11 @@ pub enum Op {
     /// Jump the clocks of racks' nodes by this many milliseconds (on top of their
     /// configured skew); `None` sets them right again.
     ClockSkew(Vec<String>, Option<i64>),
-    /// Cut these nodes (rack, node indices in the rack) off the network.
-    IsolateNodes(Vec<(String, Vec<u32>)>),
+    /// Cut these nodes (rack, node indices in the rack) off the network, or (brokers
+    /// named) only from those brokers.
+    IsolateNodes(Vec<(String, Vec<u32>)>, Vec<String>),
     /// Connect them again (their stalled connections stay stalled).
-    ReconnectNodes(Vec<(String, Vec<u32>)>),
+    ReconnectNodes(Vec<(String, Vec<u32>)>, Vec<String>),
     /// Kill these nodes' processes (rack, node indices in the rack).
     CrashNodes(Vec<(String, Vec<u32>)>),
     /// Start them again.
@@ -93,8 +95,8 @@ impl Op {
         matches!(
             self,
             Op::ClockSkew(..)
-                | Op::IsolateNodes(_)
-                | Op::ReconnectNodes(_)
+                | Op::IsolateNodes(..)
+                | Op::ReconnectNodes(..)
                 | Op::CrashNodes(_)
                 | Op::StartNodes(_)
                 | Op::HealAll
@@ -209,16 +211,31 @@ impl Timeline {
         }
         let names: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
         let kind = f.kind.as_str();
+        // The brokers the nodes are cut from (none: the whole network).
+        let from: Vec<String> = scenario
+            .brokers
+            .iter()
+            .filter(|b| f.from.iter().any(|p| glob(p, &b.name)))
+            .map(|b| b.name.clone())
+            .collect();
         let label = f.label.clone().unwrap_or_else(|| {
+            let from = if from.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", from.join(","))
+            };
             format!(
-                "{kind} {count} of {} ({:.0}%)",
+                "{kind} {count} of {} ({:.0}%){from}",
                 names.join(","),
                 fraction * 100.0
             )
         });
         let (start, undo) = match f.kind {
             FaultKind::CrashNodes => (Op::CrashNodes(nodes.clone()), Op::StartNodes(nodes)),
-            _ => (Op::IsolateNodes(nodes.clone()), Op::ReconnectNodes(nodes)),
+            _ => (
+                Op::IsolateNodes(nodes.clone(), from.clone()),
+                Op::ReconnectNodes(nodes, from),
+            ),
         };
         let w = self.open(kind, label, at, end);
         self.push(at, start, Some(w));

@@ -529,7 +529,8 @@ pub enum FaultKind {
     /// across a partition: nothing more arrives either way) and their connects fail,
     /// while the rest of the rack is unaffected. A node notices only through heart-beats
     /// and reconnects after the window. One machine's network cable, not the rack's
-    /// switch.
+    /// switch. With `from` brokers, only the nodes' paths to those brokers are cut (a
+    /// firewall rule, a broken route): they fail over to the other brokers of their pool.
     IsolateNodes,
     /// A share (`fraction`, default all) of racks' nodes (`target`), chosen from the seed,
     /// crash: each `mcollectived` process dies, so its connection closes at once (the
@@ -596,6 +597,10 @@ pub struct FaultSpec {
     /// rack is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
+    /// For `isolate-nodes`: cut the nodes off from these brokers only (names or `*`
+    /// patterns); default: from the whole network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
     #[serde(default)]
     pub duration_s: Option<f64>,
@@ -1149,6 +1154,22 @@ impl Scenario {
                     ),
                 );
             }
+            if !f.from.is_empty() {
+                if f.kind != FaultKind::IsolateNodes {
+                    return bad(
+                        p.key("from"),
+                        format!(
+                            "only an isolate-nodes fault takes from, not a {}",
+                            f.kind.as_str()
+                        ),
+                    );
+                }
+                for b in &f.from {
+                    if !self.brokers.iter().any(|x| glob(b, &x.name)) {
+                        return bad(p.key("from"), format!("'{b}' matches no broker"));
+                    }
+                }
+            }
             if f.skew_ms.is_some() && f.kind != FaultKind::ClockSkew {
                 return bad(
                     p.key("skew_ms"),
@@ -1445,6 +1466,23 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&latency, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].fraction", "{e}");
+    }
+
+    #[test]
+    fn only_isolate_nodes_takes_from_and_it_names_brokers() {
+        let fault = |kind: &str, from: &str| {
+            format!(
+                "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"{kind}\"\ntarget = [\"rack-1\"]\nfrom = [\"{from}\"]\n"
+            )
+        };
+        let s = Scenario::parse(&fault("isolate-nodes", "broker-*"), "s.toml").unwrap();
+        assert_eq!(s.faults[0].from, ["broker-*"]);
+        let e = Scenario::parse(&fault("isolate-nodes", "rack-1"), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].from", "{e}");
+        assert!(e.message.contains("matches no broker"), "{e}");
+        let e = Scenario::parse(&fault("crash-nodes", "broker-1"), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].from", "{e}");
+        assert!(e.message.contains("only an isolate-nodes"), "{e}");
     }
 
     #[test]

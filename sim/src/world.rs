@@ -591,13 +591,18 @@ impl Applier<'_> {
                     None => format!("clocks set right {}", racks.join(",")),
                 }
             }
-            Op::IsolateNodes(nodes) | Op::ReconnectNodes(nodes) => {
-                let cut = matches!(op, Op::IsolateNodes(_));
+            Op::IsolateNodes(nodes, from) | Op::ReconnectNodes(nodes, from) => {
+                let cut = matches!(op, Op::IsolateNodes(..));
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
                 let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
                 let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
                 let what = if cut { "isolate" } else { "reconnect" };
-                format!("{what} {count} node(s) of {}", racks.join(","))
+                let from = if from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {}", from.join(","))
+                };
+                format!("{what} {count} node(s) of {}{from}", racks.join(","))
             }
             Op::CrashNodes(nodes) | Op::StartNodes(nodes) => {
                 let crash = matches!(op, Op::CrashNodes(_));

@@ -212,6 +212,31 @@ fn mcollective_isolate_nodes_silences_exactly_the_cut_off_tenth() {
 }
 
 #[test]
+fn mcollective_partition_nodes_moves_exactly_the_cut_off_tenth_to_the_other_broker() {
+    let o = run_catalog("mcollective-partition-nodes.toml", None);
+    // The 80 nodes cut off from broker-1 miss the requests until their heart-beat read
+    // timeout (four of them), each loss explained by the severed connection; then they
+    // answer through broker-2 and the network of brokers, and stay there.
+    assert_eq!(o.report.messages.lost, 80 * 4);
+    assert_eq!(
+        o.report.lost_to("stranded-delivery"),
+        80 * 4,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+    assert_eq!(o.report.failover_ms.len(), 80);
+    let connected = |t_s: u64| {
+        o.report
+            .seconds
+            .iter()
+            .find(|s| s.t_s == t_s)
+            .map(|s| s.connected.clone())
+    };
+    assert_eq!(connected(50), Some(vec![801, 0]));
+    assert_eq!(connected(200), Some(vec![721, 80]));
+}
+
+#[test]
 fn mcollective_crash_nodes_silences_exactly_the_crashed_tenth() {
     let o = run_catalog("mcollective-crash-nodes.toml", None);
     // The 80 dead nodes miss the six discoveries of the window, each loss blamed on the

@@ -345,6 +345,56 @@ duration_s = 10
     );
 }
 
+#[test]
+fn isolating_nodes_from_one_broker_moves_them_to_the_next_in_their_pool() {
+    let o = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 12
+kind = "isolate-nodes"
+target = ["rack-1"]
+fraction = 0.25
+from = ["broker-1"]
+duration_s = 10
+"#,
+    ));
+    assert_eq!(applied(&o, "isolate 5 node(s) of rack-1 from broker-1"), 1);
+    assert_eq!(
+        applied(&o, "reconnect 5 node(s) of rack-1 from broker-1"),
+        1
+    );
+    // Five nodes notice through heart-beats, and only they.
+    let d = rack1_disconnects(&o, 12.0, 22.0);
+    let timeouts = d
+        .iter()
+        .filter(|r| **r == DisconnectReason::HeartbeatTimeout)
+        .count();
+    assert_eq!(timeouts, 5, "{d:?}");
+    assert!(
+        d.iter().all(|r| match r {
+            DisconnectReason::HeartbeatTimeout => true,
+            DisconnectReason::ConnectFailed(e) => e.contains("isolated") && e.contains("broker-1"),
+            _ => false,
+        }),
+        "{d:?}"
+    );
+    // Their path to broker-2 works: they are there within the window (15 nodes and mco-1
+    // on broker-1; rack-2, the five and mco-2 on broker-2), and stay once it is over, as
+    // a failover client does.
+    assert_eq!(connected_at(&o, 20), [16, 26]);
+    assert_eq!(connected_at(&o, 35), [16, 26]);
+    // Whatever the cut stranded is explained.
+    assert_eq!(
+        o.report.unexplained_lost, 0,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+    // Without the fault everyone stays where they started.
+    let control = go(&scenario(2, ""));
+    assert_eq!(connected_at(&control, 20), [21, 21]);
+}
+
 /// The last incarnation's counters of each broker, by name.
 fn broker_stats(o: &Outcome, broker: &str) -> stampede_broker::core::Stats {
     o.history

@@ -82,15 +82,21 @@ fn free_pair() -> (TcpListener, TcpListener) {
 /// Two stampede-broker instances; both stopped when dropped.
 struct Pair {
     state: PathBuf,
+    /// The peer script's environment: the ports, and any other settings.
     ports: Vec<(&'static str, String)>,
 }
 
 impl Pair {
     /// Starts the pair; `name` keeps its state apart from other tests' pairs.
     fn start(name: &str) -> Pair {
+        Pair::start_with(name, &[])
+    }
+
+    /// Starts the pair with more of the peer script's settings (`env`).
+    fn start_with(name: &str, env: &[(&'static str, &str)]) -> Pair {
         let stomp = free_pair();
         let metrics = free_pair();
-        let ports = vec![
+        let mut ports = vec![
             (
                 "STAMPEDE_PORT",
                 stomp.0.local_addr().unwrap().port().to_string(),
@@ -100,6 +106,7 @@ impl Pair {
                 metrics.0.local_addr().unwrap().port().to_string(),
             ),
         ];
+        ports.extend(env.iter().map(|(k, v)| (*k, (*v).to_owned())));
         drop((stomp, metrics));
         let state = std::env::temp_dir().join(format!("stampede-{name}-{}", std::process::id()));
         let pair = Pair { state, ports };
@@ -256,7 +263,11 @@ fn a_crash_and_restart_reach_real_brokers_and_the_clients_fail_over() {
 /// without `--faults-via`; asserts that it passed its expectations and returns its report
 /// with the run's output for messages.
 fn load_without_faults_via(name: &str, text: &str) -> (stampede_reports::RunReport, String) {
-    let pair = Pair::start(name);
+    load_on(Pair::start(name), name, text)
+}
+
+/// As [`load_without_faults_via`], on `pair`.
+fn load_on(pair: Pair, name: &str, text: &str) -> (stampede_reports::RunReport, String) {
     std::fs::create_dir_all(&pair.state).unwrap();
     let scenario = pair.state.join(format!("{name}.toml"));
     std::fs::write(&scenario, text).unwrap();
@@ -407,4 +418,79 @@ fn crash_nodes_kills_the_generators_own_nodes_on_a_real_broker() {
         r.losses_by_cause
     );
     assert_eq!(r.failover_ms.len(), 0, "{what}");
+}
+
+/// Twenty nodes with 1 s heart-beats on a network of two real brokers (the peer script's
+/// `STAMPEDE_NETWORK=1`: the second bridges to the first); all start on broker-1, the
+/// `mco` client is there too, and a quarter of the nodes lose their path to broker-1 (not
+/// to broker-2) from 2 s to 10 s after the discoveries start.
+const PARTITION: &str = r#"
+name = "live-partition-nodes"
+description = "Live partition of nodes from one broker: a quarter lose their path to broker-1 for 8 s."
+duration_s = 16
+
+[[brokers]]
+name = "broker-1"
+[[brokers.connectors]]
+name = "topics"
+uri = "static:(tcp://broker-2:61613)"
+duplex = true
+network_ttl = 2
+conduit_subscriptions = true
+excluded_destinations = ["/queue/>"]
+[[brokers.connectors]]
+name = "queues"
+uri = "static:(tcp://broker-2:61613)"
+duplex = true
+network_ttl = 2
+conduit_subscriptions = false
+excluded_destinations = ["/topic/>"]
+[[brokers]]
+name = "broker-2"
+
+[[racks]]
+name = "rack-1"
+nodes = 20
+servers = ["broker-1", "broker-2"]
+heartbeat_s = 1
+heartbeat_read_timeout = true
+start_spread_s = 1
+
+[workload.mcollective]
+agents = ["discovery"]
+clients = [{ name = "mco", servers = ["broker-1"] }]
+discovery_interval_s = 1
+discovery_timeout_s = 1
+start_s = 1
+
+[[faults]]
+at_s = 3
+kind = "isolate-nodes"
+target = ["rack-1"]
+fraction = 0.25
+from = ["broker-1"]
+duration_s = 8
+
+[expectations]
+mco_fault_reply_ratio_min = 1.0
+mco_final_reply_ratio_min = 1.0
+"#;
+
+#[test]
+fn partitioning_nodes_from_one_real_broker_moves_them_to_the_other() {
+    // The five cut-off nodes notice through heart-beats and fail over to broker-2, where
+    // the network of brokers brings them the requests: well inside the window everyone
+    // answers again. What they missed before is lost on the severed connections, and
+    // nothing is lost for want of a route.
+    let pair = Pair::start_with("live-partition-nodes", &[("STAMPEDE_NETWORK", "1")]);
+    let (r, what) = load_on(pair, "live-partition-nodes", PARTITION);
+    assert_eq!(r.failover_ms.len(), 5, "{what}");
+    assert!(r.messages.lost > 0, "{what}");
+    assert_eq!(r.unexplained_lost, 0, "{what}");
+    assert_eq!(
+        r.lost_to("stranded-delivery"),
+        r.messages.lost,
+        "{:?}\n{what}",
+        r.losses_by_cause
+    );
 }

@@ -198,8 +198,8 @@ impl LiveState {
             | Op::Latency(..)
             | Op::Disk(..)
             | Op::ClockSkew(..)
-            | Op::IsolateNodes(_)
-            | Op::ReconnectNodes(_)
+            | Op::IsolateNodes(..)
+            | Op::ReconnectNodes(..)
             | Op::CrashNodes(_)
             | Op::StartNodes(_) => {}
         }

@@ -322,7 +322,7 @@ pub fn plan(
             names.len()
         );
         for f in &mut s.faults {
-            for group in [&mut f.target, &mut f.a, &mut f.b] {
+            for group in [&mut f.target, &mut f.a, &mut f.b, &mut f.from] {
                 *group = map_hosts(group);
             }
         }
@@ -1017,6 +1017,7 @@ mod tests {
             latency_ms: None,
             skew_ms: None,
             fraction: None,
+            from: Vec::new(),
             duration_s: Some(5.0),
             label: None,
         });

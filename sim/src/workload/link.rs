@@ -17,6 +17,12 @@
 //! until it is started again. The node's task watches [`Link::lives`] to stop and start
 //! the process itself.
 //!
+//! An `isolate-nodes` fault with `from` brokers cuts only the node's path to those
+//! brokers (a firewall rule, a broken route): connects to them fail and connections to
+//! them are severed as above, while its connections to other brokers carry on. Each
+//! [`Link`] has one such path per broker of the scenario, named as the node's server
+//! pool names it (a host in the simulator, `host:port` live).
+//!
 //! The same wrapper runs live (over `TokioNet`), so that `isolate-nodes` is applied to the
 //! generator's own nodes there too.
 
@@ -39,54 +45,132 @@ pub struct Life {
     pub deaths: u64,
 }
 
-/// Whether a node's cable is pulled (and how many times it has been), and whether its
-/// process runs.
-#[derive(Default)]
-pub struct Link {
+/// One path that a fault can cut: the whole cable, or the way to one broker.
+#[derive(Debug, Default)]
+struct Cable {
     cut: AtomicBool,
     cuts: AtomicU64,
+}
+
+impl Cable {
+    fn cut(&self) {
+        if !self.cut.swap(true, Ordering::Relaxed) {
+            self.cuts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn connect(&self) {
+        self.cut.store(false, Ordering::Relaxed);
+    }
+
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+
+    fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `addr` (what a node connects to: `host:port`) is broker `name` (a host, or
+/// `host:port`).
+fn is_broker(name: &str, addr: &str) -> bool {
+    addr == name
+        || addr
+            .strip_prefix(name)
+            .is_some_and(|port| port.starts_with(':'))
+}
+
+/// Whether a node's cable is pulled (and how many times it has been), or only its paths
+/// to some brokers, and whether its process runs.
+#[derive(Default)]
+pub struct Link {
+    /// The whole cable.
+    cable: Cable,
+    /// The paths to single brokers, by name.
+    paths: Vec<(String, Cable)>,
     /// Whether the node's process is down, and how many times it has died; the node's
     /// task watches both.
     life: tokio::sync::watch::Sender<Life>,
-    /// Severed connections the node has let go of. Closing them would tell the broker
-    /// (a FIN), which no pulled cable does; they are closed when the cable is back.
-    severed: Mutex<Vec<BoxStream>>,
+    /// Severed connections the node has let go of (with the path each took). Closing
+    /// them would tell the broker (a FIN), which no pulled cable does; they are closed
+    /// when their path is back.
+    severed: Mutex<Vec<(Option<usize>, BoxStream)>>,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("cut", &self.is_cut())
-            .field("cuts", &self.cuts())
+            .field("cable", &self.cable)
+            .field("paths", &self.paths)
             .field("life", &self.life())
             .finish_non_exhaustive()
     }
 }
 
 impl Link {
-    /// Pulls the cable: connects fail, and every open connection is severed for good.
-    pub fn cut(&self) {
-        if !self.cut.swap(true, Ordering::Relaxed) {
-            self.cuts.fetch_add(1, Ordering::Relaxed);
+    /// A link with a path to each of `brokers` (names as the node's pool has them), all
+    /// connected.
+    pub fn new(brokers: &[String]) -> Link {
+        Link {
+            paths: brokers
+                .iter()
+                .map(|b| (b.clone(), Cable::default()))
+                .collect(),
+            ..Link::default()
         }
     }
 
-    /// Plugs it in again: new connections work; severed ones stay severed, and those the
-    /// node let go of are closed now (the broker's side learns of them as it would from
-    /// the node's first packets).
-    pub fn connect(&self) {
-        self.cut.store(false, Ordering::Relaxed);
-        let gone = std::mem::take(&mut *self.severed.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Pulls the cable (`from` empty), or only the paths to brokers `from`: connects
+    /// there fail, and every open connection there is severed for good.
+    pub fn cut(&self, from: &[String]) {
+        if from.is_empty() {
+            self.cable.cut();
+        }
+        for (name, path) in &self.paths {
+            if from.contains(name) {
+                path.cut();
+            }
+        }
+    }
+
+    /// Plugs the cable in again (`from` empty: the cable and every path), or only the
+    /// paths to brokers `from`: new connections there work; severed ones stay severed,
+    /// and those the node let go of are closed once their path is back (the broker's side
+    /// learns of them as it would from the node's first packets).
+    pub fn connect(&self, from: &[String]) {
+        if from.is_empty() {
+            self.cable.connect();
+        }
+        for (name, path) in &self.paths {
+            if from.is_empty() || from.contains(name) {
+                path.connect();
+            }
+        }
+        let gone: Vec<_> = {
+            let mut severed = self.severed.lock().unwrap_or_else(|p| p.into_inner());
+            let (keep, gone) = std::mem::take(&mut *severed)
+                .into_iter()
+                .partition(|(path, _)| self.is_cut(*path));
+            *severed = keep;
+            gone
+        };
         drop(gone);
     }
 
-    /// Whether it is pulled now.
-    pub fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Relaxed)
+    /// Whether the way along `path` (a broker's index in `paths`; `None`: anywhere else)
+    /// is cut now: the cable, or that path.
+    fn is_cut(&self, path: Option<usize>) -> bool {
+        self.cable.is_cut() || path.is_some_and(|i| self.paths[i].1.is_cut())
     }
 
-    fn cuts(&self) -> u64 {
-        self.cuts.load(Ordering::Relaxed)
+    /// How many cuts the way along `path` has had: those of the cable, and those of the
+    /// path.
+    fn cuts(&self, path: Option<usize>) -> (u64, u64) {
+        (
+            self.cable.cuts(),
+            path.map_or(0, |i| self.paths[i].1.cuts()),
+        )
     }
 
     /// Kills the node's process: its connections close at once and connects fail until
@@ -144,10 +228,11 @@ impl Net for LinkNet {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         Box::pin(async move {
-            if self.link.is_cut() {
+            let path = self.link.paths.iter().position(|(b, _)| is_broker(b, addr));
+            if self.link.is_cut(path) {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
-                    format!("{addr}: this node is isolated from the network"),
+                    format!("{addr}: this node is isolated from it"),
                 ));
             }
             let life = self.link.life();
@@ -156,11 +241,12 @@ impl Net for LinkNet {
                     "{addr}: this node's process is down"
                 )));
             }
-            let born = self.link.cuts();
+            let born = self.link.cuts(path);
             let stream = self.inner.connect(addr).await?;
             Ok(Box::new(LinkStream {
                 inner: Some(stream),
                 link: self.link.clone(),
+                path,
                 born,
                 life: life.deaths,
             }) as BoxStream)
@@ -191,15 +277,22 @@ struct LinkStream {
     /// `None` only once dropped.
     inner: Option<BoxStream>,
     link: Arc<Link>,
-    /// The link's cut count when it was opened.
-    born: u64,
+    /// The broker path it took (`None`: no broker's).
+    path: Option<usize>,
+    /// The cut counts of its way (cable, path) when it was opened.
+    born: (u64, u64),
     /// The process's death count when it was opened.
     life: u64,
 }
 
 impl LinkStream {
     fn severed(&self) -> bool {
-        self.link.cuts() != self.born
+        self.link.cuts(self.path) != self.born
+    }
+
+    /// Whether its way is cut now.
+    fn is_cut(&self) -> bool {
+        self.link.is_cut(self.path)
     }
 
     /// Whether the process that opened it has died; if so, its kernel closes it now (the
@@ -217,13 +310,13 @@ impl LinkStream {
     fn close(&mut self) {
         if let Some(inner) = self.inner.take()
             && self.severed()
-            && self.link.is_cut()
+            && self.is_cut()
         {
             self.link
                 .severed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(inner);
+                .push((self.path, inner));
         }
     }
 
@@ -253,7 +346,7 @@ impl AsyncRead for LinkStream {
             return Poll::Pending;
         }
         if self.severed() {
-            if !self.link.is_cut() {
+            if !self.is_cut() {
                 return Poll::Ready(Err(reset()));
             }
             // Nothing arrives any more, and nothing will wake this read: the node's
@@ -276,7 +369,7 @@ impl AsyncWrite for LinkStream {
             return Poll::Ready(Ok(buf.len()));
         }
         if self.severed() {
-            if !self.link.is_cut() {
+            if !self.is_cut() {
                 return Poll::Ready(Err(reset()));
             }
             // Accepted by the local stack, never delivered.

@@ -72,8 +72,8 @@ pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
                 clocks.set(r, ms.unwrap_or(0));
             }
         }
-        Op::IsolateNodes(nodes) => links.set(nodes, true),
-        Op::ReconnectNodes(nodes) => links.set(nodes, false),
+        Op::IsolateNodes(nodes, from) => links.set(nodes, from, true),
+        Op::ReconnectNodes(nodes, from) => links.set(nodes, from, false),
         Op::CrashNodes(nodes) => links.set_dead(nodes, true),
         Op::StartNodes(nodes) => links.set_dead(nodes, false),
         Op::HealAll => {
@@ -92,21 +92,25 @@ pub struct NodeLinks(Arc<BTreeMap<String, Vec<Arc<Link>>>>);
 impl NodeLinks {
     /// A link for every node of `scenario`'s racks, all connected.
     pub fn for_racks(scenario: &Scenario) -> NodeLinks {
+        let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
         NodeLinks(Arc::new(
             scenario
                 .racks
                 .iter()
                 .map(|r| {
-                    let links = (0..r.nodes).map(|_| Arc::new(Link::default())).collect();
+                    let links = (0..r.nodes)
+                        .map(|_| Arc::new(Link::new(&brokers)))
+                        .collect();
                     (r.name.clone(), links)
                 })
                 .collect(),
         ))
     }
 
-    /// Cuts (`cut`) or connects the links of these nodes (rack, indices).
-    pub fn set(&self, nodes: &[(String, Vec<u32>)], cut: bool) {
-        self.each(nodes, |l| if cut { l.cut() } else { l.connect() });
+    /// Cuts (`cut`) or connects the links of these nodes (rack, indices): their cables,
+    /// or (`from` not empty) only their paths to those brokers.
+    pub fn set(&self, nodes: &[(String, Vec<u32>)], from: &[String], cut: bool) {
+        self.each(nodes, |l| if cut { l.cut(from) } else { l.connect(from) });
     }
 
     /// Kills (`dead`) or starts the processes of these nodes (rack, indices).
@@ -130,7 +134,7 @@ impl NodeLinks {
     /// Connects every link and starts every dead process.
     pub fn connect_all(&self) {
         for l in self.0.values().flatten() {
-            l.connect();
+            l.connect(&[]);
             l.start();
         }
     }
