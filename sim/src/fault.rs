@@ -29,6 +29,9 @@
 //! - `crash-nodes` kills single nodes' `mcollectived` processes: their connections close
 //!   at once (the broker sees them end), requests they had taken and not answered go
 //!   unanswered, and they start again, as new processes, when the window ends.
+//! - `crash-clients` does the same to `mco` clients: replies to the requests a dead client
+//!   waited on go unread, it makes no requests while down, and it starts again with a new
+//!   pid in its reply queues' names.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -79,7 +82,8 @@ pub enum Op {
     IsolateNodes(Vec<(String, Vec<u32>)>, Vec<String>),
     /// Connect them again (their stalled connections stay stalled).
     ReconnectNodes(Vec<(String, Vec<u32>)>, Vec<String>),
-    /// Kill these nodes' processes (rack, node indices in the rack).
+    /// Kill these nodes' processes (rack, node indices in the rack; an `mco` client is a
+    /// rack of one under its name).
     CrashNodes(Vec<(String, Vec<u32>)>),
     /// Start them again.
     StartNodes(Vec<(String, Vec<u32>)>),
@@ -158,9 +162,15 @@ impl Timeline {
         let hosts = scenario.hosts();
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
         let racks: Vec<String> = scenario.racks.iter().map(|r| r.name.clone()).collect();
+        let clients: Vec<String> = scenario
+            .workload
+            .mcollective
+            .iter()
+            .flat_map(|m| m.clients.iter().map(|c| c.name.clone()))
+            .collect();
         let mut t = Timeline::default();
         for (i, f) in scenario.faults.iter().enumerate() {
-            t.add_explicit(f, &hosts, &brokers, &racks);
+            t.add_explicit(f, &hosts, &brokers, &racks, &clients);
             if matches!(f.kind, FaultKind::IsolateNodes | FaultKind::CrashNodes) {
                 t.add_node_fault(f, scenario, seed, i);
             }
@@ -270,6 +280,7 @@ impl Timeline {
         hosts: &[String],
         brokers: &[String],
         racks: &[String],
+        clients: &[String],
     ) {
         let at = secs_to_ms(f.at_s);
         let end = f.duration_s.map(|d| at + secs_to_ms(d));
@@ -277,10 +288,14 @@ impl Timeline {
         let b = resolve(&f.b, hosts);
         let targets = match f.kind {
             FaultKind::ClockSkew => resolve(&f.target, racks),
+            FaultKind::CrashClients => resolve(&f.target, clients),
             _ => resolve(&f.target, brokers),
         };
         let label = f.label.clone().unwrap_or_else(|| match f.kind {
-            FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Restart => {
+            FaultKind::Crash
+            | FaultKind::PowerLoss
+            | FaultKind::Restart
+            | FaultKind::CrashClients => {
                 format!("{} {}", f.kind.as_str(), targets.join(","))
             }
             FaultKind::HealAll => "heal-all".to_owned(),
@@ -363,6 +378,16 @@ impl Timeline {
                 self.push(at, Op::ClockSkew(targets.clone(), f.skew_ms), Some(w));
                 if let Some(e) = end {
                     self.push(e, Op::ClockSkew(targets, None), Some(w));
+                }
+            }
+            FaultKind::CrashClients => {
+                // Each `mco` client is a rack of one for the nodes' machinery.
+                let processes: Vec<(String, Vec<u32>)> =
+                    targets.into_iter().map(|c| (c, vec![0])).collect();
+                let w = self.open("crash-clients", label, at, end);
+                self.push(at, Op::CrashNodes(processes.clone()), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::StartNodes(processes), Some(w));
                 }
             }
             // Needs the racks' sizes and the seed: `add_node_fault`.

@@ -538,6 +538,12 @@ pub enum FaultKind {
     /// At the end of the window (`duration_s`; without one, never) each starts again as a
     /// new process, as its supervisor would start it: it connects and subscribes afresh.
     CrashNodes,
+    /// `mco` clients (`target`: their names or patterns) crash: the process dies, its
+    /// connection closes at once, the requests it was waiting on get no more replies,
+    /// and it makes none while down. At the end of the window (`duration_s`; without
+    /// one, never) it starts again as a new process (a new pid in its reply queues'
+    /// names), connects, and makes the requests that fall due from then on.
+    CrashClients,
     /// Heal every partition, release every hold, restore latencies, restart every
     /// crashed broker and node, repair every disk, set every clock right and reconnect
     /// every isolated node.
@@ -563,6 +569,7 @@ impl FaultKind {
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::IsolateNodes => "isolate-nodes",
             FaultKind::CrashNodes => "crash-nodes",
+            FaultKind::CrashClients => "crash-clients",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -1099,6 +1106,25 @@ impl Scenario {
                     }
                 }
                 FaultKind::HealAll => {}
+                FaultKind::CrashClients => {
+                    let clients: Vec<&str> = self
+                        .workload
+                        .mcollective
+                        .iter()
+                        .flat_map(|m| m.clients.iter().map(|c| c.name.as_str()))
+                        .collect();
+                    if f.target.is_empty() {
+                        return bad(
+                            p.key("target"),
+                            "crash-clients needs `target`: the mco clients it crashes".into(),
+                        );
+                    }
+                    for t in &f.target {
+                        if !clients.iter().any(|c| glob(t, c)) {
+                            return bad(p.key("target"), format!("'{t}' matches no mco client"));
+                        }
+                    }
+                }
                 FaultKind::IsolateNodes | FaultKind::CrashNodes => {
                     self.check_rack_targets(&p, f)?;
                     if let Some(x) = f.fraction
@@ -1466,6 +1492,22 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         );
         let e = Scenario::parse(&latency, "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].fraction", "{e}");
+    }
+
+    #[test]
+    fn crash_clients_names_mco_clients() {
+        let fault = |target: &str| {
+            format!(
+                "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"crash-clients\"\ntarget = [{target}]\nduration_s = 5\n"
+            )
+        };
+        let s = Scenario::parse(&fault("\"mco*\""), "s.toml").unwrap();
+        assert_eq!(s.faults[0].kind.as_str(), "crash-clients");
+        let e = Scenario::parse(&fault("\"rack-1\""), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
+        assert!(e.message.contains("matches no mco client"), "{e}");
+        let e = Scenario::parse(&fault(""), "s.toml").unwrap_err();
+        assert_eq!(e.key, "faults[0].target", "{e}");
     }
 
     #[test]

@@ -470,6 +470,93 @@ duration_s = 10
     );
 }
 
+/// The client id of the one named `name`.
+fn client_named(o: &Outcome, name: &str) -> ClientId {
+    let i = o.history.clients.iter().position(|c| c.name == name);
+    ClientId(i.expect("a client of that name") as u32)
+}
+
+/// When `client`'s requests were due, in seconds.
+fn requests_of(o: &Outcome, client: ClientId) -> Vec<u64> {
+    o.history
+        .requests
+        .iter()
+        .filter(|r| r.client == client)
+        .map(|r| r.intended_us / 1_000_000)
+        .collect()
+}
+
+#[test]
+fn crash_clients_kills_an_mco_client_and_starts_it_again() {
+    let fault = r#"
+[[faults]]
+at_s = 12
+kind = "crash-clients"
+target = ["mco-1"]
+duration_s = 10
+"#;
+    let o = go(&scenario(2, fault));
+    let control = go(&scenario(2, ""));
+    assert_eq!(applied(&o, "crash 1 node(s) of mco-1"), 1);
+    assert_eq!(applied(&o, "start 1 node(s) of mco-1"), 1);
+    let mco1 = client_named(&o, "mco-1");
+    assert_eq!(o.history.crashes, [(12_000_000, mco1)]);
+    // While it is down it makes no requests (those due at 15 and 20 s); started again it
+    // makes the next ones; mco-2 makes all of its own.
+    let every: Vec<u64> = (1..9).map(|i| 5 * i).collect();
+    assert_eq!(requests_of(&control, mco1), every);
+    let without: Vec<u64> = every
+        .iter()
+        .copied()
+        .filter(|t| !(12..22).contains(t))
+        .collect();
+    assert_eq!(requests_of(&o, mco1), without);
+    let mco2 = client_named(&o, "mco-2");
+    assert_eq!(requests_of(&o, mco2), every);
+    // Its connection closed at once (broker-1 holds rack-1's 20 nodes only), and the new
+    // process connected afresh: one more connection, no failover.
+    assert_eq!(connected_at(&o, 15), vec![20, 21]);
+    assert_eq!(connected_at(&o, 30), vec![21, 21]);
+    assert_eq!(
+        broker_stats(&o, "broker-1").connections_opened,
+        broker_stats(&control, "broker-1").connections_opened + 1
+    );
+    assert_eq!(o.report.failover_ms.len(), 0);
+    assert!(o.report.failovers_unfinished.is_empty());
+    // Its requests after the restart get every reply they did in the control run (its
+    // new reply queues are subscribed).
+    let replies_to = |o: &Outcome, from_s: u64| {
+        let mine: std::collections::BTreeSet<u64> = o
+            .history
+            .requests
+            .iter()
+            .filter(|r| r.client == mco1 && r.intended_us >= from_s * 1_000_000)
+            .map(|r| r.id)
+            .collect();
+        o.history
+            .replies
+            .iter()
+            .filter(|r| mine.contains(&r.request))
+            .count()
+    };
+    assert!(
+        replies_to(&control, 25) >= 20,
+        "{}",
+        replies_to(&control, 25)
+    );
+    assert_eq!(replies_to(&o, 25), replies_to(&control, 25));
+    // The two discovery rounds it missed reached rack-1 through nobody (mco-2's
+    // requests have no route to broker-1): 2 × 20 lost, each for that reason.
+    assert_eq!(control.report.messages.lost, 0);
+    assert_eq!(o.report.messages.lost, 40);
+    assert_eq!(
+        o.report.lost_to("no-route"),
+        40,
+        "{:?}",
+        o.report.losses_by_cause
+    );
+}
+
 #[test]
 fn crashed_nodes_connections_end_on_the_broker_at_once() {
     // No heart-beats: a broker that heard of no close would keep the dead connections

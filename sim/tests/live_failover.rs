@@ -494,3 +494,48 @@ fn partitioning_nodes_from_one_real_broker_moves_them_to_the_other() {
         r.losses_by_cause
     );
 }
+
+/// The isolate-nodes run's fleet, but the `mco` client's process crashes from 2.5 s to
+/// 10.5 s after the discoveries start, and starts again after.
+fn crash_clients_scenario() -> String {
+    ISOLATE
+        .replace("live-isolate-nodes", "live-crash-clients")
+        .replace(
+            "Live isolate-nodes: a quarter of the nodes lose their network for 8 s.",
+            "Live crash-clients: the mco client's process dies for 8 s.",
+        )
+        // Half-way between two requests, so that none races the crash.
+        .replace("at_s = 3\n", "at_s = 3.5\n")
+        .replace("kind = \"isolate-nodes\"", "kind = \"crash-clients\"")
+        .replace(
+            "target = [\"rack-1\"]\nfraction = 0.25\n",
+            "target = [\"mco\"]\n",
+        )
+        .replace(
+            "mco_fault_reply_ratio_min = 0.75\nmco_fault_reply_ratio_max = 0.75\n",
+            "mco_healthy_reply_ratio_min = 1.0\n",
+        )
+}
+
+#[test]
+fn crash_clients_kills_the_generators_own_mco_client_on_a_real_broker() {
+    // While the client is dead it asks nothing (about 8 of the 16 discoveries are never
+    // made); started again as a new process it subscribes its new reply queue, and
+    // every request it makes gets every reply. Nothing fails over.
+    let text = crash_clients_scenario();
+    assert!(
+        text.contains("at_s = 3.5\nkind = \"crash-clients\"\ntarget = [\"mco\"]"),
+        "{text}"
+    );
+    let (r, what) = load_without_faults_via("live-crash-clients", &text);
+    let m = r.mcollective.as_ref().expect("an MCollective summary");
+    assert!((6..=10).contains(&m.requests), "{m:?}\n{what}");
+    assert_eq!(m.replies_received, m.replies_expected, "{m:?}\n{what}");
+    assert_eq!(r.messages.lost, 0, "{what}");
+    assert_eq!(r.failover_ms.len(), 0, "{what}");
+    assert!(
+        r.faults.iter().any(|f| f.label == "crash-clients mco"),
+        "{:?}",
+        r.faults
+    );
+}

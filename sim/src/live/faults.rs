@@ -81,7 +81,10 @@ pub fn supported(kind: FaultKind) -> bool {
 pub fn client_side(kind: FaultKind) -> bool {
     matches!(
         kind,
-        FaultKind::ClockSkew | FaultKind::IsolateNodes | FaultKind::CrashNodes
+        FaultKind::ClockSkew
+            | FaultKind::IsolateNodes
+            | FaultKind::CrashNodes
+            | FaultKind::CrashClients
     )
 }
 

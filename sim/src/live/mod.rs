@@ -52,7 +52,7 @@ use stampede_reports::RunReport;
 use crate::checker::{self, Analysis};
 use crate::fault::Timeline;
 use crate::history::{History, Recorder};
-use crate::scenario::{BrokerSpec, FaultKind, Scenario, glob};
+use crate::scenario::{BrokerSpec, FaultKind, FaultSpec, Scenario, glob};
 use crate::workload::{self, Env, NodeLinks, RackClocks};
 use generator::{CpuSample, GeneratorStats};
 use shard::Shard;
@@ -314,13 +314,27 @@ pub fn plan(
         q.producer_servers = map_pool(&q.producer_servers);
         q.consumer_servers = map_pool(&q.consumer_servers);
     }
-    if !s.faults.is_empty() {
+    // Faults on the generator's own nodes and clients name no broker, unless they cut
+    // nodes from some.
+    let names_brokers = |f: &FaultSpec| {
+        !f.from.is_empty()
+            || !matches!(
+                f.kind,
+                FaultKind::ClockSkew
+                    | FaultKind::IsolateNodes
+                    | FaultKind::CrashNodes
+                    | FaultKind::CrashClients
+            )
+    };
+    if s.faults.iter().any(names_brokers) {
         anyhow::ensure!(
             by_index,
-            "--faults-via needs one target server per scenario broker ({} brokers, {} servers), so that each fault reaches the broker it names",
+            "the faults name brokers: they need one target server per scenario broker ({} brokers, {} servers), so that each fault reaches the broker it names",
             old.len(),
             names.len()
         );
+    }
+    if by_index {
         for f in &mut s.faults {
             for group in [&mut f.target, &mut f.a, &mut f.b, &mut f.from] {
                 *group = map_hosts(group);
@@ -578,7 +592,7 @@ fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
     });
     if !dropped.is_empty() {
         notes.push(format!(
-            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes, crash-nodes and heal-all only",
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes, crash-nodes, crash-clients and heal-all only",
             dropped.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
@@ -887,7 +901,6 @@ pub fn cut(mut h: History, from_us: u64, to_us: u64) -> History {
 mod tests {
     use super::*;
     use crate::history::{ClientId, DeliveryRecord, SendOutcome, SendRecord};
-    use crate::scenario::FaultSpec;
     use stampede_broker::client::DisconnectReason;
 
     fn send(id: u64, intended_us: u64) -> SendRecord {
@@ -1054,6 +1067,24 @@ mod tests {
         // One server for two brokers cannot take a fault per broker.
         let one = TargetUri::parse("tcp://a:1").unwrap();
         let e = plan(&s, &opts, &one.servers).unwrap_err().to_string();
+        assert!(e.contains("one target server per scenario broker"), "{e}");
+        // Faults on the generator's own nodes and clients name no broker: one server is
+        // enough for them.
+        let mut own = s.clone();
+        for f in &mut own.faults {
+            f.kind = FaultKind::CrashNodes;
+            f.target = vec!["rack-*".to_owned()];
+            f.a.clear();
+            f.b.clear();
+            f.latency_ms = None;
+        }
+        let p = plan(&own, &opts, &one.servers).unwrap();
+        assert!(!p.scenario.faults.is_empty());
+        // Unless they cut nodes from some broker.
+        let mut from = own.clone();
+        from.faults[0].kind = FaultKind::IsolateNodes;
+        from.faults[0].from = vec!["broker-1".to_owned()];
+        let e = plan(&from, &opts, &one.servers).unwrap_err().to_string();
         assert!(e.contains("one target server per scenario broker"), "{e}");
     }
 }

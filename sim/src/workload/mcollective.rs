@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use stampede_broker::proto::Headers;
 
 use super::link::{Life, Link, LinkNet};
-use super::{ClientSpec, Env, Host, client_config, record_path, start_client};
+use super::{ClientSpec, Env, Host, client_config, record_path};
 use stampede_broker::net::SharedNet;
 
 use crate::dialect::{Conn, Dialect, Inbox, Subscription};
@@ -170,8 +170,10 @@ pub(super) fn build(
         )?;
         // `mco` wraps each publish in `publish_timeout` (2 s by default).
         config.send_timeout = Some(Duration::from_secs(2));
+        let link = env.node_links.link(&c.name, 0);
         let mco = McoClient {
-            net: env.net.clone(),
+            net: LinkNet::shared(env.net.clone(), link.clone()),
+            link,
             dialect: env.dialect,
             index,
             id,
@@ -413,7 +415,9 @@ impl NodeLife<'_> {
 }
 
 struct McoClient {
+    /// The network through the client's own cable and process (`crash-clients`).
     net: SharedNet,
+    link: Arc<Link>,
     dialect: Dialect,
     index: usize,
     id: ClientId,
@@ -428,6 +432,14 @@ struct McoClient {
     end: Duration,
 }
 
+/// What an `mco` client's lives share: the requests still to make, and the draws.
+struct McoState {
+    schedule: BTreeSet<(Duration, u8, u64)>,
+    /// Requests made so far (numbers the reply queues).
+    seq: u64,
+    rng: SmallRng,
+}
+
 /// A request whose replies are being collected.
 struct Open {
     subscription: Option<Subscription>,
@@ -435,20 +447,9 @@ struct Open {
 }
 
 impl McoClient {
+    /// Runs the client for the whole run: one process life after another, as
+    /// `crash-clients` kills the process and starts it again.
     async fn run(self) {
-        let (client, mut messages) = start_client(
-            self.dialect,
-            &self.net,
-            self.config.clone(),
-            &self.recorder,
-            self.id,
-        );
-        for sub in self
-            .dialect
-            .mco_client_subscriptions(&self.name, CLIENT_PID)
-        {
-            let _ = client.subscribe(sub).await;
-        }
         let timebase = self.recorder.timebase();
         let spec = &self.spec;
         let stop = spec
@@ -456,7 +457,6 @@ impl McoClient {
             .map_or(self.end, Duration::from_secs_f64)
             .min(self.end);
         let window = Duration::from_secs_f64(spec.discovery_timeout_s);
-        let mut rng = SmallRng::seed_from_u64(seed::derive(self.seed, "directed"));
         let start = Duration::from_secs_f64(spec.start_s);
         let mut schedule: BTreeSet<(Duration, u8, u64)> = BTreeSet::new();
         let push_series =
@@ -482,10 +482,82 @@ impl McoClient {
             };
         push_series(spec.discovery_interval_s, 0, &mut schedule);
         push_series(spec.directed_interval_s, 1, &mut schedule);
-        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
-        let mut seq = 0u64;
+        let mut state = McoState {
+            schedule,
+            seq: 0,
+            rng: SmallRng::seed_from_u64(seed::derive(self.seed, "directed")),
+        };
+        let mut lives = self.link.lives();
         loop {
-            let next_request = schedule.first().map(|(at, _, _)| *at);
+            let born = match lives.wait_for(|l| !l.dead).await {
+                Ok(l) => l.deaths,
+                Err(_) => return,
+            };
+            // A dead `mco` made none of the requests due while it was down.
+            let now = Duration::from_micros(timebase.now_us());
+            while state.schedule.first().is_some_and(|(at, _, _)| *at < now) {
+                state.schedule.pop_first();
+            }
+            let mut config = self.config.clone();
+            if born > 0 {
+                // A new process: its own back-off draws.
+                config.seed = seed::derive(self.seed, &format!("life/{born}"));
+            }
+            let link = self.link.clone();
+            let (client, messages) =
+                self.dialect
+                    .start_gated(&self.net, config, &self.recorder, self.id, move || {
+                        link.life()
+                            == Life {
+                                dead: false,
+                                deaths: born,
+                            }
+                    });
+            if !self
+                .life(client, messages, born, &mut state, &mut lives)
+                .await
+            {
+                return;
+            }
+            // The process died: its connection closes, and the replies to the requests
+            // it was waiting for go to reply queues nobody reads any more.
+            self.recorder.crashed(self.id);
+        }
+    }
+
+    /// One life of the client's process: subscribes, makes the requests that fall due,
+    /// and collects their replies, until the process is killed (true) or the run ends
+    /// (false). A new life is a new process, with a new pid in its reply queues' names.
+    async fn life(
+        &self,
+        client: Conn,
+        mut messages: Inbox,
+        born: u64,
+        state: &mut McoState,
+        lives: &mut tokio::sync::watch::Receiver<Life>,
+    ) -> bool {
+        // A kill and a start between two looks still end this life.
+        let died = async {
+            let _ = lives.wait_for(|l| l.dead || l.deaths != born).await;
+        };
+        tokio::pin!(died);
+        let pid = CLIENT_PID.wrapping_add(born as u32);
+        let subscribe = async {
+            for sub in self.dialect.mco_client_subscriptions(&self.name, pid) {
+                let _ = client.subscribe(sub).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut died => return true,
+            () = subscribe => {}
+        }
+        let timebase = self.recorder.timebase();
+        let spec = &self.spec;
+        let window = Duration::from_secs_f64(spec.discovery_timeout_s);
+        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
+        loop {
+            let next_request = state.schedule.first().map(|(at, _, _)| *at);
             let next_close = open.values().map(|o| o.until).min();
             let wake = match (next_request, next_close) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -496,6 +568,7 @@ impl McoClient {
             };
             tokio::select! {
                 biased;
+                () = &mut died => return true,
                 msg = messages.recv() => {
                     let Some(msg) = msg else { break };
                     record_path(&self.recorder, self.id, &client, &msg);
@@ -514,12 +587,12 @@ impl McoClient {
                             let _ = client.unsubscribe(sub).await;
                         }
                     }
-                    while let Some(&(at, kind, round)) = schedule.first() {
+                    while let Some(&(at, kind, round)) = state.schedule.first() {
                         if at > now {
                             break;
                         }
-                        schedule.pop_first();
-                        seq += 1;
+                        state.schedule.pop_first();
+                        state.seq += 1;
                         let kind = if kind == 0 { RequestKind::Discovery } else { RequestKind::Directed };
                         let id = request_id(kind, round, self.index);
                         let targets: Vec<ClientId> = match kind {
@@ -528,7 +601,7 @@ impl McoClient {
                                 let n = (spec.directed_targets as usize).min(self.nodes.len());
                                 let mut picked = BTreeSet::new();
                                 while picked.len() < n {
-                                    picked.insert(self.nodes[rng.random_range(0..self.nodes.len())]);
+                                    picked.insert(self.nodes[state.rng.random_range(0..self.nodes.len())]);
                                 }
                                 picked.into_iter().collect()
                             }
@@ -537,7 +610,7 @@ impl McoClient {
                             RequestKind::Discovery => "discovery",
                             RequestKind::Directed => spec.agents.iter().find(|a| *a != "discovery").map_or("discovery", String::as_str),
                         };
-                        let reply = self.dialect.mco_reply_to(&spec.collective, &self.name, CLIENT_PID, seq, agent);
+                        let reply = self.dialect.mco_reply_to(&spec.collective, &self.name, pid, state.seq, agent);
                         let subscription = match reply.subscribe {
                             Some(sub) => client.subscribe(sub).await.ok(),
                             None => None,
@@ -566,8 +639,13 @@ impl McoClient {
             }
         }
         // Keep the connection until the end of the run.
-        timebase.sleep_until(self.end).await;
+        tokio::select! {
+            biased;
+            () = &mut died => return true,
+            () = timebase.sleep_until(self.end) => {}
+        }
         let _ = client.disconnect().await;
+        false
     }
 
     /// Sends the request frames; returns the targets whose SEND was not written (every

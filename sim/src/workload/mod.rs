@@ -90,18 +90,22 @@ pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
 pub struct NodeLinks(Arc<BTreeMap<String, Vec<Arc<Link>>>>);
 
 impl NodeLinks {
-    /// A link for every node of `scenario`'s racks, all connected.
+    /// A link for every node of `scenario`'s racks, and for each `mco` client (as a rack
+    /// of one, under its name), all connected.
     pub fn for_racks(scenario: &Scenario) -> NodeLinks {
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
+        let racks = scenario.racks.iter().map(|r| (r.name.clone(), r.nodes));
+        let clients = scenario
+            .workload
+            .mcollective
+            .iter()
+            .flat_map(|m| m.clients.iter().map(|c| (c.name.clone(), 1)));
         NodeLinks(Arc::new(
-            scenario
-                .racks
-                .iter()
-                .map(|r| {
-                    let links = (0..r.nodes)
-                        .map(|_| Arc::new(Link::new(&brokers)))
-                        .collect();
-                    (r.name.clone(), links)
+            racks
+                .chain(clients)
+                .map(|(name, nodes)| {
+                    let links = (0..nodes).map(|_| Arc::new(Link::new(&brokers))).collect();
+                    (name, links)
                 })
                 .collect(),
         ))
