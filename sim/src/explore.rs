@@ -605,6 +605,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             skew_ms,
             fraction: None,
             from: Vec::new(),
+            loss_percent: None,
             duration_s: w.end_ms.map(|e| secs(e - w.start_ms)),
             label: Some(w.label.clone()),
         });
@@ -620,6 +621,7 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             skew_ms: None,
             fraction: None,
             from: Vec::new(),
+            loss_percent: None,
             duration_s: None,
             label: None,
         });

@@ -29,6 +29,9 @@
 //! - `crash-nodes` kills single nodes' `mcollectived` processes: their connections close
 //!   at once (the broker sees them end), requests they had taken and not answered go
 //!   unanswered, and they start again, as new processes, when the window ends.
+//! - `packet-loss` makes single nodes' connections (or their paths to some brokers) lose
+//!   segments; TCP recovers them, so each loss delays its connection by a retransmission
+//!   timeout (see `workload/link.rs`).
 //! - `crash-clients` does the same to `mco` clients: replies to the requests a dead client
 //!   waited on go unread, it makes no requests while down, and it starts again with a new
 //!   pid in its reply queues' names.
@@ -38,6 +41,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::scenario::{FaultKind, FaultSpec, NemesisSpec, Scenario, glob};
 use crate::seed;
+pub use crate::workload::link::Loss;
+
+/// The retransmission timeout of a `packet-loss` fault that names none, in milliseconds
+/// (Linux's minimum RTO).
+pub const DEFAULT_RTO_MS: u64 = 200;
 
 /// One thing done to the world at one time.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +90,9 @@ pub enum Op {
     IsolateNodes(Vec<(String, Vec<u32>)>, Vec<String>),
     /// Connect them again (their stalled connections stay stalled).
     ReconnectNodes(Vec<(String, Vec<u32>)>, Vec<String>),
+    /// These nodes (rack, node indices) lose segments on their cables, or (brokers named)
+    /// on their paths to those brokers; a loss of 0 per million ends it.
+    PacketLoss(Vec<(String, Vec<u32>)>, Vec<String>, Loss),
     /// Kill these nodes' processes (rack, node indices in the rack; an `mco` client is a
     /// rack of one under its name).
     CrashNodes(Vec<(String, Vec<u32>)>),
@@ -101,6 +112,7 @@ impl Op {
             Op::ClockSkew(..)
                 | Op::IsolateNodes(..)
                 | Op::ReconnectNodes(..)
+                | Op::PacketLoss(..)
                 | Op::CrashNodes(_)
                 | Op::StartNodes(_)
                 | Op::HealAll
@@ -171,7 +183,10 @@ impl Timeline {
         let mut t = Timeline::default();
         for (i, f) in scenario.faults.iter().enumerate() {
             t.add_explicit(f, &hosts, &brokers, &racks, &clients);
-            if matches!(f.kind, FaultKind::IsolateNodes | FaultKind::CrashNodes) {
+            if matches!(
+                f.kind,
+                FaultKind::IsolateNodes | FaultKind::CrashNodes | FaultKind::PacketLoss
+            ) {
                 t.add_node_fault(f, scenario, seed, i);
             }
         }
@@ -199,6 +214,7 @@ impl Timeline {
         // Isolations keep their original stream name, so existing runs draw the same nodes.
         let stream = match f.kind {
             FaultKind::CrashNodes => format!("crash-nodes/{index}"),
+            FaultKind::PacketLoss => format!("packet-loss/{index}"),
             _ => format!("isolate/{index}"),
         };
         let mut rng = SmallRng::seed_from_u64(seed::derive(seed, &stream));
@@ -234,14 +250,30 @@ impl Timeline {
             } else {
                 format!(" from {}", from.join(","))
             };
+            let loss = match f.loss_percent {
+                Some(x) if f.kind == FaultKind::PacketLoss => format!(" {x}%"),
+                _ => String::new(),
+            };
             format!(
-                "{kind} {count} of {} ({:.0}%){from}",
+                "{kind}{loss} {count} of {} ({:.0}%){from}",
                 names.join(","),
                 fraction * 100.0
             )
         });
         let (start, undo) = match f.kind {
             FaultKind::CrashNodes => (Op::CrashNodes(nodes.clone()), Op::StartNodes(nodes)),
+            FaultKind::PacketLoss => {
+                let loss = Loss {
+                    ppm: (f.loss_percent.unwrap_or(0.0) * 1e4)
+                        .round()
+                        .clamp(1.0, 1e6) as u32,
+                    rto_ms: f.latency_ms.unwrap_or(DEFAULT_RTO_MS),
+                };
+                (
+                    Op::PacketLoss(nodes.clone(), from.clone(), loss),
+                    Op::PacketLoss(nodes, from, Loss::default()),
+                )
+            }
             _ => (
                 Op::IsolateNodes(nodes.clone(), from.clone()),
                 Op::ReconnectNodes(nodes, from),
@@ -300,7 +332,9 @@ impl Timeline {
             }
             FaultKind::HealAll => "heal-all".to_owned(),
             // Labelled by `add_node_fault`, which knows the nodes.
-            FaultKind::IsolateNodes | FaultKind::CrashNodes => String::new(),
+            FaultKind::IsolateNodes | FaultKind::CrashNodes | FaultKind::PacketLoss => {
+                String::new()
+            }
             FaultKind::ClockSkew => format!(
                 "clock-skew {:+}ms {}",
                 f.skew_ms.unwrap_or(0),
@@ -391,7 +425,7 @@ impl Timeline {
                 }
             }
             // Needs the racks' sizes and the seed: `add_node_fault`.
-            FaultKind::IsolateNodes | FaultKind::CrashNodes => {}
+            FaultKind::IsolateNodes | FaultKind::CrashNodes | FaultKind::PacketLoss => {}
             // Undo actions close the most recent open window of the matching kind.
             FaultKind::Restart => {
                 let w = self

@@ -538,6 +538,13 @@ pub enum FaultKind {
     /// At the end of the window (`duration_s`; without one, never) each starts again as a
     /// new process, as its supervisor would start it: it connects and subscribes afresh.
     CrashNodes,
+    /// A share (`fraction`, default all) of racks' nodes (`target`), chosen from the seed,
+    /// lose `loss_percent` of their TCP segments (with `from` brokers: only on their
+    /// paths to those brokers) for the window, both ways. TCP recovers every lost
+    /// segment, so a loss is a delay: the segment and everything behind it on its
+    /// connection arrive one retransmission timeout (`latency_ms`, default 200, Linux's
+    /// minimum) later, twice that more for each retransmission lost as well.
+    PacketLoss,
     /// `mco` clients (`target`: their names or patterns) crash: the process dies, its
     /// connection closes at once, the requests it was waiting on get no more replies,
     /// and it makes none while down. At the end of the window (`duration_s`; without
@@ -570,6 +577,7 @@ impl FaultKind {
             FaultKind::IsolateNodes => "isolate-nodes",
             FaultKind::CrashNodes => "crash-nodes",
             FaultKind::CrashClients => "crash-clients",
+            FaultKind::PacketLoss => "packet-loss",
             FaultKind::HealAll => "heal-all",
         }
     }
@@ -592,7 +600,8 @@ pub struct FaultSpec {
     /// The other side.
     #[serde(default)]
     pub b: Vec<String>,
-    /// For `latency`: one-way milliseconds; for `slow-disk`: added to every sync.
+    /// For `latency`: one-way milliseconds; for `slow-disk`: added to every sync; for
+    /// `packet-loss`: the retransmission timeout (default 200).
     #[serde(default)]
     pub latency_ms: Option<u64>,
     /// For `clock-skew`: how far the nodes' clocks jump, in milliseconds (negative:
@@ -604,8 +613,11 @@ pub struct FaultSpec {
     /// rack is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
-    /// For `isolate-nodes`: cut the nodes off from these brokers only (names or `*`
-    /// patterns); default: from the whole network.
+    /// For `packet-loss`: the share of segments lost, in percent (0 < x <= 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<f64>,
+    /// For `isolate-nodes` and `packet-loss`: act on the nodes' paths to these brokers
+    /// only (names or `*` patterns); default: on the whole network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
     /// Undo the fault after this many seconds (restart, heal, release, restore latency).
@@ -1125,7 +1137,7 @@ impl Scenario {
                         }
                     }
                 }
-                FaultKind::IsolateNodes | FaultKind::CrashNodes => {
+                FaultKind::IsolateNodes | FaultKind::CrashNodes | FaultKind::PacketLoss => {
                     self.check_rack_targets(&p, f)?;
                     if let Some(x) = f.fraction
                         && !(x > 0.0 && x <= 1.0)
@@ -1170,22 +1182,52 @@ impl Scenario {
                 );
             }
             if f.fraction.is_some()
-                && !matches!(f.kind, FaultKind::IsolateNodes | FaultKind::CrashNodes)
+                && !matches!(
+                    f.kind,
+                    FaultKind::IsolateNodes | FaultKind::CrashNodes | FaultKind::PacketLoss
+                )
             {
                 return bad(
                     p.key("fraction"),
                     format!(
-                        "only isolate-nodes and crash-nodes faults take fraction, not a {}",
+                        "only isolate-nodes, crash-nodes and packet-loss faults take fraction, not a {}",
                         f.kind.as_str()
                     ),
                 );
             }
+            match (f.kind, f.loss_percent) {
+                (FaultKind::PacketLoss, None) => {
+                    return bad(
+                        p.key("loss_percent"),
+                        "a packet-loss fault needs loss_percent".into(),
+                    );
+                }
+                (FaultKind::PacketLoss, Some(x)) if !(x > 0.0 && x <= 100.0) => {
+                    return bad(p.key("loss_percent"), "must be > 0 and <= 100".into());
+                }
+                (FaultKind::PacketLoss, Some(_)) | (_, None) => {}
+                (k, Some(_)) => {
+                    return bad(
+                        p.key("loss_percent"),
+                        format!(
+                            "only a packet-loss fault takes loss_percent, not a {}",
+                            k.as_str()
+                        ),
+                    );
+                }
+            }
+            if f.kind == FaultKind::PacketLoss && f.latency_ms == Some(0) {
+                return bad(
+                    p.key("latency_ms"),
+                    "a retransmission timeout must be > 0".into(),
+                );
+            }
             if !f.from.is_empty() {
-                if f.kind != FaultKind::IsolateNodes {
+                if !matches!(f.kind, FaultKind::IsolateNodes | FaultKind::PacketLoss) {
                     return bad(
                         p.key("from"),
                         format!(
-                            "only an isolate-nodes fault takes from, not a {}",
+                            "only isolate-nodes and packet-loss faults take from, not a {}",
                             f.kind.as_str()
                         ),
                     );
@@ -1467,10 +1509,15 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
 
     #[test]
     fn node_faults_need_racks_and_a_fraction_in_range() {
-        for kind in ["isolate-nodes", "crash-nodes"] {
+        for kind in ["isolate-nodes", "crash-nodes", "packet-loss"] {
             let fault = |target: &str, extra: &str| {
+                let loss = if kind == "packet-loss" {
+                    "loss_percent = 1\n"
+                } else {
+                    ""
+                };
                 format!(
-                    "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"{kind}\"\ntarget = [\"{target}\"]\n{extra}"
+                    "{MINIMAL}\n[[faults]]\nat_s = 1\nkind = \"{kind}\"\ntarget = [\"{target}\"]\n{loss}{extra}"
                 )
             };
             let s = Scenario::parse(&fault("rack-1", "fraction = 0.5"), "s.toml").unwrap();
@@ -1524,7 +1571,10 @@ clients = [{ name = "mco", servers = ["broker-1"] }]
         assert!(e.message.contains("matches no broker"), "{e}");
         let e = Scenario::parse(&fault("crash-nodes", "broker-1"), "s.toml").unwrap_err();
         assert_eq!(e.key, "faults[0].from", "{e}");
-        assert!(e.message.contains("only an isolate-nodes"), "{e}");
+        assert!(
+            e.message.contains("only isolate-nodes and packet-loss"),
+            "{e}"
+        );
     }
 
     #[test]

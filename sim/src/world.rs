@@ -604,6 +604,21 @@ impl Applier<'_> {
                 };
                 format!("{what} {count} node(s) of {}{from}", racks.join(","))
             }
+            Op::PacketLoss(nodes, from, loss) => {
+                workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
+                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
+                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+                let from = if from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {}", from.join(","))
+                };
+                format!(
+                    "packet loss {} ppm on {count} node(s) of {}{from}",
+                    loss.ppm,
+                    racks.join(",")
+                )
+            }
             Op::CrashNodes(nodes) | Op::StartNodes(nodes) => {
                 let crash = matches!(op, Op::CrashNodes(_));
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);

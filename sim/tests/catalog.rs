@@ -237,6 +237,27 @@ fn mcollective_partition_nodes_moves_exactly_the_cut_off_tenth_to_the_other_brok
 }
 
 #[test]
+fn mcollective_packet_loss_delays_the_slowest_deliveries_and_loses_nothing() {
+    let o = run_catalog("mcollective-packet-loss.toml", None);
+    // With 3% of segments lost for 90 s of 230, over one percent of the deliveries wait
+    // for a retransmission timeout (200 ms), the median none; nothing is lost.
+    let l = &o.report.latency_us;
+    assert!(
+        l.value_at_quantile(0.5) < 10_000,
+        "{}",
+        l.value_at_quantile(0.5)
+    );
+    assert!(
+        l.value_at_quantile(0.99) >= 200_000,
+        "{}",
+        l.value_at_quantile(0.99)
+    );
+    assert_eq!(o.report.messages.lost, 0);
+    assert_eq!(o.report.messages.delivered, o.report.messages.attempted);
+    assert_eq!(o.report.failover_ms.len(), 0);
+}
+
+#[test]
 fn mcollective_crash_nodes_silences_exactly_the_crashed_tenth() {
     let o = run_catalog("mcollective-crash-nodes.toml", None);
     // The 80 dead nodes miss the six discoveries of the window, each loss blamed on the

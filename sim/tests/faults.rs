@@ -470,6 +470,68 @@ duration_s = 10
     );
 }
 
+/// How long each reply from `rack`'s nodes to a request due between `from_s` and `to_s`
+/// took, from the request's due time, in milliseconds.
+fn reply_ms(o: &Outcome, rack: &str, from_s: u64, to_s: u64) -> Vec<u64> {
+    let due: std::collections::BTreeMap<u64, u64> = o
+        .history
+        .requests
+        .iter()
+        .filter(|r| (from_s * 1_000_000..to_s * 1_000_000).contains(&r.intended_us))
+        .map(|r| (r.id, r.intended_us))
+        .collect();
+    o.history
+        .replies
+        .iter()
+        .filter(|r| o.history.clients[r.node.0 as usize].name.starts_with(rack))
+        .filter_map(|r| due.get(&r.request).map(|t| (r.at_us - t) / 1000))
+        .collect()
+}
+
+#[test]
+fn packet_loss_delays_a_racks_segments_by_retransmission_timeouts_and_loses_nothing() {
+    let o = go(&scenario(
+        2,
+        r#"
+[[faults]]
+at_s = 12
+kind = "packet-loss"
+target = ["rack-1"]
+loss_percent = 5
+duration_s = 20
+"#,
+    ));
+    let control = go(&scenario(2, ""));
+    assert_eq!(
+        applied(&o, "packet loss 50000 ppm on 20 node(s) of rack-1"),
+        1
+    );
+    assert_eq!(applied(&o, "packet loss 0 ppm on 20 node(s) of rack-1"), 1);
+    // Without the fault every reply takes a few milliseconds (and its reply delay).
+    let calm = reply_ms(&control, "rack-1", 0, 45);
+    assert!(calm.iter().all(|ms| *ms < 50), "{calm:?}");
+    // In the window some of rack-1's replies wait for one or more retransmission
+    // timeouts (200 ms, then 400 more, …), as TCP recovers a lost segment; rack-2's do
+    // not, and after the window nobody's do.
+    let lossy = reply_ms(&o, "rack-1", 13, 32);
+    assert_eq!(lossy.len(), reply_ms(&control, "rack-1", 13, 32).len());
+    let late = lossy.iter().filter(|ms| **ms >= 200).count();
+    assert!(late > 0 && late < lossy.len() / 2, "{late} of {lossy:?}");
+    assert!(lossy.iter().all(|ms| *ms < 50 || *ms >= 200), "{lossy:?}");
+    assert_eq!(
+        reply_ms(&o, "rack-2", 0, 45),
+        reply_ms(&control, "rack-2", 0, 45)
+    );
+    let after = reply_ms(&o, "rack-1", 35, 45);
+    assert!(after.iter().all(|ms| *ms < 50), "{after:?}");
+    // Nothing is lost: TCP delivers every segment in the end.
+    assert_eq!(o.report.messages.lost, 0);
+    assert_eq!(
+        o.report.messages.delivered,
+        control.report.messages.delivered
+    );
+}
+
 /// The client id of the one named `name`.
 fn client_named(o: &Outcome, name: &str) -> ClientId {
     let i = o.history.clients.iter().position(|c| c.name == name);

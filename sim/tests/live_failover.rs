@@ -539,3 +539,49 @@ fn crash_clients_kills_the_generators_own_mco_client_on_a_real_broker() {
         r.faults
     );
 }
+
+/// The isolate-nodes run's fleet, but every node loses 10% of its segments from 2 s to
+/// 10 s after the discoveries start (about 16 of the window's 160 deliveries are late:
+/// enough to be over the 99th percentile in any run).
+fn packet_loss_scenario() -> String {
+    ISOLATE
+        .replace("live-isolate-nodes", "live-packet-loss")
+        .replace(
+            "Live isolate-nodes: a quarter of the nodes lose their network for 8 s.",
+            "Live packet-loss: every node loses 10% of its segments for 8 s.",
+        )
+        .replace("kind = \"isolate-nodes\"", "kind = \"packet-loss\"")
+        .replace("fraction = 0.25\n", "loss_percent = 10\n")
+        // MCollective's heart-beats: 1 s ones with a read timeout would time out now and
+        // then behind two losses in a row (as they would on a real lossy link), and fail
+        // over, which is not what this test is about.
+        .replace(
+            "heartbeat_s = 1\nheartbeat_read_timeout = true\n",
+            "heartbeat_s = 30\n",
+        )
+        .replace(
+            "mco_fault_reply_ratio_min = 0.75\nmco_fault_reply_ratio_max = 0.75\n",
+            "lost_max = 0\n",
+        )
+}
+
+#[test]
+fn packet_loss_delays_the_generators_own_nodes_on_a_real_broker() {
+    // A lost segment arrives one retransmission timeout (200 ms) late, so the slowest
+    // percent of the deliveries takes over 200 ms where the rest take a few; nothing is
+    // lost and every reply arrives.
+    let text = packet_loss_scenario();
+    assert!(
+        text.contains("kind = \"packet-loss\"\ntarget = [\"rack-1\"]\nloss_percent = 10\n")
+            && text.contains("heartbeat_s = 30\n"),
+        "{text}"
+    );
+    let (r, what) = load_without_faults_via("live-packet-loss", &text);
+    assert_eq!(r.messages.lost, 0, "{what}");
+    let p50 = r.latency_us.value_at_quantile(0.5);
+    let p99 = r.latency_us.value_at_quantile(0.99);
+    assert!(p50 < 100_000, "p50 {p50} µs\n{what}");
+    assert!(p99 >= 200_000, "p99 {p99} µs\n{what}");
+    let m = r.mcollective.as_ref().expect("an MCollective summary");
+    assert_eq!(m.replies_received, m.replies_expected, "{m:?}\n{what}");
+}

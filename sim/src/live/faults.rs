@@ -85,6 +85,7 @@ pub fn client_side(kind: FaultKind) -> bool {
             | FaultKind::IsolateNodes
             | FaultKind::CrashNodes
             | FaultKind::CrashClients
+            | FaultKind::PacketLoss
     )
 }
 
@@ -203,6 +204,7 @@ impl LiveState {
             | Op::ClockSkew(..)
             | Op::IsolateNodes(..)
             | Op::ReconnectNodes(..)
+            | Op::PacketLoss(..)
             | Op::CrashNodes(_)
             | Op::StartNodes(_) => {}
         }

@@ -324,6 +324,7 @@ pub fn plan(
                     | FaultKind::IsolateNodes
                     | FaultKind::CrashNodes
                     | FaultKind::CrashClients
+                    | FaultKind::PacketLoss
             )
     };
     if s.faults.iter().any(names_brokers) {
@@ -592,7 +593,7 @@ fn keep_live_faults(s: &mut Scenario, notes: &mut Vec<String>) {
     });
     if !dropped.is_empty() {
         notes.push(format!(
-            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes, crash-nodes, crash-clients and heal-all only",
+            "fault kind(s) {} ignored: live runs apply crash, restart, hold, release, clock-skew, isolate-nodes, packet-loss, crash-nodes, crash-clients and heal-all only",
             dropped.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
@@ -1031,6 +1032,7 @@ mod tests {
             skew_ms: None,
             fraction: None,
             from: Vec::new(),
+            loss_percent: None,
             duration_s: Some(5.0),
             label: None,
         });

@@ -23,15 +23,29 @@
 //! [`Link`] has one such path per broker of the scenario, named as the node's server
 //! pool names it (a host in the simulator, `host:port` live).
 //!
+//! A `packet-loss` fault loses a share of the segments on the node's cable (or on its
+//! paths to some brokers). Turmoil's TCP has no retransmission, so a lost segment would
+//! wedge the stream for good; here, as real TCP recovers it, a loss becomes a delay: the
+//! segment, and everything behind it on that connection (TCP delivers in order), arrives
+//! one retransmission timeout later (`rto_ms`, 200 ms by default: Linux's minimum), twice
+//! that more for each retransmission lost too. Reads and writes on the node's side are
+//! both delayed, so both directions of the link lose. Segments are counted per read or
+//! write, at 1,460 bytes (an Ethernet MSS) each; draws come from the node's seed.
+//!
 //! The same wrapper runs live (over `TokioNet`), so that `isolate-nodes` is applied to the
 //! generator's own nodes there too.
 
+use std::future::Future;
 use std::io;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use stampede_broker::net::{BoxFuture, BoxStream, Datagrams, Listener, Net, SharedNet};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -45,11 +59,33 @@ pub struct Life {
     pub deaths: u64,
 }
 
-/// One path that a fault can cut: the whole cable, or the way to one broker.
+/// The bytes of one TCP segment (an Ethernet MSS): loss is drawn per segment.
+const SEGMENT_BYTES: usize = 1460;
+
+/// Retransmissions of one segment that can be lost in a row before it gets through
+/// (the delay is then 63 retransmission timeouts).
+const RETRANSMISSIONS_LOST_MAX: u32 = 5;
+
+/// One path that a fault can cut or make lossy: the whole cable, or the way to one
+/// broker.
 #[derive(Debug, Default)]
 struct Cable {
     cut: AtomicBool,
     cuts: AtomicU64,
+    /// Segments lost, per million (`packet-loss`).
+    loss_ppm: AtomicU32,
+    /// The retransmission timeout that recovers a lost segment, in milliseconds.
+    rto_ms: AtomicU64,
+}
+
+/// How lossy a connection's way is: segments lost per million, and the retransmission
+/// timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loss {
+    /// Segments lost, per million (0: none).
+    pub ppm: u32,
+    /// Retransmission timeout, in milliseconds.
+    pub rto_ms: u64,
 }
 
 impl Cable {
@@ -69,6 +105,18 @@ impl Cable {
 
     fn cuts(&self) -> u64 {
         self.cuts.load(Ordering::Relaxed)
+    }
+
+    fn set_loss(&self, loss: Loss) {
+        self.rto_ms.store(loss.rto_ms, Ordering::Relaxed);
+        self.loss_ppm.store(loss.ppm, Ordering::Relaxed);
+    }
+
+    fn loss(&self) -> Loss {
+        Loss {
+            ppm: self.loss_ppm.load(Ordering::Relaxed),
+            rto_ms: self.rto_ms.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -158,6 +206,28 @@ impl Link {
         drop(gone);
     }
 
+    /// Makes the cable (`from` empty) or the paths to brokers `from` lose segments
+    /// (`loss.ppm` 0: none any more).
+    pub fn set_loss(&self, from: &[String], loss: Loss) {
+        if from.is_empty() {
+            self.cable.set_loss(loss);
+        }
+        for (name, path) in &self.paths {
+            if from.contains(name) || (from.is_empty() && loss.ppm == 0) {
+                path.set_loss(loss);
+            }
+        }
+    }
+
+    /// How lossy the way along `path` is now: the lossier of the cable and the path.
+    fn loss(&self, path: Option<usize>) -> Loss {
+        let cable = self.cable.loss();
+        match path.map(|i| self.paths[i].1.loss()) {
+            Some(p) if p.ppm > cable.ppm => p,
+            _ => cable,
+        }
+    }
+
     /// Whether the way along `path` (a broker's index in `paths`; `None`: anywhere else)
     /// is cut now: the cable, or that path.
     fn is_cut(&self, path: Option<usize>) -> bool {
@@ -212,12 +282,21 @@ impl Link {
 pub struct LinkNet {
     inner: SharedNet,
     link: Arc<Link>,
+    /// Seeds the loss draws of each connection.
+    seed: u64,
+    /// Connections opened so far.
+    opened: AtomicU64,
 }
 
 impl LinkNet {
-    /// A network for one node.
-    pub fn shared(inner: SharedNet, link: Arc<Link>) -> SharedNet {
-        Arc::new(LinkNet { inner, link })
+    /// A network for one node, whose loss draws come from `seed`.
+    pub fn shared(inner: SharedNet, link: Arc<Link>, seed: u64) -> SharedNet {
+        Arc::new(LinkNet {
+            inner,
+            link,
+            seed,
+            opened: AtomicU64::new(0),
+        })
     }
 }
 
@@ -242,6 +321,8 @@ impl Net for LinkNet {
                 )));
             }
             let born = self.link.cuts(path);
+            let n = self.opened.fetch_add(1, Ordering::Relaxed);
+            let rng = SmallRng::seed_from_u64(crate::seed::derive(self.seed, &format!("loss/{n}")));
             let stream = self.inner.connect(addr).await?;
             Ok(Box::new(LinkStream {
                 inner: Some(stream),
@@ -249,6 +330,10 @@ impl Net for LinkNet {
                 path,
                 born,
                 life: life.deaths,
+                rng,
+                held: None,
+                write_stall: None,
+                write_drawn: false,
             }) as BoxStream)
         })
     }
@@ -283,6 +368,14 @@ struct LinkStream {
     born: (u64, u64),
     /// The process's death count when it was opened.
     life: u64,
+    /// Loss draws.
+    rng: SmallRng,
+    /// Bytes read whose segment was lost, and when its retransmission arrives.
+    held: Option<(Vec<u8>, Pin<Box<tokio::time::Sleep>>)>,
+    /// A write whose segment was lost waits for its retransmission.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The pending write has had its draw (it is not drawn again when retried).
+    write_drawn: bool,
 }
 
 impl LinkStream {
@@ -293,6 +386,32 @@ impl LinkStream {
     /// Whether its way is cut now.
     fn is_cut(&self) -> bool {
         self.link.is_cut(self.path)
+    }
+
+    /// How late `len` bytes arrive: `None` if none of their segments was lost, else one
+    /// retransmission timeout, doubled for each retransmission lost as well.
+    fn loss_delay(&mut self, len: usize) -> Option<Duration> {
+        let loss = self.link.loss(self.path);
+        if loss.ppm == 0 || len == 0 {
+            return None;
+        }
+        let p = f64::from(loss.ppm) / 1e6;
+        let segments = len.div_ceil(SEGMENT_BYTES) as i32;
+        let lost = 1.0 - (1.0 - p).powi(segments);
+        if !self.rng.random_bool(lost.clamp(0.0, 1.0)) {
+            return None;
+        }
+        // Each retransmission is lost with the same odds; each timeout is twice the last.
+        let mut wait = loss.rto_ms;
+        let mut total = wait;
+        for _ in 0..RETRANSMISSIONS_LOST_MAX {
+            if !self.rng.random_bool(p) {
+                break;
+            }
+            wait *= 2;
+            total += wait;
+        }
+        Some(Duration::from_millis(total))
     }
 
     /// Whether the process that opened it has died; if so, its kernel closes it now (the
@@ -354,7 +473,28 @@ impl AsyncRead for LinkStream {
             // the connection, as on a real pulled cable.
             return Poll::Pending;
         }
-        self.inner().poll_read(cx, buf)
+        // A lost segment's bytes, and everything behind them, wait for its retransmission.
+        if let Some((bytes, sleep)) = &mut self.held {
+            ready!(sleep.as_mut().poll(cx));
+            let n = bytes.len().min(buf.remaining());
+            buf.put_slice(&bytes[..n]);
+            bytes.drain(..n);
+            if bytes.is_empty() {
+                self.held = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        ready!(self.inner().poll_read(cx, buf))?;
+        let got = buf.filled().len() - before;
+        if let Some(delay) = self.loss_delay(got) {
+            let bytes = buf.filled()[before..].to_vec();
+            buf.set_filled(before);
+            self.held = Some((bytes, Box::pin(tokio::time::sleep(delay))));
+            // Polls the timer, so that it wakes this read.
+            return self.poll_read(cx, buf);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -375,7 +515,21 @@ impl AsyncWrite for LinkStream {
             // Accepted by the local stack, never delivered.
             return Poll::Ready(Ok(buf.len()));
         }
-        self.inner().poll_write(cx, buf)
+        // A lost segment holds this write, and everything behind it, until its
+        // retransmission gets through.
+        if !self.write_drawn {
+            self.write_drawn = true;
+            if let Some(delay) = self.loss_delay(buf.len()) {
+                self.write_stall = Some(Box::pin(tokio::time::sleep(delay)));
+            }
+        }
+        if let Some(sleep) = &mut self.write_stall {
+            ready!(sleep.as_mut().poll(cx));
+            self.write_stall = None;
+        }
+        let written = ready!(self.inner().poll_write(cx, buf));
+        self.write_drawn = false;
+        Poll::Ready(written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -124,7 +124,7 @@ pub(super) fn build(
                 start,
                 skew_ms,
                 clock_jump_ms: env.rack_clocks.cell(&rack.name),
-                net: LinkNet::shared(env.net.clone(), link.clone()),
+                net: LinkNet::shared(env.net.clone(), link.clone(), node_seed),
                 link,
                 seed: node_seed,
                 versioned_ids: rack.heartbeat_s > 0,
@@ -172,7 +172,7 @@ pub(super) fn build(
         config.send_timeout = Some(Duration::from_secs(2));
         let link = env.node_links.link(&c.name, 0);
         let mco = McoClient {
-            net: LinkNet::shared(env.net.clone(), link.clone()),
+            net: LinkNet::shared(env.net.clone(), link.clone(), client_seed),
             link,
             dialect: env.dialect,
             index,

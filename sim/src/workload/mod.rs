@@ -33,7 +33,7 @@ use crate::fault::Op;
 use crate::history::{ClientId, Recorder};
 use crate::net::TurmoilNet;
 use crate::scenario::{Middleware, Policy, REDIS_PORT, ReconnectSpec, Scenario};
-use link::Link;
+use link::{Link, Loss};
 
 /// Where the workloads run: the network their clients use and where each broker is.
 #[derive(Clone)]
@@ -74,6 +74,7 @@ pub fn apply_to_nodes(op: &Op, clocks: &RackClocks, links: &NodeLinks) {
         }
         Op::IsolateNodes(nodes, from) => links.set(nodes, from, true),
         Op::ReconnectNodes(nodes, from) => links.set(nodes, from, false),
+        Op::PacketLoss(nodes, from, loss) => links.set_loss(nodes, from, *loss),
         Op::CrashNodes(nodes) => links.set_dead(nodes, true),
         Op::StartNodes(nodes) => links.set_dead(nodes, false),
         Op::HealAll => {
@@ -117,6 +118,12 @@ impl NodeLinks {
         self.each(nodes, |l| if cut { l.cut(from) } else { l.connect(from) });
     }
 
+    /// Makes these nodes' cables (or, `from` not empty, their paths to those brokers)
+    /// lose segments, or (`loss.ppm` 0) stop losing them.
+    pub fn set_loss(&self, nodes: &[(String, Vec<u32>)], from: &[String], loss: Loss) {
+        self.each(nodes, |l| l.set_loss(from, loss));
+    }
+
     /// Kills (`dead`) or starts the processes of these nodes (rack, indices).
     pub fn set_dead(&self, nodes: &[(String, Vec<u32>)], dead: bool) {
         self.each(nodes, |l| if dead { l.kill() } else { l.start() });
@@ -139,6 +146,7 @@ impl NodeLinks {
     pub fn connect_all(&self) {
         for l in self.0.values().flatten() {
             l.connect(&[]);
+            l.set_loss(&[], Loss::default());
             l.start();
         }
     }
