@@ -137,6 +137,13 @@ impl AppendFile for SimFile {
         }
         Ok(())
     }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        use std::io::Seek;
+        injected(&self.1, false)?;
+        self.0.set_len(len)?;
+        self.0.seek(io::SeekFrom::Start(len)).map(|_| ())
+    }
 }
 
 impl Disk for SimDisk {
@@ -319,6 +326,15 @@ impl AppendFile for SharedAppend {
         if let DiskFault::SlowMs(ms) = f.fault {
             f.owed += Duration::from_millis(ms);
         }
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        injected(&self.fault, false)?;
+        let mut f = locked(&self.inode);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        f.bytes.truncate(len);
+        f.synced = f.synced.min(len);
         Ok(())
     }
 }

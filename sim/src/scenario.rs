@@ -513,8 +513,10 @@ pub enum FaultKind {
     /// handler stops it. At the end of the window the disk is repaired and a stopped
     /// broker is started again (its supervisor).
     DiskError,
-    /// The broker's store disk is full: every write fails with ENOSPC; as `disk-error`
-    /// otherwise (stampede-broker stops; ActiveMQ would wait for space).
+    /// The broker's store disk is full: every write fails with ENOSPC. The broker waits
+    /// for space, as ActiveMQ does (its store's `disk_full = "wait"`, the default):
+    /// receipts for persistent SENDs wait until the repair at the end of the window, and
+    /// nothing is lost. With `disk_full = "stop"` it stops as for a `disk-error`.
     DiskFull,
     /// Every sync of the broker's store takes `latency_ms` longer, for the window.
     SlowDisk,

@@ -143,8 +143,9 @@ pub fn run(
                 if slot.is_shared() {
                     note(&recorder, format!("{name} holds the shared store's lock"));
                 }
-                // A broker whose store fails stops (for an EIO as ActiveMQ does; on a full
-                // disk ActiveMQ would wait for space); its host waits for the repair.
+                // A broker whose store fails stops (for an EIO as ActiveMQ does; a full
+                // disk it waits out unless its store says `disk_full = "stop"`); its host
+                // waits for the repair.
                 let opened = slot.open().map_err(io::Error::other);
                 let outcome = match opened {
                     Ok(d) => serve(config, Some(d), cost, &name, &recorder, epoch_ms).await,

@@ -819,8 +819,17 @@ fn confirmed_between(o: &Outcome, from_s: f64, to_s: f64) -> usize {
 
 #[test]
 fn a_failing_disk_stops_the_broker_and_the_repair_starts_it_again() {
+    // A full disk does the same when the store is told to stop on one.
+    let stop_on_full = |kind: &str| {
+        let mut s = disk_scenario(kind, "");
+        if kind == "disk-full" {
+            let store = s.brokers[0].store.as_mut().unwrap();
+            store.disk_full = stampede_broker::store::DiskFullPolicy::Stop;
+        }
+        s
+    };
     for (kind, os_error) in [("disk-error", "os error 5"), ("disk-full", "os error 28")] {
-        let o = go(&disk_scenario(kind, ""));
+        let o = go(&stop_on_full(kind));
         let stopped: Vec<&String> = o
             .history
             .applied
@@ -851,6 +860,48 @@ fn a_failing_disk_stops_the_broker_and_the_repair_starts_it_again() {
             stampede_reports::summary_text(&o.report)
         );
     }
+}
+
+#[test]
+fn a_full_disk_holds_the_receipts_until_there_is_room_and_loses_nothing() {
+    let o = go(&disk_scenario("disk-full", ""));
+    let control = go(&disk_scenario("slow-disk", "latency_ms = 0"));
+    assert_eq!(applied(&o, "disk-full broker-1"), 1);
+    assert_eq!(applied(&o, "disk repaired broker-1"), 1);
+    // The broker waits for space (the store's default): it never stops, and starts once.
+    assert_eq!(
+        applied(&o, "broker-1 stopped"),
+        0,
+        "{:?}",
+        o.history.applied
+    );
+    assert_eq!(
+        applied(&o, "broker-1 started"),
+        1,
+        "{:?}",
+        o.history.applied
+    );
+    // No SEND is confirmed while the disk is full; the receipts held back come once the
+    // space is back, and everything confirmed is delivered.
+    assert_eq!(confirmed_between(&o, 12.1, 17.0), 0);
+    assert!(
+        confirmed_between(&o, 17.0, 18.0) > 10,
+        "{}",
+        confirmed_between(&o, 17.0, 18.0)
+    );
+    assert_eq!(o.report.messages.lost, 0);
+    assert_eq!(o.report.failover_ms.len(), 0);
+    // The producer was held back, not refused: as many SENDs were confirmed as without
+    // the fault.
+    let confirmed = |o: &Outcome| {
+        o.history
+            .sends
+            .iter()
+            .filter(|s| s.outcome == SendOutcome::Confirmed)
+            .count()
+    };
+    assert_eq!(confirmed(&o), confirmed(&control));
+    assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
 }
 
 #[test]

@@ -7,12 +7,17 @@
 //! shares the next sync (group commit comes for free under load). The channel from the
 //! core task holds at most [`STORE_BATCHES_MAX`] batches: when the disk falls behind, the
 //! core task waits to hand over a batch, and so stops taking new frames.
+//!
+//! A full disk (`[store] disk_full = "wait"`, the default) is waited out: the record that
+//! did not fit (the store took back what it wrote of it) is tried again every
+//! `disk_full_retry_interval_ms` until it fits, and nothing after it is reported synced
+//! before. With `"stop"`, or on any other error, the store has failed and the broker stops.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{Record, Store, StoreConfig, SyncPolicy};
+use crate::store::{DiskFullPolicy, Record, Store, StoreConfig, StoreError, SyncPolicy};
 
 /// Batches of records (one per pass of the core task) waiting for the store writer.
 pub(super) const STORE_BATCHES_MAX: usize = 64;
@@ -51,7 +56,7 @@ async fn serve(
     config: &StoreConfig,
     batches: &mut mpsc::Receiver<Batch>,
     progress: &watch::Sender<Progress>,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     let interval = Duration::from_millis(config.interval_ms.max(1));
     let window = Duration::from_millis(config.group_window_ms.max(1));
     let mut next_interval_sync = tokio::time::Instant::now() + interval;
@@ -76,7 +81,7 @@ async fn serve(
         let Some(first) = first else {
             return Ok(());
         };
-        write(store, first, &mut last, &mut records)?;
+        write(store, config, batches, first, &mut last, &mut records).await?;
         if config.sync == SyncPolicy::Group {
             // Group commit: wait a bounded window for more, unless the batch is full.
             let deadline = tokio::time::Instant::now() + window;
@@ -84,7 +89,7 @@ async fn serve(
                 tokio::select! {
                     biased;
                     b = batches.recv() => match b {
-                        Some(b) => write(store, b, &mut last, &mut records)?,
+                        Some(b) => write(store, config, batches, b, &mut last, &mut records).await?,
                         None => break,
                     },
                     () = tokio::time::sleep_until(deadline) => break,
@@ -93,7 +98,7 @@ async fn serve(
         }
         // Whatever is already waiting shares this sync.
         while let Ok(b) = batches.try_recv() {
-            write(store, b, &mut last, &mut records)?;
+            write(store, config, batches, b, &mut last, &mut records).await?;
         }
         if config.sync != SyncPolicy::IntervalMs {
             sync(store).await?;
@@ -106,7 +111,7 @@ async fn serve(
 
 /// Syncs, then waits out what the disk says the sync took beyond the call (a simulated
 /// slow disk), so that nothing is reported synced before the disk would have finished.
-async fn sync(store: &mut Store) -> Result<(), crate::store::StoreError> {
+async fn sync(store: &mut Store) -> Result<(), StoreError> {
     store.sync()?;
     let delay = store.take_sync_delay();
     if !delay.is_zero() {
@@ -115,14 +120,42 @@ async fn sync(store: &mut Store) -> Result<(), crate::store::StoreError> {
     Ok(())
 }
 
-fn write(
+/// Appends a batch; waits out a full disk per `config.disk_full` (`batches` tells
+/// whether the broker is shutting down meanwhile: then it gives up).
+async fn write(
     store: &mut Store,
+    config: &StoreConfig,
+    batches: &mpsc::Receiver<Batch>,
     batch: Batch,
     last: &mut Option<u64>,
     records: &mut usize,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
+    let retry = Duration::from_millis(config.disk_full_retry_interval_ms.max(1));
     for (ticket, record) in batch {
-        store.append(&record)?;
+        let mut waited = false;
+        loop {
+            match store.append(&record) {
+                Ok(()) => break,
+                Err(e)
+                    if e.is_no_space()
+                        && config.disk_full == DiskFullPolicy::Wait
+                        && !batches.is_closed() =>
+                {
+                    if !waited {
+                        tracing::warn!(
+                            "the store's disk is full ({e}): waiting for space, trying again every {} ms; persistent SENDs get their receipts once written",
+                            retry.as_millis()
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(retry).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if waited {
+            tracing::info!("the store's disk has room again: writing on");
+        }
         *last = Some(ticket);
         *records += 1;
     }

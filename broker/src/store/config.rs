@@ -34,6 +34,20 @@ pub enum FullPolicy {
     Error,
 }
 
+/// What the broker does when its store's disk is full (an append fails with ENOSPC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskFullPolicy {
+    /// It waits for space, as ActiveMQ's default IOException handler does for a "no space"
+    /// error: the record that did not fit is tried again every
+    /// `disk_full_retry_interval_ms`, persistent SENDs get their RECEIPTs once it is
+    /// written, and meanwhile the core stops taking new frames once the store writer's
+    /// queue is full (producer flow control). Nothing receipted is lost.
+    Wait,
+    /// It stops, like a failing disk (EIO), so that a slave can take over.
+    Stop,
+}
+
 /// What a broker does when another broker holds its store directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +82,10 @@ pub struct StoreConfig {
     pub bytes_max: u64,
     /// What a persistent SEND gets when the store is full.
     pub full_policy: FullPolicy,
+    /// What the broker does when the disk under the store is full.
+    pub disk_full: DiskFullPolicy,
+    /// `disk_full = "wait"`: milliseconds between attempts to write to a full disk.
+    pub disk_full_retry_interval_ms: u64,
     /// Journal files roll over at this size; fully acknowledged old files are deleted.
     pub segment_bytes_max: u64,
     /// On start, skip a record whose checksum fails in the middle of a journal file
@@ -92,6 +110,8 @@ impl Default for StoreConfig {
             interval_ms: 1_000,
             bytes_max: 10 * 1024 * 1024 * 1024,
             full_policy: FullPolicy::Block,
+            disk_full: DiskFullPolicy::Wait,
+            disk_full_retry_interval_ms: 500,
             segment_bytes_max: 32 * 1024 * 1024,
             skip_corrupt: false,
             master_slave: MasterSlave::None,
@@ -116,6 +136,10 @@ impl StoreConfig {
         positive(self.interval_ms, "interval_ms")?;
         positive(self.bytes_max, "bytes_max")?;
         positive(self.lock_acquire_interval_ms, "lock_acquire_interval_ms")?;
+        positive(
+            self.disk_full_retry_interval_ms,
+            "disk_full_retry_interval_ms",
+        )?;
         if self.lock_acquire_interval_ms > 3_600_000 {
             return Err(InvalidSetting::new(
                 KeyPath::root().key("lock_acquire_interval_ms"),

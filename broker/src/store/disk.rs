@@ -20,6 +20,9 @@ pub trait AppendFile: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes, so that the next append follows them (takes
+    /// back what a failed append wrote of itself).
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// A directory of files.
@@ -101,6 +104,12 @@ impl AppendFile for StdFile {
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
     }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        use std::io::Seek;
+        self.0.set_len(len)?;
+        self.0.seek(std::io::SeekFrom::Start(len)).map(|_| ())
+    }
 }
 
 impl Disk for StdDisk {
@@ -176,6 +185,13 @@ pub mod mem {
         }
 
         fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            let mut files = self.disk.0.lock().map_err(|_| io::ErrorKind::Other)?;
+            let file = files.get_mut(&self.name).ok_or(io::ErrorKind::NotFound)?;
+            file.truncate(usize::try_from(len).unwrap_or(usize::MAX));
             Ok(())
         }
     }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use config::{FullPolicy, MasterSlave, StoreConfig, SyncPolicy};
+pub use config::{DiskFullPolicy, FullPolicy, MasterSlave, StoreConfig, SyncPolicy};
 pub use disk::{AppendFile, Disk, StdDisk};
 pub use record::{DurableSub, Record, StoredMessage, durable_queue_name};
 
@@ -94,6 +94,24 @@ pub enum StoreError {
         file: String,
     },
 }
+
+impl StoreError {
+    /// Whether this is a full disk (ENOSPC) met by an append that took itself back:
+    /// nothing was written, and the same append can be tried again once there is room.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::Io { what, source } => {
+                what.starts_with("append to ")
+                    && (source.kind() == io::ErrorKind::StorageFull
+                        || source.raw_os_error() == Some(ENOSPC))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Linux's "no space left on device".
+const ENOSPC: i32 = 28;
 
 /// Settings the store itself needs (from `[store]`).
 #[derive(Clone, Copy, Debug)]
@@ -343,12 +361,18 @@ impl Store {
 
     /// Appends `record` (not yet synced). Rolls over to a new file when the current one
     /// is full.
+    ///
+    /// A record that cannot be written leaves nothing behind: what the failed append
+    /// wrote of it is cut off again, and the index does not count it, so the same record
+    /// can be appended again later (after [`StoreError::is_no_space`], once the disk has
+    /// room).
     pub fn append(&mut self, record: &Record) -> Result<(), StoreError> {
         if self.active_bytes >= self.options.segment_bytes_max {
             self.roll()?;
         }
+        self.write(record)?;
         self.index.apply(self.active_seq, record, &mut None);
-        self.write(record)
+        Ok(())
     }
 
     /// Makes everything appended durable.
@@ -385,17 +409,28 @@ impl Store {
 
     fn write(&mut self, record: &Record) -> Result<(), StoreError> {
         self.buf.clear();
-        if std::mem::take(&mut self.mark_due) {
+        let mark = std::mem::take(&mut self.mark_due);
+        if mark {
             record::encode_sync_mark(self.synced_bytes, &mut self.buf);
         }
         record::encode(record, &mut self.buf);
         let name = segment_name(self.active_seq);
-        self.active
-            .append(&self.buf)
-            .map_err(|source| StoreError::Io {
+        if let Err(source) = self.active.append(&self.buf) {
+            // Take back whatever part of the record reached the file, so that the file
+            // ends with a whole record again; if even that fails, the file's end is
+            // unknown and the error is not one to wait out.
+            let error = match self.active.truncate(self.active_bytes) {
+                Ok(()) => source,
+                Err(e) => io::Error::other(format!(
+                    "{source}, and cutting off the partial record failed: {e}"
+                )),
+            };
+            self.mark_due = mark;
+            return Err(StoreError::Io {
                 what: format!("append to {}", self.disk.describe(&name)),
-                source,
-            })?;
+                source: error,
+            });
+        }
         self.active_bytes += self.buf.len() as u64;
         self.dirty = true;
         Ok(())
@@ -419,7 +454,15 @@ impl Store {
         self.synced_bytes = self.active_bytes;
         self.mark_due = false;
         self.index.per_segment.insert(seq, 0);
-        self.write_durables()?;
+        // A new file without its durable subscriptions must not be appended to later:
+        // no failure here is one to wait out (`is_no_space` is false for it).
+        self.write_durables().map_err(|e| match e {
+            StoreError::Io { what, source } => StoreError::Io {
+                what: format!("roll over to {}: {what}", segment_name(seq)),
+                source,
+            },
+            e => e,
+        })?;
         self.compact()
     }
 

@@ -425,3 +425,103 @@ fn a_file_torn_inside_its_header_is_removed_so_that_the_next_start_works_too() {
         assert_eq!(ids(&r), [1], "cut {cut}");
     }
 }
+
+/// A [`MemDisk`] whose appends stop with ENOSPC once `room` bytes are used up (`None`:
+/// no limit), after writing what fits, as a real full disk does.
+#[derive(Clone, Default)]
+struct FullDisk {
+    mem: MemDisk,
+    room: Arc<std::sync::Mutex<Option<usize>>>,
+}
+
+struct FullFile {
+    inner: Box<dyn super::AppendFile>,
+    room: Arc<std::sync::Mutex<Option<usize>>>,
+}
+
+impl super::AppendFile for FullFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut room = self.room.lock().unwrap();
+        match *room {
+            Some(left) if left < bytes.len() => {
+                self.inner.append(&bytes[..left])?;
+                *room = Some(0);
+                Err(std::io::Error::from_raw_os_error(28))
+            }
+            Some(left) => {
+                *room = Some(left - bytes.len());
+                self.inner.append(bytes)
+            }
+            None => self.inner.append(bytes),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+impl Disk for FullDisk {
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.mem.list()
+    }
+    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.mem.read(name)
+    }
+    fn create(&self, name: &str) -> std::io::Result<Box<dyn super::AppendFile>> {
+        Ok(Box::new(FullFile {
+            inner: self.mem.create(name)?,
+            room: self.room.clone(),
+        }))
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.mem.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.mem.remove(name)
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.mem.sync_dir()
+    }
+    fn describe(&self, name: &str) -> String {
+        self.mem.describe(name)
+    }
+}
+
+#[test]
+fn an_append_that_finds_the_disk_full_leaves_nothing_and_can_be_tried_again() {
+    let disk = FullDisk::default();
+    let (mut store, _) = Store::open(Box::new(disk.clone()), options()).unwrap();
+    store.append(&Record::Enqueue(message(1, &["q"]))).unwrap();
+    store.sync().unwrap();
+    let file = journal_files(&disk.mem).pop().unwrap();
+    let before = disk.mem.read(&file).unwrap().len();
+    // Room for a part of the next record only: the append fails as a full disk, and what
+    // it wrote of the record is cut off again.
+    *disk.room.lock().unwrap() = Some(30);
+    for _ in 0..2 {
+        let e = store
+            .append(&Record::Enqueue(message(2, &["q"])))
+            .unwrap_err();
+        assert!(e.is_no_space(), "{e}");
+        assert_eq!(disk.mem.read(&file).unwrap().len(), before);
+    }
+    // Once there is room, the same record goes in, and the journal reads back whole.
+    *disk.room.lock().unwrap() = None;
+    store.append(&Record::Enqueue(message(2, &["q"]))).unwrap();
+    store.append(&ack(1, "q")).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let (_, r) = open(&disk.mem, options()).unwrap();
+    assert_eq!(ids(&r), [2]);
+    // Other errors are not a full disk.
+    let other = StoreError::Io {
+        what: "append to x".into(),
+        source: std::io::Error::from_raw_os_error(5),
+    };
+    assert!(!other.is_no_space());
+}
