@@ -554,8 +554,8 @@ pub enum FaultKind {
     /// names), connects, and makes the requests that fall due from then on.
     CrashClients,
     /// Heal every partition, release every hold, restore latencies, restart every
-    /// crashed broker and node, repair every disk, set every clock right and reconnect
-    /// every isolated node.
+    /// crashed broker, node and `mco` client, repair every disk, set every clock right,
+    /// reconnect every isolated node and end every packet loss.
     HealAll,
 }
 

@@ -147,7 +147,8 @@ enum Command {
         #[arg(long, value_name = "S")]
         duration: Option<f64>,
         /// Messages per second per queue producer, and discovery requests per second per
-        /// mco client (default: the scenario's rates).
+        /// mco client (directed requests, in a scenario that has no discovery) (default:
+        /// the scenario's rates).
         #[arg(long, value_name = "R")]
         rate: Option<f64>,
         /// Seconds of load before the measured window, excluded from the results.

@@ -212,8 +212,14 @@ pub fn plan(
         for q in &mut s.workload.queues {
             q.rate_per_s = r;
         }
+        // Requests per second per `mco` client: its discovery rounds, or, in a scenario
+        // of directed requests only (request/reply), its directed requests.
         if let Some(m) = &mut s.workload.mcollective {
-            m.discovery_interval_s = 1.0 / r;
+            if m.discovery_interval_s <= 0.0 && m.directed_interval_s > 0.0 {
+                m.directed_interval_s = 1.0 / r;
+            } else {
+                m.discovery_interval_s = 1.0 / r;
+            }
         }
     }
     if !s.faults.is_empty() {
@@ -1015,6 +1021,49 @@ mod tests {
         assert_eq!(p.scenario.duration_s, p.total_s());
         let names: Vec<&str> = p.scenario.brokers.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn rate_sets_discovery_rounds_or_else_directed_requests() {
+        let load = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../scenarios")
+                .join(name);
+            Scenario::load(&path).unwrap()
+        };
+        let opts = LiveOptions {
+            target: TargetUri::parse("tcp://a:1").unwrap(),
+            kind: Some(TargetKind::Stampede),
+            duration_s: Some(10.0),
+            warmup_s: 2.0,
+            drain_s: 3.0,
+            rate: Some(40.0),
+            shard: Shard::default(),
+            seed: None,
+            credentials: None,
+            threads: 1,
+            metrics: None,
+            faults_via: None,
+        };
+        let fanout = plan(&load("bench-fanout-800.toml"), &opts, &opts.target.servers).unwrap();
+        let m = fanout.scenario.workload.mcollective.as_ref().unwrap();
+        assert_eq!(
+            (m.discovery_interval_s, m.directed_interval_s),
+            (0.025, 0.0)
+        );
+        // Request/reply has no discovery: the rate is its directed requests', and no
+        // discovery rounds appear.
+        let rr = plan(
+            &load("bench-request-reply.toml"),
+            &opts,
+            &opts.target.servers,
+        )
+        .unwrap();
+        let m = rr.scenario.workload.mcollective.as_ref().unwrap();
+        assert_eq!(
+            (m.discovery_interval_s, m.directed_interval_s),
+            (0.0, 0.025)
+        );
     }
 
     #[test]

@@ -213,9 +213,17 @@ impl Link {
             self.cable.set_loss(loss);
         }
         for (name, path) in &self.paths {
-            if from.contains(name) || (from.is_empty() && loss.ppm == 0) {
+            if from.contains(name) {
                 path.set_loss(loss);
             }
+        }
+    }
+
+    /// Ends every loss, on the cable and on every path (a `heal-all`).
+    pub fn clear_loss(&self) {
+        self.cable.set_loss(Loss::default());
+        for (_, path) in &self.paths {
+            path.set_loss(Loss::default());
         }
     }
 
@@ -544,5 +552,53 @@ impl AsyncWrite for LinkStream {
             return Poll::Ready(Ok(()));
         }
         self.inner().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brokers() -> Vec<String> {
+        vec!["broker-1".to_owned(), "broker-2".to_owned()]
+    }
+
+    #[test]
+    fn a_path_is_a_broker_by_host_or_by_host_and_port() {
+        assert!(is_broker("broker-1", "broker-1:61613"));
+        assert!(is_broker("127.0.0.1:62613", "127.0.0.1:62613"));
+        assert!(!is_broker("broker-1", "broker-10:61613"));
+        assert!(!is_broker("127.0.0.1:62613", "127.0.0.1:62713"));
+    }
+
+    #[test]
+    fn cuts_and_losses_on_a_path_leave_the_others_alone_and_heal_all_ends_them() {
+        let link = Link::new(&brokers());
+        let lossy = Loss {
+            ppm: 50_000,
+            rto_ms: 200,
+        };
+        link.cut(&["broker-1".to_owned()]);
+        link.set_loss(&["broker-2".to_owned()], lossy);
+        assert!(link.is_cut(Some(0)));
+        assert!(!link.is_cut(Some(1)));
+        assert!(!link.is_cut(None));
+        assert_eq!(link.loss(Some(1)), lossy);
+        assert_eq!(link.loss(Some(0)), Loss::default());
+        // A loss on the whole cable counts on every path; the lossier one wins.
+        let worse = Loss {
+            ppm: 100_000,
+            rto_ms: 300,
+        };
+        link.set_loss(&[], worse);
+        assert_eq!(link.loss(Some(0)), worse);
+        assert_eq!(link.loss(Some(1)), worse);
+        // Ending the cable's loss leaves the path's.
+        link.set_loss(&[], Loss::default());
+        assert_eq!(link.loss(Some(1)), lossy);
+        link.connect(&[]);
+        link.clear_loss();
+        assert!(!link.is_cut(Some(0)));
+        assert_eq!(link.loss(Some(1)), Loss::default());
     }
 }

@@ -146,7 +146,7 @@ impl NodeLinks {
     pub fn connect_all(&self) {
         for l in self.0.values().flatten() {
             l.connect(&[]);
-            l.set_loss(&[], Loss::default());
+            l.clear_loss();
             l.start();
         }
     }
