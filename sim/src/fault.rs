@@ -174,12 +174,7 @@ impl Timeline {
         let hosts = scenario.hosts();
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
         let racks: Vec<String> = scenario.racks.iter().map(|r| r.name.clone()).collect();
-        let clients: Vec<String> = scenario
-            .workload
-            .mcollective
-            .iter()
-            .flat_map(|m| m.clients.iter().map(|c| c.name.clone()))
-            .collect();
+        let clients = scenario.mco_client_names();
         let mut t = Timeline::default();
         for (i, f) in scenario.faults.iter().enumerate() {
             t.add_explicit(f, &hosts, &brokers, &racks, &clients);

@@ -801,6 +801,15 @@ impl Scenario {
         self.brokers.iter().any(|b| b.cost_profile.is_some())
     }
 
+    /// The names of the `mco` clients of the MCollective workload, in order.
+    pub fn mco_client_names(&self) -> Vec<String> {
+        self.workload
+            .mcollective
+            .iter()
+            .flat_map(|m| m.clients.iter().map(|c| c.name.clone()))
+            .collect()
+    }
+
     /// Every host name the scenario creates, in creation order.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self.brokers.iter().map(|b| b.name.clone()).collect();
@@ -1121,12 +1130,7 @@ impl Scenario {
                 }
                 FaultKind::HealAll => {}
                 FaultKind::CrashClients => {
-                    let clients: Vec<&str> = self
-                        .workload
-                        .mcollective
-                        .iter()
-                        .flat_map(|m| m.clients.iter().map(|c| c.name.as_str()))
-                        .collect();
+                    let clients = self.mco_client_names();
                     if f.target.is_empty() {
                         return bad(
                             p.key("target"),

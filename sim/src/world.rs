@@ -593,40 +593,30 @@ impl Applier<'_> {
                 }
             }
             Op::IsolateNodes(nodes, from) | Op::ReconnectNodes(nodes, from) => {
-                let cut = matches!(op, Op::IsolateNodes(..));
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
-                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
-                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
-                let what = if cut { "isolate" } else { "reconnect" };
-                let from = if from.is_empty() {
-                    String::new()
+                let what = if matches!(op, Op::IsolateNodes(..)) {
+                    "isolate"
                 } else {
-                    format!(" from {}", from.join(","))
+                    "reconnect"
                 };
-                format!("{what} {count} node(s) of {}{from}", racks.join(","))
+                format!("{what} {}", which_nodes(nodes, from))
             }
             Op::PacketLoss(nodes, from, loss) => {
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
-                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
-                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
-                let from = if from.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {}", from.join(","))
-                };
                 format!(
-                    "packet loss {} ppm on {count} node(s) of {}{from}",
+                    "packet loss {} ppm on {}",
                     loss.ppm,
-                    racks.join(",")
+                    which_nodes(nodes, from)
                 )
             }
             Op::CrashNodes(nodes) | Op::StartNodes(nodes) => {
-                let crash = matches!(op, Op::CrashNodes(_));
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
-                let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
-                let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
-                let what = if crash { "crash" } else { "start" };
-                format!("{what} {count} node(s) of {}", racks.join(","))
+                let what = if matches!(op, Op::CrashNodes(_)) {
+                    "crash"
+                } else {
+                    "start"
+                };
+                format!("{what} {}", which_nodes(nodes, &[]))
             }
             Op::HealAll => {
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
@@ -648,4 +638,17 @@ impl Applier<'_> {
             }
         }
     }
+}
+
+/// `N node(s) of RACKS[ from BROKERS]`: the nodes a node fault acts on, for the log of
+/// applied actions.
+fn which_nodes(nodes: &[(String, Vec<u32>)], from: &[String]) -> String {
+    let count: usize = nodes.iter().map(|(_, n)| n.len()).sum();
+    let racks: Vec<&str> = nodes.iter().map(|(r, _)| r.as_str()).collect();
+    let from = if from.is_empty() {
+        String::new()
+    } else {
+        format!(" from {}", from.join(","))
+    };
+    format!("{count} node(s) of {}{from}", racks.join(","))
 }

@@ -89,7 +89,7 @@ pub fn client_side(kind: FaultKind) -> bool {
     )
 }
 
-/// Applies `timeline`'s client-side actions (`clock-skew`, `isolate-nodes`, `crash-nodes`, and their
+/// Applies `timeline`'s client-side actions (`clock-skew`, `isolate-nodes`, `packet-loss`, `crash-nodes`, `crash-clients`, and their
 /// part of `heal-all`) to the generator's nodes through `clocks` and `links`, each at
 /// `origin` plus its time.
 /// Returns when the timeline is exhausted.

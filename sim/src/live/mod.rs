@@ -322,17 +322,7 @@ pub fn plan(
     }
     // Faults on the generator's own nodes and clients name no broker, unless they cut
     // nodes from some.
-    let names_brokers = |f: &FaultSpec| {
-        !f.from.is_empty()
-            || !matches!(
-                f.kind,
-                FaultKind::ClockSkew
-                    | FaultKind::IsolateNodes
-                    | FaultKind::CrashNodes
-                    | FaultKind::CrashClients
-                    | FaultKind::PacketLoss
-            )
-    };
+    let names_brokers = |f: &FaultSpec| !f.from.is_empty() || !faults::client_side(f.kind);
     if s.faults.iter().any(names_brokers) {
         anyhow::ensure!(
             by_index,

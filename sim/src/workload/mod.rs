@@ -96,11 +96,7 @@ impl NodeLinks {
     pub fn for_racks(scenario: &Scenario) -> NodeLinks {
         let brokers: Vec<String> = scenario.brokers.iter().map(|b| b.name.clone()).collect();
         let racks = scenario.racks.iter().map(|r| (r.name.clone(), r.nodes));
-        let clients = scenario
-            .workload
-            .mcollective
-            .iter()
-            .flat_map(|m| m.clients.iter().map(|c| (c.name.clone(), 1)));
+        let clients = scenario.mco_client_names().into_iter().map(|c| (c, 1));
         NodeLinks(Arc::new(
             racks
                 .chain(clients)
