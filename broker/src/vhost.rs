@@ -533,6 +533,18 @@ impl Vhost {
     }
 }
 
+/// The AMQP pattern a RabbitMQ-convention subscription's internal topic name spells
+/// (without `/topic/`): literal words are escaped, so a `*` segment can only be AMQP's `*`
+/// and a `>` only its `#`. Used to restore a durable subscription queue's binding.
+pub fn pattern_of_internal(name: &str) -> Pattern {
+    let words = name.split('.').map(|w| match w {
+        "*" => Word::One,
+        ">" => Word::Any,
+        lit => Word::Literal(lit.to_owned()),
+    });
+    Pattern::from_words(words, name)
+}
+
 /// One internal segment for any word: `%`, `.`, `*`, `>` and `,` as `%XX`, and the empty
 /// word as a lone `%` (which escaping never produces otherwise).
 pub fn escape_word(word: &str) -> String {

@@ -48,7 +48,7 @@ pub use work::Work;
 
 use crate::proto::{Frame, Version};
 use crate::security::Security;
-use dispatch::{Durable, Queue, Subscription, TopicIndex};
+use dispatch::{Durables, Queue, Subscription, TopicIndex};
 use ids::{QueueKey, SubKey};
 use session::Conn;
 
@@ -254,7 +254,7 @@ pub struct Broker {
     /// The store's side in the core, when the broker has a store.
     persist: Option<persist::Persistence>,
     /// Durable topic subscriptions by (client-id, subscription name).
-    durables: BTreeMap<(String, String), Durable>,
+    durables: Durables,
     /// Virtual hosts (none: one namespace, ActiveMQ's names).
     vhosts: crate::vhost::Vhosts,
     /// RabbitMQ queues declared per vhost (by configuration or by `/queue/` use), which
@@ -305,7 +305,7 @@ impl Broker {
             retrying: false,
             work: Work::default(),
             persist: None,
-            durables: BTreeMap::new(),
+            durables: Default::default(),
             vhosts,
             declared,
             routed: None,

@@ -41,6 +41,9 @@ pub(super) struct Routed {
     /// A SEND to a RabbitMQ queue that does not exist: taken and dropped, as RabbitMQ
     /// drops an unroutable message.
     pub(super) discard: bool,
+    /// A SUBSCRIBE to an exchange in a RabbitMQ-convention vhost (`/exchange/…`,
+    /// `/topic/…`): it consumes from a subscription queue bound to the exchange.
+    pub(super) exchange: bool,
 }
 
 impl Broker {
@@ -105,11 +108,15 @@ impl Broker {
         }
         frame.headers.remove("destination");
         frame.headers.push("destination", t.internal);
+        let exchange = convention == Convention::RabbitMq
+            && use_ == Use::Subscribe
+            && matches!(t.resource, Resource::Exchange(_));
         self.routed = Some(Routed {
             display: ByteString::from(t.display),
             written: ByteString::from(text),
             pattern: t.pattern,
             discard,
+            exchange,
         });
         Ok(())
     }

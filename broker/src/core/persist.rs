@@ -138,7 +138,10 @@ impl Broker {
 
     /// Whether `message` in `queue` is in the store.
     pub(super) fn is_stored(&self, queue: &QueueKey, message: &Message) -> bool {
-        self.persist.is_some() && message.persist_id.is_some() && queue.kind == Kind::Queue
+        self.persist.is_some()
+            && message.persist_id.is_some()
+            && queue.kind == Kind::Queue
+            && self.queues.get(queue).is_none_or(|q| !q.transient)
     }
 
     /// Records `message` entering `queues` (those that keep it on disk); false when none

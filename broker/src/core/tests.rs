@@ -2583,6 +2583,196 @@ fn rabbitmq_exchanges_route_by_their_type() {
 }
 
 #[test]
+fn rabbitmq_exchange_subscriptions_consume_a_queue_of_their_own() {
+    let mut h = vhost_harness();
+    let x = "/exchange/mcollective_broadcast/rpcutil";
+    let node = h.connect_host("/mcollective");
+    h.subscribe(
+        node,
+        "s",
+        x,
+        &[("ack", "client-individual"), ("prefetch-count", "1")],
+    );
+    let client = h.connect_host("/mcollective");
+    for body in ["m1", "m2", "m3"] {
+        h.send(client, x, body, &[]);
+    }
+    // The queue holds what the prefetch keeps back; a topic subscription would have had
+    // all three written at once.
+    let first = h.messages(node);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].body_str(), "m1");
+    assert_eq!(first[0].get("destination"), Some(x));
+    h.frame(
+        node,
+        Frame::new(Command::Nack).header("id", first[0].get("ack").unwrap()),
+    );
+    let again = h.messages(node);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body_str(), "m1");
+    assert_eq!(again[0].get("redelivered"), Some("true"));
+    h.frame(
+        node,
+        Frame::new(Command::Ack).header("id", again[0].get("ack").unwrap()),
+    );
+    assert_eq!(h.bodies(node), ["m2"]);
+    // Exclusive and auto-delete: it goes with the subscription, messages and all.
+    let depth = |h: &Harness| {
+        h.broker
+            .queue_depths()
+            .iter()
+            .filter(|d| d.destination.contains("durable,"))
+            .map(|d| d.messages)
+            .sum::<u64>()
+    };
+    assert_eq!(depth(&h), 1, "m3 waits in the subscription's queue");
+    h.frame(node, Frame::new(Command::Unsubscribe).header("id", "s"));
+    assert_eq!(
+        h.broker
+            .queue_depths()
+            .iter()
+            .filter(|d| d.destination.contains("durable,"))
+            .count(),
+        0
+    );
+    h.subscribe(node, "s2", x, &[]);
+    h.send(client, x, "m4", &[]);
+    assert_eq!(
+        h.bodies(node),
+        ["m4"],
+        "the old queue's messages went with it"
+    );
+    // A connection that ends takes its subscription queues with it.
+    h.subscribe(node, "s3", x, &[("ack", "client"), ("prefetch-count", "1")]);
+    h.take(node);
+    h.send(client, x, "m5", &[]);
+    h.send(client, x, "m6", &[]);
+    assert!(depth(&h) > 0);
+    h.broker.handle_close(h.now_ms, node);
+    h.pump();
+    assert_eq!(depth(&h), 0);
+}
+
+#[test]
+fn rabbitmq_durable_subscriptions_outlive_their_connection() {
+    let mut h = vhost_harness();
+    let t = "/topic/news.#";
+    let sub = [("durable", "true"), ("auto-delete", "false")];
+    let a = h.connect_host("/mcollective");
+    h.subscribe(a, "d1", t, &sub);
+    let p = h.connect_host("/mcollective");
+    h.send(p, "/topic/news.eu", "n1", &[]);
+    assert_eq!(h.bodies(a), ["n1"]);
+    h.broker.handle_close(h.now_ms, a);
+    h.pump();
+    h.send(p, "/topic/news.eu", "n2", &[]);
+    h.send(p, "/topic/news.us.ny", "n3", &[]);
+    h.send(p, "/topic/sport", "not-news", &[]);
+    // Back with the same id: what came while it was away.
+    let b = h.connect_host("/mcollective");
+    h.subscribe(b, "d1", t, &sub);
+    assert_eq!(h.bodies(b), ["n2", "n3"]);
+    // Only one consumer at a time.
+    let c = h.connect_host("/mcollective");
+    h.subscribe(c, "d1", t, &sub);
+    let e = h.take(c);
+    assert_eq!(e[0].command, "ERROR");
+    assert!(e[0].get("message").unwrap().starts_with("RESOURCE_LOCKED"));
+    // A durable subscription needs an id: STOMP 1.0 clients may leave it out.
+    let old = h.connect_host("/mcollective");
+    h.frame(
+        old,
+        Frame::new(Command::Subscribe)
+            .header("destination", "/topic/x")
+            .header("durable", "true")
+            .header("auto-delete", "false"),
+    );
+    let e = h.take(old);
+    assert_eq!(e[0].command, "ERROR", "{e:?}");
+    // UNSUBSCRIBE with durable:true deletes it; without, it would stay.
+    h.frame(
+        b,
+        Frame::new(Command::Unsubscribe)
+            .header("id", "d1")
+            .header("durable", "true"),
+    );
+    h.send(p, "/topic/news.eu", "n4", &[]);
+    let d = h.connect_host("/mcollective");
+    h.subscribe(d, "d1", t, &sub);
+    assert!(h.take(d).is_empty(), "the durable queue was deleted");
+}
+
+#[test]
+fn rabbitmq_durable_subscription_queues_survive_a_restart() {
+    use crate::store::disk::mem::MemDisk;
+    use crate::store::{Store, StoreOptions};
+    let options = StoreOptions {
+        segment_bytes_max: 1 << 20,
+        skip_corrupt: false,
+    };
+    let disk = MemDisk::default();
+    let (mut store, _) = Store::open(Box::new(disk.clone()), options).unwrap();
+    let start = || {
+        let mut h = vhost_harness();
+        h.broker.enable_persistence(PersistSettings {
+            bytes_max: u64::MAX,
+            full_policy: crate::store::FullPolicy::Block,
+        });
+        h
+    };
+    let x = "/exchange/mcollective_broadcast";
+    let durable = [("durable", "true"), ("auto-delete", "false")];
+    let mut h = start();
+    let a = h.connect_host("/mcollective");
+    h.subscribe(a, "d1", &format!("{x}/news.#.fr"), &durable);
+    h.subscribe(a, "gone", &format!("{x}/news.#.fr"), &[]);
+    h.broker.handle_close(h.now_ms, a);
+    h.pump();
+    // A live exclusive subscription takes the message too, but never stores it.
+    let e = h.connect_host("/mcollective");
+    h.subscribe(e, "live", &format!("{x}/news.#.fr"), &[("ack", "client")]);
+    let p = h.connect_host("/mcollective");
+    h.send(p, &format!("{x}/news.eu.fr"), "n1", &[PERSISTENT]);
+    h.send(p, &format!("{x}/sport"), "no", &[PERSISTENT]);
+    assert_eq!(h.bodies(e), ["n1"]);
+    for (_, r) in &h.persisted {
+        if let crate::store::Record::Enqueue(m) = r {
+            assert_eq!(m.queues.len(), 1, "only the durable queue: {:?}", m.queues);
+        }
+    }
+    // Only the durable queue is stored; the exclusive one was never a record.
+    let adds = h
+        .persisted
+        .iter()
+        .filter(|(_, r)| matches!(r, crate::store::Record::DurableAdd(_)))
+        .count();
+    assert_eq!(adds, 1);
+    for (_, record) in std::mem::take(&mut h.persisted) {
+        store.append(&record).unwrap();
+    }
+    store.sync().unwrap();
+    drop(store);
+    let (_, recovered) = Store::open(Box::new(disk), options).unwrap();
+    let mut h = start();
+    h.broker.restore(recovered);
+    let p = h.connect_host("/mcollective");
+    // The restored binding is the AMQP pattern: `#` matches zero or more words, in the
+    // middle too.
+    h.send(p, &format!("{x}/news.fr"), "n2", &[]);
+    h.send(p, &format!("{x}/news.eu.de"), "no", &[]);
+    let b = h.connect_host("/mcollective");
+    h.subscribe(b, "d1", &format!("{x}/news.#.fr"), &durable);
+    let got = h.messages(b);
+    let bodies: Vec<_> = got.iter().map(|f| f.body_str().to_owned()).collect();
+    assert_eq!(bodies, ["n1", "n2"]);
+    assert_eq!(got[0].get("redelivered"), Some("true"));
+    assert_eq!(
+        got[0].get("destination"),
+        Some("/exchange/mcollective_broadcast/news.eu.fr")
+    );
+}
+
+#[test]
 fn rabbitmq_queues_amq_queues_and_topics() {
     let mut h = vhost_harness();
     let p = h.connect_host("/mcollective");

@@ -138,6 +138,59 @@ def case_exchanges(args):
         c.disconnect()
 
 
+def case_subscription_queue(args):
+    """An exchange subscription consumes a queue of its own: prefetch-count holds messages
+    back, NACK redelivers, ACK lets the next one through."""
+    b = "/exchange/mcollective_broadcast/%s.queued" % RUN
+    node, ncol = connect(args, args.vhost)
+    node.subscribe(b, id="q", ack="client-individual", headers={"prefetch-count": "1"})
+    sync(node, ncol)
+    client, ccol = connect(args, args.vhost)
+    for body in ("m1", "m2"):
+        client.send(b, body)
+    first = ncol.take(1)[0]
+    check(first.body == "m1", "got %r" % first.body)
+    ncol.quiet("a second message past prefetch-count 1")
+    node.nack(first.headers["message-id"], "q")
+    again = ncol.take(1)[0]
+    check(again.body == "m1", "NACK redelivered %r" % again.body)
+    check(again.headers.get("redelivered") == "true", "not marked redelivered: %r" % again.headers)
+    node.ack(again.headers["message-id"], "q")
+    nxt = ncol.take(1)[0]
+    check(nxt.body == "m2", "after the ACK got %r" % nxt.body)
+    node.ack(nxt.headers["message-id"], "q")
+    for c in (node, client):
+        c.disconnect()
+
+
+def case_durable_subscription(args):
+    """durable:true with auto-delete:false keeps messages while the subscriber is away;
+    UNSUBSCRIBE with durable:true deletes the subscription."""
+    t = "/topic/%s.durable.#" % RUN
+    headers = {"durable": "true", "auto-delete": "false"}
+    sid = "%s-d" % RUN
+    a, acol = connect(args, args.vhost)
+    a.subscribe(t, id=sid, headers=headers)
+    sync(a, acol)
+    a.disconnect()
+    client, ccol = connect(args, args.vhost)
+    client.send("/topic/%s.durable.x" % RUN, "while-away")
+    sync(client, ccol)
+    b, bcol = connect(args, args.vhost)
+    b.subscribe(t, id=sid, headers=headers)
+    got = bcol.take(1)[0]
+    check(got.body == "while-away", "got %r" % got.body)
+    b.unsubscribe(sid, headers={"durable": "true", "auto-delete": "false"})
+    sync(b, bcol)
+    client.send("/topic/%s.durable.x" % RUN, "after-delete")
+    sync(client, ccol)
+    b.subscribe(t, id=sid, headers=headers)
+    bcol.quiet("a message for a deleted durable subscription")
+    b.unsubscribe(sid, headers={"durable": "true", "auto-delete": "false"})
+    for c in (b, client):
+        c.disconnect()
+
+
 def case_temp_queue_reply(args):
     """reply-to:/temp-queue/x subscribes the sender; the receiver answers /reply-queue/…"""
     server, scol = connect(args, args.vhost)
@@ -206,7 +259,7 @@ def case_unknown_vhost(args):
     check(col.errors[0].headers.get("message"), "ERROR without message: %r" % col.errors[0].headers)
 
 
-CASES = [case_exchanges, case_temp_queue_reply, case_queues, case_isolation, case_unknown_vhost]
+CASES = [case_exchanges, case_subscription_queue, case_durable_subscription, case_temp_queue_reply, case_queues, case_isolation, case_unknown_vhost]
 
 
 def main():

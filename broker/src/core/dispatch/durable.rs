@@ -7,7 +7,19 @@
 //! `activemq.subscriptionName` removes the subscription and its messages. With a store,
 //! durable subscriptions and their persistent messages survive restarts
 //! ([`Broker::restore`]).
+//!
+//! The same machinery gives RabbitMQ's subscriptions to exchanges (in RabbitMQ-convention
+//! vhosts, `/exchange/…` and `/topic/…`) their queue: RabbitMQ binds a queue of the
+//! subscription's own to the exchange and the subscriber consumes it, so messages wait for
+//! a slow subscriber (up to `limits.queue_messages_max`) instead of being dropped as
+//! ActiveMQ's topic subscribers' are, and ack modes, `prefetch-count` and NACK behave as on
+//! a queue. By default that queue is exclusive and auto-delete: it goes with its
+//! subscription ([`Durable::auto_delete`]). With `durable:true` (or `persistent:true`)
+//! and `auto-delete:false` it outlives the connection, named by `x-queue-name` or the
+//! subscription `id`, survives restarts with a store, and an UNSUBSCRIBE with
+//! `durable:true` deletes it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,6 +40,29 @@ pub(crate) const SUBSCRIPTION_NAME: &str = "activemq.subscriptionName";
 /// A durable subscription's key: (client-id, subscription name).
 pub(crate) type DurableKey = (String, String);
 
+/// The first half of the key of a RabbitMQ durable subscription queue, before the vhost's
+/// name: no ActiveMQ client id starts with a control character in practice, and nothing
+/// but this module makes one.
+const RABBIT_DURABLE: &str = "\u{1}rabbitmq ";
+
+/// The first half of the key of an exclusive auto-delete subscription queue, before the
+/// connection's id (the second half is the subscription's id).
+const RABBIT_EXCLUSIVE: &str = "\u{1}conn ";
+
+/// Whether a stored durable subscription key is a RabbitMQ one (its pattern comes from
+/// the exchange's AMQP matching, not ActiveMQ's wildcards).
+fn is_rabbit_key(client_id: &str) -> bool {
+    client_id.starts_with(RABBIT_DURABLE)
+}
+
+/// A RabbitMQ header that is true (RabbitMQ reads `true` case-insensitively).
+fn header_true(frame: &Frame, name: &str) -> bool {
+    frame
+        .headers
+        .get(name)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// One durable subscription.
 pub(crate) struct Durable {
     /// The topic as the client wrote it.
@@ -42,6 +77,9 @@ pub(crate) struct Durable {
     pub(super) queue: QueueKey,
     /// The subscription consuming it now, if its client is connected.
     pub(super) active: Option<SubKey>,
+    /// Deleted with its subscription (RabbitMQ's exclusive auto-delete subscription
+    /// queue); never stored.
+    pub(super) auto_delete: bool,
 }
 
 impl Durable {
@@ -64,19 +102,91 @@ impl Durable {
     }
 }
 
+/// Every durable subscription (and RabbitMQ subscription queue), indexed so that a topic
+/// message looks only at those that can want it: exact ones by their topic, and the
+/// wildcard ones.
+#[derive(Default)]
+pub(crate) struct Durables {
+    by_key: BTreeMap<DurableKey, Durable>,
+    exact: BTreeMap<QueueKey, BTreeSet<DurableKey>>,
+    wildcard: BTreeSet<DurableKey>,
+}
+
+impl Durables {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    fn get(&self, key: &DurableKey) -> Option<&Durable> {
+        self.by_key.get(key)
+    }
+
+    fn get_mut(&mut self, key: &DurableKey) -> Option<&mut Durable> {
+        self.by_key.get_mut(key)
+    }
+
+    fn contains_key(&self, key: &DurableKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    fn insert(&mut self, key: DurableKey, d: Durable) {
+        self.remove(&key);
+        if d.pattern.is_some() {
+            self.wildcard.insert(key.clone());
+        } else {
+            self.exact
+                .entry(d.topic.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.by_key.insert(key, d);
+    }
+
+    fn remove(&mut self, key: &DurableKey) -> Option<Durable> {
+        let d = self.by_key.remove(key)?;
+        if !self.wildcard.remove(key)
+            && let Some(set) = self.exact.get_mut(&d.topic)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.exact.remove(&d.topic);
+            }
+        }
+        Some(d)
+    }
+
+    /// Those that may want a message on `topic`, in key order.
+    fn candidates<'a>(&'a self, topic: &QueueKey) -> impl Iterator<Item = &'a Durable> + 'a {
+        let exact = self.exact.get(topic).into_iter().flatten();
+        let mut keys: Vec<&DurableKey> = exact.chain(self.wildcard.iter()).collect();
+        keys.sort();
+        keys.into_iter().filter_map(|k| self.by_key.get(k))
+    }
+}
+
 impl Broker {
     /// For a SUBSCRIBE with `activemq.subscriptionName`: finds or creates the durable
     /// subscription and returns its key and queue. The caller makes the subscription and
     /// attaches it to the queue.
+    ///
+    /// `exchange` is set for a SUBSCRIBE to an exchange in a RabbitMQ-convention vhost:
+    /// the subscription's id and how it matches routing keys. Such a subscription always
+    /// gets a queue (see the module's documentation).
     pub(super) fn open_durable(
         &mut self,
         conn_id: ConnId,
         frame: &Frame,
         topic: &QueueKey,
         wildcard: bool,
+        exchange: Option<(&str, Option<Pattern>)>,
     ) -> Result<Option<(DurableKey, QueueKey)>, FrameError> {
         let Some(name) = frame.headers.get(SUBSCRIPTION_NAME) else {
-            return Ok(None);
+            return match exchange {
+                Some((sub_id, pattern)) => self
+                    .open_subscription_queue(conn_id, frame, topic, sub_id, pattern)
+                    .map(Some),
+                None => Ok(None),
+            };
         };
         if topic.kind != Kind::Topic {
             return Err(FrameError::Refused(format!(
@@ -95,6 +205,13 @@ impl Broker {
                 "durable subscription '{name}' needs a client-id header on CONNECT"
             )));
         };
+        if client_id.starts_with('\u{1}') {
+            // The keys of RabbitMQ subscription queues start so; no client id may.
+            return Err(FrameError::Refused(format!(
+                "durable subscription '{name}': a client-id may not start with a control \
+                 character"
+            )));
+        }
         let key = (client_id, name.to_owned());
         let dest_text = frame.headers.get("destination").unwrap_or("").to_owned();
         let selector_text = frame
@@ -135,6 +252,7 @@ impl Broker {
             no_local,
             queue: QueueKey::queue(&durable_queue_name(&key.0, &key.1)),
             active: None,
+            auto_delete: false,
         };
         let queue = durable.queue.clone();
         self.ensure_queue(&queue)?;
@@ -146,11 +264,134 @@ impl Broker {
         Ok(Some((key, queue)))
     }
 
+    /// The queue of a RabbitMQ subscription to an exchange: an exclusive auto-delete one,
+    /// or with `durable:true` and `auto-delete:false` a durable one found again by its
+    /// name (`x-queue-name`, or the subscription id) in this vhost.
+    fn open_subscription_queue(
+        &mut self,
+        conn_id: ConnId,
+        frame: &Frame,
+        topic: &QueueKey,
+        sub_id: &str,
+        pattern: Option<Pattern>,
+    ) -> Result<(DurableKey, QueueKey), FrameError> {
+        let durable = header_true(frame, "durable") || header_true(frame, "persistent");
+        let auto_delete = match frame.headers.get("auto-delete") {
+            Some(v) => v.trim().eq_ignore_ascii_case("true"),
+            None => !durable,
+        };
+        let dest_text = frame.headers.get("destination").unwrap_or("").to_owned();
+        let key = if auto_delete {
+            (
+                format!("{RABBIT_EXCLUSIVE}{}", conn_id.0),
+                sub_id.to_owned(),
+            )
+        } else {
+            let Some(id) = frame.headers.get("id") else {
+                return Err(FrameError::Refused(
+                    "a durable subscription (durable:true, auto-delete:false) needs an id header"
+                        .to_owned(),
+                ));
+            };
+            let vhost = self
+                .conns
+                .get(&conn_id)
+                .and_then(|c| c.vhost)
+                .map(|v| self.vhosts.get(v).name.clone())
+                .unwrap_or_default();
+            let name = match frame.headers.get("x-queue-name") {
+                Some(n) if !n.is_empty() => n.to_owned(),
+                _ => format!("stomp-subscription-{id}"),
+            };
+            (format!("{RABBIT_DURABLE}{vhost}"), name)
+        };
+        if let Some(d) = self.durables.get(&key) {
+            if d.active.is_some() {
+                return Err(FrameError::Refused(format!(
+                    "RESOURCE_LOCKED - subscription queue '{}' is in use by another subscription",
+                    key.1
+                )));
+            }
+            if d.dest_text == dest_text {
+                return Ok((key.clone(), d.queue.clone()));
+            }
+            // Bound to another destination now: the old queue and its messages go.
+            self.delete_durable(&key);
+        }
+        let durable = Durable {
+            dest_text,
+            topic: topic.clone(),
+            pattern,
+            selector: None,
+            selector_text: None,
+            no_local: false,
+            queue: QueueKey::queue(&durable_queue_name(&key.0, &key.1)),
+            active: None,
+            auto_delete,
+        };
+        let queue = durable.queue.clone();
+        self.ensure_queue(&queue)?;
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.durable = true;
+            q.transient = auto_delete;
+        }
+        if !auto_delete {
+            self.persist_record(Record::DurableAdd(durable.record(&key.0, &key.1)), true);
+        }
+        self.durables.insert(key.clone(), durable);
+        Ok((key, queue))
+    }
+
+    /// Handles an UNSUBSCRIBE with `durable:true` in a RabbitMQ-convention vhost: closes
+    /// this connection's subscription `id` if open, then deletes the durable subscription
+    /// queue it names. `None` when the frame is not such an UNSUBSCRIBE.
+    fn close_rabbit_durable(&mut self, conn_id: ConnId, frame: &Frame) -> Option<FrameResult> {
+        if !(header_true(frame, "durable") || header_true(frame, "persistent")) {
+            return None;
+        }
+        let conn = self.conns.get(&conn_id)?;
+        let vh = conn.vhost?;
+        if self.vhosts.get(vh).convention != crate::vhost::Convention::RabbitMq {
+            return None;
+        }
+        let id = frame.headers.get("id")?;
+        let open = conn.subs.get(id).copied();
+        let key = match open
+            .and_then(|s| self.subs.get(&s))
+            .and_then(|s| s.durable.clone())
+        {
+            Some(k) if is_rabbit_key(&k.0) => k,
+            _ => {
+                let name = match frame.headers.get("x-queue-name") {
+                    Some(n) if !n.is_empty() => n.to_owned(),
+                    _ => format!("stomp-subscription-{id}"),
+                };
+                (
+                    format!("{RABBIT_DURABLE}{}", self.vhosts.get(vh).name),
+                    name,
+                )
+            }
+        };
+        if !self.durables.contains_key(&key) {
+            return Some(Err(FrameError::Refused(format!(
+                "NOT_FOUND - no durable subscription queue '{}' to delete",
+                key.1
+            ))));
+        }
+        if let Some(sub) = open {
+            self.remove_subscription(sub);
+        }
+        self.delete_durable(&key);
+        Some(Ok(()))
+    }
+
     /// Handles an UNSUBSCRIBE with `activemq.subscriptionName`: closes this connection's
     /// subscription to it if open, then removes the durable subscription and its
     /// messages. `None` when the frame names no durable subscription.
     pub(super) fn close_durable(&mut self, conn_id: ConnId, frame: &Frame) -> Option<FrameResult> {
-        let name = frame.headers.get(SUBSCRIPTION_NAME)?;
+        let Some(name) = frame.headers.get(SUBSCRIPTION_NAME) else {
+            return self.close_rabbit_durable(conn_id, frame);
+        };
         let Some(client_id) = self
             .conns
             .get(&conn_id)
@@ -196,19 +437,21 @@ impl Broker {
                 }
             }
             for entry in queue.pending.values() {
-                if self.is_stored(&d.queue, &entry.message) {
+                if !queue.transient && self.is_stored(&d.queue, &entry.message) {
                     // The removal record drops them from the store.
                     self.forget_stored_bytes(&entry.message);
                 }
             }
         }
-        self.persist_record(
-            Record::DurableRemove {
-                client_id: key.0.clone(),
-                name: key.1.clone(),
-            },
-            true,
-        );
+        if !d.auto_delete {
+            self.persist_record(
+                Record::DurableRemove {
+                    client_id: key.0.clone(),
+                    name: key.1.clone(),
+                },
+                true,
+            );
+        }
     }
 
     /// Puts a topic message into the queue of every durable subscription that wants it
@@ -220,7 +463,7 @@ impl Broker {
         let max = self.config.limits.queue_messages_max;
         let wanted: Vec<QueueKey> = self
             .durables
-            .values()
+            .candidates(topic)
             .filter(|d| d.wants(topic, message))
             .filter(|d| {
                 !d.no_local
@@ -230,14 +473,15 @@ impl Broker {
             })
             .map(|d| d.queue.clone())
             .collect();
+        self.work.subscriptions_matched += wanted.len() as u64;
         let mut targets = Vec::with_capacity(wanted.len());
         for q in wanted {
             let depth = self.queue_len(&q);
             if depth >= max {
                 tracing::warn!(
                     queue = %q.display(),
-                    "durable subscription is full (limits.queue_messages_max = {max}): a topic \
-                     message for it is dropped"
+                    "a durable subscription's (or RabbitMQ subscription's) queue is full \
+                     (limits.queue_messages_max = {max}): a topic message for it is dropped"
                 );
                 self.stats.messages_dropped_slow += 1;
                 self.record_drop(message, DropReason::SlowConsumer);
@@ -260,6 +504,20 @@ impl Broker {
             && d.active == Some(sub)
         {
             d.active = None;
+        }
+    }
+
+    /// Deletes `key`'s subscription queue, with its messages, if it is an auto-delete one
+    /// and its subscription is gone (called once the subscription's unacknowledged
+    /// messages are back in it). Its messages are lost as RabbitMQ loses them; the
+    /// simulator's checker explains each by its target's connection ending.
+    pub(super) fn collect_auto_delete(&mut self, key: &(String, String)) {
+        if self
+            .durables
+            .get(key)
+            .is_some_and(|d| d.auto_delete && d.active.is_none())
+        {
+            self.delete_durable(key);
         }
     }
 
@@ -303,17 +561,26 @@ impl Broker {
             if let Some(q) = self.queues.get_mut(&queue) {
                 q.durable = true;
             }
+            // A RabbitMQ subscription's internal name spells its AMQP pattern (literal
+            // words are escaped, so `*` and `>` can only be its `*` and `#`).
+            let pattern = if is_rabbit_key(&d.client_id) {
+                dest.is_wildcard()
+                    .then(|| crate::vhost::pattern_of_internal(&dest.name))
+            } else {
+                dest.is_wildcard().then(|| Pattern::new(&dest.name))
+            };
             self.durables.insert(
                 (d.client_id, d.name),
                 Durable {
                     dest_text: d.destination,
-                    pattern: dest.is_wildcard().then(|| Pattern::new(&dest.name)),
+                    pattern,
                     topic,
                     selector,
                     selector_text: d.selector,
                     no_local: d.no_local,
                     queue,
                     active: None,
+                    auto_delete: false,
                 },
             );
         }
@@ -330,7 +597,9 @@ impl Broker {
                 Message::new(
                     ByteString::from(m.message_id),
                     dest.clone(),
-                    ByteString::from(dest.to_string()),
+                    // As MESSAGE frames showed it before the restart (a RabbitMQ vhost's
+                    // spelling, such as `/exchange/X/key`, is not an internal name).
+                    ByteString::from(m.destination.as_str()),
                     headers,
                     Bytes::clone(&m.body),
                     m.priority,

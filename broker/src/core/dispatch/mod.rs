@@ -36,7 +36,7 @@ use super::{Broker, SharedMessage};
 use crate::destination::Pattern;
 use crate::proto::AckMode;
 use crate::selector::Selector;
-pub(crate) use durable::Durable;
+pub(crate) use durable::Durables;
 
 /// Where an unacknowledged delivery came from.
 #[derive(Debug)]
@@ -166,6 +166,9 @@ pub(crate) struct Queue {
     /// A durable subscription's queue: it lives as long as the subscription, consumer or
     /// not.
     durable: bool,
+    /// An exclusive auto-delete subscription queue (RabbitMQ's, for a subscription to an
+    /// exchange): it goes with its subscription, so nothing in it is ever stored.
+    pub(in crate::core) transient: bool,
 }
 
 impl Broker {

@@ -25,7 +25,9 @@ impl Broker {
         let routed = self.routed.take();
         let mut request = SubscribeRequest::parse(frame, version)?;
         let mut rabbit_pattern = None;
+        let mut exchange = false;
         if let Some(r) = routed {
+            exchange = r.exchange;
             // What a STOMP 1.0 UNSUBSCRIBE without `id` names; the display is for MESSAGE
             // frames.
             if request.id_header.is_none() {
@@ -90,7 +92,13 @@ impl Broker {
             }
         }
         self.authorize_use(conn_id, Operation::Read, &key)?;
-        let durable = self.open_durable(conn_id, frame, &key, wildcard)?;
+        let durable = self.open_durable(
+            conn_id,
+            frame,
+            &key,
+            wildcard,
+            exchange.then(|| (&*client_id, rabbit_pattern.clone())),
+        )?;
         let (selector, durable_key) = match durable {
             // A durable subscription's selector is applied as messages enter its queue.
             Some((k, q)) => (None, Some((k, q))),
@@ -336,6 +344,9 @@ impl Broker {
         }
         for q in &queues {
             self.collect_queue(q);
+        }
+        if let Some(durable) = &sub.durable {
+            self.collect_auto_delete(durable);
         }
     }
 }
