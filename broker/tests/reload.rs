@@ -171,3 +171,151 @@ fn plain(text: &str) -> String {
     }
     out
 }
+
+const VHOSTS_BEFORE: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[core.vhosts]]
+name = "/app"
+convention = "rabbitmq"
+
+[[core.vhosts.exchanges]]
+name = "orders"
+type = "topic"
+
+[[core.vhosts]]
+name = "/old"
+convention = "rabbitmq"
+"#;
+
+/// `/app` gains exchange `invoices`; `/old` is gone.
+const VHOSTS_AFTER: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[core.vhosts]]
+name = "/app"
+convention = "rabbitmq"
+
+[[core.vhosts.exchanges]]
+name = "orders"
+type = "topic"
+
+[[core.vhosts.exchanges]]
+name = "invoices"
+type = "direct"
+"#;
+
+const VHOSTS_BROKEN: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[core.vhosts]]
+name = "/app"
+convention = "rabbitmq"
+
+[[core.vhosts.exchanges]]
+name = "orders"
+type = "headers"
+"#;
+
+async fn enter(addr: &str, vhost: &str) -> (Raw, Frame) {
+    let mut c = Raw::open(addr).await;
+    c.write_frame(
+        Frame::new(Stomp::Connect)
+            .header("accept-version", "1.2")
+            .header("host", vhost),
+    )
+    .await;
+    let f = c.read_frame().await.expect("CONNECTED or ERROR");
+    (c, f)
+}
+
+async fn publish(c: &mut Raw, dest: &str, receipt: &str) -> Frame {
+    c.write_frame(
+        Frame::new(Stomp::Send)
+            .header("destination", dest)
+            .header("receipt", receipt)
+            .body("x"),
+    )
+    .await;
+    c.read_frame().await.expect("a RECEIPT or an ERROR")
+}
+
+/// SIGHUP applies added exchanges from the next frame and closes the sessions of a removed
+/// vhost; other sessions and their subscriptions stay; a broken file changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_vhosts_and_exchanges() {
+    let broker = Broker::start_with_config("reload-vhosts", VHOSTS_BEFORE);
+    let addr = broker.addr().to_string();
+    let config = broker.dir().join("broker.toml");
+    let (mut app, f) = enter(&addr, "/app").await;
+    assert_eq!(f.command, Stomp::Connected, "{f:?}");
+    app.write_frame(
+        Frame::new(Stomp::Subscribe)
+            .header("id", "s")
+            .header("destination", "/exchange/orders/#")
+            .header("receipt", "sub"),
+    )
+    .await;
+    assert_eq!(app.read_frame().await.unwrap().command, Stomp::Receipt);
+    let (mut probe, _) = enter(&addr, "/app").await;
+    let missing = publish(&mut probe, "/exchange/invoices/k", "p").await;
+    assert_eq!(missing.command, Stomp::Error, "{missing:?}");
+    let (mut old, f) = enter(&addr, "/old").await;
+    assert_eq!(f.command, Stomp::Connected, "{f:?}");
+
+    fs::write(&config, VHOSTS_AFTER).unwrap();
+    broker.hangup();
+    broker.wait_for_log("reloaded virtual hosts", 1);
+    let closed = old
+        .read_frame()
+        .await
+        .expect("an ERROR for the removed vhost");
+    assert_eq!(closed.command, Stomp::Error, "{closed:?}");
+    assert!(
+        closed
+            .headers
+            .get("message")
+            .unwrap_or("")
+            .contains("vhost '/old' was deleted"),
+        "{closed:?}"
+    );
+    assert!(old.read_frame().await.is_none(), "closed after the ERROR");
+    // The session in /app stayed, with its subscription, and sees the new exchange.
+    let (mut producer, _) = enter(&addr, "/app").await;
+    assert_eq!(
+        publish(&mut producer, "/exchange/invoices/k", "1")
+            .await
+            .command,
+        Stomp::Receipt
+    );
+    assert_eq!(
+        publish(&mut producer, "/exchange/orders/new", "2")
+            .await
+            .command,
+        Stomp::Receipt
+    );
+    let m = app.read_frame().await.expect("a MESSAGE");
+    assert_eq!(m.command, Stomp::Message, "{m:?}");
+    assert_eq!(m.headers.get("destination"), Some("/exchange/orders/new"));
+    let (_, refused) = enter(&addr, "/old").await;
+    assert_eq!(refused.command, Stomp::Error, "{refused:?}");
+
+    fs::write(&config, VHOSTS_BROKEN).unwrap();
+    broker.hangup();
+    broker.wait_for_log("configuration reload refused", 1);
+    let log = plain(&broker.log_tail(50));
+    assert!(
+        log.contains("broker.toml:11: core.vhosts[0].exchanges[0].type"),
+        "the error names file, line and key:\n{log}"
+    );
+    assert_eq!(
+        publish(&mut producer, "/exchange/invoices/k", "3")
+            .await
+            .command,
+        Stomp::Receipt,
+        "the reloaded vhosts stay in force"
+    );
+}

@@ -114,8 +114,9 @@ async fn serve(
     Ok(())
 }
 
-/// On every SIGHUP, reads the configuration file again and applies its users, groups and
-/// authorization (from each session's next frame; connections stay up), and its network
+/// On every SIGHUP, reads the configuration file again and applies its virtual hosts with
+/// their exchanges and queues (sessions of a removed vhost are closed), its users, groups,
+/// authorization and permissions (from each session's next frame; connections stay up), and its network
 /// connectors and discovery settings (changed connectors restart, others keep running).
 /// A file that does not load is refused whole, with its file:line:key error, and the old
 /// rules stay. Other sections need a restart, and a warning says so when they changed.
@@ -135,6 +136,27 @@ async fn reload_on_sighup(path: PathBuf, mut running: BrokerConfig, reloader: Re
                     continue;
                 }
             };
+            let vhosts_changed = fresh.core.vhosts != running.core.vhosts
+                || fresh.core.default_vhost != running.core.default_vhost;
+            if vhosts_changed {
+                match reloader
+                    .reload_vhosts(&fresh.core.vhosts, fresh.core.default_vhost.as_deref())
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(
+                            "reloaded virtual hosts, exchanges and queues from {}",
+                            path.display()
+                        );
+                        running.core.vhosts = fresh.core.vhosts.clone();
+                        running.core.default_vhost = fresh.core.default_vhost.clone();
+                    }
+                    Err(e) => {
+                        tracing::error!("configuration reload refused, the old rules stay: {e}");
+                        continue;
+                    }
+                }
+            }
             if let Err(e) = reloader.reload_security(&fresh.security).await {
                 tracing::error!("configuration reload refused, the old rules stay: {e}");
                 continue;
@@ -158,13 +180,16 @@ async fn reload_on_sighup(path: PathBuf, mut running: BrokerConfig, reloader: Re
             others.security = running.security.clone();
             others.connectors = running.connectors.clone();
             others.discovery = running.discovery.clone();
+            others.core.vhosts = running.core.vhosts.clone();
+            others.core.default_vhost = running.core.default_vhost.clone();
             // Command-line overrides were applied to `running`, not to the file.
             others.server.listen = running.server.listen.clone();
             others.core.broker_name = running.core.broker_name.clone();
             if others != running {
                 tracing::warn!(
-                    "{}: only [security] (users, groups, authorization), [[connectors]] and \
-                     [discovery] are reloaded; restart the broker to apply the other changes",
+                    "{}: only [security] (users, groups, authorization, permissions), \
+                     [[core.vhosts]] with core.default_vhost, [[connectors]] and [discovery] \
+                     are reloaded; restart the broker to apply the other changes",
                     path.display()
                 );
             }

@@ -147,6 +147,8 @@ pub struct Stats {
     pub errors_sent: u64,
     /// Users, groups and authorization reloaded while running.
     pub security_reloads: u64,
+    /// Virtual hosts (and their exchanges and queues) reloaded while running.
+    pub vhost_reloads: u64,
     /// Connections closed for missing heart-beats.
     pub heartbeat_timeouts: u64,
     /// Connections closed by the slow-consumer policy.

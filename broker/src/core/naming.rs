@@ -47,6 +47,72 @@ pub(super) struct Routed {
 }
 
 impl Broker {
+    /// Replaces the virtual hosts of a running broker (`[[core.vhosts]]` and
+    /// `default_vhost`, already checked by [`crate::vhost::validate`]): new vhosts, and
+    /// exchanges and queues added to existing ones, can be used from the next frame;
+    /// SENDs to a removed exchange get `NOT_FOUND`. Sessions keep their vhost, found again
+    /// by name. A session whose vhost was removed, or changed its convention (its names
+    /// meant something else), gets an ERROR and is closed, as RabbitMQ closes the
+    /// connections of a deleted vhost. Subscriptions made before keep the bindings they
+    /// have until they end.
+    pub fn handle_reload_vhosts(
+        &mut self,
+        now_ms: u64,
+        vhosts: Vec<crate::vhost::VhostConfig>,
+        default_vhost: Option<String>,
+    ) {
+        use std::collections::BTreeMap;
+        self.now_ms = now_ms;
+        let fresh = crate::vhost::Vhosts::new(&vhosts, default_vhost.as_deref());
+        let remap: BTreeMap<VhostId, Option<VhostId>> = self
+            .vhosts
+            .iter()
+            .map(|(id, old)| {
+                let new = fresh
+                    .iter()
+                    .find(|(_, v)| v.name == old.name && v.convention == old.convention)
+                    .map(|(n, _)| n);
+                (id, new)
+            })
+            .collect();
+        let mut closing = Vec::new();
+        for (id, c) in self.conns.iter_mut() {
+            let Some(old) = c.vhost else {
+                continue;
+            };
+            match remap.get(&old).copied().flatten() {
+                Some(new) => c.vhost = Some(new),
+                None => {
+                    closing.push((*id, self.vhosts.get(old).name.clone()));
+                    // Its old id means nothing in the new vhosts.
+                    c.vhost = None;
+                }
+            }
+        }
+        let mut declared: std::collections::BTreeSet<(VhostId, String)> = self
+            .declared
+            .iter()
+            .filter_map(|(v, q)| remap.get(v).copied().flatten().map(|n| (n, q.clone())))
+            .collect();
+        for (id, v) in fresh.iter() {
+            declared.extend(v.queues.iter().map(|q| (id, q.clone())));
+        }
+        self.declared = declared;
+        self.vhosts = fresh;
+        self.config.vhosts = vhosts;
+        self.config.default_vhost = default_vhost;
+        self.stats.vhost_reloads += 1;
+        for (conn, name) in closing {
+            self.error_and_close(
+                conn,
+                &format!("vhost '{name}' was deleted or changed (configuration reload)"),
+                None,
+                "",
+            );
+        }
+        self.retry_parked();
+    }
+
     /// The vhost of a CONNECT: `Ok(None)` without vhosts.
     pub(super) fn select_vhost(&self, host: Option<&str>) -> Result<Option<VhostId>, FrameError> {
         self.vhosts.select(host).map_err(FrameError::Fatal)

@@ -2773,6 +2773,49 @@ fn rabbitmq_durable_subscription_queues_survive_a_restart() {
 }
 
 #[test]
+fn reloaded_vhosts_keep_sessions_by_name_and_close_those_of_removed_ones() {
+    use crate::vhost::{Convention, ExchangeConfig, ExchangeType};
+    let mut h = vhost_harness();
+    let rabbit = h.connect_host("/mcollective");
+    let b = h.connect_host("b");
+    let a = h.connect_host("a");
+    h.subscribe(a, "q", "/queue/q", &[]);
+    // /mcollective moves first, gains an exchange and keeps its declared queue; b goes; a
+    // becomes a RabbitMQ vhost (its names would mean something else).
+    let mut m = vhost("/mcollective", Convention::RabbitMq);
+    m.exchanges = vec![
+        ExchangeConfig {
+            name: "mcollective_broadcast".into(),
+            kind: ExchangeType::Topic,
+        },
+        ExchangeConfig {
+            name: "added".into(),
+            kind: ExchangeType::Fanout,
+        },
+    ];
+    m.queues = vec!["preset".into()];
+    let configs = vec![m, vhost("a", Convention::RabbitMq)];
+    h.broker
+        .handle_reload_vhosts(h.now_ms, configs, Some("a".to_owned()));
+    h.pump();
+    for gone in [a, b] {
+        let e = h.take(gone);
+        assert_eq!(e[0].command, "ERROR", "{e:?}");
+        assert!(h.is_closed(gone));
+    }
+    assert!(!h.is_closed(rabbit));
+    h.subscribe(rabbit, "f", "/exchange/added/x", &[]);
+    h.subscribe(rabbit, "p", "/amq/queue/preset", &[("receipt", "r")]);
+    let got = h.take(rabbit);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].command, "RECEIPT");
+    let p = h.connect_host("/mcollective");
+    h.send(p, "/exchange/added/anything", "fan", &[]);
+    assert_eq!(h.bodies(rabbit), ["fan"]);
+    assert_eq!(h.broker.stats().vhost_reloads, 1);
+}
+
+#[test]
 fn rabbitmq_queues_amq_queues_and_topics() {
     let mut h = vhost_harness();
     let p = h.connect_host("/mcollective");

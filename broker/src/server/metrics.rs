@@ -146,7 +146,7 @@ pub(super) fn render(
         let _ = writeln!(out, "stampede_{name}{{broker=\"{broker}\"}} {value}");
     };
     let s = stats;
-    let counters: [(&str, &str, u64); 19] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "connections_opened_total",
             "Connections accepted.",
@@ -217,6 +217,11 @@ pub(super) fn render(
             "security_reloads_total",
             "Users, groups and authorization reloaded (SIGHUP).",
             s.security_reloads,
+        ),
+        (
+            "vhost_reloads_total",
+            "Virtual hosts, exchanges and queues reloaded (SIGHUP).",
+            s.vhost_reloads,
         ),
         (
             "heartbeat_timeouts_total",

@@ -92,6 +92,12 @@ enum Event {
         security: Security,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// The operator reloaded the virtual hosts, their exchanges and queues.
+    ReloadVhosts {
+        vhosts: Vec<crate::vhost::VhostConfig>,
+        default_vhost: Option<String>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// The metrics endpoint asks for every queue's depth.
     QueueDepths {
         reply: tokio::sync::oneshot::Sender<Vec<crate::core::QueueDepth>>,
@@ -221,6 +227,12 @@ enum Reload {
         security: Security,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// Replace its virtual hosts (with their exchanges and queues).
+    Vhosts {
+        vhosts: Vec<crate::vhost::VhostConfig>,
+        default_vhost: Option<String>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// Replace its connectors and discovery settings.
     Network {
         connectors: Vec<ConnectorConfig>,
@@ -260,6 +272,30 @@ impl Reloader {
         let security = Security::from_config(config);
         self.0
             .send(Reload::Security { security, done })
+            .await
+            .map_err(|_| ReloadError::NotRunning)?;
+        applied.await.map_err(|_| ReloadError::NotRunning)
+    }
+
+    /// Validates `vhosts` and `default_vhost` (`[[core.vhosts]]`, `core.default_vhost`)
+    /// and, if they are valid, makes them the broker's virtual hosts (see
+    /// [`crate::core::Broker::handle_reload_vhosts`]: sessions of a removed vhost are
+    /// closed, the others stay); returns once the core applied them. Invalid ones change
+    /// nothing.
+    pub async fn reload_vhosts(
+        &self,
+        vhosts: &[crate::vhost::VhostConfig],
+        default_vhost: Option<&str>,
+    ) -> Result<(), ReloadError> {
+        crate::vhost::validate(vhosts, default_vhost)
+            .map_err(|e| ReloadError::Invalid(e.within("core").to_string()))?;
+        let (done, applied) = tokio::sync::oneshot::channel();
+        self.0
+            .send(Reload::Vhosts {
+                vhosts: vhosts.to_vec(),
+                default_vhost: default_vhost.map(str::to_owned),
+                done,
+            })
             .await
             .map_err(|_| ReloadError::NotRunning)?;
         applied.await.map_err(|_| ReloadError::NotRunning)
@@ -553,6 +589,18 @@ impl Server {
                     let sent = match reload {
                         Reload::Security { security, done } => {
                             let event = Event::ReloadSecurity { security, done };
+                            inbox.send(event).await.is_ok()
+                        }
+                        Reload::Vhosts {
+                            vhosts,
+                            default_vhost,
+                            done,
+                        } => {
+                            let event = Event::ReloadVhosts {
+                                vhosts,
+                                default_vhost,
+                                done,
+                            };
                             inbox.send(event).await.is_ok()
                         }
                         Reload::Network {
@@ -1000,6 +1048,14 @@ impl CoreTask {
             }
             Event::ReloadSecurity { security, done } => {
                 self.broker.handle_reload_security(now, security);
+                let _ = done.send(());
+            }
+            Event::ReloadVhosts {
+                vhosts,
+                default_vhost,
+                done,
+            } => {
+                self.broker.handle_reload_vhosts(now, vhosts, default_vhost);
                 let _ = done.send(());
             }
             Event::QueueDepths { reply } => {
