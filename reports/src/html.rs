@@ -235,6 +235,63 @@ fn connected_chart(r: &RunReport, end: f64) -> Chart {
     }
 }
 
+/// Roboconf: agents ready over time, as a step line.
+fn roboconf_chart(r: &RunReport, rc: &crate::model::RoboconfSummary, end: f64) -> Chart {
+    let mut l = run_line("agents ready", 0);
+    let mut last = 0.0;
+    l.points.push((0.0, Some(0.0)));
+    for &(ms, n) in &rc.ready_over_time {
+        let t = ms as f64 / 1000.0;
+        l.points.push((t, Some(last)));
+        l.points.push((t, Some(n as f64)));
+        last = n as f64;
+    }
+    l.points.push((end, Some(last)));
+    Chart {
+        title: "Roboconf agents ready".into(),
+        x_desc: "time (s)".into(),
+        y_desc: "agents ready".into(),
+        x: time_axis(end),
+        y: Axis::linear(rc.agents as f64, charts::fmt_axis_count),
+        y2: None,
+        bands: bands(&r.faults),
+        lines: vec![l],
+        dots: vec![],
+        empty_note: (rc.agents == 0).then(|| "no agents".to_string()),
+    }
+}
+
+/// Roboconf totals and the ready chart.
+fn roboconf_section(out: &mut String, r: &RunReport, end: f64) {
+    let Some(rc) = &r.roboconf else { return };
+    out.push_str("<h2 id=\"roboconf\">Roboconf</h2>\n");
+    let ms = |v: Option<u64>| v.map_or("–".to_owned(), |v| format!("{:.1} s", v as f64 / 1000.0));
+    let _ = writeln!(
+        out,
+        "<p>{} of {} agents ready (model received, and an import from every agent they \
+         depend on): p50 {}, p99 {}, max {} after their start. The DM received {} \
+         heartbeats and would have marked {} agents PROBLEM (more than two heartbeat checks \
+         in a row without one). Agents received {} models and {} import notifications; {} \
+         clients switched to a new messaging configuration at run time.</p>",
+        rc.ready,
+        rc.agents,
+        ms(rc.ready_p50_ms),
+        ms(rc.ready_p99_ms),
+        ms(rc.ready_max_ms),
+        rc.heartbeats,
+        rc.dm_problems,
+        rc.models,
+        rc.imports,
+        rc.reconfigured
+    );
+    figure(
+        out,
+        "roboconf-ready",
+        &roboconf_chart(r, rc, end),
+        "Agents ready (their model and every import they need received), over the run.",
+    );
+}
+
 /// Chart 4 (with a cost model): each broker's CPU use per second, as % of one core.
 fn cpu_chart(r: &RunReport, end: f64) -> Chart {
     let lines = r
@@ -598,6 +655,7 @@ pub(crate) fn report_page(r: &RunReport) -> String {
     faults_section(&mut out, r);
     broker_counters_section(&mut out, r);
     mcollective_section(&mut out, r, end);
+    roboconf_section(&mut out, r, end);
 
     out.push_str(
         "<footer>Files beside this page: summary.json, timeseries.csv, histograms.json, \

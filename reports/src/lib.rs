@@ -128,9 +128,9 @@ pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
     BrokerCounter, BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName,
-    McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary, RunReport,
-    SecondSample, UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
-    failover_histogram, latency_histogram,
+    McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary,
+    RoboconfSummary, RunReport, SecondSample, UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX,
+    UnexplainedLoss, UnfinishedFailover, failover_histogram, latency_histogram,
 };
 pub use stats::HistogramStats;
 pub use summary::Summary;

@@ -64,6 +64,8 @@ pub struct RunReport {
     pub failover_ms: Histogram<u64>,
     /// MCollective request/reply accounting, when the scenario ran MCollective traffic.
     pub mcollective: Option<McoSummary>,
+    /// Roboconf's DM and agents, when the run had them.
+    pub roboconf: Option<RoboconfSummary>,
     /// Deliveries across network bridges, when the brokers formed a network.
     pub network: Option<NetworkSummary>,
     /// The verdicts of the scenario's expectations.
@@ -203,6 +205,7 @@ impl RunReport {
             send_delay_us: latency_histogram(),
             failover_ms: failover_histogram(),
             mcollective: None,
+            roboconf: None,
             network: None,
             expectations: Vec::new(),
             seconds: Vec::new(),
@@ -315,6 +318,38 @@ pub struct McoSummary {
     /// One row per request, for the table in `report.html` and `mcollective.csv`. May be
     /// empty or a subset of all requests.
     pub per_request: Vec<McoRequest>,
+}
+
+/// How far a Roboconf deployment got: agents that had their model and an import from every
+/// agent they depend on, how long that took, and what the DM's heartbeat check saw.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RoboconfSummary {
+    /// Agents (scoped instances) in the run.
+    pub agents: u64,
+    /// Agents ready by the end: model received, and an import from every exporter of the
+    /// component they import.
+    pub ready: u64,
+    /// Time from an agent's start to ready, ms: median, 99th percentile and largest
+    /// (`None` without a ready agent).
+    pub ready_p50_ms: Option<u64>,
+    /// See `ready_p50_ms`.
+    pub ready_p99_ms: Option<u64>,
+    /// See `ready_p50_ms`.
+    pub ready_max_ms: Option<u64>,
+    /// Agents the DM would have marked PROBLEM: more than two of its heartbeat checks in a
+    /// row without a heartbeat from them.
+    pub dm_problems: u64,
+    /// Heartbeats the DM received.
+    pub heartbeats: u64,
+    /// Models (`MsgCmdSetScopedInstance`) agents received.
+    pub models: u64,
+    /// Import notifications (`MsgCmdAddImport`) agents received.
+    pub imports: u64,
+    /// Clients that switched to a new messaging configuration at run time.
+    pub reconfigured: u64,
+    /// When the count of ready agents grew, for the chart: (ms since the start, agents
+    /// ready then).
+    pub ready_over_time: Vec<(u64, u64)>,
 }
 
 /// Deliveries that crossed network bridges (seen by clients through the broker path

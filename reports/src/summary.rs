@@ -91,6 +91,9 @@ pub struct Summary {
     pub failover_ms: StatsJson,
     /// MCollective totals; `null` when the run had none.
     pub mcollective: Option<McoJson>,
+    /// Roboconf totals; absent when the run had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roboconf: Option<crate::model::RoboconfSummary>,
     /// Network totals; `null` when the brokers formed no network.
     #[serde(default)]
     pub network: Option<NetworkJson>,
@@ -374,6 +377,7 @@ impl Summary {
             send_delay_us: HistogramStats::of(&report.send_delay_us).into(),
             failover_ms: HistogramStats::of(&report.failover_ms).into(),
             mcollective: report.mcollective.as_ref().map(mco_json),
+            roboconf: report.roboconf.clone(),
             network: report.network.map(|n| NetworkJson {
                 bridged_deliveries: n.bridged_deliveries,
                 max_hops: n.max_hops,
@@ -474,6 +478,7 @@ impl Summary {
             replies_received: c.replies_received,
             per_request: Vec::new(),
         });
+        r.roboconf = self.roboconf.clone();
         r.network = self.network.map(|n| NetworkSummary {
             bridged_deliveries: n.bridged_deliveries,
             max_hops: n.max_hops,

@@ -135,6 +135,24 @@ pub fn summary_text(report: &RunReport) -> String {
             mco.requests, mco.replies_received, mco.replies_expected
         );
     }
+    if let Some(rc) = &report.roboconf {
+        let ms =
+            |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{:.1} s", v as f64 / 1000.0));
+        let _ = writeln!(
+            out,
+            "  roboconf   {}/{} agents ready (p50 {}, p99 {}, max {}), {} DM problems, {} heartbeats, {} models, {} imports, {} clients reconfigured",
+            rc.ready,
+            rc.agents,
+            ms(rc.ready_p50_ms),
+            ms(rc.ready_p99_ms),
+            ms(rc.ready_max_ms),
+            rc.dm_problems,
+            rc.heartbeats,
+            rc.models,
+            rc.imports,
+            rc.reconfigured
+        );
+    }
     if let Some(n) = &report.network {
         let _ = writeln!(
             out,

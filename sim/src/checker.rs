@@ -282,6 +282,8 @@ pub struct Analysis {
     pub network: NetworkSummary,
     /// Per-second series.
     pub seconds: Vec<SecondSample>,
+    /// Roboconf's outcome, with its workload.
+    pub roboconf: Option<stampede_reports::RoboconfSummary>,
     /// Expectations.
     pub verdicts: Vec<Verdict>,
 }
@@ -787,6 +789,13 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
         seconds: (0..ctx.duration_s)
             .map(|t_s| SecondSample::new(t_s, ctx.brokers.len()))
             .collect(),
+        roboconf: scenario.workload.roboconf.as_ref().map(|r| {
+            roboconf::summarize(
+                &history.roboconf,
+                (r.heartbeat_interval_s * 1e6) as u64,
+                ctx.duration_s * 1_000_000,
+            )
+        }),
         verdicts: Vec::new(),
     };
     count_queue_messages(&ctx, &mut a);
@@ -1443,6 +1452,24 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
         ratio(&|r| Some(r.round) == last),
         "replies to the last request",
     );
+    let rc = a.roboconf.as_ref();
+    judge(
+        "roboconf_ready_ratio_min",
+        e.roboconf_ready_ratio_min,
+        false,
+        Measure::Ratio {
+            num: rc.map_or(0, |r| r.ready),
+            den: rc.map_or(0, |r| r.agents),
+        },
+        "Roboconf agents ready",
+    );
+    judge(
+        "roboconf_dm_problems_max",
+        f(e.roboconf_dm_problems_max),
+        true,
+        count(rc.map_or(0, |r| r.dm_problems)),
+        "",
+    );
     judge(
         "mco_fault_reply_ratio_max",
         e.mco_fault_reply_ratio_max,
@@ -1452,6 +1479,8 @@ fn expectations(s: &Scenario, a: &Analysis) -> Vec<Verdict> {
     );
     v
 }
+
+mod roboconf;
 
 #[cfg(test)]
 mod tests;

@@ -231,6 +231,38 @@ pub struct History {
     pub applied: Vec<(u64, String)>,
     /// Live runs: messages consumed that another run had sent (see `Env::run_tag`).
     pub stale: u64,
+    /// What Roboconf's DM and agents observed.
+    pub roboconf: RoboconfLog,
+}
+
+/// A Roboconf agent: its client, where it sits in the deployment, when it first starts.
+#[derive(Clone, Copy, Debug)]
+pub struct RoboconfAgent {
+    /// Its client.
+    pub id: ClientId,
+    /// Its application's index.
+    pub app: u32,
+    /// Its component's tier (it imports from the tier before).
+    pub tier: u32,
+    /// When its process first starts (µs).
+    pub start_us: u64,
+}
+
+/// What Roboconf's clients observed, for the checker.
+#[derive(Debug, Default)]
+pub struct RoboconfLog {
+    /// Every agent.
+    pub agents: Vec<RoboconfAgent>,
+    /// Models agents received: (agent, µs).
+    pub models: Vec<(ClientId, u64)>,
+    /// Imports agents received: (importer, exporter, µs).
+    pub imports: Vec<(ClientId, ClientId, u64)>,
+    /// Heartbeats the DM received: (agent, µs).
+    pub heartbeats: Vec<(ClientId, u64)>,
+    /// When the DM had subscribed (µs); its heartbeat checks count from then.
+    pub dm_started_us: Option<u64>,
+    /// Clients that switched to a new messaging configuration: (client, µs).
+    pub reconfigured: Vec<(ClientId, u64)>,
 }
 
 /// Where a run's time comes from.

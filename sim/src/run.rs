@@ -236,6 +236,7 @@ pub(crate) fn to_report(
         send_delay_us: a.send_delay_us.clone(),
         failover_ms: a.failover_ms.clone(),
         mcollective,
+        roboconf: a.roboconf.clone(),
         network: scenario
             .brokers
             .iter()

@@ -340,6 +340,83 @@ pub struct WorkloadSpec {
     pub mcollective: Option<McoSpec>,
     /// Producers and consumers.
     pub queues: Vec<QueueSpec>,
+    /// Roboconf's Deployment Manager and agents (the racks' nodes are its agents).
+    pub roboconf: Option<RoboconfSpec>,
+}
+
+/// `[workload.roboconf]`: Roboconf's Deployment Manager (DM) and agents, talking as
+/// Roboconf's RabbitMQ messaging does, over RabbitMQ's STOMP conventions: the DM's topic
+/// exchange `<domain>.roboconf.dm` (routing key: the application), one topic exchange per
+/// application `<domain>.<app>.agents` (keys `machine.<instance path>`,
+/// `those.that.export.<component>`, `those.that.import.<component>`). Every rack node is
+/// an agent (one scoped instance); node `n` (counted over all racks) belongs to
+/// application `app-<n mod applications>` and runs component `tier<k>`, `k` = (`n` div
+/// `applications`) mod `tiers`; `tier<k>` imports what `tier<k-1>` exports.
+///
+/// An agent connects, subscribes, and sends a heartbeat at once and then every
+/// `heartbeat_interval_s`; while it has no model its heartbeats ask for one, and the DM
+/// answers with the model (`MsgCmdSetScopedInstance`). With its model an agent asks the
+/// exporters it imports from for their exports (`MsgCmdRequestImport`) and announces its
+/// own (`MsgCmdAddImport`), as every exporter does when asked. Import traffic grows with
+/// the square of an application's size, as Roboconf's does: fleets are many small
+/// applications.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoboconfSpec {
+    /// Roboconf's domain, the first part of every exchange and queue name.
+    pub domain: String,
+    /// Host name of the DM.
+    pub dm: String,
+    /// Applications the agents are spread over.
+    pub applications: u32,
+    /// Components per application, each importing from the one before.
+    pub tiers: u32,
+    /// Seconds between an agent's heartbeats (Roboconf's `HEARTBEAT_PERIOD`, 60 s); the
+    /// DM checks as often.
+    pub heartbeat_interval_s: f64,
+    /// Body bytes of a model (`MsgCmdSetScopedInstance`, a serialized instance graph).
+    pub model_bytes: usize,
+    /// Body bytes of a heartbeat or an import message.
+    pub notification_bytes: usize,
+    /// The text of `net.roboconf.messaging.rabbitmq.cfg` every client starts with: its
+    /// `net.roboconf.messaging.rabbitmq.server.ip` (or `message-server-ip`) names a broker
+    /// of the scenario (`http://broker-1`, `broker-1:61613`); empty or absent means
+    /// localhost, which a simulation does not have.
+    pub messaging: String,
+    /// New texts of that file, each taken by every client at run time.
+    pub reconfigure: Vec<RoboconfReconfigure>,
+}
+
+impl Default for RoboconfSpec {
+    fn default() -> Self {
+        RoboconfSpec {
+            domain: "default".to_owned(),
+            dm: "dm".to_owned(),
+            applications: 1,
+            tiers: 2,
+            heartbeat_interval_s: 60.0,
+            model_bytes: 8192,
+            notification_bytes: 400,
+            messaging: String::new(),
+            reconfigure: Vec::new(),
+        }
+    }
+}
+
+/// `[[workload.roboconf.reconfigure]]`: a new messaging configuration, written to every
+/// client's file at `at_s`; each client notices it at a time drawn from
+/// `[at_s, at_s + spread_s]` and, if it changes its server or credentials, connects to the
+/// new server, subscribes there, and only then closes its old connection.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoboconfReconfigure {
+    /// When the file changes.
+    pub at_s: f64,
+    /// Clients notice it within this many seconds.
+    #[serde(default)]
+    pub spread_s: f64,
+    /// The file's new text.
+    pub messaging: String,
 }
 
 /// `[workload.mcollective]`.
@@ -751,6 +828,10 @@ pub struct Expectations {
     pub mco_fault_reply_ratio_min: Option<f64>,
     /// Largest reply share of those requests (e.g. exactly the share a partition leaves).
     pub mco_fault_reply_ratio_max: Option<f64>,
+    /// Smallest share of Roboconf agents ready by the end (model and every import).
+    pub roboconf_ready_ratio_min: Option<f64>,
+    /// Most agents the Roboconf DM would have marked PROBLEM (missed heartbeats).
+    pub roboconf_dm_problems_max: Option<u64>,
 }
 
 impl Scenario {
@@ -818,6 +899,9 @@ impl Scenario {
             hosts.extend(m.clients.iter().map(|c| c.name.clone()));
         }
         hosts.extend(self.workload.queues.iter().map(|q| q.name.clone()));
+        if let Some(r) = &self.workload.roboconf {
+            hosts.push(r.dm.clone());
+        }
         hosts
     }
 
@@ -834,6 +918,7 @@ impl Scenario {
         self.validate_brokers()?;
         self.validate_racks()?;
         self.validate_mcollective()?;
+        self.validate_roboconf()?;
         self.validate_queues()?;
         self.validate_faults(&hosts)?;
         self.validate_nemesis(&hosts)?;
@@ -891,6 +976,9 @@ impl Scenario {
         }
         for (i, _) in self.workload.queues.iter().enumerate() {
             positions.push(root.key("workload").key("queues").index(i).key("name"));
+        }
+        if self.workload.roboconf.is_some() {
+            positions.push(root.key("workload").key("roboconf").key("dm"));
         }
         for (host, path) in hosts.iter().zip(positions) {
             if !valid_host(host) {
@@ -1000,6 +1088,93 @@ impl Scenario {
             {
                 return bad(p.key("clock_skew_ms"), "range must be [low, high]".into());
             }
+        }
+        Ok(())
+    }
+
+    /// `[workload.roboconf]`: RabbitMQ middleware, racks of agents and no MCollective
+    /// workload on them, sizes, and messaging texts that parse and name a broker.
+    fn validate_roboconf(&self) -> Result<(), InvalidSetting> {
+        let root = KeyPath::root();
+        let Some(r) = &self.workload.roboconf else {
+            return Ok(());
+        };
+        let p = root.key("workload").key("roboconf");
+        if self.middleware != Middleware::Rabbitmq {
+            return bad(
+                root.key("middleware"),
+                "Roboconf talks to RabbitMQ: set middleware = \"rabbitmq\"".into(),
+            );
+        }
+        if self.workload.mcollective.is_some() {
+            return bad(
+                root.key("workload").key("mcollective"),
+                "the racks' nodes are Roboconf agents; a scenario runs one of the two \
+                 workloads"
+                    .into(),
+            );
+        }
+        if self.racks.is_empty() {
+            return bad(
+                root.key("racks"),
+                "the Roboconf workload needs [[racks]] of agents".into(),
+            );
+        }
+        if r.domain.is_empty() || r.domain.contains(['/', '.']) {
+            return bad(
+                p.key("domain"),
+                "must be non-empty, without '/' or '.'".into(),
+            );
+        }
+        if r.applications == 0 {
+            return bad(p.key("applications"), "must be at least 1".into());
+        }
+        if r.tiers == 0 {
+            return bad(p.key("tiers"), "must be at least 1".into());
+        }
+        if r.heartbeat_interval_s.is_nan() || r.heartbeat_interval_s <= 0.0 {
+            return bad(p.key("heartbeat_interval_s"), "must be > 0".into());
+        }
+        self.check_messaging(p.key("messaging"), &r.messaging)?;
+        let mut last = 0.0;
+        for (i, c) in r.reconfigure.iter().enumerate() {
+            let at = p.key("reconfigure").index(i);
+            if !(c.at_s >= last && c.at_s < self.duration_s) {
+                return bad(
+                    at.key("at_s"),
+                    format!(
+                        "must be in order and inside the run (0 to {} s)",
+                        self.duration_s
+                    ),
+                );
+            }
+            if c.spread_s.is_nan() || c.spread_s < 0.0 {
+                return bad(at.key("spread_s"), "must be >= 0".into());
+            }
+            last = c.at_s;
+            self.check_messaging(at.key("messaging"), &c.messaging)?;
+        }
+        Ok(())
+    }
+
+    /// A Roboconf messaging text that parses and names a broker of this scenario.
+    fn check_messaging(&self, at: KeyPath, text: &str) -> Result<(), InvalidSetting> {
+        use stampede_broker::client::roboconf::RoboconfMessaging;
+        let m = RoboconfMessaging::parse(text, "the messaging text")
+            .map_err(|e| InvalidSetting::new(at.clone(), e.to_string()))?;
+        if !self.brokers.iter().any(|b| b.name == m.host) {
+            return bad(
+                at,
+                format!(
+                    "server '{}' is not a broker of this scenario ({})",
+                    m.host,
+                    self.brokers
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
         Ok(())
     }

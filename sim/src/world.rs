@@ -249,7 +249,8 @@ pub fn run(
 }
 
 /// The vhost a `middleware = "rabbitmq"` fleet expects: `/`, RabbitMQ's conventions, and
-/// the exchanges MCollective's `rabbitmq` connector documents for its collective.
+/// the exchanges MCollective's `rabbitmq` connector documents for its collective (and
+/// Roboconf's, with its workload).
 fn rabbitmq_vhost(scenario: &Scenario) -> VhostConfig {
     let collective = scenario
         .workload
@@ -260,13 +261,25 @@ fn rabbitmq_vhost(scenario: &Scenario) -> VhostConfig {
         name: format!("{collective}_{suffix}"),
         kind,
     };
+    let mut exchanges = vec![
+        exchange("broadcast", ExchangeType::Topic),
+        exchange("directed", ExchangeType::Direct),
+    ];
+    // Roboconf declares its exchanges itself over AMQP; over STOMP they must exist.
+    if let Some(r) = &scenario.workload.roboconf {
+        exchanges.extend(
+            crate::workload::roboconf::exchanges(r)
+                .into_iter()
+                .map(|name| ExchangeConfig {
+                    name,
+                    kind: ExchangeType::Topic,
+                }),
+        );
+    }
     VhostConfig {
         name: "/".to_owned(),
         convention: Convention::RabbitMq,
-        exchanges: vec![
-            exchange("broadcast", ExchangeType::Topic),
-            exchange("directed", ExchangeType::Direct),
-        ],
+        exchanges,
         queues: Vec::new(),
     }
 }

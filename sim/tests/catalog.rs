@@ -274,3 +274,27 @@ fn mcollective_crash_nodes_silences_exactly_the_crashed_tenth() {
     assert_eq!(o.report.failover_ms.len(), 0);
     assert_eq!(o.history.crashes.len(), 80);
 }
+
+#[test]
+fn roboconf_deploys_every_agent_and_moves_the_fleet_to_another_broker_at_run_time() {
+    let o = run_catalog("roboconf-1x800.toml", None);
+    let rc = o.report.roboconf.as_ref().expect("a Roboconf summary");
+    assert_eq!((rc.agents, rc.ready), (800, 800));
+    assert_eq!(rc.dm_problems, 0);
+    // One model per agent: none was lost or asked for twice.
+    assert_eq!(rc.models, 800);
+    // Every agent and the DM took the new configuration and switched.
+    assert_eq!(rc.reconfigured, 801);
+    let connected = |t_s: u64| {
+        o.report
+            .seconds
+            .iter()
+            .find(|s| s.t_s == t_s)
+            .map(|s| s.connected.clone())
+    };
+    assert_eq!(connected(100), Some(vec![801, 0]));
+    assert_eq!(connected(190), Some(vec![0, 801]));
+    assert_eq!(connected(399), Some(vec![0, 801]));
+    // Heartbeats reach the DM from every agent after the move.
+    assert!(rc.heartbeats >= 800 * 6, "{rc:?}");
+}

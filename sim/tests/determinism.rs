@@ -134,3 +134,28 @@ fn a_broker_store_on_the_simulated_disk_replays_byte_for_byte() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn a_roboconf_deployment_with_a_run_time_reconfiguration_replays_byte_for_byte() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/roboconf-1x800.toml");
+    let mut scenario = Scenario::load(&path).unwrap();
+    for r in &mut scenario.racks {
+        r.nodes = 120;
+    }
+    let (a, b) = (report_dir("roboconf-a"), report_dir("roboconf-b"));
+    run_into(&scenario, 5, &a);
+    run_into(&scenario, 5, &b);
+    let summary = without_wall_seconds(&a.join("summary.json"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["roboconf"]["ready"], 120, "{summary}");
+    assert_eq!(v["roboconf"]["reconfigured"], 121, "{summary}");
+    assert_eq!(summary, without_wall_seconds(&b.join("summary.json")));
+    assert_eq!(
+        std::fs::read(a.join("timeseries.csv")).unwrap(),
+        std::fs::read(b.join("timeseries.csv")).unwrap(),
+    );
+    for d in [a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -34,7 +34,8 @@ pub mod redis;
 
 use bytes::Bytes;
 use stampede_broker::client::{
-    Client, ClientConfig, ClientError, Message, SendOutcome, SubscribeSpec, SubscriptionId,
+    Client, ClientConfig, ClientError, ClientEvent, Message, SendOutcome, SubscribeSpec,
+    SubscriptionId,
 };
 use stampede_broker::net::SharedNet;
 use stampede_broker::proto::Headers;
@@ -243,6 +244,21 @@ impl Dialect {
         id: ClientId,
         live: impl Fn() -> bool + Send + Sync + 'static,
     ) -> (Conn, Inbox) {
+        self.start_filtered(net, config, recorder, id, move |ev| live().then_some(ev))
+    }
+
+    /// [`Dialect::start`], forwarding to the history what `forward` makes of each event
+    /// (`None`: nothing). A client that is one of several a process opens in turn (a
+    /// Roboconf client switching servers) uses it to place its events in the pool the
+    /// history knows it by, and to go quiet once replaced.
+    pub fn start_filtered(
+        self,
+        net: &SharedNet,
+        config: ClientConfig,
+        recorder: &Recorder,
+        id: ClientId,
+        forward: impl Fn(ClientEvent) -> Option<ClientEvent> + Send + Sync + 'static,
+    ) -> (Conn, Inbox) {
         match self {
             Dialect::ActiveMq | Dialect::RabbitMq => {
                 let (client, streams) = Client::start(net.clone(), config);
@@ -250,7 +266,7 @@ impl Dialect {
                 let recorder = recorder.clone();
                 tokio::spawn(async move {
                     while let Some(ev) = events.recv().await {
-                        if live() {
+                        if let Some(ev) = forward(ev) {
                             recorder.event(id, ev);
                         }
                     }
@@ -261,7 +277,7 @@ impl Dialect {
                 let (client, messages) = redis::RedisClient::start(net.clone(), config, {
                     let recorder = recorder.clone();
                     move |ev| {
-                        if live() {
+                        if let Some(ev) = forward(ev) {
                             recorder.event(id, ev)
                         }
                     }

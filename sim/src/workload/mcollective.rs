@@ -49,7 +49,7 @@ fn request_id(kind: RequestKind, round: u64, client: usize) -> u64 {
 
 /// A body of `len` bytes starting with `prefix`, padded like Ruby Marshal data (which
 /// contains NUL bytes, so the broker must honour `content-length`).
-fn body(prefix: &str, len: usize) -> Bytes {
+pub(crate) fn body(prefix: &str, len: usize) -> Bytes {
     let mut v = prefix.as_bytes().to_vec();
     v.push(0);
     while v.len() < len {
@@ -66,7 +66,7 @@ pub(crate) fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-fn identity(rack: &RackSpec, i: u32) -> String {
+pub(crate) fn identity(rack: &RackSpec, i: u32) -> String {
     let prefix = rack
         .identity_prefix
         .clone()

@@ -1,7 +1,8 @@
 //! Workloads: the simulated clients that generate traffic and record what they observe.
 //!
 //! - [`mcollective`]: racks of `mcollectived` nodes and `mco` clients;
-//! - [`queue`]: producers and consumers in stomp-benchmark's terms.
+//! - [`queue`]: producers and consumers in stomp-benchmark's terms;
+//! - [`roboconf`]: Roboconf's Deployment Manager and agents (the racks' nodes).
 //!
 //! Every simulated client is the project's real failover client (`stampede_broker::client`)
 //! over [`crate::net::TurmoilNet`], with its own TCP connection, server list and reconnect
@@ -12,6 +13,7 @@
 pub mod link;
 pub mod mcollective;
 pub mod queue;
+pub mod roboconf;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -253,10 +255,13 @@ pub fn build_all(
     env: &Env,
 ) -> anyhow::Result<Vec<Host>> {
     let mut hosts = Vec::new();
-    match &scenario.workload.mcollective {
-        Some(m) => mcollective::build(scenario, m, seed, recorder, duration, env, &mut hosts)?,
-        // Racks without the MCollective workload still connect their nodes.
-        None => mcollective::build(
+    match (&scenario.workload.mcollective, &scenario.workload.roboconf) {
+        (_, Some(r)) => roboconf::build(scenario, r, seed, recorder, duration, env, &mut hosts)?,
+        (Some(m), None) => {
+            mcollective::build(scenario, m, seed, recorder, duration, env, &mut hosts)?
+        }
+        // Racks without a workload still connect their nodes.
+        (None, None) => mcollective::build(
             scenario,
             &Default::default(),
             seed,
