@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use stampede_broker::config::BrokerConfig;
@@ -141,8 +143,14 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
     let mut p = Raw::connected(&s.addr).await;
     let body = vec![b'x'; 16 * 1024];
     let total = 2_000;
+    // The publisher waits for the fast consumer after every batch, so that however
+    // starved the machine leaves the reader, it is never more than a batch behind: only
+    // the stalled client can reach the limits.
+    const BATCH: usize = 50;
+    let received = Arc::new(AtomicUsize::new(0));
     let stats = s.stats.clone();
-    let reader = tokio::spawn(async move {
+    let counter = received.clone();
+    let mut reader = tokio::spawn(async move {
         let mut got = 0;
         while got < total {
             let Some(f) = fast.read_frame().await else {
@@ -153,17 +161,33 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
             };
             if f.command == Command::Message {
                 got += 1;
+                counter.store(got, Ordering::Release);
             }
         }
         got
     });
-    for _ in 0..total {
+    for sent in 1..=total {
         p.write_frame(
             Frame::new(Command::Send)
                 .header("destination", "/topic/flood")
                 .body(body.clone()),
         )
         .await;
+        if sent % BATCH == 0 {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while received.load(Ordering::Acquire) < sent {
+                if reader.is_finished() {
+                    // It panicked: show why.
+                    (&mut reader).await.unwrap();
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the fast consumer stopped at {} of {sent}",
+                    received.load(Ordering::Acquire)
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
     assert_eq!(reader.await.unwrap(), total);
     // The slow one was cut off by the slow-consumer policy.
