@@ -19,6 +19,8 @@
 //! - [`client`]: the failover STOMP client (server pools, reconnect policies).
 //! - [`connectors`]: network connectors: bridges to other brokers (demand forwarding,
 //!   store and forward, discovery).
+//! - [`task`]: where tasks are spawned (tokio's scheduler, or the host's `LocalSet` on a
+//!   simulation's thread, so that a crash drops them in a reproducible order).
 //! - [`clock`]: epoch milliseconds derived from `tokio::time` (simulated under turmoil).
 //! - [`config`]: the TOML configuration file.
 //! - [`toml_config`]: the TOML toolkit (errors located by file, line and key path).
@@ -36,6 +38,7 @@ pub mod security;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod task;
 pub mod tls;
 pub mod toml_config;
 pub mod vhost;

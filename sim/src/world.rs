@@ -46,6 +46,9 @@ pub fn run(
     recorder: &Recorder,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<()> {
+    // Every task of the run goes to its host's LocalSet, which a crash drops in the order
+    // the tasks were spawned, whatever other threads spawn meanwhile.
+    let _local_tasks = stampede_broker::task::spawn_on_local_set();
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let tick = Duration::from_millis(scenario.tick_ms);
     let latency = Duration::from_millis(scenario.network.latency_ms);

@@ -27,6 +27,48 @@ fn without_wall_seconds(path: &Path) -> String {
         .join("\n")
 }
 
+/// Asserts that two report files hold the same text (apart from `wall_seconds`), naming
+/// the file and the first line that differs (a byte dump of a whole report says nothing).
+#[track_caller]
+fn assert_same_file(a: &Path, b: &Path) {
+    let (ta, tb) = (without_wall_seconds(a), without_wall_seconds(b));
+    if ta == tb {
+        return;
+    }
+    let (la, lb): (Vec<&str>, Vec<&str>) = (ta.lines().collect(), tb.lines().collect());
+    let at = (0..la.len().max(lb.len()))
+        .find(|&i| la.get(i) != lb.get(i))
+        .unwrap_or(0);
+    // Long lines (a chart) are shown around their first differing character.
+    let (ca, cb) = (
+        la.get(at).copied().unwrap_or(""),
+        lb.get(at).copied().unwrap_or(""),
+    );
+    let from = ca
+        .bytes()
+        .zip(cb.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(0)
+        .saturating_sub(200);
+    let cut = |l: Option<&&str>| {
+        l.map(|l| {
+            l.bytes()
+                .skip(from)
+                .take(400)
+                .map(char::from)
+                .collect::<String>()
+        })
+    };
+    panic!(
+        "{} differs from {} at line {}:\n  {:?}\n  {:?}",
+        a.display(),
+        b.display(),
+        at + 1,
+        cut(la.get(at)),
+        cut(lb.get(at)),
+    );
+}
+
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,16 +87,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let mut compared = 0;
     for entry in std::fs::read_dir(&a).unwrap() {
         let name = entry.unwrap().file_name();
-        let (fa, fb) = (a.join(&name), b.join(&name));
-        if name == "summary.json" {
-            assert_eq!(without_wall_seconds(&fa), without_wall_seconds(&fb));
-        } else {
-            assert_eq!(
-                std::fs::read(&fa).unwrap(),
-                std::fs::read(&fb).unwrap(),
-                "{name:?} differs"
-            );
-        }
+        assert_same_file(&a.join(&name), &b.join(&name));
         compared += 1;
     }
     assert!(compared >= 5, "only {compared} files");
@@ -158,4 +191,47 @@ fn a_roboconf_deployment_with_a_run_time_reconfiguration_replays_byte_for_byte()
     for d in [a, b] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+#[test]
+fn tasks_spawned_by_other_threads_do_not_change_a_run() {
+    // tokio numbers tasks with one counter per process, and a runtime shuts its spawned
+    // tasks down grouped by that number: when a crash drops a broker's connections, the
+    // order of their closes (and of every random draw after them) must not depend on
+    // what other threads (other tests, a sweep's other cells) spawn meanwhile.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/mcollective-3x800-failover.toml");
+    let mut scenario = Scenario::load(&path).unwrap();
+    scenario.duration_s = 115.0;
+    for r in &mut scenario.racks {
+        r.nodes = 40;
+    }
+    scenario.expectations = Default::default();
+    let a = report_dir("tasks-a");
+    run_into(&scenario, 11, &a);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        // The thread is the point: a neighbour outside the simulation.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.block_on(async { tokio::spawn(async {}).await.unwrap() });
+            }
+        })
+    };
+    for attempt in 0..3 {
+        let b = report_dir(&format!("tasks-b{attempt}"));
+        run_into(&scenario, 11, &b);
+        for name in ["summary.json", "timeseries.csv", "mcollective.csv"] {
+            assert_same_file(&a.join(name), &b.join(name));
+        }
+        let _ = std::fs::remove_dir_all(b);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+    let _ = std::fs::remove_dir_all(a);
 }

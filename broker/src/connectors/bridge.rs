@@ -371,7 +371,7 @@ impl Bridge {
         let message = forward.message;
         match outcome {
             SendOutcome::Confirmed => {
-                tokio::spawn(async move {
+                crate::task::spawn(async move {
                     let _ = client.ack(&message).await;
                 });
             }
@@ -381,7 +381,7 @@ impl Bridge {
                     destination = %message.destination,
                     "forward refused: {reason}"
                 );
-                tokio::spawn(async move {
+                crate::task::spawn(async move {
                     let _ = client.nack(&message).await;
                 });
             }

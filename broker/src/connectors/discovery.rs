@@ -237,7 +237,7 @@ pub async fn connect_discovered(
                 remote: server.clone(),
                 reconnect: ReconnectConfig::activemq_network(),
             };
-            bridges.spawn(bridge::run(net.clone(), spec, stop_rx));
+            crate::task::spawn_into(&mut bridges, bridge::run(net.clone(), spec, stop_rx));
         }
     }
     for (_, (_, stop)) in known {

@@ -168,8 +168,10 @@ impl Network {
                         remote,
                         reconnect: reconnect.clone(),
                     };
-                    unit.tasks
-                        .spawn(bridge::run(self.net.clone(), spec, stopped.clone()));
+                    crate::task::spawn_into(
+                        &mut unit.tasks,
+                        bridge::run(self.net.clone(), spec, stopped.clone()),
+                    );
                 }
             }
             Ok(Peers::Multicast { .. }) => {}
@@ -195,23 +197,29 @@ impl Network {
             })
             .collect();
         if !discovering.is_empty() {
-            unit.tasks.spawn(discovery::connect_discovered(
-                self.net.clone(),
-                discovery.clone(),
-                discovering,
-                self.broker_name.clone(),
-                local_server(self.bound),
-                stopped.clone(),
-            ));
+            crate::task::spawn_into(
+                &mut unit.tasks,
+                discovery::connect_discovered(
+                    self.net.clone(),
+                    discovery.clone(),
+                    discovering,
+                    self.broker_name.clone(),
+                    local_server(self.bound),
+                    stopped.clone(),
+                ),
+            );
         }
         if discovery.group.is_some() {
-            unit.tasks.spawn(discovery::announce(
-                self.net.clone(),
-                discovery.clone(),
-                self.broker_name.clone(),
-                self.bound.port(),
-                stopped,
-            ));
+            crate::task::spawn_into(
+                &mut unit.tasks,
+                discovery::announce(
+                    self.net.clone(),
+                    discovery.clone(),
+                    self.broker_name.clone(),
+                    self.bound.port(),
+                    stopped,
+                ),
+            );
         }
         Some(unit)
     }

@@ -89,8 +89,8 @@ pub(super) fn spawn(
         memory,
         paused,
     };
-    tokio::spawn(reader.run(read_half, stop_rx));
-    tokio::spawn(async move {
+    crate::task::spawn(reader.run(read_half, stop_rx));
+    crate::task::spawn(async move {
         let writer = Writer {
             conn,
             inbox,

@@ -66,7 +66,7 @@ pub(super) async fn serve(mut listener: Box<dyn Listener>, sources: Arc<Sources>
             return;
         };
         let sources = sources.clone();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let answered = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &sources)).await;
             if !matches!(answered, Ok(Ok(()))) {
                 tracing::debug!(%peer, "metrics request failed or timed out");

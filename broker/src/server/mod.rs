@@ -508,7 +508,7 @@ impl Server {
             let (batches_tx, batches_rx) = mpsc::channel(journal::STORE_BATCHES_MAX);
             let (progress_tx, progress_rx) =
                 tokio::sync::watch::channel(journal::Progress::default());
-            store_writer = Some(tokio::spawn(journal::run(
+            store_writer = Some(crate::task::spawn(journal::run(
                 store,
                 config.store.clone(),
                 batches_rx,
@@ -551,7 +551,7 @@ impl Server {
                 Network::start(&net, connectors, bound)
             });
         let (network_tx, network_rx) = mpsc::channel(4);
-        let network_task = tokio::spawn(run_network(network, network_rx));
+        let network_task = crate::task::spawn(run_network(network, network_rx));
         let traffic = Arc::new(metrics::Traffic::default());
         let links = connection::Links {
             inbox: inbox_tx.clone(),
@@ -562,13 +562,16 @@ impl Server {
             memory: broker.memory_gauge(),
         };
         for bound in listeners {
-            tasks.spawn(accept_loop(
-                bound,
-                links.clone(),
-                conn_ids.clone(),
-                permits.clone(),
-                config.clone(),
-            ));
+            crate::task::spawn_into(
+                &mut tasks,
+                accept_loop(
+                    bound,
+                    links.clone(),
+                    conn_ids.clone(),
+                    permits.clone(),
+                    config.clone(),
+                ),
+            );
         }
         // Only the accept loops hold the inbox through `links` from here on.
         drop(links);
@@ -579,12 +582,12 @@ impl Server {
                 inbox: inbox_tx.clone(),
                 broker_name: config.core.broker_name.clone(),
             };
-            tasks.spawn(metrics::serve(listener, Arc::new(sources)));
+            crate::task::spawn_into(&mut tasks, metrics::serve(listener, Arc::new(sources)));
         }
         {
             let inbox = inbox_tx.clone();
             let network = network_tx.clone();
-            tasks.spawn(async move {
+            crate::task::spawn_into(&mut tasks, async move {
                 while let Some(reload) = reloads.recv().await {
                     let sent = match reload {
                         Reload::Security { security, done } => {
@@ -756,7 +759,7 @@ async fn accept_loop(
             );
             // A TLS or Redis client could not read a plain ERROR frame: it is just closed.
             if tls.is_none() && redis.is_none() {
-                tokio::spawn(connection::refuse(
+                crate::task::spawn(connection::refuse(
                     stream,
                     format!(
                         "too many connections (limits.connections_max = {} sessions plus \
@@ -783,7 +786,7 @@ async fn accept_loop(
         // The handshake runs in its own task (bounded by handshake_timeout_ms) so that a
         // slow or silent TLS client never holds up the accept loop.
         let links = links.clone();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             match acceptor.accept(stream).await {
                 Ok((stream, certificate_cn)) => {
                     let accepted = Accepted {

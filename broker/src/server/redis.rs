@@ -312,8 +312,8 @@ pub(super) fn spawn(
         patterns: BTreeSet::new(),
         expected: 0,
     };
-    tokio::spawn(reader.run(read_half, links.traffic.clone(), stop_rx));
-    tokio::spawn(async move {
+    crate::task::spawn(reader.run(read_half, links.traffic.clone(), stop_rx));
+    crate::task::spawn(async move {
         let writer = Writer {
             conn,
             inbox: links.inbox,

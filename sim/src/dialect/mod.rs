@@ -264,7 +264,7 @@ impl Dialect {
                 let (client, streams) = Client::start(net.clone(), config);
                 let mut events = streams.events;
                 let recorder = recorder.clone();
-                tokio::spawn(async move {
+                stampede_broker::task::spawn(async move {
                     while let Some(ev) = events.recv().await {
                         if let Some(ev) = forward(ev) {
                             recorder.event(id, ev);

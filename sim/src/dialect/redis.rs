@@ -309,8 +309,8 @@ impl RedisClient {
             write_timeout: config.write_timeout,
             shutdown: shutdown_rx,
         };
-        tokio::spawn(subscriber(link.clone(), sub_rx, msg_tx, Arc::new(events)));
-        tokio::spawn(publisher(link, pub_rx));
+        stampede_broker::task::spawn(subscriber(link.clone(), sub_rx, msg_tx, Arc::new(events)));
+        stampede_broker::task::spawn(publisher(link, pub_rx));
         (
             RedisClient {
                 subs: sub_tx,

@@ -136,7 +136,7 @@ pub(super) fn build(
         let dialect = env.dialect;
         hosts.push(Host::new(rack.name.clone(), async move {
             for node in nodes {
-                tokio::spawn(run_node(
+                stampede_broker::task::spawn(run_node(
                     node,
                     dialect,
                     spec.clone(),
@@ -190,7 +190,7 @@ pub(super) fn build(
         let timebase = recorder.timebase();
         hosts.push(Host::new(c.name.clone(), async move {
             // The host ends with the run even if the client is stuck reconnecting.
-            tokio::spawn(mco.run());
+            stampede_broker::task::spawn(mco.run());
             timebase.sleep_until(duration).await;
         }));
     }
@@ -343,7 +343,7 @@ impl NodeLife<'_> {
                 msg = messages.recv() => {
                     let Some(msg) = msg else { return false };
                     if let Some(reply) = self.take_request(&msg, rng) {
-                        replies.spawn(reply);
+                        stampede_broker::task::spawn_into(&mut replies, reply);
                     }
                 }
                 () = registration_due => {

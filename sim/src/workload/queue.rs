@@ -104,7 +104,7 @@ pub(super) fn build(
                     let _ = client.subscribe(sub).await;
                     let recorder = recorder.clone();
                     let run_tag = run_tag.clone();
-                    tokio::spawn(async move {
+                    stampede_broker::task::spawn(async move {
                         while let Some(msg) = messages.recv().await {
                             record_path(&recorder, id, &client, &msg);
                             let stale = match (&run_tag, msg.header("x-sim-run")) {
@@ -134,7 +134,7 @@ pub(super) fn build(
         if consumer_start.is_zero() {
             start_consumers.await;
         } else {
-            tokio::spawn(async move {
+            stampede_broker::task::spawn(async move {
                 timebase.sleep_until(consumer_start).await;
                 start_consumers.await;
             });
@@ -144,7 +144,7 @@ pub(super) fn build(
             let spec = spec.clone();
             let recorder = recorder.clone();
             let run_tag = run_tag.clone();
-            tokio::spawn(async move {
+            stampede_broker::task::spawn(async move {
                 let interval = Duration::from_secs_f64(1.0 / spec.rate_per_s);
                 let start = Duration::from_secs_f64(spec.start_s);
                 let inflight = Arc::new(Semaphore::new(INFLIGHT_SENDS_MAX));
@@ -190,7 +190,7 @@ pub(super) fn build(
                         let recorder = recorder.clone();
                         let dest = spec.destination.clone();
                         let payload = payload.clone();
-                        tokio::spawn(async move {
+                        stampede_broker::task::spawn(async move {
                             let sent_at = timebase.now_us();
                             let outcome = client.send_with_receipt(&dest, headers, payload).await;
                             let settled = timebase.now_us();

@@ -194,7 +194,7 @@ impl Shared {
     fn send_to(&self, conn: &Conn, dest: String, text: &str, len: usize) {
         let conn = conn.clone();
         let b: Bytes = body(text, len);
-        tokio::spawn(async move {
+        stampede_broker::task::spawn(async move {
             let _ = conn.send(&dest, Headers::new(), b).await;
         });
     }
@@ -275,7 +275,7 @@ pub(super) fn build(
         let shared = shared.clone();
         hosts.push(Host::new(rack, async move {
             for a in rack_agents {
-                tokio::spawn(run_agent(a, shared.clone()));
+                stampede_broker::task::spawn(run_agent(a, shared.clone()));
             }
             shared.recorder.timebase().sleep_until(duration).await;
         }));
@@ -301,7 +301,7 @@ pub(super) fn build(
     };
     let timebase = recorder.timebase();
     hosts.push(Host::new(spec.dm.clone(), async move {
-        tokio::spawn(run_dm(dm, shared));
+        stampede_broker::task::spawn(run_dm(dm, shared));
         timebase.sleep_until(duration).await;
     }));
     Ok(())
@@ -525,7 +525,7 @@ async fn agent_life(
                         shared.send_to(&new_conn, dm_dest.clone(), &heartbeat_text(has_model), spec.notification_bytes);
                         let old = std::mem::replace(&mut conn, new_conn);
                         inbox = new_inbox;
-                        tokio::spawn(async move { old.disconnect().await });
+                        stampede_broker::task::spawn(async move { old.disconnect().await });
                         shared.recorder.lock().roboconf.reconfigured.push((agent.id, timebase.now_us()));
                     }
                 }
@@ -604,7 +604,7 @@ async fn run_dm(dm: Dm, shared: Shared) {
                         // What the old connection still delivers is read until it closes.
                         let mut old_inbox = std::mem::replace(&mut inbox, new_inbox);
                         let (s, c) = (shared.clone(), conn.clone());
-                        tokio::spawn(async move {
+                        stampede_broker::task::spawn(async move {
                             old.disconnect().await;
                             while let Some(msg) = old_inbox.recv().await {
                                 heard(&s, &c, &msg);

@@ -424,7 +424,7 @@ impl Client {
                 status: status_tx,
             },
         );
-        tokio::spawn(driver.run());
+        crate::task::spawn(driver.run());
         let client = Client {
             commands: cmd_tx,
             shutdown: Arc::new(shutdown_tx),
