@@ -120,6 +120,9 @@ pub struct Plan {
     pub measure_s: f64,
     /// Drain seconds.
     pub drain_s: f64,
+    /// The scenario's broker names → the target servers' names that replaced them (one
+    /// each when the counts match, else in turn), for texts that name brokers.
+    pub aliases: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -338,6 +341,11 @@ pub fn plan(
             }
         }
     }
+    let aliases = old
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.clone(), names[i % names.len()].clone()))
+        .collect();
     s.brokers = servers
         .iter()
         .zip(&names)
@@ -361,6 +369,7 @@ pub fn plan(
         warmup_s,
         measure_s,
         drain_s,
+        aliases,
     })
 }
 
@@ -414,12 +423,26 @@ pub async fn run_on(
 ) -> anyhow::Result<LiveOutcome> {
     let servers = opts.target.servers.clone();
     anyhow::ensure!(!servers.is_empty(), "the target names no server");
-    let (kind, probed, failures) = probe_target(opts, &servers).await?;
+    // Roboconf's clients use RabbitMQ's default vhost whatever the target is.
+    let vhost = scenario
+        .workload
+        .roboconf
+        .as_ref()
+        .map(|_| crate::dialect::Dialect::RabbitMq.vhost());
+    let (kind, probed, failures) = probe_target(opts, &servers, vhost).await?;
     let mut plan = plan(scenario, opts, &servers)?;
     for f in &failures {
         plan.notes.push(format!("not answering: {f}"));
     }
-    if scenario.middleware != crate::scenario::Middleware::default() {
+    if let Some(r) = &scenario.workload.roboconf {
+        let exchanges = crate::workload::roboconf::exchanges(r);
+        plan.notes.push(format!(
+            "Roboconf's clients speak RabbitMQ's conventions on vhost `/` whatever the target: it needs the {} topic exchanges {} … {} (stampede-broker: [[core.vhosts]] convention = \"rabbitmq\" with [[core.vhosts.exchanges]]; RabbitMQ: declared as Roboconf's DM does over AMQP)",
+            exchanges.len(),
+            exchanges[0],
+            exchanges[exchanges.len() - 1],
+        ));
+    } else if scenario.middleware != crate::scenario::Middleware::default() {
         plan.notes.push(format!(
             "middleware = \"{}\" ignored: live clients speak the target's dialect ({:?})",
             match scenario.middleware {
@@ -449,6 +472,7 @@ pub async fn run_on(
             .zip(&servers)
             .map(|(b, (h, p))| (b.name.clone(), (h.clone(), *p)))
             .collect(),
+        broker_aliases: plan.aliases.clone(),
         dialect: kind.dialect(),
         run_tag: Some(run_tag),
         credentials: opts.credentials.clone().or(kind.default_credentials()),
@@ -503,10 +527,12 @@ pub async fn run_on(
 
 /// Probes every server of the target and decides its kind: the one given, or the one
 /// recognised from the first answer. Returns the kind, the first answer and the servers
-/// that did not answer; fails when none did.
+/// that did not answer; fails when none did. `vhost`, when given, is the one the
+/// workload's clients use whatever the kind (else the kind's dialect decides).
 async fn probe_target(
     opts: &LiveOptions,
     servers: &[(String, u16)],
+    vhost: Option<&str>,
 ) -> anyhow::Result<(TargetKind, Probed, Vec<String>)> {
     // The kind decides the vhost and credentials of the probe; RabbitMQ is recognised
     // from its answer, so a first probe without credentials may be refused: retry as
@@ -524,7 +550,7 @@ async fn probe_target(
         let mut answer = target::probe(
             addr,
             opts.target.redis,
-            k.dialect().vhost(),
+            vhost.unwrap_or(k.dialect().vhost()),
             creds.as_ref(),
             PROBE_TIMEOUT,
         )
@@ -535,7 +561,7 @@ async fn probe_target(
             if let Ok(p) = target::probe(
                 addr,
                 false,
-                r.dialect().vhost(),
+                vhost.unwrap_or(r.dialect().vhost()),
                 creds.as_ref(),
                 PROBE_TIMEOUT,
             )

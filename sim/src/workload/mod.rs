@@ -44,6 +44,9 @@ pub struct Env {
     pub net: SharedNet,
     /// Broker name → (host, port) to connect to.
     pub brokers: BTreeMap<String, (String, u16)>,
+    /// Live runs: the scenario's broker names, as texts inside the scenario still name
+    /// them (Roboconf's messaging files), → the target server's name in `brokers`.
+    pub broker_aliases: BTreeMap<String, String>,
     /// How clients talk to the brokers (destination conventions, wire protocol).
     pub dialect: Dialect,
     /// Live runs: a tag put on every queue-workload message (`x-sim-run`); consumers
@@ -218,12 +221,22 @@ impl Env {
                 .iter()
                 .map(|b| (b.name.clone(), (b.name.clone(), port(b))))
                 .collect(),
+            broker_aliases: BTreeMap::new(),
             dialect,
             run_tag: None,
             credentials: None,
             heartbeat_grace_factor: None,
             rack_clocks: RackClocks::for_racks(scenario),
             node_links: NodeLinks::for_racks(scenario),
+        }
+    }
+
+    /// The name in [`Env::brokers`] of the broker a text of the scenario calls `name`,
+    /// and whether it was renamed (a live target's server).
+    pub fn broker_named<'a>(&'a self, name: &'a str) -> (&'a str, bool) {
+        match self.broker_aliases.get(name) {
+            Some(n) => (n.as_str(), true),
+            None => (name, false),
         }
     }
 }

@@ -57,15 +57,16 @@ fn agents_exchange(spec: &RoboconfSpec, app: u32) -> String {
 
 /// The brokers Roboconf's clients are pointed at, in the order the messaging texts name
 /// them: every client's pool in the history.
-fn pool(spec: &RoboconfSpec) -> Vec<String> {
+fn pool(spec: &RoboconfSpec, env: &Env) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let texts =
         std::iter::once(&spec.messaging).chain(spec.reconfigure.iter().map(|r| &r.messaging));
     for t in texts {
-        if let Ok(m) = RoboconfMessaging::parse(t, config::FILE_NAME)
-            && !out.contains(&m.host)
-        {
-            out.push(m.host);
+        if let Ok(m) = RoboconfMessaging::parse(t, config::FILE_NAME) {
+            let name = env.broker_named(&m.host).0.to_owned();
+            if !out.contains(&name) {
+                out.push(name);
+            }
         }
     }
     out
@@ -119,14 +120,24 @@ fn roboconf_client(
     base: &ClientConfig,
     m: &RoboconfMessaging,
 ) -> anyhow::Result<ClientConfig> {
+    let (name, renamed) = env.broker_named(&m.host);
     let (host, port) = env
         .brokers
-        .get(&m.host)
+        .get(name)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no broker '{}'", m.host))?;
-    let addr = ServerAddr::new(host, m.port.unwrap_or(port));
+    // A live target's server has its own port, whatever the text said.
+    let port = if renamed {
+        port
+    } else {
+        m.port.unwrap_or(port)
+    };
+    let addr = ServerAddr::new(host, port);
     let mut c = base.clone();
     c.servers = ServerList::new(vec![addr]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Roboconf's messaging has no vhost setting: its AMQP client uses RabbitMQ's default,
+    // whatever the target's dialect would choose for MCollective.
+    c.host = Some(Dialect::RabbitMq.vhost().to_owned());
     c.credentials = env.credentials.clone().or_else(|| {
         Some(Credentials {
             login: m.username.clone(),
@@ -169,9 +180,10 @@ impl Shared {
         };
         let generation = current.fetch_add(1, Ordering::Relaxed) + 1;
         let current = current.clone();
-        let at = pool(&self.spec)
+        let name = self.env.broker_named(&m.host).0;
+        let at = pool(&self.spec, &self.env)
             .iter()
-            .position(|b| *b == m.host)
+            .position(|b| b == name)
             .unwrap_or(0);
         let forward = move |ev: ClientEvent| {
             if !live() || current.load(Ordering::Relaxed) != generation {
@@ -220,7 +232,7 @@ pub(super) fn build(
             let ident = identity(rack, i);
             let place = place(&spec, n);
             n += 1;
-            let id = recorder.register(ident.clone(), Role::Node, pool(&spec));
+            let id = recorder.register(ident.clone(), Role::Node, pool(&spec, env));
             directory.insert(ident.clone(), id);
             let agent_seed = seed::derive(seed, &format!("roboconf/{}/{i}", rack.name));
             let base = client_config(
@@ -280,7 +292,7 @@ pub(super) fn build(
             shared.recorder.timebase().sleep_until(duration).await;
         }));
     }
-    let dm_id = recorder.register(spec.dm.clone(), Role::McoClient, pool(&spec));
+    let dm_id = recorder.register(spec.dm.clone(), Role::McoClient, pool(&spec, env));
     let dm_seed = seed::derive(seed, "roboconf/dm");
     let base = client_config(
         env,
