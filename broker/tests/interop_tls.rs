@@ -278,6 +278,74 @@ async fn a_rustls_client_round_trips_and_plain_tcp_is_not_understood() {
     );
 }
 
+/// A client whose first frame leaves in the same TCP segment as its handshake's last
+/// flight (TLS 1.3's client Finished), as happens when a busy client's writes coalesce:
+/// the broker's handshake reads the frame's record along with the Finished, and must still
+/// answer it (rustls keeps such a record's plaintext buffered after the handshake).
+#[test]
+fn a_frame_that_arrives_with_the_handshakes_last_flight_is_answered() {
+    use std::io::{Read, Write};
+    use tokio_rustls::rustls;
+
+    let pki = Pki::new();
+    let broker = Broker::start_with_config("tls-coalesced", &pki.broker_config(false));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&fs::read(&pki.ca).unwrap()) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    for attempt in 0..20 {
+        let mut tls =
+            rustls::ClientConnection::new(Arc::new(config.clone()), name.clone()).unwrap();
+        let mut tcp = std::net::TcpStream::connect(broker.addr()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The handshake, holding back what the client has to send once it is complete.
+        while tls.is_handshaking() {
+            if tls.wants_write() {
+                tls.write_tls(&mut tcp).unwrap();
+            } else {
+                assert_ne!(tls.read_tls(&mut tcp).unwrap(), 0, "the broker closed");
+                tls.process_new_packets().unwrap();
+            }
+        }
+        // Finished and CONNECT in one write.
+        tls.writer()
+            .write_all(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+            .unwrap();
+        let mut flight = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut flight).unwrap();
+        }
+        tcp.write_all(&flight).unwrap();
+        let mut answer = Vec::new();
+        while !answer.contains(&0) {
+            match tls.read_tls(&mut tcp) {
+                Ok(0) => panic!("attempt {attempt}: the broker closed: {answer:?}"),
+                Ok(_) => {}
+                Err(e) => panic!("attempt {attempt}: no CONNECTED within 5 s ({e}): {answer:?}"),
+            }
+            tls.process_new_packets().unwrap();
+            let mut chunk = [0u8; 4096];
+            match tls.reader().read(&mut chunk) {
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("attempt {attempt}: {e}"),
+            }
+        }
+        assert!(
+            answer.starts_with(b"CONNECTED"),
+            "attempt {attempt}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
 /// The certificates in a PEM file.
 fn rustls_pemfile_certs(
     pem: &[u8],
