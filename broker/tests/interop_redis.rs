@@ -91,6 +91,8 @@ async fn redis_cli_and_stomp_clients_meet_on_a_topic() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // As Redis answers: the number of subscribers that got it (the STOMP one).
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
     let m = stomp.read_frame().await.expect("a MESSAGE");
     assert_eq!(m.command, Stomp::Message, "{m:?}");
     assert_eq!(&m.body[..], b"from redis");
@@ -172,7 +174,7 @@ async fn resp_garbage_gets_an_error_and_a_close_and_touches_no_one_else() {
         .unwrap();
     let mut reply = [0u8; 4];
     ok.read_exact(&mut reply).await.unwrap();
-    assert_eq!(&reply, b":0\r\n");
+    assert_eq!(&reply, b":1\r\n", "one subscriber: the canary");
     let m = canary.read_frame().await.expect("the canary's MESSAGE");
     assert_eq!(&m.body[..], b"alive");
 }

@@ -19,11 +19,17 @@ use crate::selector::{Properties, Value};
 /// Priority given to messages that name none (JMS default).
 pub const DEFAULT_PRIORITY: u8 = 4;
 
+/// On a SEND with a receipt: its RECEIPT carries this header with the number of
+/// subscriptions the message was delivered to at once (what a Redis `PUBLISH` answers).
+/// The value sent does not matter; the header is not passed on.
+pub const RECEIVERS_HEADER: &str = "stampede-receivers";
+
 /// SEND headers the broker consumes instead of passing them on to MESSAGE frames.
 pub(crate) const CONSUMED_SEND_HEADERS: &[&str] = &[
     "destination",
     "content-length",
     "receipt",
+    RECEIVERS_HEADER,
     "transaction",
     "message-id",
     "subscription",

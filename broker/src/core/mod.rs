@@ -42,7 +42,7 @@ use bytestring::ByteString;
 
 pub use config::{CoreConfig, HeartbeatConfig, Limits, SlowConsumerPolicy};
 pub use ids::ConnId;
-pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message};
+pub use message::{DEFAULT_PRIORITY, Delivery, DropReason, Message, RECEIVERS_HEADER};
 pub use persist::PersistSettings;
 pub use work::Work;
 

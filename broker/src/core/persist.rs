@@ -279,6 +279,11 @@ impl Broker {
     /// earlier held answer's) is synced.
     pub(super) fn answer_receipt(&mut self, conn: ConnId, receipt: ByteString) {
         let frame = Frame::new(Command::Receipt).header("receipt-id", receipt);
+        self.answer_receipt_frame(conn, frame);
+    }
+
+    /// [`Self::answer_receipt`] with a RECEIPT frame of the caller's.
+    pub(super) fn answer_receipt_frame(&mut self, conn: ConnId, frame: Frame) {
         match self.answer_ticket(conn) {
             Some(t) => self.hold(t, conn, Held::Receipt(frame)),
             None => self.emit_control(conn, frame),

@@ -316,6 +316,11 @@ impl Broker {
         let state = conn.state;
         let receipt = frame.headers.get_shared("receipt").cloned();
         let command = frame.command;
+        // A SEND that asks how many subscriptions it reached (a Redis PUBLISH).
+        let count_receivers = command == Command::Send
+            && receipt.is_some()
+            && frame.headers.contains(super::message::RECEIVERS_HEADER);
+        let deliveries_before = self.work.deliveries;
         self.start_frame_persistence();
         let result = match (state, command) {
             (State::AwaitingConnect, Command::Connect | Command::Stomp) => {
@@ -353,7 +358,15 @@ impl Broker {
                     matches!(command, Command::Connect | Command::Stomp),
                 ) {
                     // Held until the store has synced what the frame wrote, if anything.
-                    self.answer_receipt(conn_id, r);
+                    if count_receivers {
+                        let receivers = self.work.deliveries - deliveries_before;
+                        let frame = Frame::new(Command::Receipt)
+                            .header("receipt-id", r)
+                            .header(super::message::RECEIVERS_HEADER, receivers.to_string());
+                        self.answer_receipt_frame(conn_id, frame);
+                    } else {
+                        self.answer_receipt(conn_id, r);
+                    }
                 }
             }
             Err(FrameError::Fatal(msg)) => {

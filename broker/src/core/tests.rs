@@ -291,6 +291,51 @@ fn connect_timeout_closes_silent_sockets() {
 }
 
 #[test]
+fn a_send_asking_for_its_receivers_gets_their_count_in_its_receipt() {
+    // What a Redis PUBLISH answers: the subscriptions the message reached at once.
+    let mut h = Harness::new();
+    let (a, b, p) = (h.connect(), h.connect(), h.connect());
+    h.subscribe(a, "1", "/topic/news", &[]);
+    h.subscribe(b, "1", "/topic/news", &[]);
+    h.subscribe(b, "2", "/topic/>", &[]);
+    h.take(a);
+    h.take(b);
+    h.send(
+        p,
+        "/topic/news",
+        "x",
+        &[("receipt", "r1"), (RECEIVERS_HEADER, "count")],
+    );
+    let got = h.take(p);
+    assert_eq!(got[0].get("receipt-id"), Some("r1"));
+    assert_eq!(got[0].get(RECEIVERS_HEADER), Some("3"));
+    // The request is not passed on.
+    for m in h.take(a).iter().chain(h.take(b).iter()) {
+        assert_eq!(m.command, "MESSAGE");
+        assert_eq!(m.get(RECEIVERS_HEADER), None, "{m:?}");
+    }
+    // Only the wildcard subscription matches another topic.
+    h.send(
+        p,
+        "/topic/other",
+        "x",
+        &[("receipt", "r2"), (RECEIVERS_HEADER, "count")],
+    );
+    assert_eq!(h.take(p)[0].get(RECEIVERS_HEADER), Some("1"));
+    // Nobody takes it at once (a queue without consumers keeps it): 0.
+    h.send(
+        p,
+        "/queue/nobody",
+        "x",
+        &[("receipt", "r4"), (RECEIVERS_HEADER, "count")],
+    );
+    assert_eq!(h.take(p)[0].get(RECEIVERS_HEADER), Some("0"));
+    // Without the header, a receipt as always.
+    h.send(p, "/topic/news", "x", &[("receipt", "r3")]);
+    assert_eq!(h.take(p)[0].get(RECEIVERS_HEADER), None);
+}
+
+#[test]
 fn receipts_and_disconnect() {
     let mut h = Harness::new();
     let c = h.connect();

@@ -9,7 +9,7 @@
 //! |--------------------------|-------------------------------------------------------|
 //! | `AUTH [user] password`   | CONNECT with `login`/`passcode` (`redis.default_user` |
 //! |                          | for the one-argument form); `+OK` or `-WRONGPASS`      |
-//! | `PUBLISH c payload`      | SEND to `/topic/c`, body `payload`; `:0` once taken   |
+//! | `PUBLISH c payload`      | SEND to `/topic/c`, body `payload`; `:<receivers>`    |
 //! | `SUBSCRIBE c …`          | SUBSCRIBE `/topic/c` (id `c:c`); `subscribe` replies   |
 //! | `PSUBSCRIBE glob`        | SUBSCRIBE to the narrowest covering wildcard (`a.b*` → |
 //! |                          | `/topic/a.>`, id `p:…`); the writer keeps glob matches  |
@@ -19,7 +19,9 @@
 //!
 //! Every command the core answers carries a receipt, so that replies keep the order of
 //! the commands; a reply made here waits until the core has answered every command
-//! before it. `PUBLISH` answers 0: the core does not count receivers per message. Glob
+//! before it. `PUBLISH` answers the number of subscriptions the core delivered the message
+//! to (its RECEIPT's `stampede-receivers`, STOMP subscribers included); a pattern
+//! subscription whose glob the writer then filters out is counted too. Glob
 //! patterns keep Redis's meaning (`*`, `?`, `[…]`, `\\`): the core's topic wildcards match
 //! whole dot-separated segments, so a pattern subscribes to the narrowest wildcard that
 //! covers it and the writer drops what the glob does not match. Without users in `[security]`, a connection logs in at once (Redis has no
@@ -40,6 +42,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::Event;
 use super::connection::{Encoding, Links, Translate, Writer, WriterMsg};
+use crate::core::RECEIVERS_HEADER;
 use crate::core::{ConnId, OutFrame};
 use crate::net::BoxStream;
 use crate::proto::{Command, Frame};
@@ -106,7 +109,7 @@ impl Translate for Shared {
                 }
                 Command::Receipt => {
                     let id = f.headers.get("receipt-id").unwrap_or("");
-                    reply_for_receipt(id, buf);
+                    reply_for_receipt(id, f.headers.get(RECEIVERS_HEADER), buf);
                     self.mark_answered();
                 }
                 Command::Error => {
@@ -128,11 +131,13 @@ impl Translate for Shared {
     }
 }
 
-/// The reply a receipt stands for: `publish`, or `<kind>:<count>:<name>` for the
+/// The reply a receipt stands for: `publish` (the number of subscriptions that got the
+/// message, which the core counted into `receivers`), or `<kind>:<count>:<name>` for the
 /// (un)subscribe kinds.
-fn reply_for_receipt(id: &str, buf: &mut BytesMut) {
+fn reply_for_receipt(id: &str, receivers: Option<&str>, buf: &mut BytesMut) {
     if id == "publish" {
-        buf.put_slice(b":0\r\n");
+        let n: u64 = receivers.and_then(|r| r.parse().ok()).unwrap_or(0);
+        buf.put_slice(format!(":{n}\r\n").as_bytes());
         return;
     }
     let mut parts = id.splitn(3, ':');
@@ -544,6 +549,7 @@ impl Reader {
                 let frame = Frame::new(Command::Send)
                     .header("destination", format!("/topic/{channel}"))
                     .header("receipt", "publish")
+                    .header(RECEIVERS_HEADER, "count")
                     .body(payload.clone());
                 self.ask(frame).await.then_some(Next::Continue)
             }
@@ -860,13 +866,16 @@ mod tests {
     #[test]
     fn receipts_become_replies_in_redis_terms() {
         let mut buf = BytesMut::new();
-        reply_for_receipt("subscribe:2:mcollective::server::agents", &mut buf);
+        reply_for_receipt("subscribe:2:mcollective::server::agents", None, &mut buf);
         assert_eq!(
             &buf[..],
             b"*3\r\n$9\r\nsubscribe\r\n$27\r\nmcollective::server::agents\r\n:2\r\n"
         );
         buf.clear();
-        reply_for_receipt("publish", &mut buf);
+        reply_for_receipt("publish", Some("2"), &mut buf);
+        assert_eq!(&buf[..], b":2\r\n");
+        buf.clear();
+        reply_for_receipt("publish", None, &mut buf);
         assert_eq!(&buf[..], b":0\r\n");
     }
 }
