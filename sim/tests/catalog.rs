@@ -5,6 +5,15 @@ use std::path::PathBuf;
 use stampede_sim::run::{Outcome, run};
 use stampede_sim::scenario::Scenario;
 
+/// Clients connected to each broker in second `t_s` of the run.
+fn connected_at(o: &Outcome, t_s: u64) -> Option<Vec<u64>> {
+    o.report
+        .seconds
+        .iter()
+        .find(|s| s.t_s == t_s)
+        .map(|s| s.connected.clone())
+}
+
 fn run_catalog(file: &str, duration_s: Option<f64>) -> Outcome {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../scenarios")
@@ -225,13 +234,7 @@ fn mcollective_partition_nodes_moves_exactly_the_cut_off_tenth_to_the_other_brok
         o.report.losses_by_cause
     );
     assert_eq!(o.report.failover_ms.len(), 80);
-    let connected = |t_s: u64| {
-        o.report
-            .seconds
-            .iter()
-            .find(|s| s.t_s == t_s)
-            .map(|s| s.connected.clone())
-    };
+    let connected = |t_s: u64| connected_at(&o, t_s);
     assert_eq!(connected(50), Some(vec![801, 0]));
     assert_eq!(connected(200), Some(vec![721, 80]));
 }
@@ -285,13 +288,7 @@ fn roboconf_deploys_every_agent_and_moves_the_fleet_to_another_broker_at_run_tim
     assert_eq!(rc.models, 800);
     // Every agent and the DM took the new configuration and switched.
     assert_eq!(rc.reconfigured, 801);
-    let connected = |t_s: u64| {
-        o.report
-            .seconds
-            .iter()
-            .find(|s| s.t_s == t_s)
-            .map(|s| s.connected.clone())
-    };
+    let connected = |t_s: u64| connected_at(&o, t_s);
     assert_eq!(connected(100), Some(vec![801, 0]));
     assert_eq!(connected(190), Some(vec![0, 801]));
     assert_eq!(connected(399), Some(vec![0, 801]));

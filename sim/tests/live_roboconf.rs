@@ -13,11 +13,12 @@
 mod common;
 use common::broker_bin;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use stampede_sim::live::scrape;
 
 const SCENARIO: &str = r#"
 name = "live-roboconf"
@@ -121,19 +122,12 @@ impl Broker {
         b
     }
 
-    /// The value of metric `name` (`stampede_<name>{broker=…}`).
+    /// The value of metric `name` (`stampede_<name>`), read as `stampede load --metrics`
+    /// reads it.
     fn metric(&self, name: &str) -> u64 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.metrics)).expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let prefix = format!("stampede_{name}{{");
-        text.lines()
-            .find(|l| l.starts_with(&prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        let text = scrape::get(&format!("127.0.0.1:{}", self.metrics)).expect("metrics");
+        let value = scrape::parse(&text).get(name).copied();
+        value.unwrap_or_else(|| panic!("no {name} in\n{text}")) as u64
     }
 }
 

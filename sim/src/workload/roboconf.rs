@@ -32,7 +32,7 @@ use super::link::{Life, Link, LinkNet};
 use super::mcollective::{body, field, identity};
 use super::{ClientSpec, Env, Host, client_config};
 use crate::dialect::{Conn, Dialect, Inbound, Inbox};
-use crate::history::{ClientId, Recorder, RoboconfAgent, Role};
+use crate::history::{ClientId, Recorder, RoboconfAgent, Role, Timebase};
 use crate::scenario::{ReconnectSpec, RoboconfSpec, Scenario};
 use crate::seed;
 
@@ -393,7 +393,7 @@ async fn agent_life(
     tokio::pin!(died);
     let spec = &shared.spec;
     let timebase = shared.recorder.timebase();
-    let Ok(mut watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
+    let Ok(watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
         return false;
     };
     let mut base = agent.base.clone();
@@ -452,13 +452,14 @@ async fn agent_life(
         spec.notification_bytes,
     );
     let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
-    let mut pending: Vec<(Duration, String)> = agent
+    // The changes still to come in this life.
+    let later: Vec<(Duration, String)> = agent
         .schedule
         .iter()
         .filter(|(at, _)| *at > Duration::from_micros(timebase.now_us()))
         .cloned()
         .collect();
-    pending.reverse();
+    let mut changes = Reconfigurations::new(watched, later, agent.identity.clone());
     let add_import = |conn: &Conn| {
         shared.send_to(
             conn,
@@ -472,12 +473,6 @@ async fn agent_life(
         );
     };
     loop {
-        let reconfigure_due = async {
-            match pending.last() {
-                Some((at, _)) => timebase.sleep_until(*at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
             () = &mut died => return true,
@@ -518,29 +513,68 @@ async fn agent_life(
                 shared.send_to(&conn, dm_dest.clone(), &heartbeat_text(has_model), spec.notification_bytes);
                 next_heartbeat += heartbeat;
             }
-            () = reconfigure_due => {
-                let Some((_, text)) = pending.pop() else { continue };
-                match watched.update(&text) {
-                    Change::None => {}
-                    Change::Rejected(e) => {
-                        tracing::warn!(agent = %agent.identity, "new messaging configuration refused, the old one stays: {e}");
-                    }
-                    Change::Reconnect(m) => {
-                        let Some((new_conn, new_inbox)) = shared.start(&agent.net, &base, &m, agent.id, &generation, gate(agent.link.clone())) else {
-                            continue;
-                        };
-                        tokio::select! {
-                            biased;
-                            () = &mut died => return true,
-                            () = subscribe(new_conn.clone()) => {}
-                        }
-                        shared.send_to(&new_conn, dm_dest.clone(), &heartbeat_text(has_model), spec.notification_bytes);
-                        let old = std::mem::replace(&mut conn, new_conn);
-                        inbox = new_inbox;
-                        stampede_broker::task::spawn(async move { old.disconnect().await });
-                        shared.recorder.lock().roboconf.reconfigured.push((agent.id, timebase.now_us()));
-                    }
+            m = changes.next(timebase) => {
+                let Some((new_conn, new_inbox)) = shared.start(&agent.net, &base, &m, agent.id, &generation, gate(agent.link.clone())) else {
+                    continue;
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut died => return true,
+                    () = subscribe(new_conn.clone()) => {}
                 }
+                shared.send_to(&new_conn, dm_dest.clone(), &heartbeat_text(has_model), spec.notification_bytes);
+                let old = std::mem::replace(&mut conn, new_conn);
+                inbox = new_inbox;
+                stampede_broker::task::spawn(async move { old.disconnect().await });
+                shared.recorder.lock().roboconf.reconfigured.push((agent.id, timebase.now_us()));
+            }
+        }
+    }
+}
+
+/// One client's messaging configuration and the changes to it still to come, in time
+/// order.
+struct Reconfigurations {
+    watched: Watched,
+    /// Still to come, the next one last.
+    pending: Vec<(Duration, String)>,
+    /// Who reads the file, for the log.
+    who: String,
+}
+
+impl Reconfigurations {
+    fn new(watched: Watched, mut schedule: Vec<(Duration, String)>, who: String) -> Self {
+        schedule.reverse();
+        Reconfigurations {
+            watched,
+            pending: schedule,
+            who,
+        }
+    }
+
+    fn current(&self) -> &RoboconfMessaging {
+        self.watched.current()
+    }
+
+    /// Waits for the next change that asks for another connection (forever once none is
+    /// left). A text that does not parse is refused and the old configuration stays, as
+    /// Roboconf keeps it. Cancel-safe: nothing is taken before its time has come.
+    async fn next(&mut self, timebase: Timebase) -> RoboconfMessaging {
+        loop {
+            let Some((at, _)) = self.pending.last() else {
+                return std::future::pending().await;
+            };
+            timebase.sleep_until(*at).await;
+            let Some((_, text)) = self.pending.pop() else {
+                continue;
+            };
+            match self.watched.update(&text) {
+                Change::None => {}
+                Change::Rejected(e) => tracing::warn!(
+                    who = %self.who,
+                    "new messaging configuration refused, the old one stays: {e}"
+                ),
+                Change::Reconnect(m) => return m,
             }
         }
     }
@@ -557,15 +591,16 @@ struct Dm {
 async fn run_dm(dm: Dm, shared: Shared) {
     let spec = shared.spec.clone();
     let timebase = shared.recorder.timebase();
-    let Ok(mut watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
+    let Ok(watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
         return;
     };
+    let mut changes = Reconfigurations::new(watched, dm.schedule.clone(), spec.dm.clone());
     let net = shared.env.net.clone();
     let generation = Arc::new(AtomicU64::new(0));
     let Some((mut conn, mut inbox)) = shared.start(
         &net,
         &dm.base,
-        watched.current(),
+        changes.current(),
         dm.id,
         &generation,
         || true,
@@ -585,46 +620,29 @@ async fn run_dm(dm: Dm, shared: Shared) {
     };
     subscribe(conn.clone()).await;
     shared.recorder.lock().roboconf.dm_started_us = Some(timebase.now_us());
-    let mut pending = dm.schedule.clone();
-    pending.reverse();
     loop {
-        let reconfigure_due = async {
-            match pending.last() {
-                Some((at, _)) => timebase.sleep_until(*at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
             msg = inbox.recv() => {
                 let Some(msg) = msg else { return };
                 heard(&shared, &conn, &msg);
             }
-            () = reconfigure_due => {
-                let Some((_, text)) = pending.pop() else { continue };
-                match watched.update(&text) {
-                    Change::None => {}
-                    Change::Rejected(e) => {
-                        tracing::warn!("DM: new messaging configuration refused, the old one stays: {e}");
+            m = changes.next(timebase) => {
+                let Some((new_conn, new_inbox)) = shared.start(&net, &dm.base, &m, dm.id, &generation, || true) else {
+                    continue;
+                };
+                subscribe(new_conn.clone()).await;
+                let old = std::mem::replace(&mut conn, new_conn);
+                // What the old connection still delivers is read until it closes.
+                let mut old_inbox = std::mem::replace(&mut inbox, new_inbox);
+                let (s, c) = (shared.clone(), conn.clone());
+                stampede_broker::task::spawn(async move {
+                    old.disconnect().await;
+                    while let Some(msg) = old_inbox.recv().await {
+                        heard(&s, &c, &msg);
                     }
-                    Change::Reconnect(m) => {
-                        let Some((new_conn, new_inbox)) = shared.start(&net, &dm.base, &m, dm.id, &generation, || true) else {
-                            continue;
-                        };
-                        subscribe(new_conn.clone()).await;
-                        let old = std::mem::replace(&mut conn, new_conn);
-                        // What the old connection still delivers is read until it closes.
-                        let mut old_inbox = std::mem::replace(&mut inbox, new_inbox);
-                        let (s, c) = (shared.clone(), conn.clone());
-                        stampede_broker::task::spawn(async move {
-                            old.disconnect().await;
-                            while let Some(msg) = old_inbox.recv().await {
-                                heard(&s, &c, &msg);
-                            }
-                        });
-                        shared.recorder.lock().roboconf.reconfigured.push((dm.id, timebase.now_us()));
-                    }
-                }
+                });
+                shared.recorder.lock().roboconf.reconfigured.push((dm.id, timebase.now_us()));
             }
         }
     }
