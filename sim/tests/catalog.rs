@@ -295,3 +295,21 @@ fn roboconf_deploys_every_agent_and_moves_the_fleet_to_another_broker_at_run_tim
     // Heartbeats reach the DM from every agent after the move.
     assert!(rc.heartbeats >= 800 * 6, "{rc:?}");
 }
+
+#[test]
+fn a_roboconf_agent_restarted_after_a_reconfiguration_reads_the_new_configuration() {
+    // Agents whose process dies after the move to broker-2 (and after broker-1's crash)
+    // start again with the messaging file as it is then: they reach the DM on broker-2.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/roboconf-1x800.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text = text.replace(
+        "[expectations]",
+        "[[faults]]\nat_s = 230\nkind = \"crash-nodes\"\ntarget = [\"rack-1\"]\nfraction = 0.1\nduration_s = 20\n\n[expectations]",
+    );
+    let s = Scenario::parse(&text, "roboconf-restarts.toml").unwrap();
+    let o = run(&s, s.seed, "test", &mut |_| {}).unwrap();
+    let rc = o.report.roboconf.as_ref().expect("a Roboconf summary");
+    assert_eq!(o.history.crashes.len(), 80);
+    assert_eq!(rc.dm_problems, 0, "{rc:?}");
+    assert_eq!(connected_at(&o, 399), Some(vec![0, 801]));
+}

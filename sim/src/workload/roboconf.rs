@@ -393,9 +393,14 @@ async fn agent_life(
     tokio::pin!(died);
     let spec = &shared.spec;
     let timebase = shared.recorder.timebase();
-    let Ok(watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
+    let Ok(mut watched) = Watched::new(&spec.messaging, config::FILE_NAME) else {
         return false;
     };
+    // A process started after changes to its messaging file reads the file as it is now.
+    let now = Duration::from_micros(timebase.now_us());
+    for (_, text) in agent.schedule.iter().filter(|(at, _)| *at <= now) {
+        let _ = watched.update(text);
+    }
     let mut base = agent.base.clone();
     if born > 0 {
         base.seed = seed::derive(agent.seed, &format!("life/{born}"));
@@ -452,11 +457,12 @@ async fn agent_life(
         spec.notification_bytes,
     );
     let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
-    // The changes still to come in this life.
+    // The changes still to come in this life (those after its start: one due while it
+    // connected is taken at once).
     let later: Vec<(Duration, String)> = agent
         .schedule
         .iter()
-        .filter(|(at, _)| *at > Duration::from_micros(timebase.now_us()))
+        .filter(|(at, _)| *at > now)
         .cloned()
         .collect();
     let mut changes = Reconfigurations::new(watched, later, agent.identity.clone());
