@@ -557,3 +557,49 @@ async fn the_stomp_gem_fails_over_from_a_killed_master_to_its_slave() {
         got.len()
     );
 }
+
+/// The master checks its lock every `lock_keepalive_period_ms` (ActiveMQ's
+/// `lockKeepAlivePeriod`): when the lock file it holds is removed (a cleanup job, an
+/// operator), the slave can lock a new one and become master, so the old master must stop
+/// rather than serve beside it. It exits with an error naming the lost lock, and the slave
+/// serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_whose_lock_file_is_removed_stops_and_the_slave_serves() {
+    let dir = TempDir::new("persist-lock-lost");
+    let shared = "master_slave = \"shared-store\"\nlock_acquire_interval_ms = 100\n\
+                  lock_keepalive_period_ms = 100";
+    let mut master = start(dir.path(), "master", &config(dir.path(), shared));
+    let mut slave = spawn(dir.path(), "slave", &config(dir.path(), shared));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !slave.log_text().contains("waiting as its slave") {
+        assert!(Instant::now() < deadline, "{}", slave.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fs::remove_file(dir.path().join("store").join("lock")).unwrap();
+    let removed = Instant::now();
+    let status = loop {
+        if let Some(status) = master.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            removed.elapsed() < Duration::from_secs(10),
+            "the master still runs without its lock:\n{}",
+            master.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stopped = removed.elapsed();
+    assert!(!status.success(), "{status}");
+    assert!(
+        master.log_text().contains("lost the store directory's lock"),
+        "{}",
+        master.log_text()
+    );
+    slave
+        .wait_ready(Duration::from_secs(10))
+        .expect("the slave takes over");
+    eprintln!(
+        "the master stopped {} ms after its lock file was removed",
+        stopped.as_millis()
+    );
+}

@@ -12,12 +12,18 @@
 //! did not fit (the store took back what it wrote of it) is tried again every
 //! `disk_full_retry_interval_ms` until it fits, and nothing after it is reported synced
 //! before. With `"stop"`, or on any other error, the store has failed and the broker stops.
+//!
+//! On a shared store the writer also checks every `lock_keepalive_period_ms` that this
+//! broker still holds the directory's lock ([`Store::keep_alive`]); a failed check is a
+//! failed store: the broker stops rather than serve beside the broker that holds it now.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{DiskFullPolicy, Record, Store, StoreConfig, StoreError, SyncPolicy};
+use crate::store::{
+    DiskFullPolicy, MasterSlave, Record, Store, StoreConfig, StoreError, SyncPolicy,
+};
 
 /// Batches of records (one per pass of the core task) waiting for the store writer.
 pub(super) const STORE_BATCHES_MAX: usize = 64;
@@ -60,23 +66,45 @@ async fn serve(
     let interval = Duration::from_millis(config.interval_ms.max(1));
     let window = Duration::from_millis(config.group_window_ms.max(1));
     let mut next_interval_sync = tokio::time::Instant::now() + interval;
+    // The lock keep-alive: only a shared store's lock can be lost.
+    let keepalive = (config.master_slave == MasterSlave::SharedStore
+        && config.lock_keepalive_period_ms > 0)
+        .then(|| Duration::from_millis(config.lock_keepalive_period_ms));
+    let mut next_keepalive = keepalive.map(|k| tokio::time::Instant::now() + k);
     loop {
         let mut last = None;
         let mut records = 0usize;
-        // Wait for work (with `interval_ms`, or for the next periodic sync).
-        let first = match config.sync {
-            SyncPolicy::IntervalMs => {
-                tokio::select! {
-                    biased;
-                    b = batches.recv() => b,
-                    () = tokio::time::sleep_until(next_interval_sync) => {
-                        sync(store).await?;
-                        next_interval_sync = tokio::time::Instant::now() + interval;
-                        continue;
-                    }
-                }
+        // A busy writer checks its lock between batches too.
+        if let (Some(k), Some(due)) = (keepalive, next_keepalive)
+            && tokio::time::Instant::now() >= due
+        {
+            store.keep_alive()?;
+            next_keepalive = Some(tokio::time::Instant::now() + k);
+        }
+        let interval_due = async {
+            if config.sync == SyncPolicy::IntervalMs {
+                tokio::time::sleep_until(next_interval_sync).await;
+            } else {
+                std::future::pending::<()>().await;
             }
-            _ => batches.recv().await,
+        };
+        let keepalive_due = async {
+            match next_keepalive {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // Wait for work (or, with `interval_ms`, for the next periodic sync; or for the
+        // next lock check).
+        let first = tokio::select! {
+            biased;
+            b = batches.recv() => b,
+            () = interval_due => {
+                sync(store).await?;
+                next_interval_sync = tokio::time::Instant::now() + interval;
+                continue;
+            }
+            () = keepalive_due => continue,
         };
         let Some(first) = first else {
             return Ok(());

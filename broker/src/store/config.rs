@@ -98,6 +98,13 @@ pub struct StoreConfig {
     /// `shared-store`: milliseconds between a slave's attempts to take the lock
     /// (ActiveMQ's `lockAcquireSleepInterval`, 10 s there; a try here is one system call).
     pub lock_acquire_interval_ms: u64,
+    /// `shared-store`: milliseconds between the master's checks that it still holds the
+    /// lock (ActiveMQ's `lockKeepAlivePeriod`); 0 turns them off. Each check finds the
+    /// lock file still the one it locked and writes and syncs a heartbeat into it, so an
+    /// unreachable or fenced shared store (an NFS lease lost in a partition) fails it,
+    /// and a master that fails it stops serving: its clients fail over to the broker that
+    /// holds the lock now.
+    pub lock_keepalive_period_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -116,6 +123,7 @@ impl Default for StoreConfig {
             skip_corrupt: false,
             master_slave: MasterSlave::None,
             lock_acquire_interval_ms: 1_000,
+            lock_keepalive_period_ms: 2_000,
         }
     }
 }
@@ -144,6 +152,12 @@ impl StoreConfig {
             return Err(InvalidSetting::new(
                 KeyPath::root().key("lock_acquire_interval_ms"),
                 "must be at most 3600000 (an hour)",
+            ));
+        }
+        if self.lock_keepalive_period_ms > 3_600_000 {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("lock_keepalive_period_ms"),
+                "must be at most 3600000 (an hour); 0 turns the checks off",
             ));
         }
         if self.segment_bytes_max < 4096 {

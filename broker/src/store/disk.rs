@@ -48,6 +48,12 @@ pub trait Disk: Send {
     fn take_sync_delay(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// Checks that this broker still holds the directory's lock, and tells the storage it
+    /// is alive: an error means the lock is lost (or cannot be shown to be held), and a
+    /// master must stop. A directory of its own never loses its lock.
+    fn keep_alive(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The name of the lock file in a store directory.
@@ -57,7 +63,9 @@ pub const LOCK_FILE: &str = "lock";
 pub struct StdDisk {
     dir: PathBuf,
     /// Held open: the lock lasts as long as the file stays open.
-    _lock: File,
+    lock: File,
+    /// Heart-beats written into the lock file by [`Disk::keep_alive`].
+    beats: std::sync::atomic::AtomicU64,
 }
 
 impl StdDisk {
@@ -85,7 +93,8 @@ impl StdDisk {
         }
         Ok(StdDisk {
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock,
+            beats: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -153,6 +162,33 @@ impl Disk for StdDisk {
 
     fn describe(&self, name: &str) -> String {
         self.path(name).display().to_string()
+    }
+
+    /// The lock file at its path must still be the file this broker locked (an operator
+    /// or a cleanup job that removed or replaced it has let another broker take the
+    /// directory), and a heart-beat written into it must reach the disk: on NFS that
+    /// write fails once the client's lease, and with it the lock, is lost.
+    fn keep_alive(&self) -> io::Result<()> {
+        use std::os::unix::fs::{FileExt as _, MetadataExt};
+        let held = self.lock.metadata()?;
+        let at_path = std::fs::metadata(self.path(LOCK_FILE)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the lock file {} is gone: {e}", self.path(LOCK_FILE).display()),
+            )
+        })?;
+        if (held.dev(), held.ino()) != (at_path.dev(), at_path.ino()) || held.nlink() == 0 {
+            return Err(io::Error::other(format!(
+                "the lock file {} was replaced by another file",
+                self.path(LOCK_FILE).display()
+            )));
+        }
+        let beat = self
+            .beats
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1);
+        self.lock.write_all_at(&beat.to_le_bytes(), 0)?;
+        self.lock.sync_data()
     }
 }
 

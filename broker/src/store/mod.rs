@@ -62,6 +62,16 @@ pub enum StoreError {
         /// The directory.
         dir: String,
     },
+    /// The master's check that it still holds the directory's lock failed (see
+    /// [`Disk::keep_alive`]): another broker may be the master now.
+    #[error(
+        "lost the store directory's lock ({why}): stopping, so that the broker holding it \
+         now is the only master"
+    )]
+    LockLost {
+        /// What the check met.
+        why: String,
+    },
     /// A record in the middle of a journal file fails its check.
     #[error(
         "journal {file} is corrupt at byte offset {offset}: {why} (set store.skip_corrupt = true \
@@ -389,6 +399,13 @@ impl Store {
         self.synced_bytes = self.active_bytes;
         self.mark_due = true;
         Ok(())
+    }
+
+    /// Checks that the store's directory lock is still this broker's ([`Disk::keep_alive`]).
+    pub fn keep_alive(&self) -> Result<(), StoreError> {
+        self.disk.keep_alive().map_err(|e| StoreError::LockLost {
+            why: e.to_string(),
+        })
     }
 
     /// Extra time the syncs since the last call took, to be waited out by the caller
