@@ -591,7 +591,9 @@ async fn a_master_whose_lock_file_is_removed_stops_and_the_slave_serves() {
     let stopped = removed.elapsed();
     assert!(!status.success(), "{status}");
     assert!(
-        master.log_text().contains("lost the store directory's lock"),
+        master
+            .log_text()
+            .contains("lost the store directory's lock"),
         "{}",
         master.log_text()
     );

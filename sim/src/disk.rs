@@ -33,10 +33,10 @@
 //! exactly as a real one would, and a slow disk reports its extra sync time through
 //! [`Disk::take_sync_delay`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -206,6 +206,7 @@ impl Disk for SimDisk {
 /// [`SharedStorage`] (and its disk faults).
 pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
     let mut shared: BTreeMap<String, (SharedStorage, SharedFault)> = BTreeMap::new();
+    let (lease_ms, fencing) = (scenario.disk.lease_ms, scenario.disk.shared_fencing);
     scenario
         .brokers
         .iter()
@@ -214,12 +215,21 @@ pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
             let dir = store.dir.as_deref().unwrap_or(DEFAULT_DIR);
             let mut slot = DiskSlot::new(dir);
             if store.master_slave == MasterSlave::SharedStore {
-                let (storage, fault) = shared.entry(dir.to_owned()).or_default().clone();
+                let (storage, fault) = shared
+                    .entry(dir.to_owned())
+                    .or_insert_with(|| {
+                        (
+                            SharedStorage::new(lease_ms, fencing),
+                            SharedFault::default(),
+                        )
+                    })
+                    .clone();
                 slot.fault = fault;
                 slot.shared = Some(SharedState {
                     storage,
                     broker: b.name.clone(),
                     retry: Duration::from_millis(store.lock_acquire_interval_ms),
+                    epoch: Arc::default(),
                 });
             }
             Some((b.name.clone(), slot))
@@ -229,15 +239,37 @@ pub fn slots(scenario: &Scenario) -> BTreeMap<String, DiskSlot> {
 
 /// A store directory on shared storage that several simulated brokers mount (see the
 /// module's documentation). Cheap to clone; clones are the same directory.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SharedStorage(Arc<Mutex<SharedDir>>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SharedDir {
     /// The directory's entries.
     files: BTreeMap<String, Inode>,
-    /// The broker that holds the directory's lock: the master.
-    lock: Option<String>,
+    /// The directory's lock: the master's lease.
+    lock: Option<Lease>,
+    /// Epochs granted so far (each grant of the lock takes the next).
+    epochs: u64,
+    /// Brokers cut off from the storage by a partition.
+    partitioned: BTreeSet<String>,
+    /// Brokers whose machine's power is off.
+    powered_off: BTreeSet<String>,
+    /// Brokers whose process ended while cut off: their unlock arrives when they are back.
+    unlock_pending: BTreeSet<String>,
+    /// The storage's clock (simulated ms since the start), set by the world's step loop.
+    now_ms: u64,
+    /// How long a lease lasts without renewal.
+    lease_ms: u64,
+    /// Whether calls under a superseded epoch fail.
+    fencing: bool,
+}
+
+/// Who holds the lock, under which epoch, renewed when.
+#[derive(Clone, Debug)]
+struct Lease {
+    holder: String,
+    epoch: u64,
+    renewed_ms: u64,
 }
 
 /// A file's contents, shared by its directory entry and its open handles (a renamed or
@@ -257,25 +289,137 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl SharedStorage {
-    /// Takes the lock for `broker` if nobody (or `broker` itself) holds it.
-    pub fn try_lock(&self, broker: &str) -> bool {
-        let mut dir = locked(&self.0);
-        match &dir.lock {
-            Some(holder) => holder == broker,
-            None => {
-                dir.lock = Some(broker.to_owned());
-                true
-            }
+impl SharedDir {
+    fn reachable(&self, broker: &str) -> bool {
+        !self.partitioned.contains(broker) && !self.powered_off.contains(broker)
+    }
+
+    /// A broker back in touch: an unlock it owes arrives now.
+    fn reconnected(&mut self, broker: &str) {
+        if self.reachable(broker) && self.unlock_pending.remove(broker) {
+            self.unlock(broker);
         }
     }
 
-    /// Releases `broker`'s lock, if it holds it (its process ended).
+    fn unlock(&mut self, broker: &str) {
+        if self.lock.as_ref().is_some_and(|l| l.holder == broker) {
+            self.lock = None;
+        }
+    }
+}
+
+impl SharedStorage {
+    /// Storage whose leases last `lease_ms` unrenewed, fencing superseded epochs or not.
+    pub fn new(lease_ms: u64, fencing: bool) -> SharedStorage {
+        SharedStorage(Arc::new(Mutex::new(SharedDir {
+            files: BTreeMap::new(),
+            lock: None,
+            epochs: 0,
+            partitioned: BTreeSet::new(),
+            powered_off: BTreeSet::new(),
+            unlock_pending: BTreeSet::new(),
+            now_ms: 0,
+            lease_ms,
+            fencing,
+        })))
+    }
+
+    /// Takes the lock for `broker` (a new process: a new epoch) if it reaches the storage
+    /// and nobody else holds a live lease; returns the epoch.
+    pub fn try_lock(&self, broker: &str) -> Option<u64> {
+        let mut dir = locked(&self.0);
+        if !dir.reachable(broker) {
+            return None;
+        }
+        let free = match &dir.lock {
+            None => true,
+            // Its own old lock: the process that held it is gone.
+            Some(l) if l.holder == broker => true,
+            Some(l) => dir.now_ms.saturating_sub(l.renewed_ms) >= dir.lease_ms,
+        };
+        if !free {
+            return None;
+        }
+        dir.epochs += 1;
+        let epoch = dir.epochs;
+        let now_ms = dir.now_ms;
+        dir.lock = Some(Lease {
+            holder: broker.to_owned(),
+            epoch,
+            renewed_ms: now_ms,
+        });
+        Some(epoch)
+    }
+
+    /// Releases `broker`'s lock, if it holds it (its process ended); a broker cut off from
+    /// the storage sends the unlock when it is back.
     pub fn release(&self, broker: &str) {
         let mut dir = locked(&self.0);
-        if dir.lock.as_deref() == Some(broker) {
-            dir.lock = None;
+        if dir.reachable(broker) {
+            dir.unlock(broker);
+        } else {
+            dir.unlock_pending.insert(broker.to_owned());
         }
+    }
+
+    /// The storage's clock moves on to `now_ms`; the holder renews its lease if it reaches
+    /// the storage.
+    pub fn tick(&self, now_ms: u64) {
+        let mut dir = locked(&self.0);
+        dir.now_ms = now_ms;
+        let holder_reaches = dir.lock.as_ref().is_some_and(|l| dir.reachable(&l.holder));
+        if holder_reaches && let Some(l) = dir.lock.as_mut() {
+            l.renewed_ms = now_ms;
+        }
+    }
+
+    /// Cuts `broker` off from the storage (a partition), or connects it again.
+    pub fn set_partitioned(&self, broker: &str, cut: bool) {
+        let mut dir = locked(&self.0);
+        if cut {
+            dir.partitioned.insert(broker.to_owned());
+        } else {
+            dir.partitioned.remove(broker);
+            dir.reconnected(broker);
+        }
+    }
+
+    /// `broker`'s machine lost its power (`true`) or is up again. A machine back from a
+    /// power loss has lost its old lock: the storage drops a rebooted client's state.
+    pub fn set_powered_off(&self, broker: &str, off: bool) {
+        let mut dir = locked(&self.0);
+        if off {
+            dir.powered_off.insert(broker.to_owned());
+        } else {
+            dir.powered_off.remove(broker);
+            dir.unlock_pending.remove(broker);
+            dir.unlock(broker);
+        }
+    }
+
+    /// Whether `broker` is cut off from the storage by a partition.
+    pub fn is_partitioned(&self, broker: &str) -> bool {
+        locked(&self.0).partitioned.contains(broker)
+    }
+
+    /// Whether a call from `broker` under `epoch` reaches the storage and is allowed: EIO
+    /// when it is cut off, or (with fencing) when its epoch is no longer the lock's.
+    fn check(&self, broker: &str, epoch: u64) -> io::Result<()> {
+        let dir = locked(&self.0);
+        if !dir.reachable(broker) {
+            return Err(io::Error::other("the shared storage does not answer (EIO)"));
+        }
+        if dir.fencing
+            && !dir
+                .lock
+                .as_ref()
+                .is_some_and(|l| l.holder == broker && l.epoch == epoch)
+        {
+            return Err(io::Error::other(format!(
+                "the storage fenced epoch {epoch}: the lock has another holder (EIO)"
+            )));
+        }
+        Ok(())
     }
 
     /// `broker`'s power failed: what it wrote and had not synced never reached the storage.
@@ -297,19 +441,38 @@ impl SharedStorage {
 struct SharedDisk {
     storage: SharedStorage,
     broker: String,
+    /// The epoch of the lock this incarnation took.
+    epoch: u64,
     dir: String,
     fault: SharedFault,
 }
 
+impl SharedDisk {
+    /// The disk fault, then the storage's answer (reachable, not fenced).
+    fn check(&self, write: bool) -> io::Result<()> {
+        injected(&self.fault, write)?;
+        self.storage.check(&self.broker, self.epoch)
+    }
+}
+
 struct SharedAppend {
     inode: Inode,
+    storage: SharedStorage,
     broker: String,
+    epoch: u64,
     fault: SharedFault,
+}
+
+impl SharedAppend {
+    fn check(&self, write: bool) -> io::Result<()> {
+        injected(&self.fault, write)?;
+        self.storage.check(&self.broker, self.epoch)
+    }
 }
 
 impl AppendFile for SharedAppend {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        injected(&self.fault, true)?;
+        self.check(true)?;
         let mut f = locked(&self.inode);
         f.bytes.extend_from_slice(bytes);
         f.writer = Some(self.broker.clone());
@@ -317,7 +480,7 @@ impl AppendFile for SharedAppend {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         let mut f = locked(&self.inode);
         f.synced = f.bytes.len();
         f.writer = None;
@@ -330,7 +493,7 @@ impl AppendFile for SharedAppend {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         let mut f = locked(&self.inode);
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         f.bytes.truncate(len);
@@ -341,32 +504,34 @@ impl AppendFile for SharedAppend {
 
 impl Disk for SharedDisk {
     fn list(&self) -> io::Result<Vec<String>> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         Ok(locked(&self.storage.0).files.keys().cloned().collect())
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         let dir = locked(&self.storage.0);
         let inode = dir.files.get(name).ok_or(io::ErrorKind::NotFound)?;
         Ok(locked(inode).bytes.clone())
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
-        injected(&self.fault, true)?;
+        self.check(true)?;
         let inode = Inode::default();
         locked(&self.storage.0)
             .files
             .insert(name.to_owned(), inode.clone());
         Ok(Box::new(SharedAppend {
             inode,
+            storage: self.storage.clone(),
             broker: self.broker.clone(),
+            epoch: self.epoch,
             fault: self.fault.clone(),
         }))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         let mut dir = locked(&self.storage.0);
         let inode = dir.files.remove(from).ok_or(io::ErrorKind::NotFound)?;
         dir.files.insert(to.to_owned(), inode);
@@ -374,7 +539,7 @@ impl Disk for SharedDisk {
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        injected(&self.fault, false)?;
+        self.check(false)?;
         locked(&self.storage.0)
             .files
             .remove(name)
@@ -383,7 +548,7 @@ impl Disk for SharedDisk {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        injected(&self.fault, false)
+        self.check(false)
     }
 
     fn describe(&self, name: &str) -> String {
@@ -392,6 +557,12 @@ impl Disk for SharedDisk {
 
     fn take_sync_delay(&self) -> Duration {
         std::mem::take(&mut lock(&self.fault).owed)
+    }
+
+    /// The master's lock check: the storage answers, and the lock is still its epoch's
+    /// (which only a fencing storage can tell it).
+    fn keep_alive(&self) -> io::Result<()> {
+        self.storage.check(&self.broker, self.epoch)
     }
 }
 
@@ -403,6 +574,8 @@ struct SharedState {
     broker: String,
     /// How long a slave waits between tries of the lock.
     retry: Duration,
+    /// The epoch of the lock the latest incarnation took.
+    epoch: Arc<AtomicU64>,
 }
 
 /// One broker's simulated store, shared between its host (each incarnation opens the
@@ -458,14 +631,19 @@ impl DiskSlot {
         let Some(shared) = &self.shared else {
             return;
         };
-        if shared.storage.try_lock(&shared.broker) {
-            return;
-        }
-        waiting();
-        tokio::time::sleep(phase).await;
-        while !shared.storage.try_lock(&shared.broker) {
-            tokio::time::sleep(shared.retry).await;
-        }
+        let mut waiting = Some(waiting);
+        let mut wait = phase;
+        let epoch = loop {
+            if let Some(epoch) = shared.storage.try_lock(&shared.broker) {
+                break epoch;
+            }
+            if let Some(w) = waiting.take() {
+                w();
+            }
+            tokio::time::sleep(wait).await;
+            wait = shared.retry;
+        };
+        shared.epoch.store(epoch, Ordering::SeqCst);
     }
 
     /// A shared store's lock retry interval (`None` for a store of its own).
@@ -479,8 +657,38 @@ impl DiskSlot {
         if let Some(shared) = &self.shared {
             if power_loss {
                 shared.storage.drop_unsynced(&shared.broker);
+                shared.storage.set_powered_off(&shared.broker, true);
             }
             shared.storage.release(&shared.broker);
+        }
+    }
+
+    /// The broker's machine is up again (a restart after a crash or a power loss).
+    pub fn machine_up(&self) {
+        if let Some(shared) = &self.shared {
+            shared.storage.set_powered_off(&shared.broker, false);
+        }
+    }
+
+    /// Cuts the broker off from its shared storage (`storage-partition`), or heals it.
+    /// Nothing for a store of its own.
+    pub fn set_storage_partitioned(&self, cut: bool) {
+        if let Some(shared) = &self.shared {
+            shared.storage.set_partitioned(&shared.broker, cut);
+        }
+    }
+
+    /// Whether the broker is cut off from its shared storage.
+    pub fn storage_partitioned(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.storage.is_partitioned(&s.broker))
+    }
+
+    /// The shared storage's clock moves on (leases are renewed or lapse).
+    pub fn tick(&self, now_ms: u64) {
+        if let Some(shared) = &self.shared {
+            shared.storage.tick(now_ms);
         }
     }
 
@@ -507,13 +715,15 @@ impl DiskSlot {
     /// Opens the store directory on the current host (inside the broker's host).
     pub fn open(&self) -> io::Result<Box<dyn Disk>> {
         if let Some(shared) = &self.shared {
-            injected(&self.fault, false)?;
-            return Ok(Box::new(SharedDisk {
+            let disk = SharedDisk {
                 storage: shared.storage.clone(),
                 broker: shared.broker.clone(),
+                epoch: shared.epoch.load(Ordering::SeqCst),
                 dir: self.dir.clone(),
                 fault: self.fault.clone(),
-            }));
+            };
+            disk.check(false)?;
+            return Ok(Box::new(disk));
         }
         let disk = SimDisk::open_with(&self.dir, self.fault.clone())?;
         *self.fs.lock().unwrap_or_else(|p| p.into_inner()) = Some(FsHandleBox(FsHandle::current()));
@@ -605,21 +815,25 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
+    /// A mount of `storage` by `broker` under `epoch`.
+    fn mount(storage: &super::SharedStorage, broker: &str, epoch: u64) -> super::SharedDisk {
+        super::SharedDisk {
+            storage: storage.clone(),
+            broker: broker.to_owned(),
+            epoch,
+            dir: "/s".to_owned(),
+            fault: Default::default(),
+        }
+    }
+
     /// Two mounts of one shared store: one lock between them, a file either can read, and
     /// a power loss that drops only the victim's unsynced writes.
     #[test]
     fn a_shared_store_has_one_lock_and_loses_only_the_victims_unsynced_writes() {
-        let storage = super::SharedStorage::default();
-        let mount = |broker: &str| super::SharedDisk {
-            storage: storage.clone(),
-            broker: broker.to_owned(),
-            dir: "/s".to_owned(),
-            fault: Default::default(),
-        };
-        let (a, b) = (mount("a"), mount("b"));
-        assert!(storage.try_lock("a"));
-        assert!(!storage.try_lock("b"));
-        assert!(storage.try_lock("a"), "the holder may take it again");
+        let storage = super::SharedStorage::new(90_000, false);
+        let ea = storage.try_lock("a").unwrap();
+        assert_eq!(storage.try_lock("b"), None);
+        let (a, b) = (mount(&storage, "a", ea), mount(&storage, "b", 0));
 
         let mut fa = a.create("journal-a.tmp").unwrap();
         fa.append(b"synced").unwrap();
@@ -635,14 +849,79 @@ mod tests {
 
         storage.drop_unsynced("a");
         storage.release("b");
-        assert!(!storage.try_lock("b"), "b never held it");
+        assert_eq!(storage.try_lock("b"), None, "b never held it");
         storage.release("a");
-        assert!(storage.try_lock("b"));
+        assert!(storage.try_lock("b").is_some());
         assert_eq!(b.read("journal-a").unwrap(), b"synced");
         assert_eq!(
             a.read("journal-b").unwrap(),
             b"b's",
             "b's power did not fail"
+        );
+    }
+
+    /// A master cut off from the storage gets EIO and renews nothing: its lease lapses
+    /// after `lease_ms` and the slave takes the lock under a new epoch; the old master's
+    /// calls then fail (fenced) even once it is back, and its unlock, sent when it is
+    /// back, does not free the new master's lock.
+    #[test]
+    fn a_partitioned_masters_lease_lapses_and_the_storage_fences_it() {
+        let storage = super::SharedStorage::new(1_000, true);
+        storage.tick(0);
+        let ea = storage.try_lock("a").unwrap();
+        let a = mount(&storage, "a", ea);
+        a.create("journal").unwrap().append(b"a1").unwrap();
+        storage.set_partitioned("a", true);
+        assert!(a.read("journal").is_err(), "EIO while cut off");
+        assert!(a.keep_alive().is_err());
+        storage.tick(999);
+        assert_eq!(storage.try_lock("b"), None, "the lease has not lapsed yet");
+        storage.release("a"); // a's process stops: the unlock cannot be sent yet
+        storage.tick(1_000);
+        let eb = storage.try_lock("b").expect("the lapsed lease is free");
+        assert!(eb > ea);
+        storage.set_partitioned("a", false);
+        assert!(a.read("journal").is_err(), "fenced");
+        assert!(
+            a.keep_alive().is_err(),
+            "the keep-alive learns it lost the lock"
+        );
+        let b = mount(&storage, "b", eb);
+        assert!(
+            b.keep_alive().is_ok(),
+            "a's late unlock left b's lock alone"
+        );
+        assert_eq!(b.read("journal").unwrap(), b"a1");
+
+        // Without fencing the old master's writes land beside the new master's.
+        let open = super::SharedStorage::new(1_000, false);
+        let ea = open.try_lock("a").unwrap();
+        let a = mount(&open, "a", ea);
+        let mut f = a.create("journal").unwrap();
+        open.set_partitioned("a", true);
+        open.tick(5_000);
+        assert!(open.try_lock("b").is_some());
+        open.set_partitioned("a", false);
+        f.append(b"late").unwrap();
+        assert!(a.keep_alive().is_ok(), "nothing tells it");
+    }
+
+    /// A holder that reaches the storage keeps its lease however long it is idle; a power
+    /// loss lets it lapse, and the machine's return frees it at once.
+    #[test]
+    fn leases_live_while_the_holder_is_reachable() {
+        let storage = super::SharedStorage::new(1_000, true);
+        assert!(storage.try_lock("a").is_some());
+        storage.tick(60_000);
+        assert_eq!(storage.try_lock("b"), None);
+        storage.set_powered_off("a", true);
+        storage.release("a");
+        storage.tick(60_500);
+        assert_eq!(storage.try_lock("b"), None, "within the lease");
+        storage.set_powered_off("a", false);
+        assert!(
+            storage.try_lock("b").is_some(),
+            "a rebooted client holds nothing"
         );
     }
 

@@ -589,6 +589,9 @@ pub fn materialise_nemesis(scenario: &Scenario, seed: u64) -> Scenario {
             Op::Disk(t, DiskFault::SlowMs(ms)) => {
                 (FaultKind::SlowDisk, t.clone(), vec![], vec![], Some(*ms))
             }
+            Op::StoragePartition(t, true) => {
+                (FaultKind::StoragePartition, t.clone(), vec![], vec![], None)
+            }
             Op::ClockSkew(t, ms) => {
                 skew_ms = *ms;
                 (FaultKind::ClockSkew, t.clone(), vec![], vec![], None)

@@ -82,6 +82,8 @@ pub enum Op {
     /// A disk fault on brokers' stores; `DiskFault::None` repairs it (and starts a broker
     /// the fault stopped).
     Disk(Vec<String>, DiskFault),
+    /// Cut brokers off from their shared storage (`true`), or connect them again.
+    StoragePartition(Vec<String>, bool),
     /// Jump the clocks of racks' nodes by this many milliseconds (on top of their
     /// configured skew); `None` sets them right again.
     ClockSkew(Vec<String>, Option<i64>),
@@ -192,7 +194,17 @@ impl Timeline {
                 .filter(|b| b.store.is_some())
                 .map(|b| b.name.clone())
                 .collect();
-            t.add_nemesis(n, seed, &hosts, &brokers, &with_store);
+            let with_shared_store: Vec<String> = scenario
+                .brokers
+                .iter()
+                .filter(|b| {
+                    b.store.as_ref().is_some_and(|s| {
+                        s.master_slave == stampede_broker::store::MasterSlave::SharedStore
+                    })
+                })
+                .map(|b| b.name.clone())
+                .collect();
+            t.add_nemesis(n, seed, &hosts, &brokers, &with_store, &with_shared_store);
         }
         // Stable sort keeps undo-then-redo order for equal times.
         t.actions.sort_by_key(|a| a.at_ms);
@@ -402,6 +414,13 @@ impl Timeline {
                     self.push(e, Op::Disk(targets, DiskFault::None), Some(w));
                 }
             }
+            FaultKind::StoragePartition => {
+                let w = self.open("storage-partition", label, at, end);
+                self.push(at, Op::StoragePartition(targets.clone(), true), Some(w));
+                if let Some(e) = end {
+                    self.push(e, Op::StoragePartition(targets, false), Some(w));
+                }
+            }
             FaultKind::ClockSkew => {
                 let w = self.open("clock-skew", label, at, end);
                 self.push(at, Op::ClockSkew(targets.clone(), f.skew_ms), Some(w));
@@ -465,6 +484,7 @@ impl Timeline {
         hosts: &[String],
         brokers: &[String],
         with_store: &[String],
+        with_shared_store: &[String],
     ) {
         let mut rng = SmallRng::seed_from_u64(seed::derive(seed, "nemesis"));
         let crashable = resolve(&n.crash_targets, brokers);
@@ -482,6 +502,7 @@ impl Timeline {
             // Last, so that a weight of 0 leaves every other draw as it was.
             ("power-loss", w.power_loss),
             ("disk-error", w.disk_error),
+            ("storage-partition", w.storage_partition),
         ];
         let total: f64 = kinds.iter().map(|k| k.1).sum();
         let end_ms = secs_to_ms(n.end_s);
@@ -512,6 +533,19 @@ impl Timeline {
                         let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
                         self.push(now, Op::Disk(vec![b.clone()], DiskFault::Error), Some(win));
                         self.push(stop, Op::Disk(vec![b], DiskFault::None), Some(win));
+                    }
+                }
+                "storage-partition" => {
+                    let on_shared: Vec<String> = crashable
+                        .iter()
+                        .filter(|b| with_shared_store.contains(b))
+                        .cloned()
+                        .collect();
+                    if let Some(b) = broker(&mut rng, &on_shared) {
+                        let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
+                        let op = |cut| Op::StoragePartition(vec![b.clone()], cut);
+                        self.push(now, op(true), Some(win));
+                        self.push(stop, op(false), Some(win));
                     }
                 }
                 "crash" | "power-loss" => {

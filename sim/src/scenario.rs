@@ -13,7 +13,7 @@ use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, Peers, valid
 use stampede_broker::core::CoreConfig;
 use stampede_broker::security::SecurityConfig;
 use stampede_broker::server::cost::CostProfile;
-use stampede_broker::store::StoreConfig;
+use stampede_broker::store::{MasterSlave, StoreConfig};
 
 /// Epoch used when a scenario names none: 2026-11-17T06:36:53Z, the time of the captured
 /// MCollective frames. Fixed, so that every `expires` header is reproducible.
@@ -112,6 +112,15 @@ pub struct DiskSpec {
     /// first blocks of this size (turmoil's torn writes), so the journal's tail can be cut
     /// short, or zero-filled with later writes present. 0: unsynced writes vanish whole.
     pub torn_write_block_bytes: u64,
+    /// Shared storage (`master_slave = "shared-store"`): how long the master's lock (an
+    /// NFSv4 lease) outlives the last renewal its machine could send, in milliseconds: after
+    /// a `storage-partition` or a power loss of the master, the slave can take the lock
+    /// this long after the master lost touch. NFSv4 servers default to 90 s.
+    pub lease_ms: u64,
+    /// Shared storage: a broker's calls under a lock epoch that is no longer the lock's fail
+    /// with EIO (an NFSv4 server refuses a lapsed lease's state). `false` models storage
+    /// that does not: an old master back from a partition writes beside the new one.
+    pub shared_fencing: bool,
 }
 
 impl DiskSpec {
@@ -125,6 +134,8 @@ impl Default for DiskSpec {
         // A disk sector: writes are atomic within one, no more.
         DiskSpec {
             torn_write_block_bytes: 512,
+            lease_ms: 90_000,
+            shared_fencing: true,
         }
     }
 }
@@ -597,6 +608,13 @@ pub enum FaultKind {
     DiskFull,
     /// Every sync of the broker's store takes `latency_ms` longer, for the window.
     SlowDisk,
+    /// Brokers on shared storage (`master_slave = "shared-store"`) lose their path to it
+    /// for the window, the rest of the network being fine: their store calls fail with
+    /// EIO (a soft NFS mount) and their lease on the store's lock is not renewed, so
+    /// after `[disk] lease_ms` the slave may take the lock. A master stops at its next
+    /// store call or lock check (`lock_keepalive_period_ms`); its supervisor starts it
+    /// again at once, and it waits as a slave.
+    StoragePartition,
     /// The clocks of racks' nodes (`target`) jump by `skew_ms` (ahead when positive)
     /// for the window, on top of their `clock_skew_ms`: an NTP failure or a VM resumed
     /// from a snapshot. A node drops a request that its own clock says is older than the
@@ -652,6 +670,7 @@ impl FaultKind {
             FaultKind::DiskError => "disk-error",
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::StoragePartition => "storage-partition",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::IsolateNodes => "isolate-nodes",
             FaultKind::CrashNodes => "crash-nodes",
@@ -773,6 +792,9 @@ pub struct NemesisWeights {
     /// store (none has one: nothing is drawn).
     #[serde(skip_serializing_if = "is_zero")]
     pub disk_error: f64,
+    /// A `storage-partition` then healed, on one of `crash_targets` on shared storage.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub storage_partition: f64,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -940,6 +962,12 @@ impl Scenario {
         }
         if self.tick_ms == 0 || self.tick_ms > 100 {
             return bad(root.key("tick_ms"), "must be between 1 and 100".into());
+        }
+        if self.disk.lease_ms == 0 || self.disk.lease_ms > 3_600_000 {
+            return bad(
+                root.key("disk").key("lease_ms"),
+                "must be between 1 and 3600000 (an hour)".into(),
+            );
         }
         if self.brokers.is_empty() {
             return bad(
@@ -1276,25 +1304,35 @@ impl Scenario {
                 | FaultKind::Restart
                 | FaultKind::DiskError
                 | FaultKind::DiskFull
-                | FaultKind::SlowDisk => {
+                | FaultKind::SlowDisk
+                | FaultKind::StoragePartition => {
                     if f.target.is_empty() {
                         return bad(
                             p.key("target"),
                             format!("a {} names the brokers it acts on", f.kind.as_str()),
                         );
                     }
-                    // Disk faults act on a broker's store, so they need one.
+                    // Disk faults act on a broker's store, so they need one; a storage
+                    // partition, shared storage.
                     let disk = matches!(
                         f.kind,
                         FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk
                     );
+                    let shared = f.kind == FaultKind::StoragePartition;
+                    let on_shared = |b: &BrokerSpec| {
+                        b.store
+                            .as_ref()
+                            .is_some_and(|s| s.master_slave == MasterSlave::SharedStore)
+                    };
                     for t in &f.target {
-                        if !self
-                            .brokers
-                            .iter()
-                            .any(|b| glob(t, &b.name) && (!disk || b.store.is_some()))
-                        {
-                            let what = if disk {
+                        if !self.brokers.iter().any(|b| {
+                            glob(t, &b.name)
+                                && (!disk || b.store.is_some())
+                                && (!shared || on_shared(b))
+                        }) {
+                            let what = if shared {
+                                "broker with master_slave = \"shared-store\""
+                            } else if disk {
                                 "broker with a [brokers.store]"
                             } else {
                                 "broker"
@@ -1480,6 +1518,7 @@ impl Scenario {
             w.hold,
             w.latency,
             w.disk_error,
+            w.storage_partition,
         ];
         if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
             return bad(

@@ -29,6 +29,10 @@ use crate::workload::mcollective;
 /// Extra simulated time allowed after the scenario's end for clients to finish.
 const WIND_DOWN: Duration = Duration::from_secs(30);
 
+/// How long a broker's supervisor (systemd's `Restart=`) waits before starting a broker
+/// that stopped because it lost its shared storage or its lock.
+const SUPERVISOR_RESTART: Duration = Duration::from_secs(1);
+
 /// Progress of a run, reported once per simulated second.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
@@ -140,25 +144,46 @@ pub fn run(
                 let Some(slot) = disk else {
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
-                // On a shared store, a slave waits for the master's lock with nothing bound.
-                slot.become_master(phase, || note(&recorder, format!("{name} waits as slave")))
-                    .await;
-                if slot.is_shared() {
-                    note(&recorder, format!("{name} holds the shared store's lock"));
-                }
-                // A broker whose store fails stops (for an EIO as ActiveMQ does; a full
-                // disk it waits out unless its store says `disk_full = "stop"`); its host
-                // waits for the repair.
-                let opened = slot.open().map_err(io::Error::other);
-                let outcome = match opened {
-                    Ok(d) => serve(config, Some(d), cost, &name, &recorder, epoch_ms).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = outcome {
+                loop {
+                    // On a shared store, a slave waits for the master's lock with nothing
+                    // bound.
+                    slot.become_master(phase, || note(&recorder, format!("{name} waits as slave")))
+                        .await;
+                    if slot.is_shared() {
+                        note(&recorder, format!("{name} holds the shared store's lock"));
+                    }
+                    // A broker whose store fails stops (for an EIO as ActiveMQ does; a full
+                    // disk it waits out unless its store says `disk_full = "stop"`).
+                    let opened = slot.open().map_err(io::Error::other);
+                    let outcome = match opened {
+                        Ok(d) => {
+                            serve(
+                                config.clone(),
+                                Some(d),
+                                cost.clone(),
+                                &name,
+                                &recorder,
+                                epoch_ms,
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let Err(e) = outcome else {
+                        break;
+                    };
                     stopped(&recorder, &name, &e);
-                    slot.mark_stopped();
-                    // The process exited: its lock on a shared store is free.
+                    // The process exited: its lock on a shared store is free (once the
+                    // storage hears of it).
                     slot.process_ended(false);
+                    if slot.is_shared() && !slot.failing() {
+                        // It lost its storage or its lock, not its disk: its supervisor
+                        // starts it again, and it waits as a slave.
+                        tokio::time::sleep(SUPERVISOR_RESTART).await;
+                        continue;
+                    }
+                    // Its host waits for the disk's repair.
+                    slot.mark_stopped();
                     std::future::pending::<()>().await;
                 }
                 Ok(())
@@ -232,6 +257,9 @@ pub fn run(
                 total_ms,
             });
             next_report = now_ms + 1000;
+        }
+        for disk in world.disks.values() {
+            disk.tick(now_ms);
         }
         let finished = sim
             .step()
@@ -540,6 +568,9 @@ impl Applier<'_> {
             Op::Restart(hosts) => {
                 for h in hosts {
                     if self.crashed.remove(h) {
+                        if let Some(disk) = self.disks.get(h) {
+                            disk.machine_up();
+                        }
                         self.set_process_dead(h, false);
                         sim.bounce(h.as_str());
                     }
@@ -601,6 +632,19 @@ impl Applier<'_> {
                     DiskFault::SlowMs(ms) => format!("slow-disk +{ms}ms {}", brokers.join(",")),
                 }
             }
+            Op::StoragePartition(brokers, cut) => {
+                for b in brokers {
+                    if let Some(disk) = self.disks.get(b) {
+                        disk.set_storage_partitioned(*cut);
+                    }
+                }
+                let what = if *cut {
+                    "storage-partition"
+                } else {
+                    "storage healed"
+                };
+                format!("{what} {}", brokers.join(","))
+            }
             Op::ClockSkew(racks, ms) => {
                 workload::apply_to_nodes(op, &self.rack_clocks, &self.node_links);
                 match ms {
@@ -639,6 +683,9 @@ impl Applier<'_> {
                 let brokers: Vec<String> = self.disks.keys().cloned().collect();
                 for b in brokers {
                     self.set_disk_fault(sim, &b, DiskFault::None);
+                    if let Some(disk) = self.disks.get(&b) {
+                        disk.set_storage_partitioned(false);
+                    }
                 }
                 let hosts = self.scenario.hosts();
                 for (x, y) in Self::pairs(&hosts, &hosts) {
@@ -647,6 +694,9 @@ impl Applier<'_> {
                     self.restore_latency(sim, &x, &y);
                 }
                 for h in std::mem::take(&mut self.crashed) {
+                    if let Some(disk) = self.disks.get(&h) {
+                        disk.machine_up();
+                    }
                     self.set_process_dead(&h, false);
                     sim.bounce(h.as_str());
                 }

@@ -1,6 +1,8 @@
 //! Self-test of fault injection: every fault kind has an observable effect on the run,
 //! and the same run without the fault does not. (A fault that silently does nothing
-//! would make every failover test pass vacuously.)
+//! would make every failover test pass vacuously.) `storage-partition`, which needs a
+//! shared-store pair, is checked in `master_slave.rs` (the cut-off master stops, its lease
+//! lapses, the slave takes the lock).
 
 use stampede_broker::client::{ClientEvent, DisconnectReason};
 use stampede_sim::history::{ClientId, Role, SendOutcome};

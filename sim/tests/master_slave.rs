@@ -145,3 +145,99 @@ fn a_disk_error_on_the_shared_store_stops_both_and_the_repair_restarts_them() {
     );
     assert!(o.report.messages.delivered >= 3000);
 }
+
+fn storage_partition() -> Scenario {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/master-slave-storage-partition.toml");
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// When a line starting with `prefix` appeared in the run's timeline (ms), every time.
+fn when_starts(o: &Outcome, prefix: &str) -> Vec<u64> {
+    o.history
+        .applied
+        .iter()
+        .filter(|(_, w)| w.starts_with(prefix))
+        .map(|(at, _)| *at)
+        .collect()
+}
+
+/// The master is cut off from its storage at 5 s while idle: its keep-alive (every
+/// second) stops it within a period, its supervisor starts it again as a slave, its lease
+/// lapses 3 s after the cut, broker-2 takes the lock within one retry, and the producer's
+/// messages, sent after the heal, all reach the consumers on broker-2.
+#[test]
+fn a_master_cut_off_from_its_storage_stops_and_the_slave_takes_the_lapsed_lock() {
+    let o = go(&storage_partition());
+    assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
+    let stopped: Vec<u64> = o
+        .history
+        .applied
+        .iter()
+        .filter(|(_, w)| {
+            w.starts_with("broker-1 stopped:") && w.contains("lost the store directory's lock")
+        })
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(
+        stopped.len() == 1 && (5_000..=6_000).contains(&stopped[0]),
+        "{stopped:?} {:?}",
+        o.history.applied
+    );
+    assert_eq!(
+        when(&o, "broker-1 waits as slave"),
+        [stopped[0] + 1_000],
+        "restarted as the slave"
+    );
+    let took = when(&o, "broker-2 holds the shared store's lock");
+    assert!(
+        took.len() == 1 && (8_000..=8_500).contains(&took[0]),
+        "{took:?}"
+    );
+    assert_eq!(o.report.messages.delivered, 800);
+}
+
+/// Each defence alone keeps the old master from serving beside the new one; without
+/// either, it receipts every message into a store broker-2 no longer reads, and the run
+/// fails with all of them lost. Without the keep-alive, fencing stops it at its first
+/// write after the heal.
+#[test]
+fn fencing_or_the_keep_alive_each_prevent_split_brain_and_without_both_it_loses_messages() {
+    let keepalive_off = |s: &mut Scenario| {
+        for b in &mut s.brokers {
+            b.store.as_mut().unwrap().lock_keepalive_period_ms = 0;
+        }
+    };
+    let mut s = storage_partition();
+    keepalive_off(&mut s);
+    let fenced = go(&s);
+    assert!(
+        fenced.passed(),
+        "{}",
+        stampede_reports::summary_text(&fenced.report)
+    );
+    let stopped = when_starts(&fenced, "broker-1 stopped:");
+    assert!(
+        stopped.len() == 1 && stopped[0] >= 12_000,
+        "it runs on until its first write, and is fenced then: {stopped:?}"
+    );
+    assert!(
+        fenced
+            .history
+            .applied
+            .iter()
+            .any(|(_, w)| w.contains("fenced epoch 1")),
+        "{:?}",
+        fenced.history.applied
+    );
+
+    let mut s = storage_partition();
+    s.disk.shared_fencing = false;
+    assert!(go(&s).passed(), "the keep-alive alone suffices");
+
+    keepalive_off(&mut s);
+    let split = go(&s);
+    assert!(!split.passed());
+    assert_eq!(split.report.messages.acknowledged, 800);
+    assert_eq!(split.report.messages.lost, 800);
+}

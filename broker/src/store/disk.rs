@@ -174,7 +174,10 @@ impl Disk for StdDisk {
         let at_path = std::fs::metadata(self.path(LOCK_FILE)).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("the lock file {} is gone: {e}", self.path(LOCK_FILE).display()),
+                format!(
+                    "the lock file {} is gone: {e}",
+                    self.path(LOCK_FILE).display()
+                ),
             )
         })?;
         if (held.dev(), held.ino()) != (at_path.dev(), at_path.ino()) || held.nlink() == 0 {

@@ -403,9 +403,9 @@ impl Store {
 
     /// Checks that the store's directory lock is still this broker's ([`Disk::keep_alive`]).
     pub fn keep_alive(&self) -> Result<(), StoreError> {
-        self.disk.keep_alive().map_err(|e| StoreError::LockLost {
-            why: e.to_string(),
-        })
+        self.disk
+            .keep_alive()
+            .map_err(|e| StoreError::LockLost { why: e.to_string() })
     }
 
     /// Extra time the syncs since the last call took, to be waited out by the caller

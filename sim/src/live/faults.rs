@@ -201,6 +201,7 @@ impl LiveState {
             | Op::Heal(..)
             | Op::Latency(..)
             | Op::Disk(..)
+            | Op::StoragePartition(..)
             | Op::ClockSkew(..)
             | Op::IsolateNodes(..)
             | Op::ReconnectNodes(..)
