@@ -153,7 +153,8 @@ impl BrokerConfig {
             .map_err(|e| e.within("discovery"))?;
         self.metrics.validate().map_err(|e| e.within("metrics"))?;
         self.redis.validate().map_err(|e| e.within("redis"))?;
-        self.store.validate().map_err(|e| e.within("store"))
+        self.store.validate().map_err(|e| e.within("store"))?;
+        self.store.validate_group().map_err(|e| e.within("store"))
     }
 }
 

@@ -199,6 +199,17 @@ impl Disk for SimDisk {
     fn take_sync_delay(&self) -> Duration {
         std::mem::take(&mut lock(&self.fault).owed)
     }
+
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        injected(&self.fault, false)?;
+        let file = fs::OpenOptions::new().append(true).open(self.path(name))?;
+        Ok(Box::new(SimFile(file, self.fault.clone())))
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        injected(&self.fault, false)?;
+        fs::metadata(self.path(name)).map(|m| m.len())
+    }
 }
 
 /// A [`DiskSlot`] for every broker of `scenario` that has a `[brokers.store]`, by name.

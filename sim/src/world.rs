@@ -10,9 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use stampede_broker::clock::Clock;
 use stampede_broker::config::{BrokerConfig, RedisConfig, ServerConfig};
-use stampede_broker::server::Server;
 use stampede_broker::server::cost::CostProfile;
-use stampede_broker::store::Disk;
+use stampede_broker::server::{Server, replication};
+use stampede_broker::store::{Disk, MasterSlave, ReplicaPeer, ReplicationConfig};
 use stampede_broker::vhost::{Convention, ExchangeConfig, ExchangeType, VhostConfig};
 
 use crate::disk::DiskSlot;
@@ -107,6 +107,9 @@ pub fn run(
             store: b.store.clone().unwrap_or_default(),
         };
         config.core.broker_name = b.name.clone();
+        if config.store.master_slave == MasterSlave::Replicated {
+            fill_replication(&mut config.store.replication, &b.name, scenario, seed);
+        }
         if scenario.middleware == Middleware::Rabbitmq && config.core.vhosts.is_empty() {
             config.core.vhosts = vec![rabbitmq_vhost(scenario)];
             config.core.default_vhost = Some("/".to_owned());
@@ -144,6 +147,9 @@ pub fn run(
                 let Some(slot) = disk else {
                     return Ok(serve(config, None, cost, &name, &recorder, epoch_ms).await?);
                 };
+                if config.store.master_slave == MasterSlave::Replicated {
+                    return replica_host(config, slot, cost, &name, &recorder, epoch_ms).await;
+                }
                 loop {
                     // On a shared store, a slave waits for the master's lock with nothing
                     // bound.
@@ -345,6 +351,84 @@ async fn serve(
     server
         .run(Clock::starting_at(now_ms), std::future::pending())
         .await
+}
+
+/// The port a replicated store's node listens on for its peers.
+pub const REPLICATION_PORT: u16 = 61619;
+
+/// Completes a replicated broker's `[store.replication]`: its name, its listener, its peers
+/// (every other broker of the scenario with a replicated store, unless it names them), and
+/// a seed for its election timers drawn from the run's.
+fn fill_replication(r: &mut ReplicationConfig, name: &str, scenario: &Scenario, seed: u64) {
+    if r.node.is_empty() {
+        r.node = name.to_owned();
+    }
+    r.listen = format!("0.0.0.0:{REPLICATION_PORT}");
+    if r.peers.is_empty() {
+        r.peers = scenario
+            .brokers
+            .iter()
+            .filter(|o| {
+                o.name != name
+                    && o.store
+                        .as_ref()
+                        .is_some_and(|s| s.master_slave == MasterSlave::Replicated)
+            })
+            .map(|o| ReplicaPeer {
+                name: o.name.clone(),
+                address: format!("{}:{REPLICATION_PORT}", o.name),
+            })
+            .collect();
+    }
+    r.seed = Some(seed::derive(seed, &format!("replica/{name}")));
+}
+
+/// A replicated broker's host: a follower until its group elects it, then the master
+/// until it is deposed (or its store fails); then, like a supervisor, starts it again
+/// after [`SUPERVISOR_RESTART`], as a follower. A failing disk is waited out.
+async fn replica_host(
+    config: BrokerConfig,
+    slot: DiskSlot,
+    cost: Option<CostProfile>,
+    name: &str,
+    recorder: &Recorder,
+    epoch_ms: u64,
+) -> turmoil::Result {
+    loop {
+        let started = async {
+            let disk = slot.open()?;
+            replication::Node::start(config.store.replication.clone(), Arc::new(TurmoilNet), disk)
+                .await
+        };
+        let outcome = match started.await {
+            Ok(mut node) => {
+                note(recorder, format!("{name} follows"));
+                let leader_disk = node.until_elected().await;
+                note(recorder, format!("{name} elected leader"));
+                let served = serve(
+                    config.clone(),
+                    Some(Box::new(leader_disk)),
+                    cost.clone(),
+                    name,
+                    recorder,
+                    epoch_ms,
+                )
+                .await;
+                drop(node);
+                served
+            }
+            Err(e) => Err(e),
+        };
+        let Err(e) = outcome else {
+            return Ok(());
+        };
+        stopped(recorder, name, &e);
+        if slot.failing() {
+            slot.mark_stopped();
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SUPERVISOR_RESTART).await;
+    }
 }
 
 /// Adds `what` to the run's timeline, at the current simulated time.

@@ -66,10 +66,17 @@ async fn serve(
     let interval = Duration::from_millis(config.interval_ms.max(1));
     let window = Duration::from_millis(config.group_window_ms.max(1));
     let mut next_interval_sync = tokio::time::Instant::now() + interval;
-    // The lock keep-alive: only a shared store's lock can be lost.
-    let keepalive = (config.master_slave == MasterSlave::SharedStore
-        && config.lock_keepalive_period_ms > 0)
-        .then(|| Duration::from_millis(config.lock_keepalive_period_ms));
+    // The lock keep-alive: only a shared store's lock, or a replicated store's
+    // leadership, can be lost.
+    let keepalive = match config.master_slave {
+        MasterSlave::SharedStore if config.lock_keepalive_period_ms > 0 => {
+            Some(Duration::from_millis(config.lock_keepalive_period_ms))
+        }
+        MasterSlave::Replicated => Some(Duration::from_millis(
+            config.replication.heartbeat_interval_ms.max(1),
+        )),
+        _ => None,
+    };
     let mut next_keepalive = keepalive.map(|k| tokio::time::Instant::now() + k);
     loop {
         let mut last = None;
@@ -138,12 +145,18 @@ async fn serve(
 }
 
 /// Syncs, then waits out what the disk says the sync took beyond the call (a simulated
-/// slow disk), so that nothing is reported synced before the disk would have finished.
+/// slow disk), so that nothing is reported synced before the disk would have finished;
+/// on a replicated store, then waits until a majority of the replicas has it too.
 async fn sync(store: &mut Store) -> Result<(), StoreError> {
     store.sync()?;
     let delay = store.take_sync_delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(durable) = store.durable() {
+        durable
+            .await
+            .map_err(|e| StoreError::LockLost { why: e.to_string() })?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod cost;
 mod journal;
 mod metrics;
 pub mod redis;
+pub mod replication;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -218,6 +219,9 @@ pub struct Server {
     cost: Option<CostProfile>,
     /// The message store, opened, with what it recovered.
     storage: Option<(Store, Recovered)>,
+    /// A replicated store's node (its listener for peers), kept running while this
+    /// broker serves as the group's leader.
+    replica: Option<replication::Node>,
 }
 
 /// A request to change the running broker.
@@ -334,6 +338,23 @@ impl Server {
     /// error: this broker waits as that master's slave, with nothing bound, until it takes
     /// the lock (so this future may take as long as the master lives).
     pub async fn bind(net: SharedNet, config: BrokerConfig) -> io::Result<Server> {
+        if config.store.master_slave == MasterSlave::Replicated
+            && let Some(dir) = &config.store.dir
+        {
+            // Its own directory, locked against a second process; then a follower until
+            // the group elects it.
+            let disk = StdDisk::open(std::path::Path::new(dir)).map_err(io::Error::other)?;
+            let cfg = config.store.replication.clone();
+            let mut node = replication::Node::start(cfg, net.clone(), Box::new(disk)).await?;
+            let leader_disk = node.until_elected().await;
+            tracing::info!(
+                dir,
+                "elected by the replication group: this broker is now the master"
+            );
+            let server =
+                Server::bind_with_storage(net, config, Some(Box::new(leader_disk))).await?;
+            return Ok(server.with_replica(node));
+        }
         let disk: Option<Box<dyn Disk>> = match &config.store.dir {
             Some(dir) => Some(Box::new(lock_store(dir, &config.store).await?)),
             None => None,
@@ -432,7 +453,14 @@ impl Server {
             reloads,
             cost: None,
             storage,
+            replica: None,
         })
+    }
+
+    /// Keeps a replicated store's `node` running as long as the server runs.
+    pub fn with_replica(mut self, node: replication::Node) -> Server {
+        self.replica = Some(node);
+        self
     }
 
     /// Models the core task's CPU with `profile` (see [`cost`]): each event's work costs
@@ -490,7 +518,10 @@ impl Server {
             mut reloads,
             cost,
             storage,
+            replica,
         } = self;
+        // The replica's tasks run until this function returns.
+        let _replica = replica;
         // Handles given out stay usable while the server runs; this one is not needed.
         drop(reloader);
         let security = Security::from_config(&config.security);

@@ -61,6 +61,70 @@ pub enum MasterSlave {
     /// its lock) recovers the store and opens its listeners. Clients find whichever is
     /// master through a failover list naming both.
     SharedStore,
+    /// Replicated stores: each broker of a group (`[store.replication]`: this node and its
+    /// peers, three or more) keeps its own copy of the journal. The group elects a leader
+    /// (a majority's votes, terms as fencing tokens); the leader is the master, opens its
+    /// listeners and streams every journal write to the others, and a persistent SEND's
+    /// RECEIPT waits until a majority has synced it. When the leader is gone (or cut off
+    /// from the majority, which makes it step down), the others elect the most up-to-date
+    /// of them, which recovers the journal and serves.
+    Replicated,
+}
+
+/// `[store.replication]`: a replicated store's group.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// This broker's name in the group (unique in it).
+    pub node: String,
+    /// Where this broker listens for its peers (votes, and the leader's stream).
+    pub listen: String,
+    /// The other brokers of the group.
+    pub peers: Vec<ReplicaPeer>,
+    /// Milliseconds between the leader's heart-beats to each follower.
+    pub heartbeat_interval_ms: u64,
+    /// Milliseconds without word from a leader after which a follower stands for election
+    /// (each waits a random time between this and twice this); a leader that has not heard
+    /// from a majority for this long steps down.
+    pub election_timeout_ms: u64,
+    /// Bytes of journal operations the leader keeps for followers that fall behind; one
+    /// further behind is sent a fresh copy of the journal.
+    pub backlog_bytes_max: u64,
+    /// Seed of the election timers' randomness (the simulator sets it from the scenario's
+    /// seed); unset, it is drawn from the node's name and the process id.
+    pub seed: Option<u64>,
+}
+
+/// One peer of a replicated store's group.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaPeer {
+    /// Its `node` name.
+    pub name: String,
+    /// Its `listen` address as this broker reaches it (`host:port`).
+    pub address: String,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            node: String::new(),
+            listen: "0.0.0.0:61619".to_owned(),
+            peers: Vec::new(),
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1_000,
+            backlog_bytes_max: 64 * 1024 * 1024,
+            seed: None,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    /// Votes (this node's included) that make a majority of the group.
+    pub fn quorum(&self) -> usize {
+        // A strict majority of the group (peers and this node).
+        self.peers.len().div_ceil(2) + 1
+    }
 }
 
 /// `[store]`. Without `dir` nothing is stored: `persistent:true` messages live in memory
@@ -105,6 +169,8 @@ pub struct StoreConfig {
     /// and a master that fails it stops serving: its clients fail over to the broker that
     /// holds the lock now.
     pub lock_keepalive_period_ms: u64,
+    /// `replicated`: the group.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for StoreConfig {
@@ -124,11 +190,50 @@ impl Default for StoreConfig {
             master_slave: MasterSlave::None,
             lock_acquire_interval_ms: 1_000,
             lock_keepalive_period_ms: 2_000,
+            replication: ReplicationConfig::default(),
         }
     }
 }
 
 impl StoreConfig {
+    /// A production broker's replicated store names its directory, itself and its peers
+    /// (the simulator fills them in from the scenario).
+    pub fn validate_group(&self) -> Result<(), InvalidSetting> {
+        if self.master_slave != MasterSlave::Replicated {
+            return Ok(());
+        }
+        let r = &self.replication;
+        let at = KeyPath::root().key("replication");
+        if self.dir.is_none() {
+            return Err(InvalidSetting::new(
+                KeyPath::root().key("dir"),
+                "a replicated store needs its directory",
+            ));
+        }
+        if r.node.trim().is_empty() {
+            return Err(InvalidSetting::new(
+                at.key("node"),
+                "must name this broker in its replication group",
+            ));
+        }
+        if r.peers.is_empty() {
+            return Err(InvalidSetting::new(
+                at.key("peers"),
+                "a replicated store needs peers (two or more, so that a majority survives one loss)",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::from([r.node.as_str()]);
+        for (i, p) in r.peers.iter().enumerate() {
+            if !names.insert(p.name.as_str()) {
+                return Err(InvalidSetting::new(
+                    at.key("peers").index(i).key("name"),
+                    "names a node twice (node names must be unique in the group)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what deserialization accepts but the store cannot use.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(dir) = &self.dir
@@ -159,6 +264,22 @@ impl StoreConfig {
                 KeyPath::root().key("lock_keepalive_period_ms"),
                 "must be at most 3600000 (an hour); 0 turns the checks off",
             ));
+        }
+        if self.master_slave == MasterSlave::Replicated {
+            let r = &self.replication;
+            let at = KeyPath::root().key("replication");
+            if r.heartbeat_interval_ms == 0 || r.election_timeout_ms < 2 * r.heartbeat_interval_ms {
+                return Err(InvalidSetting::new(
+                    at.key("election_timeout_ms"),
+                    "must be at least twice heartbeat_interval_ms (which must be positive)",
+                ));
+            }
+            if r.backlog_bytes_max < 1024 * 1024 {
+                return Err(InvalidSetting::new(
+                    at.key("backlog_bytes_max"),
+                    "must be at least 1048576",
+                ));
+            }
         }
         if self.segment_bytes_max < 4096 {
             return Err(InvalidSetting::new(

@@ -54,7 +54,32 @@ pub trait Disk: Send {
     fn keep_alive(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Opens the existing file `name` for appending (a replica's follower goes on writing
+    /// the files a snapshot installed).
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this disk cannot reopen {name} for appending"),
+        ))
+    }
+    /// The length of `name` in bytes.
+    fn len(&self, name: &str) -> io::Result<u64> {
+        self.read(name).map(|b| b.len() as u64)
+    }
+    /// For a replicated disk, a future that ends when everything synced so far is durable
+    /// on a quorum of replicas (or fails when this broker is no longer the one that
+    /// writes); `None` for a disk whose sync is all there is.
+    fn durable(&self) -> Option<Durable> {
+        None
+    }
 }
+
+/// A wait for durability beyond the local disk ([`Disk::durable`]).
+pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>>;
+
+/// Files of a replicated broker's own (its election state), which are never replicated
+/// and which the store leaves alone.
+pub const REPLICA_PREFIX: &str = "replica-";
 
 /// The name of the lock file in a store directory.
 pub const LOCK_FILE: &str = "lock";
@@ -162,6 +187,15 @@ impl Disk for StdDisk {
 
     fn describe(&self, name: &str) -> String {
         self.path(name).display().to_string()
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        std::fs::metadata(self.path(name)).map(|m| m.len())
+    }
+
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+        let file = OpenOptions::new().append(true).open(self.path(name))?;
+        Ok(Box::new(StdFile(file)))
     }
 
     /// The lock file at its path must still be the file this broker locked (an operator
@@ -281,6 +315,16 @@ pub mod mem {
 
         fn describe(&self, name: &str) -> String {
             format!("mem:{name}")
+        }
+
+        fn open_append(&self, name: &str) -> io::Result<Box<dyn AppendFile>> {
+            if !self.files()?.contains_key(name) {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            Ok(Box::new(MemFile {
+                disk: self.clone(),
+                name: name.to_owned(),
+            }))
         }
     }
 }

@@ -38,8 +38,11 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use config::{DiskFullPolicy, FullPolicy, MasterSlave, StoreConfig, SyncPolicy};
-pub use disk::{AppendFile, Disk, StdDisk};
+pub use config::{
+    DiskFullPolicy, FullPolicy, MasterSlave, ReplicaPeer, ReplicationConfig, StoreConfig,
+    SyncPolicy,
+};
+pub use disk::{AppendFile, Disk, Durable, StdDisk};
 pub use record::{DurableSub, Record, StoredMessage, durable_queue_name};
 
 /// Why the store cannot go on (or start).
@@ -161,7 +164,8 @@ pub fn segment_name(seq: u64) -> String {
     format!("journal-{seq:020}.log")
 }
 
-fn segment_seq(name: &str) -> Option<u64> {
+/// The sequence number of journal file `name`, if it is one.
+pub fn segment_seq(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("journal-")?.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -289,7 +293,9 @@ impl Store {
         for name in names {
             match segment_seq(&name) {
                 Some(seq) => segments.push((seq, name)),
-                None if name == disk::LOCK_FILE || name.ends_with(".tmp") => {}
+                None if name == disk::LOCK_FILE
+                    || name.ends_with(".tmp")
+                    || name.starts_with(disk::REPLICA_PREFIX) => {}
                 None => tracing::warn!(
                     file = %disk.describe(&name),
                     "not a journal file; the store leaves it alone"
@@ -406,6 +412,12 @@ impl Store {
         self.disk
             .keep_alive()
             .map_err(|e| StoreError::LockLost { why: e.to_string() })
+    }
+
+    /// A future that ends when everything synced so far is durable beyond this disk
+    /// ([`Disk::durable`]: on a quorum of replicas), if the disk is replicated.
+    pub fn durable(&self) -> Option<disk::Durable> {
+        self.disk.durable()
     }
 
     /// Extra time the syncs since the last call took, to be waited out by the caller
