@@ -503,6 +503,7 @@ impl Timeline {
             ("power-loss", w.power_loss),
             ("disk-error", w.disk_error),
             ("storage-partition", w.storage_partition),
+            ("broker-partition", w.broker_partition),
         ];
         let total: f64 = kinds.iter().map(|k| k.1).sum();
         let end_ms = secs_to_ms(n.end_s);
@@ -546,6 +547,21 @@ impl Timeline {
                         let op = |cut| Op::StoragePartition(vec![b.clone()], cut);
                         self.push(now, op(true), Some(win));
                         self.push(stop, op(false), Some(win));
+                    }
+                }
+                "broker-partition" => {
+                    // Random halves of the brokers (each side at least one).
+                    if crashable.len() >= 2 {
+                        let mut order = crashable.clone();
+                        for i in (1..order.len()).rev() {
+                            order.swap(i, rng.random_range(0..=i));
+                        }
+                        let cut = rng.random_range(1..order.len());
+                        let (a, b) = (order[..cut].to_vec(), order[cut..].to_vec());
+                        let label = format!("partition {} / {}", a.join(","), b.join(","));
+                        let win = self.open("partition", label, now, Some(stop));
+                        self.push(now, Op::Partition(a.clone(), b.clone()), Some(win));
+                        self.push(stop, Op::Heal(a, b), Some(win));
                     }
                 }
                 "crash" | "power-loss" => {

@@ -795,6 +795,10 @@ pub struct NemesisWeights {
     /// A `storage-partition` then healed, on one of `crash_targets` on shared storage.
     #[serde(skip_serializing_if = "is_zero")]
     pub storage_partition: f64,
+    /// A partition between random halves of `crash_targets` (each side one broker or
+    /// more), then healed: a replicated group's leader cut off from its followers, say.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub broker_partition: f64,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -1519,6 +1523,7 @@ impl Scenario {
             w.latency,
             w.disk_error,
             w.storage_partition,
+            w.broker_partition,
         ];
         if weights.iter().any(|x| *x < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
             return bad(

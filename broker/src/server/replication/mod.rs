@@ -173,10 +173,12 @@ fn finish_install(disk: &dyn Disk, files: &[String]) -> io::Result<()> {
     let names = disk.list()?;
     let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     for name in &names {
-        if let Some(base) = name.strip_suffix(RESYNC_SUFFIX)
-            && keep.contains(base)
-        {
-            disk.rename(name, base)?;
+        if let Some(base) = name.strip_suffix(RESYNC_SUFFIX) {
+            if keep.contains(base) {
+                disk.rename(name, base)?;
+            } else {
+                disk.remove(name)?;
+            }
         }
     }
     for name in disk.list()? {
@@ -385,8 +387,12 @@ async fn serve_peer(shared: &Arc<Shared>, stream: crate::net::BoxStream) -> io::
                     .voted_for
                     .as_ref()
                     .is_none_or(|v| *v == candidate);
+                // The journal as it is on disk now (a deposed leader's cached position
+                // would be as of its election).
+                let mine = position(&**locked(&shared.disk), s.durables.log_term)?;
+                s.pos = mine;
                 let granted =
-                    term == s.durables.term && s.role == Role::Follower && free && log >= s.pos;
+                    term == s.durables.term && s.role == Role::Follower && free && log >= mine;
                 if granted {
                     s.durables.voted_for = Some(candidate.clone());
                     shared.persist(&s)?;
@@ -447,6 +453,7 @@ async fn follow(
     };
     let mut staging: BTreeMap<String, Box<dyn AppendFile>> = BTreeMap::new();
     let mut files: BTreeMap<String, Box<dyn AppendFile>> = BTreeMap::new();
+    let mut received: BTreeSet<String> = BTreeSet::new();
     let mut next: Option<u64> = None;
     while let Some(msg) = wire::read(&mut r).await? {
         if !current(shared) {
@@ -455,6 +462,7 @@ async fn follow(
         match msg {
             Msg::SnapshotBegin { files: names } => {
                 staging.clear();
+                received.clear();
                 let disk = locked(&shared.disk);
                 for name in names {
                     if !replicated(&name) {
@@ -469,12 +477,19 @@ async fn follow(
                     .get_mut(&name)
                     .ok_or_else(|| bad(format!("a chunk of {name}, not in the snapshot")))?
                     .append(&bytes)?;
+                received.insert(name);
             }
             Msg::SnapshotEnd { seq } => {
                 for f in staging.values_mut() {
                     f.sync()?;
                 }
-                let names: Vec<String> = staging.keys().cloned().collect();
+                // A file that arrived empty was removed on the leader after the cut (a
+                // later operation removes it here too): it is not installed.
+                let names: Vec<String> = staging
+                    .keys()
+                    .filter(|n| received.contains(*n))
+                    .cloned()
+                    .collect();
                 {
                     let mut s = shared.state();
                     let disk = locked(&shared.disk);
@@ -587,10 +602,12 @@ fn apply(
             true
         }
     };
+    drop(disk);
     if synced {
+        // Lock order: the state, then the disk.
         let mut s = shared.state();
         let term = s.durables.log_term;
-        s.pos = position(&**disk, term)?;
+        s.pos = position(&**locked(&shared.disk), term)?;
     }
     Ok(synced)
 }
@@ -630,7 +647,9 @@ async fn campaign(shared: &Arc<Shared>) -> io::Result<bool> {
         s.durables.voted_for = Some(shared.cfg.node.clone());
         s.role = Role::Candidate;
         shared.persist(&s)?;
-        (s.durables.term, s.pos)
+        let log = position(&**locked(&shared.disk), s.durables.log_term)?;
+        s.pos = log;
+        (s.durables.term, log)
     };
     tracing::info!(node = %shared.cfg.node, term, "standing for election");
     let request = Msg::VoteRequest {
