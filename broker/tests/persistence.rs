@@ -605,3 +605,114 @@ async fn a_master_whose_lock_file_is_removed_stops_and_the_slave_serves() {
         stopped.as_millis()
     );
 }
+
+/// Three brokers in a replication group, each with its own store directory under `dir`,
+/// spawned at once; whichever the group elects writes its ready file.
+fn replicated_group(dir: &Path, sync: &str) -> Vec<Broker> {
+    let stomp: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peer: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    (0..3)
+        .map(|i| {
+            let mut text = format!(
+                "[server]\nlisten = [\"127.0.0.1:{}\"]\n[store]\ndir = \"{}\"\nsync = \"{sync}\"\n\
+                 master_slave = \"replicated\"\n[store.replication]\nnode = \"n{i}\"\n\
+                 listen = \"127.0.0.1:{}\"\nheartbeat_interval_ms = 50\nelection_timeout_ms = 300\n",
+                stomp[i],
+                dir.join(format!("store-{i}")).display(),
+                peer[i]
+            );
+            for j in (0..3).filter(|j| *j != i) {
+                text.push_str(&format!(
+                    "[[store.replication.peers]]\nname = \"n{j}\"\naddress = \"127.0.0.1:{}\"\n",
+                    peer[j]
+                ));
+            }
+            spawn(dir, &format!("n{i}"), &text)
+        })
+        .collect()
+}
+
+/// Waits until one of `group` (other than `except`) serves; its index.
+fn wait_leader(group: &mut [Broker], except: Option<usize>) -> usize {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        for (i, b) in group.iter_mut().enumerate() {
+            if Some(i) != except && b.ready.exists() && b.wait_ready(Duration::from_secs(1)).is_ok()
+            {
+                return i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader elected:\n{}",
+            group
+                .iter()
+                .map(Broker::log_text)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Replicated stores with real processes: three `stampede-broker`s elect a leader, which
+/// alone serves; it is SIGKILLed mid-stream of persistent receipted SENDs; the other two
+/// elect a new leader from their own copies of the journal, which delivers every message
+/// the old one receipted.
+async fn replicated_kill_9(sync: &str) {
+    let dir = TempDir::new(&format!("persist-replicated-{sync}"));
+    let mut group = replicated_group(dir.path(), sync);
+    let first = wait_leader(&mut group, None);
+    std::thread::sleep(Duration::from_millis(200));
+    let others: Vec<usize> = (0..3).filter(|i| *i != first).collect();
+    for i in &others {
+        assert!(!group[*i].ready.exists(), "two brokers serve at once");
+    }
+    // Move the leader out of the group to kill it.
+    let leader = std::mem::replace(&mut group[first], spawn_placeholder(dir.path()));
+    let receipted = send_and_kill(leader, "/queue/r", 20_000, 500).await;
+    let killed = Instant::now();
+    let second = wait_leader(&mut group, Some(first));
+    let takeover = killed.elapsed();
+    let (got, _) = drain(&group[second].addr, "/queue/r", &[]).await;
+    let delivered: BTreeSet<u64> = got.iter().copied().collect();
+    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} receipted messages lost (of {}), first {:?}; new leader's log:\n{}",
+        lost.len(),
+        receipted.len(),
+        &lost[..lost.len().min(10)],
+        group[second].log_text()
+    );
+    eprintln!(
+        "replicated ({sync}): {} receipted before kill -9, {} delivered by the new leader, which \
+         served {} ms after the kill",
+        receipted.len(),
+        got.len(),
+        takeover.as_millis()
+    );
+}
+
+/// A process that has already exited, standing in for a broker moved out of a group.
+fn spawn_placeholder(dir: &Path) -> Broker {
+    let log = dir.join("placeholder.log");
+    fs::write(&log, "").unwrap();
+    let child = Process::new("true").spawn().unwrap();
+    Broker {
+        child,
+        addr: String::new(),
+        log,
+        ready: dir.join("placeholder.ready"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_group_loses_no_receipted_message_when_its_leader_is_killed() {
+    replicated_kill_9("always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_group_with_group_commit_loses_no_receipted_message() {
+    replicated_kill_9("group").await;
+}
