@@ -897,14 +897,15 @@ impl Disk for ReplicatingDisk {
         locked(&self.disk).len(name)
     }
 
-    /// The leader still leads (and its own disk's lock holds).
+    /// The leader still leads. (Its own directory is local and flock-ed against a second
+    /// process; it needs no heart-beat.)
     fn keep_alive(&self) -> io::Result<()> {
-        if let Some(why) = self.stream.deposed() {
-            return Err(io::Error::other(format!(
+        match self.stream.deposed() {
+            Some(why) => Err(io::Error::other(format!(
                 "no longer the replication leader: {why}"
-            )));
+            ))),
+            None => Ok(()),
         }
-        locked(&self.disk).keep_alive()
     }
 
     fn durable(&self) -> Option<Durable> {
