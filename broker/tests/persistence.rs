@@ -231,6 +231,21 @@ async fn drain(addr: &str, dest: &str, headers: &[(&str, &str)]) -> (Vec<u64>, u
     (got, redelivered)
 }
 
+/// Every receipted sequence number is among those `got` from `broker` (whose log is shown
+/// if not).
+fn assert_all_delivered(receipted: &BTreeSet<u64>, got: &[u64], broker: &Broker) {
+    let delivered: BTreeSet<u64> = got.iter().copied().collect();
+    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} receipted messages lost (of {}), first {:?}; the serving broker's log:\n{}",
+        lost.len(),
+        receipted.len(),
+        &lost[..lost.len().min(10)],
+        broker.log_text()
+    );
+}
+
 async fn kill_9_mid_stream(sync: &str) {
     let dir = TempDir::new(&format!("persist-{sync}"));
     let text = config(dir.path(), &format!("sync = \"{sync}\""));
@@ -239,16 +254,7 @@ async fn kill_9_mid_stream(sync: &str) {
     assert!(receipted.len() >= 500);
     let broker = start(dir.path(), "second", &text);
     let (got, redelivered) = drain(&broker.addr, "/queue/p", &[]).await;
-    let delivered: BTreeSet<u64> = got.iter().copied().collect();
-    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
-    assert!(
-        lost.is_empty(),
-        "{} receipted messages lost (of {}), first {:?}; log:\n{}",
-        lost.len(),
-        receipted.len(),
-        &lost[..lost.len().min(10)],
-        broker.log_text()
-    );
+    assert_all_delivered(&receipted, &got, &broker);
     assert_eq!(
         redelivered,
         got.len(),
@@ -461,16 +467,7 @@ async fn a_shared_store_slave_takes_over_a_killed_master_with_every_receipted_me
         slave.log_text()
     );
     let (got, _) = drain(&slave.addr, "/queue/p", &[]).await;
-    let delivered: BTreeSet<u64> = got.iter().copied().collect();
-    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
-    assert!(
-        lost.is_empty(),
-        "{} receipted messages lost (of {}), first {:?}; slave log:\n{}",
-        lost.len(),
-        receipted.len(),
-        &lost[..lost.len().min(10)],
-        slave.log_text()
-    );
+    assert_all_delivered(&receipted, &got, &slave);
     assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
     eprintln!(
         "master/slave: {} receipted before kill -9, {} delivered by the slave, which served \
@@ -675,16 +672,7 @@ async fn replicated_kill_9(sync: &str) {
     let second = wait_leader(&mut group, Some(first));
     let takeover = killed.elapsed();
     let (got, _) = drain(&group[second].addr, "/queue/r", &[]).await;
-    let delivered: BTreeSet<u64> = got.iter().copied().collect();
-    let lost: Vec<u64> = receipted.difference(&delivered).copied().collect();
-    assert!(
-        lost.is_empty(),
-        "{} receipted messages lost (of {}), first {:?}; new leader's log:\n{}",
-        lost.len(),
-        receipted.len(),
-        &lost[..lost.len().min(10)],
-        group[second].log_text()
-    );
+    assert_all_delivered(&receipted, &got, &group[second]);
     eprintln!(
         "replicated ({sync}): {} receipted before kill -9, {} delivered by the new leader, which \
          served {} ms after the kill",

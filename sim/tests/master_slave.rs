@@ -10,10 +10,36 @@ use stampede_broker::store::{MasterSlave, SyncPolicy};
 use stampede_sim::run::{Outcome, run};
 use stampede_sim::scenario::{FaultKind, Scenario};
 
-fn catalog() -> Scenario {
+/// A scenario of the catalog, by file name.
+fn load(file: &str) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/master-slave-shared-store.toml");
+        .join("../scenarios")
+        .join(file);
     Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn catalog() -> Scenario {
+    load("master-slave-shared-store.toml")
+}
+
+/// Deliveries marked redelivered.
+fn redelivered(o: &Outcome) -> usize {
+    o.history
+        .deliveries
+        .iter()
+        .filter(|d| d.redelivered)
+        .count()
+}
+
+/// When `broker` stopped with a reason containing `why` (ms), every time.
+fn stops(o: &Outcome, broker: &str, why: &str) -> Vec<u64> {
+    let prefix = format!("{broker} stopped:");
+    o.history
+        .applied
+        .iter()
+        .filter(|(_, w)| w.starts_with(&prefix) && w.contains(why))
+        .map(|(at, _)| *at)
+        .collect()
 }
 
 fn go(s: &Scenario) -> Outcome {
@@ -59,12 +85,7 @@ fn the_slave_takes_over_the_killed_master_and_delivers_every_receipted_message()
         .map(|i| i.broker.as_str())
         .collect();
     assert_eq!(brokers, ["broker-1", "broker-2"]);
-    let redelivered = o
-        .history
-        .deliveries
-        .iter()
-        .filter(|d| d.redelivered)
-        .count();
+    let redelivered = redelivered(&o);
     assert!(redelivered >= first.held.len(), "{redelivered} redelivered");
 }
 
@@ -147,19 +168,7 @@ fn a_disk_error_on_the_shared_store_stops_both_and_the_repair_restarts_them() {
 }
 
 fn storage_partition() -> Scenario {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/master-slave-storage-partition.toml");
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// When a line starting with `prefix` appeared in the run's timeline (ms), every time.
-fn when_starts(o: &Outcome, prefix: &str) -> Vec<u64> {
-    o.history
-        .applied
-        .iter()
-        .filter(|(_, w)| w.starts_with(prefix))
-        .map(|(at, _)| *at)
-        .collect()
+    load("master-slave-storage-partition.toml")
 }
 
 /// The master is cut off from its storage at 5 s while idle: its keep-alive (every
@@ -170,15 +179,7 @@ fn when_starts(o: &Outcome, prefix: &str) -> Vec<u64> {
 fn a_master_cut_off_from_its_storage_stops_and_the_slave_takes_the_lapsed_lock() {
     let o = go(&storage_partition());
     assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
-    let stopped: Vec<u64> = o
-        .history
-        .applied
-        .iter()
-        .filter(|(_, w)| {
-            w.starts_with("broker-1 stopped:") && w.contains("lost the store directory's lock")
-        })
-        .map(|(at, _)| *at)
-        .collect();
+    let stopped = stops(&o, "broker-1", "lost the store directory's lock");
     assert!(
         stopped.len() == 1 && (5_000..=6_000).contains(&stopped[0]),
         "{stopped:?} {:?}",
@@ -216,7 +217,7 @@ fn fencing_or_the_keep_alive_each_prevent_split_brain_and_without_both_it_loses_
         "{}",
         stampede_reports::summary_text(&fenced.report)
     );
-    let stopped = when_starts(&fenced, "broker-1 stopped:");
+    let stopped = stops(&fenced, "broker-1", "");
     assert!(
         stopped.len() == 1 && stopped[0] >= 12_000,
         "it runs on until its first write, and is fenced then: {stopped:?}"
@@ -278,12 +279,7 @@ fn a_replicated_group_elects_a_new_leader_that_delivers_every_receipted_message(
     let first = &o.history.incarnations[0];
     assert_eq!(first.broker, "broker-1");
     assert!(first.held.len() >= 1000, "held {}", first.held.len());
-    let redelivered = o
-        .history
-        .deliveries
-        .iter()
-        .filter(|d| d.redelivered)
-        .count();
+    let redelivered = redelivered(&o);
     assert!(redelivered >= first.held.len(), "{redelivered} redelivered");
 }
 
@@ -300,15 +296,7 @@ fn a_leader_cut_off_from_the_majority_steps_down() {
     s.faults[0].duration_s = Some(10.0);
     let o = go(&s);
     assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
-    let stepped_down: Vec<u64> = o
-        .history
-        .applied
-        .iter()
-        .filter(|(_, w)| {
-            w.starts_with("broker-1 stopped:") && w.contains("no longer the replication leader")
-        })
-        .map(|(at, _)| *at)
-        .collect();
+    let stepped_down = stops(&o, "broker-1", "no longer the replication leader");
     assert!(
         stepped_down.len() == 1 && (15_000..=16_000).contains(&stepped_down[0]),
         "{stepped_down:?} {:?}",
@@ -329,9 +317,7 @@ fn a_leader_cut_off_from_the_majority_steps_down() {
 /// now compare with their journal as it is.
 #[test]
 fn a_deposed_leader_does_not_vote_for_a_follower_that_missed_receipted_messages() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/jepsen-replicated.toml");
-    let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let s = load("jepsen-replicated.toml");
     let o = run(&s, 1, "test", &mut |_| {}).expect("the simulation ran");
     assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
     assert!(o.report.messages.acknowledged > 5_000);
