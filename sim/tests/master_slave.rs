@@ -322,3 +322,28 @@ fn a_deposed_leader_does_not_vote_for_a_follower_that_missed_receipted_messages(
     assert!(o.passed(), "{}", stampede_reports::summary_text(&o.report));
     assert!(o.report.messages.acknowledged > 5_000);
 }
+
+/// `interval_ms` on a replicated group receipts once a majority has written the records
+/// (ActiveMQ's replicated `quorum_mem`), synced or not: no single broker's fault loses
+/// them, but a power loss of the whole group loses what nobody had synced. With `always`
+/// the same power loss loses nothing.
+#[test]
+fn with_interval_ms_a_replicated_group_loses_only_to_a_power_loss_of_all_of_it() {
+    let mut s = replicated();
+    s.faults[0].kind = FaultKind::PowerLoss;
+    s.faults[0].target = vec!["broker-*".into()];
+    assert!(go(&s).passed(), "always: nothing lost");
+
+    for b in &mut s.brokers {
+        b.store.as_mut().unwrap().sync = SyncPolicy::IntervalMs;
+    }
+    s.expectations = Default::default();
+    let lost = go(&s).report.messages.lost;
+    // At most one interval (1 s) of the producer's 100 messages per second, and some.
+    assert!((1..=100).contains(&lost), "lost {lost}");
+
+    // The leader's crash alone loses nothing: the followers had written them.
+    s.faults[0].kind = FaultKind::Crash;
+    s.faults[0].target = vec!["broker-1".into()];
+    assert_eq!(go(&s).report.messages.lost, 0);
+}

@@ -137,6 +137,12 @@ async fn serve(
         }
         if config.sync != SyncPolicy::IntervalMs {
             sync(store).await?;
+        } else if let Some(replicated) = store.replicated() {
+            // Receipts after a majority of replicas has written the records (ActiveMQ's
+            // replicated `quorum_mem`), synced or not.
+            replicated
+                .await
+                .map_err(|e| StoreError::LockLost { why: e.to_string() })?;
         }
         if let Some(ticket) = last {
             progress.send_modify(|p| p.synced = p.synced.max(ticket));

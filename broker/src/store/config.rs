@@ -19,6 +19,9 @@ pub enum SyncPolicy {
     /// Records are written at once and synced every `interval_ms`; RECEIPTs go out after
     /// the write, before the sync (ActiveMQ's `enableJournalDiskSyncs=false`): a process
     /// crash loses nothing, a power failure loses up to `interval_ms` of receipted messages.
+    /// On a replicated store RECEIPTs wait until a majority of the group has written the
+    /// records (ActiveMQ's replicated `quorum_mem`): only a majority's power loss at once
+    /// can lose them.
     #[serde(rename = "interval_ms")]
     IntervalMs,
 }

@@ -72,6 +72,12 @@ pub trait Disk: Send {
     fn durable(&self) -> Option<Durable> {
         None
     }
+    /// For a replicated disk, a future that ends when everything written so far has been
+    /// written (not necessarily synced) by a majority of replicas: what `interval_ms`
+    /// receipts wait for, as ActiveMQ's replicated LevelDB `quorum_mem`. `None` otherwise.
+    fn replicated(&self) -> Option<Durable> {
+        None
+    }
 }
 
 /// A wait for durability beyond the local disk ([`Disk::durable`]).

@@ -420,6 +420,12 @@ impl Store {
         self.disk.durable()
     }
 
+    /// A future that ends when everything written so far has reached a majority of
+    /// replicas ([`Disk::replicated`]), if the disk is replicated.
+    pub fn replicated(&self) -> Option<disk::Durable> {
+        self.disk.replicated()
+    }
+
     /// Extra time the syncs since the last call took, to be waited out by the caller
     /// (nonzero only on a simulated slow disk: [`Disk::take_sync_delay`]).
     pub fn take_sync_delay(&self) -> std::time::Duration {

@@ -529,6 +529,10 @@ async fn follow(
                     return Err(bad(format!("operation {seq}, expected {expected}")));
                 }
                 next = Some(seq + 1);
+                if op == FileOp::Barrier {
+                    wire::write(&mut w, &Msg::Applied { term, seq }).await?;
+                    continue;
+                }
                 let synced = apply(shared, &mut files, &op)?;
                 if synced {
                     wire::write(&mut w, &Msg::Ack { term, seq }).await?;
@@ -601,6 +605,7 @@ fn apply(
             disk.sync_dir()?;
             true
         }
+        FileOp::Barrier => false,
     };
     drop(disk);
     if synced {
@@ -715,6 +720,14 @@ async fn campaign(shared: &Arc<Shared>) -> io::Result<bool> {
     Ok(false)
 }
 
+/// What a follower has acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    durable: u64,
+    applied: u64,
+    at: Instant,
+}
+
 /// The leader's numbered file operations and its followers' acknowledgements.
 pub struct LeaderStream {
     inner: Mutex<StreamInner>,
@@ -729,8 +742,9 @@ struct StreamInner {
     backlog: VecDeque<(u64, FileOp)>,
     backlog_bytes: usize,
     backlog_max: usize,
-    /// Per follower: the highest durable operation, and when it last answered.
-    acks: BTreeMap<String, (u64, Instant)>,
+    /// Per follower: the highest durable operation, the highest written one, and when it
+    /// last answered.
+    acks: BTreeMap<String, Ack>,
     /// Why this node is no longer the leader.
     deposed: Option<String>,
     /// When the leadership began.
@@ -789,10 +803,51 @@ impl LeaderStream {
         locked(&self.inner).deposed.clone()
     }
 
-    /// Whether a majority (this node included) has everything through `seq` durable.
-    fn durable_through(&self, seq: u64) -> bool {
+    /// Whether a majority (this node included) has everything through `seq` durable (or,
+    /// `written`, only written).
+    fn majority_through(&self, seq: u64, written: bool) -> bool {
         let i = locked(&self.inner);
-        1 + i.acks.values().filter(|(a, _)| *a >= seq).count() >= i.quorum
+        let has = |a: &Ack| if written { a.applied } else { a.durable } >= seq;
+        1 + i.acks.values().filter(|a| has(a)).count() >= i.quorum
+    }
+
+    /// A follower's acknowledgement.
+    fn acknowledged(&self, peer: &str, durable: Option<u64>, applied: u64) {
+        let mut i = locked(&self.inner);
+        let now = Instant::now();
+        let a = i.acks.entry(peer.to_owned()).or_insert(Ack {
+            durable: 0,
+            applied: 0,
+            at: now,
+        });
+        if let Some(d) = durable {
+            a.durable = d;
+        }
+        a.applied = a.applied.max(applied).max(a.durable);
+        a.at = now;
+        drop(i);
+        self.bump();
+    }
+
+    /// A future that ends when a majority has `seq` (durable, or only `written`).
+    fn wait_majority(self: &Arc<Self>, seq: u64, written: bool) -> Durable {
+        let stream = self.clone();
+        Box::pin(async move {
+            let mut changes = stream.changed.subscribe();
+            loop {
+                if let Some(why) = stream.deposed() {
+                    return Err(io::Error::other(format!(
+                        "no longer the replication leader: {why}"
+                    )));
+                }
+                if stream.majority_through(seq, written) {
+                    return Ok(());
+                }
+                if changes.changed().await.is_err() {
+                    return Err(io::Error::other("the replication stream ended"));
+                }
+            }
+        })
     }
 }
 
@@ -909,24 +964,17 @@ impl Disk for ReplicatingDisk {
     }
 
     fn durable(&self) -> Option<Durable> {
-        let stream = self.stream.clone();
-        let target = locked(&stream.inner).next_seq.saturating_sub(1);
-        Some(Box::pin(async move {
-            let mut changes = stream.changed.subscribe();
-            loop {
-                if let Some(why) = stream.deposed() {
-                    return Err(io::Error::other(format!(
-                        "no longer the replication leader: {why}"
-                    )));
-                }
-                if stream.durable_through(target) {
-                    return Ok(());
-                }
-                if changes.changed().await.is_err() {
-                    return Err(io::Error::other("the replication stream ended"));
-                }
-            }
-        }))
+        let target = locked(&self.stream.inner).next_seq.saturating_sub(1);
+        Some(self.stream.wait_majority(target, false))
+    }
+
+    fn replicated(&self) -> Option<Durable> {
+        let target = {
+            let _held = locked(&self.disk);
+            self.stream.push(FileOp::Barrier);
+            locked(&self.stream.inner).next_seq.saturating_sub(1)
+        };
+        Some(self.stream.wait_majority(target, true))
     }
 }
 
@@ -945,7 +993,7 @@ async fn watch_quorum(shared: Arc<Shared>, stream: Arc<LeaderStream>) {
             let alive = i
                 .acks
                 .values()
-                .filter(|(_, at)| now.duration_since(*at) < timeout)
+                .filter(|a| now.duration_since(a.at) < timeout)
                 .count();
             (alive, i.since, i.quorum)
         };
@@ -1014,12 +1062,8 @@ async fn feed_once(
     let acks = async {
         while let Some(msg) = wire::read(&mut r).await? {
             match msg {
-                Msg::Ack { seq, .. } => {
-                    locked(&stream.inner)
-                        .acks
-                        .insert(peer.to_owned(), (seq, Instant::now()));
-                    stream.bump();
-                }
+                Msg::Ack { seq, .. } => stream.acknowledged(peer, Some(seq), seq),
+                Msg::Applied { seq, .. } => stream.acknowledged(peer, None, seq),
                 Msg::Reject { term: theirs } => {
                     let mut s = shared.state();
                     shared.observe_term(&mut s, theirs)?;

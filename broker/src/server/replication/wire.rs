@@ -80,6 +80,14 @@ pub enum Msg {
         /// The highest durable operation.
         seq: u64,
     },
+    /// Follower → leader, on a [`FileOp::Barrier`]: every operation through `seq` is
+    /// applied (written, not necessarily synced).
+    Applied {
+        /// The follower's term.
+        term: u64,
+        /// The barrier's operation.
+        seq: u64,
+    },
     /// Follower → leader: the follower knows a higher term; the leader is out of date.
     Reject {
         /// That term.
@@ -115,6 +123,9 @@ pub enum FileOp {
     Sync(String),
     /// Make the directory's entries durable.
     SyncDir,
+    /// Nothing to do; the follower answers with `Applied` (the leader's `interval_ms`
+    /// receipts wait for a majority to have written what they cover).
+    Barrier,
 }
 
 impl FileOp {
@@ -126,7 +137,7 @@ impl FileOp {
                 n.len() + 16
             }
             FileOp::Rename(a, b) => a.len() + b.len() + 16,
-            FileOp::SyncDir => 16,
+            FileOp::SyncDir | FileOp::Barrier => 16,
         }
     }
 }
@@ -214,6 +225,7 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
                     put_bytes(&mut b, n.as_bytes());
                 }
                 FileOp::SyncDir => b.push(7),
+                FileOp::Barrier => b.push(8),
             }
         }
         Msg::Heartbeat { term } => {
@@ -228,6 +240,11 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
         Msg::Reject { term } => {
             b.push(10);
             put_u64(&mut b, *term);
+        }
+        Msg::Applied { term, seq } => {
+            b.push(11);
+            put_u64(&mut b, *term);
+            put_u64(&mut b, *seq);
         }
     }
     let len = (b.len() - 4) as u32;
@@ -326,6 +343,7 @@ pub fn decode(body: &[u8]) -> io::Result<Msg> {
                 5 => FileOp::Remove(r.string()?),
                 6 => FileOp::Sync(r.string()?),
                 7 => FileOp::SyncDir,
+                8 => FileOp::Barrier,
                 k => return Err(malformed(&format!("operation kind {k}"))),
             };
             Msg::Op { seq, op }
@@ -336,6 +354,10 @@ pub fn decode(body: &[u8]) -> io::Result<Msg> {
             seq: r.u64()?,
         },
         10 => Msg::Reject { term: r.u64()? },
+        11 => Msg::Applied {
+            term: r.u64()?,
+            seq: r.u64()?,
+        },
         k => return Err(malformed(&format!("kind {k}"))),
     };
     if !r.0.is_empty() {
@@ -418,6 +440,11 @@ mod tests {
             Msg::Heartbeat { term: 3 },
             Msg::Ack { term: 3, seq: 12 },
             Msg::Reject { term: 4 },
+            Msg::Applied { term: 4, seq: 20 },
+            Msg::Op {
+                seq: 21,
+                op: FileOp::Barrier,
+            },
         ];
         for m in msgs {
             let f = encode(&m);
