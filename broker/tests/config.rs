@@ -266,6 +266,28 @@ fn errors_name_file_line_and_key() {
             2,
             "store.lock_acquire_interval_ms",
         ),
+        // Replicated stores: a group without this node's name, without peers, with a
+        // name twice, an election timeout too short for the heart-beats.
+        (
+            "[store]\ndir = \"/s\"\nmaster_slave = \"replicated\"\n[store.replication]\nnode = \"\"\n",
+            5,
+            "store.replication.node",
+        ),
+        (
+            "[store]\ndir = \"/s\"\nmaster_slave = \"replicated\"\n[store.replication]\nnode = \"a\"\npeers = []\n",
+            6,
+            "store.replication.peers",
+        ),
+        (
+            "[store]\ndir = \"/s\"\nmaster_slave = \"replicated\"\n[store.replication]\nnode = \"a\"\n[[store.replication.peers]]\nname = \"a\"\naddress = \"h:1\"\n",
+            7,
+            "store.replication.peers[0].name",
+        ),
+        (
+            "[store]\nmaster_slave = \"replicated\"\n[store.replication]\nheartbeat_interval_ms = 600\nelection_timeout_ms = 1000\n",
+            5,
+            "store.replication.election_timeout_ms",
+        ),
     ];
     for (text, line, key) in cases {
         let e = BrokerConfig::parse(text, "t.toml").unwrap_err();
