@@ -1177,4 +1177,117 @@ mod tests {
         bad[5] ^= 1;
         assert!(Durables::decode(&bad).is_err());
     }
+
+    fn write(disk: &dyn Disk, name: &str, bytes: &[u8]) {
+        let mut f = disk.create(name).unwrap();
+        f.append(bytes).unwrap();
+    }
+
+    /// A crash between a snapshot's durable list and its last rename: the next start
+    /// finishes the install (every staged copy replaces its file, journal files the
+    /// snapshot lacks go) and leaves the lock and the node's own state alone.
+    #[tokio::test]
+    async fn a_start_finishes_an_interrupted_snapshot_install() {
+        use crate::store::disk::mem::MemDisk;
+        let disk = MemDisk::default();
+        write(&disk, "journal-00000000000000000001.log", b"old-1");
+        write(&disk, "journal-00000000000000000002.log", b"old-2");
+        write(
+            &disk,
+            "journal-00000000000000000003.log",
+            b"old-3, not in the snapshot",
+        );
+        write(
+            &disk,
+            "journal-00000000000000000002.log.resync.tmp",
+            b"new-2",
+        );
+        write(
+            &disk,
+            "journal-00000000000000000004.log.resync.tmp",
+            b"new-4",
+        );
+        write(
+            &disk,
+            "journal-00000000000000000009.log.resync.tmp",
+            b"left over",
+        );
+        write(&disk, LOCK_FILE, b"");
+        let d = Durables {
+            term: 5,
+            voted_for: None,
+            log_term: 5,
+            pending: Some(vec![
+                "journal-00000000000000000001.log".into(),
+                "journal-00000000000000000002.log".into(),
+                "journal-00000000000000000004.log".into(),
+            ]),
+        };
+        persist(&disk, &d).unwrap();
+        let cfg = ReplicationConfig {
+            node: "a".into(),
+            listen: "127.0.0.1:0".into(),
+            seed: Some(1),
+            ..ReplicationConfig::default()
+        };
+        let net: SharedNet = Arc::new(crate::net::TokioNet);
+        let node = Node::start(cfg, net, Box::new(disk.clone())).await.unwrap();
+        let mut names = disk.list().unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "journal-00000000000000000001.log",
+                "journal-00000000000000000002.log",
+                "journal-00000000000000000004.log",
+                LOCK_FILE,
+                STATE_FILE,
+            ]
+        );
+        assert_eq!(
+            disk.read("journal-00000000000000000001.log").unwrap(),
+            b"old-1"
+        );
+        assert_eq!(
+            disk.read("journal-00000000000000000002.log").unwrap(),
+            b"new-2"
+        );
+        assert_eq!(
+            disk.read("journal-00000000000000000004.log").unwrap(),
+            b"new-4"
+        );
+        let after = Durables::decode(&disk.read(STATE_FILE).unwrap()).unwrap();
+        assert_eq!(after.pending, None);
+        assert_eq!(
+            node.shared.state().pos,
+            Position {
+                term: 5,
+                seq: 4,
+                len: 5
+            }
+        );
+    }
+
+    /// A damaged `replica-state` stops the start with an error naming the file and what to
+    /// do, rather than a node that forgot its votes.
+    #[tokio::test]
+    async fn a_damaged_state_file_is_a_clear_error() {
+        use crate::store::disk::mem::MemDisk;
+        let disk = MemDisk::default();
+        write(&disk, STATE_FILE, b"term 3\nvoted_for b\n");
+        let cfg = ReplicationConfig {
+            node: "a".into(),
+            listen: "127.0.0.1:0".into(),
+            ..ReplicationConfig::default()
+        };
+        let net: SharedNet = Arc::new(crate::net::TokioNet);
+        let Err(e) = Node::start(cfg, net, Box::new(disk)).await else {
+            panic!("a damaged state file was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("mem:replica-state is damaged") && text.contains("move it away"),
+            "{text}"
+        );
+    }
 }
