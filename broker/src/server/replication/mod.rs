@@ -455,7 +455,10 @@ async fn follow(
     let mut files: BTreeMap<String, Box<dyn AppendFile>> = BTreeMap::new();
     let mut received: BTreeSet<String> = BTreeSet::new();
     let mut next: Option<u64> = None;
-    while let Some(msg) = wire::read(&mut r).await? {
+    // A leader heart-beats well within an election timeout; a stream silent for two has
+    // been cut (a partition stalls a connection for good), and its task ends.
+    let idle = Duration::from_millis(2 * shared.cfg.election_timeout_ms);
+    while let Some(msg) = read_within(&mut r, idle).await? {
         if !current(shared) {
             return Ok(());
         }
@@ -554,6 +557,21 @@ async fn follow(
         }
     }
     Ok(())
+}
+
+/// Reads one frame, or fails when none comes within `idle`.
+async fn read_within<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Duration,
+) -> io::Result<Option<Msg>> {
+    tokio::time::timeout(idle, wire::read(r))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("nothing from the peer for {} ms", idle.as_millis()),
+            ))
+        })
 }
 
 fn bad(why: String) -> io::Error {
@@ -1059,8 +1077,22 @@ async fn feed_once(
         (cut, locked(&stream.inner).next_seq)
     };
     // Acknowledgements come back while the stream goes out.
+    // Set once the snapshot is out: the follower says nothing while it receives one
+    // (however long a large journal takes), and answers every heart-beat after it.
+    let snapshot_sent = std::sync::atomic::AtomicBool::new(false);
     let acks = async {
-        while let Some(msg) = wire::read(&mut r).await? {
+        // A follower silent for an election timeout after its snapshot is cut off, and
+        // the stream starts again (with a fresh copy) once it can be reached.
+        let idle = Duration::from_millis(shared.cfg.election_timeout_ms);
+        loop {
+            let msg = if snapshot_sent.load(std::sync::atomic::Ordering::Relaxed) {
+                read_within(&mut r, idle).await?
+            } else {
+                wire::read(&mut r).await?
+            };
+            let Some(msg) = msg else {
+                break;
+            };
             match msg {
                 Msg::Ack { seq, .. } => stream.acknowledged(peer, Some(seq), seq),
                 Msg::Applied { seq, .. } => stream.acknowledged(peer, None, seq),
@@ -1103,6 +1135,7 @@ async fn feed_once(
             }
         }
         wire::write(&mut w, &Msg::SnapshotEnd { seq: from }).await?;
+        snapshot_sent.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut next = from;
         let mut changes = stream.changed.subscribe();
         let heartbeat = Duration::from_millis(shared.cfg.heartbeat_interval_ms);
