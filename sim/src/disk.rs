@@ -408,11 +408,6 @@ impl SharedStorage {
         }
     }
 
-    /// Whether `broker` is cut off from the storage by a partition.
-    pub fn is_partitioned(&self, broker: &str) -> bool {
-        locked(&self.0).partitioned.contains(broker)
-    }
-
     /// Whether a call from `broker` under `epoch` reaches the storage and is allowed: EIO
     /// when it is cut off, or (with fencing) when its epoch is no longer the lock's.
     fn check(&self, broker: &str, epoch: u64) -> io::Result<()> {
@@ -687,13 +682,6 @@ impl DiskSlot {
         if let Some(shared) = &self.shared {
             shared.storage.set_partitioned(&shared.broker, cut);
         }
-    }
-
-    /// Whether the broker is cut off from its shared storage.
-    pub fn storage_partitioned(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_some_and(|s| s.storage.is_partitioned(&s.broker))
     }
 
     /// The shared storage's clock moves on (leases are renewed or lapse).

@@ -197,11 +197,7 @@ impl Timeline {
             let with_shared_store: Vec<String> = scenario
                 .brokers
                 .iter()
-                .filter(|b| {
-                    b.store.as_ref().is_some_and(|s| {
-                        s.master_slave == stampede_broker::store::MasterSlave::SharedStore
-                    })
-                })
+                .filter(|b| b.master_slave() == stampede_broker::store::MasterSlave::SharedStore)
                 .map(|b| b.name.clone())
                 .collect();
             t.add_nemesis(n, seed, &hosts, &brokers, &with_store, &with_shared_store);
@@ -488,6 +484,15 @@ impl Timeline {
     ) {
         let mut rng = SmallRng::seed_from_u64(seed::derive(seed, "nemesis"));
         let crashable = resolve(&n.crash_targets, brokers);
+        // The brokers a disk fault (a store) and a storage partition (a shared one) may hit.
+        let among = |set: &[String]| -> Vec<String> {
+            crashable
+                .iter()
+                .filter(|b| set.contains(b))
+                .cloned()
+                .collect()
+        };
+        let (stored, on_shared) = (among(with_store), among(with_shared_store));
         let edges: Vec<String> = resolve(&n.partition_hosts, hosts)
             .into_iter()
             .filter(|h| !brokers.contains(h))
@@ -525,11 +530,6 @@ impl Timeline {
             };
             match kind {
                 "disk-error" => {
-                    let stored: Vec<String> = crashable
-                        .iter()
-                        .filter(|b| with_store.contains(b))
-                        .cloned()
-                        .collect();
                     if let Some(b) = broker(&mut rng, &stored) {
                         let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
                         self.push(now, Op::Disk(vec![b.clone()], DiskFault::Error), Some(win));
@@ -537,11 +537,6 @@ impl Timeline {
                     }
                 }
                 "storage-partition" => {
-                    let on_shared: Vec<String> = crashable
-                        .iter()
-                        .filter(|b| with_shared_store.contains(b))
-                        .cloned()
-                        .collect();
                     if let Some(b) = broker(&mut rng, &on_shared) {
                         let win = self.open(kind, format!("{kind} {b}"), now, Some(stop));
                         let op = |cut| Op::StoragePartition(vec![b.clone()], cut);

@@ -222,6 +222,13 @@ pub struct BrokerSpec {
 }
 
 impl BrokerSpec {
+    /// How its store is shared with other brokers (`none` without a store).
+    pub fn master_slave(&self) -> MasterSlave {
+        self.store
+            .as_ref()
+            .map_or(MasterSlave::None, |s| s.master_slave)
+    }
+
     /// Reads the profile this broker names (relative to `dir`), or takes the inline one.
     fn load_profile(&self, dir: &Path) -> Result<Option<CostProfile>, String> {
         match (&self.profile, &self.cost) {
@@ -1323,16 +1330,11 @@ impl Scenario {
                         FaultKind::DiskError | FaultKind::DiskFull | FaultKind::SlowDisk
                     );
                     let shared = f.kind == FaultKind::StoragePartition;
-                    let on_shared = |b: &BrokerSpec| {
-                        b.store
-                            .as_ref()
-                            .is_some_and(|s| s.master_slave == MasterSlave::SharedStore)
-                    };
                     for t in &f.target {
                         if !self.brokers.iter().any(|b| {
                             glob(t, &b.name)
                                 && (!disk || b.store.is_some())
-                                && (!shared || on_shared(b))
+                                && (!shared || b.master_slave() == MasterSlave::SharedStore)
                         }) {
                             let what = if shared {
                                 "broker with master_slave = \"shared-store\""

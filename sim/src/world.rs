@@ -178,19 +178,9 @@ pub fn run(
                     let Err(e) = outcome else {
                         break;
                     };
-                    stopped(&recorder, &name, &e);
-                    // The process exited: its lock on a shared store is free (once the
-                    // storage hears of it).
-                    slot.process_ended(false);
-                    if slot.is_shared() && !slot.failing() {
-                        // It lost its storage or its lock, not its disk: its supervisor
-                        // starts it again, and it waits as a slave.
-                        tokio::time::sleep(SUPERVISOR_RESTART).await;
-                        continue;
-                    }
-                    // Its host waits for the disk's repair.
-                    slot.mark_stopped();
-                    std::future::pending::<()>().await;
+                    // A shared store's broker that lost its storage or its lock starts
+                    // again and waits as a slave.
+                    supervise(&slot, &recorder, &name, &e, slot.is_shared()).await;
                 }
                 Ok(())
             }
@@ -368,12 +358,7 @@ fn fill_replication(r: &mut ReplicationConfig, name: &str, scenario: &Scenario, 
         r.peers = scenario
             .brokers
             .iter()
-            .filter(|o| {
-                o.name != name
-                    && o.store
-                        .as_ref()
-                        .is_some_and(|s| s.master_slave == MasterSlave::Replicated)
-            })
+            .filter(|o| o.name != name && o.master_slave() == MasterSlave::Replicated)
             .map(|o| ReplicaPeer {
                 name: o.name.clone(),
                 address: format!("{}:{REPLICATION_PORT}", o.name),
@@ -422,13 +407,24 @@ async fn replica_host(
         let Err(e) = outcome else {
             return Ok(());
         };
-        stopped(recorder, name, &e);
-        if slot.failing() {
-            slot.mark_stopped();
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(SUPERVISOR_RESTART).await;
+        supervise(&slot, recorder, name, &e, true).await;
     }
+}
+
+/// A broker stopped with `e` (its store failed, or it lost its lock or its leadership):
+/// records the stop, frees a shared store's lock (once the storage hears of it), and does
+/// what its supervisor would. With `restart`, unless its disk is failing, it returns after
+/// [`SUPERVISOR_RESTART`] for the caller to start the broker again; otherwise it never
+/// returns, and the host waits for the disk's repair (the world bounces it then).
+async fn supervise(slot: &DiskSlot, recorder: &Recorder, name: &str, e: &io::Error, restart: bool) {
+    stopped(recorder, name, e);
+    slot.process_ended(false);
+    if restart && !slot.failing() {
+        tokio::time::sleep(SUPERVISOR_RESTART).await;
+        return;
+    }
+    slot.mark_stopped();
+    std::future::pending::<()>().await;
 }
 
 /// Adds `what` to the run's timeline, at the current simulated time.

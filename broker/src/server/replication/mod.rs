@@ -203,7 +203,6 @@ enum Role {
 
 struct State {
     durables: Durables,
-    pos: Position,
     role: Role,
     /// When the node last heard from a leader (or granted a vote).
     last_heard: Instant,
@@ -246,9 +245,7 @@ impl Shared {
         {
             stream.depose(format!("a peer is in the newer term {term}"));
         }
-        if s.role != Role::Follower {
-            s.role = Role::Follower;
-        }
+        s.role = Role::Follower;
         self.persist(s)
     }
 
@@ -305,7 +302,6 @@ impl Node {
             disk: Arc::new(Mutex::new(disk)),
             state: Mutex::new(State {
                 durables,
-                pos,
                 role: Role::Follower,
                 last_heard: Instant::now(),
                 stream_epoch: 0,
@@ -387,10 +383,9 @@ async fn serve_peer(shared: &Arc<Shared>, stream: crate::net::BoxStream) -> io::
                     .voted_for
                     .as_ref()
                     .is_none_or(|v| *v == candidate);
-                // The journal as it is on disk now (a deposed leader's cached position
-                // would be as of its election).
+                // The journal as it is on disk now (never a position remembered from
+                // earlier: a deposed leader's would be as of its election).
                 let mine = position(&**locked(&shared.disk), s.durables.log_term)?;
-                s.pos = mine;
                 let granted =
                     term == s.durables.term && s.role == Role::Follower && free && log >= mine;
                 if granted {
@@ -504,13 +499,9 @@ async fn follow(
                     finish_install(&**disk, &names)?;
                     s.durables.pending = None;
                     persist(&**disk, &s.durables)?;
-                    s.pos = position(&**disk, term)?;
-                }
-                // Handles on the installed files (a handle need not follow a rename).
-                staging.clear();
-                files.clear();
-                {
-                    let disk = locked(&shared.disk);
+                    // Handles on the installed files (a handle need not follow a rename).
+                    staging.clear();
+                    files.clear();
                     for name in &names {
                         files.insert(name.clone(), disk.open_append(name)?);
                     }
@@ -625,13 +616,6 @@ fn apply(
         }
         FileOp::Barrier => false,
     };
-    drop(disk);
-    if synced {
-        // Lock order: the state, then the disk.
-        let mut s = shared.state();
-        let term = s.durables.log_term;
-        s.pos = position(&**locked(&shared.disk), term)?;
-    }
     Ok(synced)
 }
 
@@ -671,7 +655,6 @@ async fn campaign(shared: &Arc<Shared>) -> io::Result<bool> {
         s.role = Role::Candidate;
         shared.persist(&s)?;
         let log = position(&**locked(&shared.disk), s.durables.log_term)?;
-        s.pos = log;
         (s.durables.term, log)
     };
     tracing::info!(node = %shared.cfg.node, term, "standing for election");
@@ -899,7 +882,7 @@ impl ReplicatingFile {
 
 impl AppendFile for ReplicatingFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let op = FileOp::Append(self.name.clone(), bytes.to_vec());
+        let op = FileOp::Append(self.name.clone(), bytes::Bytes::copy_from_slice(bytes));
         self.with(op, |f| f.append(bytes))
     }
 
@@ -1153,9 +1136,13 @@ async fn feed_once(
                         i.backlog_max
                     )));
                 }
+                // Operation numbers are consecutive: `next` is this far into the backlog.
+                let skip = i
+                    .backlog
+                    .front()
+                    .map_or(0, |(first, _)| (next - first) as usize);
                 i.backlog
-                    .iter()
-                    .filter(|(s, _)| *s >= next)
+                    .range(skip.min(i.backlog.len())..)
                     .take(256)
                     .cloned()
                     .collect()
@@ -1292,7 +1279,7 @@ mod tests {
         let after = Durables::decode(&disk.read(STATE_FILE).unwrap()).unwrap();
         assert_eq!(after.pending, None);
         assert_eq!(
-            node.shared.state().pos,
+            position(&**locked(&node.shared.disk), 5).unwrap(),
             Position {
                 term: 5,
                 seq: 4,

@@ -7,6 +7,8 @@
 
 use std::io;
 
+use bytes::Bytes;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest frame either side accepts (a snapshot chunk is at most [`CHUNK_BYTES`]).
@@ -111,8 +113,9 @@ pub struct Position {
 pub enum FileOp {
     /// Create (or empty) a file.
     Create(String),
-    /// Append bytes to a file.
-    Append(String, Vec<u8>),
+    /// Append bytes to a file (shared: the backlog and every follower's stream hold the
+    /// same bytes).
+    Append(String, Bytes),
     /// Cut a file back to a length.
     Truncate(String, u64),
     /// Rename a file.
@@ -337,7 +340,7 @@ pub fn decode(body: &[u8]) -> io::Result<Msg> {
             let seq = r.u64()?;
             let op = match r.u8()? {
                 1 => FileOp::Create(r.string()?),
-                2 => FileOp::Append(r.string()?, r.bytes()?),
+                2 => FileOp::Append(r.string()?, Bytes::from(r.bytes()?)),
                 3 => FileOp::Truncate(r.string()?, r.u64()?),
                 4 => FileOp::Rename(r.string()?, r.string()?),
                 5 => FileOp::Remove(r.string()?),
@@ -423,7 +426,7 @@ mod tests {
             Msg::SnapshotEnd { seq: 9 },
             Msg::Op {
                 seq: 10,
-                op: FileOp::Append("j".into(), vec![0; 10]),
+                op: FileOp::Append("j".into(), vec![0; 10].into()),
             },
             Msg::Op {
                 seq: 11,
