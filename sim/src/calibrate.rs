@@ -807,6 +807,8 @@ pub struct Sample {
     pub wall_s: f64,
     /// Broker CPU seconds before subtracting the idle rate.
     pub raw_cpu_s: f64,
+    /// The generator's own CPU seconds over the run (this process: the clients' work).
+    pub generator_cpu_s: f64,
 }
 
 /// A fitted profile and how well it fits.
@@ -977,6 +979,10 @@ pub struct Calibration {
     pub work_source: WorkSource,
     /// The broker's idle CPU rate (cores).
     pub idle_cores: f64,
+    /// The clients' profile: the generator's own CPU fitted on the client-side counts
+    /// (as the broker would count them: what clients write is `*_in`), for a scenario's
+    /// `[clients]` (see `crate::workload::cpu`).
+    pub clients_fit: Fit,
 }
 
 /// Runs the calibration workloads against the target and fits the profile. Each
@@ -1053,6 +1059,7 @@ pub fn calibrate(
             .build()
             .context("cannot start the tokio runtime")?;
         let cpu0 = opts.cpu.read_s()?;
+        let own0 = own_cpu_s()?;
         let metrics0 = read_metrics()?;
         let t = wall_now();
         let outcome = runtime
@@ -1068,6 +1075,7 @@ pub fn calibrate(
         let outcome = outcome?;
         std::thread::sleep(SETTLE);
         let cpu1 = opts.cpu.read_s()?;
+        let own1 = own_cpu_s()?;
         let metrics1 = read_metrics()?;
         let wall_s = t.elapsed().as_secs_f64();
         kind = Some(outcome.kind);
@@ -1092,13 +1100,15 @@ pub fn calibrate(
             client,
             wall_s,
             raw_cpu_s: raw,
+            generator_cpu_s: (own1 - own0).max(0.0),
         };
         say(format!(
-            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
+            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores), generator {:.3} s; {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
             w.name,
             wall_s,
             raw,
             raw / wall_s.max(1e-9),
+            sample.generator_cpu_s,
             if work.events > 0 {
                 format!("events {}, ", work.events)
             } else {
@@ -1131,6 +1141,7 @@ pub fn calibrate(
         WorkSource::Client => &BASIS,
     };
     let fit = fit(&samples, basis);
+    let clients_fit = clients_fit(&samples);
     Ok(Calibration {
         fit,
         samples,
@@ -1138,7 +1149,32 @@ pub fn calibrate(
         server,
         work_source,
         idle_cores,
+        clients_fit,
     })
+}
+
+/// The clients' costs: the generator's own CPU of each sample fitted on what its
+/// connections carried (the client-side counts), over [`BASIS`] plus `frames_out` (a
+/// client reads every frame the broker writes, replies and receipts as well as MESSAGEs).
+pub fn clients_fit(samples: &[Sample]) -> Fit {
+    let own: Vec<Sample> = samples
+        .iter()
+        .map(|s| Sample {
+            cpu_s: s.generator_cpu_s,
+            work: s.client,
+            ..s.clone()
+        })
+        .collect();
+    fit(&own, &CLIENTS_BASIS)
+}
+
+/// The operation kinds of the clients' fit, as indices into [`Work::counts`]: frames
+/// and bytes each way, MESSAGEs read, heart-beats and connections.
+pub const CLIENTS_BASIS: [usize; 7] = [1, 2, 3, 4, 5, 8, 11];
+
+/// This process's CPU seconds so far (the generator's, in a calibration).
+fn own_cpu_s() -> anyhow::Result<f64> {
+    proc_cpu_seconds(std::process::id())
 }
 
 /// A wall clock for the idle rate and the runs' wall time (live mode only).
@@ -1170,6 +1206,7 @@ mod tests {
             client: work,
             wall_s: 1.0,
             raw_cpu_s: 0.0,
+            generator_cpu_s: p.cost_ns(&work) / 1e9,
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Scenario {
     /// Hosts of client nodes (MCollective servers), each with many nodes.
     #[serde(default)]
     pub racks: Vec<RackSpec>,
+    /// The CPU the simulated clients spend (absent: none, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<ClientsSpec>,
     /// Traffic.
     #[serde(default)]
     pub workload: WorkloadSpec,
@@ -249,6 +252,52 @@ impl BrokerSpec {
 
 fn default_port() -> u16 {
     61613
+}
+
+/// `[clients]`: the machine every simulated client runs on, as a live run's clients all
+/// run in one `stampede load` process (see `crate::workload::cpu`). Each connection
+/// opened or closed and each chunk read or written costs the profile's nanoseconds on
+/// one of `cores` shared simulated cores.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsSpec {
+    /// A cost profile file (`stampede calibrate --clients-out` writes them), relative to
+    /// the scenario file's directory. Its keys count work as the broker sees it: what
+    /// clients write is `frames_in`/`bytes_in`, what they read `frames_out`/`bytes_out`
+    /// and `deliveries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The costs written inline (`[clients.cost]`); not together with `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostProfile>,
+    /// Cores the clients share (a live generator's worker threads).
+    #[serde(default = "default_client_cores")]
+    pub cores: u32,
+    /// The profile in force, read when the scenario was parsed.
+    #[serde(skip)]
+    pub cost_profile: Option<CostProfile>,
+}
+
+fn default_client_cores() -> u32 {
+    1
+}
+
+impl ClientsSpec {
+    /// Reads the profile named (relative to `dir`), or takes the inline one.
+    fn load_profile(&self, dir: &Path) -> Result<CostProfile, String> {
+        match (&self.profile, &self.cost) {
+            (Some(_), Some(_)) => Err("give either `profile` or `[clients.cost]`, not both".into()),
+            (None, None) => Err("give a `profile` file or `[clients.cost]`".into()),
+            (None, Some(inline)) => Ok(inline.clone()),
+            (Some(file), None) => {
+                let path = dir.join(file);
+                if !path.is_file() {
+                    return Err(format!("no profile file at {}", path.display()));
+                }
+                CostProfile::load(&path).map_err(|e| format!("bad profile: {e}"))
+            }
+        }
+    }
 }
 
 /// Reconnect policies a client can follow.
@@ -888,6 +937,7 @@ impl Scenario {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let mut profiles = Vec::new();
+        let mut clients_profile = None;
         let mut scenario: Scenario = parse_toml(text, file, |s: &Scenario| {
             s.validate()?;
             for (i, b) in s.brokers.iter().enumerate() {
@@ -902,10 +952,31 @@ impl Scenario {
                 })?;
                 profiles.push(p);
             }
+            if let Some(c) = &s.clients {
+                if c.cores == 0 {
+                    return Err(InvalidSetting {
+                        path: KeyPath::root().key("clients").key("cores"),
+                        message: "must be at least 1".into(),
+                    });
+                }
+                let key = if c.profile.is_some() {
+                    "profile"
+                } else {
+                    "cost"
+                };
+                let p = c.load_profile(&dir).map_err(|message| InvalidSetting {
+                    path: KeyPath::root().key("clients").key(key),
+                    message,
+                })?;
+                clients_profile = Some(p);
+            }
             Ok(())
         })?;
         for (b, p) in scenario.brokers.iter_mut().zip(profiles) {
             b.cost_profile = p;
+        }
+        if let Some(c) = &mut scenario.clients {
+            c.cost_profile = clients_profile;
         }
         Ok(scenario)
     }

@@ -169,3 +169,61 @@ fn a_run_with_a_cost_model_is_deterministic() {
     assert_eq!(a.latency_us, b.latency_us);
     assert_eq!(a.seconds, b.seconds);
 }
+
+/// The clients' CPU (`[clients]`): 1 ms per MESSAGE a client reads, on `cores` cores.
+fn clients_at_one_ms_per_message(cores: u32) -> String {
+    format!("[clients]\ncores = {cores}\n[clients.cost]\ndeliveries_ns = 1000000.0\n")
+}
+
+#[test]
+fn clients_that_cost_saturate_their_cores_and_more_cores_carry_more() {
+    // One core of clients reads 1,000 messages a second at most: 1,500 offered back up.
+    let one = simulate(&queue_scenario(1500, &clients_at_one_ms_per_message(1)));
+    let rate = delivered_while_sending(&one);
+    assert!(
+        (900.0..=1050.0).contains(&rate),
+        "delivered {rate}/s, one client core reads 1,000/s"
+    );
+    assert!(
+        p99_ms(&one) > 3000.0,
+        "p99 {} ms past the knee",
+        p99_ms(&one)
+    );
+    assert_eq!(one.messages.lost, 0, "saturation delays, it does not lose");
+    // The broker is free: only the clients cost.
+    assert!(one.broker_cpu.is_empty());
+
+    // Two cores carry it (one consumer connection uses one at a time, but its reads and
+    // the producer's writes do not wait for each other); the wait is the nearest tick.
+    let two = simulate(&queue_scenario(500, &clients_at_one_ms_per_message(2)));
+    assert!(delivered_while_sending(&two) > 480.0);
+    assert!(
+        p99_ms(&two) < 20.0,
+        "p99 {} ms below the knee",
+        p99_ms(&two)
+    );
+
+    // And the same scenario twice gives the same run.
+    let again = simulate(&queue_scenario(1500, &clients_at_one_ms_per_message(1)));
+    assert_eq!(one.latency_us, again.latency_us);
+    assert_eq!(one.seconds, again.seconds);
+}
+
+#[test]
+fn a_clients_section_needs_one_profile_and_a_core() {
+    let body = |extra: &str| {
+        format!("name = \"x\"\nduration_s = 5\n\n[[brokers]]\nname = \"broker-1\"\n\n{extra}")
+    };
+    let e = Scenario::parse(&body("[clients]\ncores = 2\n"), "t.toml").unwrap_err();
+    assert!(e.to_string().contains("give a `profile`"), "{e}");
+    let e = Scenario::parse(
+        &body("[clients]\ncores = 0\n[clients.cost]\nframes_in_ns = 1.0\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "clients.cores", "{e}");
+    let e =
+        Scenario::parse(&body("[clients]\nprofile = \"nowhere.toml\"\n"), "t.toml").unwrap_err();
+    assert!(e.to_string().contains("no profile file"), "{e}");
+    assert_eq!(e.key, "clients.profile", "{e}");
+}

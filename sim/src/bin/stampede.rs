@@ -278,6 +278,11 @@ enum Command {
         /// The profile to write.
         #[arg(long)]
         out: PathBuf,
+        /// Also write the clients' profile: the generator's own CPU fitted on what its
+        /// connections carried, for a scenario's `[clients] profile` (the simulated
+        /// clients then cost what this machine's live clients did).
+        #[arg(long, value_name = "FILE")]
+        clients_out: Option<PathBuf>,
     },
     /// Run a scenario over many seeds, each in its own process, and write explore.csv
     /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
@@ -574,6 +579,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             password,
             threads,
             out,
+            clients_out,
         } => {
             let credentials = credentials(user, password)?;
             let target = TargetUri::parse(&target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
@@ -603,7 +609,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 baseline_s: calibrate::BASELINE_S,
                 workloads_max: None,
             };
-            calibrate_command(&opts, description, &out)
+            calibrate_command(&opts, description, &out, clients_out.as_deref())
         }
         Command::Explore {
             scenario,
@@ -987,6 +993,7 @@ fn calibrate_command(
     opts: &CalibrateOptions,
     description: Option<String>,
     out: &Path,
+    clients_out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     // The command that made the profile, for its header.
     let command = std::iter::once("stampede".to_owned())
@@ -1076,6 +1083,51 @@ fn calibrate_command(
     let text = calibrate::profile_text(fit, &description, &header)?;
     calibrate::write_profile(out, &text)?;
     outln!("profile: {}", out.display());
+    if let Some(clients_out) = clients_out {
+        let fit = &c.clients_fit;
+        outln!(
+            "\nThe clients (this generator's own CPU, {} worker threads):\n{}",
+            opts.threads,
+            fit.table()
+        );
+        outln!("R² = {:.4}", fit.r2);
+        for (key, ns) in stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs() {
+            if ns > 0.0 {
+                outln!("  {key:<28} {ns:>12.3}");
+            }
+        }
+        if fit.poor() {
+            eprintln!(
+                "warning: the clients' fit is poor (R² {:.3} < {}): written with fit_poor = true",
+                fit.r2,
+                calibrate::R2_POOR
+            );
+        }
+        let mut header = vec![
+            format!("Clients' cost profile (the stampede load generator's own CPU) made by `stampede calibrate` on {date}:"),
+            format!("  {command}"),
+            format!("Machine: {machine}; {} generator worker threads.", opts.threads),
+            "Generator CPU from /proc/self/stat; work counted on its connections, as the broker sees it".to_owned(),
+            "(what the clients wrote is frames_in/bytes_in, what they read frames_out/bytes_out and deliveries).".to_owned(),
+            format!(
+                "Non-negative least squares over frames_in, bytes_in, frames_out, bytes_out, heartbeats, deliveries, connections; R² {:.4}.",
+                fit.r2
+            ),
+            "For a scenario's `[clients] profile` (with `cores` = the threads).".to_owned(),
+            String::new(),
+        ];
+        header.extend(fit.table().lines().map(str::to_owned));
+        let text = calibrate::profile_text(
+            fit,
+            &format!(
+                "stampede load generator ({} threads), calibrated on {machine}",
+                opts.threads
+            ),
+            &header,
+        )?;
+        calibrate::write_profile(clients_out, &text)?;
+        outln!("clients' profile: {}", clients_out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@
 //! (`stampede load`, [`crate::live`]) run the same code over real TCP; the [`Dialect`] in the
 //! [`Env`] holds what differs between target brokers.
 
+pub mod cpu;
 pub mod link;
 pub mod mcollective;
 pub mod queue;
@@ -214,8 +215,18 @@ impl Env {
             Middleware::Redis => REDIS_PORT,
             Middleware::Activemq | Middleware::Rabbitmq => b.port,
         };
+        let net: SharedNet = Arc::new(TurmoilNet);
+        // Every client's connection spends the clients' CPU, if the scenario gives one.
+        let net = match scenario.clients.as_ref().and_then(|c| {
+            c.cost_profile
+                .clone()
+                .map(|p| cpu::ClientCpu::new(p, c.cores))
+        }) {
+            Some(cpu) => cpu::CpuNet::shared(net, cpu),
+            None => net,
+        };
         Env {
-            net: Arc::new(TurmoilNet),
+            net,
             brokers: scenario
                 .brokers
                 .iter()
