@@ -2,9 +2,9 @@
 //! kind) from live runs against it.
 //!
 //! Calibration drives a fixed set of short live workloads ([`workloads`]: MCollective
-//! fan-out 1 → 800 at two rates, queue 1 → 1 with 20 B and 1 KiB bodies, queue 10 → 10,
-//! directed request/reply at two rates, idle connections with and without 1 s
-//! heart-beats), each through the live load mode's machinery ([`crate::live::run_on`]).
+//! fan-out 1 → 800 at three rates, queue 1 → 1 with 20 B and 1 KiB bodies, queue
+//! 10 → 10, directed request/reply at three rates, light and heavy, idle connections
+//! with and without 1 s heart-beats), each through the live load mode's machinery ([`crate::live::run_on`]).
 //! Around each run it reads
 //!
 //! - the broker's **CPU time**: `utime + stime` of `/proc/PID/stat` ([`CpuSource::Pid`];
@@ -25,7 +25,7 @@
 //! broker's idle CPU rate (measured for [`BASELINE_S`] before the workloads, after a
 //! discarded warm-up run) times the run's wall time is subtracted, so a JVM's background
 //! threads are not charged to the operations. The costs are then fitted by non-negative
-//! least squares ([`nnls`]) over a reduced basis ([`BASIS`]: the counters these workloads
+//! least squares ([`nnls`]) over a reduced basis ([`broker_groups`]: the counters these workloads
 //! can tell apart; every other cost is 0), and the fit's residuals and R² are printed. An
 //! R² below [`R2_POOR`] sets `fit_poor = true` with a warning; the profile is written
 //! either way, with a header comment giving the command that made it.
@@ -65,17 +65,27 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// runs on).
 const USER_HZ: f64 = 100.0;
 
-/// The operation kinds fitted, as indices into [`Work::counts`]: frames and bytes each
-/// way (bytes and deliveries stand for the frames written, so `frames_out` is left out),
-/// heart-beats and connections. `events`, `subscriptions_matched` and
-/// `selectors_evaluated` move with frames in these workloads (the client side cannot see
-/// them at all), `acks` and `bridge_hops` do not occur.
-pub const BASIS: [usize; 6] = [1, 2, 4, 5, 8, 11];
+/// The operation kinds fitted, as groups of indices into [`Work::counts`] (one cost per
+/// group, see [`fit_tied`]): frames either way (`frames_in` + `frames_out`: in these
+/// workloads the broker writes about as many frames as it reads, replies for requests,
+/// MESSAGEs for SENDs, so a fit over each alone put the whole cost on one, and a
+/// simulated fan-out's 800 deliveries cost nothing), bytes in, bytes out, heart-beats
+/// and connections. `events`, `subscriptions_matched` and `selectors_evaluated` move
+/// with frames in these workloads (the client side cannot see them at all), `acks` and
+/// `bridge_hops` do not occur. With the broker's own counters (`metrics`), `events`
+/// (calls into the core) has a cost of its own, so that a message handled alone, at a
+/// low rate, and one handled in a batch can differ.
+pub fn broker_groups(metrics: bool) -> Vec<Vec<usize>> {
+    let mut g = vec![vec![1, 3], vec![2], vec![4], vec![5], vec![11]];
+    if metrics {
+        g.insert(0, vec![0]);
+    }
+    g
+}
 
-/// The basis when the broker's own counters are read: [`BASIS`] plus `events` (wake-ups
-/// of the core task, which the client side cannot see), so that the cost of a message
-/// handled alone, at a low rate, and of one handled in a batch can differ.
-pub const BASIS_METRICS: [usize; 7] = [0, 1, 2, 4, 5, 8, 11];
+/// The kinds of a fit over each alone (the tests' synthetic profiles).
+#[cfg(test)]
+pub const BASIS: [usize; 6] = [1, 2, 4, 5, 8, 11];
 
 // ------------------------------------------------------------------------------- CPU
 
@@ -94,6 +104,15 @@ impl CpuSource {
         match self {
             CpuSource::Pid(pid) => proc_cpu_seconds(*pid),
             CpuSource::Command(cmd) => command_cpu_seconds(cmd),
+        }
+    }
+
+    /// The broker's wake-ups so far (its threads' voluntary context switches), when its
+    /// process is known.
+    pub fn wakeups(&self) -> Option<u64> {
+        match self {
+            CpuSource::Pid(pid) => proc_wakeups(*pid).ok(),
+            CpuSource::Command(_) => None,
         }
     }
 
@@ -123,6 +142,30 @@ pub fn parse_proc_stat(text: &str) -> Result<(u64, u64), String> {
             .map_err(|_| format!("{name} is '{v}', not a number of clock ticks"))
     };
     Ok((tick(11, "utime")?, tick(12, "stime")?))
+}
+
+/// The voluntary context switches of process `pid`'s live threads so far
+/// (`/proc/PID/task/*/status`): how often they parked, waiting for work.
+pub fn proc_wakeups(pid: u32) -> anyhow::Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let path = entry?.path().join("status");
+        // A thread may end between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        total += parse_voluntary_switches(&text).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// `voluntary_ctxt_switches` from the text of a `/proc/…/status` file.
+pub fn parse_voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// CPU seconds (user + system) process `pid` used so far.
@@ -634,7 +677,24 @@ pub fn workloads(duration_s: f64, scale: f64) -> anyhow::Result<Vec<Workload>> {
         300.0,
         true,
     )?;
-    for per_s in [1.0, 4.0] {
+    // Heavy loads (a third to a half of stampede-broker's knees on a 2-core machine):
+    // a busy broker reads and writes many frames per wake-up, so a frame costs less than
+    // at the light loads above, and a profile meant to find knees must be anchored there.
+    queue(
+        QUEUE_1X1_1K,
+        "bench-queue-1x1-1k.toml",
+        "queue-1x1-1k",
+        30000.0,
+        true,
+    )?;
+    queue(
+        QUEUE_10X10_1K,
+        "bench-queue-10x10-1k.toml",
+        "queue-10x10-1k",
+        3000.0,
+        true,
+    )?;
+    for per_s in [1.0, 4.0, 20.0] {
         let mut s = load(FANOUT, "bench-fanout-800.toml")?;
         if let Some(m) = &mut s.workload.mcollective {
             m.discovery_interval_s = 1.0 / (per_s * scale);
@@ -645,7 +705,7 @@ pub fn workloads(duration_s: f64, scale: f64) -> anyhow::Result<Vec<Workload>> {
             fitted: true,
         });
     }
-    for per_s in [100.0, 400.0] {
+    for per_s in [100.0, 400.0, 6000.0] {
         let mut s = load(REQUEST_REPLY, "bench-request-reply.toml")?;
         if let Some(m) = &mut s.workload.mcollective {
             // Each request goes to `directed_targets` nodes: per_s requests in all.
@@ -809,6 +869,12 @@ pub struct Sample {
     pub raw_cpu_s: f64,
     /// The generator's own CPU seconds over the run (this process: the clients' work).
     pub generator_cpu_s: f64,
+    /// The broker's wake-ups over the run: voluntary context switches of its threads,
+    /// less the idle rate times the wall time (0 when its CPU comes from a command).
+    pub wakeups: u64,
+    /// The generator's own wake-ups over the run (its worker threads' voluntary context
+    /// switches).
+    pub generator_wakeups: u64,
 }
 
 /// A fitted profile and how well it fits.
@@ -816,6 +882,8 @@ pub struct Sample {
 pub struct Fit {
     /// Nanoseconds per operation kind, in [`Work::counts`] order (0 outside the basis).
     pub ns: [f64; 12],
+    /// Nanoseconds per wake-up (0 when wake-ups were not counted).
+    pub wakeups_ns: f64,
     /// The coefficient of determination over the samples.
     pub r2: f64,
     /// `(workload, measured CPU s, fitted CPU s)` per sample.
@@ -851,19 +919,44 @@ impl Fit {
 
 /// Fits the costs of the `basis` kinds to `samples` by [`nnls`].
 pub fn fit(samples: &[Sample], basis: &[usize]) -> Fit {
+    let groups: Vec<Vec<usize>> = basis.iter().map(|j| vec![*j]).collect();
+    fit_tied(samples, &groups, false)
+}
+
+/// Fits one cost per group of kinds to `samples` by [`nnls`]: a group's column is the sum
+/// of its kinds' counts, and each kind of the group gets the group's cost. Kinds that move
+/// together in every workload (a client reads about as many frames as it writes) cannot
+/// be told apart, and a fit over each alone puts the whole cost on one of them. With
+/// `wakeups`, each sample's [`Sample::wakeups`] is one more column (its cost
+/// [`Fit::wakeups_ns`]).
+pub fn fit_tied(samples: &[Sample], groups: &[Vec<usize>], wakeups: bool) -> Fit {
     let rows: Vec<Vec<f64>> = samples
         .iter()
         .map(|s| {
             let c = s.work.counts();
-            basis.iter().map(|j| c[*j].1 as f64).collect()
+            let mut row: Vec<f64> = groups
+                .iter()
+                .map(|g| g.iter().map(|j| c[*j].1 as f64).sum())
+                .collect();
+            if wakeups {
+                row.push(s.wakeups as f64);
+            }
+            row
         })
         .collect();
     let y: Vec<f64> = samples.iter().map(|s| s.cpu_s * 1e9).collect();
     let x = nnls(&rows, &y);
     let mut ns = [0.0; 12];
-    for (j, v) in basis.iter().zip(&x) {
-        ns[*j] = *v;
+    for (g, v) in groups.iter().zip(&x) {
+        for j in g {
+            ns[*j] = *v;
+        }
     }
+    let wakeups_ns = if wakeups {
+        x.last().copied().unwrap_or(0.0)
+    } else {
+        0.0
+    };
     let fitted: Vec<f64> = rows
         .iter()
         .map(|r| r.iter().zip(&x).map(|(a, b)| a * b).sum())
@@ -880,6 +973,7 @@ pub fn fit(samples: &[Sample], basis: &[usize]) -> Fit {
     };
     Fit {
         ns,
+        wakeups_ns,
         r2,
         rows: samples
             .iter()
@@ -907,6 +1001,7 @@ pub fn profile_text(fit: &Fit, description: &str, header: &[String]) -> anyhow::
     for (i, (name, _)) in names.iter().enumerate() {
         let _ = writeln!(t, "{name}_ns = {:.3}", fit.ns[i]);
     }
+    let _ = writeln!(t, "wakeups_ns = {:.3}", fit.wakeups_ns);
     CostProfile::parse(&t, "the calibrated profile")
         .map_err(|e| anyhow::anyhow!("the fitted profile does not parse back: {e}"))?;
     Ok(t)
@@ -1036,16 +1131,22 @@ pub fn calibrate(
     };
     let mut samples = Vec::new();
     let mut idle_cores = 0.0;
+    let mut idle_wakeups_per_s = 0.0;
     let mut kind = opts.kind;
     let mut server = None;
     for (n, w) in workloads.iter().enumerate() {
         if n == 1 {
             // After the warm-up: the broker's idle rate.
             let a = opts.cpu.read_s()?;
+            let wa = opts.cpu.wakeups();
             let t = wall_now();
             std::thread::sleep(Duration::from_secs_f64(opts.baseline_s.max(0.1)));
             let b = opts.cpu.read_s()?;
+            let wb = opts.cpu.wakeups();
             idle_cores = ((b - a) / t.elapsed().as_secs_f64()).max(0.0);
+            if let (Some(wa), Some(wb)) = (wa, wb) {
+                idle_wakeups_per_s = wb.saturating_sub(wa) as f64 / t.elapsed().as_secs_f64();
+            }
             say(format!(
                 "idle: the broker used {idle_cores:.3} core(s) with no load"
             ));
@@ -1059,7 +1160,9 @@ pub fn calibrate(
             .build()
             .context("cannot start the tokio runtime")?;
         let cpu0 = opts.cpu.read_s()?;
+        let wakeups0 = opts.cpu.wakeups();
         let own0 = own_cpu_s()?;
+        let own_wakeups0 = proc_wakeups(std::process::id()).unwrap_or(0);
         let metrics0 = read_metrics()?;
         let t = wall_now();
         let outcome = runtime
@@ -1070,11 +1173,15 @@ pub fn calibrate(
                 &|_| {},
             ))
             .with_context(|| format!("workload {}", w.name));
+        // The generator's wake-ups before its runtime's threads end (their counts go
+        // with them).
+        let own_wakeups1 = proc_wakeups(std::process::id()).unwrap_or(0);
         // Whatever the workload left running (connections, timers) stops here.
         runtime.shutdown_timeout(Duration::from_secs(2));
         let outcome = outcome?;
         std::thread::sleep(SETTLE);
         let cpu1 = opts.cpu.read_s()?;
+        let wakeups1 = opts.cpu.wakeups();
         let own1 = own_cpu_s()?;
         let metrics1 = read_metrics()?;
         let wall_s = t.elapsed().as_secs_f64();
@@ -1101,14 +1208,23 @@ pub fn calibrate(
             wall_s,
             raw_cpu_s: raw,
             generator_cpu_s: (own1 - own0).max(0.0),
+            wakeups: match (wakeups0, wakeups1) {
+                (Some(a), Some(b)) => {
+                    (b.saturating_sub(a) as f64 - idle_wakeups_per_s * wall_s).max(0.0) as u64
+                }
+                _ => 0,
+            },
+            generator_wakeups: own_wakeups1.saturating_sub(own_wakeups0),
         };
         say(format!(
-            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores), generator {:.3} s; {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
+            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores, {} wake-ups), generator {:.3} s ({} wake-ups); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
             w.name,
             wall_s,
             raw,
             raw / wall_s.max(1e-9),
+            sample.wakeups,
             sample.generator_cpu_s,
+            sample.generator_wakeups,
             if work.events > 0 {
                 format!("events {}, ", work.events)
             } else {
@@ -1136,11 +1252,8 @@ pub fn calibrate(
             samples.push(sample);
         }
     }
-    let basis: &[usize] = match work_source {
-        WorkSource::Metrics(_) => &BASIS_METRICS,
-        WorkSource::Client => &BASIS,
-    };
-    let fit = fit(&samples, basis);
+    let groups = broker_groups(matches!(work_source, WorkSource::Metrics(_)));
+    let fit = fit_tied(&samples, &groups, opts.cpu.wakeups().is_some());
     let clients_fit = clients_fit(&samples);
     Ok(Calibration {
         fit,
@@ -1154,23 +1267,28 @@ pub fn calibrate(
 }
 
 /// The clients' costs: the generator's own CPU of each sample fitted on what its
-/// connections carried (the client-side counts), over [`BASIS`] plus `frames_out` (a
-/// client reads every frame the broker writes, replies and receipts as well as MESSAGEs).
+/// connections carried (the client-side counts): one cost per frame and one per byte,
+/// read or written ([`clients_groups`]), heart-beats and connections.
 pub fn clients_fit(samples: &[Sample]) -> Fit {
     let own: Vec<Sample> = samples
         .iter()
         .map(|s| Sample {
             cpu_s: s.generator_cpu_s,
             work: s.client,
+            wakeups: s.generator_wakeups,
             ..s.clone()
         })
         .collect();
-    fit(&own, &CLIENTS_BASIS)
+    fit_tied(&own, &clients_groups(), true)
 }
 
-/// The operation kinds of the clients' fit, as indices into [`Work::counts`]: frames
-/// and bytes each way, MESSAGEs read, heart-beats and connections.
-pub const CLIENTS_BASIS: [usize; 7] = [1, 2, 3, 4, 5, 8, 11];
+/// The clients' fit's groups of [`Work::counts`] indices: frames either way (in every
+/// workload a client reads about as many frames as it writes: a node answers each
+/// request, a consumer reads what a producer wrote, so the two cannot be told apart and
+/// cost the same), bytes either way, heart-beats, connections.
+pub fn clients_groups() -> Vec<Vec<usize>> {
+    vec![vec![1, 3], vec![2, 4], vec![5], vec![11]]
+}
 
 /// This process's CPU seconds so far (the generator's, in a calibration).
 fn own_cpu_s() -> anyhow::Result<f64> {
@@ -1207,6 +1325,8 @@ mod tests {
             wall_s: 1.0,
             raw_cpu_s: 0.0,
             generator_cpu_s: p.cost_ns(&work) / 1e9,
+            wakeups: 0,
+            generator_wakeups: 0,
         }
     }
 
@@ -1247,6 +1367,72 @@ mod tests {
         assert!(!f.poor());
         // Outside the basis: zero.
         assert_eq!(f.ns[3], 0.0);
+    }
+
+    #[test]
+    fn tied_kinds_share_one_cost_where_each_alone_would_take_all() {
+        // Every workload writes as many frames as it reads (a node answers each request):
+        // the two columns are the same, so a fit over each alone cannot split the cost.
+        let samples: Vec<Sample> = (1..=6u64)
+            .map(|i| {
+                let work = Work {
+                    frames_in: 1_000 * i,
+                    frames_out: 1_000 * i,
+                    connections: 10 * (7 - i),
+                    ..Work::default()
+                };
+                let mut truth = [0.0; 12];
+                truth[1] = 3_000.0;
+                truth[3] = 3_000.0;
+                truth[11] = 50_000.0;
+                sample(&format!("w{i}"), work, &truth)
+            })
+            .collect();
+        let alone = fit(&samples, &[1, 3, 11]);
+        assert!(
+            alone.ns[1] == 0.0 || alone.ns[3] == 0.0,
+            "one of two identical columns takes it all: {:?}",
+            alone.ns
+        );
+        let tied = fit_tied(&samples, &[vec![1, 3], vec![11]], false);
+        assert!((tied.ns[1] - 3_000.0).abs() < 1e-6, "{:?}", tied.ns);
+        assert_eq!(tied.ns[1], tied.ns[3]);
+        assert!((tied.ns[11] - 50_000.0).abs() < 1e-3, "{:?}", tied.ns);
+        assert!(tied.r2 > 0.999_999);
+    }
+
+    #[test]
+    fn wakeups_are_fitted_beside_the_work() {
+        // The same frames cost more CPU in the runs that woke the broker more often.
+        let samples: Vec<Sample> = (1..=6u64)
+            .map(|i| {
+                let work = Work {
+                    frames_in: 1_000 * i,
+                    frames_out: 1_000 * i,
+                    ..Work::default()
+                };
+                let wakeups = 3_000 * (i % 3 + 1);
+                let mut s = sample(&format!("w{i}"), work, &[0.0; 12]);
+                s.cpu_s = (2_000 * i * 1_000 + 20_000 * wakeups) as f64 / 1e9;
+                s.wakeups = wakeups;
+                s
+            })
+            .collect();
+        let f = fit_tied(&samples, &[vec![1, 3]], true);
+        assert!((f.ns[1] - 1_000.0).abs() < 1e-3, "{f:?}");
+        assert!((f.wakeups_ns - 20_000.0).abs() < 1e-3, "{f:?}");
+        let text = profile_text(&f, "t", &[]).unwrap();
+        let p = CostProfile::parse(&text, "t.toml").unwrap();
+        assert!((p.wakeups_ns - 20_000.0).abs() < 1e-2, "{text}");
+    }
+
+    #[test]
+    fn voluntary_switches_are_read_from_a_status_file() {
+        let status = "Name:\tstampede-broker\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n";
+        assert_eq!(parse_voluntary_switches(status), Some(1234));
+        assert_eq!(parse_voluntary_switches("Name:\tx\n"), None);
+        // Our own threads have some.
+        assert!(proc_wakeups(std::process::id()).unwrap() > 0);
     }
 
     #[test]
@@ -1450,7 +1636,7 @@ mod tests {
     #[test]
     fn the_workloads_are_valid_scenarios() {
         let w = workloads(4.0, 1.0).unwrap();
-        assert_eq!(w.len(), 11);
+        assert_eq!(w.len(), 15);
         assert_eq!(w.iter().filter(|w| !w.fitted).count(), 1);
         for x in &w {
             x.scenario.validate().unwrap();

@@ -77,7 +77,22 @@ fn calibrating_a_real_stampede_broker_gives_a_profile_that_parses() {
         // Every queue message was seen going in and coming out.
         assert!(s.work.frames_in > 400 && s.work.deliveries > 400, "{s:?}");
         assert!(s.raw_cpu_s > 0.0, "the broker used no CPU in {}", s.name);
+        assert!(
+            s.generator_cpu_s > 0.0,
+            "the generator used no CPU in {}",
+            s.name
+        );
     }
+    // The clients' profile: the generator's CPU on what its connections carried.
+    assert!(
+        c.clients_fit.ns[1] > 0.0 || c.clients_fit.ns[11] > 0.0,
+        "{:?}",
+        c.clients_fit
+    );
+    assert_eq!(
+        c.clients_fit.ns[1], c.clients_fit.ns[3],
+        "frames either way cost the same"
+    );
     assert!(c.fit.ns.iter().any(|ns| *ns > 0.0), "{:?}", c.fit);
     let text = calibrate::profile_text(&c.fit, "test", &["a test".into()]).unwrap();
     let p = CostProfile::parse(&text, "calibrated.toml").unwrap();

@@ -64,6 +64,12 @@ pub struct CostProfile {
     pub bridge_hops_ns: f64,
     /// Per connection opened or closed.
     pub connections_ns: f64,
+    /// Per wake-up: work that arrives when the CPU is idle pays this once before it
+    /// starts (a parked thread woken, its scheduling, the idle loop's system calls),
+    /// work that arrives while it is busy does not. So a frame handled alone, at a low
+    /// rate, costs more than one handled in a batch under load, as on a real broker.
+    /// Calibration fits it on the broker's voluntary context switches.
+    pub wakeups_ns: f64,
 }
 
 impl CostProfile {
@@ -79,7 +85,8 @@ impl CostProfile {
 
     /// Every cost must be a finite number ≥ 0.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        for (key, ns) in self.costs() {
+        let wakeups = ("wakeups_ns".to_owned(), self.wakeups_ns);
+        for (key, ns) in self.costs().into_iter().chain(std::iter::once(wakeups)) {
             if !ns.is_finite() || ns < 0.0 {
                 return Err(InvalidSetting::new(
                     KeyPath::root().key(&key),
@@ -177,7 +184,10 @@ impl CpuMeter {
     pub fn charge(&mut self, work: Work, now: Instant) -> Option<Instant> {
         let delta = work.since(&self.last);
         self.last = work;
-        let exact = self.profile.cost_ns(&delta) + self.carry_ns;
+        // Work arriving after the CPU finished finds it idle: a wake-up.
+        let idle = self.busy_until.is_none_or(|b| b < now);
+        let wakeup = if idle { self.profile.wakeups_ns } else { 0.0 };
+        let exact = self.profile.cost_ns(&delta) + wakeup + self.carry_ns;
         let ns = exact.floor().max(0.0);
         self.carry_ns = exact - ns;
         let ns = ns as u64;
@@ -252,6 +262,30 @@ mod tests {
         // Nothing new, later than the backlog's end: idle, released at once.
         assert_eq!(m.charge(w, t0 + Duration::from_millis(5)), None);
         assert_eq!(m.busy_ns(), 2_100_000);
+    }
+
+    #[test]
+    fn a_wakeup_is_paid_by_work_that_finds_the_cpu_idle() {
+        let p = CostProfile {
+            events_ns: 1_000.0,
+            wakeups_ns: 50_000.0,
+            ..CostProfile::default()
+        };
+        let mut m = CpuMeter::new(p);
+        let t0 = Instant::now();
+        let mut w = Work::default();
+        // The first event wakes the CPU: 51 µs.
+        w.events = 1;
+        m.charge(w, t0);
+        assert_eq!(m.busy_ns(), 51_000);
+        // Ten more in the same instant find it busy: 1 µs each.
+        w.events = 11;
+        m.charge(w, t0);
+        assert_eq!(m.busy_ns(), 61_000);
+        // Later, after it went idle: a wake-up again.
+        w.events = 12;
+        m.charge(w, t0 + Duration::from_millis(10));
+        assert_eq!(m.busy_ns(), 112_000);
     }
 
     #[test]

@@ -219,10 +219,11 @@ enum Command {
     /// Fit a broker's cost profile (nanoseconds of CPU per operation kind, for the
     /// simulator's `[[brokers]] profile = "profiles/<name>.toml"`) from short live
     /// workloads against it: a discarded warm-up, the broker's idle CPU rate (3 s), then
-    /// fan-out 1 -> 800 at 1 and 4 broadcasts/s, queue 1 -> 1 (20 B at 1,000 and 5,000
-    /// msg/s, 1 KiB at 3,000), queue 10 -> 10 (1 KiB, 3,000 msg/s), directed
-    /// request/reply at 100 and 400 requests/s, 600 idle connections with 1 s heart-beats
-    /// and 1,200 without (about 100 s in all with the default --duration).
+    /// fan-out 1 -> 800 at 1, 4 and 20 broadcasts/s, queue 1 -> 1 (20 B at 1,000 and
+    /// 5,000 msg/s, 1 KiB at 3,000 and 30,000), queue 10 -> 10 (1 KiB, 3,000 and
+    /// 30,000 msg/s), directed request/reply at 10, 40 and 600 requests/s (to 10 nodes
+    /// each), 600 idle connections with 1 s heart-beats and 1,200 without (about 3
+    /// minutes in all with the default --duration).
     ///
     /// CPU: utime + stime of /proc/PID/stat (--pid, or the process listening on the
     /// target's port), or what --cpu-command prints (CPU seconds; for a remote broker,
@@ -233,11 +234,15 @@ enum Command {
     /// answers; otherwise counted on the client side (frames and bytes each way,
     /// MESSAGE frames delivered, ACKs, heart-beats, connections opened and closed).
     ///
-    /// Fit: non-negative least squares of each run's CPU on frames_in, bytes_in,
-    /// bytes_out, heartbeats, deliveries and connections (with the broker's counters
-    /// also events; every other cost 0); the residuals and R² are printed. R² < 0.9 writes the profile anyway, with
-    /// fit_poor = true and a warning. The profile starts with a comment giving this
-    /// command.
+    /// Fit: non-negative least squares of each run's CPU on frames (frames_in +
+    /// frames_out, one cost: the two move together in these workloads), bytes_in,
+    /// bytes_out, heartbeats and connections (with the broker's counters also events;
+    /// every other cost 0); the residuals and R² are printed. R² < 0.9 writes the
+    /// profile anyway, with fit_poor = true and a warning. The profile starts with a
+    /// comment giving this command.
+    ///
+    /// --clients-out also fits the generator's own CPU (frames and bytes either way,
+    /// heart-beats, connections) into a profile for a scenario's [clients].
     #[command(verbatim_doc_comment)]
     Calibrate {
         /// The broker: tcp://HOST:PORT (or HOST:PORT).
@@ -1040,6 +1045,9 @@ fn calibrate_command(
             outln!("  {key:<28} {ns:>12.3}");
         }
     }
+    if fit.wakeups_ns > 0.0 {
+        outln!("  {:<28} {:>12.3}", "wakeups_ns", fit.wakeups_ns);
+    }
     if fit.poor() {
         eprintln!(
             "warning: the fit is poor (R² {:.3} < {}): the profile is written with fit_poor = true; use it with care",
@@ -1069,9 +1077,14 @@ fn calibrate_command(
             c.idle_cores
         ),
         format!(
-            "Non-negative least squares over {}heartbeats, deliveries, connections, frames_in, bytes_in, bytes_out (other costs 0); R² {:.4}.",
+            "Non-negative least squares over {}frames (frames_in + frames_out, one cost), bytes_in, bytes_out, heartbeats, connections{} (other costs 0); R² {:.4}.",
             if matches!(c.work_source, WorkSource::Metrics(_)) {
                 "events, "
+            } else {
+                ""
+            },
+            if opts.cpu.wakeups().is_some() {
+                ", wake-ups (its threads' voluntary context switches, less the idle rate)"
             } else {
                 ""
             },
@@ -1096,6 +1109,9 @@ fn calibrate_command(
                 outln!("  {key:<28} {ns:>12.3}");
             }
         }
+        if fit.wakeups_ns > 0.0 {
+            outln!("  {:<28} {:>12.3}", "wakeups_ns", fit.wakeups_ns);
+        }
         if fit.poor() {
             eprintln!(
                 "warning: the clients' fit is poor (R² {:.3} < {}): written with fit_poor = true",
@@ -1110,7 +1126,7 @@ fn calibrate_command(
             "Generator CPU from /proc/self/stat; work counted on its connections, as the broker sees it".to_owned(),
             "(what the clients wrote is frames_in/bytes_in, what they read frames_out/bytes_out and deliveries).".to_owned(),
             format!(
-                "Non-negative least squares over frames_in, bytes_in, frames_out, bytes_out, heartbeats, deliveries, connections; R² {:.4}.",
+                "Non-negative least squares over frames (frames_in + frames_out, one cost), bytes (bytes_in + bytes_out, one cost), heartbeats, connections, wake-ups (its threads' voluntary context switches); R² {:.4}.",
                 fit.r2
             ),
             "For a scenario's `[clients] profile` (with `cores` = the threads).".to_owned(),

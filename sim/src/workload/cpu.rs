@@ -69,9 +69,15 @@ impl ClientCpu {
         if cost.is_zero() {
             return now;
         }
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
         let mut free = self.free_at.lock().unwrap_or_else(|p| p.into_inner());
         let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
+        // A core that had finished is woken (see `CostProfile::wakeups_ns`).
+        let cost = if free[core] < now {
+            cost + Duration::from_nanos(self.profile.wakeups_ns.round() as u64)
+        } else {
+            cost
+        };
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
         let done = free[core].max(now) + cost;
         free[core] = done;
         done
@@ -281,6 +287,22 @@ mod tests {
         // An idle core starts work when it arrives, not when the core went idle.
         assert_eq!(cpu.charge_at(ms(10), ms(1)), ms(11));
         assert_eq!(cpu.busy(), ms(11));
+    }
+
+    #[test]
+    fn work_that_finds_a_core_idle_pays_a_wakeup() {
+        let p = CostProfile {
+            wakeups_ns: 2_000_000.0,
+            ..CostProfile::default()
+        };
+        let cpu = ClientCpu::new(p, 1);
+        let ms = Duration::from_millis;
+        // Idle at 1 ms (the core was free since 0): 2 ms wake-up, then 1 ms of work.
+        assert_eq!(cpu.charge_at(ms(1), ms(1)), ms(4));
+        // Busy: queued behind, no wake-up.
+        assert_eq!(cpu.charge_at(ms(2), ms(1)), ms(5));
+        // Idle again later.
+        assert_eq!(cpu.charge_at(ms(10), ms(1)), ms(13));
     }
 
     #[test]
