@@ -273,9 +273,11 @@ mod tests {
         };
         let mut m = CpuMeter::new(p);
         let t0 = Instant::now();
-        let mut w = Work::default();
         // The first event wakes the CPU: 51 µs.
-        w.events = 1;
+        let mut w = Work {
+            events: 1,
+            ..Work::default()
+        };
         m.charge(w, t0);
         assert_eq!(m.busy_ns(), 51_000);
         // Ten more in the same instant find it busy: 1 µs each.

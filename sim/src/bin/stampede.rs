@@ -1040,14 +1040,7 @@ fn calibrate_command(
         fit.r2,
         c.samples.len()
     );
-    for (key, ns) in stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs() {
-        if ns > 0.0 {
-            outln!("  {key:<28} {ns:>12.3}");
-        }
-    }
-    if fit.wakeups_ns > 0.0 {
-        outln!("  {:<28} {:>12.3}", "wakeups_ns", fit.wakeups_ns);
-    }
+    print_costs(fit);
     if fit.poor() {
         eprintln!(
             "warning: the fit is poor (R² {:.3} < {}): the profile is written with fit_poor = true; use it with care",
@@ -1104,14 +1097,7 @@ fn calibrate_command(
             fit.table()
         );
         outln!("R² = {:.4}", fit.r2);
-        for (key, ns) in stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs() {
-            if ns > 0.0 {
-                outln!("  {key:<28} {ns:>12.3}");
-            }
-        }
-        if fit.wakeups_ns > 0.0 {
-            outln!("  {:<28} {:>12.3}", "wakeups_ns", fit.wakeups_ns);
-        }
+        print_costs(fit);
         if fit.poor() {
             eprintln!(
                 "warning: the clients' fit is poor (R² {:.3} < {}): written with fit_poor = true",
@@ -1145,6 +1131,17 @@ fn calibrate_command(
         outln!("clients' profile: {}", clients_out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fitted costs that are not zero, one per line.
+fn print_costs(fit: &calibrate::Fit) {
+    let costs = stampede_broker::server::cost::CostProfile::from_ns_array(fit.ns).costs();
+    let wakeups = ("wakeups_ns".to_owned(), fit.wakeups_ns);
+    for (key, ns) in costs.into_iter().chain(std::iter::once(wakeups)) {
+        if ns > 0.0 {
+            outln!("  {key:<28} {ns:>12.3}");
+        }
+    }
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.
