@@ -203,14 +203,12 @@ enum Command {
         rates: Option<String>,
         /// With --rates: what a rate must meet, in `stampede sweep`'s objective
         /// language over its metrics (throughput_msg_s, latency_p99_ms, loss_ratio,
-        /// mco_p99_ms, mco_reply_ratio, …).
-        #[arg(
-            long,
-            value_name = "EXPR",
-            default_value = "loss_ratio <= 0.001 and latency_p99_ms < 1000",
-            requires = "rates"
-        )]
-        objective: String,
+        /// mco_p99_ms, mco_reply_ratio, …). Default: "loss_ratio <= 0.001 and
+        /// latency_p99_ms < 1000", and with `mco` clients in the scenario also
+        /// "mco_reply_ratio >= 0.99" (a request whose replies miss the client's window
+        /// has not been served).
+        #[arg(long, value_name = "EXPR", requires = "rates")]
+        objective: Option<String>,
         /// With --rates: bisection steps between the last rate that held and the first
         /// that failed.
         #[arg(long, value_name = "N", default_value_t = 2, requires = "rates")]
@@ -564,9 +562,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Some(rates) => {
                     let rates = live::rates::parse_rates(&rates)
                         .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
-                    let objective: Expr = objective
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("--objective: {e}"))?;
+                    let objective: Expr = match objective {
+                        Some(o) => o,
+                        None => live::rates::default_objective(
+                            &Scenario::load(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
+                        ),
+                    }
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--objective: {e}"))?;
                     load_rates_command(&scenario, opts, out, quiet, &rates, &objective, bisect)
                 }
             }

@@ -31,6 +31,17 @@ pub struct RatePoint {
     pub cpus: usize,
 }
 
+/// The objective of a live knee when none is given: nothing lost, p99 under a second,
+/// and, where `mco` clients wait for replies, 99% of the replies inside their windows (a
+/// request whose replies all miss its window has not been served).
+pub fn default_objective(scenario: &crate::scenario::Scenario) -> String {
+    let mut o = "loss_ratio <= 0.001 and latency_p99_ms < 1000".to_owned();
+    if !scenario.mco_client_names().is_empty() {
+        o.push_str(" and mco_reply_ratio >= 0.99");
+    }
+    o
+}
+
 /// Parses `--rates`: a comma-separated list of positive numbers, or `A..B:STEP`,
 /// or `A..B*F` (geometric, each rate F times the last), in any combination.
 pub fn parse_rates(s: &str) -> Result<Vec<f64>, String> {
@@ -220,6 +231,39 @@ pub fn knee_text(target: &str, objective: &Expr, done: &[RatePoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_objective_wants_replies_where_mco_clients_wait_for_them() {
+        let load = |text: &str| {
+            crate::scenario::Scenario::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+        };
+        let rr = load(include_str!("../../../scenarios/bench-request-reply.toml"));
+        let o = default_objective(&rr);
+        assert!(o.ends_with("and mco_reply_ratio >= 0.99"), "{o}");
+        // A run whose requests arrived in time but whose replies all missed the window
+        // fails it.
+        let e: Expr = o.parse().unwrap();
+        let metrics = |reply_ratio: f64| {
+            use crate::sweep::metrics::{METRICS, Metrics};
+            let mut m = Metrics::none();
+            for (name, v) in [
+                ("loss_ratio", 0.0),
+                ("latency_p99_ms", 497.0),
+                ("mco_reply_ratio", reply_ratio),
+            ] {
+                let i = METRICS.iter().position(|d| d.name == name).unwrap();
+                m.0[i] = Some(v);
+            }
+            m
+        };
+        assert!(!e.holds(&metrics(0.0)));
+        assert!(e.holds(&metrics(1.0)));
+        let queue = load(include_str!("../../../scenarios/bench-queue-10x10-1k.toml"));
+        assert_eq!(
+            default_objective(&queue),
+            "loss_ratio <= 0.001 and latency_p99_ms < 1000"
+        );
+    }
 
     fn point(rate: f64, ok: bool) -> RatePoint {
         RatePoint {
