@@ -116,6 +116,11 @@ impl CpuSource {
         }
     }
 
+    /// Whether the broker's wake-ups are counted (its process is on this machine).
+    pub fn counts_wakeups(&self) -> bool {
+        matches!(self, CpuSource::Pid(_))
+    }
+
     /// For people: `pid 123` or `--cpu-command '…'`.
     pub fn describe(&self) -> String {
         match self {
@@ -1253,7 +1258,7 @@ pub fn calibrate(
         }
     }
     let groups = broker_groups(matches!(work_source, WorkSource::Metrics(_)));
-    let fit = fit_tied(&samples, &groups, opts.cpu.wakeups().is_some());
+    let fit = fit_tied(&samples, &groups, opts.cpu.counts_wakeups());
     let clients_fit = clients_fit(&samples);
     Ok(Calibration {
         fit,

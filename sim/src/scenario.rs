@@ -231,21 +231,31 @@ impl BrokerSpec {
             .as_ref()
             .map_or(MasterSlave::None, |s| s.master_slave)
     }
+}
 
-    /// Reads the profile this broker names (relative to `dir`), or takes the inline one.
-    fn load_profile(&self, dir: &Path) -> Result<Option<CostProfile>, String> {
-        match (&self.profile, &self.cost) {
-            (Some(_), Some(_)) => Err("give either `profile` or `[brokers.cost]`, not both".into()),
-            (None, inline) => Ok(inline.clone()),
-            (Some(file), None) => {
-                let path = dir.join(file);
-                if !path.is_file() {
-                    return Err(format!("no profile file at {}", path.display()));
-                }
-                CostProfile::load(&path)
-                    .map(Some)
-                    .map_err(|e| format!("bad profile: {e}"))
+/// The cost profile a `profile` file (relative to `dir`) or an inline cost table
+/// (`[<table>.cost]`) gives, if either; an error names the key to blame (`profile` or
+/// `cost`) and what is wrong.
+fn resolve_profile(
+    file: Option<&String>,
+    inline: Option<&CostProfile>,
+    dir: &Path,
+    table: &str,
+) -> Result<Option<CostProfile>, (&'static str, String)> {
+    match (file, inline) {
+        (Some(_), Some(_)) => Err((
+            "profile",
+            format!("give either `profile` or `[{table}.cost]`, not both"),
+        )),
+        (None, inline) => Ok(inline.cloned()),
+        (Some(file), None) => {
+            let path = dir.join(file);
+            if !path.is_file() {
+                return Err(("profile", format!("no profile file at {}", path.display())));
             }
+            CostProfile::load(&path)
+                .map(Some)
+                .map_err(|e| ("profile", format!("bad profile: {e}")))
         }
     }
 }
@@ -280,24 +290,6 @@ pub struct ClientsSpec {
 
 fn default_client_cores() -> u32 {
     1
-}
-
-impl ClientsSpec {
-    /// Reads the profile named (relative to `dir`), or takes the inline one.
-    fn load_profile(&self, dir: &Path) -> Result<CostProfile, String> {
-        match (&self.profile, &self.cost) {
-            (Some(_), Some(_)) => Err("give either `profile` or `[clients.cost]`, not both".into()),
-            (None, None) => Err("give a `profile` file or `[clients.cost]`".into()),
-            (None, Some(inline)) => Ok(inline.clone()),
-            (Some(file), None) => {
-                let path = dir.join(file);
-                if !path.is_file() {
-                    return Err(format!("no profile file at {}", path.display()));
-                }
-                CostProfile::load(&path).map_err(|e| format!("bad profile: {e}"))
-            }
-        }
-    }
 }
 
 /// Reconnect policies a client can follow.
@@ -940,35 +932,23 @@ impl Scenario {
         let mut clients_profile = None;
         let mut scenario: Scenario = parse_toml(text, file, |s: &Scenario| {
             s.validate()?;
-            for (i, b) in s.brokers.iter().enumerate() {
-                let key = if b.profile.is_some() {
-                    "profile"
-                } else {
-                    "cost"
-                };
-                let p = b.load_profile(&dir).map_err(|message| InvalidSetting {
-                    path: KeyPath::root().key("brokers").index(i).key(key),
+            let located = |at: KeyPath| {
+                move |(key, message): (&str, String)| InvalidSetting {
+                    path: at.key(key),
                     message,
-                })?;
-                profiles.push(p);
+                }
+            };
+            for (i, b) in s.brokers.iter().enumerate() {
+                let at = KeyPath::root().key("brokers").index(i);
+                profiles.push(
+                    resolve_profile(b.profile.as_ref(), b.cost.as_ref(), &dir, "brokers")
+                        .map_err(located(at))?,
+                );
             }
             if let Some(c) = &s.clients {
-                if c.cores == 0 {
-                    return Err(InvalidSetting {
-                        path: KeyPath::root().key("clients").key("cores"),
-                        message: "must be at least 1".into(),
-                    });
-                }
-                let key = if c.profile.is_some() {
-                    "profile"
-                } else {
-                    "cost"
-                };
-                let p = c.load_profile(&dir).map_err(|message| InvalidSetting {
-                    path: KeyPath::root().key("clients").key(key),
-                    message,
-                })?;
-                clients_profile = Some(p);
+                clients_profile =
+                    resolve_profile(c.profile.as_ref(), c.cost.as_ref(), &dir, "clients")
+                        .map_err(located(KeyPath::root().key("clients")))?;
             }
             Ok(())
         })?;
@@ -1020,6 +1000,7 @@ impl Scenario {
         self.validate_run()?;
         let hosts = self.validate_hosts()?;
         self.validate_brokers()?;
+        self.validate_clients()?;
         self.validate_racks()?;
         self.validate_mcollective()?;
         self.validate_roboconf()?;
@@ -1102,6 +1083,29 @@ impl Scenario {
             }
         }
         Ok(hosts)
+    }
+
+    /// `[clients]`: at least one core, and a profile (a file, read when the scenario is
+    /// parsed, or inline costs that are numbers of nanoseconds).
+    fn validate_clients(&self) -> Result<(), InvalidSetting> {
+        let Some(c) = &self.clients else {
+            return Ok(());
+        };
+        let at = KeyPath::root().key("clients");
+        if c.cores == 0 {
+            return Err(InvalidSetting::new(at.key("cores"), "must be at least 1"));
+        }
+        match &c.cost {
+            Some(cost) => cost.validate().map_err(|e| InvalidSetting {
+                path: join(&at.key("cost"), &e.path),
+                message: e.message,
+            }),
+            None if c.profile.is_none() => Err(InvalidSetting::new(
+                at.key("profile"),
+                "give a `profile` file or `[clients.cost]`",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `[[brokers]]`: their connectors and discovery, and static connector URIs that name

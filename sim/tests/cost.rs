@@ -226,4 +226,17 @@ fn a_clients_section_needs_one_profile_and_a_core() {
         Scenario::parse(&body("[clients]\nprofile = \"nowhere.toml\"\n"), "t.toml").unwrap_err();
     assert!(e.to_string().contains("no profile file"), "{e}");
     assert_eq!(e.key, "clients.profile", "{e}");
+    // Inline costs are checked as a profile file's are.
+    let e = Scenario::parse(
+        &body(
+            "[clients]
+cores = 1
+[clients.cost]
+frames_in_ns = -1.0
+",
+        ),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "clients.cost.frames_in_ns", "{e}");
 }

@@ -1079,7 +1079,7 @@ fn calibrate_command(
             } else {
                 ""
             },
-            if opts.cpu.wakeups().is_some() {
+            if opts.cpu.counts_wakeups() {
                 ", wake-ups (its threads' voluntary context switches, less the idle rate)"
             } else {
                 ""

@@ -32,6 +32,7 @@ use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, SharedNet};
 use stampede_broker::server::cost::CostProfile;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::held::Held;
 use crate::calibrate::{FrameScanner, Scanned};
 
 /// A wait shorter than this is not taken; a longer one ends this much before its end
@@ -178,7 +179,7 @@ struct CpuStream {
     read: FrameScanner,
     written: FrameScanner,
     /// Bytes read that the CPU has not got through yet, and when it will have.
-    held: Option<(Vec<u8>, Pin<Box<tokio::time::Sleep>>)>,
+    held: Option<Held>,
     /// A write waiting for the CPU to have produced its bytes.
     write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Leading bytes of the next write already charged (a write that went out in part).
@@ -204,24 +205,17 @@ impl AsyncRead for CpuStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some((bytes, sleep)) = &mut this.held {
-            ready!(sleep.as_mut().poll(cx));
-            let n = bytes.len().min(buf.remaining());
-            buf.put_slice(&bytes[..n]);
-            bytes.drain(..n);
-            if bytes.is_empty() {
+        if let Some(held) = &mut this.held {
+            if ready!(held.poll_hand_over(cx, buf)) {
                 this.held = None;
             }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let got = &buf.filled()[before..];
-        let scanned = this.read.scan(got);
+        let scanned = this.read.scan(&buf.filled()[before..]);
         if let Some(wait) = this.cpu.charge(&work_of(scanned, false)) {
-            let bytes = got.to_vec();
-            buf.set_filled(before);
-            this.held = Some((bytes, Box::pin(tokio::time::sleep(wait))));
+            this.held = Some(Held::take(buf, before, wait));
             // Polls the timer, so that it wakes this read.
             return Pin::new(this).poll_read(cx, buf);
         }

@@ -50,6 +50,8 @@ use rand::{Rng, SeedableRng};
 use stampede_broker::net::{BoxFuture, BoxStream, Datagrams, Listener, Net, SharedNet};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::held::Held;
+
 /// Whether a node's process runs, and how many times it has died.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Life {
@@ -379,7 +381,7 @@ struct LinkStream {
     /// Loss draws.
     rng: SmallRng,
     /// Bytes read whose segment was lost, and when its retransmission arrives.
-    held: Option<(Vec<u8>, Pin<Box<tokio::time::Sleep>>)>,
+    held: Option<Held>,
     /// A write whose segment was lost waits for its retransmission.
     write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The pending write has had its draw (it is not drawn again when retried).
@@ -482,12 +484,8 @@ impl AsyncRead for LinkStream {
             return Poll::Pending;
         }
         // A lost segment's bytes, and everything behind them, wait for its retransmission.
-        if let Some((bytes, sleep)) = &mut self.held {
-            ready!(sleep.as_mut().poll(cx));
-            let n = bytes.len().min(buf.remaining());
-            buf.put_slice(&bytes[..n]);
-            bytes.drain(..n);
-            if bytes.is_empty() {
+        if let Some(held) = &mut self.held {
+            if ready!(held.poll_hand_over(cx, buf)) {
                 self.held = None;
             }
             return Poll::Ready(Ok(()));
@@ -496,9 +494,7 @@ impl AsyncRead for LinkStream {
         ready!(self.inner().poll_read(cx, buf))?;
         let got = buf.filled().len() - before;
         if let Some(delay) = self.loss_delay(got) {
-            let bytes = buf.filled()[before..].to_vec();
-            buf.set_filled(before);
-            self.held = Some((bytes, Box::pin(tokio::time::sleep(delay))));
+            self.held = Some(Held::take(buf, before, delay));
             // Polls the timer, so that it wakes this read.
             return self.poll_read(cx, buf);
         }

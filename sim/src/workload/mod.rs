@@ -11,6 +11,7 @@
 //! [`Env`] holds what differs between target brokers.
 
 pub mod cpu;
+mod held;
 pub mod link;
 pub mod mcollective;
 pub mod queue;

@@ -1,0 +1,42 @@
+//! Bytes read that a client may not see yet: a lost segment waiting for its
+//! retransmission ([`super::link`]), or a chunk the clients' CPU has not got through
+//! ([`super::cpu`]).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::ReadBuf;
+
+/// Bytes taken back from a read, handed over when a timer fires.
+pub(super) struct Held {
+    bytes: Vec<u8>,
+    until: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Held {
+    /// Takes back what the last read put into `buf` after `before` bytes; it is handed
+    /// over after `wait`.
+    pub(super) fn take(buf: &mut ReadBuf<'_>, before: usize, wait: Duration) -> Held {
+        let bytes = buf.filled()[before..].to_vec();
+        buf.set_filled(before);
+        Held {
+            bytes,
+            until: Box::pin(tokio::time::sleep(wait)),
+        }
+    }
+
+    /// Once the timer has fired, hands over as much as `buf` takes; `true` when nothing
+    /// is left. Pending (the timer registered to wake the task) before.
+    pub(super) fn poll_hand_over(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<bool> {
+        ready!(self.until.as_mut().poll(cx));
+        let n = self.bytes.len().min(buf.remaining());
+        buf.put_slice(&self.bytes[..n]);
+        self.bytes.drain(..n);
+        Poll::Ready(self.bytes.is_empty())
+    }
+}
