@@ -297,6 +297,25 @@ pub enum Conn {
     Redis(redis::RedisClient),
 }
 
+/// A send queued through [`Conn::send_queued`].
+#[derive(Debug)]
+pub enum QueuedSend {
+    /// A STOMP SEND in the client's output, not yet known written.
+    Stomp(stampede_broker::client::PendingWrite),
+    /// A send whose outcome is already known.
+    Done(Result<(), ClientError>),
+}
+
+impl QueuedSend {
+    /// Waits until the send is written (or has failed).
+    pub async fn written(self) -> Result<(), ClientError> {
+        match self {
+            QueuedSend::Stomp(p) => p.await,
+            QueuedSend::Done(r) => r,
+        }
+    }
+}
+
 /// A subscription made through a [`Conn`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Subscription {
@@ -341,6 +360,24 @@ impl Conn {
                 Err(redis::PublishError::Client(e)) => Err(e),
                 Err(redis::PublishError::Refused(_)) => Err(ClientError::ConnectionLost),
             },
+        }
+    }
+
+    /// Queues a send without a receipt and returns once the client has taken it; the
+    /// [`QueuedSend`] resolves once it is written. STOMP sends queued together share a
+    /// write; a Redis PUBLISH is made here, whole, before this returns.
+    pub async fn send_queued(
+        &self,
+        destination: &str,
+        headers: Headers,
+        body: Bytes,
+    ) -> QueuedSend {
+        match self {
+            Conn::Stomp(c) => match c.send_queued(destination, headers, body).await {
+                Ok(p) => QueuedSend::Stomp(p),
+                Err(e) => QueuedSend::Done(Err(e)),
+            },
+            Conn::Redis(_) => QueuedSend::Done(self.send(destination, headers, body).await),
         }
     }
 

@@ -24,6 +24,9 @@ use crate::seed;
 
 /// Receipted SENDs one producer may have outstanding before its schedule slips.
 const INFLIGHT_SENDS_MAX: usize = 1024;
+/// SENDs a producer queues at once when their times have come (without receipts they
+/// share the client's writes, and each is settled when written).
+const SEND_BATCH_MAX: usize = 64;
 
 pub(super) fn build(
     workload: u16,
@@ -150,65 +153,82 @@ pub(super) fn build(
                 let inflight = Arc::new(Semaphore::new(INFLIGHT_SENDS_MAX));
                 let payload = Bytes::from(vec![b'x'; spec.message_bytes]);
                 let mut seq = 0u64;
-                loop {
+                let mut batch = Vec::with_capacity(SEND_BATCH_MAX);
+                'schedule: loop {
                     let intended = start + interval.mul_f64(seq as f64);
                     if intended >= stop {
                         break;
                     }
                     timebase.sleep_until(intended).await;
-                    // Unique in the run: workload, producer, sequence number.
-                    let mid = (u64::from(workload) << 48) | (u64::from(index) << 32) | seq;
-                    let mut headers = Headers::new();
-                    headers.push("x-sim-id", mid.to_string());
-                    headers.push("x-sim-seq", seq.to_string());
-                    if let Some(tag) = &run_tag {
-                        headers.push("x-sim-run", tag.to_string());
-                    }
-                    if spec.persistent {
-                        headers.push("persistent", "true");
-                    }
-                    let record_index = {
-                        let mut h = recorder.lock();
-                        h.sends.push(SendRecord {
-                            id: mid,
-                            producer: id,
-                            seq,
-                            intended_us: intended.as_micros() as u64,
-                            sent_us: None,
-                            settled_us: None,
-                            outcome: SendOutcome::Pending,
-                            topic,
-                            workload,
-                        });
-                        h.sends.len() - 1
-                    };
-                    if spec.receipts {
-                        let Ok(permit) = inflight.clone().acquire_owned().await else {
+                    // Every message whose time has come goes now: SENDs queued together
+                    // leave in one write, as a real producer's timer tick would send them.
+                    let now = Duration::from_micros(timebase.now_us());
+                    for taken in 0..SEND_BATCH_MAX {
+                        let intended = start + interval.mul_f64(seq as f64);
+                        if intended >= stop || (taken > 0 && intended > now) {
                             break;
-                        };
-                        let client = client.clone();
-                        let recorder = recorder.clone();
-                        let dest = spec.destination.clone();
-                        let payload = payload.clone();
-                        stampede_broker::task::spawn(async move {
-                            let sent_at = timebase.now_us();
-                            let outcome = client.send_with_receipt(&dest, headers, payload).await;
-                            let settled = timebase.now_us();
+                        }
+                        // Unique in the run: workload, producer, sequence number.
+                        let mid = (u64::from(workload) << 48) | (u64::from(index) << 32) | seq;
+                        let mut headers = Headers::new();
+                        headers.push("x-sim-id", mid.to_string());
+                        headers.push("x-sim-seq", seq.to_string());
+                        if let Some(tag) = &run_tag {
+                            headers.push("x-sim-run", tag.to_string());
+                        }
+                        if spec.persistent {
+                            headers.push("persistent", "true");
+                        }
+                        let record_index = {
                             let mut h = recorder.lock();
-                            let r = &mut h.sends[record_index];
-                            r.sent_us = Some(sent_at);
-                            r.settled_us = Some(settled);
-                            r.outcome = match outcome {
-                                Outcome::Confirmed => SendOutcome::Confirmed,
-                                Outcome::Failed(_) => SendOutcome::Failed,
-                                Outcome::Indeterminate => SendOutcome::Indeterminate,
+                            h.sends.push(SendRecord {
+                                id: mid,
+                                producer: id,
+                                seq,
+                                intended_us: intended.as_micros() as u64,
+                                sent_us: None,
+                                settled_us: None,
+                                outcome: SendOutcome::Pending,
+                                topic,
+                                workload,
+                            });
+                            h.sends.len() - 1
+                        };
+                        seq += 1;
+                        if spec.receipts {
+                            let Ok(permit) = inflight.clone().acquire_owned().await else {
+                                break 'schedule;
                             };
-                            drop(permit);
-                        });
-                    } else {
-                        let result = client
-                            .send(&spec.destination, headers, payload.clone())
-                            .await;
+                            let client = client.clone();
+                            let recorder = recorder.clone();
+                            let dest = spec.destination.clone();
+                            let payload = payload.clone();
+                            stampede_broker::task::spawn(async move {
+                                let sent_at = timebase.now_us();
+                                let outcome =
+                                    client.send_with_receipt(&dest, headers, payload).await;
+                                let settled = timebase.now_us();
+                                let mut h = recorder.lock();
+                                let r = &mut h.sends[record_index];
+                                r.sent_us = Some(sent_at);
+                                r.settled_us = Some(settled);
+                                r.outcome = match outcome {
+                                    Outcome::Confirmed => SendOutcome::Confirmed,
+                                    Outcome::Failed(_) => SendOutcome::Failed,
+                                    Outcome::Indeterminate => SendOutcome::Indeterminate,
+                                };
+                                drop(permit);
+                            });
+                        } else {
+                            let pending = client
+                                .send_queued(&spec.destination, headers, payload.clone())
+                                .await;
+                            batch.push((record_index, pending));
+                        }
+                    }
+                    // Then each SEND of the batch is settled once written (or failed).
+                    for (record_index, pending) in batch.drain(..) {
+                        let result = pending.written().await;
                         let mut h = recorder.lock();
                         let r = &mut h.sends[record_index];
                         r.sent_us = Some(timebase.now_us());
@@ -218,7 +238,6 @@ pub(super) fn build(
                             SendOutcome::Failed
                         };
                     }
-                    seq += 1;
                 }
             });
         }

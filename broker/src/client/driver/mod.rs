@@ -377,6 +377,23 @@ impl Future for PendingReceipt {
     }
 }
 
+/// Whether a [`Client::send_queued`] SEND was written, once known.
+#[derive(Debug)]
+pub struct PendingWrite(oneshot::Receiver<Result<(), ClientError>>);
+
+impl Future for PendingWrite {
+    type Output = Result<(), ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ClientError>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
 /// A handle on a running client; cheap to clone. See the module documentation.
 #[derive(Clone)]
 pub struct Client {
@@ -473,6 +490,21 @@ impl Client {
         self.submit_op(send_op(destination, headers, body, SendReply::Plain(tx)))
             .await?;
         rx.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Queues a SEND and returns once the driver has taken it, with a [`PendingWrite`]
+    /// that resolves once it is written. SENDs queued one after the other go out in that
+    /// order, and those the driver takes together share a write.
+    pub async fn send_queued(
+        &self,
+        destination: impl Into<String>,
+        headers: Headers,
+        body: impl Into<Bytes>,
+    ) -> Result<PendingWrite, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit_op(send_op(destination, headers, body, SendReply::Plain(tx)))
+            .await?;
+        Ok(PendingWrite(rx))
     }
 
     /// Sends a message with a `receipt` header and waits for the outcome.

@@ -17,6 +17,53 @@ use crate::proto::{Command, Decoder, Frame, Item, encode};
 struct PipeNet {
     capacity: usize,
     far_ends: mpsc::UnboundedSender<DuplexStream>,
+    /// Writes the client made (calls that wrote bytes), on every connection.
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The client's end of a pipe, counting its writes.
+struct Counted {
+    pipe: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.pipe).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
 }
 
 impl Net for PipeNet {
@@ -27,6 +74,10 @@ impl Net for PipeNet {
     fn connect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         let (near, far) = tokio::io::duplex(self.capacity);
         let sent = self.far_ends.send(far);
+        let near = Counted {
+            pipe: near,
+            writes: self.writes.clone(),
+        };
         Box::pin(async move {
             sent.map_err(|_| io::Error::other("test over"))?;
             Ok(Box::new(near) as BoxStream)
@@ -83,6 +134,23 @@ fn pipe_client(capacity: usize) -> (Client, ClientStreams, mpsc::UnboundedReceiv
     pipe_client_with(capacity, |_| {})
 }
 
+fn pipe_client_counted(
+    capacity: usize,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let servers = ServerList::single(ServerAddr::new("pipe", 1));
+    let mut cfg = ClientConfig::new(servers, PolicyKind::StompGem);
+    cfg.heart_beat_ms = (0, 0);
+    let net = Arc::new(PipeNet {
+        capacity,
+        far_ends: tx,
+        writes,
+    });
+    let (client, streams) = Client::start(net, cfg);
+    (client, streams, rx)
+}
+
 fn pipe_client_with(
     capacity: usize,
     adjust: impl FnOnce(&mut ClientConfig),
@@ -95,6 +163,7 @@ fn pipe_client_with(
     let net = Arc::new(PipeNet {
         capacity,
         far_ends: tx,
+        writes: Arc::default(),
     });
     let (client, streams) = Client::start(net, cfg);
     (client, streams, rx)
@@ -167,6 +236,42 @@ async fn unwritten_sends_are_requeued_not_indeterminate() {
         "{kinds:?}"
     );
     drop(far);
+}
+
+/// SENDs queued while the driver was busy leave in one write, in order, and each is
+/// reported written.
+#[tokio::test(start_paused = true)]
+async fn queued_sends_share_a_write() {
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (client, _streams, mut pipes) = pipe_client_counted(64 * 1024, writes.clone());
+    let mut far = Far::new(pipes.recv().await.unwrap());
+    far.handshake().await;
+    // Let the driver see CONNECTED and go idle.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+    let mut pending = Vec::new();
+    for i in 0..10u8 {
+        let body = Bytes::from(vec![b'a' + i; 100]);
+        pending.push(
+            client
+                .send_queued("/queue/q", Headers::new(), body)
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        assert_eq!(p.await, Ok(()));
+    }
+    let after = writes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after - before, 1, "ten queued SENDs in one write");
+    for i in 0..10u8 {
+        let f = far.frame().await.expect("a SEND");
+        assert_eq!(
+            f.body,
+            Bytes::from(vec![b'a' + i; 100]),
+            "SEND {i} in order"
+        );
+    }
 }
 
 /// A send whose caller gave up before it could be written is never written.
