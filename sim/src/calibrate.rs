@@ -48,7 +48,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::live::shard::Shard;
 use crate::live::target::{TargetKind, TargetUri};
 use crate::live::{self, LiveOptions};
-use crate::scenario::Scenario;
+use crate::scenario::{FaultKind, FaultSpec, Scenario};
 
 /// An R² below this marks the fit poor (`fit_poor = true`).
 pub const R2_POOR: f64 = 0.9;
@@ -743,8 +743,49 @@ pub fn workloads(duration_s: f64, scale: f64) -> anyhow::Result<Vec<Workload>> {
             fitted: true,
         });
     }
+    // Connection churn: half of 600 idle nodes killed and started again every second,
+    // so that connections are opened and closed under way and not only at the start
+    // (the failover scenarios' reconnection storms are priced by this cost, which the
+    // other workloads barely move).
+    let mut s = load(CONNECTIONS, "bench-connections-2000.toml")?;
+    for r in &mut s.racks {
+        r.nodes = ((600.0 * scale).round() as u32).max(2);
+        r.heartbeat_s = 0;
+        r.heartbeat_read_timeout = false;
+    }
+    if let Some(m) = &mut s.workload.mcollective {
+        m.discovery_timeout_s = 1.0;
+    }
+    let racks: Vec<String> = s.racks.iter().map(|r| r.name.clone()).collect();
+    let mut at_s = START_SPREAD_S + 1.0;
+    while at_s + CHURN_DOWN_S < duration_s {
+        s.faults.push(FaultSpec {
+            at_s,
+            kind: FaultKind::CrashNodes,
+            target: racks.clone(),
+            a: Vec::new(),
+            b: Vec::new(),
+            latency_ms: None,
+            skew_ms: None,
+            fraction: Some(0.5),
+            loss_percent: None,
+            from: Vec::new(),
+            duration_s: Some(CHURN_DOWN_S),
+            label: None,
+        });
+        at_s += 2.0 * CHURN_DOWN_S;
+    }
+    s.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    out.push(Workload {
+        name: format!("churn-{}", s.node_count()),
+        scenario: s,
+        fitted: true,
+    });
     Ok(out)
 }
+
+/// How long the churn workload's nodes stay down each time (they are up as long).
+const CHURN_DOWN_S: f64 = 0.5;
 
 // --------------------------------------------------------------------------------- fit
 
@@ -935,6 +976,30 @@ pub fn fit(samples: &[Sample], basis: &[usize]) -> Fit {
 /// `wakeups`, each sample's [`Sample::wakeups`] is one more column (its cost
 /// [`Fit::wakeups_ns`]).
 pub fn fit_tied(samples: &[Sample], groups: &[Vec<usize>], wakeups: bool) -> Fit {
+    fit_weighted(samples, groups, wakeups, Weighting::Absolute)
+}
+
+/// How the fit weighs the workloads' errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weighting {
+    /// Least squares over CPU time: the busiest workloads decide (what a profile meant to
+    /// find knees wants).
+    #[default]
+    Absolute,
+    /// Least squares over each workload's relative error: every workload weighs the same,
+    /// so light ones (connections opened and closed, idle fleets) are priced by their own
+    /// runs (what a profile meant to replay reconnection storms wants).
+    Relative,
+}
+
+/// [`fit_tied`] with a choice of [`Weighting`]; R² and the residuals are over the CPU
+/// times as measured either way.
+pub fn fit_weighted(
+    samples: &[Sample],
+    groups: &[Vec<usize>],
+    wakeups: bool,
+    weighting: Weighting,
+) -> Fit {
     let rows: Vec<Vec<f64>> = samples
         .iter()
         .map(|s| {
@@ -950,7 +1015,37 @@ pub fn fit_tied(samples: &[Sample], groups: &[Vec<usize>], wakeups: bool) -> Fit
         })
         .collect();
     let y: Vec<f64> = samples.iter().map(|s| s.cpu_s * 1e9).collect();
-    let x = nnls(&rows, &y);
+    let x = match weighting {
+        Weighting::Absolute => nnls(&rows, &y),
+        Weighting::Relative => {
+            // A workload that measured no CPU cannot be weighed by it: it keeps the
+            // weight of the smallest that did.
+            let floor = y
+                .iter()
+                .copied()
+                .filter(|v| *v > 0.0)
+                .fold(f64::INFINITY, f64::min);
+            let w: Vec<f64> = y
+                .iter()
+                .map(|v| {
+                    if *v > 0.0 {
+                        1.0 / v
+                    } else if floor.is_finite() {
+                        1.0 / floor
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let scaled: Vec<Vec<f64>> = rows
+                .iter()
+                .zip(&w)
+                .map(|(r, w)| r.iter().map(|a| a * w).collect())
+                .collect();
+            let yw: Vec<f64> = y.iter().zip(&w).map(|(v, w)| v * w).collect();
+            nnls(&scaled, &yw)
+        }
+    };
     let mut ns = [0.0; 12];
     for (g, v) in groups.iter().zip(&x) {
         for j in g {
@@ -1062,6 +1157,8 @@ pub struct CalibrateOptions {
     /// Run only the first this many [`workloads`] (the warm-up included), for quick
     /// checks; `None`: all.
     pub workloads_max: Option<usize>,
+    /// How the fit weighs the workloads (the broker's and the clients' fits alike).
+    pub weighting: Weighting,
 }
 
 /// The result of a calibration.
@@ -1258,8 +1355,8 @@ pub fn calibrate(
         }
     }
     let groups = broker_groups(matches!(work_source, WorkSource::Metrics(_)));
-    let fit = fit_tied(&samples, &groups, opts.cpu.counts_wakeups());
-    let clients_fit = clients_fit(&samples);
+    let fit = fit_weighted(&samples, &groups, opts.cpu.counts_wakeups(), opts.weighting);
+    let clients_fit = clients_fit(&samples, opts.weighting);
     Ok(Calibration {
         fit,
         samples,
@@ -1274,7 +1371,7 @@ pub fn calibrate(
 /// The clients' costs: the generator's own CPU of each sample fitted on what its
 /// connections carried (the client-side counts): one cost per frame and one per byte,
 /// read or written ([`clients_groups`]), heart-beats and connections.
-pub fn clients_fit(samples: &[Sample]) -> Fit {
+pub fn clients_fit(samples: &[Sample], weighting: Weighting) -> Fit {
     let own: Vec<Sample> = samples
         .iter()
         .map(|s| Sample {
@@ -1284,7 +1381,7 @@ pub fn clients_fit(samples: &[Sample]) -> Fit {
             ..s.clone()
         })
         .collect();
-    fit_tied(&own, &clients_groups(), true)
+    fit_weighted(&own, &clients_groups(), true, weighting)
 }
 
 /// The clients' fit's groups of [`Work::counts`] indices: frames either way (in every
@@ -1372,6 +1469,45 @@ mod tests {
         assert!(!f.poor());
         // Outside the basis: zero.
         assert_eq!(f.ns[3], 0.0);
+    }
+
+    #[test]
+    fn a_relative_fit_prices_light_workloads_by_their_own_runs() {
+        // Two heavy queue runs differ by a second of CPU the model cannot explain (their
+        // events are the same; one has 2,000 connections): an absolute fit pins that
+        // second on connections, which the two light runs (churn, idle: 4 us per event,
+        // 30 us per connection) contradict by a factor of five.
+        let run = |name: &str, events: u64, connections: u64, cpu_s: f64| Sample {
+            cpu_s,
+            ..sample(
+                name,
+                Work {
+                    events,
+                    connections,
+                    ..Work::default()
+                },
+                &[0.0; 12],
+            )
+        };
+        let samples = vec![
+            run("fan-out", 1_000_000, 2_000, 5.0),
+            run("queue", 1_000_000, 10, 4.0),
+            run("churn", 10_000, 2_000, 0.1),
+            run("idle", 5_000, 1_000, 0.05),
+        ];
+        let groups = [vec![0], vec![11]];
+        let absolute = fit_weighted(&samples, &groups, false, Weighting::Absolute);
+        let relative = fit_weighted(&samples, &groups, false, Weighting::Relative);
+        assert!(absolute.ns[11] > 100_000.0, "{:?}", absolute.ns);
+        assert!(
+            (relative.ns[11] - 30_000.0).abs() < 3_000.0,
+            "{:?}",
+            relative.ns
+        );
+        // The residuals are reported on the CPU times as measured.
+        assert_eq!(relative.rows[0].1, 5.0);
+        let churn_error = |f: &Fit| (f.rows[2].2 - 0.1).abs() / 0.1;
+        assert!(churn_error(&relative) < 0.1 && churn_error(&absolute) > 1.0);
     }
 
     #[test]
@@ -1550,6 +1686,7 @@ mod tests {
             threads: 1,
             baseline_s: BASELINE_S,
             workloads_max: None,
+            weighting: Weighting::Absolute,
         };
         let e = calibrate(&opts, &|_| {}).unwrap_err().to_string();
         assert!(e.contains("Redis targets are not supported"), "{e}");
@@ -1641,7 +1778,14 @@ mod tests {
     #[test]
     fn the_workloads_are_valid_scenarios() {
         let w = workloads(4.0, 1.0).unwrap();
-        assert_eq!(w.len(), 15);
+        assert_eq!(w.len(), 16);
+        // The churn workload kills half its nodes and starts them again, inside the run.
+        let churn = w.last().unwrap();
+        assert!(churn.name.starts_with("churn-"), "{}", churn.name);
+        assert_eq!(churn.scenario.faults.len(), 1);
+        assert_eq!(churn.scenario.faults[0].kind, FaultKind::CrashNodes);
+        let w = workloads(8.0, 1.0).unwrap();
+        assert_eq!(w.last().unwrap().scenario.faults.len(), 5);
         assert_eq!(w.iter().filter(|w| !w.fitted).count(), 1);
         for x in &w {
             x.scenario.validate().unwrap();

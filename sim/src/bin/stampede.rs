@@ -286,6 +286,12 @@ enum Command {
         /// clients then cost what this machine's live clients did).
         #[arg(long, value_name = "FILE")]
         clients_out: Option<PathBuf>,
+        /// How the fit weighs the workloads: `absolute` (least squares over CPU time, the
+        /// busiest decide: for profiles that find knees) or `relative` (over each one's
+        /// relative error, all weigh the same: for profiles that replay reconnection
+        /// storms and idle fleets).
+        #[arg(long, value_enum, default_value_t = calibrate::Weighting::Absolute)]
+        fit: calibrate::Weighting,
     },
     /// Run a scenario over many seeds, each in its own process, and write explore.csv
     /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
@@ -588,6 +594,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             threads,
             out,
             clients_out,
+            fit,
         } => {
             let credentials = credentials(user, password)?;
             let target = TargetUri::parse(&target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
@@ -616,6 +623,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 threads,
                 baseline_s: calibrate::BASELINE_S,
                 workloads_max: None,
+                weighting: fit,
             };
             calibrate_command(&opts, description, &out, clients_out.as_deref())
         }
