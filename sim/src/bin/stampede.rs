@@ -1005,6 +1005,16 @@ fn credentials(
     }
 }
 
+/// How a profile's header names the fit's weighting.
+fn weighting_words(w: calibrate::Weighting) -> &'static str {
+    match w {
+        calibrate::Weighting::Absolute => " (of the runs' CPU times)",
+        calibrate::Weighting::Relative => {
+            " (of the runs' relative errors, every run weighing the same: --fit relative)"
+        }
+    }
+}
+
 fn calibrate_command(
     opts: &CalibrateOptions,
     description: Option<String>,
@@ -1081,7 +1091,8 @@ fn calibrate_command(
             c.idle_cores
         ),
         format!(
-            "Non-negative least squares over {}frames (frames_in + frames_out, one cost), bytes_in, bytes_out, heartbeats, connections{} (other costs 0); R² {:.4}.",
+            "Non-negative least squares{} over {}frames (frames_in + frames_out, one cost), bytes_in, bytes_out, heartbeats, connections{} (other costs 0); R² {:.4}.",
+            weighting_words(opts.weighting),
             if matches!(c.work_source, WorkSource::Metrics(_)) {
                 "events, "
             } else {
@@ -1123,7 +1134,8 @@ fn calibrate_command(
             "Generator CPU from /proc/self/stat; work counted on its connections, as the broker sees it".to_owned(),
             "(what the clients wrote is frames_in/bytes_in, what they read frames_out/bytes_out and deliveries).".to_owned(),
             format!(
-                "Non-negative least squares over frames (frames_in + frames_out, one cost), bytes (bytes_in + bytes_out, one cost), heartbeats, connections, wake-ups (its threads' voluntary context switches); R² {:.4}.",
+                "Non-negative least squares{} over frames (frames_in + frames_out, one cost), bytes (bytes_in + bytes_out, one cost), heartbeats, connections, wake-ups (its threads' voluntary context switches); R² {:.4}.",
+                weighting_words(opts.weighting),
                 fit.r2
             ),
             "For a scenario's `[clients] profile` (with `cores` = the threads).".to_owned(),
