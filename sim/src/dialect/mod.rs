@@ -307,11 +307,23 @@ pub enum QueuedSend {
 }
 
 impl QueuedSend {
-    /// Waits until the send is written (or has failed).
+    /// Waits until the send is written (or has failed). Dropping a `QueuedSend` before
+    /// then gives the send up: a STOMP client does not write a SEND nobody waits for.
     pub async fn written(self) -> Result<(), ClientError> {
-        match self {
-            QueuedSend::Stomp(p) => p.await,
-            QueuedSend::Done(r) => r,
+        self.await
+    }
+}
+
+impl std::future::Future for QueuedSend {
+    type Output = Result<(), ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut *self {
+            QueuedSend::Stomp(p) => std::pin::Pin::new(p).poll(cx),
+            QueuedSend::Done(r) => std::task::Poll::Ready(std::mem::replace(r, Ok(()))),
         }
     }
 }

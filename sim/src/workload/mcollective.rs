@@ -29,7 +29,7 @@ use super::link::{Life, Link, LinkNet};
 use super::{ClientSpec, Env, Host, client_config, record_path};
 use stampede_broker::net::SharedNet;
 
-use crate::dialect::{Conn, Dialect, Inbox, Subscription};
+use crate::dialect::{Conn, Dialect, Inbox, QueuedSend, Subscription};
 
 use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
@@ -50,10 +50,16 @@ fn request_id(kind: RequestKind, round: u64, client: usize) -> u64 {
 /// A body of `len` bytes starting with `prefix`, padded like Ruby Marshal data (which
 /// contains NUL bytes, so the broker must honour `content-length`).
 pub(crate) fn body(prefix: &str, len: usize) -> Bytes {
-    let mut v = prefix.as_bytes().to_vec();
+    let mut v = Vec::with_capacity(len.max(prefix.len() + 1));
+    v.extend_from_slice(prefix.as_bytes());
     v.push(0);
-    while v.len() < len {
-        v.push(if v.len() % 7 == 0 { 0 } else { b'x' });
+    let start = v.len();
+    if len > start {
+        // Padding: `x`, with a NUL at every position divisible by 7.
+        v.resize(len, b'x');
+        for i in (start.next_multiple_of(7)..len).step_by(7) {
+            v[i] = 0;
+        }
     }
     Bytes::from(v)
 }
@@ -326,7 +332,13 @@ impl NodeLife<'_> {
         let registration = (spec.registration_interval_s > 0.0)
             .then(|| Duration::from_secs_f64(spec.registration_interval_s));
         let mut next_registration = registration.map(|_| tokio::time::Instant::now());
-        let mut replies = tokio::task::JoinSet::new();
+        // Replies waiting for their delay, in the order they are due (then taken). They
+        // die with the process, as a real node's threads would.
+        let mut replies: BTreeMap<(tokio::time::Instant, u64), Reply> = BTreeMap::new();
+        let mut taken = 0u64;
+        // Replies handed to the client and not yet written (kept until they are: the
+        // client gives up a send nobody waits for), oldest first.
+        let mut writing: std::collections::VecDeque<QueuedSend> = std::collections::VecDeque::new();
         loop {
             let registration_due = async {
                 match next_registration {
@@ -334,16 +346,38 @@ impl NodeLife<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let reply_due = replies.first_key_value().map(|((at, _), _)| *at);
             tokio::select! {
                 biased;
                 () = &mut died => return true,
-                // Finished reply tasks are let go of, so the set stays as small as the
-                // replies in flight.
-                Some(_) = replies.join_next(), if !replies.is_empty() => {}
+                _ = async {
+                    match writing.front_mut() {
+                        Some(w) => w.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    writing.pop_front();
+                }
+                () = async {
+                    match reply_due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = tokio::time::Instant::now();
+                    while let Some(entry) = replies.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        let reply = entry.remove();
+                        writing.push_back(self.send_reply(reply).await);
+                    }
+                }
                 msg = messages.recv() => {
                     let Some(msg) = msg else { return false };
                     if let Some(reply) = self.take_request(&msg, rng) {
-                        stampede_broker::task::spawn_into(&mut replies, reply);
+                        taken += 1;
+                        replies.insert((reply.due, taken), reply);
                     }
                 }
                 () = registration_due => {
@@ -360,12 +394,8 @@ impl NodeLife<'_> {
     }
 
     /// Records a request the node received and, unless it is too old by the node's clock
-    /// or has nowhere to reply to, returns the task that answers it.
-    fn take_request(
-        &self,
-        msg: &crate::dialect::Inbound,
-        rng: &mut SmallRng,
-    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    /// or has nowhere to reply to, returns the reply to send once its delay is over.
+    fn take_request(&self, msg: &crate::dialect::Inbound, rng: &mut SmallRng) -> Option<Reply> {
         let node = self.node;
         let spec = self.spec;
         let timebase = self.recorder.timebase();
@@ -396,22 +426,36 @@ impl NodeLife<'_> {
         let delay = Duration::from_millis(
             rng.random_range(spec.reply_delay_ms[0]..=spec.reply_delay_ms[1]),
         );
-        let client = self.client.clone();
-        let identity = node.identity.clone();
-        let reply_bytes = spec.reply_bytes;
-        let ttl_s = spec.ttl_s;
-        let dialect = self.dialect;
-        let epoch_ms = self.epoch_ms;
-        Some(async move {
-            tokio::time::sleep(delay).await;
-            let now_ms = epoch_ms + timebase.now_us() / 1000;
-            let mut headers = Headers::new();
-            dialect.mco_time_headers(&mut headers, now_ms, ttl_s);
-            headers.push("mc_sender", identity.clone());
-            let b = body(&format!("req={request};node={identity}"), reply_bytes);
-            let _ = client.send(&reply_to, headers, b).await;
+        Some(Reply {
+            due: tokio::time::Instant::now() + delay,
+            request,
+            reply_to,
         })
     }
+
+    /// Hands a reply whose delay is over to the client; the node waits for it to be
+    /// written in its loop, so that the next one due may share its write.
+    async fn send_reply(&self, reply: Reply) -> QueuedSend {
+        let spec = self.spec;
+        let identity = &self.node.identity;
+        let now_ms = self.epoch_ms + self.recorder.timebase().now_us() / 1000;
+        let mut headers = Headers::new();
+        self.dialect
+            .mco_time_headers(&mut headers, now_ms, spec.ttl_s);
+        headers.push("mc_sender", identity.clone());
+        let b = body(
+            &format!("req={};node={identity}", reply.request),
+            spec.reply_bytes,
+        );
+        self.client.send_queued(&reply.reply_to, headers, b).await
+    }
+}
+
+/// A node's reply to a request, waiting for its delay (the agent's work).
+struct Reply {
+    due: tokio::time::Instant,
+    request: u64,
+    reply_to: String,
 }
 
 struct McoClient {
