@@ -314,3 +314,174 @@ async fn metrics_endpoint_serves_counters_and_queue_depths() {
     assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     s.stop().await;
 }
+
+/// The broker's sockets, with every write that carries a MESSAGE held up after it is made
+/// (its completion waits 300 ms): the peer has the bytes while the broker's writer has
+/// not yet reported them written, as a busy machine can leave it.
+struct SlowWriteNet;
+
+/// Writes [`SlowWrite`] has held up.
+static SLOW_WRITES: AtomicUsize = AtomicUsize::new(0);
+
+struct SlowWriteListener(Box<dyn stampede_broker::net::Listener>);
+
+struct SlowWrite {
+    inner: stampede_broker::net::BoxStream,
+    /// A write already made whose completion is held back until the timer fires.
+    held: Option<(usize, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl stampede_broker::net::Net for SlowWriteNet {
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> stampede_broker::net::BoxFuture<'a, std::io::Result<Box<dyn stampede_broker::net::Listener>>>
+    {
+        Box::pin(async move {
+            let l = stampede_broker::net::TokioNet.bind(addr).await?;
+            Ok(Box::new(SlowWriteListener(l)) as Box<dyn stampede_broker::net::Listener>)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> stampede_broker::net::BoxFuture<'a, std::io::Result<stampede_broker::net::BoxStream>> {
+        stampede_broker::net::TokioNet.connect(addr)
+    }
+}
+
+impl stampede_broker::net::Listener for SlowWriteListener {
+    fn accept(
+        &mut self,
+    ) -> stampede_broker::net::BoxFuture<
+        '_,
+        std::io::Result<(stampede_broker::net::BoxStream, std::net::SocketAddr)>,
+    > {
+        Box::pin(async move {
+            let (s, peer) = self.0.accept().await?;
+            let s = SlowWrite {
+                inner: s,
+                held: None,
+            };
+            Ok((Box::new(s) as stampede_broker::net::BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for SlowWrite {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SlowWrite {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some((n, timer)) = self.held.as_mut() {
+            let n = *n;
+            return match timer.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    self.held = None;
+                    std::task::Poll::Ready(Ok(n))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            };
+        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r
+            && n > 0
+            && buf.starts_with(b"MESSAGE")
+        {
+            SLOW_WRITES.fetch_add(1, Ordering::Relaxed);
+            let mut timer = Box::pin(tokio::time::sleep(Duration::from_millis(300)));
+            let _ = timer.as_mut().poll(cx);
+            self.held = Some((n, timer));
+            return std::task::Poll::Pending;
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An `ack:auto` queue message is consumed once written: a client that has it and drops
+/// the connection at once never sees it again, even when the broker notices the end of
+/// the connection before its writer has reported the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_acked_messages_are_not_redelivered_after_an_abrupt_disconnect() {
+    let s = support::start_on(Arc::new(SlowWriteNet), BrokerConfig::default()).await;
+    let q = "/queue/abrupt";
+    let mut producer = Raw::connected(&s.addr).await;
+    let mut first = Raw::connected(&s.addr).await;
+    first
+        .write_frame(
+            Frame::new(Command::Subscribe)
+                .header("id", "0")
+                .header("destination", q)
+                .header("receipt", "s"),
+        )
+        .await;
+    assert_eq!(first.read_frame().await.unwrap().command, Command::Receipt);
+    producer
+        .write_frame(
+            Frame::new(Command::Send)
+                .header("destination", q)
+                .body("m0"),
+        )
+        .await;
+    let m = first.read_frame().await.unwrap();
+    assert_eq!(&m.body[..], b"m0");
+    // Gone while the broker's writer still sleeps after writing m0.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = Raw::connected(&s.addr).await;
+    second
+        .write_frame(
+            Frame::new(Command::Subscribe)
+                .header("id", "0")
+                .header("destination", q),
+        )
+        .await;
+    producer
+        .write_frame(
+            Frame::new(Command::Send)
+                .header("destination", q)
+                .body("marker"),
+        )
+        .await;
+    let m = second.read_frame().await.unwrap();
+    assert!(
+        SLOW_WRITES.load(Ordering::Relaxed) > 0,
+        "no write was held up"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&m.body),
+        "marker",
+        "an auto-acked message came back: {m:?}"
+    );
+    s.stop().await;
+}

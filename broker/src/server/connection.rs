@@ -81,6 +81,7 @@ pub(super) fn spawn(
     } = links;
     let (read_half, write_half) = tokio::io::split(stream);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let reader = Reader {
         conn,
         inbox: inbox.clone(),
@@ -88,6 +89,7 @@ pub(super) fn spawn(
         limits,
         memory,
         paused,
+        ended: Some(ended_tx),
     };
     crate::task::spawn(reader.run(read_half, stop_rx));
     crate::task::spawn(async move {
@@ -99,7 +101,7 @@ pub(super) fn spawn(
             write_timeout,
             encoding: Encoding::Stomp,
         };
-        writer.run(write_half, writer_rx).await;
+        writer.run(write_half, writer_rx, Some(ended_rx)).await;
         // Closing the writer ends the reader too, and frees the connection slot.
         let _ = stop_tx.send(());
         drop(permit);
@@ -116,6 +118,11 @@ struct Reader {
     memory: Arc<MemoryGauge>,
     /// True while the core's producer flow control wants this connection left unread.
     paused: watch::Receiver<bool>,
+    /// Tells the writer that the peer has gone (end of stream or a read error): the
+    /// writer reports the close, after the flushes it has reported, so that the core
+    /// counts every frame written before it takes the connection away (an `ack:auto`
+    /// message the client received is consumed, not redelivered).
+    ended: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Reader {
@@ -161,7 +168,12 @@ impl Reader {
             };
             match n {
                 Ok(0) | Err(_) => {
-                    let _ = inbox.send(Event::Closed { conn }).await;
+                    if let Some(ended) = self.ended.take()
+                        && ended.send(()).is_err()
+                    {
+                        // The writer has already ended (and the core knows).
+                        tracing::trace!(%conn, "reader ended after its writer");
+                    }
                     return;
                 }
                 Ok(n) => {
@@ -229,10 +241,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// Writes what the core sends until it lets go of this writer or a write fails.
+    /// `reader_ended` fires when the connection's reader saw the peer go: the writer then
+    /// reports the close itself, after every flush it has reported.
     pub(super) async fn run(
         self,
         mut write: WriteHalf<BoxStream>,
         mut rx: mpsc::Receiver<WriterMsg>,
+        mut reader_ended: Option<tokio::sync::oneshot::Receiver<()>>,
     ) {
         let Writer {
             conn,
@@ -244,7 +260,29 @@ impl Writer {
         } = self;
         let mut buf = BytesMut::new();
         loop {
-            let Some(first) = rx.recv().await else {
+            let ended = async {
+                match reader_ended.as_mut() {
+                    Some(r) => r.await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            // The peer's end first: frames still queued for it are not written (the core
+            // takes them back when it handles the close).
+            let first = tokio::select! {
+                biased;
+                gone = ended => {
+                    reader_ended = None;
+                    if gone {
+                        let _ = inbox.send(Event::Closed { conn }).await;
+                        // Nothing more is written; wait for the core to let go.
+                        while rx.recv().await.is_some() {}
+                        break;
+                    }
+                    continue;
+                }
+                m = rx.recv() => m,
+            };
+            let Some(first) = first else {
                 break;
             };
             let mut frames = 0usize;

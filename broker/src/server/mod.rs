@@ -967,6 +967,13 @@ impl CoreTask {
                 }
                 ev = inbox.recv() => match ev {
                     Some(ev) => {
+                        if matches!(ev, Event::Closed { .. }) {
+                            // A writer reports a close after its flushes: take those first.
+                            while let Ok(f) = flushes.try_recv() {
+                                self.flushed(f);
+                                self.settle().await;
+                            }
+                        }
                         self.handle(ev);
                         self.settle().await;
                         // Take what else is already waiting, routing after every event and
@@ -979,6 +986,12 @@ impl CoreTask {
                             }
                             match inbox.try_recv() {
                                 Ok(ev) => {
+                                    if matches!(ev, Event::Closed { .. }) {
+                                        while let Ok(f) = flushes.try_recv() {
+                                            self.flushed(f);
+                                            self.settle().await;
+                                        }
+                                    }
                                     self.handle(ev);
                                     self.settle().await;
                                 }

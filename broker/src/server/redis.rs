@@ -327,7 +327,7 @@ pub(super) fn spawn(
             write_timeout: links.write_timeout,
             encoding: Encoding::Translated(shared),
         };
-        writer.run(write_half, writer_rx).await;
+        writer.run(write_half, writer_rx, None).await;
         let _ = stop_tx.send(());
         drop(permit);
     });

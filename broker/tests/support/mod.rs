@@ -40,13 +40,23 @@ impl Running {
     }
 }
 
-pub(crate) async fn start(mut config: BrokerConfig) -> Running {
+pub(crate) async fn start(config: BrokerConfig) -> Running {
+    start_on(Arc::new(TokioNet), config).await
+}
+
+/// [`start`] over the network `net` (a wrapper of `TokioNet`, for tests that need to
+/// see or slow what the broker does on its sockets).
+#[allow(dead_code)]
+pub(crate) async fn start_on(
+    net: stampede_broker::net::SharedNet,
+    mut config: BrokerConfig,
+) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("stampede_broker=debug"))
         .with_test_writer()
         .try_init();
     config.server.listen = vec!["127.0.0.1:0".to_owned()];
-    let server = Server::bind(Arc::new(TokioNet), config).await.unwrap();
+    let server = Server::bind(net, config).await.unwrap();
     let addr = server.local_addrs()[0].to_string();
     let metrics = server.metrics_addr().map(|a| a.to_string());
     let stats = server.stats();
