@@ -3,11 +3,15 @@
 
 mod support;
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use stampede_broker::config::BrokerConfig;
+use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, TokioNet};
 use stampede_broker::proto::{Command, Frame};
 use support::{Raw, WAIT, start};
 
@@ -323,84 +327,72 @@ struct SlowWriteNet;
 /// Writes [`SlowWrite`] has held up.
 static SLOW_WRITES: AtomicUsize = AtomicUsize::new(0);
 
-struct SlowWriteListener(Box<dyn stampede_broker::net::Listener>);
+struct SlowWriteListener(Box<dyn Listener>);
 
 struct SlowWrite {
-    inner: stampede_broker::net::BoxStream,
+    inner: BoxStream,
     /// A write already made whose completion is held back until the timer fires.
-    held: Option<(usize, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+    held: Option<(usize, Pin<Box<tokio::time::Sleep>>)>,
 }
 
-impl stampede_broker::net::Net for SlowWriteNet {
-    fn bind<'a>(
-        &'a self,
-        addr: &'a str,
-    ) -> stampede_broker::net::BoxFuture<'a, std::io::Result<Box<dyn stampede_broker::net::Listener>>>
-    {
+impl Net for SlowWriteNet {
+    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
-            let l = stampede_broker::net::TokioNet.bind(addr).await?;
-            Ok(Box::new(SlowWriteListener(l)) as Box<dyn stampede_broker::net::Listener>)
+            let l = TokioNet.bind(addr).await?;
+            Ok(Box::new(SlowWriteListener(l)) as Box<dyn Listener>)
         })
     }
 
-    fn connect<'a>(
-        &'a self,
-        addr: &'a str,
-    ) -> stampede_broker::net::BoxFuture<'a, std::io::Result<stampede_broker::net::BoxStream>> {
-        stampede_broker::net::TokioNet.connect(addr)
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
+        TokioNet.connect(addr)
     }
 }
 
-impl stampede_broker::net::Listener for SlowWriteListener {
-    fn accept(
-        &mut self,
-    ) -> stampede_broker::net::BoxFuture<
-        '_,
-        std::io::Result<(stampede_broker::net::BoxStream, std::net::SocketAddr)>,
-    > {
+impl Listener for SlowWriteListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, std::net::SocketAddr)>> {
         Box::pin(async move {
             let (s, peer) = self.0.accept().await?;
             let s = SlowWrite {
                 inner: s,
                 held: None,
             };
-            Ok((Box::new(s) as stampede_broker::net::BoxStream, peer))
+            Ok((Box::new(s) as BoxStream, peer))
         })
     }
 
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.0.local_addr()
     }
 }
 
 impl tokio::io::AsyncRead for SlowWrite {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl tokio::io::AsyncWrite for SlowWrite {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
+    ) -> Poll<io::Result<usize>> {
         if let Some((n, timer)) = self.held.as_mut() {
             let n = *n;
             return match timer.as_mut().poll(cx) {
-                std::task::Poll::Ready(()) => {
+                Poll::Ready(()) => {
                     self.held = None;
-                    std::task::Poll::Ready(Ok(n))
+                    Poll::Ready(Ok(n))
                 }
-                std::task::Poll::Pending => std::task::Poll::Pending,
+                Poll::Pending => Poll::Pending,
             };
         }
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = r
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r
             && n > 0
             && buf.starts_with(b"MESSAGE")
         {
@@ -408,23 +400,17 @@ impl tokio::io::AsyncWrite for SlowWrite {
             let mut timer = Box::pin(tokio::time::sleep(Duration::from_millis(300)));
             let _ = timer.as_mut().poll(cx);
             self.held = Some((n, timer));
-            return std::task::Poll::Pending;
+            return Poll::Pending;
         }
         r
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -1019,24 +1019,14 @@ pub fn fit_weighted(
         Weighting::Absolute => nnls(&rows, &y),
         Weighting::Relative => {
             // A workload that measured no CPU cannot be weighed by it: it keeps the
-            // weight of the smallest that did.
+            // weight of the smallest that did (or 1 when none did).
             let floor = y
                 .iter()
                 .copied()
                 .filter(|v| *v > 0.0)
                 .fold(f64::INFINITY, f64::min);
-            let w: Vec<f64> = y
-                .iter()
-                .map(|v| {
-                    if *v > 0.0 {
-                        1.0 / v
-                    } else if floor.is_finite() {
-                        1.0 / floor
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
+            let floor = if floor.is_finite() { floor } else { 1.0 };
+            let w: Vec<f64> = y.iter().map(|v| 1.0 / v.max(floor)).collect();
             let scaled: Vec<Vec<f64>> = rows
                 .iter()
                 .zip(&w)

@@ -967,34 +967,14 @@ impl CoreTask {
                 }
                 ev = inbox.recv() => match ev {
                     Some(ev) => {
-                        if matches!(ev, Event::Closed { .. }) {
-                            // A writer reports a close after its flushes: take those first.
-                            while let Ok(f) = flushes.try_recv() {
-                                self.flushed(f);
-                                self.settle().await;
-                            }
-                        }
-                        self.handle(ev);
-                        self.settle().await;
+                        self.handle_after_flushes(ev, &mut flushes).await;
                         // Take what else is already waiting, routing after every event and
                         // taking writers' reports first, so that bursts are handled in one
                         // pass without starving the accounting of consumers that keep up.
                         for _ in 0..256 {
-                            while let Ok(f) = flushes.try_recv() {
-                                self.flushed(f);
-                                self.settle().await;
-                            }
+                            self.take_flushes(&mut flushes).await;
                             match inbox.try_recv() {
-                                Ok(ev) => {
-                                    if matches!(ev, Event::Closed { .. }) {
-                                        while let Ok(f) = flushes.try_recv() {
-                                            self.flushed(f);
-                                            self.settle().await;
-                                        }
-                                    }
-                                    self.handle(ev);
-                                    self.settle().await;
-                                }
+                                Ok(ev) => self.handle_after_flushes(ev, &mut flushes).await,
                                 Err(_) => break,
                             }
                         }
@@ -1041,6 +1021,25 @@ impl CoreTask {
             }
         }
         (inbox, self.store_failed.take())
+    }
+
+    /// Handles the writers' flush reports already waiting.
+    async fn take_flushes(&mut self, flushes: &mut mpsc::Receiver<Flushed>) {
+        while let Ok(f) = flushes.try_recv() {
+            self.flushed(f);
+            self.settle().await;
+        }
+    }
+
+    /// Handles an event and routes its outputs; a close only after the flush reports
+    /// already waiting, since a writer reports a close after its flushes (the frames it
+    /// wrote count as written: an `ack:auto` message is consumed).
+    async fn handle_after_flushes(&mut self, ev: Event, flushes: &mut mpsc::Receiver<Flushed>) {
+        if matches!(ev, Event::Closed { .. }) {
+            self.take_flushes(flushes).await;
+        }
+        self.handle(ev);
+        self.settle().await;
     }
 
     fn flushed(&mut self, f: Flushed) {

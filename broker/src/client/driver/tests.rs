@@ -134,25 +134,17 @@ fn pipe_client(capacity: usize) -> (Client, ClientStreams, mpsc::UnboundedReceiv
     pipe_client_with(capacity, |_| {})
 }
 
-fn pipe_client_counted(
-    capacity: usize,
-    writes: Arc<std::sync::atomic::AtomicUsize>,
-) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let servers = ServerList::single(ServerAddr::new("pipe", 1));
-    let mut cfg = ClientConfig::new(servers, PolicyKind::StompGem);
-    cfg.heart_beat_ms = (0, 0);
-    let net = Arc::new(PipeNet {
-        capacity,
-        far_ends: tx,
-        writes,
-    });
-    let (client, streams) = Client::start(net, cfg);
-    (client, streams, rx)
-}
-
 fn pipe_client_with(
     capacity: usize,
+    adjust: impl FnOnce(&mut ClientConfig),
+) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
+    pipe_client_counting(capacity, Arc::default(), adjust)
+}
+
+/// A client over pipes whose writes (calls that wrote bytes) are counted in `writes`.
+fn pipe_client_counting(
+    capacity: usize,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
     adjust: impl FnOnce(&mut ClientConfig),
 ) -> (Client, ClientStreams, mpsc::UnboundedReceiver<DuplexStream>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -163,7 +155,7 @@ fn pipe_client_with(
     let net = Arc::new(PipeNet {
         capacity,
         far_ends: tx,
-        writes: Arc::default(),
+        writes,
     });
     let (client, streams) = Client::start(net, cfg);
     (client, streams, rx)
@@ -243,7 +235,7 @@ async fn unwritten_sends_are_requeued_not_indeterminate() {
 #[tokio::test(start_paused = true)]
 async fn queued_sends_share_a_write() {
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (client, _streams, mut pipes) = pipe_client_counted(64 * 1024, writes.clone());
+    let (client, _streams, mut pipes) = pipe_client_counting(64 * 1024, writes.clone(), |_| {});
     let mut far = Far::new(pipes.recv().await.unwrap());
     far.handshake().await;
     // Let the driver see CONNECTED and go idle.
