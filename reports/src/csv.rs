@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{McoRequest, RunReport, SecondSample};
+use crate::model::{Failover, McoRequest, RunReport, SecondSample};
 use crate::stats::HistogramStats;
 
 /// A line number (1-based) and what is wrong there.
@@ -240,6 +240,87 @@ pub(crate) fn read_timeseries(
     Ok(rows)
 }
 
+/// Columns of `failovers.csv`.
+pub(crate) const FAILOVERS_HEADER: [&str; 11] = [
+    "client",
+    "from",
+    "to",
+    "down_ms",
+    "connected_ms",
+    "up_ms",
+    "failover_ms",
+    "attempts",
+    "failed",
+    "waited_ms",
+    "first_failure",
+];
+
+/// One row of `failovers.csv`; `failover_ms` is derived (`up_ms - down_ms`) and not read
+/// back.
+#[derive(Serialize, Deserialize)]
+struct FailoverRecord {
+    client: String,
+    from: String,
+    to: String,
+    down_ms: u64,
+    connected_ms: Option<u64>,
+    up_ms: Option<u64>,
+    failover_ms: Option<u64>,
+    attempts: u32,
+    failed: u32,
+    waited_ms: u64,
+    first_failure: String,
+}
+
+/// `failovers.csv`: one row per failover, in the report's order.
+pub(crate) fn failovers(rows: &[Failover]) -> String {
+    let records = rows.iter().map(|f| FailoverRecord {
+        client: f.client.clone(),
+        from: f.from.clone(),
+        to: f.to.clone(),
+        down_ms: f.down_ms,
+        connected_ms: f.connected_ms,
+        up_ms: f.up_ms,
+        failover_ms: f.up_ms.map(|up| up.saturating_sub(f.down_ms)),
+        attempts: f.attempts,
+        failed: f.failed,
+        waited_ms: f.waited_ms,
+        first_failure: f.first_failure.clone(),
+    });
+    write_rows(&FAILOVERS_HEADER, records)
+}
+
+/// Parses `failovers.csv`.
+pub(crate) fn read_failovers(text: &str) -> Result<Vec<Failover>, ReadError> {
+    let header: Vec<String> = FAILOVERS_HEADER.iter().map(|s| s.to_string()).collect();
+    let records = records(text, |found| {
+        if found.iter().eq(FAILOVERS_HEADER) {
+            Ok(())
+        } else {
+            let found: Vec<&str> = found.iter().collect();
+            Err(format!("unexpected header {found:?}"))
+        }
+    })?;
+    records
+        .iter()
+        .map(|record| {
+            let r: FailoverRecord = deserialize(record, &header)?;
+            Ok(Failover {
+                client: r.client,
+                from: r.from,
+                to: r.to,
+                down_ms: r.down_ms,
+                connected_ms: r.connected_ms,
+                up_ms: r.up_ms,
+                attempts: r.attempts,
+                failed: r.failed,
+                waited_ms: r.waited_ms,
+                first_failure: r.first_failure,
+            })
+        })
+        .collect()
+}
+
 /// Columns of `mcollective.csv`.
 pub(crate) const MCO_HEADER: [&str; 6] = [
     "request_id",
@@ -414,6 +495,43 @@ mod tests {
         );
         assert_eq!(read_mcollective("").unwrap_err().0, 1);
         assert_eq!(read_mcollective("a,b\n").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn failovers_round_trip_with_the_derived_duration() {
+        let rows = vec![
+            Failover {
+                client: "rack-1/node-3".into(),
+                from: "broker-2".into(),
+                to: "broker-3".into(),
+                down_ms: 100_000,
+                connected_ms: Some(100_140),
+                up_ms: Some(100_150),
+                attempts: 4,
+                failed: 3,
+                waited_ms: 70,
+                first_failure: "connect failed: refused, try again".into(),
+            },
+            Failover {
+                client: "mco-2".into(),
+                from: "broker-2".into(),
+                down_ms: 100_001,
+                attempts: 9,
+                failed: 9,
+                ..Failover::default()
+            },
+        ];
+        let text = failovers(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], FAILOVERS_HEADER.join(","));
+        assert_eq!(
+            lines[1],
+            "rack-1/node-3,broker-2,broker-3,100000,100140,100150,150,4,3,70,\"connect failed: refused, try again\""
+        );
+        assert_eq!(lines[2], "mco-2,broker-2,,100001,,,,9,9,0,");
+        assert_eq!(read_failovers(&text).unwrap(), rows);
+        let (line, _) = read_failovers("client,from\n").unwrap_err();
+        assert_eq!(line, 1);
     }
 
     #[test]

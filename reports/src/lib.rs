@@ -18,7 +18,7 @@
 //! - [`stats`]: the percentiles every output reports ([`HistogramStats`]) and the
 //!   duration formats.
 //! - [`summary`]: `summary.json`, its exact shape documented there.
-//! - `csv` (private): `timeseries.csv`, `mcollective.csv`, `compare.csv`.
+//! - `csv` (private): `timeseries.csv`, `failovers.csv`, `mcollective.csv`, `compare.csv`.
 //! - [`hgrm`]: `*.hgrm`, HdrHistogram's percentile-distribution text.
 //! - [`histograms`]: `histograms.json`, lossless base64 HdrHistogram V2 encodings.
 //! - `merge` (private): [`merge()`], combining shard reports exactly.
@@ -38,6 +38,7 @@
 //! | `timeseries.csv` | one row per second, with the active fault labels |
 //! | `histograms.json` | every histogram, lossless, for [`read_report`] and [`merge()`] |
 //! | `latency_us.hgrm`, `send_delay_us.hgrm`, `failover_ms.hgrm` | percentile distributions |
+//! | `failovers.csv` | one row per client failover: where to, attempts, back-off, first failure |
 //! | `mcollective.csv` | one row per MCollective request (only with MCollective traffic) |
 //! | `report.html` | the page a person reads: verdicts, tables, charts |
 //!
@@ -61,6 +62,14 @@
 //! - `in_fault` lists the labels of the fault windows that overlap the second,
 //!   `;`-joined, empty outside every window;
 //! - fields are quoted (RFC 4180) only when they hold a comma, a quote or a line break.
+//!
+//! ## `failovers.csv`
+//!
+//! `client,from,to,down_ms,connected_ms,up_ms,failover_ms,attempts,failed,waited_ms,first_failure`,
+//! one row per [`Failover`] ordered by `down_ms`: times are ms since the start of the
+//! run, `connected_ms`, `up_ms` and `failover_ms` empty for a failover unfinished at the
+//! end; `waited_ms` is the back-off the client's policy waited before its attempts, so
+//! `failover_ms - waited_ms` is the time spent connecting and subscribing.
 //!
 //! ## `mcollective.csv`
 //!
@@ -127,8 +136,8 @@ pub use compare::write_comparison;
 pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
-    BrokerCounter, BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName,
-    McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary,
+    BrokerCounter, BrokerCpu, Check, ExpectationResult, Failover, FaultLoss, FaultWindow,
+    HistogramName, McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary,
     RoboconfSummary, RunReport, SecondSample, UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX,
     UnexplainedLoss, UnfinishedFailover, failover_histogram, latency_histogram,
 };
@@ -148,6 +157,8 @@ pub const LATENCY_HGRM_FILE: &str = "latency_us.hgrm";
 pub const SEND_DELAY_HGRM_FILE: &str = "send_delay_us.hgrm";
 /// `failover_ms.hgrm`.
 pub const FAILOVER_HGRM_FILE: &str = "failover_ms.hgrm";
+/// `failovers.csv`.
+pub const FAILOVERS_FILE: &str = "failovers.csv";
 /// `mcollective.csv`.
 pub const MCOLLECTIVE_FILE: &str = "mcollective.csv";
 /// `report.html`.
@@ -185,6 +196,7 @@ pub fn write_report(report: &RunReport, dir: &Path) -> io::Result<Vec<PathBuf>> 
         FAILOVER_HGRM_FILE,
         &hgrm::percentile_distribution(&report.failover_ms),
     )?;
+    put(FAILOVERS_FILE, &csv::failovers(&report.failovers))?;
     match &report.mcollective {
         Some(mco) => put(MCOLLECTIVE_FILE, &csv::mcollective(&mco.per_request))?,
         None => match fs::remove_file(dir.join(MCOLLECTIVE_FILE)) {
@@ -315,6 +327,16 @@ pub fn read_report(dir: &Path) -> Result<RunReport, ReportError> {
         });
     }
 
+    // Directories written before `failovers.csv` existed read back without failovers.
+    if dir.join(FAILOVERS_FILE).exists() {
+        let (path, text) = read(FAILOVERS_FILE)?;
+        report.failovers =
+            csv::read_failovers(&text).map_err(|(line, message)| ReportError::Csv {
+                path,
+                line,
+                message,
+            })?;
+    }
     if let Some(mco) = &mut report.mcollective {
         let (path, text) = read(MCOLLECTIVE_FILE)?;
         mco.per_request =

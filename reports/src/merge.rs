@@ -27,7 +27,7 @@ use crate::model::{
 ///   Otherwise `ok` only if it held in every shard, and `detail` is kept when all shards
 ///   agree and otherwise lists each shard's, as `shard 0: …; shard 1: …`.
 /// - `losses_by_cause`: summed per label, in first-seen order; `unexplained_lost`
-///   summed; `unexplained_losses` and `failovers_unfinished` concatenated (the first
+///   summed; `unexplained_losses`, `failovers_unfinished` and `failovers` concatenated (the first
 ///   [`UNEXPLAINED_LISTED_MAX`] unexplained losses kept).
 /// - `seconds`: rows with the same `t_s` are combined (counts summed, histograms added,
 ///   connections summed per broker name); the result is ordered by `t_s`.
@@ -154,6 +154,7 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
         out.unexplained_losses.truncate(UNEXPLAINED_LISTED_MAX);
         out.failovers_unfinished
             .extend(r.failovers_unfinished.iter().cloned());
+        out.failovers.extend(r.failovers.iter().cloned());
         if out.replay_command.is_none() {
             out.replay_command = r.replay_command.clone();
         }
@@ -179,6 +180,8 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
             .sort_by(|a, b| (a.sent_ms, &a.request_id).cmp(&(b.sent_ms, &b.request_id)));
     }
     out.seconds.sort_by_key(|s| s.t_s);
+    out.failovers
+        .sort_by(|a, b| (a.down_ms, &a.client).cmp(&(b.down_ms, &b.client)));
     out
 }
 

@@ -87,6 +87,10 @@ pub struct RunReport {
     /// Clients that lost their connection and were still without one at the end of the
     /// run.
     pub failovers_unfinished: Vec<UnfinishedFailover>,
+    /// Every failover of the run, finished or not, ordered by when the connection was
+    /// lost: where each client went, how many attempts it took and what the failed ones
+    /// met (`failovers.csv`).
+    pub failovers: Vec<Failover>,
     /// Per-producer FIFO violations: deliveries that overtook an earlier message of the
     /// same producer on the same destination.
     pub reorders: u64,
@@ -215,6 +219,7 @@ impl RunReport {
             unexplained_lost: 0,
             unexplained_losses: Vec::new(),
             failovers_unfinished: Vec::new(),
+            failovers: Vec::new(),
             reorders: 0,
             brokers: Vec::new(),
             replay_command: None,
@@ -563,6 +568,32 @@ pub struct UnfinishedFailover {
     pub client: String,
     /// When it lost its connection, ms since the start of the run.
     pub since_ms: u64,
+}
+
+/// One client's failover: from losing its connection to being subscribed again, or to
+/// the end of the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failover {
+    /// The client's name.
+    pub client: String,
+    /// The broker whose connection it lost (empty when not known).
+    pub from: String,
+    /// The broker it connected to again (empty while unfinished).
+    pub to: String,
+    /// When it lost its connection, ms since the start of the run.
+    pub down_ms: u64,
+    /// When CONNECTED arrived, ms since the start of the run.
+    pub connected_ms: Option<u64>,
+    /// When its subscriptions were replayed (the failover's end).
+    pub up_ms: Option<u64>,
+    /// Connection attempts it made (the one that succeeded included).
+    pub attempts: u32,
+    /// Attempts that failed.
+    pub failed: u32,
+    /// Back-off waited before the attempts, in ms, by the client's policy.
+    pub waited_ms: u64,
+    /// Why the first failed attempt failed (empty when none failed).
+    pub first_failure: String,
 }
 
 /// One second of (simulated) time: the interval `[t_s, t_s + 1)`.

@@ -50,6 +50,7 @@ fn identical_input_writes_identical_bytes() {
             "latency_us.hgrm",
             "send_delay_us.hgrm",
             "failover_ms.hgrm",
+            "failovers.csv",
             "mcollective.csv",
             "report.html",
         ]
@@ -438,7 +439,7 @@ fn empty_report_writes_valid_files() {
     let report = common::empty();
     let dir = scratch("empty");
     let written = write_report(&report, &dir).unwrap();
-    assert_eq!(written.len(), 7, "no mcollective.csv without MCollective");
+    assert_eq!(written.len(), 8, "no mcollective.csv without MCollective");
     assert!(!dir.join("mcollective.csv").exists());
 
     let v: Value =

@@ -252,6 +252,31 @@ pub struct Unfinished {
     pub since_us: u64,
 }
 
+/// One client's failover, as its events tell it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailoverTrace {
+    /// The client.
+    pub client: ClientId,
+    /// The broker whose connection it lost, when known.
+    pub from: Option<String>,
+    /// The broker it connected to again.
+    pub to: Option<String>,
+    /// When it lost its connection (µs).
+    pub down_us: u64,
+    /// When CONNECTED arrived (µs).
+    pub connected_us: Option<u64>,
+    /// When its subscriptions were replayed (µs): the failover's end.
+    pub up_us: Option<u64>,
+    /// Connection attempts, the successful one included.
+    pub attempts: u32,
+    /// Attempts that failed.
+    pub failed: u32,
+    /// Back-off the policy waited before the attempts (µs).
+    pub waited_us: u64,
+    /// Why the first failed attempt failed.
+    pub first_failure: Option<String>,
+}
+
 /// Everything the checker concludes.
 #[derive(Clone, Debug)]
 pub struct Analysis {
@@ -265,6 +290,8 @@ pub struct Analysis {
     pub failover_ms: Histogram<u64>,
     /// Clients still without a connection at the end after losing one.
     pub failovers_unfinished: Vec<Unfinished>,
+    /// Every failover, finished or not, in the order the connections were lost.
+    pub failovers: Vec<FailoverTrace>,
     /// Per-producer reorders seen by consumers.
     pub reorders: u64,
     /// Every lost unit, with its cause.
@@ -779,6 +806,7 @@ pub fn analyse(scenario: &Scenario, timeline: &Timeline, history: &History) -> A
         send_delay_us: latency_histogram(),
         failover_ms: failover_histogram(),
         failovers_unfinished: Vec::new(),
+        failovers: Vec::new(),
         reorders: 0,
         losses: Vec::new(),
         losses_by_window: vec![0; timeline.windows.len()],
@@ -1148,29 +1176,62 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
             }
         };
     let end_us = (ctx.scenario.duration_s * 1e6) as u64;
+    // The failover each client is in, by client.
+    let mut open: BTreeMap<ClientId, FailoverTrace> = BTreeMap::new();
     for (at, client, ev) in events {
         snapshot(a, (at / 1_000_000) as usize, &mut next_second, &broker_of);
         let Some(info) = history.clients.get(client.0 as usize) else {
             continue;
         };
         match ev {
+            Some(ClientEvent::Attempt { delay, .. }) => {
+                if let Some(f) = open.get_mut(&client) {
+                    f.attempts += 1;
+                    f.waited_us += delay.as_micros() as u64;
+                }
+            }
             Some(ClientEvent::Connected { server }) => {
-                if let Some(name) = info.pool.get(*server)
+                let name = info.pool.get(*server);
+                if let Some(name) = name
                     && let Some(b) = brokers.iter().position(|x| x == name)
                 {
                     broker_of.insert(client, b);
+                }
+                if let Some(f) = open.get_mut(&client) {
+                    f.connected_us = Some(at);
+                    f.to = name.cloned();
                 }
             }
             Some(ClientEvent::Resubscribed { .. }) => {
                 if let Some(t0) = down_since.remove(&client) {
                     record(&mut a.failover_ms, (at - t0) / 1000);
                 }
+                if let Some(mut f) = open.remove(&client) {
+                    f.up_us = Some(at);
+                    a.failovers.push(f);
+                }
             }
             Some(ClientEvent::Disconnected { reason }) => {
-                broker_of.remove(&client);
+                let lost = broker_of.remove(&client);
+                if let Some(f) = open.get_mut(&client) {
+                    // An attempt of a failover in progress failed (or its new connection
+                    // broke before it was subscribed again).
+                    f.failed += 1;
+                    f.connected_us = None;
+                    f.to = None;
+                    if f.first_failure.is_none() {
+                        f.first_failure = Some(reason.to_string());
+                    }
+                }
                 // A client that shuts itself down at the end is not failing over.
                 if *reason != DisconnectReason::Shutdown && at <= end_us {
                     down_since.entry(client).or_insert(at);
+                    open.entry(client).or_insert_with(|| FailoverTrace {
+                        client,
+                        from: lost.map(|b| brokers[b].to_string()),
+                        down_us: at,
+                        ..FailoverTrace::default()
+                    });
                 }
             }
             // A dead process is not failing over either: it connects afresh when it is
@@ -1178,6 +1239,7 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
             None => {
                 broker_of.remove(&client);
                 down_since.remove(&client);
+                open.remove(&client);
             }
             _ => {}
         }
@@ -1190,6 +1252,8 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
         .filter(|(_, since)| *since < settled)
         .map(|(client, since_us)| Unfinished { client, since_us })
         .collect();
+    a.failovers.extend(open.into_values());
+    a.failovers.sort_by_key(|f| (f.down_us, f.client));
 }
 
 /// Charges each loss whose cause is dated to the fault window it happened in.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use stampede_broker::client::ClientEvent;
 
 /// Index of a client in [`History::clients`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u32);
 
 /// What a client is for.

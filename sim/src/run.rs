@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use stampede_reports::{
-    BrokerCpu, ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL,
-    RunReport, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
+    BrokerCpu, ExpectationResult, Failover, FaultLoss, FaultWindow, McoRequest, McoSummary,
+    NO_FAULT_LABEL, RunReport, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
 };
 
 use crate::checker::{self, Analysis};
@@ -224,6 +224,22 @@ pub(crate) fn to_report(
             .map(|u| UnfinishedFailover {
                 client: history_name(names, u.client),
                 since_ms: u.since_us / 1000,
+            })
+            .collect(),
+        failovers: a
+            .failovers
+            .iter()
+            .map(|f| Failover {
+                client: history_name(names, f.client),
+                from: f.from.clone().unwrap_or_default(),
+                to: f.to.clone().unwrap_or_default(),
+                down_ms: f.down_us / 1000,
+                connected_ms: f.connected_us.map(|t| t / 1000),
+                up_ms: f.up_us.map(|t| t / 1000),
+                attempts: f.attempts,
+                failed: f.failed,
+                waited_ms: f.waited_us / 1000,
+                first_failure: f.first_failure.clone().unwrap_or_default(),
             })
             .collect(),
         scenario: scenario.name.clone(),

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use stampede_reports::{
-    ExpectationResult, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL,
+    ExpectationResult, Failover, FaultLoss, FaultWindow, McoRequest, McoSummary, NO_FAULT_LABEL,
     NetworkSummary, RunReport, SecondSample, failover_histogram, latency_histogram,
 };
 
@@ -243,6 +243,39 @@ pub(crate) fn build(in_shard: &dyn Fn(u64) -> bool, with_expectations: bool) -> 
         network.returned_messages += u64::from(node % 11 == 0);
     }
     r.network = Some(network);
+
+    // One failover row per lost connection of the connection plan.
+    for node in (0..NODES).filter(|n| in_shard(*n)) {
+        let plan = connection_plan(node);
+        for pair in plan.windows(2) {
+            let [(up_at, Some(from)), (down_at, None)] = pair else {
+                continue;
+            };
+            debug_assert!(up_at <= down_at);
+            let back = plan.iter().find(|(t, b)| t > down_at && b.is_some());
+            let attempts = 1 + (mix(node, 3) % 4) as u32;
+            r.failovers.push(Failover {
+                client: format!("node-{node}"),
+                from: BROKERS[*from].to_string(),
+                to: back
+                    .and_then(|(_, b)| *b)
+                    .map_or(String::new(), |b| BROKERS[b].to_string()),
+                down_ms: *down_at,
+                connected_ms: back.map(|(t, _)| t - 2),
+                up_ms: back.map(|(t, _)| *t),
+                attempts,
+                failed: attempts - 1,
+                waited_ms: 10 * u64::from(attempts - 1),
+                first_failure: if attempts > 1 {
+                    "connect failed: refused".into()
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
+    r.failovers
+        .sort_by(|a, b| (a.down_ms, &a.client).cmp(&(b.down_ms, &b.client)));
 
     // Every shard spans the same time, whatever it happened to record.
     let _ = second(&mut seconds, RUN_MS + 2_999);

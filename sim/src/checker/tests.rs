@@ -527,6 +527,79 @@ fn unfinished_failovers_are_listed_and_fail_by_default() {
 }
 
 #[test]
+fn a_failover_counts_its_attempts_back_off_and_first_failure() {
+    let s = scenario(false, false, "");
+    let mut h = H::new();
+    let attempt = |server, number, delay_ms| ClientEvent::Attempt {
+        server,
+        number,
+        delay: std::time::Duration::from_millis(delay_ms),
+    };
+    let refused = || ClientEvent::Disconnected {
+        reason: DisconnectReason::ConnectFailed("refused".into()),
+    };
+    // node-1 loses b1 at 10 s: refused by b1 and by b2, then connected to b2 at 12 s.
+    h.event(
+        10,
+        3,
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::Eof,
+        },
+    )
+    .event(10, 3, attempt(0, 1, 0))
+    .event(10, 3, refused())
+    .event(10, 3, attempt(1, 2, 10))
+    .event(
+        10,
+        3,
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::ConnectTimeout,
+        },
+    )
+    .event(11, 3, attempt(1, 3, 20))
+    .event(12, 3, ClientEvent::Connected { server: 1 })
+    .event(13, 3, ClientEvent::Resubscribed { count: 2 })
+    // node-2 loses b2 at 20 s and is still trying at the end.
+    .event(
+        20,
+        4,
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::Eof,
+        },
+    )
+    .event(20, 4, attempt(1, 1, 0))
+    .event(20, 4, refused());
+    let a = check(&s, &h.0);
+    assert_eq!(
+        a.failovers,
+        [
+            FailoverTrace {
+                client: ClientId(3),
+                from: Some("b1".into()),
+                to: Some("b2".into()),
+                down_us: 10 * S,
+                connected_us: Some(12 * S),
+                up_us: Some(13 * S),
+                attempts: 3,
+                failed: 2,
+                waited_us: 30_000,
+                first_failure: Some("connect failed: refused".into()),
+            },
+            FailoverTrace {
+                client: ClientId(4),
+                from: Some("b2".into()),
+                down_us: 20 * S,
+                attempts: 1,
+                failed: 1,
+                first_failure: Some("connect failed: refused".into()),
+                ..FailoverTrace::default()
+            },
+        ]
+    );
+    assert_eq!(a.failover_ms.len(), 1);
+}
+
+#[test]
 fn a_ratio_without_data_fails_unless_allowed() {
     let s = scenario(false, false, "mco_fault_reply_ratio_min = 0.5");
     let a = check(&s, &H::new().0);
