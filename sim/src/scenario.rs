@@ -283,6 +283,12 @@ pub struct ClientsSpec {
     /// Cores the clients share (a live generator's worker threads).
     #[serde(default = "default_client_cores")]
     pub cores: u32,
+    /// In what order the cores serve work that waits for them: `fifo` (arrival order, the
+    /// default) or `random` (a seeded random pick among the waiting work, as a live
+    /// generator's work-stealing scheduler serves its ready tasks; see
+    /// `crate::workload::cpu`).
+    #[serde(default)]
+    pub order: ServiceOrder,
     /// The profile in force, read when the scenario was parsed.
     #[serde(skip)]
     pub cost_profile: Option<CostProfile>,
@@ -290,6 +296,18 @@ pub struct ClientsSpec {
 
 fn default_client_cores() -> u32 {
     1
+}
+
+/// `[clients] order`: how the clients' shared cores pick the next piece of work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceOrder {
+    /// First come, first served.
+    #[default]
+    Fifo,
+    /// Work that arrives while the cores are busy takes a random place, drawn from the
+    /// scenario seed, among the work still waiting.
+    Random,
 }
 
 /// Reconnect policies a client can follow.

@@ -12,21 +12,40 @@
 //! connection goes through a [`CpuNet`]: each connection opened or closed, and each
 //! chunk read or written, is priced by the profile ([`Work`] counted by the calibration's
 //! [`FrameScanner`], so a profile and the simulator count the same things), and waits
-//! for the earliest free of the shared cores ([`ClientCpu`], first come first served).
-//! Bytes read are handed to the client when the CPU has got through them; bytes written
-//! leave when it has produced them. Costs far below turmoil's 1 ms tick accumulate in
-//! nanoseconds; a wait shorter than half a tick is not taken, a longer one ends at the
-//! tick nearest its end, as in the broker's cost model (`stampede_broker::server::cost`).
+//! for the shared cores ([`ClientCpu`]). Bytes read are handed to the client when the CPU
+//! has got through them; bytes written leave when it has produced them; a connection the
+//! peer closed or reset is known to its client only when the CPU has handled the close, so
+//! that 800 connections cut by one crash are noticed one after another. Costs far below
+//! turmoil's 1 ms tick accumulate in nanoseconds; a wait shorter than half a tick is not
+//! taken, a longer one ends at the tick nearest its end, as in the broker's cost model
+//! (`stampede_broker::server::cost`).
+//!
+//! Two service orders exist (`[clients] order`). `fifo`, the default, serves work first
+//! come first served on the earliest free core. `random` gives work that arrives while
+//! the cores are busy a random place (seeded) among the work still waiting, as one server
+//! as fast as all the cores: a live generator's tokio workers do not serve their ready
+//! tasks in the order the work arrived (each worker's local queue, the shared injection
+//! queue, the I/O driver polled every so many tasks, work stealing), so in a failover
+//! storm some clients reconnect at once and others wait for most of the storm. First come
+//! first served instead finishes every client's first step before any client's second,
+//! and all 800 reconnect at nearly the same late time (measured beside live in
+//! `reports/comparisons/2026-12-07-failover-order/`). A job's end may then move later
+//! when work is placed before it; its waiter follows it ([`Wait`]).
 //!
 //! The model is of a test rig (all clients on one machine, as a live run has them), not of
 //! a fleet, whose nodes each have a CPU of their own. Without `[clients]` nothing changes.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use stampede_broker::core::Work;
 use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, SharedNet};
 use stampede_broker::server::cost::CostProfile;
@@ -34,27 +53,123 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::held::Held;
 use crate::calibrate::{FrameScanner, Scanned};
+use crate::scenario::ServiceOrder;
 
 /// A wait shorter than this is not taken; a longer one ends this much before its end
 /// (half of turmoil's 1 ms tick: the nearest tick).
 const RELEASE_LEAD: Duration = Duration::from_micros(500);
 
-/// The clients' shared cores: when each is next free, in simulated time since the start
-/// of the simulation.
+/// The clients' shared cores, in simulated time since the start of the simulation.
 #[derive(Debug)]
 pub struct ClientCpu {
     profile: CostProfile,
-    free_at: Mutex<Vec<Duration>>,
+    cores: u32,
+    queue: Mutex<Queue>,
     /// Busy time charged so far (for the report).
     busy: Mutex<Duration>,
 }
 
+/// How the cores serve what waits for them ([`ServiceOrder`]).
+#[derive(Debug)]
+enum Queue {
+    /// When each core is next free; work goes to the earliest free.
+    Fifo(Vec<Duration>),
+    /// One server as fast as all the cores, with a random place for each new job among
+    /// those not yet started.
+    Random(Lottery),
+}
+
+/// The random-order queue: the job being served ends at `started_until`; `waiting` are
+/// served after it in their order, each starting when the one before it ends.
+#[derive(Debug)]
+struct Lottery {
+    rng: SmallRng,
+    started_until: Duration,
+    waiting: VecDeque<(Duration, Arc<Job>)>,
+}
+
+/// A piece of work in the random-order queue: when it will be done. Work that arrives
+/// later may take a place before it, so that time only moves later.
+#[derive(Debug)]
+struct Job {
+    done_ns: AtomicU64,
+}
+
+impl Job {
+    fn done(&self) -> Duration {
+        Duration::from_nanos(self.done_ns.load(Ordering::Relaxed))
+    }
+
+    fn set_done(&self, at: Duration) {
+        self.done_ns.store(
+            u64::try_from(at.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Lottery {
+    /// Queues `cost` (already divided among the cores) arriving at `now`, `wakeup` more if
+    /// it finds the cores idle.
+    fn add(&mut self, now: Duration, cost: Duration, wakeup: Duration) -> Arc<Job> {
+        // Jobs whose turn has come are being served, or are done: their times are fixed.
+        while self.started_until <= now {
+            let Some((_, job)) = self.waiting.pop_front() else {
+                break;
+            };
+            self.started_until = job.done();
+        }
+        let job = Arc::new(Job {
+            done_ns: AtomicU64::new(0),
+        });
+        if self.waiting.is_empty() && self.started_until <= now {
+            // Idle: served at once, after the wake-up.
+            self.started_until = now + wakeup + cost;
+            job.set_done(self.started_until);
+            return job;
+        }
+        let place = self.rng.random_range(0..=self.waiting.len());
+        self.waiting.insert(place, (cost, job.clone()));
+        let mut t = match place {
+            0 => self.started_until,
+            _ => self.waiting[place - 1].1.done(),
+        };
+        for (cost, later) in self.waiting.iter().skip(place) {
+            t += *cost;
+            later.set_done(t);
+        }
+        job
+    }
+}
+
 impl ClientCpu {
-    /// `cores` cores (at least one) that price work by `profile`.
+    /// `cores` cores (at least one) that price work by `profile`, served first come first
+    /// served.
     pub fn new(profile: CostProfile, cores: u32) -> Arc<ClientCpu> {
+        Self::with_order(profile, cores, ServiceOrder::Fifo, 0)
+    }
+
+    /// `cores` cores that price work by `profile` and serve it in `order` (a random order
+    /// draws from `seed`).
+    pub fn with_order(
+        profile: CostProfile,
+        cores: u32,
+        order: ServiceOrder,
+        seed: u64,
+    ) -> Arc<ClientCpu> {
+        let cores = cores.max(1);
+        let queue = match order {
+            ServiceOrder::Fifo => Queue::Fifo(vec![Duration::ZERO; cores as usize]),
+            ServiceOrder::Random => Queue::Random(Lottery {
+                rng: SmallRng::seed_from_u64(seed),
+                started_until: Duration::ZERO,
+                waiting: VecDeque::new(),
+            }),
+        };
         Arc::new(ClientCpu {
             profile,
-            free_at: Mutex::new(vec![Duration::ZERO; cores.max(1) as usize]),
+            cores,
+            queue: Mutex::new(queue),
             busy: Mutex::new(Duration::ZERO),
         })
     }
@@ -64,17 +179,29 @@ impl ClientCpu {
         Duration::from_nanos(self.profile.cost_ns(work).round() as u64)
     }
 
-    /// Queues `cost` of work arriving at `now` on the earliest free core; returns when it
-    /// is done.
+    fn wakeup(&self) -> Duration {
+        Duration::from_nanos(self.profile.wakeups_ns.round() as u64)
+    }
+
+    /// Queues `cost` of work arriving at `now`; returns when it is done (as things stand:
+    /// in random order, work queued later may still move it).
     pub fn charge_at(&self, now: Duration, cost: Duration) -> Duration {
         if cost.is_zero() {
             return now;
         }
-        let mut free = self.free_at.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *queue {
+            Queue::Fifo(free) => self.add_fifo(free, now, cost),
+            Queue::Random(lottery) => self.add_random(lottery, now, cost).done(),
+        }
+    }
+
+    /// First come first served: on the earliest free core.
+    fn add_fifo(&self, free: &mut [Duration], now: Duration, cost: Duration) -> Duration {
         let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
         // A core that had finished is woken (see `CostProfile::wakeups_ns`).
         let cost = if free[core] < now {
-            cost + Duration::from_nanos(self.profile.wakeups_ns.round() as u64)
+            cost + self.wakeup()
         } else {
             cost
         };
@@ -84,18 +211,88 @@ impl ClientCpu {
         done
     }
 
+    fn add_random(&self, lottery: &mut Lottery, now: Duration, cost: Duration) -> Arc<Job> {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+        lottery.add(now, cost / self.cores, self.wakeup() / self.cores)
+    }
+
     /// The CPU time charged so far.
     pub fn busy(&self) -> Duration {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Charges `work` now; returns the wait before its result may be used, if it is worth
-    /// taking (see [`RELEASE_LEAD`]).
-    fn charge(&self, work: &Work) -> Option<Duration> {
+    /// Charges `work` now; returns the wait before its result may be used, if there is one
+    /// worth taking (see [`RELEASE_LEAD`]).
+    fn charge(&self, work: &Work) -> Option<Wait> {
         let now = now();
-        let done = self.charge_at(now, self.cost(work));
-        let wait = done.saturating_sub(now);
-        (wait > RELEASE_LEAD).then(|| wait - RELEASE_LEAD)
+        let cost = self.cost(work);
+        if cost.is_zero() {
+            return None;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match &mut *queue {
+            Queue::Fifo(free) => {
+                let wait = self.add_fifo(free, now, cost).saturating_sub(now);
+                return (wait > RELEASE_LEAD)
+                    .then(|| Wait::Sleep(Box::pin(tokio::time::sleep(wait - RELEASE_LEAD))));
+            }
+            Queue::Random(lottery) => self.add_random(lottery, now, cost),
+        };
+        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| {
+            Wait::Job(JobWait {
+                job,
+                sleep: None,
+                armed_for: None,
+            })
+        })
+    }
+}
+
+/// The wait for charged work to be done.
+enum Wait {
+    /// A fixed time (first come first served: nothing can overtake it).
+    Sleep(Pin<Box<tokio::time::Sleep>>),
+    /// A job in the random-order queue, whose end may move later.
+    Job(JobWait),
+}
+
+/// Waits until a [`Job`] is done (to the nearest tick), following it when work placed
+/// before it moves its end.
+struct JobWait {
+    job: Arc<Job>,
+    /// Made at the first poll (inside the runtime).
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The end the sleep is set for.
+    armed_for: Option<Duration>,
+}
+
+impl Future for Wait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Wait::Sleep(sleep) => sleep.as_mut().poll(cx),
+            Wait::Job(w) => loop {
+                let target = w.job.done().saturating_sub(RELEASE_LEAD);
+                let now = now();
+                if now >= target {
+                    return Poll::Ready(());
+                }
+                let deadline = tokio::time::Instant::now() + (target - now);
+                let sleep = w
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if w.armed_for != Some(target) {
+                    sleep.as_mut().reset(deadline);
+                    w.armed_for = Some(target);
+                }
+                ready!(sleep.as_mut().poll(cx));
+                if w.armed_for == Some(w.job.done().saturating_sub(RELEASE_LEAD)) {
+                    // Fired for the end that still holds: done to the nearest tick.
+                    return Poll::Ready(());
+                }
+            },
+        }
     }
 }
 
@@ -143,12 +340,8 @@ impl Net for CpuNet {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         Box::pin(async move {
-            let opened = Work {
-                connections: 1,
-                ..Work::default()
-            };
-            if let Some(wait) = self.cpu.charge(&opened) {
-                tokio::time::sleep(wait).await;
+            if let Some(wait) = self.cpu.charge(&one_connection()) {
+                wait.await;
             }
             let inner = self.inner.connect(addr).await?;
             Ok(Box::new(CpuStream {
@@ -159,6 +352,8 @@ impl Net for CpuNet {
                 held: None,
                 write_stall: None,
                 prepaid: 0,
+                ending: None,
+                close_charged: false,
             }) as BoxStream)
         })
     }
@@ -181,20 +376,33 @@ struct CpuStream {
     /// Bytes read that the CPU has not got through yet, and when it will have.
     held: Option<Held>,
     /// A write waiting for the CPU to have produced its bytes.
-    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    write_stall: Option<Wait>,
     /// Leading bytes of the next write already charged (a write that went out in part).
     prepaid: usize,
+    /// The end of the stream (end of file, or the error) the CPU has not got through yet:
+    /// a live client learns that its broker has gone only when a worker thread has
+    /// handled the socket's close, so 800 connections cut at once are noticed one after
+    /// another, not all at the same instant.
+    ending: Option<(Wait, Option<io::Error>)>,
+    /// Whether the close has been charged (at the end of the stream, or when dropped).
+    close_charged: bool,
+}
+
+/// What opening or closing one connection costs (the broker's `connections` counts both).
+fn one_connection() -> Work {
+    Work {
+        connections: 1,
+        ..Work::default()
+    }
 }
 
 impl Drop for CpuStream {
     fn drop(&mut self) {
-        // Closing costs as opening does (the broker's `connections` counts both); nobody
-        // waits for it.
-        let closed = Work {
-            connections: 1,
-            ..Work::default()
-        };
-        self.cpu.charge(&closed);
+        // Closing costs as opening does; nobody waits for a close the client chose.
+        if !self.close_charged {
+            let cpu = &self.cpu;
+            cpu.charge_at(now(), cpu.cost(&one_connection()));
+        }
     }
 }
 
@@ -211,8 +419,27 @@ impl AsyncRead for CpuStream {
             }
             return Poll::Ready(Ok(()));
         }
+        if let Some((until, _)) = &mut this.ending {
+            ready!(Pin::new(until).poll(cx));
+            let error = this.ending.take().and_then(|(_, e)| e);
+            return Poll::Ready(error.map_or(Ok(()), Err));
+        }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let result = ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+        let at_end = match &result {
+            Err(_) => true,
+            Ok(()) => buf.filled().len() == before && buf.remaining() > 0,
+        };
+        if at_end && !this.close_charged {
+            // The peer closed or reset the connection: the client knows once the CPU has
+            // handled the close.
+            this.close_charged = true;
+            if let Some(wait) = this.cpu.charge(&one_connection()) {
+                this.ending = Some((wait, result.err()));
+                return Pin::new(this).poll_read(cx, buf);
+            }
+        }
+        result?;
         let scanned = this.read.scan(&buf.filled()[before..]);
         if let Some(wait) = this.cpu.charge(&work_of(scanned, false)) {
             this.held = Some(Held::take(buf, before, wait));
@@ -236,11 +463,11 @@ impl AsyncWrite for CpuStream {
             let scanned = this.written.scan(fresh);
             this.prepaid = buf.len();
             if let Some(wait) = this.cpu.charge(&work_of(scanned, true)) {
-                this.write_stall = Some(Box::pin(tokio::time::sleep(wait)));
+                this.write_stall = Some(wait);
             }
         }
-        if let Some(sleep) = &mut this.write_stall {
-            ready!(sleep.as_mut().poll(cx));
+        if let Some(stall) = &mut this.write_stall {
+            ready!(Pin::new(stall).poll(cx));
             this.write_stall = None;
         }
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
@@ -297,6 +524,57 @@ mod tests {
         assert_eq!(cpu.charge_at(ms(2), ms(1)), ms(5));
         // Idle again later.
         assert_eq!(cpu.charge_at(ms(10), ms(1)), ms(13));
+    }
+
+    #[test]
+    fn random_order_serves_the_same_work_in_a_seeded_order() {
+        let ms = Duration::from_millis;
+        let run = |seed: u64| {
+            let mut lottery = Lottery {
+                rng: SmallRng::seed_from_u64(seed),
+                started_until: Duration::ZERO,
+                waiting: VecDeque::new(),
+            };
+            // Ten 1 ms jobs at once.
+            let jobs: Vec<_> = (0..10)
+                .map(|_| lottery.add(ms(0), ms(1), Duration::ZERO))
+                .collect();
+            jobs.iter().map(|j| j.done()).collect::<Vec<_>>()
+        };
+        let a = run(7);
+        // The first finds the server idle and is served at once; the others take every
+        // slot once, so the last ends when all the work is done.
+        assert_eq!(a[0], ms(1));
+        let mut ends = a.clone();
+        ends.sort();
+        assert_eq!(ends, (1..=10).map(ms).collect::<Vec<_>>());
+        // Not first come first served (for this seed), and the same order for the same seed.
+        assert_ne!(a, ends, "seed 7 drew arrival order");
+        assert_eq!(a, run(7));
+        assert_ne!(a, run(8));
+    }
+
+    #[test]
+    fn random_order_moves_waiting_work_later_and_never_started_work() {
+        let ms = Duration::from_millis;
+        let mut lottery = Lottery {
+            rng: SmallRng::seed_from_u64(1),
+            started_until: Duration::ZERO,
+            waiting: VecDeque::new(),
+        };
+        let running = lottery.add(ms(0), ms(5), Duration::ZERO);
+        let waiting = lottery.add(ms(1), ms(5), Duration::ZERO);
+        assert_eq!((running.done(), waiting.done()), (ms(5), ms(10)));
+        // Many later arrivals: the running job keeps its end; the waiting one can only
+        // move later, by whole jobs placed before it.
+        for _ in 0..20 {
+            lottery.add(ms(2), ms(1), Duration::ZERO);
+        }
+        assert_eq!(running.done(), ms(5));
+        assert!(waiting.done() >= ms(10) && waiting.done() <= ms(30));
+        // Once the queue has drained, new work finds the server idle and pays a wake-up.
+        let late = lottery.add(ms(100), ms(1), ms(2));
+        assert_eq!(late.done(), ms(103));
     }
 
     #[test]

@@ -2,27 +2,31 @@
 //! retransmission ([`super::link`]), or a chunk the clients' CPU has not got through
 //! ([`super::cpu`]).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use tokio::io::ReadBuf;
 
 /// Bytes taken back from a read, handed over when a timer fires.
 pub(super) struct Held {
     bytes: Vec<u8>,
-    until: Pin<Box<tokio::time::Sleep>>,
+    until: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Held {
     /// Takes back what the last read put into `buf` after `before` bytes; it is handed
-    /// over after `wait`.
-    pub(super) fn take(buf: &mut ReadBuf<'_>, before: usize, wait: Duration) -> Held {
+    /// over when `until` is ready.
+    pub(super) fn take(
+        buf: &mut ReadBuf<'_>,
+        before: usize,
+        until: impl Future<Output = ()> + Send + 'static,
+    ) -> Held {
         let bytes = buf.filled()[before..].to_vec();
         buf.set_filled(before);
         Held {
             bytes,
-            until: Box::pin(tokio::time::sleep(wait)),
+            until: Box::pin(until),
         }
     }
 

@@ -494,7 +494,7 @@ impl AsyncRead for LinkStream {
         ready!(self.inner().poll_read(cx, buf))?;
         let got = buf.filled().len() - before;
         if let Some(delay) = self.loss_delay(got) {
-            self.held = Some(Held::take(buf, before, delay));
+            self.held = Some(Held::take(buf, before, tokio::time::sleep(delay)));
             // Polls the timer, so that it wakes this read.
             return self.poll_read(cx, buf);
         }

@@ -219,9 +219,10 @@ impl Env {
         let net: SharedNet = Arc::new(TurmoilNet);
         // Every client's connection spends the clients' CPU, if the scenario gives one.
         let net = match scenario.clients.as_ref().and_then(|c| {
-            c.cost_profile
-                .clone()
-                .map(|p| cpu::ClientCpu::new(p, c.cores))
+            c.cost_profile.clone().map(|p| {
+                let seed = crate::seed::derive(scenario.seed, "clients/cpu");
+                cpu::ClientCpu::with_order(p, c.cores, c.order, seed)
+            })
         }) {
             Some(cpu) => cpu::CpuNet::shared(net, cpu),
             None => net,
