@@ -140,7 +140,8 @@ pub enum Cause {
         /// When it was killed (µs).
         at_us: u64,
     },
-    /// A topic unit whose target had no connection when the message was written.
+    /// A topic unit whose target had no connection when the message was written, or had
+    /// connected again after losing one and its replayed SUBSCRIBEs had not left yet.
     TargetDisconnected {
         /// The target.
         client: ClientId,
@@ -364,11 +365,24 @@ struct Span {
     shutdown: bool,
     /// Whether the client's process died with it (`crash-nodes`).
     crashed: bool,
+    /// For a connection made again after one was lost: when the replayed SUBSCRIBEs had
+    /// left the client (`None`: not yet, or never). A first connection subscribes as the
+    /// client starts and has no such moment.
+    resubscribed_us: Option<Option<u64>>,
 }
 
 impl Span {
     fn contains(&self, t: u64) -> bool {
         self.up_us <= t && self.down_us.is_none_or(|d| t <= d)
+    }
+
+    /// Whether the client's subscriptions were in place on it at `t`: on a connection made
+    /// again after a failover, only once its replayed SUBSCRIBEs had left.
+    fn subscribed_at(&self, t: u64) -> bool {
+        match self.resubscribed_us {
+            None => true,
+            Some(at) => at.is_some_and(|at| at <= t),
+        }
     }
 
     /// Whether it was cut or stalled (not closed by its own client, not open at the end).
@@ -680,7 +694,11 @@ impl<'a> Ctx<'a> {
             if let Some(c) = self.target_crashed(*target, t, topic) {
                 return Some(c);
             }
-            if topic && self.span_at(*target, t).is_none() {
+            if topic
+                && self
+                    .span_at(*target, t)
+                    .is_none_or(|span| !span.subscribed_at(t))
+            {
                 return Some(Cause::TargetDisconnected {
                     client: *target,
                     at_us: t,
@@ -767,13 +785,26 @@ fn spans(history: &History) -> BTreeMap<ClientId, Vec<Span>> {
                     .get(client.0 as usize)
                     .and_then(|c| c.pool.get(*server))
                     .cloned();
-                out.entry(client).or_default().push(Span {
+                let spans = out.entry(client).or_default();
+                // A process that was killed starts afresh and subscribes as it starts; a
+                // client that lost its connection replays its subscriptions on the new one.
+                let again = spans.last().is_some_and(|s| !s.crashed);
+                spans.push(Span {
                     up_us: at,
                     down_us: None,
                     broker,
                     shutdown: false,
                     crashed: false,
+                    resubscribed_us: again.then_some(None),
                 });
+            }
+            Some(ClientEvent::Resubscribed { .. }) => {
+                if let Some(s) = out.get_mut(&client).and_then(|v| v.last_mut())
+                    && s.down_us.is_none()
+                    && s.resubscribed_us == Some(None)
+                {
+                    s.resubscribed_us = Some(Some(at));
+                }
             }
             Some(ClientEvent::Disconnected { reason }) => {
                 if let Some(s) = out.get_mut(&client).and_then(|v| v.last_mut())

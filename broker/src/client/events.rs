@@ -60,7 +60,8 @@ pub enum ClientEvent {
         /// Why.
         reason: DisconnectReason,
     },
-    /// Subscriptions replayed after a reconnect.
+    /// Subscriptions replayed after a (re)connect: emitted once the replayed SUBSCRIBE
+    /// frames have been written to the socket, not when they were queued.
     Resubscribed {
         /// How many SUBSCRIBE frames were sent.
         count: usize,

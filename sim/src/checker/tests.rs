@@ -401,6 +401,32 @@ fn a_topic_message_for_a_disconnected_consumer_is_explained() {
 }
 
 #[test]
+fn a_topic_message_for_a_consumer_not_yet_subscribed_again_is_explained() {
+    let s = scenario(true, false, "");
+    // Consumer b loses its connection at 2 s, connects again at 3 s, and its replayed
+    // SUBSCRIBE leaves at 5 s; the message written at 4 s found it connected, not
+    // subscribed.
+    let reconnect = |h: &mut H, resubscribed_s: u64| {
+        h.cut(2, 2)
+            .event(3, 2, ClientEvent::Connected { server: 0 })
+            .event(resubscribed_s, 2, ClientEvent::Resubscribed { count: 1 });
+    };
+    let mut h = H::new();
+    reconnect(&mut h, 5);
+    h.send(1, 4, SendOutcome::Written, true)
+        .deliver(1, 1, 4 * S);
+    let a = check(&s, &h.0);
+    assert_eq!(causes(&a), [Some("target-disconnected")]);
+    // Its SUBSCRIBE had left at 3 s: the same loss has no cause.
+    let mut h = H::new();
+    reconnect(&mut h, 3);
+    h.send(1, 4, SendOutcome::Written, true)
+        .deliver(1, 1, 4 * S);
+    let a = check(&s, &h.0);
+    assert_eq!(causes(&a), [None]);
+}
+
+#[test]
 fn a_delivery_due_at_a_crashed_target_is_blamed_on_the_crash() {
     let s = scenario(true, false, "");
     let mut h = H::new();

@@ -30,7 +30,9 @@
 //! first served instead finishes every client's first step before any client's second,
 //! and all 800 reconnect at nearly the same late time (measured beside live in
 //! `reports/comparisons/2026-12-07-failover-order/`). A job's end may then move later
-//! when work is placed before it; its waiter follows it ([`Wait`]).
+//! when work is placed before it; its waiter follows it ([`Wait`]). A write within a
+//! tick of a read handed over on the same stream takes the next place ([`Turn::Next`]):
+//! live, the task that read CONNECTED writes its SUBSCRIBEs in the same poll.
 //!
 //! The model is of a test rig (all clients on one machine, as a live run has them), not of
 //! a fleet, whose nodes each have a CPU of their own. Without `[clients]` nothing changes.
@@ -58,6 +60,10 @@ use crate::scenario::ServiceOrder;
 /// A wait shorter than this is not taken; a longer one ends this much before its end
 /// (half of turmoil's 1 ms tick: the nearest tick).
 const RELEASE_LEAD: Duration = Duration::from_micros(500);
+
+/// A write this soon after the client got what it waited for on the same stream is the
+/// same task going on (one turmoil tick).
+const CONTINUATION: Duration = Duration::from_millis(1);
 
 /// The clients' shared cores, in simulated time since the start of the simulation.
 #[derive(Debug)]
@@ -88,6 +94,16 @@ struct Lottery {
     waiting: VecDeque<(Duration, Arc<Job>)>,
 }
 
+/// Where new work goes in the random-order queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turn {
+    /// A random place among the waiting work.
+    Any,
+    /// Next: the task that is running goes on with it (a live task writes what it has
+    /// just read an answer to in the same poll, without waiting for its turn again).
+    Next,
+}
+
 /// A piece of work in the random-order queue: when it will be done. Work that arrives
 /// later may take a place before it, so that time only moves later.
 #[derive(Debug)]
@@ -111,7 +127,7 @@ impl Job {
 impl Lottery {
     /// Queues `cost` (already divided among the cores) arriving at `now`, `wakeup` more if
     /// it finds the cores idle.
-    fn add(&mut self, now: Duration, cost: Duration, wakeup: Duration) -> Arc<Job> {
+    fn add(&mut self, now: Duration, cost: Duration, wakeup: Duration, turn: Turn) -> Arc<Job> {
         // Jobs whose turn has come are being served, or are done: their times are fixed.
         while self.started_until <= now {
             let Some((_, job)) = self.waiting.pop_front() else {
@@ -128,7 +144,10 @@ impl Lottery {
             job.set_done(self.started_until);
             return job;
         }
-        let place = self.rng.random_range(0..=self.waiting.len());
+        let place = match turn {
+            Turn::Next => 0,
+            Turn::Any => self.rng.random_range(0..=self.waiting.len()),
+        };
         self.waiting.insert(place, (cost, job.clone()));
         let mut t = match place {
             0 => self.started_until,
@@ -192,7 +211,7 @@ impl ClientCpu {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *queue {
             Queue::Fifo(free) => self.add_fifo(free, now, cost),
-            Queue::Random(lottery) => self.add_random(lottery, now, cost).done(),
+            Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Any).done(),
         }
     }
 
@@ -211,9 +230,15 @@ impl ClientCpu {
         done
     }
 
-    fn add_random(&self, lottery: &mut Lottery, now: Duration, cost: Duration) -> Arc<Job> {
+    fn add_random(
+        &self,
+        lottery: &mut Lottery,
+        now: Duration,
+        cost: Duration,
+        turn: Turn,
+    ) -> Arc<Job> {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
-        lottery.add(now, cost / self.cores, self.wakeup() / self.cores)
+        lottery.add(now, cost / self.cores, self.wakeup() / self.cores, turn)
     }
 
     /// The CPU time charged so far.
@@ -221,9 +246,9 @@ impl ClientCpu {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Charges `work` now; returns the wait before its result may be used, if there is one
-    /// worth taking (see [`RELEASE_LEAD`]).
-    fn charge(&self, work: &Work) -> Option<Wait> {
+    /// Charges `work` now, in `turn` (random order only); returns the wait before its
+    /// result may be used, if there is one worth taking (see [`RELEASE_LEAD`]).
+    fn charge(&self, work: &Work, turn: Turn) -> Option<Wait> {
         let now = now();
         let cost = self.cost(work);
         if cost.is_zero() {
@@ -236,7 +261,7 @@ impl ClientCpu {
                 return (wait > RELEASE_LEAD)
                     .then(|| Wait::Sleep(Box::pin(tokio::time::sleep(wait - RELEASE_LEAD))));
             }
-            Queue::Random(lottery) => self.add_random(lottery, now, cost),
+            Queue::Random(lottery) => self.add_random(lottery, now, cost, turn),
         };
         (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| {
             Wait::Job(JobWait {
@@ -340,7 +365,7 @@ impl Net for CpuNet {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         Box::pin(async move {
-            if let Some(wait) = self.cpu.charge(&one_connection()) {
+            if let Some(wait) = self.cpu.charge(&one_connection(), Turn::Any) {
                 wait.await;
             }
             let inner = self.inner.connect(addr).await?;
@@ -354,6 +379,7 @@ impl Net for CpuNet {
                 prepaid: 0,
                 ending: None,
                 close_charged: false,
+                resumed_at: None,
             }) as BoxStream)
         })
     }
@@ -386,6 +412,9 @@ struct CpuStream {
     ending: Option<(Wait, Option<io::Error>)>,
     /// Whether the close has been charged (at the end of the stream, or when dropped).
     close_charged: bool,
+    /// When the client last got what it waited for on this stream (a read handed over, a
+    /// write let through): a write soon after continues that work.
+    resumed_at: Option<Duration>,
 }
 
 /// What opening or closing one connection costs (the broker's `connections` counts both).
@@ -417,6 +446,7 @@ impl AsyncRead for CpuStream {
             if ready!(held.poll_hand_over(cx, buf)) {
                 this.held = None;
             }
+            this.resumed_at = Some(now());
             return Poll::Ready(Ok(()));
         }
         if let Some((until, _)) = &mut this.ending {
@@ -434,18 +464,19 @@ impl AsyncRead for CpuStream {
             // The peer closed or reset the connection: the client knows once the CPU has
             // handled the close.
             this.close_charged = true;
-            if let Some(wait) = this.cpu.charge(&one_connection()) {
+            if let Some(wait) = this.cpu.charge(&one_connection(), Turn::Any) {
                 this.ending = Some((wait, result.err()));
                 return Pin::new(this).poll_read(cx, buf);
             }
         }
         result?;
         let scanned = this.read.scan(&buf.filled()[before..]);
-        if let Some(wait) = this.cpu.charge(&work_of(scanned, false)) {
+        if let Some(wait) = this.cpu.charge(&work_of(scanned, false), Turn::Any) {
             this.held = Some(Held::take(buf, before, wait));
             // Polls the timer, so that it wakes this read.
             return Pin::new(this).poll_read(cx, buf);
         }
+        this.resumed_at = Some(now());
         Poll::Ready(Ok(()))
     }
 }
@@ -462,13 +493,19 @@ impl AsyncWrite for CpuStream {
             let fresh = &buf[this.prepaid..];
             let scanned = this.written.scan(fresh);
             this.prepaid = buf.len();
-            if let Some(wait) = this.cpu.charge(&work_of(scanned, true)) {
+            // Written right after a read was handed over: the same task's poll goes on.
+            let turn = match this.resumed_at {
+                Some(at) if now().saturating_sub(at) < CONTINUATION => Turn::Next,
+                _ => Turn::Any,
+            };
+            if let Some(wait) = this.cpu.charge(&work_of(scanned, true), turn) {
                 this.write_stall = Some(wait);
             }
         }
         if let Some(stall) = &mut this.write_stall {
             ready!(Pin::new(stall).poll(cx));
             this.write_stall = None;
+            this.resumed_at = Some(now());
         }
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
         // What did not go out is paid for: the caller writes it again next.
@@ -537,7 +574,7 @@ mod tests {
             };
             // Ten 1 ms jobs at once.
             let jobs: Vec<_> = (0..10)
-                .map(|_| lottery.add(ms(0), ms(1), Duration::ZERO))
+                .map(|_| lottery.add(ms(0), ms(1), Duration::ZERO, Turn::Any))
                 .collect();
             jobs.iter().map(|j| j.done()).collect::<Vec<_>>()
         };
@@ -562,18 +599,18 @@ mod tests {
             started_until: Duration::ZERO,
             waiting: VecDeque::new(),
         };
-        let running = lottery.add(ms(0), ms(5), Duration::ZERO);
-        let waiting = lottery.add(ms(1), ms(5), Duration::ZERO);
+        let running = lottery.add(ms(0), ms(5), Duration::ZERO, Turn::Any);
+        let waiting = lottery.add(ms(1), ms(5), Duration::ZERO, Turn::Any);
         assert_eq!((running.done(), waiting.done()), (ms(5), ms(10)));
         // Many later arrivals: the running job keeps its end; the waiting one can only
         // move later, by whole jobs placed before it.
         for _ in 0..20 {
-            lottery.add(ms(2), ms(1), Duration::ZERO);
+            lottery.add(ms(2), ms(1), Duration::ZERO, Turn::Any);
         }
         assert_eq!(running.done(), ms(5));
         assert!(waiting.done() >= ms(10) && waiting.done() <= ms(30));
         // Once the queue has drained, new work finds the server idle and pays a wake-up.
-        let late = lottery.add(ms(100), ms(1), ms(2));
+        let late = lottery.add(ms(100), ms(1), ms(2), Turn::Any);
         assert_eq!(late.done(), ms(103));
     }
 

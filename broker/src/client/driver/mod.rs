@@ -71,11 +71,13 @@
 //! waits for CONNECTED, all within the per-attempt `connect_timeout` of the
 //! [`ReconnectConfig`]. A refused TCP connect, a timeout, an ERROR answer, EOF or a
 //! protocol error fails the attempt ([`ClientEvent::Disconnected`] with the reason) and
-//! the policy picks the next one. After CONNECTED it writes every stored SUBSCRIBE (same
-//! ids, selectors, ack modes; see [`Session::replay`]) before anything else, then emits
-//! [`ClientEvent::Connected`], [`ClientEvent::Resubscribed`] (after every CONNECTED, with
-//! the number of SUBSCRIBE frames replayed, possibly 0) and, when the server differs
-//! from the one last connected to, [`ClientEvent::Failover`]. A lost connection (EOF, I/O
+//! the policy picks the next one. After CONNECTED it queues every stored SUBSCRIBE (same
+//! ids, selectors, ack modes; see [`Session::replay`]) before anything else and emits
+//! [`ClientEvent::Connected`]; once the last of them has been written to the socket (at
+//! once when there are none) it emits [`ClientEvent::Resubscribed`] (after every
+//! CONNECTED, with the number of SUBSCRIBE frames replayed, possibly 0) and, when the
+//! server differs from the one last connected to, [`ClientEvent::Failover`]; a connection
+//! lost before that emits neither, and the failover goes on. A lost connection (EOF, I/O
 //! error, heart-beat timeout, write stall) is reported with
 //! [`Reconnector::connection_lost`]. When the policy gives up the client stops
 //! ([`Status::Stopped`] with [`StopReason::GaveUp`]) and its streams end.

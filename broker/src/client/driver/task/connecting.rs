@@ -123,17 +123,30 @@ impl Driver {
         self.status
             .send_replace(Status::Connected { server, version });
         self.emit(ClientEvent::Connected { server });
-        self.emit(ClientEvent::Resubscribed {
-            count: replay.len(),
-        });
-        if let Some(previous) = self.last_server.replace(server) {
-            if previous != server {
-                self.emit(ClientEvent::Failover {
-                    from: previous,
-                    to: server,
-                });
-            }
+        let failover = self
+            .last_server
+            .replace(server)
+            .filter(|previous| *previous != server)
+            .map(|previous| (previous, server));
+        // The subscriptions are back once the replayed SUBSCRIBEs have left (all at once
+        // when there are none), not when they were queued: a client whose writes wait (a
+        // full socket, or the simulator's clients' CPU) is not subscribed before.
+        let count = replay.len();
+        match self.io.as_mut() {
+            Some(io) if io.written < io.queued => io.inflight.push_back(Inflight {
+                end: io.queued,
+                what: Flushing::Replayed { count, failover },
+            }),
+            _ => self.emit_replayed(count, failover),
         }
         self.pump(now);
+    }
+
+    /// Reports the subscriptions replayed after a CONNECTED, and the failover it ended.
+    pub(super) fn emit_replayed(&mut self, count: usize, failover: Option<(usize, usize)>) {
+        self.emit(ClientEvent::Resubscribed { count });
+        if let Some((from, to)) = failover {
+            self.emit(ClientEvent::Failover { from, to });
+        }
     }
 }

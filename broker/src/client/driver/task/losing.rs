@@ -65,6 +65,8 @@ impl Driver {
                     Flushing::Reply(tx) => {
                         let _ = tx.send(Err(ClientError::ConnectionLost));
                     }
+                    // Lost before the replayed SUBSCRIBEs left: the failover goes on.
+                    Flushing::Replayed { .. } => {}
                     Flushing::Commit(rid) => {
                         let _ = self.session.forget_receipt(rid);
                         if let Some(tx) = self.waiters.remove(&rid) {

@@ -61,6 +61,13 @@ enum Flushing {
     Reply(Done),
     /// A COMMIT, answered by its receipt.
     Commit(ReceiptId),
+    /// The last SUBSCRIBE replayed after CONNECTED: once it has left, the subscriptions
+    /// are back ([`ClientEvent::Resubscribed`], then [`ClientEvent::Failover`] if the
+    /// server changed).
+    Replayed {
+        count: usize,
+        failover: Option<(usize, usize)>,
+    },
 }
 
 /// One open socket and its buffers.

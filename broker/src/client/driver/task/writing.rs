@@ -25,6 +25,7 @@ impl Driver {
                 io.written += n as u64;
                 io.last_write = now;
                 io.write_since = now;
+                let mut replayed = None;
                 while io.inflight.front().is_some_and(|f| f.end <= io.written) {
                     let Some(done) = io.inflight.pop_front() else {
                         break;
@@ -39,7 +40,13 @@ impl Driver {
                             let _ = tx.send(Ok(()));
                         }
                         Flushing::Commit(_) => {}
+                        Flushing::Replayed { count, failover } => {
+                            replayed = Some((count, failover));
+                        }
                     }
+                }
+                if let Some((count, failover)) = replayed {
+                    self.emit_replayed(count, failover);
                 }
                 self.pump(now);
             }
