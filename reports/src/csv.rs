@@ -89,6 +89,23 @@ fn deserialize<'r, T: Deserialize<'r>>(
     })
 }
 
+/// Parses rows of a file whose header must be exactly `header`, each as a `T`.
+fn read_fixed<T: serde::de::DeserializeOwned>(
+    text: &str,
+    header: &[&str],
+) -> Result<Vec<T>, ReadError> {
+    let names: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    let records = records(text, |found| {
+        if found.iter().eq(header.iter().copied()) {
+            Ok(())
+        } else {
+            let found: Vec<&str> = found.iter().collect();
+            Err(format!("unexpected header {found:?}"))
+        }
+    })?;
+    records.iter().map(|r| deserialize(r, &names)).collect()
+}
+
 /// Columns of `timeseries.csv` before the per-broker ones.
 pub(crate) const TIMESERIES_LEADING: [&str; 8] = [
     "t_s",
@@ -292,33 +309,22 @@ pub(crate) fn failovers(rows: &[Failover]) -> String {
 
 /// Parses `failovers.csv`.
 pub(crate) fn read_failovers(text: &str) -> Result<Vec<Failover>, ReadError> {
-    let header: Vec<String> = FAILOVERS_HEADER.iter().map(|s| s.to_string()).collect();
-    let records = records(text, |found| {
-        if found.iter().eq(FAILOVERS_HEADER) {
-            Ok(())
-        } else {
-            let found: Vec<&str> = found.iter().collect();
-            Err(format!("unexpected header {found:?}"))
-        }
-    })?;
-    records
-        .iter()
-        .map(|record| {
-            let r: FailoverRecord = deserialize(record, &header)?;
-            Ok(Failover {
-                client: r.client,
-                from: r.from,
-                to: r.to,
-                down_ms: r.down_ms,
-                connected_ms: r.connected_ms,
-                up_ms: r.up_ms,
-                attempts: r.attempts,
-                failed: r.failed,
-                waited_ms: r.waited_ms,
-                first_failure: r.first_failure,
-            })
+    let rows: Vec<FailoverRecord> = read_fixed(text, &FAILOVERS_HEADER)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Failover {
+            client: r.client,
+            from: r.from,
+            to: r.to,
+            down_ms: r.down_ms,
+            connected_ms: r.connected_ms,
+            up_ms: r.up_ms,
+            attempts: r.attempts,
+            failed: r.failed,
+            waited_ms: r.waited_ms,
+            first_failure: r.first_failure,
         })
-        .collect()
+        .collect())
 }
 
 /// Columns of `mcollective.csv`.
@@ -358,29 +364,18 @@ pub(crate) fn mcollective(rows: &[McoRequest]) -> String {
 
 /// Parses `mcollective.csv`.
 pub(crate) fn read_mcollective(text: &str) -> Result<Vec<McoRequest>, ReadError> {
-    let header: Vec<String> = MCO_HEADER.iter().map(|s| s.to_string()).collect();
-    let records = records(text, |found| {
-        if found.iter().eq(MCO_HEADER) {
-            Ok(())
-        } else {
-            let found: Vec<&str> = found.iter().collect();
-            Err(format!("unexpected header {found:?}"))
-        }
-    })?;
-    records
-        .iter()
-        .map(|record| {
-            let r: McoRecord = deserialize(record, &header)?;
-            Ok(McoRequest {
-                request_id: r.request_id,
-                sent_ms: r.sent_ms,
-                expected: r.expected,
-                received: r.received,
-                first_reply_ms: r.first_reply_ms,
-                last_reply_ms: r.last_reply_ms,
-            })
+    let rows: Vec<McoRecord> = read_fixed(text, &MCO_HEADER)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| McoRequest {
+            request_id: r.request_id,
+            sent_ms: r.sent_ms,
+            expected: r.expected,
+            received: r.received,
+            first_reply_ms: r.first_reply_ms,
+            last_reply_ms: r.last_reply_ms,
         })
-        .collect()
+        .collect())
 }
 
 /// `broker_cpu.csv`: one row per second, `t_s` then the CPU time (µs) of each broker of
