@@ -1191,7 +1191,6 @@ fn reply_coverage(ctx: &Ctx<'_>, a: &mut Analysis) {
 fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
     let history = ctx.history;
     let brokers = &ctx.brokers;
-    let mut down_since: BTreeMap<ClientId, u64> = BTreeMap::new();
     let mut broker_of: BTreeMap<ClientId, usize> = BTreeMap::new();
     let events = client_timeline(history);
     let mut next_second = 0usize;
@@ -1207,7 +1206,7 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
             }
         };
     let end_us = (ctx.scenario.duration_s * 1e6) as u64;
-    // The failover each client is in, by client.
+    // The failover each client is in, by client (since when: `down_us`).
     let mut open: BTreeMap<ClientId, FailoverTrace> = BTreeMap::new();
     for (at, client, ev) in events {
         snapshot(a, (at / 1_000_000) as usize, &mut next_second, &broker_of);
@@ -1234,10 +1233,8 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
                 }
             }
             Some(ClientEvent::Resubscribed { .. }) => {
-                if let Some(t0) = down_since.remove(&client) {
-                    record(&mut a.failover_ms, (at - t0) / 1000);
-                }
                 if let Some(mut f) = open.remove(&client) {
+                    record(&mut a.failover_ms, (at - f.down_us) / 1000);
                     f.up_us = Some(at);
                     a.failovers.push(f);
                 }
@@ -1256,7 +1253,6 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
                 }
                 // A client that shuts itself down at the end is not failing over.
                 if *reason != DisconnectReason::Shutdown && at <= end_us {
-                    down_since.entry(client).or_insert(at);
                     open.entry(client).or_insert_with(|| FailoverTrace {
                         client,
                         from: lost.map(|b| brokers[b].to_string()),
@@ -1269,7 +1265,6 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
             // started again.
             None => {
                 broker_of.remove(&client);
-                down_since.remove(&client);
                 open.remove(&client);
             }
             _ => {}
@@ -1278,10 +1273,13 @@ fn connections(ctx: &Ctx<'_>, a: &mut Analysis) {
     snapshot(a, usize::MAX, &mut next_second, &broker_of);
     // A client that went down in the last settling time of the run had no fair chance.
     let settled = end_us.saturating_sub(SETTLE_MS * 1000);
-    a.failovers_unfinished = down_since
-        .into_iter()
-        .filter(|(_, since)| *since < settled)
-        .map(|(client, since_us)| Unfinished { client, since_us })
+    a.failovers_unfinished = open
+        .values()
+        .filter(|f| f.down_us < settled)
+        .map(|f| Unfinished {
+            client: f.client,
+            since_us: f.down_us,
+        })
         .collect();
     a.failovers.extend(open.into_values());
     a.failovers.sort_by_key(|f| (f.down_us, f.client));

@@ -104,14 +104,23 @@ enum Turn {
     Next,
 }
 
-/// A piece of work in the random-order queue: when it will be done. Work that arrives
-/// later may take a place before it, so that time only moves later.
+/// A piece of charged work: when it will be done. First come first served fixes that
+/// when it is charged; in random order work that arrives later may take a place before
+/// it, so that time only moves later.
 #[derive(Debug)]
 struct Job {
     done_ns: AtomicU64,
 }
 
 impl Job {
+    fn at(done: Duration) -> Arc<Job> {
+        let job = Arc::new(Job {
+            done_ns: AtomicU64::new(0),
+        });
+        job.set_done(done);
+        job
+    }
+
     fn done(&self) -> Duration {
         Duration::from_nanos(self.done_ns.load(Ordering::Relaxed))
     }
@@ -135,15 +144,12 @@ impl Lottery {
             };
             self.started_until = job.done();
         }
-        let job = Arc::new(Job {
-            done_ns: AtomicU64::new(0),
-        });
         if self.waiting.is_empty() && self.started_until <= now {
             // Idle: served at once, after the wake-up.
             self.started_until = now + wakeup + cost;
-            job.set_done(self.started_until);
-            return job;
+            return Job::at(self.started_until);
         }
+        let job = Job::at(Duration::ZERO);
         let place = match turn {
             Turn::Next => 0,
             Turn::Any => self.rng.random_range(0..=self.waiting.len()),
@@ -208,10 +214,15 @@ impl ClientCpu {
         if cost.is_zero() {
             return now;
         }
+        self.enqueue(now, cost, Turn::Any).done()
+    }
+
+    /// Queues `cost` arriving at `now` in the cores' order (`turn` in random order only).
+    fn enqueue(&self, now: Duration, cost: Duration, turn: Turn) -> Arc<Job> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *queue {
-            Queue::Fifo(free) => self.add_fifo(free, now, cost),
-            Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Any).done(),
+            Queue::Fifo(free) => Job::at(self.add_fifo(free, now, cost)),
+            Queue::Random(lottery) => self.add_random(lottery, now, cost, turn),
         }
     }
 
@@ -254,36 +265,18 @@ impl ClientCpu {
         if cost.is_zero() {
             return None;
         }
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let job = match &mut *queue {
-            Queue::Fifo(free) => {
-                let wait = self.add_fifo(free, now, cost).saturating_sub(now);
-                return (wait > RELEASE_LEAD)
-                    .then(|| Wait::Sleep(Box::pin(tokio::time::sleep(wait - RELEASE_LEAD))));
-            }
-            Queue::Random(lottery) => self.add_random(lottery, now, cost, turn),
-        };
-        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| {
-            Wait::Job(JobWait {
-                job,
-                sleep: None,
-                armed_for: None,
-            })
+        let job = self.enqueue(now, cost, turn);
+        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
+            job,
+            sleep: None,
+            armed_for: None,
         })
     }
 }
 
-/// The wait for charged work to be done.
-enum Wait {
-    /// A fixed time (first come first served: nothing can overtake it).
-    Sleep(Pin<Box<tokio::time::Sleep>>),
-    /// A job in the random-order queue, whose end may move later.
-    Job(JobWait),
-}
-
 /// Waits until a [`Job`] is done (to the nearest tick), following it when work placed
-/// before it moves its end.
-struct JobWait {
+/// before it moves its end (random order).
+struct Wait {
     job: Arc<Job>,
     /// Made at the first poll (inside the runtime).
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -295,28 +288,26 @@ impl Future for Wait {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.get_mut() {
-            Wait::Sleep(sleep) => sleep.as_mut().poll(cx),
-            Wait::Job(w) => loop {
-                let target = w.job.done().saturating_sub(RELEASE_LEAD);
-                let now = now();
-                if now >= target {
-                    return Poll::Ready(());
-                }
-                let deadline = tokio::time::Instant::now() + (target - now);
-                let sleep = w
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if w.armed_for != Some(target) {
-                    sleep.as_mut().reset(deadline);
-                    w.armed_for = Some(target);
-                }
-                ready!(sleep.as_mut().poll(cx));
-                if w.armed_for == Some(w.job.done().saturating_sub(RELEASE_LEAD)) {
-                    // Fired for the end that still holds: done to the nearest tick.
-                    return Poll::Ready(());
-                }
-            },
+        let w = self.get_mut();
+        loop {
+            let target = w.job.done().saturating_sub(RELEASE_LEAD);
+            let now = now();
+            if now >= target {
+                return Poll::Ready(());
+            }
+            let deadline = tokio::time::Instant::now() + (target - now);
+            let sleep = w
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if w.armed_for != Some(target) {
+                sleep.as_mut().reset(deadline);
+                w.armed_for = Some(target);
+            }
+            ready!(sleep.as_mut().poll(cx));
+            if w.armed_for == Some(w.job.done().saturating_sub(RELEASE_LEAD)) {
+                // Fired for the end that still holds: done to the nearest tick.
+                return Poll::Ready(());
+            }
         }
     }
 }
