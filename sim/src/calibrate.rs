@@ -74,11 +74,15 @@ const USER_HZ: f64 = 100.0;
 /// with frames in these workloads (the client side cannot see them at all), `acks` and
 /// `bridge_hops` do not occur. With the broker's own counters (`metrics`), `events`
 /// (calls into the core) has a cost of its own, so that a message handled alone, at a
-/// low rate, and one handled in a batch can differ.
+/// low rate, and one handled in a batch can differ, and so do `io_calls` (frames that wake
+/// an idle writer: a fan-out's 800 deliveries are 800 writes, a busy queue's frames share
+/// them), which the simulator counts as the live broker does, where its wake-ups depend
+/// on the simulated clock's ticks.
 pub fn broker_groups(metrics: bool) -> Vec<Vec<usize>> {
     let mut g = vec![vec![1, 3], vec![2], vec![4], vec![5], vec![11]];
     if metrics {
         g.insert(0, vec![0]);
+        g.push(vec![12]);
     }
     g
 }
@@ -473,6 +477,7 @@ impl CountingStream {
             return;
         }
         let mut w = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        w.io_calls += 1;
         w.heartbeats += s.heartbeats;
         if written {
             w.frames_in += s.frames;
@@ -541,7 +546,7 @@ impl AsyncWrite for CountingStream {
 /// The `stampede_work_<kind>_total` counters in a Prometheus text exposition (summed
 /// over brokers); `None` when there are none.
 pub fn parse_metrics(text: &str) -> Option<Work> {
-    let mut values = [0u64; 12];
+    let mut values = [0u64; Work::KINDS];
     let names: Vec<&str> = Work::default().counts().iter().map(|(n, _)| *n).collect();
     let mut found = false;
     for line in text.lines() {
@@ -568,7 +573,7 @@ pub fn parse_metrics(text: &str) -> Option<Work> {
 }
 
 /// A [`Work`] from counts in [`Work::counts`] order.
-pub fn work_from_array(v: [u64; 12]) -> Work {
+pub fn work_from_array(v: [u64; Work::KINDS]) -> Work {
     Work {
         events: v[0],
         frames_in: v[1],
@@ -582,6 +587,7 @@ pub fn work_from_array(v: [u64; 12]) -> Work {
         acks: v[9],
         bridge_hops: v[10],
         connections: v[11],
+        io_calls: v[12],
     }
 }
 
@@ -927,7 +933,7 @@ pub struct Sample {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fit {
     /// Nanoseconds per operation kind, in [`Work::counts`] order (0 outside the basis).
-    pub ns: [f64; 12],
+    pub ns: [f64; Work::KINDS],
     /// Nanoseconds per wake-up (0 when wake-ups were not counted).
     pub wakeups_ns: f64,
     /// The coefficient of determination over the samples.
@@ -1036,7 +1042,7 @@ pub fn fit_weighted(
             nnls(&scaled, &yw)
         }
     };
-    let mut ns = [0.0; 12];
+    let mut ns = [0.0; Work::KINDS];
     for (g, v) in groups.iter().zip(&x) {
         for j in g {
             ns[*j] = *v;
@@ -1360,7 +1366,7 @@ pub fn calibrate(
 
 /// The clients' costs: the generator's own CPU of each sample fitted on what its
 /// connections carried (the client-side counts): one cost per frame and one per byte,
-/// read or written ([`clients_groups`]), heart-beats and connections.
+/// read or written ([`clients_groups`]), heart-beats, connections and I/O calls.
 pub fn clients_fit(samples: &[Sample], weighting: Weighting) -> Fit {
     let own: Vec<Sample> = samples
         .iter()
@@ -1377,9 +1383,10 @@ pub fn clients_fit(samples: &[Sample], weighting: Weighting) -> Fit {
 /// The clients' fit's groups of [`Work::counts`] indices: frames either way (in every
 /// workload a client reads about as many frames as it writes: a node answers each
 /// request, a consumer reads what a producer wrote, so the two cannot be told apart and
-/// cost the same), bytes either way, heart-beats, connections.
+/// cost the same), bytes either way, heart-beats, connections, and I/O calls (each read
+/// or write of a chunk: under load one read takes many frames, so a frame costs less).
 pub fn clients_groups() -> Vec<Vec<usize>> {
-    vec![vec![1, 3], vec![2, 4], vec![5], vec![11]]
+    vec![vec![1, 3], vec![2, 4], vec![5], vec![11], vec![12]]
 }
 
 /// This process's CPU seconds so far (the generator's, in a calibration).
@@ -1407,7 +1414,7 @@ pub fn write_profile(out: &Path, text: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn sample(name: &str, work: Work, truth: &[f64; 12]) -> Sample {
+    fn sample(name: &str, work: Work, truth: &[f64; Work::KINDS]) -> Sample {
         let p = CostProfile::from_ns_array(*truth);
         Sample {
             name: name.into(),
@@ -1422,7 +1429,7 @@ mod tests {
         }
     }
 
-    fn synthetic(truth: &[f64; 12]) -> Vec<Sample> {
+    fn synthetic(truth: &[f64; Work::KINDS]) -> Vec<Sample> {
         // Ten workloads with independent mixes of the basis counters.
         (0..10u64)
             .map(|i| {
@@ -1443,7 +1450,7 @@ mod tests {
 
     #[test]
     fn nnls_recovers_known_costs() {
-        let mut truth = [0.0; 12];
+        let mut truth = [0.0; Work::KINDS];
         truth[1] = 4_000.0; // frames_in
         truth[2] = 1.5; // bytes_in
         truth[4] = 0.8; // bytes_out
@@ -1476,7 +1483,7 @@ mod tests {
                     connections,
                     ..Work::default()
                 },
-                &[0.0; 12],
+                &[0.0; Work::KINDS],
             )
         };
         let samples = vec![
@@ -1512,7 +1519,7 @@ mod tests {
                     connections: 10 * (7 - i),
                     ..Work::default()
                 };
-                let mut truth = [0.0; 12];
+                let mut truth = [0.0; Work::KINDS];
                 truth[1] = 3_000.0;
                 truth[3] = 3_000.0;
                 truth[11] = 50_000.0;
@@ -1543,7 +1550,7 @@ mod tests {
                     ..Work::default()
                 };
                 let wakeups = 3_000 * (i % 3 + 1);
-                let mut s = sample(&format!("w{i}"), work, &[0.0; 12]);
+                let mut s = sample(&format!("w{i}"), work, &[0.0; Work::KINDS]);
                 s.cpu_s = (2_000 * i * 1_000 + 20_000 * wakeups) as f64 / 1e9;
                 s.wakeups = wakeups;
                 s
@@ -1586,7 +1593,7 @@ mod tests {
 
     #[test]
     fn a_poor_fit_is_flagged_and_still_written() {
-        let mut truth = [0.0; 12];
+        let mut truth = [0.0; Work::KINDS];
         truth[1] = 4_000.0;
         let mut s = synthetic(&truth);
         // CPU unrelated to the counts: alternate high and low.
@@ -1605,7 +1612,7 @@ mod tests {
 
     #[test]
     fn the_profile_text_parses_back_with_the_fitted_costs() {
-        let mut truth = [0.0; 12];
+        let mut truth = [0.0; Work::KINDS];
         truth[8] = 1234.5;
         truth[2] = 0.25;
         let f = fit(&synthetic(&truth), &BASIS);

@@ -289,6 +289,12 @@ pub struct ClientsSpec {
     /// `crate::workload::cpu`).
     #[serde(default)]
     pub order: ServiceOrder,
+    /// Whether the brokers' priced work runs on these cores too: one machine for the load
+    /// generator and the broker, as a live run on one host has it (each broker's core task
+    /// still does one thing at a time; it takes a core when one is free). Needs `order =
+    /// "fifo"` and brokers with a cost profile to mean anything.
+    #[serde(default)]
+    pub share_with_brokers: bool,
     /// The profile in force, read when the scenario was parsed.
     #[serde(skip)]
     pub cost_profile: Option<CostProfile>,
@@ -1112,6 +1118,12 @@ impl Scenario {
         let at = KeyPath::root().key("clients");
         if c.cores == 0 {
             return Err(InvalidSetting::new(at.key("cores"), "must be at least 1"));
+        }
+        if c.share_with_brokers && c.order != ServiceOrder::Fifo {
+            return Err(InvalidSetting::new(
+                at.key("share_with_brokers"),
+                "brokers share the clients' cores only in order = \"fifo\"",
+            ));
         }
         match &c.cost {
             Some(cost) => cost.validate().map_err(|e| InvalidSetting {

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use stampede_broker::clock::Clock;
 use stampede_broker::config::{BrokerConfig, RedisConfig, ServerConfig};
-use stampede_broker::server::cost::CostProfile;
+use stampede_broker::server::cost::{Cores, CostProfile};
 use stampede_broker::server::{Server, replication};
 use stampede_broker::store::{Disk, MasterSlave, ReplicaPeer, ReplicationConfig};
 use stampede_broker::vhost::{Convention, ExchangeConfig, ExchangeType, VhostConfig};
@@ -83,6 +83,18 @@ pub fn run(
         .iter()
         .map(|b| (b.name.clone(), Arc::new(AtomicBool::new(false))))
         .collect();
+    // The clients' cores, which brokers with a cost profile share when the scenario puts
+    // them on one machine.
+    let clients_cpu = workload::cpu::ClientCpu::for_scenario(scenario);
+    let shared_cores: Option<Arc<dyn Cores>> = clients_cpu
+        .clone()
+        .filter(|_| {
+            scenario
+                .clients
+                .as_ref()
+                .is_some_and(|c| c.share_with_brokers)
+        })
+        .map(|c| c as Arc<dyn Cores>);
     for b in &scenario.brokers {
         let mut config = BrokerConfig {
             server: ServerConfig {
@@ -119,7 +131,10 @@ pub fn run(
         let epoch_ms = scenario.epoch_ms;
         let name = b.name.clone();
         let recorder = recorder.clone();
-        let cost = b.cost_profile.clone();
+        let cost = b.cost_profile.clone().map(|profile| BrokerCost {
+            profile,
+            cores: shared_cores.clone(),
+        });
         let disk = disks.get(&b.name).cloned();
         // A shared-store slave's lock tries start at an offset drawn from the seed.
         let phase = disk
@@ -186,7 +201,7 @@ pub fn run(
             }
         });
     }
-    let env = workload::Env::simulated(scenario);
+    let env = workload::Env::simulated(scenario, clients_cpu);
     for host in workload::build_all(scenario, seed, recorder, duration, &env)? {
         let run = host.run;
         sim.client(host.name.as_str(), async move {
@@ -311,20 +326,31 @@ fn rabbitmq_vhost(scenario: &Scenario) -> VhostConfig {
     }
 }
 
+/// A broker's cost model: its profile, and the cores it shares with the clients if it
+/// does (`[clients] share_with_brokers`).
+#[derive(Clone)]
+struct BrokerCost {
+    profile: CostProfile,
+    cores: Option<Arc<dyn Cores>>,
+}
+
 /// One incarnation of broker `name`: binds (opening `disk`'s journal), registers its
 /// stats and observations, and routes until its host is crashed, or until its store
 /// fails (an error).
 async fn serve(
     config: BrokerConfig,
     disk: Option<Box<dyn Disk>>,
-    cost: Option<CostProfile>,
+    cost: Option<BrokerCost>,
     name: &str,
     recorder: &Recorder,
     epoch_ms: u64,
 ) -> io::Result<()> {
     let mut server = Server::bind_with_storage(Arc::new(TurmoilNet), config, disk).await?;
-    if let Some(profile) = cost {
-        server = server.with_cost_profile(profile);
+    if let Some(cost) = cost {
+        server = server.with_cost_profile(cost.profile);
+        if let Some(cores) = cost.cores {
+            server = server.on_shared_cores(cores);
+        }
     }
     let started_us = recorder.now_us();
     {
@@ -374,7 +400,7 @@ fn fill_replication(r: &mut ReplicationConfig, name: &str, scenario: &Scenario, 
 async fn replica_host(
     config: BrokerConfig,
     slot: DiskSlot,
-    cost: Option<CostProfile>,
+    cost: Option<BrokerCost>,
     name: &str,
     recorder: &Recorder,
     epoch_ms: u64,

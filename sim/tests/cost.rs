@@ -246,6 +246,46 @@ frames_in_ns = -1.0
     )
     .unwrap_err();
     assert!(e.to_string().contains("order"), "{e}");
+    // Brokers share the clients' cores only first come first served.
+    let e = Scenario::parse(
+        &body("[clients]\norder = \"random\"\nshare_with_brokers = true\n[clients.cost]\nframes_in_ns = 1.0\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "clients.share_with_brokers", "{e}");
+}
+
+#[test]
+fn a_broker_sharing_the_clients_cores_leaves_them_what_it_does_not_use() {
+    // 0.6 ms of broker CPU per delivery and 0.6 ms of client CPU per message read, at
+    // 1,000 messages a second: 0.6 of a core each.
+    let scenario = |cores: u32, share: bool| {
+        let cost = format!(
+            "[brokers.cost]\ndeliveries_ns = 600000.0\n\n[clients]\ncores = {cores}\nshare_with_brokers = {share}\n[clients.cost]\ndeliveries_ns = 600000.0\n"
+        );
+        simulate(&queue_scenario(1000, &cost))
+    };
+    // Apart (the broker on a core of its own beside the clients' one), both keep up.
+    let apart = scenario(1, false);
+    assert!(delivered_while_sending(&apart) > 980.0);
+    assert!(p99_ms(&apart) < 20.0, "p99 {} ms apart", p99_ms(&apart));
+    // On one shared core they need 1.2 cores. The broker goes first and keeps up (0.6 of
+    // the core); the clients read with what is left, 0.4 of it: about 670 a second, and
+    // the backlog grows.
+    let one = scenario(1, true);
+    let rate = delivered_while_sending(&one);
+    assert!(
+        (620.0..=720.0).contains(&rate),
+        "delivered {rate}/s on one shared core (0.4 / 0.6 ms = 667/s)"
+    );
+    assert!(p99_ms(&one) > 1000.0, "p99 {} ms on one core", p99_ms(&one));
+    assert_eq!(one.messages.lost, 0, "saturation delays, it does not lose");
+    // The broker's charged CPU is its own, shared or not.
+    assert!(one.broker_cpu[0].busy_us > 0);
+    // Two shared cores carry it again.
+    let two = scenario(2, true);
+    assert!(delivered_while_sending(&two) > 980.0);
+    assert!(p99_ms(&two) < 20.0, "p99 {} ms on two cores", p99_ms(&two));
 }
 
 #[test]

@@ -370,6 +370,12 @@ impl Broker {
             .map(Queue::pending_len)
     }
 
+    /// How many outputs are waiting for [`Broker::poll_output`].
+    #[must_use]
+    pub fn outputs_pending(&self) -> usize {
+        self.outputs.len()
+    }
+
     /// The next output, if any. Call until `None` after every `handle_*`.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {

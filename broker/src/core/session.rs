@@ -256,9 +256,12 @@ impl Broker {
     }
 
     /// The shell wrote `frames` more frames for `conn` to its socket.
+    ///
+    /// Not counted in [`Work::events`](super::Work): the cost of writing is the frames'
+    /// own (`frames_out`, `bytes_out`), priced when they are emitted, so that a cost model
+    /// makes a delivery wait for its writing rather than for the reports that follow it.
     pub fn handle_flushed(&mut self, now_ms: u64, conn_id: ConnId, frames: usize) {
         self.now_ms = now_ms;
-        self.work.events += 1;
         let max = self.config.limits.outbound_frames_max;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;

@@ -2102,6 +2102,28 @@ fn work_counts_what_the_core_did() {
     assert!(w.events >= 1);
 }
 
+#[test]
+fn io_calls_are_frames_that_wake_an_idle_writer_and_flush_reports_are_not_events() {
+    let mut h = Harness::new();
+    let subs: Vec<ConnId> = (0..3).map(|_| h.connect()).collect();
+    for c in &subs {
+        h.subscribe(*c, "s", "/topic/t", &[]);
+    }
+    let p = h.connect();
+    // The third subscriber's writer has not reported its writes: what it is sent
+    // queues behind the first frame.
+    h.stalled.push(subs[2]);
+    let before = h.broker.work();
+    h.send(p, "/topic/t", "one", &[]);
+    h.send(p, "/topic/t", "two", &[]);
+    let w = h.broker.work().since(&before);
+    assert_eq!(w.frames_out, 6, "{w:?}");
+    // The two writers that keep up are woken for each message, the stalled one once.
+    assert_eq!(w.io_calls, 2 + 2 + 1, "{w:?}");
+    // The writers' four flush reports are not events: only the two SENDs are.
+    assert_eq!(w.events, 2, "{w:?}");
+}
+
 // ----- Persistence and durable subscriptions -------------------------------------------
 
 fn stored(bytes_max: u64, full_policy: crate::store::FullPolicy) -> Harness {

@@ -11,7 +11,8 @@ use crate::proto::Frame;
 /// [`Work::since`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Work {
-    /// `handle_*` calls (each a wake-up of the core task).
+    /// `handle_*` calls (each a wake-up of the core task), except the writers' flush
+    /// reports (`handle_flushed`), whose work is the writing priced per frame out.
     pub events: u64,
     /// Frames the shell decoded and handed in (`handle_frame`).
     pub frames_in: u64,
@@ -36,12 +37,21 @@ pub struct Work {
     pub bridge_hops: u64,
     /// Connections opened or closed.
     pub connections: u64,
+    /// Calls that move data. The core counts the frames (or heart-beats) emitted to a
+    /// connection with nothing else waiting to be written: each wakes the connection's
+    /// writer for a write of its own, where frames that queue behind one another share
+    /// one. Clients' work (the simulator's `[clients]`, a calibration's client side)
+    /// counts every read or write that moved a chunk of bytes.
+    pub io_calls: u64,
 }
 
 impl Work {
+    /// How many kinds [`Work::counts`] gives.
+    pub const KINDS: usize = 13;
+
     /// Every kind, in a fixed order, with its name (the profile's keys and the metrics'
     /// names are built from these).
-    pub fn counts(&self) -> [(&'static str, u64); 12] {
+    pub fn counts(&self) -> [(&'static str, u64); Work::KINDS] {
         [
             ("events", self.events),
             ("frames_in", self.frames_in),
@@ -55,6 +65,7 @@ impl Work {
             ("acks", self.acks),
             ("bridge_hops", self.bridge_hops),
             ("connections", self.connections),
+            ("io_calls", self.io_calls),
         ]
     }
 
@@ -78,6 +89,7 @@ impl Work {
             acks: self.acks.saturating_sub(earlier.acks),
             bridge_hops: self.bridge_hops.saturating_sub(earlier.bridge_hops),
             connections: self.connections.saturating_sub(earlier.connections),
+            io_calls: self.io_calls.saturating_sub(earlier.io_calls),
         }
     }
 }

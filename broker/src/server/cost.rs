@@ -12,7 +12,9 @@
 //!
 //! Without a profile the server never builds a meter and behaves exactly as before.
 
+use std::fmt::Debug;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,10 @@ pub struct CostProfile {
     pub bridge_hops_ns: f64,
     /// Per connection opened or closed.
     pub connections_ns: f64,
+    /// Per call moving data: for a broker, a frame for a connection with nothing else
+    /// waiting to be written, which wakes its writer for a write of its own; for clients,
+    /// each read or write of a chunk (frames that arrive together share one).
+    pub io_calls_ns: f64,
     /// Per wake-up: work that arrives when the CPU is idle pays this once before it
     /// starts (a parked thread woken, its scheduling, the idle loop's system calls),
     /// work that arrives while it is busy does not. So a frame handled alone, at a low
@@ -98,14 +104,14 @@ impl CostProfile {
     }
 
     /// `(key, ns)` for every operation kind, in [`Work::counts`] order.
-    pub fn costs(&self) -> [(String, f64); 12] {
+    pub fn costs(&self) -> [(String, f64); Work::KINDS] {
         let ns = self.ns_array();
         let counts = Work::default().counts();
         std::array::from_fn(|i| (format!("{}_ns", counts[i].0), ns[i]))
     }
 
     /// The costs as an array in [`Work::counts`] order.
-    pub fn ns_array(&self) -> [f64; 12] {
+    pub fn ns_array(&self) -> [f64; Work::KINDS] {
         [
             self.events_ns,
             self.frames_in_ns,
@@ -119,11 +125,12 @@ impl CostProfile {
             self.acks_ns,
             self.bridge_hops_ns,
             self.connections_ns,
+            self.io_calls_ns,
         ]
     }
 
     /// A profile with these costs, in [`Work::counts`] order.
-    pub fn from_ns_array(ns: [f64; 12]) -> CostProfile {
+    pub fn from_ns_array(ns: [f64; Work::KINDS]) -> CostProfile {
         CostProfile {
             events_ns: ns[0],
             frames_in_ns: ns[1],
@@ -137,6 +144,7 @@ impl CostProfile {
             acks_ns: ns[9],
             bridge_hops_ns: ns[10],
             connections_ns: ns[11],
+            io_calls_ns: ns[12],
             ..CostProfile::default()
         }
     }
@@ -152,10 +160,23 @@ impl CostProfile {
     }
 }
 
+/// Cores a broker's priced work may share with other programs: a test rig's one machine,
+/// where the load generator's clients and the broker take turns on the same cores. The
+/// simulator implements it over its clients' cores; without it the core task has a core
+/// of its own.
+pub trait Cores: Debug + Send + Sync {
+    /// Work costing `cost` may start at `earliest`: returns when a core takes it (the
+    /// earliest free one, not before `earliest`), which is then busy with it until that
+    /// start plus `cost`.
+    fn reserve(&self, earliest: Instant, cost: Duration) -> Instant;
+}
+
 /// The core task's simulated CPU: a single FIFO server that prices each event's work.
 #[derive(Clone, Debug)]
 pub struct CpuMeter {
     profile: CostProfile,
+    /// The machine's cores, when the core task shares them with others.
+    cores: Option<Arc<dyn Cores>>,
     /// The core's work counters at the last charge.
     last: Work,
     /// When the simulated CPU finishes what it was given so far.
@@ -171,6 +192,7 @@ impl CpuMeter {
     pub fn new(profile: CostProfile) -> CpuMeter {
         CpuMeter {
             profile,
+            cores: None,
             last: Work::default(),
             busy_until: None,
             carry_ns: 0.0,
@@ -178,10 +200,19 @@ impl CpuMeter {
         }
     }
 
+    /// A meter whose work runs on `cores`, shared with other programs: each event's work
+    /// starts when the core task is free and a core of the machine is too.
+    pub fn on_cores(profile: CostProfile, cores: Arc<dyn Cores>) -> CpuMeter {
+        CpuMeter {
+            cores: Some(cores),
+            ..CpuMeter::new(profile)
+        }
+    }
+
     /// Charges the work done since the last charge (`work` is the core's monotonic
-    /// counters) at `now`; returns the instant the event's outputs may be released:
-    /// `None` when that is now (the backlog is under half a tick).
-    pub fn charge(&mut self, work: Work, now: Instant) -> Option<Instant> {
+    /// counters) at `now`; returns the span of simulated CPU time it occupies, which says
+    /// when each of the event's outputs may be released ([`Busy::release_at`]).
+    pub fn charge(&mut self, work: Work, now: Instant) -> Busy {
         let delta = work.since(&self.last);
         self.last = work;
         // Work arriving after the CPU finished finds it idle: a wake-up.
@@ -199,10 +230,14 @@ impl CpuMeter {
             Some(b) if b + TICK_SLACK >= now => b,
             _ => now,
         };
+        // On a shared machine, a core must be free too.
+        let start = match &self.cores {
+            Some(cores) if ns > 0 => cores.reserve(start, Duration::from_nanos(ns)),
+            _ => start,
+        };
         let done = start + Duration::from_nanos(ns);
         self.busy_until = Some(done);
-        let release = done.checked_sub(RELEASE_LEAD)?;
-        (release > now).then_some(release)
+        Busy { start, done }
     }
 
     /// CPU time charged so far, in nanoseconds.
@@ -213,6 +248,36 @@ impl CpuMeter {
     /// The profile in use.
     pub fn profile(&self) -> &CostProfile {
         &self.profile
+    }
+}
+
+/// The simulated CPU time one event's work occupies: from `start` (when the CPU reached
+/// it) to `done`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy {
+    /// When the CPU started on this work.
+    pub start: Instant,
+    /// When it finishes.
+    pub done: Instant,
+}
+
+impl Busy {
+    /// When output `i` (counting from 0) of the event's `n` may be released, or `None`
+    /// when that is by `now`. The work is spread evenly over the outputs, each released
+    /// once the CPU has done its share (a fan-out's 800 deliveries leave one after
+    /// another, as a live broker writes them), rounded to the nearest tick: a share
+    /// ending less than half a tick after `now` goes at once. With no outputs, `i = 0`
+    /// and `n = 0` give the end of the work.
+    pub fn release_at(&self, i: usize, n: usize, now: Instant) -> Option<Instant> {
+        let span = (self.done - self.start).as_nanos();
+        let share = if n == 0 {
+            span
+        } else {
+            span * (i as u128 + 1) / n as u128
+        };
+        let end = self.start + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
+        let release = end.checked_sub(RELEASE_LEAD)?;
+        (release > now).then_some(release)
     }
 }
 
@@ -246,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_meter_is_a_fifo_server_that_rounds_to_the_nearest_tick() {
-        let p = CostProfile::from_ns_array([1000.0; 12]);
+        let p = CostProfile::from_ns_array([1000.0; Work::KINDS]);
         let mut m = CpuMeter::new(p);
         let t0 = Instant::now();
         // 100 events of 1 µs each: a 100 µs backlog, released at once.
@@ -254,13 +319,14 @@ mod tests {
             events: 100,
             ..Work::default()
         };
-        assert_eq!(m.charge(w, t0), None);
+        assert_eq!(m.charge(w, t0).release_at(0, 0, t0), None);
         // 2,000 more: the backlog reaches 2.1 ms; released 0.5 ms before its end.
         w.events = 2100;
-        let at = m.charge(w, t0).unwrap();
+        let at = m.charge(w, t0).release_at(0, 0, t0).unwrap();
         assert_eq!(at - t0, Duration::from_micros(1600));
         // Nothing new, later than the backlog's end: idle, released at once.
-        assert_eq!(m.charge(w, t0 + Duration::from_millis(5)), None);
+        let later = t0 + Duration::from_millis(5);
+        assert_eq!(m.charge(w, later).release_at(0, 0, later), None);
         assert_eq!(m.busy_ns(), 2_100_000);
     }
 
@@ -294,16 +360,17 @@ mod tests {
     fn a_saturated_core_woken_on_tick_boundaries_loses_no_capacity() {
         // Events of 0.3 ms always waiting; the core wakes only on whole milliseconds, as
         // under turmoil's 1 ms tick. Over a simulated second it must do a second of work.
-        let p = CostProfile::from_ns_array([
-            300_000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-        ]);
+        let p = CostProfile {
+            events_ns: 300_000.0,
+            ..CostProfile::default()
+        };
         let mut m = CpuMeter::new(p);
         let t0 = Instant::now();
         let mut now = t0;
         let mut w = Work::default();
         while now - t0 < Duration::from_secs(1) {
             w.events += 1;
-            if let Some(at) = m.charge(w, now) {
+            if let Some(at) = m.charge(w, now).release_at(0, 0, now) {
                 let ms = (at - t0).as_nanos().div_ceil(1_000_000) as u64;
                 now = t0 + Duration::from_millis(ms);
             }
@@ -312,6 +379,76 @@ mod tests {
         assert!(
             done >= 0.99,
             "a saturated core did {done:.3} s of work in 1 s of simulated time"
+        );
+    }
+
+    #[test]
+    fn outputs_leave_as_the_cpu_reaches_their_share_of_the_work() {
+        // One event whose work takes 8 ms and emits 800 outputs (a fan-out).
+        let p = CostProfile {
+            frames_out_ns: 10_000.0,
+            ..CostProfile::default()
+        };
+        let mut m = CpuMeter::new(p);
+        let t0 = Instant::now();
+        let busy = m.charge(
+            Work {
+                frames_out: 800,
+                ..Work::default()
+            },
+            t0,
+        );
+        assert_eq!(busy.done - busy.start, Duration::from_millis(8));
+        // The first 50 outputs' shares end within half a tick: at once. The 51st waits.
+        assert_eq!(busy.release_at(49, 800, t0), None);
+        assert!(busy.release_at(50, 800, t0).is_some());
+        // The 400th share ends at 4 ms: released at 3.5 ms (the nearest tick rounds it);
+        // the last with the end of the work, at 7.5 ms.
+        assert_eq!(
+            busy.release_at(399, 800, t0).map(|at| at - t0),
+            Some(Duration::from_micros(3500))
+        );
+        assert_eq!(
+            busy.release_at(799, 800, t0),
+            busy.release_at(0, 0, t0),
+            "the last output leaves with the end of the work"
+        );
+        assert_eq!(
+            busy.release_at(799, 800, t0).map(|at| at - t0),
+            Some(Duration::from_micros(7500))
+        );
+    }
+
+    /// One core, busy until a fixed time with other programs' work.
+    #[derive(Debug)]
+    struct BusyUntil(Instant);
+
+    impl Cores for BusyUntil {
+        fn reserve(&self, earliest: Instant, _cost: Duration) -> Instant {
+            earliest.max(self.0)
+        }
+    }
+
+    #[test]
+    fn on_shared_cores_work_waits_for_a_free_core() {
+        let p = CostProfile {
+            events_ns: 1_000_000.0,
+            ..CostProfile::default()
+        };
+        let t0 = Instant::now();
+        let other = Arc::new(BusyUntil(t0 + Duration::from_millis(5)));
+        let mut shared = CpuMeter::on_cores(p.clone(), other);
+        let mut alone = CpuMeter::new(p);
+        let w = Work {
+            events: 1,
+            ..Work::default()
+        };
+        // Alone, 1 ms of work done at 1 ms; sharing a core busy for 5 ms, at 6 ms.
+        assert_eq!(alone.charge(w, t0).done - t0, Duration::from_millis(1));
+        let busy = shared.charge(w, t0);
+        assert_eq!(
+            (busy.start - t0, busy.done - t0),
+            (Duration::from_millis(5), Duration::from_millis(6))
         );
     }
 }

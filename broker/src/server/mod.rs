@@ -41,7 +41,7 @@ use crate::security::Security;
 use crate::store::{Disk, MasterSlave, Recovered, StdDisk, Store, StoreConfig, StoreError};
 use crate::tls::{TlsAcceptor, Transport, parse_listen};
 use connection::WriterMsg;
-use cost::{CostProfile, CpuMeter};
+use cost::{Cores, CostProfile, CpuMeter};
 
 /// Extra room in a writer channel beyond `outbound_frames_max`, for control frames
 /// (receipts, errors) that the core emits regardless of flow control.
@@ -217,6 +217,8 @@ pub struct Server {
     reloads: mpsc::Receiver<Reload>,
     /// The cost model's profile; `None` (the default) charges no CPU time.
     cost: Option<CostProfile>,
+    /// Cores the cost model's work shares with other programs, if any.
+    cores: Option<Arc<dyn Cores>>,
     /// The message store, opened, with what it recovered.
     storage: Option<(Store, Recovered)>,
     /// A replicated store's node (its listener for peers), kept running while this
@@ -452,6 +454,7 @@ impl Server {
             reloader: Reloader(reload_tx),
             reloads,
             cost: None,
+            cores: None,
             storage,
             replica: None,
         })
@@ -468,6 +471,14 @@ impl Server {
     /// server charges nothing.
     pub fn with_cost_profile(mut self, profile: CostProfile) -> Server {
         self.cost = Some(profile);
+        self
+    }
+
+    /// Runs the cost model's work on `cores` shared with other programs (the simulator's
+    /// test rig: the load generator's clients on the same machine), not on a core of the
+    /// core task's own. Only with [`Server::with_cost_profile`].
+    pub fn on_shared_cores(mut self, cores: Arc<dyn Cores>) -> Server {
+        self.cores = Some(cores);
         self
     }
 
@@ -517,6 +528,7 @@ impl Server {
             reloader,
             mut reloads,
             cost,
+            cores,
             storage,
             replica,
         } = self;
@@ -666,7 +678,10 @@ impl Server {
             stats,
             writer_capacity: writer_capacity(&config),
             observations,
-            meter: cost.map(CpuMeter::new),
+            meter: cost.map(|p| match cores {
+                Some(cores) => CpuMeter::on_cores(p, cores),
+                None => CpuMeter::new(p),
+            }),
             journal,
             store_failed: None,
         };
@@ -1047,14 +1062,40 @@ impl CoreTask {
             .handle_flushed(self.clock.now_ms(), f.conn, f.frames);
     }
 
-    /// Routes the outputs of the event just handled; with a cost model, first charges
-    /// its work and waits until the simulated CPU has done it.
+    /// Routes the outputs of the event just handled. With a cost model, first charges its
+    /// work, then releases each output as the simulated CPU reaches it (the work spread
+    /// evenly over the outputs) and waits until the CPU has done all of it.
     async fn settle(&mut self) {
-        if let Some(meter) = &mut self.meter
-            && let Some(at) = meter.charge(self.broker.work(), tokio::time::Instant::now())
-        {
+        let Some(meter) = &mut self.meter else {
+            self.route_outputs();
+            return;
+        };
+        let busy = meter.charge(self.broker.work(), tokio::time::Instant::now());
+        let n = self.broker.outputs_pending();
+        let mut released = 0;
+        while released < n {
+            let now = tokio::time::Instant::now();
+            let mut due = released;
+            while due < n && busy.release_at(due, n, now).is_none() {
+                due += 1;
+            }
+            if due == released {
+                if let Some(at) = busy.release_at(due, n, now) {
+                    tokio::time::sleep_until(at).await;
+                }
+                continue;
+            }
+            for _ in released..due {
+                if let Some(out) = self.broker.poll_output() {
+                    self.route(out);
+                }
+            }
+            released = due;
+        }
+        if let Some(at) = busy.release_at(0, 0, tokio::time::Instant::now()) {
             tokio::time::sleep_until(at).await;
         }
+        // What routing itself produced (a writer found full is closed).
         self.route_outputs();
     }
 
@@ -1112,43 +1153,47 @@ impl CoreTask {
 
     fn route_outputs(&mut self) {
         while let Some(out) = self.broker.poll_output() {
-            match out {
-                Output::Send {
-                    conn,
-                    version,
-                    frame,
-                } => {
-                    let Some(w) = self.writers.get(&conn) else {
-                        continue;
-                    };
-                    if w.try_send(WriterMsg::Frame(version, frame)).is_err() {
-                        // The writer is gone or hopelessly behind: give up on it.
-                        tracing::info!(%conn, capacity = self.writer_capacity, "closing connection whose writer is full");
-                        self.writers.remove(&conn);
-                        self.pauses.remove(&conn);
-                        self.broker.handle_close(self.clock.now_ms(), conn);
-                    }
-                }
-                Output::Close { conn } => {
+            self.route(out);
+        }
+    }
+
+    fn route(&mut self, out: Output) {
+        match out {
+            Output::Send {
+                conn,
+                version,
+                frame,
+            } => {
+                let Some(w) = self.writers.get(&conn) else {
+                    return;
+                };
+                if w.try_send(WriterMsg::Frame(version, frame)).is_err() {
+                    // The writer is gone or hopelessly behind: give up on it.
+                    tracing::info!(%conn, capacity = self.writer_capacity, "closing connection whose writer is full");
+                    self.writers.remove(&conn);
                     self.pauses.remove(&conn);
-                    if let Some(w) = self.writers.remove(&conn) {
-                        let _ = w.try_send(WriterMsg::Close);
-                    }
+                    self.broker.handle_close(self.clock.now_ms(), conn);
                 }
-                Output::PauseReading { conn } => {
-                    if let Some(p) = self.pauses.get(&conn) {
-                        let _ = p.send(true);
-                    }
+            }
+            Output::Close { conn } => {
+                self.pauses.remove(&conn);
+                if let Some(w) = self.writers.remove(&conn) {
+                    let _ = w.try_send(WriterMsg::Close);
                 }
-                Output::ResumeReading { conn } => {
-                    if let Some(p) = self.pauses.get(&conn) {
-                        let _ = p.send(false);
-                    }
+            }
+            Output::PauseReading { conn } => {
+                if let Some(p) = self.pauses.get(&conn) {
+                    let _ = p.send(true);
                 }
-                Output::Persist { ticket, record } => {
-                    if let Some(j) = self.journal.as_mut() {
-                        j.pending.push((ticket, record));
-                    }
+            }
+            Output::ResumeReading { conn } => {
+                if let Some(p) = self.pauses.get(&conn) {
+                    let _ = p.send(false);
+                }
+            }
+            Output::Persist { ticket, record } => {
+                if let Some(j) = self.journal.as_mut() {
+                    j.pending.push((ticket, record));
                 }
             }
         }

@@ -234,8 +234,8 @@ enum Command {
     ///
     /// Fit: non-negative least squares of each run's CPU on frames (frames_in +
     /// frames_out, one cost: the two move together in these workloads), bytes_in,
-    /// bytes_out, heartbeats and connections (with the broker's counters also events;
-    /// every other cost 0); the residuals and R² are printed. R² < 0.9 writes the
+    /// bytes_out, heartbeats and connections (with the broker's counters also events and
+    /// io_calls, frames that wake an idle writer; every other cost 0); the residuals and R² are printed. R² < 0.9 writes the
     /// profile anyway, with fit_poor = true and a warning. The profile starts with a
     /// comment giving this command.
     ///
@@ -1091,10 +1091,15 @@ fn calibrate_command(
             c.idle_cores
         ),
         format!(
-            "Non-negative least squares{} over {}frames (frames_in + frames_out, one cost), bytes_in, bytes_out, heartbeats, connections{} (other costs 0); R² {:.4}.",
+            "Non-negative least squares{} over {}frames (frames_in + frames_out, one cost), bytes_in, bytes_out, heartbeats, connections{}{} (other costs 0); R² {:.4}.",
             weighting_words(opts.weighting),
             if matches!(c.work_source, WorkSource::Metrics(_)) {
                 "events, "
+            } else {
+                ""
+            },
+            if matches!(c.work_source, WorkSource::Metrics(_)) {
+                ", io_calls (frames that wake an idle writer)"
             } else {
                 ""
             },
@@ -1134,7 +1139,7 @@ fn calibrate_command(
             "Generator CPU from /proc/self/stat; work counted on its connections, as the broker sees it".to_owned(),
             "(what the clients wrote is frames_in/bytes_in, what they read frames_out/bytes_out and deliveries).".to_owned(),
             format!(
-                "Non-negative least squares{} over frames (frames_in + frames_out, one cost), bytes (bytes_in + bytes_out, one cost), heartbeats, connections, wake-ups (its threads' voluntary context switches); R² {:.4}.",
+                "Non-negative least squares{} over frames (frames_in + frames_out, one cost), bytes (bytes_in + bytes_out, one cost), heartbeats, connections, io_calls (chunks read or written), wake-ups (its threads' voluntary context switches); R² {:.4}.",
                 weighting_words(opts.weighting),
                 fit.r2
             ),

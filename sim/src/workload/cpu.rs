@@ -50,7 +50,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::core::Work;
 use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, SharedNet};
-use stampede_broker::server::cost::CostProfile;
+use stampede_broker::server::cost::{Cores, CostProfile};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::held::Held;
@@ -199,6 +199,14 @@ impl ClientCpu {
         })
     }
 
+    /// The clients' cores a scenario's `[clients]` describes, if it has a profile.
+    pub fn for_scenario(scenario: &crate::scenario::Scenario) -> Option<Arc<ClientCpu>> {
+        let c = scenario.clients.as_ref()?;
+        let profile = c.cost_profile.clone()?;
+        let seed = crate::seed::derive(scenario.seed, "clients/cpu");
+        Some(ClientCpu::with_order(profile, c.cores, c.order, seed))
+    }
+
     /// What `work` costs by the profile.
     pub fn cost(&self, work: &Work) -> Duration {
         Duration::from_nanos(self.profile.cost_ns(work).round() as u64)
@@ -274,6 +282,39 @@ impl ClientCpu {
     }
 }
 
+/// A broker on the clients' machine (`[clients] share_with_brokers`). Its core task's work
+/// goes first: it starts when the task is ready for it, and the clients' work that the
+/// earliest free core would have done next waits for it. A live scheduler runs a woken
+/// thread that has had less than its share of the CPU (the broker's, serving one event at
+/// a time) ahead of threads that have had more (the generator's, busy with a backlog);
+/// first come first served instead held each broker event behind every client job
+/// already queued, so that a broker with a thousand small events to do waited out the
+/// clients' whole backlog a thousand times. Work the clients had been promised keeps its
+/// time; the machine's capacity is the same either way.
+impl Cores for ClientCpu {
+    fn reserve(&self, earliest: tokio::time::Instant, cost: Duration) -> tokio::time::Instant {
+        // The broker's clock and the simulation's: the same instant, two origins.
+        let at = tokio::time::Instant::now();
+        let start = (now() + earliest.saturating_duration_since(at))
+            .saturating_sub(at.saturating_duration_since(earliest));
+        self.take_first(start, cost);
+        earliest
+    }
+}
+
+impl ClientCpu {
+    /// Takes `cost` of the earliest free core from `start` (simulated time), ahead of the
+    /// clients' work still to come there (see the [`Cores`] implementation).
+    fn take_first(&self, start: Duration, cost: Duration) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Queue::Fifo(free) = &mut *queue {
+            let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
+            free[core] = free[core].max(start) + cost;
+        }
+        // (The scenario refuses `share_with_brokers` with a random order.)
+    }
+}
+
 /// Waits until a [`Job`] is done (to the nearest tick), following it when work placed
 /// before it moves its end (random order).
 struct Wait {
@@ -322,6 +363,7 @@ fn now() -> Duration {
 fn work_of(s: Scanned, written: bool) -> Work {
     let mut w = Work {
         heartbeats: s.heartbeats,
+        io_calls: 1,
         ..Work::default()
     };
     if written {
@@ -451,6 +493,19 @@ impl AsyncRead for CpuStream {
             Err(_) => true,
             Ok(()) => buf.filled().len() == before && buf.remaining() > 0,
         };
+        if !at_end {
+            // One read takes all that has arrived, as a live read takes what the socket
+            // holds: the simulated network hands over one segment per read, so what
+            // queued while the CPU was busy is gathered into this chunk (an end or an
+            // error is left for the next read, which finds it again).
+            while buf.remaining() > 0 {
+                let had = buf.filled().len();
+                match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() > had => {}
+                    _ => break,
+                }
+            }
+        }
         if at_end && !this.close_charged {
             // The peer closed or reset the connection: the client knows once the CPU has
             // handled the close.
@@ -620,5 +675,42 @@ mod tests {
             ..Work::default()
         };
         assert_eq!(cpu.cost(&opened), Duration::from_micros(50));
+        // Each chunk is one I/O call, however many frames it holds.
+        let calls = ClientCpu::new(
+            CostProfile {
+                io_calls_ns: 7_000.0,
+                ..CostProfile::default()
+            },
+            1,
+        );
+        assert_eq!(calls.cost(&work_of(s, false)), Duration::from_micros(7));
+    }
+
+    #[test]
+    fn a_broker_on_the_clients_cores_goes_first_and_the_clients_wait() {
+        let cpu = ClientCpu::new(profile(0.0, 0.0), 2);
+        let ms = Duration::from_millis;
+        // The clients keep both cores busy, to 3 and 5 ms.
+        cpu.charge_at(ms(0), ms(3));
+        cpu.charge_at(ms(0), ms(5));
+        // The broker's 2 ms of work, ready now, starts now (its meter is not held up: the
+        // trait's `reserve` gives back the instant it was ready) ...
+        let t = tokio::time::Instant::now();
+        assert_eq!(cpu.reserve(t, ms(2)), t);
+        // ... and the clients' next job, which would have had the first core at 3 ms,
+        // has it at 5 ms: it ends at 6 ms.
+        assert_eq!(cpu.charge_at(ms(0), ms(1)), ms(6));
+        // Broker work ready later, on a core idle by then, takes it from then.
+        cpu.take_first(ms(20), ms(1));
+        assert_eq!(
+            cpu.charge_at(ms(20), ms(2)),
+            ms(22),
+            "the other core is free"
+        );
+        assert_eq!(
+            cpu.charge_at(ms(20), ms(2)),
+            ms(23),
+            "behind the broker's 1 ms"
+        );
     }
 }

@@ -205,8 +205,8 @@ impl RackClocks {
 impl Env {
     /// The simulated world: brokers are turmoil hosts named after themselves.
     /// The scenario's `middleware` chooses the dialect (and, for Redis, the brokers'
-    /// Redis port).
-    pub fn simulated(scenario: &Scenario) -> Env {
+    /// Redis port); `cpu` is the clients' cores ([`cpu::ClientCpu::for_scenario`]).
+    pub fn simulated(scenario: &Scenario, cpu: Option<Arc<cpu::ClientCpu>>) -> Env {
         let dialect = match scenario.middleware {
             Middleware::Activemq => Dialect::ActiveMq,
             Middleware::Rabbitmq => Dialect::RabbitMq,
@@ -218,12 +218,7 @@ impl Env {
         };
         let net: SharedNet = Arc::new(TurmoilNet);
         // Every client's connection spends the clients' CPU, if the scenario gives one.
-        let net = match scenario.clients.as_ref().and_then(|c| {
-            c.cost_profile.clone().map(|p| {
-                let seed = crate::seed::derive(scenario.seed, "clients/cpu");
-                cpu::ClientCpu::with_order(p, c.cores, c.order, seed)
-            })
-        }) {
+        let net = match cpu {
             Some(cpu) => cpu::CpuNet::shared(net, cpu),
             None => net,
         };

@@ -240,6 +240,10 @@ impl Broker {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
+        if conn.outbound_frames == 0 {
+            // Its writer is idle: this frame wakes it for a write.
+            self.work.io_calls += 1;
+        }
         conn.outbound_frames += 1;
         conn.last_sent_ms = self.now_ms;
         match &frame {
