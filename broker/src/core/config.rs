@@ -93,7 +93,10 @@ pub struct Limits {
     /// address cannot take every `unauthenticated_connections_max` slot. A whole rack or a
     /// NAT'd fleet shares one address while it reconnects: keep it above such a group.
     pub unauthenticated_connections_per_address_max: usize,
-    /// Subscriptions one connection may hold.
+    /// Subscriptions one connection may hold. An MCollective `mco` client holds one reply
+    /// subscription per request still inside its window (a reply queue per request), so
+    /// 1,000 requests a second with a 10 s timeout is 10,000; ActiveMQ and RabbitMQ set no
+    /// such limit by default.
     pub subscriptions_per_connection_max: usize,
     /// Subscriptions one connection may hold when it is a network connector making
     /// demand subscriptions (one per remote consumer with `conduit_subscriptions =
@@ -154,7 +157,7 @@ impl Default for Limits {
             connections_max: 10_000,
             unauthenticated_connections_max: 10_000,
             unauthenticated_connections_per_address_max: 2_000,
-            subscriptions_per_connection_max: 1_000,
+            subscriptions_per_connection_max: 10_000,
             network_subscriptions_per_connection_max: 100_000,
             transactions_per_connection_max: 100,
             transaction_frames_max: 10_000,
