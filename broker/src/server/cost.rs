@@ -165,9 +165,10 @@ impl CostProfile {
 /// simulator implements it over its clients' cores; without it the core task has a core
 /// of its own.
 pub trait Cores: Debug + Send + Sync {
-    /// Work costing `cost` may start at `earliest`: returns when a core takes it (the
-    /// earliest free one, not before `earliest`), which is then busy with it until that
-    /// start plus `cost`.
+    /// Work costing `cost` may start at `earliest`: returns when a core starts it (not
+    /// before `earliest`), that core then being busy with it for `cost`. Whether it waits
+    /// for the other programs' work or goes ahead of it is the implementation's model of
+    /// the machine's scheduler (the simulator's clients' cores let the broker go first).
     fn reserve(&self, earliest: Instant, cost: Duration) -> Instant;
 }
 
@@ -201,7 +202,7 @@ impl CpuMeter {
     }
 
     /// A meter whose work runs on `cores`, shared with other programs: each event's work
-    /// starts when the core task is free and a core of the machine is too.
+    /// starts when the core task is free and `cores` gives it a core.
     pub fn on_cores(profile: CostProfile, cores: Arc<dyn Cores>) -> CpuMeter {
         CpuMeter {
             cores: Some(cores),
