@@ -86,14 +86,13 @@ pub fn run(
     // The clients' cores, which brokers with a cost profile share when the scenario puts
     // them on one machine.
     let clients_cpu = workload::cpu::ClientCpu::for_scenario(scenario);
+    let sharing = scenario
+        .clients
+        .as_ref()
+        .is_some_and(|c| c.share_with_brokers);
     let shared_cores: Option<Arc<dyn Cores>> = clients_cpu
         .clone()
-        .filter(|_| {
-            scenario
-                .clients
-                .as_ref()
-                .is_some_and(|c| c.share_with_brokers)
-        })
+        .filter(|_| sharing)
         .map(|c| c as Arc<dyn Cores>);
     for b in &scenario.brokers {
         let mut config = BrokerConfig {

@@ -267,16 +267,25 @@ impl Busy {
     /// when that is by `now`. The work is spread evenly over the outputs, each released
     /// once the CPU has done its share (a fan-out's 800 deliveries leave one after
     /// another, as a live broker writes them), rounded to the nearest tick: a share
-    /// ending less than half a tick after `now` goes at once. With no outputs, `i = 0`
-    /// and `n = 0` give the end of the work.
+    /// ending less than half a tick after `now` goes at once. The last output leaves at
+    /// [`Busy::end_release`].
     pub fn release_at(&self, i: usize, n: usize, now: Instant) -> Option<Instant> {
         let span = (self.done - self.start).as_nanos();
-        let share = if n == 0 {
-            span
-        } else {
-            span * (i as u128 + 1) / n as u128
-        };
-        let end = self.start + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
+        let share = span * (i as u128 + 1) / n.max(1) as u128;
+        Self::released(
+            self.start + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX)),
+            now,
+        )
+    }
+
+    /// When the whole of the work is done, to the nearest tick, or `None` when that is by
+    /// `now` (the core task waits for it before its next event).
+    pub fn end_release(&self, now: Instant) -> Option<Instant> {
+        Self::released(self.done, now)
+    }
+
+    /// The tick nearest `end`, if it is after `now`.
+    fn released(end: Instant, now: Instant) -> Option<Instant> {
         let release = end.checked_sub(RELEASE_LEAD)?;
         (release > now).then_some(release)
     }
@@ -320,14 +329,14 @@ mod tests {
             events: 100,
             ..Work::default()
         };
-        assert_eq!(m.charge(w, t0).release_at(0, 0, t0), None);
+        assert_eq!(m.charge(w, t0).end_release(t0), None);
         // 2,000 more: the backlog reaches 2.1 ms; released 0.5 ms before its end.
         w.events = 2100;
-        let at = m.charge(w, t0).release_at(0, 0, t0).unwrap();
+        let at = m.charge(w, t0).end_release(t0).unwrap();
         assert_eq!(at - t0, Duration::from_micros(1600));
         // Nothing new, later than the backlog's end: idle, released at once.
         let later = t0 + Duration::from_millis(5);
-        assert_eq!(m.charge(w, later).release_at(0, 0, later), None);
+        assert_eq!(m.charge(w, later).end_release(later), None);
         assert_eq!(m.busy_ns(), 2_100_000);
     }
 
@@ -371,7 +380,7 @@ mod tests {
         let mut w = Work::default();
         while now - t0 < Duration::from_secs(1) {
             w.events += 1;
-            if let Some(at) = m.charge(w, now).release_at(0, 0, now) {
+            if let Some(at) = m.charge(w, now).end_release(now) {
                 let ms = (at - t0).as_nanos().div_ceil(1_000_000) as u64;
                 now = t0 + Duration::from_millis(ms);
             }
@@ -411,7 +420,7 @@ mod tests {
         );
         assert_eq!(
             busy.release_at(799, 800, t0),
-            busy.release_at(0, 0, t0),
+            busy.end_release(t0),
             "the last output leaves with the end of the work"
         );
         assert_eq!(

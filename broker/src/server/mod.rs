@@ -1072,27 +1072,15 @@ impl CoreTask {
         };
         let busy = meter.charge(self.broker.work(), tokio::time::Instant::now());
         let n = self.broker.outputs_pending();
-        let mut released = 0;
-        while released < n {
-            let now = tokio::time::Instant::now();
-            let mut due = released;
-            while due < n && busy.release_at(due, n, now).is_none() {
-                due += 1;
+        for i in 0..n {
+            if let Some(at) = busy.release_at(i, n, tokio::time::Instant::now()) {
+                tokio::time::sleep_until(at).await;
             }
-            if due == released {
-                if let Some(at) = busy.release_at(due, n, now) {
-                    tokio::time::sleep_until(at).await;
-                }
-                continue;
+            if let Some(out) = self.broker.poll_output() {
+                self.route(out);
             }
-            for _ in released..due {
-                if let Some(out) = self.broker.poll_output() {
-                    self.route(out);
-                }
-            }
-            released = due;
         }
-        if let Some(at) = busy.release_at(0, 0, tokio::time::Instant::now()) {
+        if let Some(at) = busy.end_release(tokio::time::Instant::now()) {
             tokio::time::sleep_until(at).await;
         }
         // What routing itself produced (a writer found full is closed).
