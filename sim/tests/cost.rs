@@ -326,3 +326,30 @@ fn clients_served_in_random_order_spread_a_failover_storm_and_repeat_per_seed() 
     // And the same seed gives the same run.
     assert_eq!(storm("random").failover_ms, random.failover_ms);
 }
+
+#[test]
+fn a_broadcast_leaves_as_the_broker_writes_it_not_all_at_once() {
+    // 20 us per frame written: a broadcast to 800 nodes takes the broker 16 ms. Its
+    // deliveries leave one after another over those 16 ms, so half of them are out by
+    // about 8 ms; released together at the end, every one would wait the whole 16 ms.
+    let text = std::fs::read_to_string("../scenarios/bench-fanout-800.toml")
+        .expect("the catalog scenario");
+    let text = text.replace(
+        "[[brokers]]\nname = \"broker-1\"\n",
+        "[[brokers]]\nname = \"broker-1\"\n[brokers.cost]\nframes_out_ns = 20000.0\n",
+    );
+    let mut s = Scenario::parse(&text, "bench-fanout-800.toml").unwrap_or_else(|e| panic!("{e}"));
+    s.duration_s = 12.0;
+    let r = simulate(&s);
+    let q = |q: f64| r.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    assert!(
+        q(0.99) >= 14.0,
+        "p99 {} ms: the last delivery waits for the whole write",
+        q(0.99)
+    );
+    assert!(
+        q(0.5) <= 11.0,
+        "p50 {} ms: half the deliveries leave by mid-broadcast",
+        q(0.5)
+    );
+}
