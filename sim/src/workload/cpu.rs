@@ -260,6 +260,35 @@ impl ClientCpu {
         lottery.add(now, cost / self.cores, self.wakeup() / self.cores, turn)
     }
 
+    /// Charges `work` that goes on from work just done (the same task, still running):
+    /// it starts now, ahead of what waits for the cores, as the broker's work does on
+    /// shared cores (the work waiting is pushed back by as much). Returns the wait before
+    /// its result may be used, if there is one worth taking.
+    fn charge_continuing(&self, work: &Work) -> Option<Wait> {
+        let cost = self.cost(work);
+        if cost.is_zero() {
+            return None;
+        }
+        let now = now();
+        let job = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *queue {
+                Queue::Fifo(free) => {
+                    let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
+                    free[core] = free[core].max(now) + cost;
+                    *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+                    Job::at(now + cost)
+                }
+                Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Next),
+            }
+        };
+        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
+            job,
+            sleep: None,
+            armed_for: None,
+        })
+    }
+
     /// The CPU time charged so far.
     pub fn busy(&self) -> Duration {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
@@ -353,6 +382,20 @@ impl Future for Wait {
     }
 }
 
+/// Reads what `inner` holds now, without waiting: the segments that arrived since its
+/// last read (an end or an error is left for the next read, which finds it again).
+fn gather(inner: &mut BoxStream, cx: &mut Context<'_>) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let mut rb = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *inner).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => got.extend_from_slice(rb.filled()),
+            _ => return got,
+        }
+    }
+}
+
 /// Simulated time since the start of the simulation.
 fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
@@ -408,6 +451,7 @@ impl Net for CpuNet {
                 read: FrameScanner::default(),
                 written: FrameScanner::default(),
                 held: None,
+                topped_up: false,
                 write_stall: None,
                 prepaid: 0,
                 ending: None,
@@ -434,6 +478,8 @@ struct CpuStream {
     written: FrameScanner,
     /// Bytes read that the CPU has not got through yet, and when it will have.
     held: Option<Held>,
+    /// Whether the held bytes have been joined by what arrived while they waited.
+    topped_up: bool,
     /// A write waiting for the CPU to have produced its bytes.
     write_stall: Option<Wait>,
     /// Leading bytes of the next write already charged (a write that went out in part).
@@ -476,7 +522,28 @@ impl AsyncRead for CpuStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(held) = &mut this.held {
-            if ready!(held.poll_hand_over(cx, buf)) {
+            ready!(held.poll_due(cx));
+            if !this.topped_up {
+                // The CPU has got to this read: as a live read issued now would, it takes
+                // what arrived while the read waited for the CPU too, in the same I/O
+                // call (only those bytes' frames are charged, at once, ahead of the
+                // queue: the same task goes on decoding). Under load, a node whose
+                // segments queue behind a busy CPU reads several at a time.
+                this.topped_up = true;
+                let more = gather(&mut this.inner, cx);
+                if !more.is_empty() {
+                    let mut work = work_of(this.read.scan(&more), false);
+                    work.io_calls = 0;
+                    let wait = this.cpu.charge_continuing(&work);
+                    let waits = wait.is_some();
+                    held.top_up(&more, wait);
+                    if waits {
+                        // Polls the new timer, so that it wakes this read.
+                        return Pin::new(this).poll_read(cx, buf);
+                    }
+                }
+            }
+            if held.hand_over(buf) {
                 this.held = None;
             }
             this.resumed_at = Some(now());
@@ -519,6 +586,7 @@ impl AsyncRead for CpuStream {
         let scanned = this.read.scan(&buf.filled()[before..]);
         if let Some(wait) = this.cpu.charge(&work_of(scanned, false), Turn::Any) {
             this.held = Some(Held::take(buf, before, wait));
+            this.topped_up = false;
             // Polls the timer, so that it wakes this read.
             return Pin::new(this).poll_read(cx, buf);
         }

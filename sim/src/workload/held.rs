@@ -37,10 +37,33 @@ impl Held {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<bool> {
-        ready!(self.until.as_mut().poll(cx));
+        ready!(self.poll_due(cx));
+        Poll::Ready(self.hand_over(buf))
+    }
+
+    /// Ready once the timer has fired (and again at every later poll).
+    pub(super) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.until.as_mut().poll(cx)
+    }
+
+    /// Holds `more` after the bytes already held, until `until` is ready (with `None`,
+    /// until the timer already set: it may have fired, and stays ready).
+    pub(super) fn top_up(
+        &mut self,
+        more: &[u8],
+        until: Option<impl Future<Output = ()> + Send + 'static>,
+    ) {
+        self.bytes.extend_from_slice(more);
+        if let Some(until) = until {
+            self.until = Box::pin(until);
+        }
+    }
+
+    /// Hands over as much as `buf` takes, timer or not; `true` when nothing is left.
+    pub(super) fn hand_over(&mut self, buf: &mut ReadBuf<'_>) -> bool {
         let n = self.bytes.len().min(buf.remaining());
         buf.put_slice(&self.bytes[..n]);
         self.bytes.drain(..n);
-        Poll::Ready(self.bytes.is_empty())
+        self.bytes.is_empty()
     }
 }
