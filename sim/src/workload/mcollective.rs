@@ -15,7 +15,7 @@
 //! rabbitmq and redis connectors instead; the destinations and headers come from the
 //! [`Dialect`], the behaviour is the same.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -484,6 +484,48 @@ struct McoState {
     rng: SmallRng,
 }
 
+/// A request whose SENDs the client has not all written yet.
+struct Writing {
+    /// Its record, but for what the writes tell.
+    request: McoRequest,
+    /// The SENDs still to be written, in order, with the targets each reaches.
+    sends: VecDeque<(Vec<ClientId>, QueuedSend)>,
+}
+
+impl Writing {
+    /// Waits for the next SEND's outcome; the targets of one that failed are unwritten.
+    async fn next_written(&mut self) {
+        if let Some((targets, send)) = self.sends.front_mut() {
+            let failed = send.await.is_err();
+            if failed {
+                self.request.unwritten.extend(targets.iter().copied());
+            }
+            self.sends.pop_front();
+        }
+    }
+
+    /// The record, every SEND's outcome known at `now_us`: sent if any SEND was.
+    fn written(mut self, now_us: u64) -> McoRequest {
+        let r = &mut self.request;
+        let sent = r.unwritten.len() < r.expected.len()
+            || (r.expected.is_empty() && r.unwritten.is_empty());
+        if sent {
+            r.sent_us = Some(now_us);
+        } else {
+            r.unwritten.clear();
+        }
+        self.request
+    }
+
+    /// The record when the process died with SENDs unwritten: the client gives those up.
+    fn given_up(mut self, now_us: u64) -> McoRequest {
+        for (targets, _) in std::mem::take(&mut self.sends) {
+            self.request.unwritten.extend(targets);
+        }
+        self.written(now_us)
+    }
+}
+
 /// A request whose replies are being collected.
 struct Open {
     subscription: Option<Subscription>,
@@ -600,6 +642,11 @@ impl McoClient {
         let spec = &self.spec;
         let window = Duration::from_secs_f64(spec.discovery_timeout_s);
         let mut open: BTreeMap<u64, Open> = BTreeMap::new();
+        // Requests handed to the client and not yet written, oldest first. The loop goes
+        // on taking replies meanwhile: a client that stopped reading until each request
+        // was written would leave its replies in the broker (and, live, in its socket)
+        // whenever its own writes wait for a busy CPU.
+        let mut writing: VecDeque<Writing> = VecDeque::new();
         loop {
             let next_request = state.schedule.first().map(|(at, _, _)| *at);
             let next_close = open.values().map(|o| o.until).min();
@@ -612,7 +659,24 @@ impl McoClient {
             };
             tokio::select! {
                 biased;
-                () = &mut died => return true,
+                () = &mut died => {
+                    for w in writing {
+                        self.recorder.lock().requests.push(w.given_up(timebase.now_us()));
+                    }
+                    return true;
+                }
+                () = async {
+                    match writing.front_mut() {
+                        Some(w) => w.next_written().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if writing.front().is_some_and(|w| w.sends.is_empty())
+                        && let Some(w) = writing.pop_front()
+                    {
+                        self.recorder.lock().requests.push(w.written(timebase.now_us()));
+                    }
+                }
                 msg = messages.recv() => {
                     let Some(msg) = msg else { break };
                     record_path(&self.recorder, self.id, &client, &msg);
@@ -660,40 +724,61 @@ impl McoClient {
                             None => None,
                         };
                         let intended_us = at.as_micros() as u64;
-                        let unwritten = self.send_request(&client, kind, id, &reply.reply_to, &targets, intended_us).await;
-                        let sent = unwritten.len() < targets.len() || (targets.is_empty() && unwritten.is_empty());
+                        let sends = self.send_request(&client, kind, id, &reply.reply_to, &targets, intended_us).await;
                         let until = now + window;
-                        self.recorder.lock().requests.push(McoRequest {
-                            id,
-                            client: self.id,
-                            round: match kind {
-                                RequestKind::Discovery => round,
-                                RequestKind::Directed => (1 << 40) | round,
+                        writing.push_back(Writing {
+                            request: McoRequest {
+                                id,
+                                client: self.id,
+                                round: match kind {
+                                    RequestKind::Discovery => round,
+                                    RequestKind::Directed => (1 << 40) | round,
+                                },
+                                kind,
+                                intended_us,
+                                sent_us: None,
+                                expected: targets,
+                                unwritten: Vec::new(),
+                                window_end_us: until.as_micros() as u64,
                             },
-                            kind,
-                            intended_us,
-                            sent_us: sent.then(|| timebase.now_us()),
-                            expected: targets,
-                            unwritten: if sent { unwritten } else { Vec::new() },
-                            window_end_us: until.as_micros() as u64,
+                            sends,
                         });
                         open.insert(id, Open { subscription, until });
                     }
                 }
             }
         }
-        // Keep the connection until the end of the run.
+        // Keep the connection until the end of the run (the last requests are written).
+        let written = async {
+            while let Some(w) = writing.front_mut() {
+                w.next_written().await;
+                if w.sends.is_empty()
+                    && let Some(w) = writing.pop_front()
+                {
+                    self.recorder
+                        .lock()
+                        .requests
+                        .push(w.written(timebase.now_us()));
+                }
+            }
+            timebase.sleep_until(self.end).await;
+        };
         tokio::select! {
             biased;
-            () = &mut died => return true,
-            () = timebase.sleep_until(self.end) => {}
+            () = &mut died => {
+                for w in writing {
+                    self.recorder.lock().requests.push(w.given_up(timebase.now_us()));
+                }
+                return true;
+            }
+            () = written => {}
         }
         let _ = client.disconnect().await;
         false
     }
 
-    /// Sends the request frames; returns the targets whose SEND was not written (every
-    /// target when a broadcast's one SEND failed).
+    /// Hands the request's SEND frames to the client; returns each SEND (to be waited
+    /// for) with the targets it reaches (a broadcast's one SEND reaches them all).
     async fn send_request(
         &self,
         client: &Conn,
@@ -702,7 +787,7 @@ impl McoClient {
         reply_queue: &str,
         targets: &[ClientId],
         intended_us: u64,
-    ) -> Vec<ClientId> {
+    ) -> VecDeque<(Vec<ClientId>, QueuedSend)> {
         let spec = &self.spec;
         let now_ms = self.epoch_ms + intended_us / 1000;
         let headers = |selects: Option<(&str, String)>| {
@@ -719,28 +804,20 @@ impl McoClient {
         match kind {
             RequestKind::Discovery => {
                 let dest = self.dialect.mco_broadcast(&spec.collective, "discovery");
-                if client.send(&dest, headers(None), b).await.is_ok() {
-                    Vec::new()
-                } else {
-                    targets.to_vec()
-                }
+                let send = client.send_queued(&dest, headers(None), b).await;
+                VecDeque::from([(targets.to_vec(), send)])
             }
             RequestKind::Directed => {
                 let names: BTreeMap<ClientId, &String> =
                     self.directory.iter().map(|(n, id)| (*id, n)).collect();
-                let mut unwritten = Vec::new();
+                let mut sends = VecDeque::new();
                 for t in targets {
                     let Some(name) = names.get(t) else { continue };
                     let (dest, selects) = self.dialect.mco_directed(&spec.collective, name);
-                    if client
-                        .send(&dest, headers(selects), b.clone())
-                        .await
-                        .is_err()
-                    {
-                        unwritten.push(*t);
-                    }
+                    let send = client.send_queued(&dest, headers(selects), b.clone()).await;
+                    sends.push_back((vec![*t], send));
                 }
-                unwritten
+                sends
             }
         }
     }
