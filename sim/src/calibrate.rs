@@ -800,6 +800,31 @@ pub fn workloads(duration_s: f64, scale: f64) -> anyhow::Result<Vec<Workload>> {
     Ok(out)
 }
 
+/// Leaves out the workloads whose name starts with one of `skip` (a broker far slower
+/// than the loads some workloads offer: an overloaded JVM stays busy through the next
+/// runs). A prefix that names no workload is an error, as is leaving nothing to fit.
+pub fn skip_workloads(workloads: &mut Vec<Workload>, skip: &[String]) -> anyhow::Result<()> {
+    for prefix in skip {
+        anyhow::ensure!(
+            workloads
+                .iter()
+                .any(|w| w.name.starts_with(prefix.as_str())),
+            "--skip {prefix}: no calibration workload's name starts with it (they are: {})",
+            workloads
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    workloads.retain(|w| !skip.iter().any(|p| w.name.starts_with(p.as_str())));
+    anyhow::ensure!(
+        workloads.iter().any(|w| w.fitted),
+        "--skip leaves no workload to fit"
+    );
+    Ok(())
+}
+
 /// How long the churn workload's nodes stay down each time (they are up as long).
 const CHURN_DOWN_S: f64 = 0.5;
 
@@ -1163,6 +1188,8 @@ pub struct CalibrateOptions {
     /// Run only the first this many [`workloads`] (the warm-up included), for quick
     /// checks; `None`: all.
     pub workloads_max: Option<usize>,
+    /// Workloads left out: those whose name starts with any of these (`fanout-800@60`).
+    pub skip: Vec<String>,
     /// How the fit weighs the workloads (the broker's and the clients' fits alike).
     pub weighting: Weighting,
 }
@@ -1206,6 +1233,7 @@ pub fn calibrate(
     // Fail before any load when the CPU cannot be read.
     opts.cpu.read_s()?;
     let mut workloads = workloads(opts.duration_s, opts.scale)?;
+    skip_workloads(&mut workloads, &opts.skip)?;
     if let Some(n) = opts.workloads_max {
         workloads.truncate(n);
     }
@@ -1693,6 +1721,7 @@ mod tests {
             threads: 1,
             baseline_s: BASELINE_S,
             workloads_max: None,
+            skip: Vec::new(),
             weighting: Weighting::Absolute,
         };
         let e = calibrate(&opts, &|_| {}).unwrap_err().to_string();
@@ -1797,6 +1826,14 @@ mod tests {
         for x in &w {
             x.scenario.validate().unwrap();
         }
+        let mut some = workloads(4.0, 1.0).unwrap();
+        skip_workloads(&mut some, &["fanout-800@40".into(), "fanout-800@60".into()]).unwrap();
+        assert_eq!(some.len(), 17);
+        assert!(!some.iter().any(|w| w.name.starts_with("fanout-800@40")));
+        let e = skip_workloads(&mut some, &["fanout-900".into()]).unwrap_err();
+        assert!(e.to_string().contains("--skip fanout-900"), "{e}");
+        let e = skip_workloads(&mut some, &[String::new()]).unwrap_err();
+        assert!(e.to_string().contains("no workload to fit"), "{e}");
         assert!(workloads(0.0, 1.0).is_err());
         assert!(workloads(1.0, 0.0).is_err());
     }

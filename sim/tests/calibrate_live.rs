@@ -69,6 +69,7 @@ fn calibrating_a_real_stampede_broker_gives_a_profile_that_parses() {
         threads: 2,
         baseline_s: 0.5,
         workloads_max: Some(5),
+        skip: Vec::new(),
         weighting: Default::default(),
     };
     let c = calibrate::calibrate(&opts, &|line| eprintln!("{line}")).unwrap();

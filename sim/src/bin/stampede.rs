@@ -292,6 +292,10 @@ enum Command {
         /// storms and idle fleets).
         #[arg(long, value_enum, default_value_t = calibrate::Weighting::Absolute)]
         fit: calibrate::Weighting,
+        /// Leave out the workloads whose name starts with this (repeatable), e.g. the
+        /// loaded runs for a broker they would overload: `--skip fanout-800@40`.
+        #[arg(long, value_name = "NAME")]
+        skip: Vec<String>,
     },
     /// Run a scenario over many seeds, each in its own process, and write explore.csv
     /// (seed, verdict, lost, unexplained_lost, failover_p99_ms, failed_expectations) and
@@ -595,6 +599,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             out,
             clients_out,
             fit,
+            skip,
         } => {
             let credentials = credentials(user, password)?;
             let target = TargetUri::parse(&target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
@@ -623,6 +628,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 threads,
                 baseline_s: calibrate::BASELINE_S,
                 workloads_max: None,
+                skip,
                 weighting: fit,
             };
             calibrate_command(&opts, description, &out, clients_out.as_deref())
