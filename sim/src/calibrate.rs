@@ -2,7 +2,7 @@
 //! kind) from live runs against it.
 //!
 //! Calibration drives a fixed set of short live workloads ([`workloads`]: MCollective
-//! fan-out 1 → 800 at three rates, queue 1 → 1 with 20 B and 1 KiB bodies, queue
+//! fan-out 1 → 800 at five rates (1 to 60 broadcasts/s), queue 1 → 1 with 20 B and 1 KiB bodies, queue
 //! 10 → 10, directed request/reply at three rates, light and heavy, idle connections
 //! with and without 1 s heart-beats), each through the live load mode's machinery ([`crate::live::run_on`]).
 //! Around each run it reads
