@@ -236,7 +236,7 @@ impl ClientCpu {
 
     /// First come first served: on the earliest free core.
     fn add_fifo(&self, free: &mut [Duration], now: Duration, cost: Duration) -> Duration {
-        let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
+        let core = earliest_free(free);
         // A core that had finished is woken (see `CostProfile::wakeups_ns`).
         let cost = if free[core] < now {
             cost + self.wakeup()
@@ -274,19 +274,14 @@ impl ClientCpu {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match &mut *queue {
                 Queue::Fifo(free) => {
-                    let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
-                    free[core] = free[core].max(now) + cost;
+                    go_first(free, now, cost);
                     *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
                     Job::at(now + cost)
                 }
                 Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Next),
             }
         };
-        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
-            job,
-            sleep: None,
-            armed_for: None,
-        })
+        Wait::worth_taking(job, now)
     }
 
     /// The CPU time charged so far.
@@ -302,12 +297,7 @@ impl ClientCpu {
         if cost.is_zero() {
             return None;
         }
-        let job = self.enqueue(now, cost, turn);
-        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
-            job,
-            sleep: None,
-            armed_for: None,
-        })
+        Wait::worth_taking(self.enqueue(now, cost, turn), now)
     }
 }
 
@@ -337,11 +327,22 @@ impl ClientCpu {
     fn take_first(&self, start: Duration, cost: Duration) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if let Queue::Fifo(free) = &mut *queue {
-            let core = (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0);
-            free[core] = free[core].max(start) + cost;
+            go_first(free, start, cost);
         }
         // (The scenario refuses `share_with_brokers` with a random order.)
     }
+}
+
+/// The core that is free first.
+fn earliest_free(free: &[Duration]) -> usize {
+    (0..free.len()).min_by_key(|i| free[*i]).unwrap_or(0)
+}
+
+/// Takes `cost` of the earliest free core from `start`, ahead of the work still to come
+/// there (which is pushed back by as much).
+fn go_first(free: &mut [Duration], start: Duration, cost: Duration) {
+    let core = earliest_free(free);
+    free[core] = free[core].max(start) + cost;
 }
 
 /// Waits until a [`Job`] is done (to the nearest tick), following it when work placed
@@ -352,6 +353,17 @@ struct Wait {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The end the sleep is set for.
     armed_for: Option<Duration>,
+}
+
+impl Wait {
+    /// A wait for `job`, charged at `now`, if it is worth taking (see [`RELEASE_LEAD`]).
+    fn worth_taking(job: Arc<Job>, now: Duration) -> Option<Wait> {
+        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
+            job,
+            sleep: None,
+            armed_for: None,
+        })
+    }
 }
 
 impl Future for Wait {

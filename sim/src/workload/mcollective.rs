@@ -660,23 +660,16 @@ impl McoClient {
             tokio::select! {
                 biased;
                 () = &mut died => {
-                    for w in writing {
-                        self.recorder.lock().requests.push(w.given_up(timebase.now_us()));
-                    }
+                    self.give_up(writing);
                     return true;
                 }
                 () = async {
-                    match writing.front_mut() {
-                        Some(w) => w.next_written().await,
-                        None => std::future::pending().await,
+                    if writing.is_empty() {
+                        std::future::pending().await
+                    } else {
+                        self.next_written(&mut writing).await
                     }
-                } => {
-                    if writing.front().is_some_and(|w| w.sends.is_empty())
-                        && let Some(w) = writing.pop_front()
-                    {
-                        self.recorder.lock().requests.push(w.written(timebase.now_us()));
-                    }
-                }
+                } => {}
                 msg = messages.recv() => {
                     let Some(msg) = msg else { break };
                     record_path(&self.recorder, self.id, &client, &msg);
@@ -750,31 +743,42 @@ impl McoClient {
         }
         // Keep the connection until the end of the run (the last requests are written).
         let written = async {
-            while let Some(w) = writing.front_mut() {
-                w.next_written().await;
-                if w.sends.is_empty()
-                    && let Some(w) = writing.pop_front()
-                {
-                    self.recorder
-                        .lock()
-                        .requests
-                        .push(w.written(timebase.now_us()));
-                }
+            while !writing.is_empty() {
+                self.next_written(&mut writing).await;
             }
             timebase.sleep_until(self.end).await;
         };
         tokio::select! {
             biased;
             () = &mut died => {
-                for w in writing {
-                    self.recorder.lock().requests.push(w.given_up(timebase.now_us()));
-                }
+                self.give_up(writing);
                 return true;
             }
             () = written => {}
         }
         let _ = client.disconnect().await;
         false
+    }
+
+    /// Waits for the next SEND of the oldest request in `writing`, and records that
+    /// request once every one of its SENDs' outcomes is known.
+    async fn next_written(&self, writing: &mut VecDeque<Writing>) {
+        let Some(w) = writing.front_mut() else { return };
+        w.next_written().await;
+        if w.sends.is_empty()
+            && let Some(w) = writing.pop_front()
+        {
+            let now_us = self.recorder.timebase().now_us();
+            self.recorder.lock().requests.push(w.written(now_us));
+        }
+    }
+
+    /// Records the requests of a process that died with SENDs unwritten.
+    fn give_up(&self, writing: VecDeque<Writing>) {
+        let now_us = self.recorder.timebase().now_us();
+        for w in writing {
+            self.recorder.lock().requests.push(w.given_up(now_us));
+        }
     }
 
     /// Hands the request's SEND frames to the client; returns each SEND (to be waited
