@@ -98,7 +98,10 @@ pub enum Output {
         record: crate::store::Record,
     },
     /// Write what is queued for `conn`, then close it. The core has already forgotten the
-    /// connection; later events for it are ignored.
+    /// connection, except for the `auto` ack queue messages it emitted and has not seen
+    /// written: the shell reports the frames it still writes ([`Broker::handle_flushed`])
+    /// and then the close ([`Broker::handle_close`]), and those messages count as
+    /// consumed or go back to their queue accordingly. Other events for it are ignored.
     Close {
         /// The connection to close.
         conn: ConnId,
@@ -206,6 +209,10 @@ pub struct Broker {
     /// incarnations of a broker with the same name.
     incarnation: u64,
     conns: BTreeMap<ConnId, Conn>,
+    /// Connections the core closed while `auto` ack deliveries to them were not yet
+    /// reported written: one slot per frame still unreported, as in `Conn::inflight`,
+    /// until the shell reports the close (see [`Output::Close`]).
+    closing: BTreeMap<ConnId, VecDeque<Option<session::Unflushed>>>,
     subs: BTreeMap<SubKey, Subscription>,
     queues: BTreeMap<QueueKey, Queue>,
     /// Messages of each queue delivered and not yet acknowledged (client modes) or not yet
@@ -279,6 +286,7 @@ impl Broker {
             security,
             incarnation: now_ms,
             conns: BTreeMap::new(),
+            closing: BTreeMap::new(),
             subs: BTreeMap::new(),
             queues: BTreeMap::new(),
             inflight: BTreeMap::new(),

@@ -302,8 +302,7 @@ impl Broker {
         if let Some(r) = receipt {
             self.emit_control(conn, Frame::new(Command::Receipt).header("receipt-id", r));
         }
-        self.outputs.push_back(Output::Close { conn });
-        self.teardown(conn);
+        self.close(conn);
     }
 
     /// Why a persistent SEND to `dest_kind` cannot be stored now, if the store is full.

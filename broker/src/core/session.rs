@@ -231,12 +231,16 @@ impl Broker {
     }
 
     /// The peer closed the connection or the socket failed.
+    /// After [`Output::Close`], the shell's report that it has written all it will.
     pub fn handle_close(&mut self, now_ms: u64, conn: ConnId) {
         self.now_ms = now_ms;
-        self.work.events += 1;
-        self.work.connections += 1;
         if self.conns.contains_key(&conn) {
-            self.teardown(conn);
+            self.work.events += 1;
+            self.work.connections += 1;
+            self.teardown(conn, false);
+        } else if let Some(slots) = self.closing.remove(&conn) {
+            self.give_back(slots.into_iter().flatten());
+            self.run_drains();
         }
         self.retry_parked();
     }
@@ -264,6 +268,8 @@ impl Broker {
         self.now_ms = now_ms;
         let max = self.config.limits.outbound_frames_max;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
+            self.closing_flushed(conn_id, frames);
+            self.retry_parked();
             return;
         };
         let was_blocked = !conn.has_room(max);
@@ -393,8 +399,7 @@ impl Broker {
                 }
                 let frame = frame.header("content-type", "text/plain").body(body);
                 self.emit_control(conn_id, frame);
-                self.outputs.push_back(Output::Close { conn: conn_id });
-                self.teardown(conn_id);
+                self.close(conn_id);
             }
         }
         self.run_drains();
@@ -577,13 +582,21 @@ impl Broker {
         }
         self.stats.errors_sent += 1;
         self.emit_control(conn, error_frame(message, receipt, detail));
+        self.close(conn);
+    }
+
+    /// Asks the shell to write what is queued for `conn` and close it, and forgets the
+    /// connection. Its `auto` ack deliveries not yet reported written wait for the
+    /// shell's last reports (see [`Output::Close`]).
+    pub(super) fn close(&mut self, conn: ConnId) {
         self.outputs.push_back(Output::Close { conn });
-        self.teardown(conn);
+        self.teardown(conn, true);
     }
 
     /// Forgets a connection: redelivers what it held, drops its subscriptions,
-    /// transactions and temporary destinations.
-    pub(super) fn teardown(&mut self, conn_id: ConnId) {
+    /// transactions and temporary destinations. With `written_later`, the shell still
+    /// writes what was queued: `auto` ack deliveries wait for its reports instead.
+    pub(super) fn teardown(&mut self, conn_id: ConnId, written_later: bool) {
         let Some(mut conn) = self.conns.remove(&conn_id) else {
             return;
         };
@@ -600,14 +613,42 @@ impl Broker {
         for sub in subs {
             self.remove_subscription(sub);
         }
-        for u in conn.inflight.drain(..).flatten() {
-            self.settle_inflight(&u.queue);
-            self.requeue(u.queue, u.key, u.message, u.redeliveries + 1);
+        if written_later && conn.inflight.iter().any(Option::is_some) {
+            self.closing
+                .insert(conn_id, std::mem::take(&mut conn.inflight));
+        } else {
+            self.give_back(conn.inflight.drain(..).flatten());
         }
         for ((kind, _), internal) in std::mem::take(&mut conn.temps) {
             self.delete_temporary(kind, internal);
         }
         self.run_drains();
+    }
+}
+
+impl Broker {
+    /// Returns `auto` ack deliveries that were never written to their queues.
+    fn give_back(&mut self, unwritten: impl IntoIterator<Item = Unflushed>) {
+        for u in unwritten {
+            self.settle_inflight(&u.queue);
+            self.requeue(u.queue, u.key, u.message, u.redeliveries + 1);
+        }
+    }
+
+    /// `frames` more frames written to a connection the core has closed.
+    fn closing_flushed(&mut self, conn: ConnId, frames: usize) {
+        let Some(slots) = self.closing.get_mut(&conn) else {
+            return;
+        };
+        let n = frames.min(slots.len());
+        let written: Vec<Unflushed> = slots.drain(..n).flatten().collect();
+        if !slots.iter().any(Option::is_some) {
+            self.closing.remove(&conn);
+        }
+        for u in written {
+            self.settle_inflight(&u.queue);
+            self.persist_ack(&u.queue, &u.message);
+        }
     }
 }
 

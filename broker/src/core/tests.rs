@@ -140,6 +140,7 @@ impl Harness {
     fn pump(&mut self) {
         loop {
             let mut flushed: BTreeMap<ConnId, usize> = BTreeMap::new();
+            let mut closing: Vec<ConnId> = Vec::new();
             let mut any = false;
             while let Some(out) = self.broker.poll_output() {
                 any = true;
@@ -150,7 +151,10 @@ impl Harness {
                             *flushed.entry(conn).or_default() += 1;
                         }
                     }
-                    Output::Close { conn } => self.closed.push(conn),
+                    Output::Close { conn } => {
+                        self.closed.push(conn);
+                        closing.push(conn);
+                    }
                     Output::PauseReading { conn } => {
                         self.paused.insert(conn);
                     }
@@ -168,6 +172,13 @@ impl Harness {
             }
             for (conn, n) in flushed {
                 self.broker.handle_flushed(self.now_ms, conn, n);
+            }
+            // A writer told to close reports the close after its flushes; a stalled one
+            // never gets that far (the test reports it).
+            for conn in closing {
+                if !self.stalled.contains(&conn) {
+                    self.broker.handle_close(self.now_ms, conn);
+                }
             }
         }
     }
@@ -741,6 +752,56 @@ fn written_but_unflushed_auto_ack_deliveries_count_against_the_queue_limit_too()
     h.pump();
     assert_eq!(h.broker.queue_depth("q"), Some(3));
     assert!(h.take(p).is_empty());
+}
+
+#[test]
+fn auto_ack_deliveries_written_before_a_disconnect_are_consumed_even_if_reported_after_it() {
+    // The client read the message and sent DISCONNECT before its writer reported the
+    // write: the writer reports it (and then the close) afterwards, and the message
+    // must count as consumed, not come back to the next consumer.
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    h.send(p, "/queue/q", "a", &[]);
+    h.send(p, "/queue/q", "b", &[]);
+    assert_eq!(h.bodies(c), ["a", "b"]);
+    h.frame(c, Frame::new(Command::Disconnect).header("receipt", "bye"));
+    assert_eq!(h.take(c)[0].get("receipt-id"), Some("bye"));
+    assert_eq!(h.closed, [c]);
+    // The writer wrote both messages and the RECEIPT, then closed.
+    h.broker.handle_flushed(h.now_ms, c, 3);
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    assert_eq!(h.broker.queue_depth("q").unwrap_or(0), 0);
+    let d = h.connect();
+    h.subscribe(d, "s", "/queue/q", &[]);
+    assert!(h.take(d).is_empty(), "consumed messages came back");
+}
+
+#[test]
+fn auto_ack_deliveries_not_written_before_a_close_go_back_to_the_queue() {
+    // The same, but the writer reports one message written: the other goes back, flagged.
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    h.send(p, "/queue/q", "a", &[]);
+    h.send(p, "/queue/q", "b", &[]);
+    assert_eq!(h.bodies(c), ["a", "b"]);
+    h.frame(c, Frame::new(Command::Disconnect));
+    // "a" was written; the socket failed before "b".
+    h.broker.handle_flushed(h.now_ms, c, 1);
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    let d = h.connect();
+    h.subscribe(d, "s", "/queue/q", &[]);
+    let got = h.messages(d);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body_str(), "b");
+    assert_eq!(got[0].get("redelivered"), Some("true"));
 }
 
 #[test]

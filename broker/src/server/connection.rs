@@ -328,6 +328,9 @@ impl Writer {
                 break;
             }
             if close {
+                // After the flushes: the core settles what it closed with (an `ack:auto`
+                // message written counts as consumed, one not written goes back).
+                let _ = inbox.send(Event::Closed { conn }).await;
                 let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
                 return;
             }

@@ -1165,8 +1165,12 @@ impl CoreTask {
             }
             Output::Close { conn } => {
                 self.pauses.remove(&conn);
-                if let Some(w) = self.writers.remove(&conn) {
-                    let _ = w.try_send(WriterMsg::Close);
+                // The writer reports the close after what it still writes; one that
+                // cannot take the message will not, so the close is settled now.
+                if let Some(w) = self.writers.remove(&conn)
+                    && w.try_send(WriterMsg::Close).is_err()
+                {
+                    self.broker.handle_close(self.clock.now_ms(), conn);
                 }
             }
             Output::PauseReading { conn } => {
