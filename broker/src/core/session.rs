@@ -245,6 +245,19 @@ impl Broker {
         self.retry_parked();
     }
 
+    /// The shell's writer for `conn` cannot take another frame: the connection is closed
+    /// (with no ERROR, which could not be written either). The writer still writes what
+    /// it holds, and reports that and the close as after [`Output::Close`].
+    pub fn handle_writer_full(&mut self, now_ms: u64, conn: ConnId) {
+        self.now_ms = now_ms;
+        self.work.events += 1;
+        self.work.connections += 1;
+        if self.conns.contains_key(&conn) {
+            self.close(conn);
+        }
+        self.retry_parked();
+    }
+
     /// The byte stream was not valid STOMP: ERROR, then close.
     pub fn handle_decode_error(&mut self, now_ms: u64, conn: ConnId, error: &DecodeError) {
         self.now_ms = now_ms;

@@ -805,6 +805,32 @@ fn auto_ack_deliveries_not_written_before_a_close_go_back_to_the_queue() {
 }
 
 #[test]
+fn a_connection_whose_writer_is_full_is_closed_and_what_the_writer_still_writes_is_consumed() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for body in ["a", "b", "c"] {
+        h.send(p, "/queue/q", body, &[]);
+    }
+    assert_eq!(h.bodies(c), ["a", "b", "c"]);
+    h.broker.handle_writer_full(h.now_ms, c);
+    h.pump();
+    assert!(h.is_closed(c));
+    assert_eq!(h.broker.stats().connections_current, 1);
+    // Its frames from now on are ignored.
+    h.send(c, "/queue/q", "from-closed", &[]);
+    // The writer still wrote two of the three, then reported the close.
+    h.broker.handle_flushed(h.now_ms, c, 2);
+    h.broker.handle_close(h.now_ms, c);
+    h.pump();
+    let d = h.connect();
+    h.subscribe(d, "s", "/queue/q", &[]);
+    assert_eq!(h.bodies(d), ["c"]);
+}
+
+#[test]
 fn a_waiting_send_goes_through_once_a_consumer_makes_room() {
     let mut config = CoreConfig::default();
     config.limits.queue_messages_max = 2;

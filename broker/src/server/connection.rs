@@ -283,6 +283,10 @@ impl Writer {
                 m = rx.recv() => m,
             };
             let Some(first) = first else {
+                // The core gave up on this writer (it fell too far behind) and has
+                // closed the connection: what was queued is written, so the close is
+                // reported after those flushes.
+                let _ = inbox.send(Event::Closed { conn }).await;
                 break;
             };
             let mut frames = 0usize;

@@ -1156,21 +1156,20 @@ impl CoreTask {
                     return;
                 };
                 if w.try_send(WriterMsg::Frame(version, frame)).is_err() {
-                    // The writer is gone or hopelessly behind: give up on it.
+                    // The writer is hopelessly behind: give up on it. It still writes
+                    // what it holds and then reports the close.
                     tracing::info!(%conn, capacity = self.writer_capacity, "closing connection whose writer is full");
                     self.writers.remove(&conn);
                     self.pauses.remove(&conn);
-                    self.broker.handle_close(self.clock.now_ms(), conn);
+                    self.broker.handle_writer_full(self.clock.now_ms(), conn);
                 }
             }
             Output::Close { conn } => {
                 self.pauses.remove(&conn);
-                // The writer reports the close after what it still writes; one that
-                // cannot take the message will not, so the close is settled now.
-                if let Some(w) = self.writers.remove(&conn)
-                    && w.try_send(WriterMsg::Close).is_err()
-                {
-                    self.broker.handle_close(self.clock.now_ms(), conn);
+                // The writer reports the close after what it still writes (if it is
+                // too full to take this message, once it has written what it holds).
+                if let Some(w) = self.writers.remove(&conn) {
+                    let _ = w.try_send(WriterMsg::Close);
                 }
             }
             Output::PauseReading { conn } => {
