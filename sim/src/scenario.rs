@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stampede_broker::config::{ConfigError, InvalidSetting, KeyPath, parse_toml};
@@ -33,7 +34,10 @@ pub struct Scenario {
     pub seed: u64,
     /// Simulated duration in seconds.
     pub duration_s: f64,
-    /// Simulation tick in milliseconds (timers and delivery are quantized to it).
+    /// Simulation tick in milliseconds (timers and delivery are quantized to it, and cost
+    /// models round latency to it). Not below 1: tokio's timers have millisecond
+    /// resolution, so under a finer turmoil tick each host's clock would run ahead of the
+    /// simulation's.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
     /// Simulated wall-clock time at the start, in epoch milliseconds.
@@ -933,6 +937,11 @@ pub struct Expectations {
 }
 
 impl Scenario {
+    /// The simulation's tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
     /// Reads and validates a scenario file (and the cost profiles it names).
     pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
         let file = path.display().to_string();

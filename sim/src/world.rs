@@ -54,7 +54,7 @@ pub fn run(
     // the tasks were spawned, whatever other threads spawn meanwhile.
     let _local_tasks = stampede_broker::task::spawn_on_local_set();
     let duration = Duration::from_secs_f64(scenario.duration_s);
-    let tick = Duration::from_millis(scenario.tick_ms);
+    let tick = scenario.tick();
     let latency = Duration::from_millis(scenario.network.latency_ms);
     let jitter = Duration::from_millis(scenario.network.jitter_ms);
     let mut builder = turmoil::Builder::new();
@@ -132,6 +132,7 @@ pub fn run(
         let recorder = recorder.clone();
         let cost = b.cost_profile.clone().map(|profile| BrokerCost {
             profile,
+            tick,
             cores: shared_cores.clone(),
         });
         let disk = disks.get(&b.name).cloned();
@@ -330,6 +331,8 @@ fn rabbitmq_vhost(scenario: &Scenario) -> VhostConfig {
 #[derive(Clone)]
 struct BrokerCost {
     profile: CostProfile,
+    /// The simulation's tick, to which the cost model rounds.
+    tick: Duration,
     cores: Option<Arc<dyn Cores>>,
 }
 
@@ -346,7 +349,7 @@ async fn serve(
 ) -> io::Result<()> {
     let mut server = Server::bind_with_storage(Arc::new(TurmoilNet), config, disk).await?;
     if let Some(cost) = cost {
-        server = server.with_cost_profile(cost.profile);
+        server = server.with_cost_profile(cost.profile, cost.tick);
         if let Some(cores) = cost.cores {
             server = server.on_shared_cores(cores);
         }

@@ -5,10 +5,11 @@
 //! core task becomes a FIFO server: each handled event's [`Work`] costs
 //! `Σ count × ns`, the simulated CPU's busy time accumulates, and the outputs of that
 //! event are released only when the CPU reaches them ([`CpuMeter`]). Time comes from
-//! `tokio::time`, which turmoil simulates; costs far below the 1 ms tick accumulate in
-//! nanoseconds and are charged across ticks (a backlog under half a millisecond is
-//! released at once, a longer one sleeps until the tick nearest its end), so throughput
-//! is exact and latency is rounded to the nearest tick.
+//! `tokio::time`, which turmoil simulates; costs far below its tick (1 ms unless the
+//! scenario sets a finer one, [`CpuMeter::with_tick`]) accumulate in nanoseconds and are
+//! charged across ticks (a backlog under half a tick is released at once, a longer one
+//! sleeps until the tick nearest its end), so throughput is exact and latency is rounded
+//! to the nearest tick.
 //!
 //! Without a profile the server never builds a meter and behaves exactly as before.
 
@@ -23,13 +24,8 @@ use tokio::time::Instant;
 use crate::core::Work;
 use crate::toml_config::{ConfigError, InvalidSetting, KeyPath, load_toml, parse_toml};
 
-/// A backlog shorter than this is released at once; a longer one waits until the tick
-/// nearest the end of its work (half of turmoil's 1 ms tick: rounding to nearest).
-const RELEASE_LEAD: Duration = Duration::from_micros(500);
-
-/// Gaps up to this long between the end of the CPU's work and the next event count as
-/// the rounding of the simulation's 1 ms tick, not as idle time.
-const TICK_SLACK: Duration = Duration::from_millis(1);
+/// The simulation's tick unless told otherwise ([`CpuMeter::with_tick`]).
+pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
 /// Nanoseconds of CPU per operation kind (the keys are [`Work`]'s counters with `_ns`),
 /// plus what calibration recorded about its fit. TOML, unknown keys refused.
@@ -186,6 +182,10 @@ pub struct CpuMeter {
     carry_ns: f64,
     /// CPU time charged in all.
     busy_ns: u64,
+    /// The simulation's tick: gaps up to this long between the end of the CPU's work and
+    /// the next event are its rounding, not idle time, and a backlog shorter than half
+    /// of it is released at once (rounding to the nearest tick).
+    tick: Duration,
 }
 
 impl CpuMeter {
@@ -198,7 +198,14 @@ impl CpuMeter {
             busy_until: None,
             carry_ns: 0.0,
             busy_ns: 0,
+            tick: DEFAULT_TICK,
         }
+    }
+
+    /// The same meter for a simulation whose clock advances by `tick`.
+    #[must_use]
+    pub fn with_tick(self, tick: Duration) -> CpuMeter {
+        CpuMeter { tick, ..self }
     }
 
     /// A meter whose work runs on `cores`, shared with other programs: each event's work
@@ -228,7 +235,7 @@ impl CpuMeter {
         // core's last wait (it woke at the next tick, not when its work ended), not idle
         // time: the work starts where the last ended, so a saturated core stays busy.
         let start = match self.busy_until {
-            Some(b) if b + TICK_SLACK >= now => b,
+            Some(b) if b + self.tick >= now => b,
             _ => now,
         };
         // On a shared machine, a core must be free too.
@@ -238,7 +245,11 @@ impl CpuMeter {
         };
         let done = start + Duration::from_nanos(ns);
         self.busy_until = Some(done);
-        Busy { start, done }
+        Busy {
+            start,
+            done,
+            lead: self.tick / 2,
+        }
     }
 
     /// CPU time charged so far, in nanoseconds.
@@ -260,6 +271,8 @@ pub struct Busy {
     pub start: Instant,
     /// When it finishes.
     pub done: Instant,
+    /// Half the simulation's tick: how much earlier than its end a wait may end.
+    lead: Duration,
 }
 
 impl Busy {
@@ -272,7 +285,7 @@ impl Busy {
     pub fn release_at(&self, i: usize, n: usize, now: Instant) -> Option<Instant> {
         let span = (self.done - self.start).as_nanos();
         let share = span * (i as u128 + 1) / n.max(1) as u128;
-        Self::released(
+        self.released(
             self.start + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX)),
             now,
         )
@@ -281,12 +294,12 @@ impl Busy {
     /// When the whole of the work is done, to the nearest tick, or `None` when that is by
     /// `now` (the core task waits for it before its next event).
     pub fn end_release(&self, now: Instant) -> Option<Instant> {
-        Self::released(self.done, now)
+        self.released(self.done, now)
     }
 
     /// The tick nearest `end`, if it is after `now`.
-    fn released(end: Instant, now: Instant) -> Option<Instant> {
-        let release = end.checked_sub(RELEASE_LEAD)?;
+    fn released(&self, end: Instant, now: Instant) -> Option<Instant> {
+        let release = end.checked_sub(self.lead)?;
         (release > now).then_some(release)
     }
 }
@@ -338,6 +351,32 @@ mod tests {
         let later = t0 + Duration::from_millis(5);
         assert_eq!(m.charge(w, later).end_release(later), None);
         assert_eq!(m.busy_ns(), 2_100_000);
+    }
+
+    #[test]
+    fn a_finer_tick_rounds_to_its_own_nearest_tick() {
+        let p = CostProfile::from_ns_array([1000.0; Work::KINDS]);
+        let mut m = CpuMeter::new(p).with_tick(Duration::from_micros(100));
+        let t0 = Instant::now();
+        // A 100 µs backlog, released at once with a 1 ms tick, waits under a 0.1 ms
+        // one: until 50 µs before its end.
+        let w = Work {
+            events: 100,
+            ..Work::default()
+        };
+        let at = m.charge(w, t0).end_release(t0).unwrap();
+        assert_eq!(at - t0, Duration::from_micros(50));
+        // An event 0.5 ms after the work ended finds the CPU idle (with a 1 ms tick the
+        // gap would be the tick's rounding and the work would start at the old end).
+        let later = t0 + Duration::from_micros(600);
+        let busy = m.charge(
+            Work {
+                events: 101,
+                ..Work::default()
+            },
+            later,
+        );
+        assert_eq!(busy.start, later);
     }
 
     #[test]

@@ -215,8 +215,9 @@ pub struct Server {
     observations: ObservationsHandle,
     reloader: Reloader,
     reloads: mpsc::Receiver<Reload>,
-    /// The cost model's profile; `None` (the default) charges no CPU time.
-    cost: Option<CostProfile>,
+    /// The cost model's profile and the simulation's tick; `None` (the default) charges
+    /// no CPU time.
+    cost: Option<(CostProfile, Duration)>,
     /// Cores the cost model's work shares with other programs, if any.
     cores: Option<Arc<dyn Cores>>,
     /// The message store, opened, with what it recovered.
@@ -469,8 +470,9 @@ impl Server {
     /// Models the core task's CPU with `profile` (see [`cost`]): each event's work costs
     /// simulated time and its outputs wait for it. Meant for the simulator; without it the
     /// server charges nothing.
-    pub fn with_cost_profile(mut self, profile: CostProfile) -> Server {
-        self.cost = Some(profile);
+    /// `tick` is the simulation's: costs are released to the nearest tick.
+    pub fn with_cost_profile(mut self, profile: CostProfile, tick: Duration) -> Server {
+        self.cost = Some((profile, tick));
         self
     }
 
@@ -678,9 +680,12 @@ impl Server {
             stats,
             writer_capacity: writer_capacity(&config),
             observations,
-            meter: cost.map(|p| match cores {
-                Some(cores) => CpuMeter::on_cores(p, cores),
-                None => CpuMeter::new(p),
+            meter: cost.map(|(p, tick)| {
+                match cores {
+                    Some(cores) => CpuMeter::on_cores(p, cores),
+                    None => CpuMeter::new(p),
+                }
+                .with_tick(tick)
             }),
             journal,
             store_failed: None,

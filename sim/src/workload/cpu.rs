@@ -16,9 +16,9 @@
 //! has got through them; bytes written leave when it has produced them; a connection the
 //! peer closed or reset is known to its client only when the CPU has handled the close, so
 //! that 800 connections cut by one crash are noticed one after another. Costs far below
-//! turmoil's 1 ms tick accumulate in nanoseconds; a wait shorter than half a tick is not
-//! taken, a longer one ends at the tick nearest its end, as in the broker's cost model
-//! (`stampede_broker::server::cost`).
+//! turmoil's tick (the scenario's `tick_ms`) accumulate in nanoseconds; a
+//! wait shorter than half a tick is not taken, a longer one ends at the tick nearest its
+//! end, as in the broker's cost model (`stampede_broker::server::cost`).
 //!
 //! Two service orders exist (`[clients] order`). `fifo`, the default, serves work first
 //! come first served on the earliest free core. `random` gives work that arrives while
@@ -50,20 +50,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stampede_broker::core::Work;
 use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, SharedNet};
-use stampede_broker::server::cost::{Cores, CostProfile};
+use stampede_broker::server::cost::{Cores, CostProfile, DEFAULT_TICK};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::held::Held;
 use crate::calibrate::{FrameScanner, Scanned};
 use crate::scenario::ServiceOrder;
-
-/// A wait shorter than this is not taken; a longer one ends this much before its end
-/// (half of turmoil's 1 ms tick: the nearest tick).
-const RELEASE_LEAD: Duration = Duration::from_micros(500);
-
-/// A write this soon after the client got what it waited for on the same stream is the
-/// same task going on (one turmoil tick).
-const CONTINUATION: Duration = Duration::from_millis(1);
 
 /// The clients' shared cores, in simulated time since the start of the simulation.
 #[derive(Debug)]
@@ -73,6 +65,11 @@ pub struct ClientCpu {
     queue: Mutex<Queue>,
     /// Busy time charged so far (for the report).
     busy: Mutex<Duration>,
+    /// The simulation's tick. A wait shorter than half of it is not taken, and a longer
+    /// one ends half of it before its end (the nearest tick); a write within a tick of
+    /// the client getting what it waited for on the same stream is the same task going
+    /// on.
+    tick: Duration,
 }
 
 /// How the cores serve what waits for them ([`ServiceOrder`]).
@@ -171,16 +168,17 @@ impl ClientCpu {
     /// `cores` cores (at least one) that price work by `profile`, served first come first
     /// served.
     pub fn new(profile: CostProfile, cores: u32) -> Arc<ClientCpu> {
-        Self::with_order(profile, cores, ServiceOrder::Fifo, 0)
+        Self::with_order(profile, cores, ServiceOrder::Fifo, 0, DEFAULT_TICK)
     }
 
     /// `cores` cores that price work by `profile` and serve it in `order` (a random order
-    /// draws from `seed`).
+    /// draws from `seed`), in a simulation whose clock advances by `tick`.
     pub fn with_order(
         profile: CostProfile,
         cores: u32,
         order: ServiceOrder,
         seed: u64,
+        tick: Duration,
     ) -> Arc<ClientCpu> {
         let cores = cores.max(1);
         let queue = match order {
@@ -196,6 +194,7 @@ impl ClientCpu {
             cores,
             queue: Mutex::new(queue),
             busy: Mutex::new(Duration::ZERO),
+            tick,
         })
     }
 
@@ -204,7 +203,13 @@ impl ClientCpu {
         let c = scenario.clients.as_ref()?;
         let profile = c.cost_profile.clone()?;
         let seed = crate::seed::derive(scenario.seed, "clients/cpu");
-        Some(ClientCpu::with_order(profile, c.cores, c.order, seed))
+        Some(ClientCpu::with_order(
+            profile,
+            c.cores,
+            c.order,
+            seed,
+            scenario.tick(),
+        ))
     }
 
     /// What `work` costs by the profile.
@@ -281,7 +286,7 @@ impl ClientCpu {
                 Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Next),
             }
         };
-        Wait::worth_taking(job, now)
+        Wait::worth_taking(job, now, self.tick / 2)
     }
 
     /// The CPU time charged so far.
@@ -290,14 +295,14 @@ impl ClientCpu {
     }
 
     /// Charges `work` now, in `turn` (random order only); returns the wait before its
-    /// result may be used, if there is one worth taking (see [`RELEASE_LEAD`]).
+    /// result may be used, if there is one worth taking (see [`ClientCpu::tick`]).
     fn charge(&self, work: &Work, turn: Turn) -> Option<Wait> {
         let now = now();
         let cost = self.cost(work);
         if cost.is_zero() {
             return None;
         }
-        Wait::worth_taking(self.enqueue(now, cost, turn), now)
+        Wait::worth_taking(self.enqueue(now, cost, turn), now, self.tick / 2)
     }
 }
 
@@ -353,15 +358,19 @@ struct Wait {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The end the sleep is set for.
     armed_for: Option<Duration>,
+    /// Half a tick: the wait ends this much before the job does (the nearest tick).
+    lead: Duration,
 }
 
 impl Wait {
-    /// A wait for `job`, charged at `now`, if it is worth taking (see [`RELEASE_LEAD`]).
-    fn worth_taking(job: Arc<Job>, now: Duration) -> Option<Wait> {
-        (job.done().saturating_sub(now) > RELEASE_LEAD).then(|| Wait {
+    /// A wait for `job`, charged at `now`, if it is worth taking: if it ends more than
+    /// `lead` (half a tick) after `now`.
+    fn worth_taking(job: Arc<Job>, now: Duration, lead: Duration) -> Option<Wait> {
+        (job.done().saturating_sub(now) > lead).then(|| Wait {
             job,
             sleep: None,
             armed_for: None,
+            lead,
         })
     }
 }
@@ -372,7 +381,7 @@ impl Future for Wait {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let w = self.get_mut();
         loop {
-            let target = w.job.done().saturating_sub(RELEASE_LEAD);
+            let target = w.job.done().saturating_sub(w.lead);
             let now = now();
             if now >= target {
                 return Poll::Ready(());
@@ -386,7 +395,7 @@ impl Future for Wait {
                 w.armed_for = Some(target);
             }
             ready!(sleep.as_mut().poll(cx));
-            if w.armed_for == Some(w.job.done().saturating_sub(RELEASE_LEAD)) {
+            if w.armed_for == Some(w.job.done().saturating_sub(w.lead)) {
                 // Fired for the end that still holds: done to the nearest tick.
                 return Poll::Ready(());
             }
@@ -621,7 +630,7 @@ impl AsyncWrite for CpuStream {
             this.prepaid = buf.len();
             // Written right after a read was handed over: the same task's poll goes on.
             let turn = match this.resumed_at {
-                Some(at) if now().saturating_sub(at) < CONTINUATION => Turn::Next,
+                Some(at) if now().saturating_sub(at) < this.cpu.tick => Turn::Next,
                 _ => Turn::Any,
             };
             if let Some(wait) = this.cpu.charge(&work_of(scanned, true), turn) {
