@@ -409,8 +409,8 @@ impl Reader {
                         let mut out = BytesMut::new();
                         error(&mut out, &format!("ERR Protocol error: {why}"));
                         self.reply(out).await;
+                        // The writer reports the close after what it writes.
                         let _ = self.writer.send(WriterMsg::Close).await;
-                        let _ = self.inbox.send(Event::Closed { conn }).await;
                         return;
                     }
                 }
@@ -502,8 +502,8 @@ impl Reader {
             if self.connected {
                 self.to_core(Frame::new(Command::Disconnect)).await;
             } else {
+                // The writer reports the close after what it writes.
                 let _ = self.writer.send(WriterMsg::Close).await;
-                let _ = self.inbox.send(Event::Closed { conn: self.conn }).await;
             }
             return Some(Next::Stop);
         }
