@@ -3,7 +3,10 @@
 //! across a broker restart, rings without loops, authentication and authorization of
 //! bridges, and discovery-free configuration errors.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stampede_broker::client::{
@@ -14,7 +17,7 @@ use stampede_broker::clock::Clock;
 use stampede_broker::config::BrokerConfig;
 use stampede_broker::connectors::{ConnectorConfig, DiscoveryConfig, NetworkChanges};
 use stampede_broker::core::Stats;
-use stampede_broker::net::TokioNet;
+use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, TokioNet};
 use stampede_broker::proto::Headers;
 use stampede_broker::server::{ReloadError, Reloader, Server, StatsHandle};
 use tokio::net::TcpListener;
@@ -61,10 +64,71 @@ fn tracing() {
         .try_init();
 }
 
-/// A free port on 127.0.0.1 (so that a broker can be configured before its peer runs).
+/// Ports [`free_port`] handed out, each held by its listener until a broker binds it, so
+/// that no other socket (another test's, or a connection's ephemeral port) takes it in
+/// between.
+static RESERVED: Mutex<BTreeMap<u16, std::net::TcpListener>> = Mutex::new(BTreeMap::new());
+
+/// A free port on 127.0.0.1 (so that a broker can be configured before its peer runs),
+/// kept for the broker that binds it through [`ReservedNet`].
 async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    RESERVED.lock().unwrap().insert(port, l);
+    port
+}
+
+/// Real TCP whose listeners on a reserved port take the reservation's socket.
+struct ReservedNet;
+
+impl ReservedNet {
+    fn reserved(addr: &str) -> Option<Box<dyn Listener>> {
+        let port: u16 = addr.rsplit_once(':')?.1.parse().ok()?;
+        let l = RESERVED.lock().unwrap().remove(&port)?;
+        l.set_nonblocking(true).ok()?;
+        let l = TcpListener::from_std(l).ok()?;
+        Some(Box::new(Reserved(l)))
+    }
+}
+
+impl Net for ReservedNet {
+    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        match Self::reserved(addr) {
+            Some(l) => Box::pin(async move { Ok(l) }),
+            None => TokioNet.bind(addr),
+        }
+    }
+
+    fn bind_with_backlog<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        match Self::reserved(addr) {
+            Some(l) => Box::pin(async move { Ok(l) }),
+            None => TokioNet.bind_with_backlog(addr, backlog),
+        }
+    }
+
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
+        TokioNet.connect(addr)
+    }
+}
+
+struct Reserved(TcpListener);
+
+impl Listener for Reserved {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
 }
 
 fn config(name: &str, port: u16) -> BrokerConfig {
@@ -100,7 +164,7 @@ async fn start(config: BrokerConfig) -> Running {
         .1
         .parse()
         .unwrap();
-    let server = Server::bind(Arc::new(TokioNet), config).await.unwrap();
+    let server = Server::bind(Arc::new(ReservedNet), config).await.unwrap();
     let stats = server.stats();
     let reloader = server.reloader();
     let (tx, rx) = oneshot::channel::<()>();
