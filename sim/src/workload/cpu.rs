@@ -661,6 +661,59 @@ impl AsyncWrite for CpuStream {
 mod tests {
     use super::*;
 
+    /// A turmoil run: host "server" writes `chunks` on the first connection, each after
+    /// its delay; the client reads once through a [`CpuNet`] on `cpu`. Returns the bytes
+    /// that one read took.
+    fn first_read(cpu: Arc<ClientCpu>, chunks: &'static [(u64, &'static [u8])]) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sim = turmoil::Builder::new()
+            .min_message_latency(Duration::from_millis(1))
+            .max_message_latency(Duration::from_millis(1))
+            .build();
+        sim.host("server", move || async move {
+            let l = turmoil::net::TcpListener::bind("0.0.0.0:61613").await?;
+            let (mut s, _) = l.accept().await?;
+            for (delay_ms, bytes) in chunks {
+                tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
+                s.write_all(bytes).await?;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        });
+        let got = Arc::new(AtomicU64::new(0));
+        let out = got.clone();
+        sim.client("client", async move {
+            let net = CpuNet::shared(Arc::new(crate::net::TurmoilNet), cpu);
+            let mut s = net.connect("server:61613").await?;
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await?;
+            out.store(n as u64, Ordering::Relaxed);
+            Ok(())
+        });
+        sim.run().unwrap();
+        got.load(Ordering::Relaxed) as usize
+    }
+
+    #[test]
+    fn a_read_that_waited_for_the_cpu_takes_what_arrived_meanwhile() {
+        // Each I/O call costs 5 ms: the first byte's read waits for the CPU until about
+        // 5 ms after it arrived, and the second, written 2 ms after the first, arrives
+        // meanwhile. A live read issued then takes both, in one call.
+        let p = CostProfile {
+            io_calls_ns: 5_000_000.0,
+            ..CostProfile::default()
+        };
+        let cpu = ClientCpu::new(p.clone(), 1);
+        assert_eq!(first_read(cpu.clone(), &[(0, b"\n"), (2, b"\n")]), 2);
+        assert_eq!(cpu.busy(), Duration::from_millis(5), "one I/O call");
+        // With a free CPU the first read is over before the second byte comes.
+        let free = ClientCpu::new(CostProfile::default(), 1);
+        assert_eq!(first_read(free, &[(0, b"\n"), (2, b"\n")]), 1);
+        // What comes after the CPU got to the read is the next read's.
+        let cpu = ClientCpu::new(p, 1);
+        assert_eq!(first_read(cpu, &[(0, b"\n"), (20, b"\n")]), 1);
+    }
+
     fn profile(frames_out_ns: f64, connections_ns: f64) -> CostProfile {
         CostProfile {
             frames_out_ns,
