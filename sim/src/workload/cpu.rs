@@ -227,21 +227,32 @@ impl ClientCpu {
         if cost.is_zero() {
             return now;
         }
-        self.enqueue(now, cost, Turn::Any).done()
+        self.enqueue(now, cost, Turn::Any, &mut Task::default())
+            .done()
     }
 
     /// Queues `cost` arriving at `now` in the cores' order (`turn` in random order only).
-    fn enqueue(&self, now: Duration, cost: Duration, turn: Turn) -> Arc<Job> {
+    /// First come first served, it starts no earlier than `task` (see [`Task`]).
+    fn enqueue(&self, now: Duration, cost: Duration, turn: Turn, task: &mut Task) -> Arc<Job> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *queue {
-            Queue::Fifo(free) => Job::at(self.add_fifo(free, now, cost)),
+            Queue::Fifo(free) => {
+                let done = self.add_fifo(free, now.max(task.free), cost);
+                task.free = done;
+                Job::at(done)
+            }
             Queue::Random(lottery) => self.add_random(lottery, now, cost, turn),
         }
     }
 
-    /// First come first served: on the earliest free core.
+    /// First come first served: on the core free soonest, or, of those already free by
+    /// `now`, the one that became free last (work that must wait for its task leaves the
+    /// cores free earlier to others).
     fn add_fifo(&self, free: &mut [Duration], now: Duration, cost: Duration) -> Duration {
-        let core = earliest_free(free);
+        let core = (0..free.len())
+            .filter(|c| free[*c] <= now)
+            .max_by_key(|c| free[*c])
+            .unwrap_or_else(|| earliest_free(free));
         // A core that had finished is woken (see `CostProfile::wakeups_ns`).
         let cost = if free[core] < now {
             cost + self.wakeup()
@@ -269,7 +280,7 @@ impl ClientCpu {
     /// it starts now, ahead of what waits for the cores, as the broker's work does on
     /// shared cores (the work waiting is pushed back by as much). Returns the wait before
     /// its result may be used, if there is one worth taking.
-    fn charge_continuing(&self, work: &Work) -> Option<Wait> {
+    fn charge_continuing(&self, work: &Work, task: &mut Task) -> Option<Wait> {
         let cost = self.cost(work);
         if cost.is_zero() {
             return None;
@@ -281,6 +292,7 @@ impl ClientCpu {
                 Queue::Fifo(free) => {
                     go_first(free, now, cost);
                     *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+                    task.free = task.free.max(now + cost);
                     Job::at(now + cost)
                 }
                 Queue::Random(lottery) => self.add_random(lottery, now, cost, Turn::Next),
@@ -294,16 +306,29 @@ impl ClientCpu {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Charges `work` now, in `turn` (random order only); returns the wait before its
-    /// result may be used, if there is one worth taking (see [`ClientCpu::tick`]).
-    fn charge(&self, work: &Work, turn: Turn) -> Option<Wait> {
+    /// Charges `work` of `task` now, in `turn` (random order only); returns the wait
+    /// before its result may be used, if there is one worth taking (see
+    /// [`ClientCpu::tick`]).
+    fn charge(&self, work: &Work, turn: Turn, task: &mut Task) -> Option<Wait> {
         let now = now();
         let cost = self.cost(work);
         if cost.is_zero() {
             return None;
         }
-        Wait::worth_taking(self.enqueue(now, cost, turn), now, self.tick / 2)
+        Wait::worth_taking(self.enqueue(now, cost, turn, task), now, self.tick / 2)
     }
+}
+
+/// The one task a connection's work runs on. A live client's connection is served by one
+/// task (its driver: reading, decoding, encoding and writing in turn), which runs on one
+/// core at a time, so however many cores are free, a connection's work is done one piece
+/// after another: a request/reply client's one connection, writing 24,000 requests and
+/// reading 24,000 replies a second, is limited by one core, not by the machine. First
+/// come first served only (in random order, work is one server as fast as all the cores).
+#[derive(Clone, Copy, Debug, Default)]
+struct Task {
+    /// When its last piece of work is done.
+    free: Duration,
 }
 
 /// A broker on the clients' machine (`[clients] share_with_brokers`). Its core task's work
@@ -462,7 +487,8 @@ impl Net for CpuNet {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         Box::pin(async move {
-            if let Some(wait) = self.cpu.charge(&one_connection(), Turn::Any) {
+            let mut task = Task::default();
+            if let Some(wait) = self.cpu.charge(&one_connection(), Turn::Any, &mut task) {
                 wait.await;
             }
             let inner = self.inner.connect(addr).await?;
@@ -478,6 +504,7 @@ impl Net for CpuNet {
                 ending: None,
                 close_charged: false,
                 resumed_at: None,
+                task,
             }) as BoxStream)
         })
     }
@@ -515,6 +542,8 @@ struct CpuStream {
     /// When the client last got what it waited for on this stream (a read handed over, a
     /// write let through): a write soon after continues that work.
     resumed_at: Option<Duration>,
+    /// The connection's task, whose work is done in turn.
+    task: Task,
 }
 
 /// What opening or closing one connection costs (the broker's `connections` counts both).
@@ -555,7 +584,7 @@ impl AsyncRead for CpuStream {
                 if !more.is_empty() {
                     let mut work = work_of(this.read.scan(&more), false);
                     work.io_calls = 0;
-                    let wait = this.cpu.charge_continuing(&work);
+                    let wait = this.cpu.charge_continuing(&work, &mut this.task);
                     let waits = wait.is_some();
                     held.top_up(&more, wait);
                     if waits {
@@ -598,14 +627,20 @@ impl AsyncRead for CpuStream {
             // The peer closed or reset the connection: the client knows once the CPU has
             // handled the close.
             this.close_charged = true;
-            if let Some(wait) = this.cpu.charge(&one_connection(), Turn::Any) {
+            if let Some(wait) = this
+                .cpu
+                .charge(&one_connection(), Turn::Any, &mut this.task)
+            {
                 this.ending = Some((wait, result.err()));
                 return Pin::new(this).poll_read(cx, buf);
             }
         }
         result?;
         let scanned = this.read.scan(&buf.filled()[before..]);
-        if let Some(wait) = this.cpu.charge(&work_of(scanned, false), Turn::Any) {
+        if let Some(wait) = this
+            .cpu
+            .charge(&work_of(scanned, false), Turn::Any, &mut this.task)
+        {
             this.held = Some(Held::take(buf, before, wait));
             this.topped_up = false;
             // Polls the timer, so that it wakes this read.
@@ -633,7 +668,10 @@ impl AsyncWrite for CpuStream {
                 Some(at) if now().saturating_sub(at) < this.cpu.tick => Turn::Next,
                 _ => Turn::Any,
             };
-            if let Some(wait) = this.cpu.charge(&work_of(scanned, true), turn) {
+            if let Some(wait) = this
+                .cpu
+                .charge(&work_of(scanned, true), turn, &mut this.task)
+            {
                 this.write_stall = Some(wait);
             }
         }
@@ -692,6 +730,28 @@ mod tests {
         });
         sim.run().unwrap();
         got.load(Ordering::Relaxed) as usize
+    }
+
+    #[test]
+    fn a_connections_work_is_done_one_piece_after_another_however_many_cores_are_free() {
+        let ms = Duration::from_millis;
+        let cpu = ClientCpu::new(CostProfile::default(), 2);
+        let mut one = Task::default();
+        let mut other = Task::default();
+        // Two cores: two connections' work runs side by side…
+        assert_eq!(cpu.enqueue(ms(0), ms(3), Turn::Any, &mut one).done(), ms(3));
+        assert_eq!(
+            cpu.enqueue(ms(0), ms(3), Turn::Any, &mut other).done(),
+            ms(3)
+        );
+        // …but one connection's next piece waits for its last, with a core free at 3 ms.
+        assert_eq!(cpu.enqueue(ms(1), ms(2), Turn::Any, &mut one).done(), ms(5));
+        assert_eq!(cpu.enqueue(ms(1), ms(2), Turn::Any, &mut one).done(), ms(7));
+        // The other core was free from 3 ms: the other connection's work starts then.
+        assert_eq!(
+            cpu.enqueue(ms(1), ms(1), Turn::Any, &mut other).done(),
+            ms(4)
+        );
     }
 
     #[test]
