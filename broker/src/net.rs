@@ -88,6 +88,16 @@ pub type SharedNet = Arc<dyn Net>;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
 
+impl TokioNet {
+    /// A listener over a socket bound already (a port reserved before the broker starts,
+    /// or one handed over by a service manager). Must be called inside a tokio runtime.
+    pub fn listener_from_std(l: std::net::TcpListener) -> io::Result<Box<dyn Listener>> {
+        l.set_nonblocking(true)?;
+        let l = tokio::net::TcpListener::from_std(l)?;
+        Ok(Box::new(TokioListener(l)))
+    }
+}
+
 struct TokioListener(tokio::net::TcpListener);
 
 impl Listener for TokioListener {

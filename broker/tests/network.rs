@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +19,6 @@ use stampede_broker::core::Stats;
 use stampede_broker::net::{BoxFuture, BoxStream, Listener, Net, TokioNet};
 use stampede_broker::proto::Headers;
 use stampede_broker::server::{ReloadError, Reloader, Server, StatsHandle};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -85,9 +83,7 @@ impl ReservedNet {
     fn reserved(addr: &str) -> Option<Box<dyn Listener>> {
         let port: u16 = addr.rsplit_once(':')?.1.parse().ok()?;
         let l = RESERVED.lock().unwrap().remove(&port)?;
-        l.set_nonblocking(true).ok()?;
-        let l = TcpListener::from_std(l).ok()?;
-        Some(Box::new(Reserved(l)))
+        TokioNet::listener_from_std(l).ok()
     }
 }
 
@@ -112,22 +108,6 @@ impl Net for ReservedNet {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
         TokioNet.connect(addr)
-    }
-}
-
-struct Reserved(TcpListener);
-
-impl Listener for Reserved {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
-        Box::pin(async move {
-            let (stream, peer) = self.0.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((Box::new(stream) as BoxStream, peer))
-        })
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
     }
 }
 

@@ -754,19 +754,27 @@ fn written_but_unflushed_auto_ack_deliveries_count_against_the_queue_limit_too()
     assert!(h.take(p).is_empty());
 }
 
+/// A stalled consumer of `/queue/q` in `auto` ack mode that has been sent `bodies` (none
+/// reported written yet), from another connection.
+fn auto_consumer_holding(h: &mut Harness, bodies: &[&str]) -> ConnId {
+    let c = h.connect();
+    h.stalled.push(c);
+    h.subscribe(c, "s", "/queue/q", &[]);
+    let p = h.connect();
+    for body in bodies {
+        h.send(p, "/queue/q", body, &[]);
+    }
+    assert_eq!(h.bodies(c), bodies);
+    c
+}
+
 #[test]
 fn auto_ack_deliveries_written_before_a_disconnect_are_consumed_even_if_reported_after_it() {
     // The client read the message and sent DISCONNECT before its writer reported the
     // write: the writer reports it (and then the close) afterwards, and the message
     // must count as consumed, not come back to the next consumer.
     let mut h = Harness::new();
-    let c = h.connect();
-    h.stalled.push(c);
-    h.subscribe(c, "s", "/queue/q", &[]);
-    let p = h.connect();
-    h.send(p, "/queue/q", "a", &[]);
-    h.send(p, "/queue/q", "b", &[]);
-    assert_eq!(h.bodies(c), ["a", "b"]);
+    let c = auto_consumer_holding(&mut h, &["a", "b"]);
     h.frame(c, Frame::new(Command::Disconnect).header("receipt", "bye"));
     assert_eq!(h.take(c)[0].get("receipt-id"), Some("bye"));
     assert_eq!(h.closed, [c]);
@@ -784,13 +792,7 @@ fn auto_ack_deliveries_written_before_a_disconnect_are_consumed_even_if_reported
 fn auto_ack_deliveries_not_written_before_a_close_go_back_to_the_queue() {
     // The same, but the writer reports one message written: the other goes back, flagged.
     let mut h = Harness::new();
-    let c = h.connect();
-    h.stalled.push(c);
-    h.subscribe(c, "s", "/queue/q", &[]);
-    let p = h.connect();
-    h.send(p, "/queue/q", "a", &[]);
-    h.send(p, "/queue/q", "b", &[]);
-    assert_eq!(h.bodies(c), ["a", "b"]);
+    let c = auto_consumer_holding(&mut h, &["a", "b"]);
     h.frame(c, Frame::new(Command::Disconnect));
     // "a" was written; the socket failed before "b".
     h.broker.handle_flushed(h.now_ms, c, 1);
@@ -807,14 +809,7 @@ fn auto_ack_deliveries_not_written_before_a_close_go_back_to_the_queue() {
 #[test]
 fn a_connection_whose_writer_is_full_is_closed_and_what_the_writer_still_writes_is_consumed() {
     let mut h = Harness::new();
-    let c = h.connect();
-    h.stalled.push(c);
-    h.subscribe(c, "s", "/queue/q", &[]);
-    let p = h.connect();
-    for body in ["a", "b", "c"] {
-        h.send(p, "/queue/q", body, &[]);
-    }
-    assert_eq!(h.bodies(c), ["a", "b", "c"]);
+    let c = auto_consumer_holding(&mut h, &["a", "b", "c"]);
     h.broker.handle_writer_full(h.now_ms, c);
     h.pump();
     assert!(h.is_closed(c));
