@@ -31,8 +31,8 @@ pub mod uri;
 
 pub use crate::proto::AckMode;
 pub use driver::{
-    Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, PendingWrite, SendOutcome,
-    Status, StopReason,
+    Client, ClientConfig, ClientError, ClientStreams, PendingReceipt, PendingSubscribe,
+    PendingWrite, SendOutcome, Status, StopReason,
 };
 pub use events::{ClientEvent, DisconnectReason};
 pub use mcollective::{ConfigWarning, McoClientConfig, McoConfigError, McoConnector};

@@ -297,6 +297,25 @@ pub enum Conn {
     Redis(redis::RedisClient),
 }
 
+/// A subscription asked for through [`Conn::subscribe_queued`].
+#[derive(Debug)]
+pub enum PendingSubscription {
+    /// A STOMP subscription the client has not made yet.
+    Stomp(stampede_broker::client::PendingSubscribe),
+    /// One made already.
+    Made(Subscription),
+}
+
+impl PendingSubscription {
+    /// The subscription, once made.
+    pub async fn made(self) -> Result<Subscription, ClientError> {
+        match self {
+            PendingSubscription::Stomp(p) => p.await.map(Subscription::Stomp),
+            PendingSubscription::Made(s) => Ok(s),
+        }
+    }
+}
+
 /// A send queued through [`Conn::send_queued`].
 #[derive(Debug)]
 pub enum QueuedSend {
@@ -346,6 +365,29 @@ impl Conn {
                 c.subscribe(&spec.destination).await?;
                 Ok(Subscription::Redis(spec.destination))
             }
+        }
+    }
+
+    /// Subscribes without waiting for the client to make the subscription (STOMP; a
+    /// Redis client subscribes at once): see [`PendingSubscription`].
+    pub async fn subscribe_queued(
+        &self,
+        spec: SubscribeSpec,
+    ) -> Result<PendingSubscription, ClientError> {
+        match self {
+            Conn::Stomp(c) => c
+                .subscribe_queued(spec)
+                .await
+                .map(PendingSubscription::Stomp),
+            Conn::Redis(_) => self.subscribe(spec).await.map(PendingSubscription::Made),
+        }
+    }
+
+    /// Ends a subscription without waiting for the client to act on it (STOMP).
+    pub async fn unsubscribe_queued(&self, sub: Subscription) -> Result<(), ClientError> {
+        match (self, sub) {
+            (Conn::Stomp(c), Subscription::Stomp(id)) => c.unsubscribe_queued(id).await,
+            (_, sub) => self.unsubscribe(sub).await,
         }
     }
 

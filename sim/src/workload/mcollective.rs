@@ -29,7 +29,7 @@ use super::link::{Life, Link, LinkNet};
 use super::{ClientSpec, Env, Host, client_config, record_path};
 use stampede_broker::net::SharedNet;
 
-use crate::dialect::{Conn, Dialect, Inbox, QueuedSend, Subscription};
+use crate::dialect::{Conn, Dialect, Inbox, PendingSubscription, QueuedSend};
 
 use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind, Role};
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
@@ -528,7 +528,8 @@ impl Writing {
 
 /// A request whose replies are being collected.
 struct Open {
-    subscription: Option<Subscription>,
+    /// Its reply queue's subscription, if it has one of its own.
+    subscription: Option<PendingSubscription>,
     until: Duration,
 }
 
@@ -680,7 +681,12 @@ impl McoClient {
                     let ended: Vec<u64> = open.iter().filter(|(_, o)| o.until <= now).map(|(k, _)| *k).collect();
                     for k in ended {
                         if let Some(Open { subscription: Some(sub), .. }) = open.remove(&k) {
-                            let _ = self.taking_replies(&client, &mut messages, client.unsubscribe(sub)).await;
+                            let end = async {
+                                if let Ok(sub) = sub.made().await {
+                                    let _ = client.unsubscribe_queued(sub).await;
+                                }
+                            };
+                            self.taking_replies(&client, &mut messages, end).await;
                         }
                     }
                     while let Some(&(at, kind, round)) = state.schedule.first() {
@@ -708,7 +714,7 @@ impl McoClient {
                         };
                         let reply = self.dialect.mco_reply_to(&spec.collective, &self.name, pid, state.seq, agent);
                         let subscription = match reply.subscribe {
-                            Some(sub) => self.taking_replies(&client, &mut messages, client.subscribe(sub)).await.ok(),
+                            Some(sub) => self.taking_replies(&client, &mut messages, client.subscribe_queued(sub)).await.ok(),
                             None => None,
                         };
                         let intended_us = at.as_micros() as u64;

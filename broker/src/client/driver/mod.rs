@@ -396,6 +396,23 @@ impl Future for PendingWrite {
     }
 }
 
+/// The id of a [`Client::subscribe_queued`] subscription, once the driver has made it.
+#[derive(Debug)]
+pub struct PendingSubscribe(oneshot::Receiver<Result<SubscriptionId, ClientError>>);
+
+impl Future for PendingSubscribe {
+    type Output = Result<SubscriptionId, ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<SubscriptionId, ClientError>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
 /// A handle on a running client; cheap to clone. See the module documentation.
 #[derive(Clone)]
 pub struct Client {
@@ -550,12 +567,32 @@ impl Client {
         rx.await.unwrap_or(Err(ClientError::Closed))
     }
 
+    /// Queues a subscription and returns once the driver has the command, with its id to
+    /// come: a caller that subscribes for every request need not wait for the driver's
+    /// turn each time. Frames queued after it are written after its SUBSCRIBE.
+    pub async fn subscribe_queued(
+        &self,
+        spec: SubscribeSpec,
+    ) -> Result<PendingSubscribe, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Cmd::Subscribe { spec, reply: tx }, None)
+            .await?;
+        Ok(PendingSubscribe(rx))
+    }
+
     /// Ends a subscription.
     pub async fn unsubscribe(&self, id: SubscriptionId) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         self.submit(Cmd::Unsubscribe { id, reply: tx }, None)
             .await?;
         rx.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Queues the end of a subscription and returns once the driver has the command,
+    /// without waiting for the driver to act on it.
+    pub async fn unsubscribe_queued(&self, id: SubscriptionId) -> Result<(), ClientError> {
+        let (tx, _) = oneshot::channel();
+        self.submit(Cmd::Unsubscribe { id, reply: tx }, None).await
     }
 
     /// Acknowledges a message (of a `client` or `client-individual` subscription).

@@ -374,3 +374,39 @@ plugin.activemq.heartbeat_interval = 30
         (None, None, (0, 0))
     );
 }
+
+/// Subscriptions queued without waiting for the driver are written in order with the
+/// frames queued around them, and their ids come once the driver has made them.
+#[tokio::test(start_paused = true)]
+async fn queued_subscribes_and_unsubscribes_keep_their_order() {
+    let (client, _streams, mut pipes) = pipe_client(64 * 1024);
+    let mut far = Far::new(pipes.recv().await.unwrap());
+    far.handshake().await;
+    let sub = client
+        .subscribe_queued(SubscribeSpec::new("/queue/replies.1"))
+        .await
+        .unwrap();
+    let send = client
+        .send_queued("/queue/requests", Headers::new(), Bytes::from_static(b"r1"))
+        .await
+        .unwrap();
+    let id = sub.await.unwrap();
+    assert_eq!(send.await, Ok(()));
+    client.unsubscribe_queued(id).await.unwrap();
+    let commands: Vec<(Command, Option<String>)> = [
+        far.frame().await.unwrap(),
+        far.frame().await.unwrap(),
+        far.frame().await.unwrap(),
+    ]
+    .into_iter()
+    .map(|f| (f.command, f.headers.get("destination").map(str::to_owned)))
+    .collect();
+    assert_eq!(
+        commands,
+        [
+            (Command::Subscribe, Some("/queue/replies.1".to_owned())),
+            (Command::Send, Some("/queue/requests".to_owned())),
+            (Command::Unsubscribe, None),
+        ]
+    );
+}
