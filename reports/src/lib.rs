@@ -136,10 +136,11 @@ pub use compare::write_comparison;
 pub use error::ReportError;
 pub use merge::merge;
 pub use model::{
-    BrokerCounter, BrokerCpu, Check, ExpectationResult, Failover, FaultLoss, FaultWindow,
-    HistogramName, McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL, NetworkSummary,
-    RoboconfSummary, RunReport, SecondSample, UNEXPLAINED_LABEL, UNEXPLAINED_LISTED_MAX,
-    UnexplainedLoss, UnfinishedFailover, failover_histogram, latency_histogram,
+    BrokerCounter, BrokerCpu, Check, ClientsCpu, ExpectationResult, Failover, FaultLoss,
+    FaultWindow, HistogramName, McoRequest, McoSummary, Measure, MessageCounts, NO_FAULT_LABEL,
+    NetworkSummary, RoboconfSummary, RunReport, SecondSample, UNEXPLAINED_LABEL,
+    UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover, failover_histogram,
+    latency_histogram,
 };
 pub use stats::HistogramStats;
 pub use summary::Summary;

@@ -36,6 +36,7 @@ use crate::model::{
 /// - `losses_by_fault`: summed per label, in first-seen order.
 /// - `brokers`: the union in first-seen order.
 /// - `broker_cpu`: summed per broker name (per second too), in first-seen order.
+/// - `clients_cpu`: CPU time and cores summed (each shard's clients had cores of their own).
 /// - `broker_counters`: one broker read by every shard, so per series the earliest
 ///   `before` and the latest `after`, not a sum.
 /// - `replay_command`: the first one present.
@@ -134,6 +135,11 @@ pub fn merge(reports: &[RunReport]) -> RunReport {
                 }
                 None => out.broker_cpu.push(c.clone()),
             }
+        }
+        if let Some(c) = r.clients_cpu {
+            let acc = out.clients_cpu.get_or_insert_default();
+            acc.busy_us = acc.busy_us.saturating_add(c.busy_us);
+            acc.cores = acc.cores.saturating_add(c.cores);
         }
         // Shards read the same broker: its counters over the union of their windows.
         for c in &r.broker_counters {

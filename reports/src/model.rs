@@ -102,6 +102,9 @@ pub struct RunReport {
     /// or, live, when the broker's CPU was read; empty otherwise. In
     /// [`RunReport::brokers`] order.
     pub broker_cpu: Vec<BrokerCpu>,
+    /// CPU the simulated clients spent, when the scenario gave them a cost profile
+    /// (`[clients]`): what to set beside a live run's `generator_cores`. `None` otherwise.
+    pub clients_cpu: Option<ClientsCpu>,
     /// Live mode against stampede-broker with `--metrics`: the broker's own counters and
     /// gauges, read from its Prometheus endpoint before and after the run, to set beside
     /// what the clients saw. Empty otherwise.
@@ -161,6 +164,28 @@ impl BrokerCpu {
     /// Share of one core used in the busiest second.
     pub fn peak_second(&self) -> f64 {
         self.per_second_us.iter().copied().max().unwrap_or(0) as f64 / 1e6
+    }
+}
+
+/// The CPU the simulated clients spent during a run (`[clients]` cost profile), on their
+/// shared cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientsCpu {
+    /// CPU time charged to the clients by the end of the run, in µs.
+    pub busy_us: u64,
+    /// The cores they shared (`[clients] cores`).
+    pub cores: u32,
+}
+
+impl ClientsCpu {
+    /// Cores used on average over `seconds` (0 when `seconds` is not positive): the
+    /// simulated counterpart of a live run's `generator_cores`.
+    pub fn cores_used(&self, seconds: f64) -> f64 {
+        if seconds > 0.0 && seconds.is_finite() {
+            self.busy_us as f64 / (seconds * 1e6)
+        } else {
+            0.0
+        }
     }
 }
 
@@ -224,6 +249,7 @@ impl RunReport {
             brokers: Vec::new(),
             replay_command: None,
             broker_cpu: Vec::new(),
+            clients_cpu: None,
             broker_counters: Vec::new(),
         }
     }

@@ -37,6 +37,7 @@
 //!                                        // with --metrics: its /metrics around the run
 //!   "broker_cpu": [ { "broker", "busy_us", "utilisation", "peak_second" } ],  // cost model
 //!                                        // only; per second in broker_cpu.csv
+//!   "clients_cpu": { "busy_us", "cores", "cores_used" },  // [clients] cost profile only
 //!   "wall_seconds": 3.2                  // the only nondeterministic field, always last
 //! }
 //! ```
@@ -51,8 +52,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    BrokerCpu, Check, ExpectationResult, FaultLoss, FaultWindow, HistogramName, McoSummary,
-    Measure, MessageCounts, NetworkSummary, RunReport, UnexplainedLoss, UnfinishedFailover,
+    BrokerCpu, Check, ClientsCpu, ExpectationResult, FaultLoss, FaultWindow, HistogramName,
+    McoSummary, Measure, MessageCounts, NetworkSummary, RunReport, UnexplainedLoss,
+    UnfinishedFailover,
 };
 use crate::stats::{HistogramStats, round3};
 
@@ -120,6 +122,9 @@ pub struct Summary {
     /// [`RunReport::broker_cpu`] without the per-second values (`broker_cpu.csv`).
     #[serde(default)]
     pub broker_cpu: Vec<BrokerCpuJson>,
+    /// [`RunReport::clients_cpu`] (simulated clients with a cost profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_cpu: Option<ClientsCpuJson>,
     /// [`RunReport::broker_counters`] (live mode against stampede-broker with
     /// `--metrics`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -141,6 +146,18 @@ pub struct BrokerCpuJson {
     pub utilisation: f64,
     /// Share of one core in the busiest second.
     pub peak_second: f64,
+}
+
+/// `clients_cpu` in `summary.json`: the simulated clients' CPU time in all, their cores,
+/// and the cores they used on average over the run (3 decimals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientsCpuJson {
+    /// CPU time in all, in µs.
+    pub busy_us: u64,
+    /// The cores they shared.
+    pub cores: u32,
+    /// Cores used on average over the run.
+    pub cores_used: f64,
 }
 
 /// `messages` in `summary.json`.
@@ -449,6 +466,11 @@ impl Summary {
                     peak_second: round3(c.peak_second()),
                 })
                 .collect(),
+            clients_cpu: report.clients_cpu.map(|c| ClientsCpuJson {
+                busy_us: c.busy_us,
+                cores: c.cores,
+                cores_used: round3(c.cores_used(report.sim_seconds)),
+            }),
             broker_counters: report.broker_counters.clone(),
             wall_seconds: report.wall_seconds,
         }
@@ -551,6 +573,10 @@ impl Summary {
                 per_second_us: Vec::new(),
             })
             .collect();
+        r.clients_cpu = self.clients_cpu.as_ref().map(|c| ClientsCpu {
+            busy_us: c.busy_us,
+            cores: c.cores,
+        });
         r.broker_counters = self.broker_counters.clone();
         r
     }

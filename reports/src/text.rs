@@ -59,6 +59,14 @@ pub fn summary_text(report: &RunReport) -> String {
             c.peak_second() * 100.0,
         );
     }
+    if let Some(c) = report.clients_cpu {
+        let _ = writeln!(
+            out,
+            "  cpu        clients  {:.2} of {} cores over the run",
+            c.cores_used(report.sim_seconds),
+            c.cores,
+        );
+    }
     if !report.broker_counters.is_empty() {
         let get = |series: &str, counter: bool| {
             report

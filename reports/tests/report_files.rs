@@ -371,6 +371,25 @@ fn read_report_gives_back_what_was_written() {
     assert_eq!(read_report(&dir).unwrap(), cpu);
     let summary = fs::read_to_string(dir.join("summary.json")).unwrap();
     assert!(summary.contains("\"peak_second\": 1.0"), "{summary}");
+    assert!(!summary.contains("clients_cpu"), "{summary}");
+
+    // With the simulated clients' CPU: in summary.json, and read back.
+    cpu.clients_cpu = Some(stampede_reports::ClientsCpu {
+        busy_us: 3_000_000,
+        cores: 2,
+    });
+    let dir = scratch("roundtrip-clients-cpu");
+    write_report(&cpu, &dir).unwrap();
+    assert_eq!(read_report(&dir).unwrap(), cpu);
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let seconds = cpu.sim_seconds;
+    assert_eq!(summary["clients_cpu"]["busy_us"], 3_000_000);
+    assert_eq!(summary["clients_cpu"]["cores"], 2);
+    assert_eq!(
+        summary["clients_cpu"]["cores_used"].as_f64(),
+        Some((3.0 / seconds * 1000.0).round() / 1000.0)
+    );
 }
 
 #[test]

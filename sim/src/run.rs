@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use stampede_reports::{
-    BrokerCpu, ExpectationResult, Failover, FaultLoss, FaultWindow, McoRequest, McoSummary,
-    NO_FAULT_LABEL, RunReport, UNEXPLAINED_LISTED_MAX, UnexplainedLoss, UnfinishedFailover,
+    BrokerCpu, ClientsCpu, ExpectationResult, Failover, FaultLoss, FaultWindow, McoRequest,
+    McoSummary, NO_FAULT_LABEL, RunReport, UNEXPLAINED_LISTED_MAX, UnexplainedLoss,
+    UnfinishedFailover,
 };
 
 use crate::checker::{self, Analysis};
@@ -64,6 +65,7 @@ pub fn run(
     );
     add_loss_paths(&mut report, scenario, &timeline, &history, &analysis);
     report.broker_cpu = broker_cpu(scenario, &history);
+    report.clients_cpu = clients_cpu(scenario, &history);
     Ok(Outcome {
         report,
         analysis,
@@ -103,6 +105,23 @@ fn broker_cpu(scenario: &Scenario, history: &History) -> Vec<BrokerCpu> {
             }
         })
         .collect()
+}
+
+/// The clients' simulated CPU by the end of the scenario (the last sample at or before its
+/// duration); `None` without a `[clients]` cost profile.
+fn clients_cpu(scenario: &Scenario, history: &History) -> Option<ClientsCpu> {
+    let cores = scenario.clients.as_ref()?.cores;
+    let end_ms = (scenario.duration_s * 1000.0).round() as u64;
+    let busy_ns = history
+        .clients_cpu_samples
+        .iter()
+        .take_while(|(at_ms, _)| *at_ms <= end_ms)
+        .last()?
+        .1;
+    Some(ClientsCpu {
+        busy_us: busy_ns / 1000,
+        cores,
+    })
 }
 
 /// One simulated CPU does at most a second of work per second. The samples read the
@@ -275,6 +294,7 @@ pub(crate) fn to_report(
         brokers: scenario.brokers.iter().map(|b| b.name.clone()).collect(),
         replay_command: failed.then(|| replay.to_owned()),
         broker_cpu: Vec::new(),
+        clients_cpu: None,
         broker_counters: Vec::new(),
     }
 }

@@ -201,6 +201,7 @@ pub fn run(
             }
         });
     }
+    let clients_meter = clients_cpu.clone();
     let env = workload::Env::simulated(scenario, clients_cpu);
     for host in workload::build_all(scenario, seed, recorder, duration, &env)? {
         let run = host.run;
@@ -262,6 +263,10 @@ pub fn run(
         if now_ms >= next_report {
             if cost_model {
                 sample_cpu(scenario, recorder, now_ms);
+            }
+            if let Some(c) = &clients_meter {
+                let busy = u64::try_from(c.busy().as_nanos()).unwrap_or(u64::MAX);
+                recorder.lock().clients_cpu_samples.push((now_ms, busy));
             }
             progress(Progress {
                 sim_ms: now_ms.min(total_ms),

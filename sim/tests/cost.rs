@@ -104,6 +104,7 @@ fn past_the_knee_the_broker_saturates_and_latency_grows() {
 fn without_a_profile_the_broker_is_infinitely_fast() {
     let r = simulate(&queue_scenario(1500, ""));
     assert!(r.broker_cpu.is_empty());
+    assert_eq!(r.clients_cpu, None);
     assert!(
         p99_ms(&r) < 20.0,
         "p99 {} ms without a cost model",
@@ -192,6 +193,14 @@ fn clients_that_cost_saturate_their_cores_and_more_cores_carry_more() {
     assert_eq!(one.messages.lost, 0, "saturation delays, it does not lose");
     // The broker is free: only the clients cost.
     assert!(one.broker_cpu.is_empty());
+    // The report says what the clients spent: 1 ms per message they read, every message
+    // read by the end, on the one core they had.
+    let spent = one
+        .clients_cpu
+        .expect("clients with a cost profile report their CPU");
+    assert_eq!(spent.cores, 1);
+    assert_eq!(spent.busy_us, one.messages.delivered * 1000);
+    assert!(spent.cores_used(one.sim_seconds) > 0.5, "{spent:?}");
 
     // Two cores carry it (one consumer connection uses one at a time, but its reads and
     // the producer's writes do not wait for each other); the wait is the nearest tick.

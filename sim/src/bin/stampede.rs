@@ -356,7 +356,8 @@ enum Command {
     /// latency_p99_ms, latency_max_ms, attempted, delivered, lost, loss_ratio,
     /// unexplained_lost, duplicated, throughput_msg_s, failover_p99_ms,
     /// expectations_failed, broker_cpu (the busiest broker's share of a core; needs
-    /// brokers with a cost profile).
+    /// brokers with a cost profile), clients_cpu (cores the simulated clients used;
+    /// needs a [clients] cost profile).
     ///
     /// Across machines: --emit-jobs FILE writes one `stampede run` command per missing
     /// run (the grid, or, once the grid's results are collected, the next bisection

@@ -71,6 +71,11 @@ pub const METRICS: &[MetricDef] = &[
         "busiest broker's CPU utilisation over the run (0-1); needs brokers with a cost profile",
         false,
     ),
+    m(
+        "clients_cpu",
+        "cores the simulated clients used on average over the run (a live run's generator_cores); needs a [clients] cost profile",
+        false,
+    ),
 ];
 
 /// The definition of metric `name`.
@@ -195,6 +200,7 @@ pub fn of(report: &RunReport) -> Metrics {
                 Some(report.expectations.iter().filter(|e| !e.ok).count() as f64)
             }
             "broker_cpu" => broker_cpu(report),
+            "clients_cpu" => report.clients_cpu.map(|c| c.cores_used(report.sim_seconds)),
             _ => None,
         }
     };
