@@ -165,7 +165,17 @@ const CHARTS: &[(&str, &str, &str, YKind)] = &[
         "utilisation",
         YKind::Ratio,
     ),
+    (
+        "clients_cpu",
+        "Simulated clients' CPU",
+        "cores",
+        YKind::Count,
+    ),
 ];
+
+/// Charts drawn only when some run has their metric (the clients' CPU needs a `[clients]`
+/// cost profile, which most scenarios do not have).
+const CHARTS_IF_ANY: &[&str] = &["clients_cpu"];
 
 /// The data of `sweep.html`: for each chart, one line per series with the worst value
 /// over the seeds at each load value.
@@ -183,7 +193,7 @@ pub fn page(opts: &SweepOptions, command: &str, outcome: &super::SweepOutcome) -
         .collect();
     let charts = CHARTS
         .iter()
-        .map(|(metric, title, y_desc, kind)| {
+        .filter_map(|(metric, title, y_desc, kind)| {
             let lines: Vec<SweepLine> = outcome
                 .series
                 .iter()
@@ -217,7 +227,10 @@ pub fn page(opts: &SweepOptions, command: &str, outcome: &super::SweepOutcome) -
                 })
                 .collect();
             let any = lines.iter().any(|l| l.points.iter().any(|p| p.1.is_some()));
-            SweepChart {
+            if !any && CHARTS_IF_ANY.contains(metric) {
+                return None;
+            }
+            Some(SweepChart {
                 name: (*metric).to_owned(),
                 title: format!("{title} vs {x_key}"),
                 y_desc: (*y_desc).to_owned(),
@@ -232,7 +245,7 @@ pub fn page(opts: &SweepOptions, command: &str, outcome: &super::SweepOutcome) -
                         format!("no data for {metric}")
                     }
                 }),
-            }
+            })
         })
         .collect();
     let mut notes = Vec::new();
