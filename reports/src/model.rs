@@ -154,11 +154,7 @@ pub struct BrokerCpu {
 impl BrokerCpu {
     /// Share of one core used over `seconds` (0 when `seconds` is not positive).
     pub fn utilisation(&self, seconds: f64) -> f64 {
-        if seconds > 0.0 && seconds.is_finite() {
-            self.busy_us as f64 / (seconds * 1e6)
-        } else {
-            0.0
-        }
+        cores_over(self.busy_us, seconds)
     }
 
     /// Share of one core used in the busiest second.
@@ -181,11 +177,17 @@ impl ClientsCpu {
     /// Cores used on average over `seconds` (0 when `seconds` is not positive): the
     /// simulated counterpart of a live run's `generator_cores`.
     pub fn cores_used(&self, seconds: f64) -> f64 {
-        if seconds > 0.0 && seconds.is_finite() {
-            self.busy_us as f64 / (seconds * 1e6)
-        } else {
-            0.0
-        }
+        cores_over(self.busy_us, seconds)
+    }
+}
+
+/// Cores kept busy on average by `busy_us` of CPU time over `seconds` (0 when `seconds`
+/// is not positive).
+fn cores_over(busy_us: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 && seconds.is_finite() {
+        busy_us as f64 / (seconds * 1e6)
+    } else {
+        0.0
     }
 }
 
