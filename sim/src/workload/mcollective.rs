@@ -792,14 +792,7 @@ impl McoClient {
         messages: &mut Inbox,
         work: impl std::future::Future<Output = T>,
     ) -> T {
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return out,
-                Some(msg) = messages.recv() => self.take_reply(client, &msg),
-            }
-        }
+        while_taking(messages, work, |msg| self.take_reply(client, &msg)).await
     }
 
     /// Waits for the next SEND of the oldest request in `writing`, and records that
@@ -869,9 +862,61 @@ impl McoClient {
     }
 }
 
+/// Runs `work` and hands every message that arrives meanwhile to `take` (see
+/// [`McoClient::taking_replies`]).
+async fn while_taking<T>(
+    messages: &mut Inbox,
+    work: impl std::future::Future<Output = T>,
+    mut take: impl FnMut(crate::dialect::Inbound),
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            Some(msg) = messages.recv() => take(msg),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The loop of full queues in miniature: the "broker" takes the client's request
+    /// only once it has handed over three replies, through a queue that holds one. A
+    /// client that only waited for its request to be taken (`work.await`) would never
+    /// see it taken.
+    #[tokio::test]
+    async fn replies_are_taken_while_a_request_waits_for_room() {
+        let (replies, rx) = tokio::sync::mpsc::channel(1);
+        let mut inbox = Inbox::Redis(rx);
+        let (taken_tx, taken_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            for i in 0..3u8 {
+                let reply = crate::dialect::redis::RedisMessage {
+                    channel: "replies".to_owned(),
+                    headers: Headers::new(),
+                    body: Bytes::from(vec![i]),
+                };
+                if replies.send(reply).await.is_err() {
+                    return;
+                }
+            }
+            let _ = taken_tx.send(());
+        });
+        let mut got = Vec::new();
+        let request = while_taking(&mut inbox, taken_rx, |msg| {
+            if let crate::dialect::Inbound::Redis(m) = msg {
+                got.push(m.body[0]);
+            }
+        });
+        let outcome = tokio::time::timeout(Duration::from_secs(5), request).await;
+        assert!(matches!(outcome, Ok(Ok(()))), "the request was never taken");
+        // The queue holds one: the third reply fitted only once two had been taken (it
+        // may still wait in the inbox for the client's main loop).
+        assert!(got.len() >= 2 && [0, 1, 2].starts_with(&got), "{got:?}");
+    }
 
     #[test]
     fn bodies_carry_fields_and_have_the_requested_size() {
