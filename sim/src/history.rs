@@ -212,9 +212,9 @@ pub struct History {
     /// With a cost model: at each whole simulated second (ms), the CPU time (ns) each
     /// broker had been charged so far, in scenario order.
     pub cpu_samples: Vec<(u64, Vec<u64>)>,
-    /// With a `[clients]` cost profile: at each whole simulated second (ms), the CPU time
-    /// (ns) the clients had been charged so far.
-    pub clients_cpu_samples: Vec<(u64, u64)>,
+    /// With a `[clients]` cost profile: the CPU time (ns) the clients had been charged by
+    /// the last whole simulated second of the scenario.
+    pub clients_cpu_ns: Option<u64>,
     /// Every broker incarnation's observations handle, with its start (µs) and, once
     /// crashed, the crash time (µs); the world turns them into `incarnations` (with
     /// `power_losses`).

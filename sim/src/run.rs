@@ -107,20 +107,12 @@ fn broker_cpu(scenario: &Scenario, history: &History) -> Vec<BrokerCpu> {
         .collect()
 }
 
-/// The clients' simulated CPU by the end of the scenario (the last sample at or before its
-/// duration); `None` without a `[clients]` cost profile.
+/// The clients' simulated CPU by the end of the scenario; `None` without a `[clients]`
+/// cost profile.
 fn clients_cpu(scenario: &Scenario, history: &History) -> Option<ClientsCpu> {
-    let cores = scenario.clients.as_ref()?.cores;
-    let end_ms = (scenario.duration_s * 1000.0).round() as u64;
-    let busy_ns = history
-        .clients_cpu_samples
-        .iter()
-        .take_while(|(at_ms, _)| *at_ms <= end_ms)
-        .last()?
-        .1;
     Some(ClientsCpu {
-        busy_us: busy_ns / 1000,
-        cores,
+        busy_us: history.clients_cpu_ns? / 1000,
+        cores: scenario.clients.as_ref()?.cores,
     })
 }
 

@@ -264,9 +264,9 @@ pub fn run(
             if cost_model {
                 sample_cpu(scenario, recorder, now_ms);
             }
-            if let Some(c) = &clients_meter {
+            if let Some(c) = clients_meter.as_ref().filter(|_| now_ms <= total_ms) {
                 let busy = u64::try_from(c.busy().as_nanos()).unwrap_or(u64::MAX);
-                recorder.lock().clients_cpu_samples.push((now_ms, busy));
+                recorder.lock().clients_cpu_ns = Some(busy);
             }
             progress(Progress {
                 sim_ms: now_ms.min(total_ms),

@@ -230,8 +230,8 @@ impl Broker {
         }
     }
 
-    /// The peer closed the connection or the socket failed.
-    /// After [`Output::Close`], the shell's report that it has written all it will.
+    /// The peer closed the connection or the socket failed; or, after [`Output::Close`],
+    /// the shell's report that it has written all it will.
     pub fn handle_close(&mut self, now_ms: u64, conn: ConnId) {
         self.now_ms = now_ms;
         if self.conns.contains_key(&conn) {
