@@ -463,6 +463,10 @@ pub struct Session {
     /// `subs` by wire id, so that a MESSAGE finds its subscription without a scan (a
     /// network bridge holds thousands).
     by_wire: BTreeMap<String, SubscriptionId>,
+    /// The subscriptions that go without an `id` on STOMP 1.0, by destination, so that an
+    /// id-less MESSAGE finds its subscription without a scan (an `mco` client holds a
+    /// reply subscription per request, thousands at a time).
+    omitting: BTreeMap<String, BTreeSet<SubscriptionId>>,
     next_sub: u64,
     receipts: BTreeMap<ReceiptId, Receipted>,
     next_receipt: u64,
@@ -478,6 +482,7 @@ impl Session {
             connection: 0,
             subs: BTreeMap::new(),
             by_wire: BTreeMap::new(),
+            omitting: BTreeMap::new(),
             next_sub: 0,
             receipts: BTreeMap::new(),
             next_receipt: 0,
@@ -646,6 +651,12 @@ impl Session {
         self.next_sub = n;
         let id = SubscriptionId(n);
         let sub = Subscription { id, spec, wire_id };
+        if sub.spec.id == IdHeader::OmitOn1_0 {
+            self.omitting
+                .entry(sub.spec.destination.clone())
+                .or_default()
+                .insert(id);
+        }
         let frame = self.version().map(|v| subscribe_frame(&sub, v));
         self.subs.insert(id, sub);
         Ok((id, frame))
@@ -665,6 +676,12 @@ impl Session {
             .remove(&id)
             .ok_or(SessionError::UnknownSubscription(id))?;
         self.by_wire.remove(&sub.wire_id);
+        if let Some(ids) = self.omitting.get_mut(&sub.spec.destination) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.omitting.remove(&sub.spec.destination);
+            }
+        }
         let Some(v) = self.version() else {
             return Ok(None);
         };
@@ -879,17 +896,19 @@ impl Session {
         }
     }
 
-    /// A MESSAGE without `subscription` (STOMP 1.0): the id-less subscription to its
-    /// destination, else the only id-less subscription.
+    /// A MESSAGE without `subscription` (STOMP 1.0): the first id-less subscription to
+    /// its destination, else the only id-less subscription. Only STOMP 1.0 leaves a
+    /// subscription's `id` out.
     fn id_less_subscription(&self, destination: &str) -> Option<SubscriptionId> {
-        let v = self.version()?;
-        let mut id_less = self.subs.values().filter(|s| s.wire_id_for(v).is_none());
-        let exact = id_less
-            .clone()
-            .find(|s| s.spec.destination == destination)
-            .map(|s| s.id);
-        exact.or_else(|| match (id_less.next(), id_less.next()) {
-            (Some(only), None) => Some(only.id),
+        if self.version()? != Version::V1_0 {
+            return None;
+        }
+        let exact = self
+            .omitting
+            .get(destination)
+            .and_then(|ids| ids.first().copied());
+        exact.or_else(|| match self.omitting.first_key_value() {
+            Some((_, ids)) if self.omitting.len() == 1 && ids.len() == 1 => ids.first().copied(),
             _ => None,
         })
     }
@@ -1274,6 +1293,51 @@ mod tests {
             .subscribe(SubscribeSpec::new("/queue/a").without_id())
             .unwrap();
         assert_eq!(frame.unwrap().headers.get("id"), Some("sub-1"));
+    }
+
+    #[test]
+    fn id_less_messages_find_their_subscription_among_thousands() {
+        let mut s = open(
+            SessionConfig {
+                accept_version: Some("1.0".into()),
+                ..SessionConfig::default()
+            },
+            "1.0",
+        );
+        let ids: Vec<SubscriptionId> = (0..3000)
+            .map(|n| {
+                s.subscribe(SubscribeSpec::new(format!("/queue/reply.{n}")).without_id())
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let to = |s: &mut Session, dest: &str| match s.handle_frame(message(None, dest, "m")) {
+            Incoming::Message(m) => m.subscription,
+            _ => panic!("not a message"),
+        };
+        assert_eq!(to(&mut s, "/queue/reply.1234"), Some(ids[1234]));
+        assert_eq!(to(&mut s, "/queue/reply.0"), Some(ids[0]));
+        // Several id-less subscriptions and none to the destination: nobody's.
+        assert_eq!(to(&mut s, "/queue/elsewhere"), None);
+        // A second subscription to one destination: the first still takes its messages,
+        // and the second once the first is gone.
+        let (twin, _) = s
+            .subscribe(SubscribeSpec::new("/queue/reply.7").without_id())
+            .unwrap();
+        assert_eq!(to(&mut s, "/queue/reply.7"), Some(ids[7]));
+        s.unsubscribe(ids[7]).unwrap();
+        assert_eq!(to(&mut s, "/queue/reply.7"), Some(twin));
+        // Unsubscribed: its messages find nobody while others remain, and the one left
+        // takes every id-less message.
+        s.unsubscribe(ids[1234]).unwrap();
+        assert_eq!(to(&mut s, "/queue/reply.1234"), None);
+        for (n, id) in ids.iter().enumerate().skip(1) {
+            if n != 7 && n != 1234 {
+                s.unsubscribe(*id).unwrap();
+            }
+        }
+        s.unsubscribe(twin).unwrap();
+        assert_eq!(to(&mut s, "/queue/reply.1234"), Some(ids[0]));
     }
 
     #[test]
