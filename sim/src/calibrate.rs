@@ -1353,7 +1353,7 @@ pub fn calibrate(
             generator_wakeups: own_wakeups1.saturating_sub(own_wakeups0),
         };
         say(format!(
-            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores, {} wake-ups), generator {:.3} s ({} wake-ups); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
+            "{:<26} {:>5.1} s wall, broker CPU {:>6.3} s ({:.2} cores, {} wake-ups), generator {:.3} s ({} wake-ups, {} I/O calls); {}frames in {} out {}, deliveries {}, heart-beats {}, connections {}{}",
             w.name,
             wall_s,
             raw,
@@ -1361,6 +1361,7 @@ pub fn calibrate(
             sample.wakeups,
             sample.generator_cpu_s,
             sample.generator_wakeups,
+            client.io_calls,
             if work.events > 0 {
                 format!("events {}, ", work.events)
             } else {

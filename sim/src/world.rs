@@ -288,6 +288,17 @@ pub fn run(
         sim_ms: total_ms,
         total_ms,
     });
+    if let Some(c) = clients_meter.as_ref() {
+        let t = c.tally();
+        tracing::info!(
+            io_calls = t.io_calls,
+            frames_read = t.frames_read,
+            frames_written = t.frames_written,
+            wakeups = t.wakeups,
+            busy_ms = c.busy().as_millis() as u64,
+            "the simulated clients' CPU was charged for"
+        );
+    }
     // Dropping the simulation drops every broker still running, which publishes what it
     // held at the end.
     drop(sim);

@@ -65,6 +65,8 @@ pub struct ClientCpu {
     queue: Mutex<Queue>,
     /// Busy time charged so far (for the report).
     busy: Mutex<Duration>,
+    /// What was charged so far, counted (for the log).
+    tally: Mutex<Tally>,
     /// The simulation's tick. A wait shorter than half of it is not taken, and a longer
     /// one ends half of it before its end (the nearest tick); a write within a tick of
     /// the client getting what it waited for on the same stream is the same task going
@@ -194,6 +196,7 @@ impl ClientCpu {
             cores,
             queue: Mutex::new(queue),
             busy: Mutex::new(Duration::ZERO),
+            tally: Mutex::new(Tally::default()),
             tick,
         })
     }
@@ -255,6 +258,7 @@ impl ClientCpu {
             .unwrap_or_else(|| earliest_free(free));
         // A core that had finished is woken (see `CostProfile::wakeups_ns`).
         let cost = if free[core] < now {
+            self.tally.lock().unwrap_or_else(|p| p.into_inner()).wakeups += 1;
             cost + self.wakeup()
         } else {
             cost
@@ -281,6 +285,7 @@ impl ClientCpu {
     /// shared cores (the work waiting is pushed back by as much). Returns the wait before
     /// its result may be used, if there is one worth taking.
     fn charge_continuing(&self, work: &Work, task: &mut Task) -> Option<Wait> {
+        self.count(work);
         let cost = self.cost(work);
         if cost.is_zero() {
             return None;
@@ -301,6 +306,18 @@ impl ClientCpu {
         Wait::worth_taking(job, now, self.tick / 2)
     }
 
+    /// What was charged so far, counted.
+    pub fn tally(&self) -> Tally {
+        *self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, work: &Work) {
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.io_calls += work.io_calls;
+        t.frames_read += work.frames_out;
+        t.frames_written += work.frames_in;
+    }
+
     /// The CPU time charged so far.
     pub fn busy(&self) -> Duration {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
@@ -310,6 +327,7 @@ impl ClientCpu {
     /// before its result may be used, if there is one worth taking (see
     /// [`ClientCpu::tick`]).
     fn charge(&self, work: &Work, turn: Turn, task: &mut Task) -> Option<Wait> {
+        self.count(work);
         let now = now();
         let cost = self.cost(work);
         if cost.is_zero() {
@@ -317,6 +335,16 @@ impl ClientCpu {
         }
         Wait::worth_taking(self.enqueue(now, cost, turn, task), now, self.tick / 2)
     }
+}
+
+/// What the clients' CPU was charged for, counted: I/O calls (chunks read or written),
+/// frames read and written, and wake-ups of an idle core (first come first served only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub io_calls: u64,
+    pub frames_read: u64,
+    pub frames_written: u64,
+    pub wakeups: u64,
 }
 
 /// The one task a connection's work runs on. A live client's connection is served by one
