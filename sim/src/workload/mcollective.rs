@@ -35,8 +35,29 @@ use crate::history::{ClientId, McoObservation, McoRequest, Recorder, RequestKind
 use crate::scenario::{McoSpec, RackSpec, ReconnectSpec, Scenario};
 use crate::seed;
 
-/// The pid part of reply queue names (MCollective uses the client's process id).
+/// The pid part of reply queue names in the simulator (MCollective uses the client's
+/// process id).
 const CLIENT_PID: u32 = 16202;
+
+/// The pid part of reply queue names: [`CLIENT_PID`] in the simulator; in a live run, one
+/// drawn from the run's tag (its process and start time), as each `mco` process has a pid
+/// of its own. Runs one after another against one broker must not share reply queues: a
+/// queue keeps the replies that came after its client had gone (a run past the knee
+/// leaves thousands), and the next run's client, subscribing to the same name, would
+/// take them as its own (a calibration's request/reply runs once received 18,000 replies
+/// left by the fan-out runs before them).
+fn client_pid(run_tag: Option<&str>) -> u32 {
+    match run_tag {
+        None => CLIENT_PID,
+        Some(tag) => {
+            // FNV-1a: a stable hash, within the range of Linux pids.
+            let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            1000 + (h % 4_000_000) as u32
+        }
+    }
+}
 
 /// Request ids: discovery rounds and directed requests live in separate ranges.
 fn request_id(kind: RequestKind, round: u64, client: usize) -> u64 {
@@ -195,6 +216,7 @@ pub(super) fn build(
             recorder: recorder.clone(),
             directory: directory.clone(),
             names: names.clone(),
+            pid: client_pid(env.run_tag.as_deref()),
             nodes: all_nodes.clone(),
             seed: client_seed,
             epoch_ms: scenario.epoch_ms,
@@ -479,6 +501,8 @@ struct McoClient {
     directory: Arc<BTreeMap<String, ClientId>>,
     /// The directory the other way round: a directed request's targets by name.
     names: Arc<BTreeMap<ClientId, String>>,
+    /// The pid of its first life ([`client_pid`]).
+    pid: u32,
     nodes: Arc<Vec<ClientId>>,
     seed: u64,
     epoch_ms: u64,
@@ -636,7 +660,7 @@ impl McoClient {
             let _ = lives.wait_for(|l| l.dead || l.deaths != born).await;
         };
         tokio::pin!(died);
-        let pid = CLIENT_PID.wrapping_add(born as u32);
+        let pid = self.pid.wrapping_add(born as u32);
         let subscribe = async {
             for sub in self.dialect.mco_client_subscriptions(&self.name, pid) {
                 let _ = client.subscribe(sub).await;
@@ -905,6 +929,21 @@ async fn while_taking<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_runs_name_their_reply_queues_apart() {
+        assert_eq!(client_pid(None), CLIENT_PID, "the simulator keeps its pid");
+        let a = client_pid(Some("bench-request-reply-4242-1765160000000"));
+        let b = client_pid(Some("bench-request-reply-4242-1765160011500"));
+        assert_ne!(a, b, "two runs of one process");
+        assert_eq!(
+            a,
+            client_pid(Some("bench-request-reply-4242-1765160000000"))
+        );
+        let q = |pid| Dialect::ActiveMq.mco_reply_to("mcollective", "mco", pid, 1, "rpcutil");
+        assert_ne!(q(a).reply_to, q(b).reply_to);
+        assert!((1000..4_001_000).contains(&a));
+    }
 
     /// The loop of full queues in miniature: the "broker" takes the client's request
     /// only once it has handed over three replies, through a queue that holds one. A
