@@ -61,6 +61,39 @@ pub const BASELINE_S: f64 = 3.0;
 /// has handled the closing connections.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// After a run, the broker is watched over samples this long until it is idle again.
+const SETTLE_SAMPLE: Duration = Duration::from_millis(500);
+
+/// A broker is idle again when it uses at most this many cores over its idle rate.
+const SETTLE_CORES: f64 = 0.05;
+
+/// And the wait for that ends after this long, with a note.
+const SETTLE_MAX: Duration = Duration::from_secs(60);
+
+/// Waits until the broker uses no more CPU than `idle_cores` (plus [`SETTLE_CORES`]) over
+/// a [`SETTLE_SAMPLE`], or [`SETTLE_MAX`]: a run past a broker's knee leaves work behind
+/// (SENDs still in its sockets, deliveries in its queues), which it goes on doing after
+/// the generator has gone. Read at once, that work would be missing from this run's CPU
+/// and counted in the next one's. Returns how long it waited, and whether the broker was
+/// idle by then.
+fn settle(cpu: &CpuSource, idle_cores: f64) -> anyhow::Result<(Duration, bool)> {
+    let start = wall_now();
+    let mut a = cpu.read_s()?;
+    loop {
+        let t = wall_now();
+        std::thread::sleep(SETTLE_SAMPLE);
+        let b = cpu.read_s()?;
+        let rate = (b - a) / t.elapsed().as_secs_f64();
+        if rate <= idle_cores + SETTLE_CORES {
+            return Ok((start.elapsed(), true));
+        }
+        if start.elapsed() >= SETTLE_MAX {
+            return Ok((start.elapsed(), false));
+        }
+        a = b;
+    }
+}
+
 /// `USER_HZ`: clock ticks per second of `/proc` CPU times (100 on every Linux ABI this
 /// runs on).
 const USER_HZ: f64 = 100.0;
@@ -1316,6 +1349,19 @@ pub fn calibrate(
         runtime.shutdown_timeout(Duration::from_secs(2));
         let outcome = outcome?;
         std::thread::sleep(SETTLE);
+        match settle(&opts.cpu, idle_cores)? {
+            (waited, true) if waited > SETTLE_SAMPLE * 2 => say(format!(
+                "{:<26} the broker went on working for {:.1} s after the run; its CPU and work include that",
+                "",
+                waited.as_secs_f64()
+            )),
+            (_, true) => {}
+            (waited, false) => say(format!(
+                "{:<26} note: the broker was still busy {:.0} s after the run; the next run may count some of this one's work",
+                "",
+                waited.as_secs_f64()
+            )),
+        }
         let cpu1 = opts.cpu.read_s()?;
         let wakeups1 = opts.cpu.wakeups();
         let own1 = own_cpu_s()?;
