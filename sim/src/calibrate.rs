@@ -57,11 +57,8 @@ pub const R2_POOR: f64 = 0.9;
 /// default.
 pub const BASELINE_S: f64 = 3.0;
 
-/// Pause after each run before the CPU and counters are read again, so that the broker
-/// has handled the closing connections.
-const SETTLE: Duration = Duration::from_millis(500);
-
-/// After a run, the broker is watched over samples this long until it is idle again.
+/// After a run, the broker is watched over samples this long until it is idle again
+/// (at least one: it handles the closing connections meanwhile).
 const SETTLE_SAMPLE: Duration = Duration::from_millis(500);
 
 /// A broker is idle again when it uses at most this many cores over its idle rate.
@@ -1348,7 +1345,6 @@ pub fn calibrate(
         // Whatever the workload left running (connections, timers) stops here.
         runtime.shutdown_timeout(Duration::from_secs(2));
         let outcome = outcome?;
-        std::thread::sleep(SETTLE);
         match settle(&opts.cpu, idle_cores)? {
             (waited, true) if waited > SETTLE_SAMPLE * 2 => say(format!(
                 "{:<26} the broker went on working for {:.1} s after the run; its CPU and work include that",

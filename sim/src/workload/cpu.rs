@@ -63,9 +63,8 @@ pub struct ClientCpu {
     profile: CostProfile,
     cores: u32,
     queue: Mutex<Queue>,
-    /// Busy time charged so far (for the report).
-    busy: Mutex<Duration>,
-    /// What was charged so far, counted (for the log).
+    /// What was charged so far: the busy time (for the report) and the work counted (for
+    /// the log).
     tally: Mutex<Tally>,
     /// The simulation's tick. A wait shorter than half of it is not taken, and a longer
     /// one ends half of it before its end (the nearest tick); a write within a tick of
@@ -195,7 +194,6 @@ impl ClientCpu {
             profile,
             cores,
             queue: Mutex::new(queue),
-            busy: Mutex::new(Duration::ZERO),
             tally: Mutex::new(Tally::default()),
             tick,
         })
@@ -257,13 +255,13 @@ impl ClientCpu {
             .max_by_key(|c| free[*c])
             .unwrap_or_else(|| earliest_free(free));
         // A core that had finished is woken (see `CostProfile::wakeups_ns`).
-        let cost = if free[core] < now {
-            self.tally.lock().unwrap_or_else(|p| p.into_inner()).wakeups += 1;
-            cost + self.wakeup()
-        } else {
-            cost
-        };
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+        let woken = free[core] < now;
+        let cost = if woken { cost + self.wakeup() } else { cost };
+        {
+            let mut t = self.lock_tally();
+            t.busy += cost;
+            t.wakeups += u64::from(woken);
+        }
         let done = free[core].max(now) + cost;
         free[core] = done;
         done
@@ -276,7 +274,7 @@ impl ClientCpu {
         cost: Duration,
         turn: Turn,
     ) -> Arc<Job> {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+        self.lock_tally().busy += cost;
         lottery.add(now, cost / self.cores, self.wakeup() / self.cores, turn)
     }
 
@@ -296,7 +294,7 @@ impl ClientCpu {
             match &mut *queue {
                 Queue::Fifo(free) => {
                     go_first(free, now, cost);
-                    *self.busy.lock().unwrap_or_else(|p| p.into_inner()) += cost;
+                    self.lock_tally().busy += cost;
                     task.free = task.free.max(now + cost);
                     Job::at(now + cost)
                 }
@@ -306,13 +304,17 @@ impl ClientCpu {
         Wait::worth_taking(job, now, self.tick / 2)
     }
 
-    /// What was charged so far, counted.
+    /// What was charged so far.
     pub fn tally(&self) -> Tally {
-        *self.tally.lock().unwrap_or_else(|p| p.into_inner())
+        *self.lock_tally()
+    }
+
+    fn lock_tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn count(&self, work: &Work) {
-        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.lock_tally();
         t.io_calls += work.io_calls;
         t.frames_read += work.frames_out;
         t.frames_written += work.frames_in;
@@ -320,7 +322,7 @@ impl ClientCpu {
 
     /// The CPU time charged so far.
     pub fn busy(&self) -> Duration {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock_tally().busy
     }
 
     /// Charges `work` of `task` now, in `turn` (random order only); returns the wait
@@ -337,10 +339,12 @@ impl ClientCpu {
     }
 }
 
-/// What the clients' CPU was charged for, counted: I/O calls (chunks read or written),
-/// frames read and written, and wake-ups of an idle core (first come first served only).
+/// What the clients' CPU was charged: the busy time, and the work counted: I/O calls
+/// (chunks read or written), frames read and written, and wake-ups of an idle core (first
+/// come first served only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
+    pub busy: Duration,
     pub io_calls: u64,
     pub frames_read: u64,
     pub frames_written: u64,

@@ -559,12 +559,6 @@ impl Writing {
     }
 }
 
-/// A request whose replies are being collected.
-struct Open {
-    /// Its reply queue's subscription, if it has one of its own.
-    subscription: Option<PendingSubscription>,
-}
-
 impl McoClient {
     /// Runs the client for the whole run: one process life after another, as
     /// `crash-clients` kills the process and starts it again.
@@ -674,12 +668,12 @@ impl McoClient {
         let timebase = self.recorder.timebase();
         let spec = &self.spec;
         let window = Duration::from_secs_f64(spec.discovery_timeout_s);
-        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
-        // When each open window closes, soonest first: the loop goes round once per
-        // reply, so finding the next close must not cost a pass over every open request
-        // (thousands at a time; that pass was most of the live generator's CPU at 1,600
-        // requests/s).
-        let mut closes: BTreeSet<(Duration, u64)> = BTreeSet::new();
+        // The requests whose replies are being collected, by when their windows close
+        // (and id), with their reply queues' subscriptions if they have their own. The
+        // loop goes round once per reply, so finding the next close must not cost a pass
+        // over every open request (thousands at a time; that pass was most of the live
+        // generator's CPU at 1,600 requests/s).
+        let mut open: BTreeMap<(Duration, u64), Option<PendingSubscription>> = BTreeMap::new();
         // Requests handed to the client and not yet written, oldest first. The loop goes
         // on taking replies meanwhile: a client that stopped reading until each request
         // was written would leave its replies in the broker (and, live, in its socket)
@@ -687,7 +681,7 @@ impl McoClient {
         let mut writing: VecDeque<Writing> = VecDeque::new();
         loop {
             let next_request = state.schedule.first().map(|(at, _, _)| *at);
-            let next_close = closes.first().map(|(until, _)| *until);
+            let next_close = open.first_key_value().map(|((until, _), _)| *until);
             let wake = match (next_request, next_close) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -716,17 +710,17 @@ impl McoClient {
                     let now = Duration::from_micros(timebase.now_us());
                     // Close windows that ended: UNSUBSCRIBE the reply queue.
                     let mut ended = Vec::new();
-                    while let Some(&(until, k)) = closes.first() {
-                        if until > now {
+                    while let Some(entry) = open.first_entry() {
+                        if entry.key().0 > now {
                             break;
                         }
-                        closes.pop_first();
-                        ended.push(k);
+                        let ((_, id), subscription) = entry.remove_entry();
+                        ended.push((id, subscription));
                     }
                     // Unsubscribed in the order of their ids.
-                    ended.sort_unstable();
-                    for k in ended {
-                        if let Some(Open { subscription: Some(sub), .. }) = open.remove(&k) {
+                    ended.sort_unstable_by_key(|(id, _)| *id);
+                    for (_, subscription) in ended {
+                        if let Some(sub) = subscription {
                             let end = async {
                                 if let Ok(sub) = sub.made().await {
                                     let _ = client.unsubscribe_queued(sub).await;
@@ -784,8 +778,7 @@ impl McoClient {
                             },
                             sends,
                         });
-                        open.insert(id, Open { subscription });
-                        closes.insert((until, id));
+                        open.insert((until, id), subscription);
                     }
                 }
             }
